@@ -1,0 +1,25 @@
+//! mcp-firewall: an MCP server that stands between an AI client and the real
+//! MCP servers it uses, puts every request through a Rego policy, and writes
+//! every decision to a hash-chained audit log before anything is forwarded.
+//!
+//! # Layout
+//!
+//! | module | job |
+//! |---|---|
+//! | [`config`] | TOML config: raw (serde, `deny_unknown_fields`) -> validated -> resolved |
+//! | [`policy`] | pure decision types and the regorus adapter (no sockets, no tokio) |
+//! | [`audit`] | hash-chained JSON Lines writer, verifier and argument masking |
+//! | [`jsonrpc`] | JSON-RPC 2.0 message shapes and the error codes we answer with |
+//! | [`upstream`] | child-process connections to the real MCP servers, id mapping |
+//! | [`proxy`] | the request pipeline: route, validate, decide, audit, forward |
+//! | [`downstream`] | the client-facing side (stdio) |
+//! | [`error`] | the failures that matter, mapped to client answers in one place |
+
+pub mod audit;
+pub mod config;
+pub mod downstream;
+pub mod error;
+pub mod jsonrpc;
+pub mod policy;
+pub mod proxy;
+pub mod upstream;
