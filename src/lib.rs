@@ -13,12 +13,14 @@
 //! | [`upstream`] | child-process connections to the real MCP servers, id mapping |
 //! | [`proxy`] | the request pipeline: route, validate, decide, audit, forward |
 //! | [`downstream`] | the client-facing side (stdio) |
+//! | [`framing`] | newline-delimited framing with a size cap that survives bad lines |
 //! | [`error`] | the failures that matter, mapped to client answers in one place |
 
 pub mod audit;
 pub mod config;
 pub mod downstream;
 pub mod error;
+pub mod framing;
 pub mod jsonrpc;
 pub mod policy;
 pub mod proxy;

@@ -1,1 +1,111 @@
-fn main() {}
+//! The `mcp-firewall` command line: a thin layer over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod cli;
+
+#[derive(Parser)]
+#[command(name = "mcp-firewall", version, about = "Policy, approval and audit between AI clients and MCP servers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve MCP on stdin/stdout in front of one or more upstream servers.
+    Run(RunArgs),
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Work with policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+/// `run`: either `--config FILE` or the wrap form `-- COMMAND ARGS...`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// TOML config naming several upstreams (see README).
+    #[arg(long, conflicts_with = "command")]
+    pub config: Option<PathBuf>,
+    /// Directory of Rego policies (and JSON data files).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Rego package to evaluate.
+    #[arg(long)]
+    pub package: Option<String>,
+    /// Audit log file (JSON Lines, hash-chained).
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
+    /// `never` (write per record, the default) or `always` (fsync per record).
+    #[arg(long)]
+    pub audit_fsync: Option<String>,
+    /// Principal of this stdio session (default: the OS user).
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Upstream name in the wrap form, as policies see it in `input.server`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The upstream server's command and arguments (wrap form).
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; exit 0 if intact, 1 naming the first bad record.
+    Verify { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run every `test_*` rule in the policy directory.
+    Test {
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Print the decision for one input document.
+    Eval {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long, default_value = "policies")]
+        policy: PathBuf,
+        #[arg(long, default_value = mcp_firewall::config::DEFAULT_PACKAGE)]
+        package: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let outcome = match cli.command {
+        Command::Run(args) => cli::run(args),
+        Command::Audit { command: AuditCommand::Verify { file } } => cli::audit_verify(&file),
+        Command::Policy { command: PolicyCommand::Test { dir } } => cli::policy_test(&dir),
+        Command::Policy { command: PolicyCommand::Eval { input, policy, package } } => {
+            cli::policy_eval(&input, &policy, &package)
+        }
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mcp-firewall: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr: in stdio mode stdout belongs to MCP.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("mcp_firewall=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

@@ -1,1 +1,264 @@
-//! config
+//! Configuration in three stages: [`raw`] (the TOML as written, unknown keys
+//! rejected) -> [`Config`] (validated: names, paths and modes checked, paths
+//! resolved against the config file's directory) -> the running proxy
+//! (compiled policy, opened audit log; built in `proxy::Proxy::start`).
+//!
+//! Every error names the file, the key and what was expected, e.g.
+//! `mcp-firewall.toml: upstream[1].name: "fs__x" must not contain "__"`.
+
+pub mod raw;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::audit::FsyncMode;
+
+/// Package the firewall evaluates unless the config says otherwise.
+pub const DEFAULT_PACKAGE: &str = "mcp.firewall";
+/// Upstream name used by the wrap form (`run -- COMMAND ...`) without `--name`.
+pub const DEFAULT_UPSTREAM_NAME: &str = "upstream";
+/// Separator between the upstream name and its own tool/prompt name when
+/// several upstreams are merged (`fs__read_file`). Upstream names may not
+/// contain it, so splitting at its first occurrence is unambiguous.
+pub const NAMESPACE_SEPARATOR: &str = "__";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub policy_dir: PathBuf,
+    pub package: String,
+    pub audit_path: PathBuf,
+    pub fsync: FsyncMode,
+    pub mask_fields: Vec<String>,
+    pub principal: Option<String>,
+    pub upstreams: Vec<UpstreamSpec>,
+    /// True for the wrap form: one upstream, names passed through unchanged.
+    pub passthrough_names: bool,
+}
+
+/// How to start one upstream MCP server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamSpec {
+    pub name: String,
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("{file}: {message}")]
+    Syntax { file: PathBuf, message: String },
+    #[error("{file}: {key}: {message}")]
+    Invalid { file: PathBuf, key: String, message: String },
+}
+
+impl Config {
+    /// Read, parse and validate a TOML config file.
+    pub fn from_file(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|source| ConfigError::Read { file: file.to_path_buf(), source })?;
+        Config::from_toml(&text, file)
+    }
+
+    /// Parse and validate TOML text; `file` names it in errors and anchors
+    /// relative paths.
+    pub fn from_toml(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: file.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        Validator { file, base }.config(raw)
+    }
+
+    /// The wrap form: one upstream started from a command line.
+    pub fn wrap(name: Option<String>, command: Vec<String>) -> Result<Config, ConfigError> {
+        let file = Path::new("<command line>");
+        let mut parts = command.into_iter();
+        let command = parts.next().ok_or_else(|| ConfigError::Invalid {
+            file: file.into(),
+            key: "COMMAND".into(),
+            message: "expected the upstream server's command after `--`".into(),
+        })?;
+        let name = name.unwrap_or_else(|| DEFAULT_UPSTREAM_NAME.to_string());
+        check_name(&name).map_err(|message| ConfigError::Invalid {
+            file: file.into(),
+            key: "--name".into(),
+            message,
+        })?;
+        Ok(Config {
+            policy_dir: PathBuf::from("policies"),
+            package: DEFAULT_PACKAGE.into(),
+            audit_path: PathBuf::from("mcp-firewall-audit.jsonl"),
+            fsync: FsyncMode::Never,
+            mask_fields: Vec::new(),
+            principal: None,
+            upstreams: vec![UpstreamSpec {
+                name,
+                command,
+                args: parts.collect(),
+                env: BTreeMap::new(),
+                cwd: None,
+            }],
+            passthrough_names: true,
+        })
+    }
+}
+
+/// Parse an fsync mode name.
+pub fn parse_fsync(value: &str) -> Result<FsyncMode, String> {
+    match value {
+        "always" => Ok(FsyncMode::Always),
+        "never" => Ok(FsyncMode::Never),
+        other => Err(format!("expected \"always\" or \"never\", got {other:?}")),
+    }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn config(&self, raw: raw::RawConfig) -> Result<Config, ConfigError> {
+        if raw.upstream.is_empty() {
+            return Err(self.err("upstream", "expected at least one [[upstream]] table".into()));
+        }
+        let mut seen = HashSet::new();
+        let mut upstreams = Vec::new();
+        for (i, up) in raw.upstream.into_iter().enumerate() {
+            let key = |field: &str| format!("upstream[{i}].{field}");
+            check_name(&up.name).map_err(|m| self.err(&key("name"), m))?;
+            if !seen.insert(up.name.clone()) {
+                return Err(self.err(&key("name"), format!("duplicate upstream name {:?}", up.name)));
+            }
+            if up.command.trim().is_empty() {
+                return Err(self.err(&key("command"), "expected a non-empty command".into()));
+            }
+            upstreams.push(UpstreamSpec {
+                name: up.name,
+                command: up.command,
+                args: up.args,
+                env: up.env,
+                cwd: up.cwd.map(|c| self.path(&c)),
+            });
+        }
+        let fsync = match raw.audit.fsync {
+            Some(mode) => parse_fsync(&mode).map_err(|m| self.err("audit.fsync", m))?,
+            None => FsyncMode::Never,
+        };
+        let package = raw.policy.package.unwrap_or_else(|| DEFAULT_PACKAGE.into());
+        if package.is_empty() || package.split('.').any(|p| p.is_empty()) {
+            return Err(self.err("policy.package", format!("expected a dotted Rego package name, got {package:?}")));
+        }
+        if let Some(p) = &raw.session.principal
+            && p.trim().is_empty()
+        {
+            return Err(self.err("session.principal", "expected a non-empty principal id".into()));
+        }
+        Ok(Config {
+            policy_dir: self.path(raw.policy.dir.as_deref().unwrap_or("policies")),
+            package,
+            audit_path: self.path(raw.audit.path.as_deref().unwrap_or("mcp-firewall-audit.jsonl")),
+            fsync,
+            mask_fields: raw.audit.mask_fields,
+            principal: raw.session.principal,
+            upstreams,
+            passthrough_names: false,
+        })
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+    }
+
+    fn err(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid { file: self.file.to_path_buf(), key: key.into(), message }
+    }
+}
+
+/// Upstream names become tool-name prefixes, so they are restricted to
+/// characters every client accepts in tool names and may not contain the
+/// separator.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 32 {
+        return Err(format!("{name:?}: expected 1 to 32 characters"));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!("{name:?}: expected only letters, digits, '-' and '_'"));
+    }
+    if name.contains(NAMESPACE_SEPARATOR) || name.ends_with('_') {
+        return Err(format!("{name:?} must not contain {NAMESPACE_SEPARATOR:?} or end with '_'"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/fw/mcp-firewall.toml"))
+    }
+
+    #[test]
+    fn full_config_resolves_relative_paths_against_the_file() {
+        let cfg = parse(
+            r#"
+            [policy]
+            dir = "rego"
+            [audit]
+            path = "/var/log/audit.jsonl"
+            fsync = "always"
+            mask_fields = ["ssn"]
+            [session]
+            principal = "alice"
+            [[upstream]]
+            name = "fs"
+            command = "npx"
+            args = ["-y", "server"]
+            env = { A = "1" }
+            cwd = "work"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.policy_dir, PathBuf::from("/etc/fw/rego"));
+        assert_eq!(cfg.audit_path, PathBuf::from("/var/log/audit.jsonl"));
+        assert_eq!(cfg.fsync, FsyncMode::Always);
+        assert_eq!(cfg.upstreams[0].cwd, Some(PathBuf::from("/etc/fw/work")));
+        assert_eq!(cfg.upstreams[0].env["A"], "1");
+        assert!(!cfg.passthrough_names);
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_key() {
+        let cases = [
+            ("[[upstream]]\nname='a'\ncommand='x'\nbogus=1", "bogus"),
+            ("[[upstream]]\nname='a__b'\ncommand='x'", "upstream[0].name"),
+            ("[[upstream]]\nname='a'\ncommand='x'\n[[upstream]]\nname='a'\ncommand='y'", "upstream[1].name"),
+            ("[[upstream]]\nname='a'\ncommand=''", "upstream[0].command"),
+            ("[[upstream]]\nname='a'\ncommand='x'\n[audit]\nfsync='sometimes'", "audit.fsync"),
+            ("[[upstream]]\nname='a'\ncommand=3", "command"),
+            ("", "upstream"),
+        ];
+        for (text, key) in cases {
+            let err = parse(text).expect_err(text).to_string();
+            assert!(err.starts_with("/etc/fw/mcp-firewall.toml: "), "{err}");
+            assert!(err.contains(key), "{text:?} -> {err}");
+        }
+    }
+
+    #[test]
+    fn wrap_form_needs_a_command() {
+        assert!(Config::wrap(None, vec![]).is_err());
+        let cfg = Config::wrap(None, vec!["node".into(), "server.js".into()]).unwrap();
+        assert_eq!(cfg.upstreams[0].name, DEFAULT_UPSTREAM_NAME);
+        assert_eq!(cfg.upstreams[0].args, vec!["server.js"]);
+        assert!(cfg.passthrough_names);
+    }
+}

@@ -1,1 +1,4 @@
-//! downstream
+//! The client-facing side. Today: stdio, what desktop clients launch.
+//! Streamable HTTP and SSE listeners will live beside it.
+
+pub mod stdio;

@@ -1,1 +1,196 @@
-//! proxy
+//! The request pipeline: every client message enters here, is routed to the
+//! module for its method family, and leaves as an answer or a relay.
+//!
+//! | module | methods |
+//! |---|---|
+//! | [`initialize`] | `initialize` (and initializing every upstream) |
+//! | [`tools`] | `tools/list`, `tools/call` |
+//! | [`resources`] | `resources/list`, `resources/templates/list`, `resources/read`, `resources/subscribe`, `resources/unsubscribe` |
+//! | [`prompts`] | `prompts/list`, `prompts/get`, `completion/complete` |
+//! | [`notifications`] | notifications both ways, server-to-client requests, cancellation |
+//! | [`pipeline`] | decide -> audit -> `Permit` -> forward, shared by the families |
+//!
+//! Methods the firewall does not know are refused (`-32601`), not relayed:
+//! an unknown method could act without a policy decision.
+
+mod catalogue;
+mod initialize;
+pub mod input;
+mod notifications;
+pub mod pipeline;
+mod prompts;
+mod resources;
+pub mod session;
+mod tools;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{AuditLog, MaskRules};
+use crate::config::Config;
+use crate::error::Refusal;
+use crate::jsonrpc::{self, Message};
+use crate::policy::PolicySet;
+use crate::upstream::{Naming, Upstream, UpstreamError, UpstreamEvent};
+use catalogue::Catalogue;
+use session::Session;
+
+/// Messages queued for the client before the proxy waits for the writer.
+pub const CLIENT_QUEUE: usize = 1024;
+
+/// The firewall for one client session.
+pub struct Proxy {
+    upstreams: Vec<Arc<Upstream>>,
+    naming: Naming,
+    policy: RwLock<Arc<PolicySet>>,
+    audit: Arc<AuditLog>,
+    mask: MaskRules,
+    session: Session,
+    catalogue: RwLock<Catalogue>,
+    schemas: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
+    client: mpsc::Sender<Value>,
+    initialized: AtomicBool,
+    /// Client requests being worked on, by the client's id, so a
+    /// `notifications/cancelled` can stop them.
+    inflight: Mutex<HashMap<String, CancellationToken>>,
+    /// Server-to-client requests relayed to the client: our id -> (upstream, its id).
+    relayed: Mutex<HashMap<String, (String, Value)>>,
+    relay_seq: AtomicU64,
+}
+
+/// What the proxy is built from; the caller opens the pieces so start-up
+/// errors surface before any client traffic.
+pub struct Parts {
+    pub config: Config,
+    pub policy: PolicySet,
+    pub audit: Arc<AuditLog>,
+    pub session: Session,
+}
+
+impl Proxy {
+    /// Start every upstream process and return the proxy plus the stream of
+    /// upstream events that [`Proxy::run_events`] consumes.
+    pub fn start(
+        parts: Parts,
+        client: mpsc::Sender<Value>,
+    ) -> Result<(Arc<Proxy>, mpsc::Receiver<UpstreamEvent>), UpstreamError> {
+        let (events_tx, events_rx) = mpsc::channel(CLIENT_QUEUE);
+        let upstreams = parts
+            .config
+            .upstreams
+            .iter()
+            .map(|spec| Upstream::spawn(spec, events_tx.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut mask_fields = crate::audit::MaskRules::default_field_names();
+        mask_fields.extend(parts.config.mask_fields.iter().cloned());
+        let proxy = Proxy {
+            upstreams,
+            naming: Naming { passthrough: parts.config.passthrough_names },
+            policy: RwLock::new(Arc::new(parts.policy)),
+            audit: parts.audit,
+            mask: MaskRules::new(mask_fields),
+            session: parts.session,
+            catalogue: RwLock::new(Catalogue::default()),
+            schemas: Mutex::new(HashMap::new()),
+            client,
+            initialized: AtomicBool::new(false),
+            inflight: Mutex::new(HashMap::new()),
+            relayed: Mutex::new(HashMap::new()),
+            relay_seq: AtomicU64::new(1),
+        };
+        Ok((Arc::new(proxy), events_rx))
+    }
+
+    /// The policy in force now. In-flight calls keep the `Arc` they took.
+    pub fn policy(&self) -> Arc<PolicySet> {
+        self.policy.read().expect("policy lock").clone()
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Handle one line from the client. Requests run on their own task so a
+    /// slow call never blocks the next message.
+    pub async fn handle_bytes(self: &Arc<Self>, line: &[u8]) {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        match jsonrpc::parse_bytes(line) {
+            Ok(Message::Request { id, method, params }) => {
+                let proxy = self.clone();
+                tokio::spawn(async move { proxy.handle_request(id, method, params).await });
+            }
+            Ok(Message::Notification { method, params }) => self.client_notification(&method, params).await,
+            Ok(Message::Response { id, body }) => self.client_response(id, body).await,
+            Err(e) => {
+                tracing::warn!("refused a malformed message from the client: {e}");
+                self.send(e.to_response()).await;
+            }
+        }
+    }
+
+    /// Answer a message the transport could not even read (e.g. too large).
+    pub async fn reject_unreadable(&self, reason: &str) {
+        let response = jsonrpc::error_response(&Value::Null, jsonrpc::code::INVALID_REQUEST, reason, None);
+        self.send(response).await;
+    }
+
+    async fn handle_request(self: Arc<Self>, id: Value, method: String, params: Value) {
+        let key = id.to_string();
+        let cancel = CancellationToken::new();
+        self.inflight.lock().expect("inflight lock").insert(key.clone(), cancel.clone());
+        let answer = self.dispatch(&method, params, &cancel).await;
+        self.inflight.lock().expect("inflight lock").remove(&key);
+        // A cancelled request gets no response (MCP cancellation rules).
+        if let Some(body) = answer
+            && !cancel.is_cancelled()
+        {
+            self.send(jsonrpc::response_message(&id, body)).await;
+        }
+    }
+
+    /// `None` means cancelled: send nothing.
+    async fn dispatch(self: &Arc<Self>, method: &str, params: Value, cancel: &CancellationToken) -> Option<Result<Value, Value>> {
+        let ready = self.initialized.load(Ordering::Acquire);
+        if !ready && !matches!(method, "initialize" | "ping") {
+            return Some(Refusal::NotInitialized.answer(false, None));
+        }
+        match method {
+            "initialize" => Some(self.initialize(params).await),
+            "ping" => Some(Ok(serde_json::json!({}))),
+            "tools/list" => Some(self.tools_list().await),
+            "tools/call" => self.tools_call(params, cancel).await,
+            "resources/list" => Some(self.resources_list().await),
+            "resources/templates/list" => Some(self.resource_templates_list().await),
+            "resources/read" => self.resources_read(params, cancel).await,
+            "resources/subscribe" | "resources/unsubscribe" => Some(self.resources_subscribe(method, params).await),
+            "prompts/list" => Some(self.prompts_list().await),
+            "prompts/get" => self.prompts_get(params, cancel).await,
+            "completion/complete" => Some(self.completion(params).await),
+            "logging/setLevel" => Some(self.set_log_level(params).await),
+            other => Some(Refusal::MethodNotFound(other.to_string()).answer(false, None)),
+        }
+    }
+
+    /// Queue a message for the client. If the client is gone there is no one
+    /// to tell, so the message is dropped.
+    pub(crate) async fn send(&self, message: Value) {
+        let _ = self.client.send(message).await;
+    }
+
+    fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams.iter().find(|u| u.name() == name)
+    }
+
+    /// Upstreams that are initialized and still running.
+    fn live_upstreams(&self) -> Vec<Arc<Upstream>> {
+        let ready = self.catalogue.read().expect("catalogue lock").ready.clone();
+        self.upstreams.iter().filter(|u| u.is_alive() && ready.contains_key(u.name())).cloned().collect()
+    }
+}

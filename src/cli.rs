@@ -1,0 +1,130 @@
+//! What each subcommand does. `anyhow` lives here, at the edge.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use serde_json::json;
+
+use crate::RunArgs;
+use mcp_firewall::audit::{AuditLog, verify_file};
+use mcp_firewall::config::{Config, parse_fsync};
+use mcp_firewall::downstream::stdio;
+use mcp_firewall::policy::{PolicySet, testing};
+use mcp_firewall::proxy::session::{Principal, Session};
+use mcp_firewall::proxy::{CLIENT_QUEUE, Parts, Proxy};
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = resolve_config(&args)?;
+    let policy = PolicySet::load_dir(&config.policy_dir, &config.package)
+        .with_context(|| format!("policy in {} failed to load", config.policy_dir.display()))?;
+    let audit = Arc::new(AuditLog::open(&config.audit_path, config.fsync)?);
+    let principal = match (&args.principal, &config.principal) {
+        (Some(p), _) => Principal::new(p, "flag"),
+        (None, Some(p)) => Principal::new(p, "config"),
+        (None, None) => Principal::os_user(),
+    };
+    let record = json!({
+        "revision": policy.revision(),
+        "package": policy.package(),
+        "files": policy.files().iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+    });
+    audit.append("policy.loaded", record)?;
+    tracing::info!(revision = policy.revision(), audit = %config.audit_path.display(), "mcp-firewall ready on stdio");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve_stdio(Parts { config, policy, audit, session: Session::new("stdio", principal) }))?;
+    // Upstream processes are killed when the runtime drops their handles.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve_stdio(parts: Parts) -> anyhow::Result<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(CLIENT_QUEUE);
+    let writer = tokio::spawn(stdio::write_stdout(rx));
+    let (proxy, events) = Proxy::start(parts, tx)?;
+    tokio::spawn(proxy.clone().run_events(events));
+    stdio::read_stdin(proxy.clone()).await;
+    drop(proxy);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await;
+    Ok(())
+}
+
+fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
+    let mut config = match (&args.config, args.command.is_empty()) {
+        (Some(file), true) => Config::from_file(file)?,
+        (None, false) => Config::wrap(args.name.clone(), args.command.clone())?,
+        (Some(_), false) => bail!("give either --config FILE or -- COMMAND ARGS..., not both"),
+        (None, true) => bail!("nothing to run: give --config FILE or -- COMMAND ARGS..."),
+    };
+    if let Some(dir) = &args.policy {
+        config.policy_dir = dir.clone();
+    }
+    if let Some(package) = &args.package {
+        config.package = package.clone();
+    }
+    if let Some(path) = &args.audit_log {
+        config.audit_path = path.clone();
+    }
+    if let Some(mode) = &args.audit_fsync {
+        config.fsync = parse_fsync(mode).map_err(|m| anyhow::anyhow!("--audit-fsync: {m}"))?;
+    }
+    Ok(config)
+}
+
+pub fn audit_verify(file: &Path) -> anyhow::Result<ExitCode> {
+    match verify_file(file) {
+        Ok(summary) => {
+            println!("ok: {} records, head {}", summary.records, summary.head);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("BROKEN: {}: {e}", file.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub fn policy_test(dir: &Path) -> anyhow::Result<ExitCode> {
+    let outcomes = testing::run_tests(dir)?;
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    for o in &outcomes {
+        let verdict = if o.passed { "PASS" } else { "FAIL" };
+        println!("{verdict} {}.{} ({}) {:?}", o.package, o.name, o.file.display(), o.duration);
+        if !o.passed {
+            if let Some(error) = &o.error {
+                println!("    error: {error}");
+            }
+            for line in &o.prints {
+                println!("    print: {line}");
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", outcomes.len() - failed);
+    Ok(if failed == 0 && !outcomes.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub fn policy_eval(input: &Path, dir: &Path, package: &str) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let input: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", input.display()))?;
+    let policy = PolicySet::load_dir(dir, package)?;
+    let verdict = policy.evaluate(&input)?;
+    let (reasons, obligations) = match &verdict.decision {
+        mcp_firewall::policy::Decision::Allow => (vec![], serde_json::Value::Null),
+        mcp_firewall::policy::Decision::Deny { reasons } => (reasons.clone(), serde_json::Value::Null),
+        mcp_firewall::policy::Decision::Approve { reasons, obligations } => {
+            (reasons.clone(), obligations.clone().unwrap_or_default())
+        }
+    };
+    let out = json!({
+        "decision": verdict.decision.label(),
+        "reasons": reasons,
+        "obligations": obligations,
+        "hide": verdict.hide,
+        "message": verdict.message,
+        "default_hold": verdict.default_hold,
+        "policy_revision": policy.revision(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}

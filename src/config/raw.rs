@@ -1,0 +1,56 @@
+//! The config file exactly as written: serde structs that reject unknown keys.
+//!
+//! Nothing here is checked beyond types; [`super::validate`] turns a
+//! [`RawConfig`] into a [`super::Config`] and names the key of any mistake.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub policy: RawPolicy,
+    #[serde(default)]
+    pub audit: RawAudit,
+    #[serde(default)]
+    pub session: RawSession,
+    #[serde(default)]
+    pub upstream: Vec<RawUpstream>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub dir: Option<String>,
+    pub package: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub path: Option<String>,
+    pub fsync: Option<String>,
+    /// Argument field names masked in the log, in addition to the defaults.
+    #[serde(default)]
+    pub mask_fields: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    pub principal: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub name: String,
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+}

@@ -1,0 +1,143 @@
+//! Keeping the merged catalogue fresh: fetch every page of every live
+//! upstream's listing, merge, and audit tool definitions that changed.
+//!
+//! A listing is fetched when first needed and again after the upstream says
+//! `notifications/*/list_changed` (which clears it). A changed tool
+//! definition (same name, new fingerprint) is an audit record, since a tool
+//! that changes its description after approval is a known attack.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::Proxy;
+use crate::upstream::{Named, Resources, Upstream};
+
+/// Pages fetched from one upstream for one listing. A server that keeps
+/// returning cursors beyond this is cut off rather than looping forever.
+const MAX_LIST_PAGES: usize = 100;
+
+#[derive(Default)]
+pub struct Catalogue {
+    /// Upstreams that completed `initialize`, with their initialize result.
+    pub ready: HashMap<String, Value>,
+    pub tools: Option<Arc<Named>>,
+    pub prompts: Option<Arc<Named>>,
+    pub resources: Option<Arc<Resources>>,
+    /// Tools as last seen, kept across invalidation to detect changes.
+    pub last_tools: Arc<Named>,
+}
+
+/// Which listing a `list_changed` notification invalidates.
+pub enum Kind {
+    Tools,
+    Prompts,
+    Resources,
+}
+
+impl Proxy {
+    pub(super) fn invalidate(&self, kind: Kind) {
+        let mut cat = self.catalogue.write().expect("catalogue lock");
+        match kind {
+            Kind::Tools => cat.tools = None,
+            Kind::Prompts => cat.prompts = None,
+            Kind::Resources => cat.resources = None,
+        }
+    }
+
+    /// The merged tools, fetched if not cached.
+    pub(super) async fn tools(&self, refresh: bool) -> Arc<Named> {
+        if !refresh && let Some(t) = self.catalogue.read().expect("catalogue lock").tools.clone() {
+            return t;
+        }
+        let listings = self.fetch_all("tools/list", "tools").await;
+        let named = Arc::new(Named::merge(self.naming, listings));
+        let old = self.catalogue.read().expect("catalogue lock").last_tools.clone();
+        if !old.is_empty() {
+            for (name, before, after) in named.changes_since(&old) {
+                let record = json!({"session_id": self.session.id, "tool": name, "old_fingerprint": before, "new_fingerprint": after});
+                let event = if before.is_some() { "tool.changed" } else { "tool.added" };
+                if let Err(e) = self.audit.append(event, record) {
+                    tracing::error!("audit write failed: {e}");
+                }
+            }
+        }
+        let mut cat = self.catalogue.write().expect("catalogue lock");
+        cat.tools = Some(named.clone());
+        cat.last_tools = named.clone();
+        named
+    }
+
+    pub(super) async fn prompts(&self, refresh: bool) -> Arc<Named> {
+        if !refresh && let Some(p) = self.catalogue.read().expect("catalogue lock").prompts.clone() {
+            return p;
+        }
+        let listings = self.fetch_all("prompts/list", "prompts").await;
+        let named = Arc::new(Named::merge(self.naming, listings));
+        self.catalogue.write().expect("catalogue lock").prompts = Some(named.clone());
+        named
+    }
+
+    pub(super) async fn resources(&self, refresh: bool) -> Arc<Resources> {
+        if !refresh && let Some(r) = self.catalogue.read().expect("catalogue lock").resources.clone() {
+            return r;
+        }
+        let listings = self.fetch_all("resources/list", "resources").await;
+        let templates = self.fetch_all("resources/templates/list", "resourceTemplates").await;
+        let merged = Arc::new(Resources::merge(listings, templates));
+        self.catalogue.write().expect("catalogue lock").resources = Some(merged.clone());
+        merged
+    }
+
+    /// Every item of `method` from every live upstream that offers the
+    /// capability, in config order. A failing upstream contributes nothing
+    /// (logged) rather than failing the whole listing.
+    async fn fetch_all(&self, method: &str, key: &str) -> Vec<(String, Vec<Value>)> {
+        let capability = method.split('/').next().unwrap_or(method);
+        let fetches = self
+            .live_upstreams()
+            .into_iter()
+            .filter(|u| self.offers(u.name(), capability))
+            .map(|u| async move { (u.name().to_string(), fetch_pages(&u, method, key).await) });
+        futures::future::join_all(fetches).await
+    }
+
+    /// Whether the upstream declared `capability` at initialize.
+    pub(super) fn offers(&self, server: &str, capability: &str) -> bool {
+        let cat = self.catalogue.read().expect("catalogue lock");
+        cat.ready.get(server).and_then(|init| init.get("capabilities")).and_then(|c| c.get(capability)).is_some()
+    }
+}
+
+async fn fetch_pages(upstream: &Upstream, method: &str, key: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<Value> = None;
+    for _ in 0..MAX_LIST_PAGES {
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        match upstream.request(method, &params).await {
+            Ok(Ok(result)) => {
+                if let Some(Value::Array(page)) = result.get(key) {
+                    items.extend(page.iter().cloned());
+                }
+                cursor = result.get("nextCursor").filter(|c| !c.is_null()).cloned();
+                if cursor.is_none() {
+                    return items;
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(server = upstream.name(), method, %error, "listing failed");
+                return items;
+            }
+            Err(e) => {
+                tracing::warn!(server = upstream.name(), method, "listing failed: {e}");
+                return items;
+            }
+        }
+    }
+    tracing::warn!(server = upstream.name(), method, "listing cut off after {MAX_LIST_PAGES} pages");
+    items
+}

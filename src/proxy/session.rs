@@ -1,0 +1,80 @@
+//! Who is on the other end of this connection: principal, client software,
+//! and the bounded history of recent decisions that policy can read.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, OnceLock};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Entries kept in `input.session.history`. Enough for flow rules ("after a
+/// call that read secrets ...") while keeping the input small and the
+/// evaluation fast.
+pub const HISTORY_LEN: usize = 32;
+
+/// The identity a request is attributed to.
+#[derive(Debug, Clone, Serialize)]
+pub struct Principal {
+    pub id: String,
+    /// `flag` (--principal), `config` (session.principal) or `os` (the OS user).
+    pub source: &'static str,
+    pub claims: Value,
+}
+
+impl Principal {
+    pub fn new(id: impl Into<String>, source: &'static str) -> Principal {
+        Principal { id: id.into(), source, claims: json!({}) }
+    }
+
+    /// The OS user running the firewall: what a stdio session is, absent
+    /// anything more specific.
+    pub fn os_user() -> Principal {
+        let id = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".to_string());
+        Principal::new(id, "os")
+    }
+}
+
+/// One client connection.
+pub struct Session {
+    pub id: String,
+    pub transport: &'static str,
+    pub principal: Principal,
+    /// `clientInfo` from `initialize`, set once.
+    pub client: OnceLock<Value>,
+    history: Mutex<VecDeque<Value>>,
+}
+
+impl Session {
+    pub fn new(transport: &'static str, principal: Principal) -> Session {
+        Session {
+            id: uuid::Uuid::new_v4().to_string(),
+            transport,
+            principal,
+            client: OnceLock::new(),
+            history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
+        }
+    }
+
+    /// `{name, version}` of the client, empty strings before initialize.
+    pub fn client_info(&self) -> Value {
+        let info = self.client.get().cloned().unwrap_or(Value::Null);
+        json!({
+            "name": info.get("name").cloned().unwrap_or(json!("")),
+            "version": info.get("version").cloned().unwrap_or(json!("")),
+        })
+    }
+
+    pub fn history(&self) -> Vec<Value> {
+        self.history.lock().expect("history lock").iter().cloned().collect()
+    }
+
+    pub fn record(&self, entry: Value) {
+        let mut history = self.history.lock().expect("history lock");
+        if history.len() == HISTORY_LEN {
+            history.pop_front();
+        }
+        history.push_back(entry);
+    }
+}
