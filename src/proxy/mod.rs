@@ -122,6 +122,11 @@ impl Proxy {
             return;
         }
         match jsonrpc::parse_bytes(line) {
+            // initialize is handled before the next line is read: a client
+            // may pipeline requests behind it and they need the upstreams.
+            Ok(Message::Request { id, method, params }) if method == "initialize" => {
+                self.clone().handle_request(id, method, params).await
+            }
             Ok(Message::Request { id, method, params }) => {
                 let proxy = self.clone();
                 tokio::spawn(async move { proxy.handle_request(id, method, params).await });
