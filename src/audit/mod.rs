@@ -1,33 +1,58 @@
-//! STUB (replaced by the audit branch)
-use std::path::{Path, PathBuf};
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FsyncMode { Always, Never }
-pub struct AuditLog { path: PathBuf, inner: std::sync::Mutex<(std::fs::File, u64)> }
-pub struct AuditReceipt { pub seq: u64, pub hash: String }
-#[derive(thiserror::Error, Debug)]
-pub enum AuditError { #[error("write failed {path}: {source}")] WriteFailed { path: PathBuf, source: std::io::Error } }
-impl AuditLog {
-    pub fn open(path: &Path, _f: FsyncMode) -> Result<AuditLog, AuditError> {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|source| AuditError::WriteFailed{path: path.into(), source})?;
-        Ok(AuditLog { path: path.into(), inner: std::sync::Mutex::new((f, 1)) })
-    }
-    pub fn append(&self, event: &str, mut body: serde_json::Value) -> Result<AuditReceipt, AuditError> {
-        use std::io::Write;
-        let mut g = self.inner.lock().unwrap();
-        body["event"] = event.into(); body["seq"] = g.1.into();
-        let line = format!("{body}\n");
-        g.0.write_all(line.as_bytes()).map_err(|source| AuditError::WriteFailed{path: self.path.clone(), source})?;
-        g.1 += 1;
-        Ok(AuditReceipt { seq: g.1 - 1, hash: String::new() })
-    }
-    pub fn path(&self) -> &Path { &self.path }
-}
-pub struct MaskRules(Vec<String>);
-impl MaskRules { pub fn new(f: impl IntoIterator<Item = String>) -> Self { MaskRules(f.into_iter().collect()) } pub fn default_rules() -> Self { MaskRules(vec![]) } pub fn default_field_names() -> Vec<String> { vec![] } }
-pub fn mask(v: &serde_json::Value, _r: &MaskRules) -> serde_json::Value { v.clone() }
-pub fn canonical_json(v: &serde_json::Value) -> String { v.to_string() }
-pub fn sha256_tagged(b: &[u8]) -> String { format!("sha256:{}", b.len()) }
-pub struct VerifySummary { pub records: u64, pub head: String }
-#[derive(Debug)] pub struct VerifyError { pub line: u64, pub seq: Option<u64>, pub reason: String }
-impl std::fmt::Display for VerifyError { fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result { write!(f, "line {}: {}", self.line, self.reason) } }
-pub fn verify_file(_p: &Path) -> Result<VerifySummary, VerifyError> { Ok(VerifySummary{records:0, head: String::new()}) }
+//! The audit log: a hash-chained JSON Lines file with one record per event,
+//! its verifier, and the masking applied to values before they are logged.
+//!
+//! # Job
+//!
+//! The proxy writes every decision here *before* it forwards anything
+//! (DESIGN.md, "Audit log"). [`AuditLog::append`] returns only once the record
+//! is written; any [`AuditError`] means the record is not in the log and the
+//! call must be denied (fail closed). `mcp-firewall audit verify FILE` runs
+//! [`verify_file`], which names the first record that breaks the chain.
+//!
+//! # Record format
+//!
+//! One canonical JSON object per line ([`canonical_json`]: keys sorted by byte
+//! order, no whitespace), ending in `\n`. The caller's fields plus `seq` (1, 2,
+//! ...), `ts` (RFC 3339 UTC, milliseconds), `event`, `prev` (the previous
+//! record's `hash`, or `"sha256:"` + 64 zeros for the first) and `hash`
+//! (`sha256_tagged(canonical_json(record without "hash"))`):
+//!
+//! ```text
+//! {"decision_id":"d-1","event":"call.decided","hash":"sha256:…","prev":"sha256:000…000","result":"allow","seq":1,"ts":"2026-11-22T10:00:00.123Z"}
+//! ```
+//!
+//! # Invariants
+//!
+//! - one writer per file (an exclusive advisory lock), chain state advanced
+//!   only after a successful write, a damaged tail refused on reopen;
+//! - every line is its own canonical form, so the verifier can catch any byte
+//!   change, not only changes that alter the parsed value;
+//! - truncating records off the end is NOT detectable from the file alone:
+//!   anchor [`VerifySummary::head`] elsewhere (see [`verify`]).
+//!
+//! # Modules
+//!
+//! | module | job |
+//! |---|---|
+//! | [`canonical`] | canonical JSON and `sha256:` hashes |
+//! | `record` | the record fields, sealing a record, checking one line |
+//! | [`writer`] | [`AuditLog`]: open/resume, append |
+//! | [`verify`] | re-walk the chain, report the first break |
+//! | [`mod@mask`] | replace secret values by key name before logging |
+
+pub mod canonical;
+mod error;
+pub mod mask;
+mod record;
+pub mod verify;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use canonical::{canonical_json, sha256_tagged};
+pub use error::AuditError;
+pub use mask::{MASK, MaskRules, mask};
+pub use record::{GENESIS_HASH, MAX_RECORD_BYTES};
+pub use verify::{VerifyError, VerifySummary, verify_file, verify_reader};
+pub use writer::{AuditLog, AuditReceipt, FsyncMode};

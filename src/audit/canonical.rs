@@ -1,0 +1,158 @@
+//! Canonical JSON and the hash format used by the audit chain.
+//!
+//! Job: turn a `serde_json::Value` into one exact byte string so that a record
+//! hashes the same on every machine and every build, and so the verifier can
+//! demand that a line on disk is byte-for-byte the canonical form of itself.
+//!
+//! Invariants:
+//! - object keys are sorted by byte order at every depth. We sort explicitly
+//!   rather than trusting `serde_json::Map`'s iteration order, because any crate
+//!   in the build may turn on serde_json's `preserve_order` feature, which would
+//!   silently change the order and so every hash;
+//! - no whitespace anywhere;
+//! - strings and numbers are written exactly as serde_json writes them (its
+//!   string escaping and its shortest round-trip float formatting), so parsing a
+//!   canonical line and re-serializing it gives the same bytes back.
+//!
+//! This is close to, but not claimed to be, RFC 8785 (JCS): JCS formats numbers
+//! the ECMAScript way and sorts keys by UTF-16 code units. Both sides of our
+//! chain (writer and verifier) use this one function, which is all that matters
+//! for tamper evidence.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Prefix of every hash in the log, so the algorithm is visible in the data and
+/// a later change of algorithm cannot be confused with this one.
+pub const HASH_PREFIX: &str = "sha256:";
+
+/// Serialize `v` deterministically: sorted keys, no whitespace.
+pub fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_value(v, &mut out);
+    out
+}
+
+/// `"sha256:" + 64 lowercase hex digits` of `bytes`.
+pub fn sha256_tagged(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    format!("{HASH_PREFIX}{}", hex::encode(digest))
+}
+
+fn write_value(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        // `Number`'s Display is the same formatter serde_json's serializer uses.
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => write_string(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            // `str`'s Ord is byte order of the UTF-8 encoding.
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(key, out);
+                out.push(':');
+                write_value(value, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_string(s: &str, out: &mut String) {
+    // Serializing a `&str` cannot fail; the fallback is unreachable but keeps
+    // this function total without a panic path.
+    match serde_json::to_string(s) {
+        Ok(quoted) => out.push_str(&quoted),
+        Err(_) => out.push_str("\"\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sorts_keys_recursively_and_drops_whitespace() {
+        let v = json!({"b": 1, "a": {"z": [3, {"y": null, "x": true}], "c": "s"}});
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"c":"s","z":[3,{"x":true,"y":null}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn key_order_is_byte_order() {
+        // Uppercase sorts before lowercase; multi-byte UTF-8 sorts after ASCII.
+        let v = json!({"b": 0, "B": 0, "é": 0, "a": 0, "": 0});
+        assert_eq!(canonical_json(&v), r#"{"":0,"B":0,"a":0,"b":0,"é":0}"#);
+    }
+
+    #[test]
+    fn does_not_depend_on_insertion_order() {
+        let mut m1 = serde_json::Map::new();
+        m1.insert("x".into(), json!(1));
+        m1.insert("a".into(), json!(2));
+        let mut m2 = serde_json::Map::new();
+        m2.insert("a".into(), json!(2));
+        m2.insert("x".into(), json!(1));
+        assert_eq!(
+            canonical_json(&Value::Object(m1)),
+            canonical_json(&Value::Object(m2))
+        );
+    }
+
+    #[test]
+    fn strings_and_numbers_as_serde_json_writes_them() {
+        let v = json!(["a\"b\\c\n\u{1}", "ü/", 1.5, -0.0, 1e300, u64::MAX, i64::MIN]);
+        assert_eq!(canonical_json(&v), serde_json::to_string(&v).unwrap());
+    }
+
+    #[test]
+    fn round_trips_through_parse() {
+        let v = json!({"k": [1.0, 0.1, 12345678901234567890u64, "\u{7f}\t"], "e": {}});
+        let once = canonical_json(&v);
+        let parsed: Value = serde_json::from_str(&once).unwrap();
+        assert_eq!(canonical_json(&parsed), once);
+    }
+
+    #[test]
+    fn scalars() {
+        assert_eq!(canonical_json(&json!(null)), "null");
+        assert_eq!(canonical_json(&json!(false)), "false");
+        assert_eq!(canonical_json(&json!([])), "[]");
+        assert_eq!(canonical_json(&json!({})), "{}");
+    }
+
+    #[test]
+    fn sha256_tagged_format() {
+        // SHA-256 of the empty string is a well-known constant.
+        assert_eq!(
+            sha256_tagged(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        let h = sha256_tagged(b"abc");
+        assert_eq!(h.len(), HASH_PREFIX.len() + 64);
+        assert!(
+            h[HASH_PREFIX.len()..]
+                .chars()
+                .all(|c| matches!(c, '0'..='9' | 'a'..='f'))
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! Masking secrets out of values before they are written to the audit log.
+//!
+//! Job: replace the value of every object key that names a secret with
+//! [`MASK`], at any depth and inside arrays, leaving everything else as is.
+//!
+//! Invariants:
+//! - key names are compared case-insensitively and ignoring `-` and `_`, so
+//!   `api_key`, `API-Key` and `apiKey` are one name;
+//! - a matched key keeps its place; its whole value (string, number, object,
+//!   array) becomes `"***"`, so nested secrets under it are gone too;
+//! - matching is on the whole (normalized) key, not a substring: `token` masks
+//!   `Token` and `to_ken` but not `tokenizer` or `token_count`.
+//!
+//! Masking is best effort by name: a secret under an innocent key (or inside a
+//! string) is not found. Policies that must not log some arguments at all
+//! should leave them out of the record.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+/// What a masked value is replaced with.
+pub const MASK: &str = "***";
+
+/// Key names masked by [`MaskRules::default_rules`].
+pub const DEFAULT_MASKED_FIELDS: [&str; 12] = [
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "private_key",
+    "client_secret",
+];
+
+/// The set of key names to mask, stored normalized (lowercase, no `-`/`_`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskRules {
+    fields: HashSet<String>,
+}
+
+impl MaskRules {
+    /// Rules masking exactly `fields` (compared as described in the module docs).
+    pub fn new(fields: impl IntoIterator<Item = String>) -> Self {
+        let fields = fields.into_iter().map(|f| normalize(&f)).collect();
+        MaskRules { fields }
+    }
+
+    /// The common secret names: [`DEFAULT_MASKED_FIELDS`].
+    pub fn default_rules() -> Self {
+        Self::new(DEFAULT_MASKED_FIELDS.iter().map(|f| f.to_string()))
+    }
+
+    fn matches(&self, key: &str) -> bool {
+        self.fields.contains(&normalize(key))
+    }
+}
+
+impl Default for MaskRules {
+    fn default() -> Self {
+        Self::default_rules()
+    }
+}
+
+/// A copy of `value` with every matching key's value replaced by [`MASK`].
+pub fn mask(value: &Value, rules: &MaskRules) -> Value {
+    match value {
+        Value::Object(map) => {
+            let masked: Map<String, Value> = map
+                .iter()
+                .map(|(k, v)| {
+                    let v = if rules.matches(k) {
+                        Value::String(MASK.into())
+                    } else {
+                        mask(v, rules)
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            Value::Object(masked)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|v| mask(v, rules)).collect()),
+        other => other.clone(),
+    }
+}
+
+fn normalize(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn masks_at_depth_and_inside_arrays() {
+        let v = json!({
+            "path": "/srv/x",
+            "password": "hunter2",
+            "headers": [{"Authorization": "Bearer abc", "Accept": "*/*"}, {"x": [{"Api-Key": 7}]}],
+            "nested": {"deeper": {"Client_Secret": {"a": "b"}, "keep": true}},
+        });
+        let masked = mask(&v, &MaskRules::default_rules());
+        assert_eq!(
+            masked,
+            json!({
+                "path": "/srv/x",
+                "password": "***",
+                "headers": [{"Authorization": "***", "Accept": "*/*"}, {"x": [{"Api-Key": "***"}]}],
+                "nested": {"deeper": {"Client_Secret": "***", "keep": true}},
+            })
+        );
+    }
+
+    #[test]
+    fn compares_case_insensitively_ignoring_dashes_and_underscores() {
+        let rules = MaskRules::default_rules();
+        for key in [
+            "TOKEN",
+            "access-token",
+            "AccessToken",
+            "API_KEY",
+            "apiKey",
+            "private-key",
+            "Cookie",
+        ] {
+            assert!(rules.matches(key), "{key} should be masked");
+        }
+        for key in ["tokenizer", "token_count", "path", "secretary", ""] {
+            assert!(!rules.matches(key), "{key} should not be masked");
+        }
+    }
+
+    #[test]
+    fn custom_rules_are_normalized() {
+        let rules = MaskRules::new(["X-Session-ID".to_string()]);
+        let v = json!({"x_session_id": "s", "password": "p"});
+        assert_eq!(
+            mask(&v, &rules),
+            json!({"x_session_id": "***", "password": "p"})
+        );
+    }
+
+    #[test]
+    fn leaves_non_objects_alone() {
+        let rules = MaskRules::default_rules();
+        for v in [
+            json!(null),
+            json!("password"),
+            json!([1, "token"]),
+            json!(3.5),
+        ] {
+            assert_eq!(mask(&v, &rules), v);
+        }
+    }
+}

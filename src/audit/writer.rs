@@ -1,0 +1,298 @@
+//! The audit log writer: appends hash-chained records to a JSON Lines file.
+//!
+//! Job: turn each event into one sealed record (see the `record` module), write it
+//! as a single line, and only then report success, so the proxy can refuse to
+//! forward a call whose decision is not on disk.
+//!
+//! Invariants:
+//! - one writer per file: [`AuditLog::open`] takes an exclusive advisory lock
+//!   (`flock`) for as long as the `AuditLog` lives;
+//! - a reopened log continues the chain from its last record (`seq` + 1,
+//!   `prev` = its `hash`); a log whose last record is damaged is refused, never
+//!   silently restarted;
+//! - the in-memory chain head (`next_seq`, `last_hash`) advances only after the
+//!   whole line was written (and synced in [`FsyncMode::Always`]);
+//! - a failed write is rolled back by truncating to the length before it; if
+//!   even that fails, every later append fails too (the file is in an unknown
+//!   state and a restart plus `audit verify` is needed).
+//!
+//! Masking secrets is the caller's job ([`super::mask()`]) before `append`: the
+//! writer records exactly what it is given.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::Value;
+
+use super::error::AuditError;
+use super::record::{GENESIS_HASH, MAX_RECORD_BYTES, RESERVED_FIELDS, check_line, seal};
+
+/// How far back `open` reads per step while looking for the start of the last
+/// record. Records are usually well under this, so one read is typical.
+const TAIL_CHUNK_BYTES: usize = 64 * 1024;
+
+/// When a record counts as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncMode {
+    /// `fsync` after every record: survives power loss, costs a disk flush per call.
+    Always,
+    /// One `write(2)` per record, no `fsync`: survives a crash of this process
+    /// (the kernel has the bytes), not a power loss or kernel crash.
+    Never,
+}
+
+/// What `append` hands back: where the record sits in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditReceipt {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// An open, append-only, hash-chained audit log. Cheap to share behind an
+/// `Arc`; `append` takes `&self` and serializes writers with a short lock.
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    fsync: FsyncMode,
+    // A std Mutex, not tokio's: the critical section is one small write (plus
+    // an fsync in Always mode) and never awaits.
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    file: File,
+    next_seq: u64,
+    last_hash: String,
+    /// File length after the last good record: what a failed write is rolled back to.
+    len: u64,
+    /// Set when a failed write could not be rolled back.
+    broken: bool,
+}
+
+impl AuditLog {
+    /// Open (creating it and its parent directories if needed) the log at
+    /// `path` and continue its chain.
+    pub fn open(path: &Path, fsync: FsyncMode) -> Result<AuditLog, AuditError> {
+        let write_failed = |source| AuditError::WriteFailed {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(write_failed)?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(write_failed)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(AuditError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(write_failed(e)),
+        }
+        let len = file.metadata().map_err(write_failed)?.len();
+        let (next_seq, last_hash) = if len == 0 {
+            (1, GENESIS_HASH.to_string())
+        } else {
+            resume_point(&mut file, len).map_err(|e| match e {
+                TailError::Io(source) => write_failed(source),
+                TailError::Corrupt(reason) => AuditError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason,
+                },
+            })?
+        };
+        let inner = Inner {
+            file,
+            next_seq,
+            last_hash,
+            len,
+            broken: false,
+        };
+        Ok(AuditLog {
+            path: path.to_path_buf(),
+            fsync,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Seal `body` as the next record of kind `event` and write it.
+    ///
+    /// `body` must be a JSON object without the reserved fields (`seq`, `ts`,
+    /// `event`, `prev`, `hash`). Returns only once the line is written (and
+    /// synced in [`FsyncMode::Always`]); any error means the record is not in
+    /// the log and the caller must fail closed.
+    pub fn append(&self, event: &str, body: Value) -> Result<AuditReceipt, AuditError> {
+        let body = match body {
+            Value::Object(map) => map,
+            other => {
+                return Err(AuditError::InvalidBody(format!(
+                    "body must be a JSON object, got {}",
+                    json_kind(&other)
+                )));
+            }
+        };
+        if let Some(field) = RESERVED_FIELDS.iter().find(|f| body.contains_key(**f)) {
+            return Err(AuditError::InvalidBody(format!(
+                "body sets reserved field `{field}`"
+            )));
+        }
+        if event.is_empty() {
+            return Err(AuditError::InvalidBody("event name is empty".into()));
+        }
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| self.write_failed(io::Error::other("writer lock poisoned by a panic")))?;
+        if inner.broken {
+            return Err(self.write_failed(io::Error::other(
+                "an earlier write failed and could not be rolled back; \
+                 restart and run `mcp-firewall audit verify`",
+            )));
+        }
+        // The timestamp is taken under the lock so `ts` follows `seq` order
+        // (as far as the wall clock itself does).
+        let ts = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let (hash, mut line) = seal(body, inner.next_seq, ts, event, &inner.last_hash);
+        if line.len() > MAX_RECORD_BYTES {
+            return Err(AuditError::InvalidBody(format!(
+                "record is {} bytes, more than the {MAX_RECORD_BYTES}-byte limit",
+                line.len()
+            )));
+        }
+        line.push('\n');
+        if let Err(source) = inner.write_line(line.as_bytes(), self.fsync) {
+            inner.roll_back();
+            return Err(self.write_failed(source));
+        }
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        inner.last_hash.clone_from(&hash);
+        inner.len += line.len() as u64;
+        Ok(AuditReceipt { seq, hash })
+    }
+
+    /// The file this log writes to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write_failed(&self, source: io::Error) -> AuditError {
+        AuditError::WriteFailed {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+impl Inner {
+    fn write_line(&mut self, line: &[u8], fsync: FsyncMode) -> io::Result<()> {
+        // One write_all on an O_APPEND file: the record lands contiguously at
+        // the end, and a crash leaves at most one torn last line, which
+        // `open` and `verify` both detect.
+        self.file.write_all(line)?;
+        self.file.flush()?;
+        if fsync == FsyncMode::Always {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Drop whatever part of a failed record reached the file, so the next
+    /// record does not land after a torn line.
+    fn roll_back(&mut self) {
+        if self.file.set_len(self.len).is_err() {
+            self.broken = true;
+        }
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+enum TailError {
+    Io(io::Error),
+    Corrupt(String),
+}
+
+impl From<io::Error> for TailError {
+    fn from(e: io::Error) -> Self {
+        TailError::Io(e)
+    }
+}
+
+/// Read and check the last record of a non-empty log; return the next `seq`
+/// and the `prev` for it.
+fn resume_point(file: &mut File, len: u64) -> Result<(u64, String), TailError> {
+    let line = read_last_line(file, len)?;
+    let head = check_line(&line).map_err(|fault| {
+        let which = fault
+            .seq
+            .map_or_else(String::new, |s| format!(" (seq {s})"));
+        TailError::Corrupt(format!("last record{which} is damaged: {}", fault.reason))
+    })?;
+    let next_seq = head
+        .seq
+        .checked_add(1)
+        .ok_or_else(|| TailError::Corrupt("last record has the largest possible seq".into()))?;
+    Ok((next_seq, head.hash))
+}
+
+/// The bytes of the last line of a non-empty file, without its `\n`, read
+/// backwards from the end so a large log is not read whole.
+fn read_last_line(file: &mut File, len: u64) -> Result<Vec<u8>, TailError> {
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        return Err(TailError::Corrupt(
+            "the last line has no trailing newline (a torn or interrupted write)".into(),
+        ));
+    }
+    let end = len - 1; // the line's content ends just before its `\n`
+    let mut pos = end;
+    let mut chunks: Vec<Vec<u8>> = Vec::new(); // newest (rightmost) first
+    let mut taken: usize = 0;
+    while pos > 0 {
+        let n = usize::try_from(pos).map_or(TAIL_CHUNK_BYTES, |p| p.min(TAIL_CHUNK_BYTES));
+        pos -= n as u64;
+        let mut chunk = vec![0u8; n];
+        file.seek(SeekFrom::Start(pos))?;
+        file.read_exact(&mut chunk)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            chunks.push(chunk.split_off(i + 1));
+            break;
+        }
+        taken += n;
+        if taken > MAX_RECORD_BYTES {
+            return Err(TailError::Corrupt(format!(
+                "the last line is longer than the {MAX_RECORD_BYTES}-byte record limit"
+            )));
+        }
+        chunks.push(chunk);
+    }
+    let line: Vec<u8> = chunks.into_iter().rev().flatten().collect();
+    if line.len() > MAX_RECORD_BYTES {
+        return Err(TailError::Corrupt(format!(
+            "the last line is longer than the {MAX_RECORD_BYTES}-byte record limit"
+        )));
+    }
+    Ok(line)
+}
