@@ -52,7 +52,7 @@ mod tests;
 
 pub use canonical::{canonical_json, sha256_tagged};
 pub use error::AuditError;
-pub use mask::{MASK, MaskRules, mask};
+pub use mask::{DEFAULT_MASKED_FIELDS, MASK, MaskRules, mask};
 pub use record::{GENESIS_HASH, MAX_RECORD_BYTES};
 pub use verify::{VerifyError, VerifySummary, verify_file, verify_reader};
 pub use writer::{AuditLog, AuditReceipt, FsyncMode};

@@ -86,7 +86,7 @@ impl Proxy {
             .iter()
             .map(|spec| Upstream::spawn(spec, events_tx.clone()))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut mask_fields = crate::audit::MaskRules::default_field_names();
+        let mut mask_fields: Vec<String> = crate::audit::DEFAULT_MASKED_FIELDS.iter().map(|f| f.to_string()).collect();
         mask_fields.extend(parts.config.mask_fields.iter().cloned());
         let proxy = Proxy {
             upstreams,
