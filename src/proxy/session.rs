@@ -31,7 +31,10 @@ impl Principal {
     pub fn os_user() -> Principal {
         let id = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".to_string());
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(passwd_name)
+            .unwrap_or_else(|| format!("uid:{}", unsafe { libc::getuid() }));
         Principal::new(id, "os")
     }
 }
@@ -76,5 +79,21 @@ impl Session {
             history.pop_front();
         }
         history.push_back(entry);
+    }
+}
+
+/// The login name of the current uid from the password database.
+fn passwd_name() -> Option<String> {
+    // SAFETY: getpwuid_r writes into the buffers we own; the name pointer is
+    // read only while `buf` is alive and is checked for null first.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(libc::getuid(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut out);
+        if rc != 0 || out.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(pwd.pw_name).to_str().ok().map(str::to_string)
     }
 }

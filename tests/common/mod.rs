@@ -1,0 +1,365 @@
+//! Black-box test harness: starts the real `mcp-firewall` binary in front of
+//! real upstream processes and speaks newline-delimited JSON-RPC to it, as a
+//! client would.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// How long a test waits for an expected message before failing. Generous:
+/// CI machines are slow and tests never assert on timing.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn firewall_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mcp-firewall")
+}
+
+pub fn fixture_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mcp-firewall-fixture")
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A policy directory holding `policy.rego` (package mcp.firewall) and any
+/// extra files.
+pub fn policy_dir(rego: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.rego"), rego).unwrap();
+    dir
+}
+
+/// Allows everything: for tests about relaying, not deciding.
+pub const ALLOW_ALL: &str = "package mcp.firewall\n\nallow := true\n";
+
+/// A running firewall and the client end of its stdio.
+pub struct Firewall {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<Value>,
+    /// Messages received while waiting for something else.
+    pub backlog: Vec<Value>,
+    pub audit_path: PathBuf,
+    next_id: i64,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+pub struct Builder {
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    policy: Option<PathBuf>,
+    audit: Option<PathBuf>,
+    dirs: Vec<tempfile::TempDir>,
+    rlimit_fsize: Option<u64>,
+}
+
+impl Builder {
+    pub fn new() -> Builder {
+        Builder { args: vec![], envs: vec![], policy: None, audit: None, dirs: vec![], rlimit_fsize: None }
+    }
+
+    /// Policy from Rego text (a temp dir is made and kept alive).
+    pub fn rego(mut self, rego: &str) -> Builder {
+        let dir = policy_dir(rego);
+        self.policy = Some(dir.path().to_path_buf());
+        self.dirs.push(dir);
+        self
+    }
+
+    pub fn policy_path(mut self, path: &Path) -> Builder {
+        self.policy = Some(path.to_path_buf());
+        self
+    }
+
+    pub fn audit(mut self, path: &Path) -> Builder {
+        self.audit = Some(path.to_path_buf());
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Builder {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Builder {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Limit the size of files the firewall may write (audit-failure tests).
+    pub fn file_size_limit(mut self, bytes: u64) -> Builder {
+        self.rlimit_fsize = Some(bytes);
+        self
+    }
+
+    /// Keep a temp dir alive as long as the firewall.
+    pub fn keep(mut self, dir: tempfile::TempDir) -> Builder {
+        self.dirs.push(dir);
+        self
+    }
+
+    /// `run --policy P --audit-log A <args>`.
+    pub fn command(&mut self) -> (Command, PathBuf) {
+        let work = tempfile::tempdir().unwrap();
+        let audit = self.audit.clone().unwrap_or_else(|| work.path().join("audit.jsonl"));
+        let policy = match &self.policy {
+            Some(p) => p.clone(),
+            None => {
+                let p = work.path().join("policy");
+                std::fs::create_dir(&p).unwrap();
+                std::fs::write(p.join("policy.rego"), ALLOW_ALL).unwrap();
+                p
+            }
+        };
+        self.dirs.push(work);
+        let mut cmd = Command::new(firewall_bin());
+        cmd.arg("run").arg("--policy").arg(&policy).arg("--audit-log").arg(&audit).args(&self.args);
+        cmd.envs(self.envs.iter().cloned());
+        cmd.env("RUST_LOG", "mcp_firewall=debug");
+        if let Some(limit) = self.rlimit_fsize {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    // Ignored so an over-limit write fails with EFBIG instead
+                    // of killing the process.
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    let lim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                    libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+                    Ok(())
+                });
+            }
+        }
+        (cmd, audit)
+    }
+
+    /// Start the firewall wrapping `upstream` (wrap form).
+    pub fn wrap(mut self, upstream: &[&str]) -> Firewall {
+        self.args.push("--".into());
+        self.args.extend(upstream.iter().map(|s| s.to_string()));
+        self.start()
+    }
+
+    /// Start the firewall wrapping the fixture server.
+    pub fn wrap_fixture(self) -> Firewall {
+        self.wrap(&[fixture_bin()])
+    }
+
+    pub fn start(mut self) -> Firewall {
+        let (mut cmd, audit_path) = self.command();
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mcp-firewall");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout carried a non-JSON line ({e}): {line}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        Firewall {
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            backlog: vec![],
+            audit_path,
+            next_id: 1000,
+            _dirs: self.dirs,
+        }
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Firewall {
+    pub fn send(&mut self, msg: &Value) {
+        self.send_raw(&msg.to_string());
+    }
+
+    pub fn send_raw(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Next message matching `pred`, keeping the others in the backlog.
+    pub fn recv_where(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(i);
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(msg) if pred(&msg) => return msg,
+                Ok(msg) => self.backlog.push(msg),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("timed out waiting for {what}; got meanwhile: {:#?}", self.backlog)
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("firewall closed stdout while waiting for {what}; got: {:#?}", self.backlog)
+                }
+            }
+        }
+    }
+
+    /// The response with this id.
+    pub fn response(&mut self, id: &Value) -> Value {
+        let id = id.clone();
+        self.recv_where(&format!("response {id}"), move |m| m.get("id") == Some(&id) && m.get("method").is_none())
+    }
+
+    /// The next notification with this method.
+    pub fn notification(&mut self, method: &str) -> Value {
+        self.recv_where(method, |m| m["method"] == method && m.get("id").is_none())
+    }
+
+    /// The next request (server-to-client) with this method.
+    pub fn server_request(&mut self, method: &str) -> Value {
+        self.recv_where(method, |m| m["method"] == method && m.get("id").is_some())
+    }
+
+    /// Send a request and wait for its response.
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.send_request(method, params);
+        self.response(&id)
+    }
+
+    /// Send a request, return its id without waiting.
+    pub fn send_request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = json!(self.next_id);
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        id
+    }
+
+    pub fn notify(&mut self, method: &str, params: Value) {
+        self.send(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    /// `initialize` + `notifications/initialized` with the given client capabilities.
+    pub fn initialize_with(&mut self, capabilities: Value) -> Value {
+        let resp = self.request(
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": capabilities,
+                   "clientInfo": {"name": "harness", "version": "1.0"}}),
+        );
+        assert!(resp.get("result").is_some(), "initialize failed: {resp}");
+        self.notify("notifications/initialized", json!({}));
+        resp
+    }
+
+    pub fn initialize(&mut self) -> Value {
+        self.initialize_with(json!({}))
+    }
+
+    /// `tools/call` and its response.
+    pub fn call(&mut self, tool: &str, arguments: Value) -> Value {
+        self.request("tools/call", json!({"name": tool, "arguments": arguments}))
+    }
+
+    /// Every record in the audit log so far.
+    pub fn audit_records(&self) -> Vec<Value> {
+        read_audit(&self.audit_path)
+    }
+
+    /// Wait until an audit record satisfies `pred` (records are written on
+    /// other tasks; the response can reach us first).
+    pub fn wait_audit(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(r) = self.audit_records().into_iter().find(&pred) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "no audit record {what}: {:#?}", self.audit_records());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Close stdin and wait for the process to exit.
+    pub fn shutdown(mut self) -> std::process::ExitStatus {
+        self.close_stdin();
+        wait_exit(&mut self.child)
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn read_audit(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+/// Text of the first content item of a tool result response.
+pub fn text(resp: &Value) -> String {
+    resp["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("no text in {resp}")).to_string()
+}
+
+/// Lines of a fixture event log (FIXTURE_EVENT_LOG).
+pub fn events(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Wait until the fixture event log has an event satisfying `pred`.
+pub fn wait_event(path: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(e) = events(path).into_iter().find(&pred) {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "fixture never saw {what}: {:#?}", events(path));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,222 @@
+//! The firewall as a transparent stdio proxy: what passes through unchanged,
+//! what is relayed in both directions, and how bad input and dead upstreams
+//! are handled. The policy here allows everything; decisions are tested in
+//! `tests/decisions.rs`.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// Speak raw JSON-RPC to a process directly (no firewall), for comparisons.
+fn direct_listing(method: &str, key: &str) -> Value {
+    let mut child = std::process::Command::new(fixture_bin())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::{BufRead, Write};
+    let mut stdin = child.stdin.take().unwrap();
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"harness","version":"1.0"}}});
+    writeln!(stdin, "{init}").unwrap();
+    writeln!(stdin, "{}", json!({"jsonrpc":"2.0","method":"notifications/initialized"})).unwrap();
+    writeln!(stdin, "{}", json!({"jsonrpc":"2.0","id":2,"method":method})).unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let result = loop {
+        let msg: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        if msg["id"] == 2 {
+            break msg["result"][key].clone();
+        }
+    };
+    let _ = child.kill();
+    result
+}
+
+#[test]
+fn wrap_form_is_transparent_for_initialize_and_listings() {
+    let mut fw = Builder::new().wrap_fixture();
+    let init = fw.initialize();
+    assert_eq!(init["result"]["serverInfo"]["name"], "mcp-firewall-fixture");
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+    assert_eq!(init["result"]["capabilities"]["tools"]["listChanged"], true);
+
+    let tools = fw.request("tools/list", json!({}));
+    assert_eq!(tools["result"]["tools"], direct_listing("tools/list", "tools"), "tools pass through unchanged");
+    let prompts = fw.request("prompts/list", json!({}));
+    assert_eq!(prompts["result"]["prompts"], direct_listing("prompts/list", "prompts"));
+    let resources = fw.request("resources/list", json!({}));
+    assert_eq!(resources["result"]["resources"], direct_listing("resources/list", "resources"));
+
+    let echo = fw.call("echo", json!({"text": "hello"}));
+    assert_eq!(text(&echo), "hello");
+    let add = fw.call("add", json!({"a": 2, "b": 40}));
+    assert_eq!(add["result"]["structuredContent"]["sum"], 42, "structured content survives: {add}");
+    let read = fw.request("resources/read", json!({"uri": "fixture://notes/hello"}));
+    assert_eq!(read["result"]["contents"][0]["text"], "world");
+    let prompt = fw.request("prompts/get", json!({"name": "greet", "arguments": {"name": "Ada"}}));
+    assert!(prompt["result"]["messages"][0]["content"]["text"].as_str().unwrap().contains("Ada"));
+    let tmpl = fw.request("resources/templates/list", json!({}));
+    assert_eq!(tmpl["result"]["resourceTemplates"][0]["uriTemplate"], "fixture://notes/{name}");
+}
+
+#[test]
+fn an_upstream_tool_error_is_returned_as_is() {
+    let mut fw = Builder::new().wrap_fixture();
+    fw.initialize();
+    let fail = fw.call("fail", json!({}));
+    assert_eq!(fail["result"]["isError"], true);
+    assert_eq!(text(&fail), "fixture failure");
+}
+
+#[test]
+fn malformed_input_gets_json_rpc_errors_and_the_session_goes_on() {
+    let mut fw = Builder::new().wrap_fixture();
+    fw.send_raw("this is not json");
+    let parse = fw.recv_where("parse error", |m| m["error"]["code"] == -32700);
+    assert_eq!(parse["id"], Value::Null);
+    fw.send_raw(r#"{"jsonrpc":"2.0","id":"x","method":7}"#);
+    assert_eq!(fw.response(&json!("x"))["error"]["code"], -32600);
+    fw.send_raw("[1,2,3]");
+    fw.recv_where("batch refusal", |m| m["error"]["message"].as_str().is_some_and(|s| s.contains("batch")));
+    fw.send_bytes(b"\xff\xfe\xfd\n");
+    fw.recv_where("utf-8 parse error", |m| m["error"]["code"] == -32700);
+    fw.send_raw(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#);
+    assert_eq!(fw.response(&json!(5))["error"]["data"]["kind"], "not_initialized");
+
+    fw.initialize();
+    let wrong_type = fw.request("tools/call", json!({"name": 42}));
+    assert_eq!(wrong_type["error"]["code"], -32602);
+    let args_not_object = fw.request("tools/call", json!({"name": "echo", "arguments": [1]}));
+    assert_eq!(args_not_object["error"]["code"], -32602);
+    let unknown_method = fw.request("tools/teleport", json!({}));
+    assert_eq!(unknown_method["error"]["code"], -32601);
+    assert_eq!(text(&fw.call("echo", json!({"text": "still here"}))), "still here");
+}
+
+#[test]
+fn an_oversized_message_is_refused_and_the_next_one_served() {
+    let mut fw = Builder::new().wrap_fixture();
+    fw.initialize();
+    let huge = "x".repeat(17 * 1024 * 1024);
+    let line = json!({"jsonrpc": "2.0", "id": 77, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"text": huge}}});
+    fw.send(&line);
+    let refused = fw.recv_where("size refusal", |m| m["error"]["message"].as_str().is_some_and(|s| s.contains("larger")));
+    assert_eq!(refused["error"]["code"], -32600);
+    assert_eq!(text(&fw.call("echo", json!({"text": "after"}))), "after");
+}
+
+#[test]
+fn ping_is_answered() {
+    let mut fw = Builder::new().wrap_fixture();
+    assert_eq!(fw.request("ping", json!({}))["result"], json!({}), "ping works before initialize");
+    fw.initialize();
+    assert_eq!(fw.request("ping", json!({}))["result"], json!({}));
+}
+
+#[test]
+fn sampling_elicitation_and_roots_requests_reach_the_client_and_back() {
+    let mut fw = Builder::new().wrap_fixture();
+    fw.initialize_with(json!({"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}}));
+
+    let id = fw.send_request("tools/call", json!({"name": "sample", "arguments": {"prompt": "hi"}}));
+    let req = fw.server_request("sampling/createMessage");
+    assert_eq!(req["params"]["messages"][0]["content"]["text"], "hi");
+    fw.send(&json!({"jsonrpc": "2.0", "id": req["id"], "result":
+        {"role": "assistant", "content": {"type": "text", "text": "from-client"}, "model": "m"}}));
+    assert_eq!(text(&fw.response(&id)), "sampled: from-client");
+
+    let id = fw.send_request("tools/call", json!({"name": "elicit", "arguments": {"message": "ok?"}}));
+    let req = fw.server_request("elicitation/create");
+    fw.send(&json!({"jsonrpc": "2.0", "id": req["id"], "result": {"action": "accept", "content": {"answer": "yes"}}}));
+    assert!(text(&fw.response(&id)).starts_with("elicited: accept"));
+
+    let id = fw.send_request("tools/call", json!({"name": "list_roots", "arguments": {}}));
+    let req = fw.server_request("roots/list");
+    fw.send(&json!({"jsonrpc": "2.0", "id": req["id"], "result": {"roots": [{"uri": "file:///work", "name": "w"}]}}));
+    assert!(text(&fw.response(&id)).contains("file:///work"));
+}
+
+#[test]
+fn logging_progress_and_list_changed_notifications_are_relayed() {
+    let mut fw = Builder::new().wrap_fixture();
+    fw.initialize();
+    fw.call("log", json!({"message": "note this"}));
+    let log = fw.notification("notifications/message");
+    assert_eq!(log["params"]["data"], "note this");
+
+    let id = fw.send_request(
+        "tools/call",
+        json!({"name": "slow", "arguments": {"seconds": 0.2, "steps": 2}, "_meta": {"progressToken": "tok-1"}}),
+    );
+    let progress = fw.notification("notifications/progress");
+    assert_eq!(progress["params"]["progressToken"], "tok-1");
+    assert!(text(&fw.response(&id)).starts_with("done"));
+
+    fw.call("add_tool", json!({}));
+    fw.notification("notifications/tools/list_changed");
+    let tools = fw.request("tools/list", json!({}));
+    let names: Vec<&str> = tools["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"extra"), "the new tool is listed after list_changed: {names:?}");
+    fw.wait_audit("tool.added for extra", |r| r["event"] == "tool.added" && r["tool"] == "extra");
+}
+
+#[test]
+fn cancellation_from_the_client_reaches_the_upstream_and_no_response_is_sent() {
+    let events = tempfile::NamedTempFile::new().unwrap();
+    let path = events.path().to_str().unwrap().to_string();
+    let mut fw = Builder::new().env("FIXTURE_EVENT_LOG", &path).wrap_fixture();
+    fw.initialize();
+    let id = fw.send_request("tools/call", json!({"name": "slow", "arguments": {"seconds": 30, "steps": 30}}));
+    wait_event(events.path(), "the slow call", |e| e["event"] == "call_tool" && e["name"] == "slow");
+    fw.notify("notifications/cancelled", json!({"requestId": id, "reason": "user pressed stop"}));
+    wait_event(events.path(), "cancellation", |e| e["event"] == "cancelled");
+    wait_event(events.path(), "the slow call stopping", |e| e["event"] == "slow_cancelled");
+    fw.wait_audit("cancelled outcome", |r| r["event"] == "call.completed" && r["outcome"] == "cancelled");
+    // The session goes on, and the cancelled request never got an answer.
+    assert_eq!(text(&fw.call("echo", json!({"text": "next"}))), "next");
+    assert!(!fw.backlog.iter().any(|m| m["id"] == id), "a cancelled request must not be answered");
+}
+
+#[test]
+fn requests_run_concurrently() {
+    let mut fw = Builder::new().wrap_fixture();
+    fw.initialize();
+    let slow = fw.send_request("tools/call", json!({"name": "slow", "arguments": {"seconds": 5, "steps": 1}}));
+    // The quick call is answered while the slow one is still running.
+    assert_eq!(text(&fw.call("echo", json!({"text": "quick"}))), "quick");
+    assert!(!fw.backlog.iter().any(|m| m["id"] == slow), "slow call finished first?");
+    fw.notify("notifications/cancelled", json!({"requestId": slow}));
+}
+
+#[test]
+fn a_crashed_upstream_fails_its_calls_clearly() {
+    let mut fw = Builder::new().wrap_fixture();
+    fw.initialize();
+    let crash = fw.call("crash", json!({}));
+    let message = crash["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("upstream") && message.contains("not running"), "{crash}");
+    let after = fw.call("echo", json!({"text": "x"}));
+    assert_eq!(after["error"]["code"], -32003, "{after}");
+    fw.wait_audit("upstream.exited", |r| r["event"] == "upstream.exited");
+}
+
+#[test]
+fn stdin_closing_ends_the_firewall_cleanly() {
+    let mut fw = Builder::new().wrap_fixture();
+    fw.initialize();
+    let status = fw.shutdown();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_missing_upstream_command_stops_start_up() {
+    let mut b = Builder::new();
+    b = b.arg("--").arg("/nonexistent/mcp-server");
+    let (mut cmd, _) = b.command();
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/mcp-server"), "{stderr}");
+}
