@@ -1,0 +1,207 @@
+//! Policy decisions through the real binary: the decision contract
+//! (deny > approve > allow > default hold), what the client sees for each,
+//! list filtering, argument validation, and every fail-closed case.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+/// Allow read-only tools, hold destructive ones, deny one by name.
+const CONTRACT: &str = r#"package mcp.firewall
+
+allow if input.tool.annotations.readOnlyHint == true
+allow if input.method in {"tools/list", "prompts/list", "resources/list", "prompts/get"}
+
+approve contains "destructive tool" if input.tool.annotations.destructiveHint == true
+
+deny contains sprintf("notes named %s are private", [input.arguments.name]) if {
+    input.tool.name == "read_note"
+    input.arguments.name == "diary"
+}
+
+hide if input.tool.name == "crash"
+
+allow if {
+    input.method == "resources/read"
+    not contains(input.resource.uri, "secret")
+}
+deny contains "secret resources are off limits" if contains(input.resource.uri, "secret")
+
+deny contains "no greeting Mallory" if {
+    input.method == "prompts/get"
+    input.arguments.name == "Mallory"
+}
+"#;
+
+#[test]
+fn allow_deny_approve_and_default_hold_reach_the_client_as_documented() {
+    let mut fw = Builder::new().rego(CONTRACT).wrap_fixture();
+    fw.initialize();
+
+    assert_eq!(text(&fw.call("echo", json!({"text": "ok"}))), "ok");
+
+    let denied = fw.call("read_note", json!({"name": "diary"}));
+    assert_eq!(denied["result"]["isError"], true);
+    assert_eq!(text(&denied), "Denied by policy: notes named diary are private");
+    let decision_id = denied["result"]["_meta"]["mcp-firewall/decision_id"].as_str().unwrap().to_string();
+
+    let held = fw.call("delete_note", json!({"name": "hello"}));
+    assert_eq!(held["result"]["isError"], true);
+    assert!(text(&held).starts_with("Approval required: destructive tool"), "{held}");
+
+    // write_note is neither read-only nor destructive: no rule allows it.
+    let default = fw.call("write_note", json!({"name": "a", "content": "b"}));
+    assert!(text(&default).starts_with("Approval required"), "{default}");
+    assert_eq!(text(&fw.call("read_note", json!({"name": "hello"}))), "world", "nothing held ran");
+
+    let records = fw.audit_records();
+    let deny = records.iter().find(|r| r["decision_id"] == decision_id.as_str()).unwrap();
+    assert_eq!(deny["result"]["decision"], "deny");
+    assert_eq!(deny["result"]["reasons"], json!(["notes named diary are private"]));
+    let hold = fw.wait_audit("default hold", |r| r["event"] == "call.decided" && r["target"] == "write_note");
+    assert_eq!(hold["result"]["decision"], "approve");
+    assert_eq!(hold["result"]["default_hold"], true);
+    assert!(!records.iter().any(|r| r["event"] == "call.completed" && r["decision_id"] == decision_id.as_str()));
+}
+
+#[test]
+fn hidden_tools_are_not_listed_and_cannot_be_called() {
+    let mut fw = Builder::new().rego(CONTRACT).wrap_fixture();
+    fw.initialize();
+    let tools = fw.request("tools/list", json!({}));
+    let names: Vec<&str> = tools["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(!names.contains(&"crash") && names.contains(&"echo"), "{names:?}");
+    let call = fw.call("crash", json!({}));
+    assert_eq!(call["result"]["isError"], true, "{call}");
+    let listed = fw.wait_audit("list decision", |r| r["event"] == "list.decided");
+    assert_eq!(listed["hidden"], json!(["crash"]));
+}
+
+#[test]
+fn refused_resource_reads_and_prompts_are_json_rpc_errors() {
+    let mut fw = Builder::new().rego(CONTRACT).wrap_fixture();
+    fw.initialize();
+    let ok = fw.request("resources/read", json!({"uri": "fixture://notes/hello"}));
+    assert_eq!(ok["result"]["contents"][0]["text"], "world");
+    let secret = fw.request("resources/read", json!({"uri": "fixture://secret/key"}));
+    assert_eq!(secret["error"]["code"], -32001, "{secret}");
+    assert_eq!(secret["error"]["data"]["decision"], "deny");
+    assert_eq!(secret["error"]["data"]["reasons"], json!(["secret resources are off limits"]));
+    assert!(secret["error"]["data"]["decision_id"].is_string());
+
+    let greet = fw.request("prompts/get", json!({"name": "greet", "arguments": {"name": "Mallory"}}));
+    assert_eq!(greet["error"]["code"], -32001, "{greet}");
+    let fine = fw.request("prompts/get", json!({"name": "greet", "arguments": {"name": "Ada"}}));
+    assert!(fine.get("result").is_some(), "{fine}");
+}
+
+#[test]
+fn the_policy_message_is_what_the_model_reads() {
+    let rego = "package mcp.firewall\n\ndeny contains \"raw reason\" if true\n\nmessage := \"Please ask your admin for access.\"\n";
+    let mut fw = Builder::new().rego(rego).wrap_fixture();
+    fw.initialize();
+    let denied = fw.call("echo", json!({"text": "x"}));
+    assert_eq!(text(&denied), "Please ask your admin for access.");
+    let record = fw.wait_audit("deny", |r| r["event"] == "call.decided" && r["target"] == "echo");
+    assert_eq!(record["result"]["reasons"], json!(["raw reason"]), "the log keeps the real reasons");
+}
+
+#[test]
+fn invalid_arguments_are_refused_before_policy_naming_the_field() {
+    let mut fw = Builder::new().wrap_fixture();
+    fw.initialize();
+    let bad = fw.call("echo", json!({"text": 5}));
+    assert_eq!(bad["result"]["isError"], true);
+    let message = text(&bad);
+    assert!(message.contains("/text") && message.contains("string"), "{message}");
+    let missing = fw.call("add", json!({"a": 1}));
+    assert!(text(&missing).contains("b"), "{missing}");
+    let record = fw.wait_audit("invalid", |r| r["event"] == "call.decided" && r["error"]["kind"] == "invalid_arguments");
+    assert_eq!(record["result"]["decision"], "deny");
+}
+
+#[test]
+fn the_input_carries_principal_client_and_session_history() {
+    let rego = r#"package mcp.firewall
+
+allow if {
+    input.principal.id == "alice"
+    input.client.name == "harness"
+    input.session.transport == "stdio"
+    input.version == 1
+}
+
+deny contains "echo after read_note is exfiltration" if {
+    input.tool.name == "echo"
+    some h in input.session.history
+    h.tool == "read_note"
+}
+"#;
+    let mut fw = Builder::new().rego(rego).arg("--principal").arg("alice").wrap_fixture();
+    fw.initialize();
+    assert_eq!(text(&fw.call("echo", json!({"text": "before"}))), "before");
+    assert_eq!(text(&fw.call("read_note", json!({"name": "hello"}))), "world");
+    let after = fw.call("echo", json!({"text": "after"}));
+    assert_eq!(text(&after), "Denied by policy: echo after read_note is exfiltration");
+}
+
+#[test]
+fn the_wrong_principal_falls_to_the_default_hold() {
+    let rego = "package mcp.firewall\n\nallow if input.principal.id == \"alice\"\n";
+    let mut fw = Builder::new().rego(rego).arg("--principal").arg("mallory").wrap_fixture();
+    fw.initialize();
+    assert!(text(&fw.call("echo", json!({"text": "x"}))).starts_with("Approval required"));
+}
+
+/// Every way the decision can go wrong denies, with the cause in the log.
+#[test]
+fn evaluation_failures_deny_and_are_recorded() {
+    let cases = [
+        ("allow := \"yes\"\n", "allow"),
+        ("deny contains 7 if true\nallow := true\n", "deny"),
+        ("approve := {\"not\": \"a set\"}\nallow := true\n", "approve"),
+        ("hide := 3\nallow := true\n", "hide"),
+        (
+            "allow if {\n  count([x | some x in numbers.range(1, 100000000)]) > 0\n}\n",
+            "time",
+        ),
+    ];
+    for (body, cause) in cases {
+        let rego = format!("package mcp.firewall\n\n{body}");
+        let mut fw = Builder::new().rego(&rego).wrap_fixture();
+        fw.initialize();
+        let resp = fw.call("echo", json!({"text": "x"}));
+        assert_eq!(resp["result"]["isError"], true, "{body}: {resp}");
+        assert!(text(&resp).starts_with("Denied: the policy could not be evaluated"), "{body}: {resp}");
+        let record = fw.wait_audit("policy error", |r| r["event"] == "call.decided" && r["target"] == "echo");
+        assert_eq!(record["result"]["decision"], "deny");
+        assert_eq!(record["error"]["kind"], "policy_error");
+        let message = record["error"]["message"].as_str().unwrap().to_lowercase();
+        assert!(message.contains(cause), "{body}: {message}");
+    }
+}
+
+#[test]
+fn a_policy_that_does_not_compile_stops_start_up_with_file_and_line() {
+    let dir = policy_dir("package mcp.firewall\n\nallow if {\n    input.method ==\n}\n");
+    let mut b = Builder::new().policy_path(dir.path());
+    b = b.arg("--").arg(fixture_bin());
+    let (mut cmd, _) = b.command();
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("policy.rego") && stderr.contains(":5"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_policy_directory_without_the_package_stops_start_up() {
+    let dir = policy_dir("package something.else\n\nallow := true\n");
+    let mut b = Builder::new().policy_path(dir.path());
+    b = b.arg("--").arg(fixture_bin());
+    let (mut cmd, _) = b.command();
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mcp.firewall"));
+}
