@@ -1,1 +1,31 @@
-//! policy
+//! Policy: plain decision types and the regorus adapter.
+//!
+//! Job: load a directory of Rego policies, decide one request at a time, and
+//! run the policies' own `test_*` rules. No tokio, no sockets, no file
+//! watching: the proxy calls [`PolicySet::evaluate`] and enforces the result.
+//!
+//! | file | job |
+//! |---|---|
+//! | `decision.rs` | [`Decision`] and [`Verdict`], pure data |
+//! | `error.rs` | [`PolicyError`], every way deciding can fail |
+//! | `loader.rs` | directory walk, revision hash, engine construction |
+//! | `engine.rs` | [`PolicySet`]: load once, evaluate per request |
+//! | `verdict.rs` | rule values -> [`Verdict`]: type checks and precedence |
+//! | `testing.rs` | [`run_tests`], a minimal `opa test` |
+//!
+//! Invariant (fail closed): every failure is a [`PolicyError`]; the caller
+//! turns it into a deny. Nothing here panics on bad policy or input, and
+//! nothing defaults to allow. The contract is documented in
+//! `docs/policy-input.md`.
+
+mod decision;
+mod engine;
+mod error;
+mod loader;
+mod testing;
+mod verdict;
+
+pub use decision::{DEFAULT_HOLD_REASON, Decision, Verdict};
+pub use engine::{EVAL_TIME_LIMIT, PolicySet};
+pub use error::PolicyError;
+pub use testing::{TEST_TIME_LIMIT, TestOutcome, run_tests};
