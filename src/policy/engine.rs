@@ -31,9 +31,9 @@ use super::loader::{self, SourceFile};
 use super::verdict::{self, RULES};
 
 /// Longest one decision may take. A policy decides on a request the client is
-/// waiting for; a quarter second is far above any sane policy (the shipped ones take
-/// ~150 µs in release builds) and
-/// short enough that a runaway loop is a prompt deny, not a hang.
+/// waiting for; a quarter second is far above any sane policy (the shipped
+/// ones take ~150 µs in release builds) and short enough that a runaway loop
+/// is a prompt deny, not a hang.
 pub const EVAL_TIME_LIMIT: Duration = Duration::from_millis(250);
 
 /// Package of the adapter module; chosen so it cannot clash with `mcp.*` or
