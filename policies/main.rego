@@ -1,0 +1,58 @@
+# The decision rules of mcp-firewall (package mcp.firewall).
+#
+# The firewall evaluates this package once per request (once per item for
+# list requests) and reads these rules (see docs/policy-input.md):
+#
+#   deny      set of strings  any member: refuse, with these reasons
+#   approve   set of strings  any member: hold for a human, with these reasons
+#   allow     boolean         true (and nothing in deny/approve): forward
+#   hide      boolean         list requests: leave this item out of the list
+#   message   string          optional model-facing text for a refusal
+#   approval  object          optional obligations for a held call
+#
+# Precedence: deny > approve > allow > default. The default is to HOLD the call
+# for a human, so a tool this file says nothing about is never run silently.
+# Every file in this directory with `package mcp.firewall` adds to the same
+# rules: filesystem.rego and secrets.rego add `deny` reasons.
+package mcp.firewall
+
+# The methods that list things. The firewall evaluates the policy once per
+# listed item; `allow` keeps the item, `hide` removes it.
+list_methods := {"tools/list", "resources/list", "prompts/list"}
+
+# Reading a resource or fetching a prompt is allowed unless something denies it
+# (secrets.rego denies resources whose URI looks like a secret).
+read_methods := {"resources/read", "prompts/get"}
+
+# Tools that declare themselves read-only run without asking.
+# Annotations are hints from the upstream server, not guarantees: the deny
+# rules in the other files still apply to read-only tools.
+allow if {
+	input.method == "tools/call"
+	input.tool.annotations.readOnlyHint == true
+}
+
+allow if input.method in list_methods
+
+allow if input.method in read_methods
+
+# Tools that declare themselves destructive are held for a human, even if
+# they also (contradictorily) claim to be read-only: approve beats allow.
+# (A tool with no annotations is held too, by the default; this rule only
+# gives the reason a clearer wording.)
+approve contains reason if {
+	input.method == "tools/call"
+	input.tool.annotations.destructiveHint == true
+	reason := sprintf("tool %s on server %s is marked destructive", [input.tool.name, input.server])
+}
+
+# Nothing is hidden by default. To hide items from list answers, add rules
+# such as:
+#
+#   hide if {
+#   	input.method == "tools/list"
+#   	startswith(input.tool.name, "debug_")
+#   }
+#
+# A hidden tool is still decided normally if a client calls it by name.
+default hide := false

@@ -1,0 +1,59 @@
+# Tests for main.rego. Run with `mcp-firewall policy test policies/`.
+package mcp.firewall_test
+
+import data.mcp.firewall
+
+read_only_call := {
+	"method": "tools/call",
+	"server": "fs",
+	"tool": {"name": "read_file", "annotations": {"readOnlyHint": true}},
+	"arguments": {"path": "/srv/notes.txt"},
+}
+
+destructive_call := {
+	"method": "tools/call",
+	"server": "fs",
+	"tool": {"name": "write_file", "annotations": {"destructiveHint": true}},
+	"arguments": {"path": "/srv/notes.txt", "content": "hello"},
+}
+
+test_read_only_tool_allowed if {
+	firewall.allow with input as read_only_call
+	count(firewall.deny) == 0 with input as read_only_call
+	count(firewall.approve) == 0 with input as read_only_call
+}
+
+test_destructive_tool_inside_roots_held if {
+	reasons := firewall.approve with input as destructive_call
+	reasons == {"tool write_file on server fs is marked destructive"}
+	count(firewall.deny) == 0 with input as destructive_call
+}
+
+test_contradictory_annotations_held if {
+	call := json.patch(destructive_call, [{"op": "add", "path": "/tool/annotations/readOnlyHint", "value": true}])
+	count(firewall.approve) == 1 with input as call
+}
+
+# A tool with no annotations gets no rule at all: the firewall's default
+# (hold for approval) applies.
+test_unannotated_tool_not_allowed if {
+	call := {"method": "tools/call", "server": "x", "tool": {"name": "run", "annotations": {}}, "arguments": {}}
+	not firewall.allow with input as call
+	count(firewall.approve) == 0 with input as call
+	count(firewall.deny) == 0 with input as call
+}
+
+test_list_methods_allowed if {
+	every method in {"tools/list", "resources/list", "prompts/list"} {
+		firewall.allow with input as {"method": method, "arguments": {}}
+	}
+}
+
+test_read_methods_allowed if {
+	firewall.allow with input as {"method": "resources/read", "resource": {"uri": "file:///srv/a.txt"}, "arguments": {}}
+	firewall.allow with input as {"method": "prompts/get", "prompt": {"name": "greet"}, "arguments": {"name": "bob"}}
+}
+
+test_nothing_hidden_by_default if {
+	firewall.hide == false with input as {"method": "tools/list", "tool": {"name": "debug_dump"}, "arguments": {}}
+}

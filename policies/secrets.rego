@@ -1,0 +1,33 @@
+# Secret guard rails (package mcp.firewall; adds `deny` reasons).
+#
+# 1. Deny any call whose arguments contain obvious key material: a PEM private
+#    key block, or an AWS access key id.
+# 2. Deny resources/read of a URI that mentions "secret".
+#
+# These are cheap tripwires for accidents, not a data-loss-prevention system.
+# Reasons never repeat the secret itself: they end up in the audit log and in
+# front of the model.
+package mcp.firewall
+
+# Every string anywhere in the arguments, however deeply nested.
+argument_strings contains s if {
+	walk(input.arguments, [_, s])
+	is_string(s)
+}
+
+deny contains "arguments contain a private key" if {
+	some s in argument_strings
+	contains(s, "-----BEGIN")
+	contains(s, "PRIVATE KEY-----")
+}
+
+deny contains "arguments contain an AWS access key id" if {
+	some s in argument_strings
+	regex.match(`AKIA[0-9A-Z]{16}`, s)
+}
+
+deny contains reason if {
+	input.method == "resources/read"
+	contains(lower(input.resource.uri), "secret")
+	reason := sprintf("resource %s looks like a secret", [input.resource.uri])
+}

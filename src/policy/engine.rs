@@ -1,0 +1,191 @@
+//! The compiled policy set and its evaluation.
+//!
+//! Job: load a policy directory once ([`PolicySet::load_dir`]) and decide
+//! requests against it ([`PolicySet::evaluate`]).
+//!
+//! How a decision is read: at load we add one small adapter module that
+//! gathers the six decision rules into a single object,
+//! `{"deny": [x | x := data.<pkg>.deny], ...}`. Each comprehension yields `[]`
+//! when its rule is undefined (or not declared at all), so one `eval_rule`
+//! reads every rule, shares helper-rule results between them, and never
+//! confuses "undefined" with "error". (Evaluating the rules one by one cleans
+//! regorus's state between calls and recomputes shared helpers.)
+//!
+//! Invariants:
+//! - The stored engine is already prepared (analysed and scheduled), so the
+//!   per-request `clone()` is cheap and every request starts from the same state.
+//! - Every evaluation runs under [`EVAL_TIME_LIMIT`].
+//! - Load fails (not the first request) on parse/compile errors, a missing
+//!   package, and calls to functions regorus does not have that an
+//!   evaluation with empty input reaches.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regorus::{Engine, Value};
+use serde::Deserialize;
+
+use super::decision::Verdict;
+use super::error::PolicyError;
+use super::loader::{self, SourceFile};
+use super::verdict::{self, RULES};
+
+/// Longest one decision may take. A policy decides on a request the client is
+/// waiting for; a quarter second is far above any sane policy (the shipped
+/// ones take ~150 µs in release builds) and short enough that a runaway loop
+/// is a prompt deny, not a hang.
+pub const EVAL_TIME_LIMIT: Duration = Duration::from_millis(250);
+
+/// Package of the adapter module; chosen so it cannot clash with `mcp.*` or
+/// any package a user is likely to write.
+const ADAPTER_PACKAGE: &str = "mcp_firewall_adapter";
+/// Source label of the adapter module (appears in regorus error pointers).
+const ADAPTER_LABEL: &str = "<mcp-firewall adapter>";
+
+/// A loaded, compiled policy directory.
+#[derive(Clone)]
+pub struct PolicySet {
+    engine: Engine,
+    package: String,
+    revision: String,
+    files: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for PolicySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySet")
+            .field("package", &self.package)
+            .field("revision", &self.revision)
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicySet {
+    /// Loads every `*.rego` (except `*_test.rego`) and data file under `dir`
+    /// and checks that `package` (e.g. `mcp.firewall`) is declared.
+    pub fn load_dir(dir: &Path, package: &str) -> Result<PolicySet, PolicyError> {
+        let no_package = || PolicyError::NoPackage {
+            package: package.to_string(),
+        };
+        let components = package_components(package).ok_or_else(no_package)?;
+        let files = loader::collect(dir, false)?;
+        let mut engine = loader::build_engine(&files, EVAL_TIME_LIMIT)?;
+        if !declares_package(&engine, &components) {
+            return Err(no_package());
+        }
+        add_adapter(&mut engine, package).map_err(|e| loader::load_err(dir, e))?;
+        prepare(&mut engine, dir)?;
+        Ok(PolicySet {
+            engine,
+            package: package.to_string(),
+            revision: loader::revision(&files),
+            files: files.into_iter().map(|f: SourceFile| f.path).collect(),
+        })
+    }
+
+    /// `sha256:<hex>` over the sorted relative paths and contents of every
+    /// loaded file. Changes whenever any loaded file changes.
+    pub fn revision(&self) -> &str {
+        &self.revision
+    }
+
+    /// The package the decision rules are read from.
+    pub fn package(&self) -> &str {
+        &self.package
+    }
+
+    /// Every loaded file, in load order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Decides one request. `input` is the policy input document.
+    pub fn evaluate(&self, input: &serde_json::Value) -> Result<Verdict, PolicyError> {
+        let rules = self.eval_adapter(input)?;
+        verdict::from_rules(&rules)
+    }
+
+    /// Runs the adapter rule on a clone of the engine; returns its JSON value.
+    fn eval_adapter(&self, input: &serde_json::Value) -> Result<serde_json::Value, PolicyError> {
+        let input = Value::deserialize(input).map_err(|e| PolicyError::Eval {
+            message: format!("input document is not representable: {e}"),
+        })?;
+        let mut engine = self.engine.clone();
+        engine.set_input(input);
+        let value = engine
+            .eval_rule(adapter_rule("verdict"))
+            .map_err(|e| loader::eval_err(e, EVAL_TIME_LIMIT))?;
+        serde_json::to_value(&value).map_err(|e| PolicyError::BadResult {
+            rule: "verdict".to_string(),
+            expected: "JSON-representable values",
+            got: e.to_string(),
+        })
+    }
+}
+
+/// `mcp.firewall` -> `["mcp", "firewall"]`; `None` unless every component is
+/// a plain Rego identifier (so it can be spliced into a rule path safely).
+fn package_components(package: &str) -> Option<Vec<&str>> {
+    let ident = |c: &str| {
+        let mut chars = c.chars();
+        chars
+            .next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+            && chars.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+    };
+    let parts: Vec<&str> = package.split('.').collect();
+    parts.iter().all(|p| ident(p)).then_some(parts)
+}
+
+fn declares_package(engine: &Engine, components: &[&str]) -> bool {
+    engine
+        .get_policy_package_components()
+        .map(|pkgs| pkgs.iter().any(|p| p.components == components))
+        .unwrap_or(false)
+}
+
+fn adapter_rule(rule: &str) -> String {
+    format!("data.{ADAPTER_PACKAGE}.{rule}")
+}
+
+/// Adds the module that gathers the decision rules into one object.
+fn add_adapter(engine: &mut Engine, package: &str) -> anyhow::Result<()> {
+    let fields: Vec<String> = RULES
+        .iter()
+        .map(|r| format!("  \"{r}\": [x | x := data.{package}.{r}],"))
+        .collect();
+    let text = format!(
+        "package {ADAPTER_PACKAGE}\n\nready := true\n\nverdict := {{\n{}\n}}\n",
+        fields.join("\n")
+    );
+    engine.add_policy(ADAPTER_LABEL.to_string(), text).map(drop)
+}
+
+/// Prepares the engine (so clones start prepared) and surfaces compile-class
+/// errors at load. `ready` evaluates nothing of the user's policy, so any
+/// error from it is a compile error. Then one evaluation of the decision with
+/// empty input catches calls to functions regorus lacks (`crypto.*`,
+/// `io.jwt.*`, `http.send` ...) on paths that do not depend on input; other
+/// errors from that probe depend on input and are left to `evaluate`.
+/// (`http.send` exists in regorus only as a stub returning undefined; the
+/// loader replaces it with an extension that errors, caught the same way.)
+fn prepare(engine: &mut Engine, dir: &Path) -> Result<(), PolicyError> {
+    engine
+        .eval_rule(adapter_rule("ready"))
+        .map_err(|e| loader::load_err(dir, e))?;
+    engine.set_input(Value::new_object());
+    match engine.eval_rule(adapter_rule("verdict")) {
+        Err(e) if is_unsupported(&e) => Err(loader::load_err(dir, e)),
+        _ => Ok(()),
+    }
+}
+
+fn is_unsupported(err: &anyhow::Error) -> bool {
+    let text = format!("{err:#}");
+    loader::UNSUPPORTED_MARKERS.iter().any(|m| text.contains(m))
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -1,0 +1,378 @@
+//! Loading and evaluating real policy directories.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use super::PolicySet;
+use crate::policy::{Decision, PolicyError};
+
+const PKG: &str = "mcp.firewall";
+
+fn dir_with(files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+fn load(files: &[(&str, &str)]) -> Result<PolicySet, PolicyError> {
+    let dir = dir_with(files);
+    PolicySet::load_dir(dir.path(), PKG)
+}
+
+fn eval_one(rego: &str, input: Value) -> Result<crate::policy::Verdict, PolicyError> {
+    load(&[("p.rego", rego)]).unwrap().evaluate(&input)
+}
+
+fn shipped() -> PolicySet {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    PolicySet::load_dir(&dir, PKG).unwrap()
+}
+
+#[test]
+fn reads_rules_from_policy() {
+    let rego = "package mcp.firewall\nallow if input.ok\ndeny contains \"no\" if input.bad\nmessage := \"m\" if input.bad\nhide if input.hide\n";
+    assert_eq!(
+        eval_one(rego, json!({"ok": true})).unwrap().decision,
+        Decision::Allow
+    );
+    let v = eval_one(rego, json!({"ok": true, "bad": true, "hide": true})).unwrap();
+    assert_eq!(
+        v.decision,
+        Decision::Deny {
+            reasons: vec!["no".into()]
+        }
+    );
+    assert_eq!(v.message.as_deref(), Some("m"));
+    assert!(v.hide);
+}
+
+#[test]
+fn undeclared_and_undefined_rules_take_defaults() {
+    // Declares none of the decision rules at all.
+    let v = eval_one("package mcp.firewall\nx := 1\n", json!({})).unwrap();
+    assert!(v.default_hold && !v.hide && v.message.is_none());
+    // Declared but undefined for this input.
+    let v = eval_one(
+        "package mcp.firewall\nallow if input.never\nhide if input.never\n",
+        json!({}),
+    )
+    .unwrap();
+    assert!(v.default_hold && !v.hide);
+}
+
+#[test]
+fn wrong_rule_types_are_bad_results() {
+    let cases = [
+        ("deny := \"x\"", "deny"),
+        ("approve := {1, 2}", "approve"),
+        ("allow := \"yes\"", "allow"),
+        ("hide := 1", "hide"),
+        ("message := [\"x\"]", "message"),
+        ("approval := true", "approval"),
+    ];
+    for (rule, name) in cases {
+        let rego = format!("package mcp.firewall\n{rule}\n");
+        match eval_one(&rego, json!({})) {
+            Err(PolicyError::BadResult { rule, .. }) => assert_eq!(rule, name),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn expensive_loop_times_out() {
+    let rego = "package mcp.firewall\nallow if {\n  count([x | some a in numbers.range(1, input.n); some b in numbers.range(1, input.n); x := a * b]) > 0\n}\n";
+    let set = load(&[("p.rego", rego)]).unwrap();
+    let started = Instant::now();
+    let err = set.evaluate(&json!({"n": 100_000})).unwrap_err();
+    assert!(
+        matches!(err, PolicyError::Timeout { limit_ms: 250 }),
+        "{err:?}"
+    );
+    // Not an assertion on speed: only that it was stopped, not left to run.
+    assert!(started.elapsed().as_secs() < 30);
+}
+
+#[test]
+fn compile_error_names_file_and_line() {
+    let err = load(&[(
+        "sub/broken.rego",
+        "package mcp.firewall\n\nallow if {\n  input.x ==\n}\n",
+    )])
+    .unwrap_err();
+    let PolicyError::Load { path, message } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(path.ends_with("sub/broken.rego"), "{path:?}");
+    assert!(message.contains("sub/broken.rego:5:"), "{message}");
+    assert!(err.to_string().contains("broken.rego"));
+}
+
+#[test]
+fn missing_package_is_reported() {
+    let err = load(&[("p.rego", "package other\nallow := true\n")]).unwrap_err();
+    assert!(
+        matches!(err, PolicyError::NoPackage { ref package } if package == PKG),
+        "{err:?}"
+    );
+    let err = load(&[]).unwrap_err();
+    assert!(matches!(err, PolicyError::NoPackage { .. }));
+    let err = PolicySet::load_dir(Path::new("/nonexistent/policies"), PKG).unwrap_err();
+    assert!(matches!(err, PolicyError::Load { .. }));
+    let err = load(&[("p.rego", "package mcp.firewall\n")]);
+    assert!(err.is_ok());
+}
+
+#[test]
+fn package_name_must_be_a_plain_path() {
+    let dir = dir_with(&[("p.rego", "package mcp.firewall\n")]);
+    for bad in ["", "mcp..firewall", "mcp.fire-wall", "data.x[1]"] {
+        let err = PolicySet::load_dir(dir.path(), bad).unwrap_err();
+        assert!(matches!(err, PolicyError::NoPackage { .. }), "{bad}");
+    }
+}
+
+#[test]
+fn unsupported_builtin_is_named() {
+    // Reached without input: caught at load.
+    for builtin in [
+        "crypto.sha256(\"x\")",
+        "io.jwt.decode(\"x\")",
+        "http.send({})",
+    ] {
+        let rego = format!("package mcp.firewall\ndeny contains \"x\" if {{ {builtin} }}\n");
+        let err = load(&[("p.rego", &rego)]).unwrap_err();
+        let name = builtin.split('(').next().unwrap();
+        assert!(matches!(err, PolicyError::Load { .. }), "{err:?}");
+        assert!(err.to_string().contains(name), "{err}");
+    }
+    // Reached only for some inputs: caught at evaluation.
+    let rego =
+        "package mcp.firewall\ndeny contains \"x\" if { input.jwt; io.jwt.decode(input.jwt) }\n";
+    let set = load(&[("p.rego", rego)]).unwrap();
+    let err = set.evaluate(&json!({"jwt": "a.b.c"})).unwrap_err();
+    assert!(
+        matches!(err, PolicyError::Eval { ref message } if message.contains("io.jwt.decode")),
+        "{err:?}"
+    );
+    // regorus's http.send is a stub returning undefined; ours refuses.
+    let rego = "package mcp.firewall\ndeny contains \"x\" if { input.u; not http.send({\"url\": input.u}) }\n";
+    let set = load(&[("p.rego", rego)]).unwrap();
+    let err = set
+        .evaluate(&json!({"u": "https://example.com"}))
+        .unwrap_err();
+    assert!(
+        matches!(err, PolicyError::Eval { ref message } if message.contains("http.send")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn data_files_are_visible_under_data() {
+    let rego = "package mcp.firewall\nallow if input.user in data.team.members\nallow if data.flags.open\n";
+    let files = [
+        ("p.rego", rego),
+        ("team.json", "{\"team\": {\"members\": [\"alice\"]}}"),
+        ("sub/flags.yaml", "flags:\n  open: false\n"),
+    ];
+    let set = load(&files).unwrap();
+    assert_eq!(
+        set.evaluate(&json!({"user": "alice"})).unwrap().decision,
+        Decision::Allow
+    );
+    assert!(
+        set.evaluate(&json!({"user": "mallory"}))
+            .unwrap()
+            .default_hold
+    );
+    assert!(load(&[("p.rego", rego), ("bad.json", "[1]")]).is_err());
+}
+
+#[test]
+fn test_files_and_other_files_are_not_loaded() {
+    let files = [
+        ("p.rego", "package mcp.firewall\n"),
+        ("p_test.rego", "package mcp.firewall\nallow := true\n"),
+        ("README.md", "not rego"),
+        (".hidden/x.rego", "this does not parse"),
+    ];
+    let set = load(&files).unwrap();
+    let names: Vec<PathBuf> = set
+        .files()
+        .iter()
+        .map(|f| f.file_name().unwrap().into())
+        .collect();
+    assert_eq!(names, vec![PathBuf::from("p.rego")]);
+    assert!(set.evaluate(&json!({})).unwrap().default_hold);
+}
+
+#[test]
+fn revision_is_stable_and_tracks_changes() {
+    let dir = dir_with(&[("a.rego", "package mcp.firewall\n"), ("d.json", "{}")]);
+    let first = PolicySet::load_dir(dir.path(), PKG).unwrap();
+    let again = PolicySet::load_dir(dir.path(), PKG).unwrap();
+    assert!(first.revision().starts_with("sha256:") && first.revision().len() == 7 + 64);
+    assert_eq!(first.revision(), again.revision());
+    std::fs::write(dir.path().join("d.json"), "{\"x\": 1}").unwrap();
+    let changed = PolicySet::load_dir(dir.path(), PKG).unwrap();
+    assert_ne!(first.revision(), changed.revision());
+    std::fs::rename(dir.path().join("a.rego"), dir.path().join("b.rego")).unwrap();
+    let renamed = PolicySet::load_dir(dir.path(), PKG).unwrap();
+    assert_ne!(changed.revision(), renamed.revision());
+    assert_eq!(renamed.package(), PKG);
+}
+
+fn call(tool: &str, annotations: Value, arguments: Value) -> Value {
+    json!({
+        "version": 1, "method": "tools/call", "server": "fs",
+        "tool": {"name": tool, "exposed_name": format!("fs__{tool}"), "annotations": annotations},
+        "arguments": arguments,
+        "principal": {"id": "alice", "source": "os", "claims": {}},
+    })
+}
+
+#[test]
+fn shipped_policies_interplay() {
+    let set = shipped();
+    let ro = json!({"readOnlyHint": true});
+    let destructive = json!({"destructiveHint": true});
+    let decide = |input: Value| set.evaluate(&input).unwrap();
+
+    assert_eq!(
+        decide(call("read_file", ro.clone(), json!({"path": "/etc/hosts"}))).decision,
+        Decision::Allow
+    );
+    let v = decide(call("read_file", ro, json!({"q": "AKIAIOSFODNN7EXAMPLE"})));
+    assert_eq!(v.decision.label(), "deny");
+    let v = decide(call(
+        "write_file",
+        destructive.clone(),
+        json!({"path": "/srv/a"}),
+    ));
+    assert!(matches!(v.decision, Decision::Approve { .. }) && !v.default_hold);
+    let v = decide(call("write_file", destructive, json!({"path": "/srv2/a"})));
+    assert_eq!(v.decision.label(), "deny");
+    assert!(decide(call("run", json!({}), json!({}))).default_hold);
+    let list =
+        json!({"method": "tools/list", "server": "fs", "tool": {"name": "x"}, "arguments": {}});
+    let v = decide(list);
+    assert!(v.decision == Decision::Allow && !v.hide);
+}
+
+/// Prints the cost of one `evaluate` on the shipped policies; run with
+/// `cargo test --release --lib policy::engine::tests::bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_evaluate_shipped() {
+    let set = shipped();
+    let input = call(
+        "write_file",
+        json!({"destructiveHint": true}),
+        json!({"path": "/srv/a/b.txt", "content": "hello world"}),
+    );
+    let n = 5_000;
+    for _ in 0..100 {
+        let _ = set.evaluate(&input).unwrap();
+    }
+    let started = Instant::now();
+    for _ in 0..n {
+        let _ = set.evaluate(&input).unwrap();
+    }
+    println!(
+        "evaluate (one adapter rule): {:.1} us",
+        started.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+    let rego_input: regorus::Value = serde::Deserialize::deserialize(&input).unwrap();
+    let started = Instant::now();
+    for _ in 0..n {
+        let mut engine = set.engine.clone();
+        engine.set_input(rego_input.clone());
+        for rule in super::RULES {
+            // Undeclared rules are an error ("not a valid rule path") here.
+            let _ = engine.eval_rule(format!("data.mcp.firewall.{rule}"));
+        }
+    }
+    let six = started.elapsed().as_secs_f64() * 1e6 / n as f64;
+    for name in ["main.rego", "filesystem.rego", "secrets.rego"] {
+        let dir = dir_with(&[
+            (
+                name,
+                &std::fs::read_to_string(
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("policies")
+                        .join(name),
+                )
+                .unwrap(),
+            ),
+            ("data.json", "{}"),
+        ]);
+        let one = PolicySet::load_dir(dir.path(), PKG).unwrap();
+        let started = Instant::now();
+        for _ in 0..n {
+            let _ = one.evaluate(&input);
+        }
+        println!(
+            "  {name} alone: {:.1} us",
+            started.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+    }
+    println!("six eval_rule calls:         {six:.1} us");
+}
+
+#[test]
+#[ignore]
+fn bench_breakdown() {
+    let set = shipped();
+    let input = call(
+        "write_file",
+        json!({"destructiveHint": true}),
+        json!({"path": "/srv/a/b.txt"}),
+    );
+    let rego_input: regorus::Value = serde::Deserialize::deserialize(&input).unwrap();
+    let n = 5_000;
+    let time = |label: &str, f: &mut dyn FnMut()| {
+        let started = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        println!(
+            "{label}: {:.2} us",
+            started.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+    };
+    time("clone", &mut || drop(set.engine.clone()));
+    time("deserialize input", &mut || {
+        drop(<regorus::Value as serde::Deserialize>::deserialize(&input).unwrap())
+    });
+    time("clone+ready", &mut || {
+        let mut e = set.engine.clone();
+        e.set_input(rego_input.clone());
+        e.eval_rule(super::adapter_rule("ready")).unwrap();
+    });
+    time("clone+verdict", &mut || {
+        let mut e = set.engine.clone();
+        e.set_input(rego_input.clone());
+        e.eval_rule(super::adapter_rule("verdict")).unwrap();
+    });
+    let helpers = [
+        "write_tool",
+        "path_args",
+        "argument_strings",
+        "allowed_roots",
+        "list_methods",
+    ];
+    for rule in super::RULES.iter().chain(helpers.iter()) {
+        time(rule, &mut || {
+            let mut e = set.engine.clone();
+            e.set_input(rego_input.clone());
+            let _ = e.eval_rule(format!("data.mcp.firewall.{rule}"));
+        });
+    }
+}
