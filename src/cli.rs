@@ -11,7 +11,7 @@ use crate::RunArgs;
 use mcp_firewall::audit::{AuditLog, verify_file};
 use mcp_firewall::config::{Config, parse_fsync};
 use mcp_firewall::downstream::stdio;
-use mcp_firewall::policy::{PolicySet, testing};
+use mcp_firewall::policy::{PolicySet, run_tests};
 use mcp_firewall::proxy::session::{Principal, Session};
 use mcp_firewall::proxy::{CLIENT_QUEUE, Parts, Proxy};
 
@@ -32,8 +32,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     });
     audit.append("policy.loaded", record)?;
     tracing::info!(revision = policy.revision(), audit = %config.audit_path.display(), "mcp-firewall ready on stdio");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve_stdio(Parts { config, policy, audit, session: Session::new("stdio", principal) }))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve_stdio(Parts {
+        config,
+        policy,
+        audit,
+        session: Session::new("stdio", principal),
+    }))?;
     // Upstream processes are killed when the runtime drops their handles.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)
@@ -86,11 +93,17 @@ pub fn audit_verify(file: &Path) -> anyhow::Result<ExitCode> {
 }
 
 pub fn policy_test(dir: &Path) -> anyhow::Result<ExitCode> {
-    let outcomes = testing::run_tests(dir)?;
+    let outcomes = run_tests(dir)?;
     let failed = outcomes.iter().filter(|o| !o.passed).count();
     for o in &outcomes {
         let verdict = if o.passed { "PASS" } else { "FAIL" };
-        println!("{verdict} {}.{} ({}) {:?}", o.package, o.name, o.file.display(), o.duration);
+        println!(
+            "{verdict} {}.{} ({}) {:?}",
+            o.package,
+            o.name,
+            o.file.display(),
+            o.duration
+        );
         if !o.passed {
             if let Some(error) = &o.error {
                 println!("    error: {error}");
@@ -101,20 +114,29 @@ pub fn policy_test(dir: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     println!("{} passed, {failed} failed", outcomes.len() - failed);
-    Ok(if failed == 0 && !outcomes.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 && !outcomes.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub fn policy_eval(input: &Path, dir: &Path, package: &str) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(input).with_context(|| format!("cannot read {}", input.display()))?;
-    let input: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", input.display()))?;
+    let text = std::fs::read_to_string(input)
+        .with_context(|| format!("cannot read {}", input.display()))?;
+    let input: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", input.display()))?;
     let policy = PolicySet::load_dir(dir, package)?;
     let verdict = policy.evaluate(&input)?;
     let (reasons, obligations) = match &verdict.decision {
         mcp_firewall::policy::Decision::Allow => (vec![], serde_json::Value::Null),
-        mcp_firewall::policy::Decision::Deny { reasons } => (reasons.clone(), serde_json::Value::Null),
-        mcp_firewall::policy::Decision::Approve { reasons, obligations } => {
-            (reasons.clone(), obligations.clone().unwrap_or_default())
+        mcp_firewall::policy::Decision::Deny { reasons } => {
+            (reasons.clone(), serde_json::Value::Null)
         }
+        mcp_firewall::policy::Decision::Approve {
+            reasons,
+            obligations,
+        } => (reasons.clone(), obligations.clone().unwrap_or_default()),
     };
     let out = json!({
         "decision": verdict.decision.label(),

@@ -30,9 +30,15 @@ pub enum Refusal {
     #[error("Tool {tool} has an input schema the firewall cannot compile: {message}")]
     BadSchema { tool: String, message: String },
     #[error("Denied by policy: {}", .reasons.join("; "))]
-    PolicyDenied { reasons: Vec<String>, message: Option<String> },
+    PolicyDenied {
+        reasons: Vec<String>,
+        message: Option<String>,
+    },
     #[error("Approval required: {}. This call was held for human approval and was not run.", .reasons.join("; "))]
-    ApprovalRequired { reasons: Vec<String>, message: Option<String> },
+    ApprovalRequired {
+        reasons: Vec<String>,
+        message: Option<String>,
+    },
     #[error("Denied: the policy could not be evaluated ({0})")]
     PolicyFailed(#[from] PolicyError),
     #[error("Denied: the audit log could not be written ({0})")]
@@ -71,16 +77,21 @@ impl Refusal {
     /// gave one, otherwise the reasons.
     pub fn text(&self) -> String {
         match self {
-            Refusal::PolicyDenied { message: Some(m), .. } | Refusal::ApprovalRequired { message: Some(m), .. } => {
-                m.clone()
+            Refusal::PolicyDenied {
+                message: Some(m), ..
             }
+            | Refusal::ApprovalRequired {
+                message: Some(m), ..
+            } => m.clone(),
             other => other.to_string(),
         }
     }
 
     fn code(&self) -> i64 {
         match self {
-            Refusal::UnknownTool(_) | Refusal::UnknownPrompt(_) | Refusal::InvalidParams(_) => code::INVALID_PARAMS,
+            Refusal::UnknownTool(_) | Refusal::UnknownPrompt(_) | Refusal::InvalidParams(_) => {
+                code::INVALID_PARAMS
+            }
             Refusal::InvalidArguments { .. } => code::INVALID_PARAMS,
             Refusal::ResourceNotFound(_) => code::RESOURCE_NOT_FOUND,
             Refusal::BadSchema { .. }
@@ -111,7 +122,9 @@ impl Refusal {
     /// The reasons to record and to put in error data.
     pub fn reasons(&self) -> Vec<String> {
         match self {
-            Refusal::PolicyDenied { reasons, .. } | Refusal::ApprovalRequired { reasons, .. } => reasons.clone(),
+            Refusal::PolicyDenied { reasons, .. } | Refusal::ApprovalRequired { reasons, .. } => {
+                reasons.clone()
+            }
             other => vec![other.to_string()],
         }
     }
@@ -126,15 +139,22 @@ impl Refusal {
                 "isError": true,
             });
             if let Some(id) = decision_id {
-                result["_meta"] = json!({"mcp-firewall/decision_id": id, "mcp-firewall/refusal": self.kind()});
+                result["_meta"] =
+                    json!({"mcp-firewall/decision_id": id, "mcp-firewall/refusal": self.kind()});
             }
             return Ok(result);
         }
         let mut error = json!({"code": self.code(), "message": self.text()});
         let mut data = json!({"kind": self.kind()});
-        if let Refusal::PolicyDenied { reasons, .. } | Refusal::ApprovalRequired { reasons, .. } = self {
+        if let Refusal::PolicyDenied { reasons, .. } | Refusal::ApprovalRequired { reasons, .. } =
+            self
+        {
             data["reasons"] = json!(reasons);
-            data["decision"] = json!(if matches!(self, Refusal::PolicyDenied { .. }) { "deny" } else { "approve" });
+            data["decision"] = json!(if matches!(self, Refusal::PolicyDenied { .. }) {
+                "deny"
+            } else {
+                "approve"
+            });
         }
         if let Some(id) = decision_id {
             data["decision_id"] = json!(id);
@@ -150,7 +170,10 @@ mod tests {
 
     #[test]
     fn a_denied_tool_call_is_a_tool_result_the_model_reads() {
-        let r = Refusal::PolicyDenied { reasons: vec!["outside /srv".into()], message: None };
+        let r = Refusal::PolicyDenied {
+            reasons: vec!["outside /srv".into()],
+            message: None,
+        };
         let ok = r.answer(true, Some("d1")).unwrap();
         assert_eq!(ok["isError"], true);
         assert_eq!(ok["content"][0]["text"], "Denied by policy: outside /srv");
@@ -159,13 +182,22 @@ mod tests {
 
     #[test]
     fn the_policy_message_replaces_the_reasons_for_the_model() {
-        let r = Refusal::PolicyDenied { reasons: vec!["r".into()], message: Some("Ask a human.".into()) };
-        assert_eq!(r.answer(true, None).unwrap()["content"][0]["text"], "Ask a human.");
+        let r = Refusal::PolicyDenied {
+            reasons: vec!["r".into()],
+            message: Some("Ask a human.".into()),
+        };
+        assert_eq!(
+            r.answer(true, None).unwrap()["content"][0]["text"],
+            "Ask a human."
+        );
     }
 
     #[test]
     fn a_denied_resource_read_is_a_json_rpc_error_with_data() {
-        let r = Refusal::PolicyDenied { reasons: vec!["secret".into()], message: None };
+        let r = Refusal::PolicyDenied {
+            reasons: vec!["secret".into()],
+            message: None,
+        };
         let err = r.answer(false, Some("d2")).unwrap_err();
         assert_eq!(err["code"], code::POLICY_DENIED);
         assert_eq!(err["data"]["decision"], "deny");
@@ -175,7 +207,9 @@ mod tests {
 
     #[test]
     fn unknown_tool_is_a_protocol_error_even_for_tools_call() {
-        let err = Refusal::UnknownTool("x".into()).answer(true, None).unwrap_err();
+        let err = Refusal::UnknownTool("x".into())
+            .answer(true, None)
+            .unwrap_err();
         assert_eq!(err["code"], code::INVALID_PARAMS);
     }
 }

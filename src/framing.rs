@@ -25,7 +25,10 @@ pub struct LineReader<R> {
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
-        LineReader { inner: BufReader::new(inner), max }
+        LineReader {
+            inner: BufReader::new(inner),
+            max,
+        }
     }
 
     /// The next line without its `\n` (and `\r`), or `None` at end of input.
@@ -84,13 +87,21 @@ mod tests {
         let got = frames(b"ab\r\nxxxxxxxx\ncd\nlast", 4).await;
         assert_eq!(
             got,
-            [Frame::Line(b"ab".to_vec()), Frame::TooLong, Frame::Line(b"cd".to_vec()), Frame::Line(b"last".to_vec())]
+            [
+                Frame::Line(b"ab".to_vec()),
+                Frame::TooLong,
+                Frame::Line(b"cd".to_vec()),
+                Frame::Line(b"last".to_vec())
+            ]
         );
     }
 
     #[tokio::test]
     async fn invalid_utf8_is_passed_on_not_fatal() {
         let got = frames(b"\xff\xfe\nok\n", 100).await;
-        assert_eq!(got, [Frame::Line(vec![0xff, 0xfe]), Frame::Line(b"ok".to_vec())]);
+        assert_eq!(
+            got,
+            [Frame::Line(vec![0xff, 0xfe]), Frame::Line(b"ok".to_vec())]
+        );
     }
 }

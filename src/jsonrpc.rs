@@ -65,7 +65,9 @@ impl MessageError {
     /// The JSON-RPC error response that answers this failure.
     pub fn to_response(&self) -> Value {
         match self {
-            MessageError::Parse(_) => error_response(&Value::Null, code::PARSE_ERROR, &self.to_string(), None),
+            MessageError::Parse(_) => {
+                error_response(&Value::Null, code::PARSE_ERROR, &self.to_string(), None)
+            }
             MessageError::Invalid { id, .. } => {
                 error_response(id, code::INVALID_REQUEST, &self.to_string(), None)
             }
@@ -75,13 +77,15 @@ impl MessageError {
 
 /// Parse and classify one line of input.
 pub fn parse(line: &str) -> Result<Message, MessageError> {
-    let value: Value = serde_json::from_str(line).map_err(|e| MessageError::Parse(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(line).map_err(|e| MessageError::Parse(e.to_string()))?;
     classify(value)
 }
 
 /// Parse and classify one line of raw bytes (invalid UTF-8 is a parse error).
 pub fn parse_bytes(line: &[u8]) -> Result<Message, MessageError> {
-    let value: Value = serde_json::from_slice(line).map_err(|e| MessageError::Parse(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(line).map_err(|e| MessageError::Parse(e.to_string()))?;
     classify(value)
 }
 
@@ -102,16 +106,25 @@ pub fn classify(value: Value) -> Result<Message, MessageError> {
         return Err(invalid(Value::Null, "id must be a string or an integer"));
     }
     if obj.get("jsonrpc") != Some(&Value::String("2.0".into())) {
-        return Err(invalid(id.unwrap_or(Value::Null), "jsonrpc must be \"2.0\""));
+        return Err(invalid(
+            id.unwrap_or(Value::Null),
+            "jsonrpc must be \"2.0\"",
+        ));
     }
     let params = obj.remove("params").unwrap_or(Value::Null);
     if !(params.is_null() || params.is_object() || params.is_array()) {
-        return Err(invalid(id.unwrap_or(Value::Null), "params must be an object or array"));
+        return Err(invalid(
+            id.unwrap_or(Value::Null),
+            "params must be an object or array",
+        ));
     }
     match (obj.remove("method"), id) {
         (Some(Value::String(method)), Some(id)) => Ok(Message::Request { id, method, params }),
         (Some(Value::String(method)), None) => Ok(Message::Notification { method, params }),
-        (Some(_), id) => Err(invalid(id.unwrap_or(Value::Null), "method must be a string")),
+        (Some(_), id) => Err(invalid(
+            id.unwrap_or(Value::Null),
+            "method must be a string",
+        )),
         (None, Some(id)) => response(obj, id),
         (None, None) => Err(invalid(Value::Null, "message has neither method nor id")),
     }
@@ -119,9 +132,18 @@ pub fn classify(value: Value) -> Result<Message, MessageError> {
 
 fn response(mut obj: Map<String, Value>, id: Value) -> Result<Message, MessageError> {
     match (obj.remove("result"), obj.remove("error")) {
-        (Some(result), None) => Ok(Message::Response { id, body: Ok(result) }),
-        (None, Some(error)) if error.is_object() => Ok(Message::Response { id, body: Err(error) }),
-        _ => Err(invalid(id, "a response needs exactly one of result or error (an object)")),
+        (Some(result), None) => Ok(Message::Response {
+            id,
+            body: Ok(result),
+        }),
+        (None, Some(error)) if error.is_object() => Ok(Message::Response {
+            id,
+            body: Err(error),
+        }),
+        _ => Err(invalid(
+            id,
+            "a response needs exactly one of result or error (an object)",
+        )),
     }
 }
 
@@ -130,7 +152,10 @@ fn valid_id(id: &Value) -> bool {
 }
 
 fn invalid(id: Value, reason: &str) -> MessageError {
-    MessageError::Invalid { id, reason: reason.to_string() }
+    MessageError::Invalid {
+        id,
+        reason: reason.to_string(),
+    }
 }
 
 /// A request message.
@@ -201,10 +226,22 @@ mod tests {
             ("[]", code::INVALID_REQUEST),
             ("42", code::INVALID_REQUEST),
             (r#"{"id":1,"method":"x"}"#, code::INVALID_REQUEST),
-            (r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#, code::INVALID_REQUEST),
-            (r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#, code::INVALID_REQUEST),
-            (r#"{"jsonrpc":"2.0","id":1,"method":7}"#, code::INVALID_REQUEST),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"x","params":"s"}"#, code::INVALID_REQUEST),
+            (
+                r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#,
+                code::INVALID_REQUEST,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#,
+                code::INVALID_REQUEST,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":7}"#,
+                code::INVALID_REQUEST,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"x","params":"s"}"#,
+                code::INVALID_REQUEST,
+            ),
             (r#"{"jsonrpc":"2.0","id":1}"#, code::INVALID_REQUEST),
             (r#"{"jsonrpc":"2.0"}"#, code::INVALID_REQUEST),
         ];

@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 mod cli;
 
 #[derive(Parser)]
-#[command(name = "mcp-firewall", version, about = "Policy, approval and audit between AI clients and MCP servers")]
+#[command(
+    name = "mcp-firewall",
+    version,
+    about = "Policy, approval and audit between AI clients and MCP servers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -88,11 +92,20 @@ fn main() -> ExitCode {
     init_logging();
     let outcome = match cli.command {
         Command::Run(args) => cli::run(args),
-        Command::Audit { command: AuditCommand::Verify { file } } => cli::audit_verify(&file),
-        Command::Policy { command: PolicyCommand::Test { dir } } => cli::policy_test(&dir),
-        Command::Policy { command: PolicyCommand::Eval { input, policy, package } } => {
-            cli::policy_eval(&input, &policy, &package)
-        }
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => cli::audit_verify(&file),
+        Command::Policy {
+            command: PolicyCommand::Test { dir },
+        } => cli::policy_test(&dir),
+        Command::Policy {
+            command:
+                PolicyCommand::Eval {
+                    input,
+                    policy,
+                    package,
+                },
+        } => cli::policy_eval(&input, &policy, &package),
     };
     match outcome {
         Ok(code) => code,
@@ -107,5 +120,9 @@ fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("mcp_firewall=info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }

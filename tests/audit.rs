@@ -10,8 +10,15 @@ use common::*;
 use serde_json::json;
 
 fn verify(path: &std::path::Path) -> (bool, String) {
-    let out = Command::new(firewall_bin()).args(["audit", "verify"]).arg(path).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    let out = Command::new(firewall_bin())
+        .args(["audit", "verify"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 /// A log with a few sessions' worth of records.
@@ -22,7 +29,9 @@ fn sample_log(dir: &std::path::Path) -> std::path::PathBuf {
     for i in 0..3 {
         fw.call("echo", json!({"text": format!("call {i}")}));
     }
-    fw.wait_audit("last completion", |r| r["event"] == "call.completed" && r["seq"].as_u64() >= Some(8));
+    fw.wait_audit("last completion", |r| {
+        r["event"] == "call.completed" && r["seq"].as_u64() >= Some(8)
+    });
     fw.shutdown();
     audit
 }
@@ -31,24 +40,54 @@ fn sample_log(dir: &std::path::Path) -> std::path::PathBuf {
 fn a_session_records_who_what_when_why_and_the_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let mut fw = Builder::new().audit(&audit).arg("--principal").arg("alice").wrap_fixture();
+    let mut fw = Builder::new()
+        .audit(&audit)
+        .arg("--principal")
+        .arg("alice")
+        .wrap_fixture();
     fw.initialize();
     fw.call("write_note", json!({"name": "n", "content": "c"}));
     let done = fw.wait_audit("completion", |r| r["event"] == "call.completed");
     let records = fw.audit_records();
-    let events: Vec<&str> = records.iter().map(|r| r["event"].as_str().unwrap()).collect();
-    assert_eq!(&events[..2], ["policy.loaded", "session.started"], "{events:?}");
+    let events: Vec<&str> = records
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &events[..2],
+        ["policy.loaded", "session.started"],
+        "{events:?}"
+    );
 
-    let decided = records.iter().find(|r| r["event"] == "call.decided").unwrap();
-    assert!(decided["seq"].as_u64() < done["seq"].as_u64(), "decision recorded before the outcome");
-    assert_eq!(decided["principal"], json!({"id": "alice", "source": "flag"}));
+    let decided = records
+        .iter()
+        .find(|r| r["event"] == "call.decided")
+        .unwrap();
+    assert!(
+        decided["seq"].as_u64() < done["seq"].as_u64(),
+        "decision recorded before the outcome"
+    );
+    assert_eq!(
+        decided["principal"],
+        json!({"id": "alice", "source": "flag"})
+    );
     assert_eq!(decided["client"]["name"], "harness");
     assert_eq!(decided["server"], "upstream");
     assert_eq!(decided["target"], "write_note");
     assert_eq!(decided["result"]["decision"], "allow");
     assert_eq!(decided["arguments"], json!({"name": "n", "content": "c"}));
-    assert!(decided["policy_revision"].as_str().unwrap().starts_with("sha256:"));
-    assert!(decided["fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        decided["policy_revision"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(
+        decided["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     assert!(decided["ts"].as_str().is_some() && decided["decision_id"].as_str().is_some());
     assert_eq!(done["decision_id"], decided["decision_id"]);
     assert_eq!(done["outcome"], "ok");
@@ -56,10 +95,15 @@ fn a_session_records_who_what_when_why_and_the_outcome() {
     // Refused before policy (not in the schema), yet recorded, with the secret masked.
     let invalid = fw.call("echo", json!({"text": "x", "password": "hunter2"}));
     assert_eq!(invalid["result"]["isError"], true);
-    let refused = fw.wait_audit("invalid call", |r| r["event"] == "call.decided" && r["target"] == "echo");
+    let refused = fw.wait_audit("invalid call", |r| {
+        r["event"] == "call.decided" && r["target"] == "echo"
+    });
     assert_eq!(refused["result"]["decision"], "deny");
     assert_eq!(refused["error"]["kind"], "invalid_arguments");
-    assert_eq!(refused["arguments"]["password"], "***", "secrets are masked");
+    assert_eq!(
+        refused["arguments"]["password"], "***",
+        "secrets are masked"
+    );
     assert!(!std::fs::read_to_string(&audit).unwrap().contains("hunter2"));
 }
 
@@ -72,7 +116,11 @@ fn the_chain_continues_across_restarts_and_verifies() {
     assert_eq!(audit, again);
     let records = read_audit(&audit);
     assert!(records.len() > first);
-    assert_eq!(records[first]["prev"], records[first - 1]["hash"], "the second run continues the chain");
+    assert_eq!(
+        records[first]["prev"],
+        records[first - 1]["hash"],
+        "the second run continues the chain"
+    );
     let (ok, out) = verify(&audit);
     assert!(ok, "{out}");
     assert!(out.contains(&format!("{} records", records.len())), "{out}");
@@ -102,13 +150,21 @@ fn verify_names_the_first_bad_record_for_every_kind_of_tampering() {
     let spaced = lines[5].replacen(",", ", ", 1);
     whitespace[5] = &spaced;
 
-    let cases = [("changed byte", changed_byte, changed_line.as_str()), ("removed", removed, "line 5"), ("reordered", reordered, "line 3"), ("whitespace", whitespace, "line 6")];
+    let cases = [
+        ("changed byte", changed_byte, changed_line.as_str()),
+        ("removed", removed, "line 5"),
+        ("reordered", reordered, "line 3"),
+        ("whitespace", whitespace, "line 6"),
+    ];
     for (what, lines, first_bad) in cases {
         let path = dir.path().join(format!("{}.jsonl", what.replace(' ', "_")));
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
         let (ok, out) = verify(&path);
         assert!(!ok, "{what}: verify must fail");
-        assert!(out.contains(first_bad), "{what}: expected {first_bad} in {out}");
+        assert!(
+            out.contains(first_bad),
+            "{what}: expected {first_bad} in {out}"
+        );
     }
     let (ok, out) = verify(&audit);
     assert!(ok, "untouched copy still verifies: {out}");
@@ -126,7 +182,9 @@ fn a_call_whose_audit_record_cannot_be_written_is_refused_and_never_forwarded() 
         for i in 0..40 {
             fw.call("echo", json!({"text": format!("warm-up {i}")}));
         }
-        fw.wait_audit("warm-up done", |r| r["event"] == "call.completed" && r["seq"].as_u64() >= Some(80));
+        fw.wait_audit("warm-up done", |r| {
+            r["event"] == "call.completed" && r["seq"].as_u64() >= Some(80)
+        });
         fw.shutdown();
     }
     let size = std::fs::metadata(&audit).unwrap().len();
@@ -141,7 +199,10 @@ fn a_call_whose_audit_record_cannot_be_written_is_refused_and_never_forwarded() 
     for i in 0..40 {
         let resp = fw.call("echo", json!({"text": format!("marker-{i}")}));
         if resp["result"]["isError"] == true {
-            assert!(text(&resp).contains("audit log could not be written"), "{resp}");
+            assert!(
+                text(&resp).contains("audit log could not be written"),
+                "{resp}"
+            );
             refused_at = Some(i);
             break;
         }
@@ -149,11 +210,18 @@ fn a_call_whose_audit_record_cannot_be_written_is_refused_and_never_forwarded() 
     }
     let refused_at = refused_at.expect("the audit log filled up and a call was refused");
     let seen = std::fs::read_to_string(&events).unwrap();
-    assert!(!seen.contains(&format!("marker-{refused_at}\"")), "the refused call reached the upstream");
+    assert!(
+        !seen.contains(&format!("marker-{refused_at}\"")),
+        "the refused call reached the upstream"
+    );
     // Still refusing, still answering.
     let again = fw.call("echo", json!({"text": "after"}));
     assert_eq!(again["result"]["isError"], true, "{again}");
-    assert!(!std::fs::read_to_string(&events).unwrap().contains("\"after\""));
+    assert!(
+        !std::fs::read_to_string(&events)
+            .unwrap()
+            .contains("\"after\"")
+    );
     drop(fw);
     let (ok, out) = verify(&audit);
     assert!(ok, "a failed write leaves the chain intact: {out}");

@@ -64,25 +64,61 @@ fn two_upstreams_are_merged_with_prefixed_names() {
     assert_eq!(init["result"]["capabilities"]["tools"]["listChanged"], true);
 
     let tools = fw.request("tools/list", json!({}));
-    let names: Vec<String> =
-        tools["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect();
-    assert!(names.contains(&"alpha__echo".to_string()) && names.contains(&"beta__echo".to_string()), "{names:?}");
-    assert!(names.iter().all(|n| n.starts_with("alpha__") || n.starts_with("beta__")));
+    let names: Vec<String> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        names.contains(&"alpha__echo".to_string()) && names.contains(&"beta__echo".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("alpha__") || n.starts_with("beta__"))
+    );
 
-    assert_eq!(text(&fw.call("alpha__echo", json!({"text": "hi"}))), "[alpha] hi");
-    assert_eq!(text(&fw.call("beta__echo", json!({"text": "hi"}))), "[beta] hi");
+    assert_eq!(
+        text(&fw.call("alpha__echo", json!({"text": "hi"}))),
+        "[alpha] hi"
+    );
+    assert_eq!(
+        text(&fw.call("beta__echo", json!({"text": "hi"}))),
+        "[beta] hi"
+    );
     let unknown = fw.call("echo", json!({"text": "hi"}));
-    assert_eq!(unknown["error"]["code"], -32602, "un-prefixed names do not exist: {unknown}");
+    assert_eq!(
+        unknown["error"]["code"], -32602,
+        "un-prefixed names do not exist: {unknown}"
+    );
 
     let prompts = fw.request("prompts/list", json!({}));
-    assert!(prompts["result"]["prompts"].as_array().unwrap().iter().any(|p| p["name"] == "beta__greet"));
-    let greet = fw.request("prompts/get", json!({"name": "beta__greet", "arguments": {"name": "Bo"}}));
-    assert!(greet["result"]["messages"][0]["content"]["text"].as_str().unwrap().contains("Bo"));
+    assert!(
+        prompts["result"]["prompts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "beta__greet")
+    );
+    let greet = fw.request(
+        "prompts/get",
+        json!({"name": "beta__greet", "arguments": {"name": "Bo"}}),
+    );
+    assert!(
+        greet["result"]["messages"][0]["content"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Bo")
+    );
 
     // Both list fixture://notes/hello: the first upstream in config order owns it.
     let read = fw.request("resources/read", json!({"uri": "fixture://notes/hello"}));
     assert_eq!(read["result"]["contents"][0]["text"], "world");
-    let decided = fw.wait_audit("resource decision", |r| r["event"] == "call.decided" && r["method"] == "resources/read");
+    let decided = fw.wait_audit("resource decision", |r| {
+        r["event"] == "call.decided" && r["method"] == "resources/read"
+    });
     assert_eq!(decided["server"], "alpha");
 }
 
@@ -90,11 +126,19 @@ fn two_upstreams_are_merged_with_prefixed_names() {
 fn the_config_principal_and_mask_fields_reach_the_audit_log() {
     let (mut fw, _dir) = start("");
     fw.initialize();
-    fw.call("alpha__write_note", json!({"name": "n", "content": "top secret"}));
-    let decided = fw.wait_audit("write_note decision", |r| r["event"] == "call.decided" && r["target"] == "write_note");
+    fw.call(
+        "alpha__write_note",
+        json!({"name": "n", "content": "top secret"}),
+    );
+    let decided = fw.wait_audit("write_note decision", |r| {
+        r["event"] == "call.decided" && r["target"] == "write_note"
+    });
     assert_eq!(decided["principal"]["id"], "config-alice");
     assert_eq!(decided["principal"]["source"], "config");
-    assert_eq!(decided["arguments"]["content"], "***", "configured field is masked");
+    assert_eq!(
+        decided["arguments"]["content"], "***",
+        "configured field is masked"
+    );
     assert_eq!(decided["arguments"]["name"], "n");
 }
 
@@ -108,27 +152,55 @@ fn when_one_upstream_dies_the_other_keeps_serving() {
     let dead = fw.call("beta__echo", json!({"text": "x"}));
     assert_eq!(dead["error"]["code"], -32003, "{dead}");
     assert!(dead["error"]["message"].as_str().unwrap().contains("beta"));
-    assert_eq!(text(&fw.call("alpha__echo", json!({"text": "alive"}))), "[alpha] alive");
+    assert_eq!(
+        text(&fw.call("alpha__echo", json!({"text": "alive"}))),
+        "[alpha] alive"
+    );
     let tools = fw.request("tools/list", json!({}));
-    assert!(tools["result"]["tools"].as_array().unwrap().iter().all(|t| t["name"].as_str().unwrap().starts_with("alpha__")));
+    assert!(
+        tools["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["name"].as_str().unwrap().starts_with("alpha__"))
+    );
 }
 
 #[test]
 fn config_mistakes_name_the_file_and_key_and_stop_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("[[upstream]]\nname = \"a\"\ncommand = \"x\"\ncolour = \"red\"\n", "colour"),
-        ("[[upstream]]\nname = \"a__b\"\ncommand = \"x\"\n", "upstream[0].name"),
+        (
+            "[[upstream]]\nname = \"a\"\ncommand = \"x\"\ncolour = \"red\"\n",
+            "colour",
+        ),
+        (
+            "[[upstream]]\nname = \"a__b\"\ncommand = \"x\"\n",
+            "upstream[0].name",
+        ),
         ("[[upstream]]\nname = \"a\"\n", "command"),
-        ("[policy]\ndir = 5\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\n", "dir"),
+        (
+            "[policy]\ndir = 5\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\n",
+            "dir",
+        ),
     ];
     for (text, key) in cases {
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, text).unwrap();
-        let out = std::process::Command::new(firewall_bin()).args(["run", "--config"]).arg(&file).output().unwrap();
+        let out = std::process::Command::new(firewall_bin())
+            .args(["run", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("bad.toml") && stderr.contains(key), "{text:?}: {stderr}");
-        assert!(out.stdout.is_empty(), "nothing on stdout: it belongs to MCP");
+        assert!(
+            stderr.contains("bad.toml") && stderr.contains(key),
+            "{text:?}: {stderr}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "nothing on stdout: it belongs to MCP"
+        );
     }
 }

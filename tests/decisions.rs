@@ -43,26 +43,51 @@ fn allow_deny_approve_and_default_hold_reach_the_client_as_documented() {
 
     let denied = fw.call("read_note", json!({"name": "diary"}));
     assert_eq!(denied["result"]["isError"], true);
-    assert_eq!(text(&denied), "Denied by policy: notes named diary are private");
-    let decision_id = denied["result"]["_meta"]["mcp-firewall/decision_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        text(&denied),
+        "Denied by policy: notes named diary are private"
+    );
+    let decision_id = denied["result"]["_meta"]["mcp-firewall/decision_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let held = fw.call("delete_note", json!({"name": "hello"}));
     assert_eq!(held["result"]["isError"], true);
-    assert!(text(&held).starts_with("Approval required: destructive tool"), "{held}");
+    assert!(
+        text(&held).starts_with("Approval required: destructive tool"),
+        "{held}"
+    );
 
     // write_note is neither read-only nor destructive: no rule allows it.
     let default = fw.call("write_note", json!({"name": "a", "content": "b"}));
     assert!(text(&default).starts_with("Approval required"), "{default}");
-    assert_eq!(text(&fw.call("read_note", json!({"name": "hello"}))), "world", "nothing held ran");
+    assert_eq!(
+        text(&fw.call("read_note", json!({"name": "hello"}))),
+        "world",
+        "nothing held ran"
+    );
 
     let records = fw.audit_records();
-    let deny = records.iter().find(|r| r["decision_id"] == decision_id.as_str()).unwrap();
+    let deny = records
+        .iter()
+        .find(|r| r["decision_id"] == decision_id.as_str())
+        .unwrap();
     assert_eq!(deny["result"]["decision"], "deny");
-    assert_eq!(deny["result"]["reasons"], json!(["notes named diary are private"]));
-    let hold = fw.wait_audit("default hold", |r| r["event"] == "call.decided" && r["target"] == "write_note");
+    assert_eq!(
+        deny["result"]["reasons"],
+        json!(["notes named diary are private"])
+    );
+    let hold = fw.wait_audit("default hold", |r| {
+        r["event"] == "call.decided" && r["target"] == "write_note"
+    });
     assert_eq!(hold["result"]["decision"], "approve");
     assert_eq!(hold["result"]["default_hold"], true);
-    assert!(!records.iter().any(|r| r["event"] == "call.completed" && r["decision_id"] == decision_id.as_str()));
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["event"] == "call.completed" && r["decision_id"] == decision_id.as_str())
+    );
 }
 
 #[test]
@@ -70,8 +95,16 @@ fn hidden_tools_are_not_listed_and_cannot_be_called() {
     let mut fw = Builder::new().rego(CONTRACT).wrap_fixture();
     fw.initialize();
     let tools = fw.request("tools/list", json!({}));
-    let names: Vec<&str> = tools["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert!(!names.contains(&"crash") && names.contains(&"echo"), "{names:?}");
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !names.contains(&"crash") && names.contains(&"echo"),
+        "{names:?}"
+    );
     let call = fw.call("crash", json!({}));
     assert_eq!(call["result"]["isError"], true, "{call}");
     let listed = fw.wait_audit("list decision", |r| r["event"] == "list.decided");
@@ -87,12 +120,21 @@ fn refused_resource_reads_and_prompts_are_json_rpc_errors() {
     let secret = fw.request("resources/read", json!({"uri": "fixture://secret/key"}));
     assert_eq!(secret["error"]["code"], -32001, "{secret}");
     assert_eq!(secret["error"]["data"]["decision"], "deny");
-    assert_eq!(secret["error"]["data"]["reasons"], json!(["secret resources are off limits"]));
+    assert_eq!(
+        secret["error"]["data"]["reasons"],
+        json!(["secret resources are off limits"])
+    );
     assert!(secret["error"]["data"]["decision_id"].is_string());
 
-    let greet = fw.request("prompts/get", json!({"name": "greet", "arguments": {"name": "Mallory"}}));
+    let greet = fw.request(
+        "prompts/get",
+        json!({"name": "greet", "arguments": {"name": "Mallory"}}),
+    );
     assert_eq!(greet["error"]["code"], -32001, "{greet}");
-    let fine = fw.request("prompts/get", json!({"name": "greet", "arguments": {"name": "Ada"}}));
+    let fine = fw.request(
+        "prompts/get",
+        json!({"name": "greet", "arguments": {"name": "Ada"}}),
+    );
     assert!(fine.get("result").is_some(), "{fine}");
 }
 
@@ -103,8 +145,14 @@ fn the_policy_message_is_what_the_model_reads() {
     fw.initialize();
     let denied = fw.call("echo", json!({"text": "x"}));
     assert_eq!(text(&denied), "Please ask your admin for access.");
-    let record = fw.wait_audit("deny", |r| r["event"] == "call.decided" && r["target"] == "echo");
-    assert_eq!(record["result"]["reasons"], json!(["raw reason"]), "the log keeps the real reasons");
+    let record = fw.wait_audit("deny", |r| {
+        r["event"] == "call.decided" && r["target"] == "echo"
+    });
+    assert_eq!(
+        record["result"]["reasons"],
+        json!(["raw reason"]),
+        "the log keeps the real reasons"
+    );
 }
 
 #[test]
@@ -114,10 +162,15 @@ fn invalid_arguments_are_refused_before_policy_naming_the_field() {
     let bad = fw.call("echo", json!({"text": 5}));
     assert_eq!(bad["result"]["isError"], true);
     let message = text(&bad);
-    assert!(message.contains("/text") && message.contains("string"), "{message}");
+    assert!(
+        message.contains("/text") && message.contains("string"),
+        "{message}"
+    );
     let missing = fw.call("add", json!({"a": 1}));
     assert!(text(&missing).contains("b"), "{missing}");
-    let record = fw.wait_audit("invalid", |r| r["event"] == "call.decided" && r["error"]["kind"] == "invalid_arguments");
+    let record = fw.wait_audit("invalid", |r| {
+        r["event"] == "call.decided" && r["error"]["kind"] == "invalid_arguments"
+    });
     assert_eq!(record["result"]["decision"], "deny");
 }
 
@@ -138,18 +191,32 @@ deny contains "echo after read_note is exfiltration" if {
     h.tool == "read_note"
 }
 "#;
-    let mut fw = Builder::new().rego(rego).arg("--principal").arg("alice").wrap_fixture();
+    let mut fw = Builder::new()
+        .rego(rego)
+        .arg("--principal")
+        .arg("alice")
+        .wrap_fixture();
     fw.initialize();
     assert_eq!(text(&fw.call("echo", json!({"text": "before"}))), "before");
-    assert_eq!(text(&fw.call("read_note", json!({"name": "hello"}))), "world");
+    assert_eq!(
+        text(&fw.call("read_note", json!({"name": "hello"}))),
+        "world"
+    );
     let after = fw.call("echo", json!({"text": "after"}));
-    assert_eq!(text(&after), "Denied by policy: echo after read_note is exfiltration");
+    assert_eq!(
+        text(&after),
+        "Denied by policy: echo after read_note is exfiltration"
+    );
 }
 
 #[test]
 fn the_wrong_principal_falls_to_the_default_hold() {
     let rego = "package mcp.firewall\n\nallow if input.principal.id == \"alice\"\n";
-    let mut fw = Builder::new().rego(rego).arg("--principal").arg("mallory").wrap_fixture();
+    let mut fw = Builder::new()
+        .rego(rego)
+        .arg("--principal")
+        .arg("mallory")
+        .wrap_fixture();
     fw.initialize();
     assert!(text(&fw.call("echo", json!({"text": "x"}))).starts_with("Approval required"));
 }
@@ -160,7 +227,10 @@ fn evaluation_failures_deny_and_are_recorded() {
     let cases = [
         ("allow := \"yes\"\n", "allow"),
         ("deny contains 7 if true\nallow := true\n", "deny"),
-        ("approve := {\"not\": \"a set\"}\nallow := true\n", "approve"),
+        (
+            "approve := {\"not\": \"a set\"}\nallow := true\n",
+            "approve",
+        ),
         ("hide := 3\nallow := true\n", "hide"),
         (
             "allow if {\n  count([x | some x in numbers.range(1, 100000000)]) > 0\n}\n",
@@ -173,8 +243,13 @@ fn evaluation_failures_deny_and_are_recorded() {
         fw.initialize();
         let resp = fw.call("echo", json!({"text": "x"}));
         assert_eq!(resp["result"]["isError"], true, "{body}: {resp}");
-        assert!(text(&resp).starts_with("Denied: the policy could not be evaluated"), "{body}: {resp}");
-        let record = fw.wait_audit("policy error", |r| r["event"] == "call.decided" && r["target"] == "echo");
+        assert!(
+            text(&resp).starts_with("Denied: the policy could not be evaluated"),
+            "{body}: {resp}"
+        );
+        let record = fw.wait_audit("policy error", |r| {
+            r["event"] == "call.decided" && r["target"] == "echo"
+        });
         assert_eq!(record["result"]["decision"], "deny");
         assert_eq!(record["error"]["kind"], "policy_error");
         let message = record["error"]["message"].as_str().unwrap().to_lowercase();
@@ -191,7 +266,10 @@ fn a_policy_that_does_not_compile_stops_start_up_with_file_and_line() {
     let out = cmd.output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("policy.rego") && stderr.contains(":5"), "{stderr}");
+    assert!(
+        stderr.contains("policy.rego") && stderr.contains(":5"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
 }
 

@@ -20,7 +20,12 @@ fn direct_listing(method: &str, key: &str) -> Value {
     let mut stdin = child.stdin.take().unwrap();
     let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"harness","version":"1.0"}}});
     writeln!(stdin, "{init}").unwrap();
-    writeln!(stdin, "{}", json!({"jsonrpc":"2.0","method":"notifications/initialized"})).unwrap();
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"})
+    )
+    .unwrap();
     writeln!(stdin, "{}", json!({"jsonrpc":"2.0","id":2,"method":method})).unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let result = loop {
@@ -30,6 +35,7 @@ fn direct_listing(method: &str, key: &str) -> Value {
         }
     };
     let _ = child.kill();
+    let _ = child.wait();
     result
 }
 
@@ -42,22 +48,46 @@ fn wrap_form_is_transparent_for_initialize_and_listings() {
     assert_eq!(init["result"]["capabilities"]["tools"]["listChanged"], true);
 
     let tools = fw.request("tools/list", json!({}));
-    assert_eq!(tools["result"]["tools"], direct_listing("tools/list", "tools"), "tools pass through unchanged");
+    assert_eq!(
+        tools["result"]["tools"],
+        direct_listing("tools/list", "tools"),
+        "tools pass through unchanged"
+    );
     let prompts = fw.request("prompts/list", json!({}));
-    assert_eq!(prompts["result"]["prompts"], direct_listing("prompts/list", "prompts"));
+    assert_eq!(
+        prompts["result"]["prompts"],
+        direct_listing("prompts/list", "prompts")
+    );
     let resources = fw.request("resources/list", json!({}));
-    assert_eq!(resources["result"]["resources"], direct_listing("resources/list", "resources"));
+    assert_eq!(
+        resources["result"]["resources"],
+        direct_listing("resources/list", "resources")
+    );
 
     let echo = fw.call("echo", json!({"text": "hello"}));
     assert_eq!(text(&echo), "hello");
     let add = fw.call("add", json!({"a": 2, "b": 40}));
-    assert_eq!(add["result"]["structuredContent"]["sum"], 42, "structured content survives: {add}");
+    assert_eq!(
+        add["result"]["structuredContent"]["sum"], 42,
+        "structured content survives: {add}"
+    );
     let read = fw.request("resources/read", json!({"uri": "fixture://notes/hello"}));
     assert_eq!(read["result"]["contents"][0]["text"], "world");
-    let prompt = fw.request("prompts/get", json!({"name": "greet", "arguments": {"name": "Ada"}}));
-    assert!(prompt["result"]["messages"][0]["content"]["text"].as_str().unwrap().contains("Ada"));
+    let prompt = fw.request(
+        "prompts/get",
+        json!({"name": "greet", "arguments": {"name": "Ada"}}),
+    );
+    assert!(
+        prompt["result"]["messages"][0]["content"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Ada")
+    );
     let tmpl = fw.request("resources/templates/list", json!({}));
-    assert_eq!(tmpl["result"]["resourceTemplates"][0]["uriTemplate"], "fixture://notes/{name}");
+    assert_eq!(
+        tmpl["result"]["resourceTemplates"][0]["uriTemplate"],
+        "fixture://notes/{name}"
+    );
 }
 
 #[test]
@@ -78,11 +108,18 @@ fn malformed_input_gets_json_rpc_errors_and_the_session_goes_on() {
     fw.send_raw(r#"{"jsonrpc":"2.0","id":"x","method":7}"#);
     assert_eq!(fw.response(&json!("x"))["error"]["code"], -32600);
     fw.send_raw("[1,2,3]");
-    fw.recv_where("batch refusal", |m| m["error"]["message"].as_str().is_some_and(|s| s.contains("batch")));
+    fw.recv_where("batch refusal", |m| {
+        m["error"]["message"]
+            .as_str()
+            .is_some_and(|s| s.contains("batch"))
+    });
     fw.send_bytes(b"\xff\xfe\xfd\n");
     fw.recv_where("utf-8 parse error", |m| m["error"]["code"] == -32700);
     fw.send_raw(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#);
-    assert_eq!(fw.response(&json!(5))["error"]["data"]["kind"], "not_initialized");
+    assert_eq!(
+        fw.response(&json!(5))["error"]["data"]["kind"],
+        "not_initialized"
+    );
 
     fw.initialize();
     let wrong_type = fw.request("tools/call", json!({"name": 42}));
@@ -91,7 +128,10 @@ fn malformed_input_gets_json_rpc_errors_and_the_session_goes_on() {
     assert_eq!(args_not_object["error"]["code"], -32602);
     let unknown_method = fw.request("tools/teleport", json!({}));
     assert_eq!(unknown_method["error"]["code"], -32601);
-    assert_eq!(text(&fw.call("echo", json!({"text": "still here"}))), "still here");
+    assert_eq!(
+        text(&fw.call("echo", json!({"text": "still here"}))),
+        "still here"
+    );
 }
 
 #[test]
@@ -102,7 +142,11 @@ fn an_oversized_message_is_refused_and_the_next_one_served() {
     let line = json!({"jsonrpc": "2.0", "id": 77, "method": "tools/call",
                       "params": {"name": "echo", "arguments": {"text": huge}}});
     fw.send(&line);
-    let refused = fw.recv_where("size refusal", |m| m["error"]["message"].as_str().is_some_and(|s| s.contains("larger")));
+    let refused = fw.recv_where("size refusal", |m| {
+        m["error"]["message"]
+            .as_str()
+            .is_some_and(|s| s.contains("larger"))
+    });
     assert_eq!(refused["error"]["code"], -32600);
     assert_eq!(text(&fw.call("echo", json!({"text": "after"}))), "after");
 }
@@ -110,7 +154,11 @@ fn an_oversized_message_is_refused_and_the_next_one_served() {
 #[test]
 fn ping_is_answered() {
     let mut fw = Builder::new().wrap_fixture();
-    assert_eq!(fw.request("ping", json!({}))["result"], json!({}), "ping works before initialize");
+    assert_eq!(
+        fw.request("ping", json!({}))["result"],
+        json!({}),
+        "ping works before initialize"
+    );
     fw.initialize();
     assert_eq!(fw.request("ping", json!({}))["result"], json!({}));
 }
@@ -120,14 +168,20 @@ fn sampling_elicitation_and_roots_requests_reach_the_client_and_back() {
     let mut fw = Builder::new().wrap_fixture();
     fw.initialize_with(json!({"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}}));
 
-    let id = fw.send_request("tools/call", json!({"name": "sample", "arguments": {"prompt": "hi"}}));
+    let id = fw.send_request(
+        "tools/call",
+        json!({"name": "sample", "arguments": {"prompt": "hi"}}),
+    );
     let req = fw.server_request("sampling/createMessage");
     assert_eq!(req["params"]["messages"][0]["content"]["text"], "hi");
     fw.send(&json!({"jsonrpc": "2.0", "id": req["id"], "result":
         {"role": "assistant", "content": {"type": "text", "text": "from-client"}, "model": "m"}}));
     assert_eq!(text(&fw.response(&id)), "sampled: from-client");
 
-    let id = fw.send_request("tools/call", json!({"name": "elicit", "arguments": {"message": "ok?"}}));
+    let id = fw.send_request(
+        "tools/call",
+        json!({"name": "elicit", "arguments": {"message": "ok?"}}),
+    );
     let req = fw.server_request("elicitation/create");
     fw.send(&json!({"jsonrpc": "2.0", "id": req["id"], "result": {"action": "accept", "content": {"answer": "yes"}}}));
     assert!(text(&fw.response(&id)).starts_with("elicited: accept"));
@@ -157,36 +211,69 @@ fn logging_progress_and_list_changed_notifications_are_relayed() {
     fw.call("add_tool", json!({}));
     fw.notification("notifications/tools/list_changed");
     let tools = fw.request("tools/list", json!({}));
-    let names: Vec<&str> = tools["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"extra"), "the new tool is listed after list_changed: {names:?}");
-    fw.wait_audit("tool.added for extra", |r| r["event"] == "tool.added" && r["tool"] == "extra");
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"extra"),
+        "the new tool is listed after list_changed: {names:?}"
+    );
+    fw.wait_audit("tool.added for extra", |r| {
+        r["event"] == "tool.added" && r["tool"] == "extra"
+    });
 }
 
 #[test]
 fn cancellation_from_the_client_reaches_the_upstream_and_no_response_is_sent() {
     let events = tempfile::NamedTempFile::new().unwrap();
     let path = events.path().to_str().unwrap().to_string();
-    let mut fw = Builder::new().env("FIXTURE_EVENT_LOG", &path).wrap_fixture();
+    let mut fw = Builder::new()
+        .env("FIXTURE_EVENT_LOG", &path)
+        .wrap_fixture();
     fw.initialize();
-    let id = fw.send_request("tools/call", json!({"name": "slow", "arguments": {"seconds": 30, "steps": 30}}));
-    wait_event(events.path(), "the slow call", |e| e["event"] == "call_tool" && e["name"] == "slow");
-    fw.notify("notifications/cancelled", json!({"requestId": id, "reason": "user pressed stop"}));
+    let id = fw.send_request(
+        "tools/call",
+        json!({"name": "slow", "arguments": {"seconds": 30, "steps": 30}}),
+    );
+    wait_event(events.path(), "the slow call", |e| {
+        e["event"] == "call_tool" && e["name"] == "slow"
+    });
+    fw.notify(
+        "notifications/cancelled",
+        json!({"requestId": id, "reason": "user pressed stop"}),
+    );
     wait_event(events.path(), "cancellation", |e| e["event"] == "cancelled");
-    wait_event(events.path(), "the slow call stopping", |e| e["event"] == "slow_cancelled");
-    fw.wait_audit("cancelled outcome", |r| r["event"] == "call.completed" && r["outcome"] == "cancelled");
+    wait_event(events.path(), "the slow call stopping", |e| {
+        e["event"] == "slow_cancelled"
+    });
+    fw.wait_audit("cancelled outcome", |r| {
+        r["event"] == "call.completed" && r["outcome"] == "cancelled"
+    });
     // The session goes on, and the cancelled request never got an answer.
     assert_eq!(text(&fw.call("echo", json!({"text": "next"}))), "next");
-    assert!(!fw.backlog.iter().any(|m| m["id"] == id), "a cancelled request must not be answered");
+    assert!(
+        !fw.backlog.iter().any(|m| m["id"] == id),
+        "a cancelled request must not be answered"
+    );
 }
 
 #[test]
 fn requests_run_concurrently() {
     let mut fw = Builder::new().wrap_fixture();
     fw.initialize();
-    let slow = fw.send_request("tools/call", json!({"name": "slow", "arguments": {"seconds": 5, "steps": 1}}));
+    let slow = fw.send_request(
+        "tools/call",
+        json!({"name": "slow", "arguments": {"seconds": 5, "steps": 1}}),
+    );
     // The quick call is answered while the slow one is still running.
     assert_eq!(text(&fw.call("echo", json!({"text": "quick"}))), "quick");
-    assert!(!fw.backlog.iter().any(|m| m["id"] == slow), "slow call finished first?");
+    assert!(
+        !fw.backlog.iter().any(|m| m["id"] == slow),
+        "slow call finished first?"
+    );
     fw.notify("notifications/cancelled", json!({"requestId": slow}));
 }
 
@@ -195,8 +282,14 @@ fn a_crashed_upstream_fails_its_calls_clearly() {
     let mut fw = Builder::new().wrap_fixture();
     fw.initialize();
     let crash = fw.call("crash", json!({}));
-    let message = crash["error"]["message"].as_str().unwrap_or_default().to_string();
-    assert!(message.contains("upstream") && message.contains("not running"), "{crash}");
+    let message = crash["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("upstream") && message.contains("not running"),
+        "{crash}"
+    );
     let after = fw.call("echo", json!({"text": "x"}));
     assert_eq!(after["error"]["code"], -32003, "{after}");
     fw.wait_audit("upstream.exited", |r| r["event"] == "upstream.exited");

@@ -18,7 +18,9 @@ fn python() -> PathBuf {
 }
 
 fn npm_server(package: &str) -> String {
-    let p = repo_path(&format!("fixtures/npm/node_modules/@modelcontextprotocol/{package}/dist/index.js"));
+    let p = repo_path(&format!(
+        "fixtures/npm/node_modules/@modelcontextprotocol/{package}/dist/index.js"
+    ));
     assert!(p.exists(), "{} missing: run scripts/setup.sh", p.display());
     p.display().to_string()
 }
@@ -34,8 +36,13 @@ fn python_client(args: &[&str], server: &[String]) -> Value {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "python client failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    assert!(
+        out.status.success(),
+        "python client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
 /// `mcp-firewall run --policy P --audit-log A -- upstream...` as a command line.
@@ -58,17 +65,34 @@ fn firewall_cmd(rego: &str, upstream: &[String]) -> (Vec<String>, tempfile::Temp
 #[test]
 fn python_sdk_client_through_the_firewall_sees_what_it_sees_directly() {
     let fixture = vec![fixture_bin().to_string()];
-    let direct = python_client(&["--tool", "sample", "--args", r#"{"prompt":"x"}"#], &fixture);
+    let direct = python_client(
+        &["--tool", "sample", "--args", r#"{"prompt":"x"}"#],
+        &fixture,
+    );
     let (fw, dir) = firewall_cmd(ALLOW_ALL, &fixture);
     let proxied = python_client(&["--tool", "sample", "--args", r#"{"prompt":"x"}"#], &fw);
     assert_eq!(proxied["protocol_version"], direct["protocol_version"]);
     assert_eq!(proxied["tools"], direct["tools"]);
     assert_eq!(proxied["result"], direct["result"]);
-    assert_eq!(proxied["result"]["content"][0]["text"], "sampled: from-python-client");
-    assert!(proxied["server_requests"].as_array().unwrap().contains(&json!("sampling/createMessage")));
+    assert_eq!(
+        proxied["result"]["content"][0]["text"],
+        "sampled: from-python-client"
+    );
+    assert!(
+        proxied["server_requests"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("sampling/createMessage"))
+    );
     let audit = read_audit(&dir.path().join("audit.jsonl"));
-    let decided = audit.iter().find(|r| r["event"] == "call.decided").expect("decision recorded");
-    assert_eq!(decided["client"]["name"], "mcp-firewall-python-client", "the SDK's clientInfo is recorded: {decided}");
+    let decided = audit
+        .iter()
+        .find(|r| r["event"] == "call.decided")
+        .expect("decision recorded");
+    assert_eq!(
+        decided["client"]["name"], "mcp-firewall-python-client",
+        "the SDK's clientInfo is recorded: {decided}"
+    );
 }
 
 #[test]
@@ -77,16 +101,37 @@ fn python_sdk_client_sees_a_policy_denial_as_a_tool_error() {
     let (fw, _dir) = firewall_cmd(rego, &[fixture_bin().to_string()]);
     let report = python_client(&["--tool", "echo", "--args", r#"{"text":"x"}"#], &fw);
     assert_eq!(report["result"]["isError"], true, "{report}");
-    assert_eq!(report["result"]["content"][0]["text"], "Denied by policy: echo is off limits");
+    assert_eq!(
+        report["result"]["content"][0]["text"],
+        "Denied by policy: echo is off limits"
+    );
 }
 
 #[test]
 fn python_sdk_progress_and_elicitation_through_the_firewall() {
     let (fw, _dir) = firewall_cmd(ALLOW_ALL, &[fixture_bin().to_string()]);
-    let report = python_client(&["--progress", "--tool", "slow", "--args", r#"{"seconds":0.3,"steps":3}"#], &fw);
-    assert!(!report["progress"].as_array().unwrap().is_empty(), "progress relayed: {report}");
+    let report = python_client(
+        &[
+            "--progress",
+            "--tool",
+            "slow",
+            "--args",
+            r#"{"seconds":0.3,"steps":3}"#,
+        ],
+        &fw,
+    );
+    assert!(
+        !report["progress"].as_array().unwrap().is_empty(),
+        "progress relayed: {report}"
+    );
     let report = python_client(&["--tool", "elicit", "--args", r#"{"message":"ok?"}"#], &fw);
-    assert!(report["result"]["content"][0]["text"].as_str().unwrap().starts_with("elicited: accept"), "{report}");
+    assert!(
+        report["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("elicited: accept"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -105,22 +150,41 @@ fn npm_server_filesystem_behind_the_shipped_policy() {
     let mut fw = Builder::new()
         .policy_path(policy.path())
         .keep(policy)
-        .wrap(&["node", &npm_server("server-filesystem"), root_path.to_str().unwrap()]);
+        .wrap(&[
+            "node",
+            &npm_server("server-filesystem"),
+            root_path.to_str().unwrap(),
+        ]);
     // No roots capability: the server keeps its command-line directory.
     fw.initialize();
     let tools = fw.request("tools/list", json!({}));
-    assert!(tools["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == "read_text_file"));
+    assert!(
+        tools["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "read_text_file")
+    );
 
     let read = fw.call("read_text_file", json!({"path": root_path.join("a.txt")}));
     assert_eq!(text(&read), "alpha", "read-only tool allowed: {read}");
 
-    let outside = fw.call("write_file", json!({"path": "/etc/evil.txt", "content": "x"}));
+    let outside = fw.call(
+        "write_file",
+        json!({"path": "/etc/evil.txt", "content": "x"}),
+    );
     assert_eq!(outside["result"]["isError"], true);
     assert!(text(&outside).starts_with("Denied by policy"), "{outside}");
 
-    let inside = fw.call("write_file", json!({"path": root_path.join("b.txt"), "content": "beta"}));
+    let inside = fw.call(
+        "write_file",
+        json!({"path": root_path.join("b.txt"), "content": "beta"}),
+    );
     assert_eq!(inside["result"]["isError"], true);
-    assert!(text(&inside).starts_with("Approval required"), "destructive write is held: {inside}");
+    assert!(
+        text(&inside).starts_with("Approval required"),
+        "destructive write is held: {inside}"
+    );
     assert!(!root_path.join("b.txt").exists(), "a held call never runs");
 }
 
@@ -129,9 +193,20 @@ fn npm_server_everything_relays_sampling_and_lists() {
     let mut fw = Builder::new().wrap(&["node", &npm_server("server-everything"), "stdio"]);
     fw.initialize_with(json!({"sampling": {}}));
     let tools = fw.request("tools/list", json!({}));
-    let names: Vec<&str> = tools["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
-    assert!(names.contains(&"echo") && names.contains(&"get-sum"), "{names:?}");
-    assert_eq!(text(&fw.call("echo", json!({"message": "hey"}))), "Echo: hey");
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"echo") && names.contains(&"get-sum"),
+        "{names:?}"
+    );
+    assert_eq!(
+        text(&fw.call("echo", json!({"message": "hey"}))),
+        "Echo: hey"
+    );
     let sum = fw.call("get-sum", json!({"a": 1, "b": 2}));
     assert!(text(&sum).contains('3'), "{sum}");
     let prompts = fw.request("prompts/list", json!({}));

@@ -49,18 +49,27 @@ pub struct UpstreamSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{file}: {message}")]
     Syntax { file: PathBuf, message: String },
     #[error("{file}: {key}: {message}")]
-    Invalid { file: PathBuf, key: String, message: String },
+    Invalid {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
 }
 
 impl Config {
     /// Read, parse and validate a TOML config file.
     pub fn from_file(file: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(file)
-            .map_err(|source| ConfigError::Read { file: file.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
         Config::from_toml(&text, file)
     }
 
@@ -126,7 +135,10 @@ struct Validator<'a> {
 impl Validator<'_> {
     fn config(&self, raw: raw::RawConfig) -> Result<Config, ConfigError> {
         if raw.upstream.is_empty() {
-            return Err(self.err("upstream", "expected at least one [[upstream]] table".into()));
+            return Err(self.err(
+                "upstream",
+                "expected at least one [[upstream]] table".into(),
+            ));
         }
         let mut seen = HashSet::new();
         let mut upstreams = Vec::new();
@@ -134,7 +146,10 @@ impl Validator<'_> {
             let key = |field: &str| format!("upstream[{i}].{field}");
             check_name(&up.name).map_err(|m| self.err(&key("name"), m))?;
             if !seen.insert(up.name.clone()) {
-                return Err(self.err(&key("name"), format!("duplicate upstream name {:?}", up.name)));
+                return Err(self.err(
+                    &key("name"),
+                    format!("duplicate upstream name {:?}", up.name),
+                ));
             }
             if up.command.trim().is_empty() {
                 return Err(self.err(&key("command"), "expected a non-empty command".into()));
@@ -153,17 +168,28 @@ impl Validator<'_> {
         };
         let package = raw.policy.package.unwrap_or_else(|| DEFAULT_PACKAGE.into());
         if package.is_empty() || package.split('.').any(|p| p.is_empty()) {
-            return Err(self.err("policy.package", format!("expected a dotted Rego package name, got {package:?}")));
+            return Err(self.err(
+                "policy.package",
+                format!("expected a dotted Rego package name, got {package:?}"),
+            ));
         }
         if let Some(p) = &raw.session.principal
             && p.trim().is_empty()
         {
-            return Err(self.err("session.principal", "expected a non-empty principal id".into()));
+            return Err(self.err(
+                "session.principal",
+                "expected a non-empty principal id".into(),
+            ));
         }
         Ok(Config {
             policy_dir: self.path(raw.policy.dir.as_deref().unwrap_or("policies")),
             package,
-            audit_path: self.path(raw.audit.path.as_deref().unwrap_or("mcp-firewall-audit.jsonl")),
+            audit_path: self.path(
+                raw.audit
+                    .path
+                    .as_deref()
+                    .unwrap_or("mcp-firewall-audit.jsonl"),
+            ),
             fsync,
             mask_fields: raw.audit.mask_fields,
             principal: raw.session.principal,
@@ -174,11 +200,19 @@ impl Validator<'_> {
 
     fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
     }
 
     fn err(&self, key: &str, message: String) -> ConfigError {
-        ConfigError::Invalid { file: self.file.to_path_buf(), key: key.into(), message }
+        ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            key: key.into(),
+            message,
+        }
     }
 }
 
@@ -189,11 +223,18 @@ fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 32 {
         return Err(format!("{name:?}: expected 1 to 32 characters"));
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(format!("{name:?}: expected only letters, digits, '-' and '_'"));
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "{name:?}: expected only letters, digits, '-' and '_'"
+        ));
     }
     if name.contains(NAMESPACE_SEPARATOR) || name.ends_with('_') {
-        return Err(format!("{name:?} must not contain {NAMESPACE_SEPARATOR:?} or end with '_'"));
+        return Err(format!(
+            "{name:?} must not contain {NAMESPACE_SEPARATOR:?} or end with '_'"
+        ));
     }
     Ok(())
 }
@@ -240,9 +281,15 @@ mod tests {
         let cases = [
             ("[[upstream]]\nname='a'\ncommand='x'\nbogus=1", "bogus"),
             ("[[upstream]]\nname='a__b'\ncommand='x'", "upstream[0].name"),
-            ("[[upstream]]\nname='a'\ncommand='x'\n[[upstream]]\nname='a'\ncommand='y'", "upstream[1].name"),
+            (
+                "[[upstream]]\nname='a'\ncommand='x'\n[[upstream]]\nname='a'\ncommand='y'",
+                "upstream[1].name",
+            ),
             ("[[upstream]]\nname='a'\ncommand=''", "upstream[0].command"),
-            ("[[upstream]]\nname='a'\ncommand='x'\n[audit]\nfsync='sometimes'", "audit.fsync"),
+            (
+                "[[upstream]]\nname='a'\ncommand='x'\n[audit]\nfsync='sometimes'",
+                "audit.fsync",
+            ),
             ("[[upstream]]\nname='a'\ncommand=3", "command"),
             ("", "upstream"),
         ];

@@ -37,7 +37,8 @@ pub async fn read_stdin(proxy: Arc<Proxy>) {
         match lines.next().await {
             Ok(Some(Frame::Line(line))) => proxy.handle_bytes(&line).await,
             Ok(Some(Frame::TooLong)) => {
-                let reason = format!("message larger than {MAX_CLIENT_MESSAGE_BYTES} bytes refused");
+                let reason =
+                    format!("message larger than {MAX_CLIENT_MESSAGE_BYTES} bytes refused");
                 tracing::warn!("{reason}");
                 proxy.reject_unreadable(&reason).await;
             }

@@ -53,11 +53,20 @@ impl Proxy {
         }
         let listings = self.fetch_all("tools/list", "tools").await;
         let named = Arc::new(Named::merge(self.naming, listings));
-        let old = self.catalogue.read().expect("catalogue lock").last_tools.clone();
+        let old = self
+            .catalogue
+            .read()
+            .expect("catalogue lock")
+            .last_tools
+            .clone();
         if !old.is_empty() {
             for (name, before, after) in named.changes_since(&old) {
                 let record = json!({"session_id": self.session.id, "tool": name, "old_fingerprint": before, "new_fingerprint": after});
-                let event = if before.is_some() { "tool.changed" } else { "tool.added" };
+                let event = if before.is_some() {
+                    "tool.changed"
+                } else {
+                    "tool.added"
+                };
                 if let Err(e) = self.audit.append(event, record) {
                     tracing::error!("audit write failed: {e}");
                 }
@@ -70,7 +79,14 @@ impl Proxy {
     }
 
     pub(super) async fn prompts(&self, refresh: bool) -> Arc<Named> {
-        if !refresh && let Some(p) = self.catalogue.read().expect("catalogue lock").prompts.clone() {
+        if !refresh
+            && let Some(p) = self
+                .catalogue
+                .read()
+                .expect("catalogue lock")
+                .prompts
+                .clone()
+        {
             return p;
         }
         let listings = self.fetch_all("prompts/list", "prompts").await;
@@ -80,11 +96,20 @@ impl Proxy {
     }
 
     pub(super) async fn resources(&self, refresh: bool) -> Arc<Resources> {
-        if !refresh && let Some(r) = self.catalogue.read().expect("catalogue lock").resources.clone() {
+        if !refresh
+            && let Some(r) = self
+                .catalogue
+                .read()
+                .expect("catalogue lock")
+                .resources
+                .clone()
+        {
             return r;
         }
         let listings = self.fetch_all("resources/list", "resources").await;
-        let templates = self.fetch_all("resources/templates/list", "resourceTemplates").await;
+        let templates = self
+            .fetch_all("resources/templates/list", "resourceTemplates")
+            .await;
         let merged = Arc::new(Resources::merge(listings, templates));
         self.catalogue.write().expect("catalogue lock").resources = Some(merged.clone());
         merged
@@ -106,7 +131,11 @@ impl Proxy {
     /// Whether the upstream declared `capability` at initialize.
     pub(super) fn offers(&self, server: &str, capability: &str) -> bool {
         let cat = self.catalogue.read().expect("catalogue lock");
-        cat.ready.get(server).and_then(|init| init.get("capabilities")).and_then(|c| c.get(capability)).is_some()
+        cat.ready
+            .get(server)
+            .and_then(|init| init.get("capabilities"))
+            .and_then(|c| c.get(capability))
+            .is_some()
     }
 }
 
@@ -138,6 +167,10 @@ async fn fetch_pages(upstream: &Upstream, method: &str, key: &str) -> Vec<Value>
             }
         }
     }
-    tracing::warn!(server = upstream.name(), method, "listing cut off after {MAX_LIST_PAGES} pages");
+    tracing::warn!(
+        server = upstream.name(),
+        method,
+        "listing cut off after {MAX_LIST_PAGES} pages"
+    );
     items
 }

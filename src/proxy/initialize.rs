@@ -29,20 +29,34 @@ pub const LATEST_VERSION: &str = "2025-11-25";
 impl Proxy {
     pub(super) async fn initialize(&self, params: Value) -> Result<Value, Value> {
         if self.initialized.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(error_object(code::INVALID_REQUEST, "initialize was already called in this session"));
+            return Err(error_object(
+                code::INVALID_REQUEST,
+                "initialize was already called in this session",
+            ));
         }
         let Some(info) = params.get("clientInfo").filter(|v| v.is_object()) else {
-            return Refusal::InvalidParams("initialize needs a clientInfo object".into()).answer(false, None);
+            return Refusal::InvalidParams("initialize needs a clientInfo object".into())
+                .answer(false, None);
         };
         let _ = self.session.client.set(info.clone());
-        let requested = params.get("protocolVersion").and_then(Value::as_str).unwrap_or(LATEST_VERSION);
-        let version = if SUPPORTED_VERSIONS.contains(&requested) { requested } else { LATEST_VERSION };
+        let requested = params
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(LATEST_VERSION);
+        let version = if SUPPORTED_VERSIONS.contains(&requested) {
+            requested
+        } else {
+            LATEST_VERSION
+        };
         let mut upstream_params = params.clone();
         upstream_params["protocolVersion"] = json!(version);
 
         let ready = self.initialize_upstreams(&upstream_params).await;
         if ready.is_empty() {
-            return Err(error_object(code::UPSTREAM_UNAVAILABLE, "no upstream server could be initialized; see the firewall's log"));
+            return Err(error_object(
+                code::UPSTREAM_UNAVAILABLE,
+                "no upstream server could be initialized; see the firewall's log",
+            ));
         }
         let answer = self.merged_answer(&ready, version);
         self.catalogue.write().expect("catalogue lock").ready = ready;
@@ -57,14 +71,16 @@ impl Proxy {
         if let Err(e) = self.audit.append("session.started", record) {
             return Refusal::AuditWriteFailed(e).answer(false, None);
         }
-        self.initialized.store(true, std::sync::atomic::Ordering::Release);
+        self.initialized
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(answer)
     }
 
     /// Initialize every upstream concurrently; returns those that answered.
     async fn initialize_upstreams(&self, params: &Value) -> HashMap<String, Value> {
         let attempts = self.upstreams.iter().map(|u| async move {
-            let reply = tokio::time::timeout(UPSTREAM_INIT_TIMEOUT, u.request("initialize", params)).await;
+            let reply =
+                tokio::time::timeout(UPSTREAM_INIT_TIMEOUT, u.request("initialize", params)).await;
             let outcome = match reply {
                 Ok(Ok(Ok(result))) => {
                     u.notify("notifications/initialized", &Value::Null).await;
@@ -72,7 +88,9 @@ impl Proxy {
                 }
                 Ok(Ok(Err(error))) => Err(format!("initialize failed: {error}")),
                 Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer to initialize within {UPSTREAM_INIT_TIMEOUT:?}")),
+                Err(_) => Err(format!(
+                    "no answer to initialize within {UPSTREAM_INIT_TIMEOUT:?}"
+                )),
             };
             (u.name().to_string(), outcome)
         });
@@ -84,7 +102,8 @@ impl Proxy {
                 }
                 Err(message) => {
                     tracing::error!(server = %name, "upstream left out of this session: {message}");
-                    let record = json!({"session_id": self.session.id, "server": name, "error": message});
+                    let record =
+                        json!({"session_id": self.session.id, "server": name, "error": message});
                     if let Err(e) = self.audit.append("upstream.failed", record) {
                         tracing::error!("audit write failed: {e}");
                     }
@@ -112,10 +131,14 @@ impl Proxy {
             .to_string();
         let mut caps = Map::new();
         for (name, result) in self.in_config_order(ready) {
-            let Some(theirs) = result.get("capabilities").and_then(Value::as_object) else { continue };
+            let Some(theirs) = result.get("capabilities").and_then(Value::as_object) else {
+                continue;
+            };
             for family in ["tools", "resources", "prompts"] {
                 if let Some(c) = theirs.get(family) {
-                    let entry = caps.entry(family).or_insert_with(|| json!({"listChanged": true}));
+                    let entry = caps
+                        .entry(family)
+                        .or_insert_with(|| json!({"listChanged": true}));
                     if family == "resources" && c.get("subscribe") == Some(&Value::Bool(true)) {
                         entry["subscribe"] = json!(true);
                     }
@@ -130,7 +153,11 @@ impl Proxy {
         }
         let instructions: Vec<String> = self
             .in_config_order(ready)
-            .filter_map(|(name, r)| r.get("instructions").and_then(Value::as_str).map(|i| format!("[{name}] {i}")))
+            .filter_map(|(name, r)| {
+                r.get("instructions")
+                    .and_then(Value::as_str)
+                    .map(|i| format!("[{name}] {i}"))
+            })
             .collect();
         let mut answer = json!({
             "protocolVersion": negotiated,
@@ -143,7 +170,12 @@ impl Proxy {
         answer
     }
 
-    fn in_config_order<'a>(&'a self, ready: &'a HashMap<String, Value>) -> impl Iterator<Item = (&'a str, &'a Value)> {
-        self.upstreams.iter().filter_map(|u| ready.get(u.name()).map(|r| (u.name(), r)))
+    fn in_config_order<'a>(
+        &'a self,
+        ready: &'a HashMap<String, Value>,
+    ) -> impl Iterator<Item = (&'a str, &'a Value)> {
+        self.upstreams
+            .iter()
+            .filter_map(|u| ready.get(u.name()).map(|r| (u.name(), r)))
     }
 }

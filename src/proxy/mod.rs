@@ -86,11 +86,16 @@ impl Proxy {
             .iter()
             .map(|spec| Upstream::spawn(spec, events_tx.clone()))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut mask_fields: Vec<String> = crate::audit::DEFAULT_MASKED_FIELDS.iter().map(|f| f.to_string()).collect();
+        let mut mask_fields: Vec<String> = crate::audit::DEFAULT_MASKED_FIELDS
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
         mask_fields.extend(parts.config.mask_fields.iter().cloned());
         let proxy = Proxy {
             upstreams,
-            naming: Naming { passthrough: parts.config.passthrough_names },
+            naming: Naming {
+                passthrough: parts.config.passthrough_names,
+            },
             policy: RwLock::new(Arc::new(parts.policy)),
             audit: parts.audit,
             mask: MaskRules::new(mask_fields),
@@ -131,7 +136,9 @@ impl Proxy {
                 let proxy = self.clone();
                 tokio::spawn(async move { proxy.handle_request(id, method, params).await });
             }
-            Ok(Message::Notification { method, params }) => self.client_notification(&method, params).await,
+            Ok(Message::Notification { method, params }) => {
+                self.client_notification(&method, params).await
+            }
             Ok(Message::Response { id, body }) => self.client_response(id, body).await,
             Err(e) => {
                 tracing::warn!("refused a malformed message from the client: {e}");
@@ -142,14 +149,18 @@ impl Proxy {
 
     /// Answer a message the transport could not even read (e.g. too large).
     pub async fn reject_unreadable(&self, reason: &str) {
-        let response = jsonrpc::error_response(&Value::Null, jsonrpc::code::INVALID_REQUEST, reason, None);
+        let response =
+            jsonrpc::error_response(&Value::Null, jsonrpc::code::INVALID_REQUEST, reason, None);
         self.send(response).await;
     }
 
     async fn handle_request(self: Arc<Self>, id: Value, method: String, params: Value) {
         let key = id.to_string();
         let cancel = CancellationToken::new();
-        self.inflight.lock().expect("inflight lock").insert(key.clone(), cancel.clone());
+        self.inflight
+            .lock()
+            .expect("inflight lock")
+            .insert(key.clone(), cancel.clone());
         let answer = self.dispatch(&method, params, &cancel).await;
         self.inflight.lock().expect("inflight lock").remove(&key);
         // A cancelled request gets no response (MCP cancellation rules).
@@ -161,7 +172,12 @@ impl Proxy {
     }
 
     /// `None` means cancelled: send nothing.
-    async fn dispatch(self: &Arc<Self>, method: &str, params: Value, cancel: &CancellationToken) -> Option<Result<Value, Value>> {
+    async fn dispatch(
+        self: &Arc<Self>,
+        method: &str,
+        params: Value,
+        cancel: &CancellationToken,
+    ) -> Option<Result<Value, Value>> {
         let ready = self.initialized.load(Ordering::Acquire);
         if !ready && !matches!(method, "initialize" | "ping") {
             return Some(Refusal::NotInitialized.answer(false, None));
@@ -174,7 +190,9 @@ impl Proxy {
             "resources/list" => Some(self.resources_list().await),
             "resources/templates/list" => Some(self.resource_templates_list().await),
             "resources/read" => self.resources_read(params, cancel).await,
-            "resources/subscribe" | "resources/unsubscribe" => Some(self.resources_subscribe(method, params).await),
+            "resources/subscribe" | "resources/unsubscribe" => {
+                Some(self.resources_subscribe(method, params).await)
+            }
             "prompts/list" => Some(self.prompts_list().await),
             "prompts/get" => self.prompts_get(params, cancel).await,
             "completion/complete" => Some(self.completion(params).await),
@@ -196,6 +214,10 @@ impl Proxy {
     /// Upstreams that are initialized and still running.
     fn live_upstreams(&self) -> Vec<Arc<Upstream>> {
         let ready = self.catalogue.read().expect("catalogue lock").ready.clone();
-        self.upstreams.iter().filter(|u| u.is_alive() && ready.contains_key(u.name())).cloned().collect()
+        self.upstreams
+            .iter()
+            .filter(|u| u.is_alive() && ready.contains_key(u.name()))
+            .cloned()
+            .collect()
     }
 }

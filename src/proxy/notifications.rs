@@ -19,13 +19,20 @@ impl Proxy {
     pub async fn run_events(self: std::sync::Arc<Self>, mut events: mpsc::Receiver<UpstreamEvent>) {
         while let Some(event) = events.recv().await {
             match event {
-                UpstreamEvent::Notification { server, method, params } => {
-                    self.upstream_notification(&server, &method, params).await
+                UpstreamEvent::Notification {
+                    server,
+                    method,
+                    params,
+                } => self.upstream_notification(&server, &method, params).await,
+                UpstreamEvent::Request {
+                    server,
+                    id,
+                    method,
+                    params,
+                } => self.upstream_request(server, id, &method, params).await,
+                UpstreamEvent::Exited { server, status } => {
+                    self.upstream_exited(&server, &status).await
                 }
-                UpstreamEvent::Request { server, id, method, params } => {
-                    self.upstream_request(server, id, &method, params).await
-                }
-                UpstreamEvent::Exited { server, status } => self.upstream_exited(&server, &status).await,
             }
         }
     }
@@ -36,7 +43,10 @@ impl Proxy {
             // its `initialize`.
             "notifications/initialized" => {}
             "notifications/cancelled" => {
-                let key = params.get("requestId").map(Value::to_string).unwrap_or_default();
+                let key = params
+                    .get("requestId")
+                    .map(Value::to_string)
+                    .unwrap_or_default();
                 if let Some(cancel) = self.inflight.lock().expect("inflight lock").get(&key) {
                     cancel.cancel();
                 }
@@ -54,7 +64,8 @@ impl Proxy {
     /// The client answered a request an upstream sent it.
     pub(super) async fn client_response(&self, id: Value, body: Result<Value, Value>) {
         let key = id.as_str().unwrap_or_default().to_string();
-        let Some((server, upstream_id)) = self.relayed.lock().expect("relay lock").remove(&key) else {
+        let Some((server, upstream_id)) = self.relayed.lock().expect("relay lock").remove(&key)
+        else {
             tracing::warn!(%id, "client answered a request we did not send; ignored");
             return;
         };
@@ -90,9 +101,17 @@ impl Proxy {
     }
 
     async fn upstream_request(&self, server: String, id: Value, method: &str, params: Value) {
-        let ours = format!("fw-{}", self.relay_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        self.relayed.lock().expect("relay lock").insert(ours.clone(), (server, id));
-        self.send(jsonrpc::request(&json!(ours), method, &params)).await;
+        let ours = format!(
+            "fw-{}",
+            self.relay_seq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        self.relayed
+            .lock()
+            .expect("relay lock")
+            .insert(ours.clone(), (server, id));
+        self.send(jsonrpc::request(&json!(ours), method, &params))
+            .await;
     }
 
     async fn upstream_exited(&self, server: &str, status: &str) {
@@ -105,7 +124,11 @@ impl Proxy {
         self.invalidate(Kind::Prompts);
         self.invalidate(Kind::Resources);
         if self.initialized.load(std::sync::atomic::Ordering::Acquire) {
-            self.send(jsonrpc::notification("notifications/tools/list_changed", &Value::Null)).await;
+            self.send(jsonrpc::notification(
+                "notifications/tools/list_changed",
+                &Value::Null,
+            ))
+            .await;
         }
     }
 }

@@ -41,7 +41,10 @@ pub struct Refused {
 
 impl From<Refusal> for Refused {
     fn from(refusal: Refusal) -> Refused {
-        Refused { decision_id: None, refusal }
+        Refused {
+            decision_id: None,
+            refusal,
+        }
     }
 }
 
@@ -89,11 +92,17 @@ impl Proxy {
         }));
         if let Err(e) = self.audit.append("call.decided", record) {
             tracing::error!("audit write failed, refusing the call: {e}");
-            return Err(Refused { decision_id: Some(decision_id), refusal: e.into() });
+            return Err(Refused {
+                decision_id: Some(decision_id),
+                refusal: e.into(),
+            });
         }
         match refusal {
             None => Ok(Permit { decision_id }),
-            Some(refusal) => Err(Refused { decision_id: Some(decision_id), refusal }),
+            Some(refusal) => Err(Refused {
+                decision_id: Some(decision_id),
+                refusal,
+            }),
         }
     }
 
@@ -107,9 +116,15 @@ impl Proxy {
         record["error"] = json!({"kind": refusal.kind(), "message": refusal.to_string()});
         if let Err(e) = self.audit.append("call.decided", record) {
             tracing::error!("audit write failed: {e}");
-            return Refused { decision_id: Some(decision_id), refusal: e.into() };
+            return Refused {
+                decision_id: Some(decision_id),
+                refusal: e.into(),
+            };
         }
-        Refused { decision_id: Some(decision_id), refusal }
+        Refused {
+            decision_id: Some(decision_id),
+            refusal,
+        }
     }
 
     /// The who/what/where fields shared by decision records.
@@ -133,7 +148,9 @@ impl Proxy {
     /// write here cannot refuse it; it is logged loudly instead.
     pub(super) fn record_outcome(&self, permit: &Permit, started: Instant, outcome: &Forwarded) {
         let (label, detail) = match outcome {
-            Forwarded::Answered(Ok(result)) if result.get("isError") == Some(&Value::Bool(true)) => {
+            Forwarded::Answered(Ok(result))
+                if result.get("isError") == Some(&Value::Bool(true)) =>
+            {
                 ("tool_error", Value::Null)
             }
             Forwarded::Answered(Ok(_)) => ("ok", Value::Null),
@@ -189,19 +206,31 @@ fn refusal_for(verdict: &Result<Verdict, PolicyError>) -> Option<Refusal> {
         Err(e) => return Some(Refusal::PolicyFailed(e.clone())),
     };
     if verdict.hide {
-        return Some(Refusal::PolicyDenied { reasons: vec!["hidden by policy".into()], message: None });
+        return Some(Refusal::PolicyDenied {
+            reasons: vec!["hidden by policy".into()],
+            message: None,
+        });
     }
     let message = verdict.message.clone();
     match &verdict.decision {
         Decision::Allow => None,
-        Decision::Deny { reasons } => Some(Refusal::PolicyDenied { reasons: reasons.clone(), message }),
-        Decision::Approve { reasons, .. } => Some(Refusal::ApprovalRequired { reasons: reasons.clone(), message }),
+        Decision::Deny { reasons } => Some(Refusal::PolicyDenied {
+            reasons: reasons.clone(),
+            message,
+        }),
+        Decision::Approve { reasons, .. } => Some(Refusal::ApprovalRequired {
+            reasons: reasons.clone(),
+            message,
+        }),
     }
 }
 
 fn obligations(decision: &Decision) -> Value {
     match decision {
-        Decision::Approve { obligations: Some(o), .. } => o.clone(),
+        Decision::Approve {
+            obligations: Some(o),
+            ..
+        } => o.clone(),
         _ => Value::Null,
     }
 }

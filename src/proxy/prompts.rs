@@ -27,9 +27,16 @@ impl Proxy {
         Ok(json!({"prompts": visible.iter().map(|e| e.exposed_def()).collect::<Vec<_>>()}))
     }
 
-    pub(super) async fn prompts_get(&self, params: Value, cancel: &CancellationToken) -> Option<Result<Value, Value>> {
+    pub(super) async fn prompts_get(
+        &self,
+        params: Value,
+        cancel: &CancellationToken,
+    ) -> Option<Result<Value, Value>> {
         let Some(name) = params.get("name").and_then(Value::as_str) else {
-            return Some(Refusal::InvalidParams("prompts/get needs a string `name`".into()).answer(false, None));
+            return Some(
+                Refusal::InvalidParams("prompts/get needs a string `name`".into())
+                    .answer(false, None),
+            );
         };
         let entry = match self.prompts(false).await.get(name) {
             Some(e) => Some(e.clone()),
@@ -38,14 +45,27 @@ impl Proxy {
         let Some(entry) = entry else {
             return Some(Refusal::UnknownPrompt(name.to_string()).answer(false, None));
         };
-        let arguments = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
-        let subject = Subject { method: "prompts/get", server: &entry.server, target: Target::Prompt(&entry), arguments: &arguments };
+        let arguments = params
+            .get("arguments")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let subject = Subject {
+            method: "prompts/get",
+            server: &entry.server,
+            target: Target::Prompt(&entry),
+            arguments: &arguments,
+        };
         let permit = match self.decide(&subject) {
             Ok(permit) => permit,
-            Err(Refused { decision_id, refusal }) => return Some(refusal.answer(false, decision_id.as_deref())),
+            Err(Refused {
+                decision_id,
+                refusal,
+            }) => return Some(refusal.answer(false, decision_id.as_deref())),
         };
         let Some(upstream) = self.upstream(&entry.server).cloned() else {
-            return Some(Refusal::UnknownPrompt(name.to_string()).answer(false, Some(permit.decision_id())));
+            return Some(
+                Refusal::UnknownPrompt(name.to_string()).answer(false, Some(permit.decision_id())),
+            );
         };
         let mut upstream_params = params.clone();
         upstream_params["name"] = json!(entry.name);
@@ -55,7 +75,9 @@ impl Proxy {
         match outcome {
             Forwarded::Answered(reply) => Some(reply),
             Forwarded::Cancelled => None,
-            Forwarded::Failed(e) => Some(Refusal::Upstream(e).answer(false, Some(permit.decision_id()))),
+            Forwarded::Failed(e) => {
+                Some(Refusal::Upstream(e).answer(false, Some(permit.decision_id())))
+            }
         }
     }
 
@@ -79,16 +101,25 @@ impl Proxy {
                     None => return Refusal::ResourceNotFound(uri.to_string()).answer(false, None),
                 }
             }
-            _ => return Refusal::InvalidParams("completion/complete needs ref/prompt or ref/resource".into()).answer(false, None),
+            _ => {
+                return Refusal::InvalidParams(
+                    "completion/complete needs ref/prompt or ref/resource".into(),
+                )
+                .answer(false, None);
+            }
         };
-        self.relay(&server, "completion/complete", &upstream_params).await
+        self.relay(&server, "completion/complete", &upstream_params)
+            .await
     }
 
     /// `logging/setLevel` applies to every upstream that logs.
     pub(super) async fn set_log_level(&self, params: Value) -> Result<Value, Value> {
         for upstream in self.live_upstreams() {
             if self.offers(upstream.name(), "logging")
-                && let Ok(Err(error)) | Err(error) = upstream.request("logging/setLevel", &params).await.map_err(|e| json!(e.to_string()))
+                && let Ok(Err(error)) | Err(error) = upstream
+                    .request("logging/setLevel", &params)
+                    .await
+                    .map_err(|e| json!(e.to_string()))
             {
                 tracing::warn!(server = upstream.name(), %error, "logging/setLevel failed");
             }

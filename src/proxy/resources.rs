@@ -22,7 +22,10 @@ impl Proxy {
         let visible = self.visible(resources.iter(), "resources/list", |r| Subject {
             method: "resources/list",
             server: &r.server,
-            target: Target::Resource(r.def.get("uri").and_then(Value::as_str).unwrap_or(""), Some(&r.def)),
+            target: Target::Resource(
+                r.def.get("uri").and_then(Value::as_str).unwrap_or(""),
+                Some(&r.def),
+            ),
             arguments: &empty,
         })?;
         Ok(json!({"resources": visible.iter().map(|r| r.def.clone()).collect::<Vec<_>>()}))
@@ -30,13 +33,24 @@ impl Proxy {
 
     pub(super) async fn resource_templates_list(&self) -> Result<Value, Value> {
         let resources = self.resources(false).await;
-        let templates: Vec<Value> = resources.templates().iter().map(|t| t.def.clone()).collect();
+        let templates: Vec<Value> = resources
+            .templates()
+            .iter()
+            .map(|t| t.def.clone())
+            .collect();
         Ok(json!({"resourceTemplates": templates}))
     }
 
-    pub(super) async fn resources_read(&self, params: Value, cancel: &CancellationToken) -> Option<Result<Value, Value>> {
+    pub(super) async fn resources_read(
+        &self,
+        params: Value,
+        cancel: &CancellationToken,
+    ) -> Option<Result<Value, Value>> {
         let Some(uri) = params.get("uri").and_then(Value::as_str) else {
-            return Some(Refusal::InvalidParams("resources/read needs a string `uri`".into()).answer(false, None));
+            return Some(
+                Refusal::InvalidParams("resources/read needs a string `uri`".into())
+                    .answer(false, None),
+            );
         };
         let owner = match self.resources(false).await.owner(uri) {
             Some(owner) => Some(owner.clone()),
@@ -48,18 +62,39 @@ impl Proxy {
             // The wrap form has one upstream: it may serve URIs it does not list.
             None if self.naming.passthrough => (self.upstreams[0].name().to_string(), None),
             None => {
-                let subject = Subject { method: "resources/read", server: "", target: Target::Resource(uri, None), arguments: &empty };
-                let refused = self.refuse_early(&subject, Refusal::ResourceNotFound(uri.to_string()));
-                return Some(refused.refusal.answer(false, refused.decision_id.as_deref()));
+                let subject = Subject {
+                    method: "resources/read",
+                    server: "",
+                    target: Target::Resource(uri, None),
+                    arguments: &empty,
+                };
+                let refused =
+                    self.refuse_early(&subject, Refusal::ResourceNotFound(uri.to_string()));
+                return Some(
+                    refused
+                        .refusal
+                        .answer(false, refused.decision_id.as_deref()),
+                );
             }
         };
-        let subject = Subject { method: "resources/read", server: &server, target: Target::Resource(uri, def), arguments: &empty };
+        let subject = Subject {
+            method: "resources/read",
+            server: &server,
+            target: Target::Resource(uri, def),
+            arguments: &empty,
+        };
         let permit = match self.decide(&subject) {
             Ok(permit) => permit,
-            Err(Refused { decision_id, refusal }) => return Some(refusal.answer(false, decision_id.as_deref())),
+            Err(Refused {
+                decision_id,
+                refusal,
+            }) => return Some(refusal.answer(false, decision_id.as_deref())),
         };
         let Some(upstream) = self.upstream(&server).cloned() else {
-            return Some(Refusal::ResourceNotFound(uri.to_string()).answer(false, Some(permit.decision_id())));
+            return Some(
+                Refusal::ResourceNotFound(uri.to_string())
+                    .answer(false, Some(permit.decision_id())),
+            );
         };
         let started = Instant::now();
         let outcome = forward(&permit, &upstream, "resources/read", &params, cancel).await;
@@ -67,15 +102,22 @@ impl Proxy {
         match outcome {
             Forwarded::Answered(reply) => Some(reply),
             Forwarded::Cancelled => None,
-            Forwarded::Failed(e) => Some(Refusal::Upstream(e).answer(false, Some(permit.decision_id()))),
+            Forwarded::Failed(e) => {
+                Some(Refusal::Upstream(e).answer(false, Some(permit.decision_id())))
+            }
         }
     }
 
     /// Subscriptions only announce changes; the content still goes through
     /// `resources/read`, which is decided. So they are routed, not decided.
-    pub(super) async fn resources_subscribe(&self, method: &str, params: Value) -> Result<Value, Value> {
+    pub(super) async fn resources_subscribe(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
         let Some(uri) = params.get("uri").and_then(Value::as_str) else {
-            return Refusal::InvalidParams(format!("{method} needs a string `uri`")).answer(false, None);
+            return Refusal::InvalidParams(format!("{method} needs a string `uri`"))
+                .answer(false, None);
         };
         let server = match self.resources(false).await.owner(uri) {
             Some(owner) => owner.server.clone(),
@@ -86,9 +128,15 @@ impl Proxy {
     }
 
     /// Forward an undecided, side-effect-free request to one upstream.
-    pub(super) async fn relay(&self, server: &str, method: &str, params: &Value) -> Result<Value, Value> {
+    pub(super) async fn relay(
+        &self,
+        server: &str,
+        method: &str,
+        params: &Value,
+    ) -> Result<Value, Value> {
         let Some(upstream) = self.upstream(server) else {
-            return Refusal::InvalidParams(format!("no upstream named {server}")).answer(false, None);
+            return Refusal::InvalidParams(format!("no upstream named {server}"))
+                .answer(false, None);
         };
         match upstream.request(method, params).await {
             Ok(reply) => reply,

@@ -23,7 +23,11 @@ pub struct Principal {
 
 impl Principal {
     pub fn new(id: impl Into<String>, source: &'static str) -> Principal {
-        Principal { id: id.into(), source, claims: json!({}) }
+        Principal {
+            id: id.into(),
+            source,
+            claims: json!({}),
+        }
     }
 
     /// The OS user running the firewall: what a stdio session is, absent
@@ -70,7 +74,12 @@ impl Session {
     }
 
     pub fn history(&self) -> Vec<Value> {
-        self.history.lock().expect("history lock").iter().cloned().collect()
+        self.history
+            .lock()
+            .expect("history lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     pub fn record(&self, entry: Value) {
@@ -90,10 +99,19 @@ fn passwd_name() -> Option<String> {
         let mut pwd: libc::passwd = std::mem::zeroed();
         let mut buf = vec![0 as libc::c_char; 4096];
         let mut out: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(libc::getuid(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut out);
+        let rc = libc::getpwuid_r(
+            libc::getuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut out,
+        );
         if rc != 0 || out.is_null() || pwd.pw_name.is_null() {
             return None;
         }
-        std::ffi::CStr::from_ptr(pwd.pw_name).to_str().ok().map(str::to_string)
+        std::ffi::CStr::from_ptr(pwd.pw_name)
+            .to_str()
+            .ok()
+            .map(str::to_string)
     }
 }

@@ -34,13 +34,25 @@ impl Proxy {
         Ok(json!({"tools": visible.iter().map(|e| e.exposed_def()).collect::<Vec<_>>()}))
     }
 
-    pub(super) async fn tools_call(self: &Arc<Self>, params: Value, cancel: &CancellationToken) -> Option<Result<Value, Value>> {
+    pub(super) async fn tools_call(
+        self: &Arc<Self>,
+        params: Value,
+        cancel: &CancellationToken,
+    ) -> Option<Result<Value, Value>> {
         let Some(name) = params.get("name").and_then(Value::as_str) else {
-            return Some(Refusal::InvalidParams("tools/call needs a string `name`".into()).answer(true, None));
+            return Some(
+                Refusal::InvalidParams("tools/call needs a string `name`".into())
+                    .answer(true, None),
+            );
         };
-        let arguments = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
+        let arguments = params
+            .get("arguments")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         if !arguments.is_object() {
-            return Some(Refusal::InvalidParams("`arguments` must be an object".into()).answer(true, None));
+            return Some(
+                Refusal::InvalidParams("`arguments` must be an object".into()).answer(true, None),
+            );
         }
         let entry = match self.find_tool(name).await {
             Some(entry) => entry,
@@ -53,14 +65,22 @@ impl Proxy {
                 return Some(refused.refusal.answer(true, refused.decision_id.as_deref()));
             }
         };
-        let subject = Subject { method: "tools/call", server: &entry.server, target: Target::Tool(&entry), arguments: &arguments };
+        let subject = Subject {
+            method: "tools/call",
+            server: &entry.server,
+            target: Target::Tool(&entry),
+            arguments: &arguments,
+        };
         if let Err(refusal) = self.validate_arguments(&entry, &arguments) {
             let refused = self.refuse_early(&subject, refusal);
             return Some(refused.refusal.answer(true, refused.decision_id.as_deref()));
         }
         let permit = match self.decide(&subject) {
             Ok(permit) => permit,
-            Err(Refused { decision_id, refusal }) => return Some(refusal.answer(true, decision_id.as_deref())),
+            Err(Refused {
+                decision_id,
+                refusal,
+            }) => return Some(refusal.answer(true, decision_id.as_deref())),
         };
         let Some(upstream) = self.upstream(&entry.server).cloned() else {
             return Some(Refusal::UnknownTool(name.to_string()).answer(true, None));
@@ -73,7 +93,9 @@ impl Proxy {
         match outcome {
             Forwarded::Answered(reply) => Some(reply),
             Forwarded::Cancelled => None,
-            Forwarded::Failed(e) => Some(Refusal::Upstream(e).answer(true, Some(permit.decision_id()))),
+            Forwarded::Failed(e) => {
+                Some(Refusal::Upstream(e).answer(true, Some(permit.decision_id())))
+            }
         }
     }
 
@@ -109,7 +131,12 @@ impl Proxy {
             def: json!({"name": name}),
             fingerprint: String::new(),
         };
-        let subject = Subject { method: "tools/call", server: "", target: Target::Tool(&unknown), arguments };
+        let subject = Subject {
+            method: "tools/call",
+            server: "",
+            target: Target::Tool(&unknown),
+            arguments,
+        };
         self.refuse_early(&subject, refusal)
     }
 
@@ -120,34 +147,50 @@ impl Proxy {
         let Some(schema) = entry.def.get("inputSchema") else {
             return Ok(());
         };
-        let validator = self.validator(&entry.fingerprint, schema).map_err(|message| Refusal::BadSchema {
-            tool: entry.exposed.clone(),
-            message,
-        })?;
+        let validator = self
+            .validator(&entry.fingerprint, schema)
+            .map_err(|message| Refusal::BadSchema {
+                tool: entry.exposed.clone(),
+                message,
+            })?;
         let errors: Vec<String> = validator
             .iter_errors(arguments)
             .take(MAX_REPORTED_SCHEMA_ERRORS)
             .map(|e| {
                 let path = e.instance_path().to_string();
-                let at = if path.is_empty() { "(root)".to_string() } else { path };
+                let at = if path.is_empty() {
+                    "(root)".to_string()
+                } else {
+                    path
+                };
                 format!("{at}: {}", e.masked())
             })
             .collect();
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(Refusal::InvalidArguments { tool: entry.exposed.clone(), errors })
+            Err(Refusal::InvalidArguments {
+                tool: entry.exposed.clone(),
+                errors,
+            })
         }
     }
 
-    fn validator(&self, fingerprint: &str, schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
+    fn validator(
+        &self,
+        fingerprint: &str,
+        schema: &Value,
+    ) -> Result<Arc<jsonschema::Validator>, String> {
         if let Some(v) = self.schemas.lock().expect("schema lock").get(fingerprint) {
             return Ok(v.clone());
         }
         // Built without remote fetching (crate features), so `$ref` to a URL
         // fails here instead of reaching the network.
         let validator = Arc::new(jsonschema::validator_for(schema).map_err(|e| e.to_string())?);
-        self.schemas.lock().expect("schema lock").insert(fingerprint.to_string(), validator.clone());
+        self.schemas
+            .lock()
+            .expect("schema lock")
+            .insert(fingerprint.to_string(), validator.clone());
         Ok(validator)
     }
 
@@ -173,7 +216,9 @@ impl Proxy {
             match policy.evaluate(&input) {
                 Ok(verdict) if verdict.hide => hidden.push(subject.exposed_name().to_string()),
                 Ok(_) => shown.push(item),
-                Err(e) => failed.push(json!({"name": subject.exposed_name(), "error": e.to_string()})),
+                Err(e) => {
+                    failed.push(json!({"name": subject.exposed_name(), "error": e.to_string()}))
+                }
             }
         }
         let record = json!({
@@ -186,7 +231,9 @@ impl Proxy {
             "failed": failed,
         });
         if let Err(e) = self.audit.append("list.decided", record) {
-            return Err(Refusal::AuditWriteFailed(e).answer(false, None).unwrap_err());
+            return Err(Refusal::AuditWriteFailed(e)
+                .answer(false, None)
+                .unwrap_err());
         }
         Ok(shown)
     }

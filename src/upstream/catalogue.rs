@@ -63,7 +63,11 @@ pub struct Naming {
 
 impl Naming {
     pub fn expose(&self, server: &str, name: &str) -> String {
-        if self.passthrough { name.to_string() } else { format!("{server}{NAMESPACE_SEPARATOR}{name}") }
+        if self.passthrough {
+            name.to_string()
+        } else {
+            format!("{server}{NAMESPACE_SEPARATOR}{name}")
+        }
     }
 }
 
@@ -91,7 +95,16 @@ impl Named {
                 }
                 let fingerprint = sha256_tagged(canonical_json(&def).as_bytes());
                 merged.order.push(exposed.clone());
-                merged.by_name.insert(exposed.clone(), Entry { exposed, server: server.clone(), name, def, fingerprint });
+                merged.by_name.insert(
+                    exposed.clone(),
+                    Entry {
+                        exposed,
+                        server: server.clone(),
+                        name,
+                        def,
+                        fingerprint,
+                    },
+                );
             }
         }
         merged
@@ -135,7 +148,10 @@ pub struct Resources {
 }
 
 impl Resources {
-    pub fn merge(listings: Vec<(String, Vec<Value>)>, templates: Vec<(String, Vec<Value>)>) -> Resources {
+    pub fn merge(
+        listings: Vec<(String, Vec<Value>)>,
+        templates: Vec<(String, Vec<Value>)>,
+    ) -> Resources {
         let mut merged = Resources::default();
         for (server, defs) in listings {
             for def in defs {
@@ -147,11 +163,22 @@ impl Resources {
                     continue;
                 }
                 merged.order.push(uri.clone());
-                merged.by_uri.insert(uri, Resource { server: server.clone(), def });
+                merged.by_uri.insert(
+                    uri,
+                    Resource {
+                        server: server.clone(),
+                        def,
+                    },
+                );
             }
         }
         for (server, defs) in templates {
-            merged.templates.extend(defs.into_iter().map(|def| Resource { server: server.clone(), def }));
+            merged
+                .templates
+                .extend(defs.into_iter().map(|def| Resource {
+                    server: server.clone(),
+                    def,
+                }));
         }
         merged
     }
@@ -169,7 +196,11 @@ impl Resources {
     pub fn owner(&self, uri: &str) -> Option<&Resource> {
         self.by_uri.get(uri).or_else(|| {
             self.templates.iter().find(|t| {
-                let template = t.def.get("uriTemplate").and_then(Value::as_str).unwrap_or("");
+                let template = t
+                    .def
+                    .get("uriTemplate")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 let prefix = template.split('{').next().unwrap_or("");
                 !prefix.is_empty() && uri.starts_with(prefix)
             })
@@ -186,23 +217,41 @@ mod tests {
     fn namespacing_prefixes_and_passthrough_does_not() {
         let listings = vec![
             ("fs".to_string(), vec![json!({"name": "read"})]),
-            ("git".to_string(), vec![json!({"name": "read"}), json!({"name": "read"})]),
+            (
+                "git".to_string(),
+                vec![json!({"name": "read"}), json!({"name": "read"})],
+            ),
         ];
         let named = Named::merge(Naming { passthrough: false }, listings);
         let names: Vec<_> = named.iter().map(|e| e.exposed.as_str()).collect();
         assert_eq!(names, ["fs__read", "git__read"]);
         assert_eq!(named.get("git__read").unwrap().name, "read");
-        assert_eq!(named.get("git__read").unwrap().exposed_def()["name"], "git__read");
+        assert_eq!(
+            named.get("git__read").unwrap().exposed_def()["name"],
+            "git__read"
+        );
 
-        let single = Named::merge(Naming { passthrough: true }, vec![("u".into(), vec![json!({"name": "read"})])]);
+        let single = Named::merge(
+            Naming { passthrough: true },
+            vec![("u".into(), vec![json!({"name": "read"})])],
+        );
         assert_eq!(single.get("read").unwrap().server, "u");
     }
 
     #[test]
     fn fingerprint_changes_with_the_definition() {
-        let a = Named::merge(Naming { passthrough: true }, vec![("u".into(), vec![json!({"name": "t", "description": "a"})])]);
-        let b = Named::merge(Naming { passthrough: true }, vec![("u".into(), vec![json!({"description": "a", "name": "t"})])]);
-        let c = Named::merge(Naming { passthrough: true }, vec![("u".into(), vec![json!({"name": "t", "description": "b"})])]);
+        let a = Named::merge(
+            Naming { passthrough: true },
+            vec![("u".into(), vec![json!({"name": "t", "description": "a"})])],
+        );
+        let b = Named::merge(
+            Naming { passthrough: true },
+            vec![("u".into(), vec![json!({"description": "a", "name": "t"})])],
+        );
+        let c = Named::merge(
+            Naming { passthrough: true },
+            vec![("u".into(), vec![json!({"name": "t", "description": "b"})])],
+        );
         assert!(b.changes_since(&a).is_empty(), "key order must not matter");
         assert_eq!(c.changes_since(&a).len(), 1);
     }
@@ -212,7 +261,10 @@ mod tests {
         let res = Resources::merge(
             vec![
                 ("a".into(), vec![json!({"uri": "x://1"})]),
-                ("b".into(), vec![json!({"uri": "x://1"}), json!({"uri": "y://2"})]),
+                (
+                    "b".into(),
+                    vec![json!({"uri": "x://1"}), json!({"uri": "y://2"})],
+                ),
             ],
             vec![("b".into(), vec![json!({"uriTemplate": "notes://{name}"})])],
         );

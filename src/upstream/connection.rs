@@ -37,9 +37,21 @@ const OUTBOUND_QUEUE: usize = 256;
 /// Something an upstream said that is not a response to our request.
 #[derive(Debug)]
 pub enum UpstreamEvent {
-    Notification { server: String, method: String, params: Value },
-    Request { server: String, id: Value, method: String, params: Value },
-    Exited { server: String, status: String },
+    Notification {
+        server: String,
+        method: String,
+        params: Value,
+    },
+    Request {
+        server: String,
+        id: Value,
+        method: String,
+        params: Value,
+    },
+    Exited {
+        server: String,
+        status: String,
+    },
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -75,7 +87,10 @@ impl PendingReply {
     /// Wait for the answer. Fails if the upstream exits first.
     pub async fn wait(self) -> Result<Reply, UpstreamError> {
         let server = self.server;
-        self.rx.await.map_err(|_| UpstreamError::Exited { server, status: "exited".into() })
+        self.rx.await.map_err(|_| UpstreamError::Exited {
+            server,
+            status: "exited".into(),
+        })
     }
 }
 
@@ -114,7 +129,11 @@ impl Upstream {
     }
 
     /// Send a request; the returned [`PendingReply`] resolves with the answer.
-    pub async fn start_request(&self, method: &str, params: &Value) -> Result<PendingReply, UpstreamError> {
+    pub async fn start_request(
+        &self,
+        method: &str,
+        params: &Value,
+    ) -> Result<PendingReply, UpstreamError> {
         self.check_alive()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -124,7 +143,11 @@ impl Upstream {
             self.pending.lock().expect("pending lock").remove(&id);
             return Err(self.exited());
         }
-        Ok(PendingReply { upstream_id: id, rx, server: self.name.clone() })
+        Ok(PendingReply {
+            upstream_id: id,
+            rx,
+            server: self.name.clone(),
+        })
     }
 
     /// Send a request and wait for its answer.
@@ -135,14 +158,20 @@ impl Upstream {
     /// Send a notification (fire and forget; dropped if the server is gone).
     pub async fn notify(&self, method: &str, params: &Value) {
         if self.is_alive() {
-            let _ = self.outbound.send(jsonrpc::notification(method, params).to_string()).await;
+            let _ = self
+                .outbound
+                .send(jsonrpc::notification(method, params).to_string())
+                .await;
         }
     }
 
     /// Answer a request the server sent us (sampling, elicitation, roots, ping).
     pub async fn respond(&self, id: &Value, body: Reply) {
         if self.is_alive() {
-            let _ = self.outbound.send(jsonrpc::response_message(id, body).to_string()).await;
+            let _ = self
+                .outbound
+                .send(jsonrpc::response_message(id, body).to_string())
+                .await;
         }
     }
 
@@ -158,12 +187,19 @@ impl Upstream {
     }
 
     fn check_alive(&self) -> Result<(), UpstreamError> {
-        if self.is_alive() { Ok(()) } else { Err(self.exited()) }
+        if self.is_alive() {
+            Ok(())
+        } else {
+            Err(self.exited())
+        }
     }
 
     fn exited(&self) -> UpstreamError {
         let status = self.exit_status.lock().expect("status lock").clone();
-        UpstreamError::Exited { server: self.name.clone(), status }
+        UpstreamError::Exited {
+            server: self.name.clone(),
+            status,
+        }
     }
 
     fn complete(&self, id: &Value, reply: Reply) {
@@ -175,7 +211,9 @@ impl Upstream {
             Some(tx) => {
                 let _ = tx.send(reply);
             }
-            None => tracing::warn!(server = %self.name, id, "response to an unknown or finished request"),
+            None => {
+                tracing::warn!(server = %self.name, id, "response to an unknown or finished request")
+            }
         }
     }
 
@@ -244,7 +282,12 @@ async fn read_loop(
     };
     tracing::warn!(server = %upstream.name, %status, "upstream server exited");
     upstream.mark_exited(status.clone());
-    let _ = events.send(UpstreamEvent::Exited { server: upstream.name.clone(), status }).await;
+    let _ = events
+        .send(UpstreamEvent::Exited {
+            server: upstream.name.clone(),
+            status,
+        })
+        .await;
 }
 
 /// Complete a pending request, or turn the line into an event for the proxy.
@@ -255,8 +298,17 @@ fn route_line(upstream: &Upstream, line: &[u8]) -> Option<UpstreamEvent> {
             upstream.complete(&id, body);
             None
         }
-        Ok(Message::Notification { method, params }) => Some(UpstreamEvent::Notification { server, method, params }),
-        Ok(Message::Request { id, method, params }) => Some(UpstreamEvent::Request { server, id, method, params }),
+        Ok(Message::Notification { method, params }) => Some(UpstreamEvent::Notification {
+            server,
+            method,
+            params,
+        }),
+        Ok(Message::Request { id, method, params }) => Some(UpstreamEvent::Request {
+            server,
+            id,
+            method,
+            params,
+        }),
         Err(e) => {
             tracing::warn!(server = %upstream.name, "upstream sent an invalid message: {e}");
             None

@@ -61,7 +61,14 @@ pub struct Builder {
 
 impl Builder {
     pub fn new() -> Builder {
-        Builder { args: vec![], envs: vec![], policy: None, audit: None, dirs: vec![], rlimit_fsize: None }
+        Builder {
+            args: vec![],
+            envs: vec![],
+            policy: None,
+            audit: None,
+            dirs: vec![],
+            rlimit_fsize: None,
+        }
     }
 
     /// Policy from Rego text (a temp dir is made and kept alive).
@@ -107,7 +114,10 @@ impl Builder {
     /// `run --policy P --audit-log A <args>`.
     pub fn command(&mut self) -> (Command, PathBuf) {
         let work = tempfile::tempdir().unwrap();
-        let audit = self.audit.clone().unwrap_or_else(|| work.path().join("audit.jsonl"));
+        let audit = self
+            .audit
+            .clone()
+            .unwrap_or_else(|| work.path().join("audit.jsonl"));
         let policy = match &self.policy {
             Some(p) => p.clone(),
             None => {
@@ -119,7 +129,12 @@ impl Builder {
         };
         self.dirs.push(work);
         let mut cmd = Command::new(firewall_bin());
-        cmd.arg("run").arg("--policy").arg(&policy).arg("--audit-log").arg(&audit).args(&self.args);
+        cmd.arg("run")
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--audit-log")
+            .arg(&audit)
+            .args(&self.args);
         cmd.envs(self.envs.iter().cloned());
         cmd.env("RUST_LOG", "mcp_firewall=debug");
         if let Some(limit) = self.rlimit_fsize {
@@ -130,7 +145,10 @@ impl Builder {
                     // Ignored so an over-limit write fails with EFBIG instead
                     // of killing the process.
                     libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                    let lim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                    let lim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
                     libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
                     Ok(())
                 });
@@ -223,10 +241,16 @@ impl Firewall {
                 Ok(msg) if pred(&msg) => return msg,
                 Ok(msg) => self.backlog.push(msg),
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("timed out waiting for {what}; got meanwhile: {:#?}", self.backlog)
+                    panic!(
+                        "timed out waiting for {what}; got meanwhile: {:#?}",
+                        self.backlog
+                    )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    panic!("firewall closed stdout while waiting for {what}; got: {:#?}", self.backlog)
+                    panic!(
+                        "firewall closed stdout while waiting for {what}; got: {:#?}",
+                        self.backlog
+                    )
                 }
             }
         }
@@ -235,7 +259,9 @@ impl Firewall {
     /// The response with this id.
     pub fn response(&mut self, id: &Value) -> Value {
         let id = id.clone();
-        self.recv_where(&format!("response {id}"), move |m| m.get("id") == Some(&id) && m.get("method").is_none())
+        self.recv_where(&format!("response {id}"), move |m| {
+            m.get("id") == Some(&id) && m.get("method").is_none()
+        })
     }
 
     /// The next notification with this method.
@@ -300,7 +326,11 @@ impl Firewall {
             if let Some(r) = self.audit_records().into_iter().find(&pred) {
                 return r;
             }
-            assert!(Instant::now() < deadline, "no audit record {what}: {:#?}", self.audit_records());
+            assert!(
+                Instant::now() < deadline,
+                "no audit record {what}: {:#?}",
+                self.audit_records()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -340,7 +370,10 @@ pub fn read_audit(path: &Path) -> Vec<Value> {
 
 /// Text of the first content item of a tool result response.
 pub fn text(resp: &Value) -> String {
-    resp["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("no text in {resp}")).to_string()
+    resp["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text in {resp}"))
+        .to_string()
 }
 
 /// Lines of a fixture event log (FIXTURE_EVENT_LOG).
@@ -359,7 +392,11 @@ pub fn wait_event(path: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Val
         if let Some(e) = events(path).into_iter().find(&pred) {
             return e;
         }
-        assert!(Instant::now() < deadline, "fixture never saw {what}: {:#?}", events(path));
+        assert!(
+            Instant::now() < deadline,
+            "fixture never saw {what}: {:#?}",
+            events(path)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
