@@ -22,17 +22,36 @@ struct Peer {
 
 impl Peer {
     fn start(cmd: &mut Command) -> Peer {
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut peer = Peer { child, stdin, stdout };
+        let mut peer = Peer {
+            child,
+            stdin,
+            stdout,
+        };
         peer.rpc(0, "initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}));
-        writeln!(peer.stdin, "{}", json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).unwrap();
+        writeln!(
+            peer.stdin,
+            "{}",
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        )
+        .unwrap();
         peer
     }
 
     fn rpc(&mut self, id: u64, method: &str, params: Value) -> Value {
-        writeln!(self.stdin, "{}", json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).unwrap();
+        writeln!(
+            self.stdin,
+            "{}",
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+        )
+        .unwrap();
         self.stdin.flush().unwrap();
         let mut line = String::new();
         loop {
@@ -67,7 +86,12 @@ fn measure(name: &str, peer: &mut Peer) -> f64 {
     }
     samples.sort_by(f64::total_cmp);
     let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
-    println!("{name:<40} p50 {:>8.1} µs  p99 {:>8.1} µs  p999 {:>8.1} µs", pct(0.5), pct(0.99), pct(0.999));
+    println!(
+        "{name:<40} p50 {:>8.1} µs  p99 {:>8.1} µs  p999 {:>8.1} µs",
+        pct(0.5),
+        pct(0.99),
+        pct(0.999)
+    );
     pct(0.5)
 }
 
@@ -76,18 +100,40 @@ fn main() {
     let target = std::path::Path::new(root).join("target/release");
     let fixture = target.join("mcp-firewall-fixture");
     let firewall = target.join("mcp-firewall");
-    assert!(fixture.exists() && firewall.exists(), "build first: cargo build --release");
+    assert!(
+        fixture.exists() && firewall.exists(),
+        "build first: cargo build --release"
+    );
     let work = tempfile::tempdir().unwrap();
     let allow_all = work.path().join("allow");
     std::fs::create_dir(&allow_all).unwrap();
-    std::fs::write(allow_all.join("p.rego"), "package mcp.firewall\n\nallow := true\n").unwrap();
+    std::fs::write(
+        allow_all.join("p.rego"),
+        "package mcp.firewall\n\nallow := true\n",
+    )
+    .unwrap();
 
     println!("{CALLS} sequential tools/call echo round trips over stdio (release build)");
-    let direct = measure("direct to the fixture", &mut Peer::start(&mut Command::new(&fixture)));
-    for (name, policy) in [("firewall, allow-all policy", allow_all.clone()), ("firewall, shipped policies", std::path::Path::new(root).join("policies"))] {
+    let direct = measure(
+        "direct to the fixture",
+        &mut Peer::start(&mut Command::new(&fixture)),
+    );
+    for (name, policy) in [
+        ("firewall, allow-all policy", allow_all.clone()),
+        (
+            "firewall, shipped policies",
+            std::path::Path::new(root).join("policies"),
+        ),
+    ] {
         let audit = work.path().join(format!("{}.jsonl", name.len()));
         let mut cmd = Command::new(&firewall);
-        cmd.arg("run").arg("--policy").arg(&policy).arg("--audit-log").arg(&audit).arg("--").arg(&fixture);
+        cmd.arg("run")
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--audit-log")
+            .arg(&audit)
+            .arg("--")
+            .arg(&fixture);
         if name.contains("shipped") {
             // The shipped policy allows read-only tools: echo is one.
         }
