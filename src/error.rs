@@ -38,7 +38,20 @@ pub enum Refusal {
     ApprovalRequired {
         reasons: Vec<String>,
         message: Option<String>,
+        obligations: Option<Value>,
     },
+    #[error(
+        "Approval pending: this call is held as approval {id} ({}) and was not run. \
+         Once an approver has approved it, repeat the identical call before {expires_at}.",
+        .reasons.join("; ")
+    )]
+    ApprovalPending { id: String, reasons: Vec<String>, expires_at: String },
+    #[error("Denied by approver: {}. The call was not run (approval {id}).", .reasons.join("; "))]
+    ApprovalDenied { id: String, reasons: Vec<String> },
+    #[error("Approval {id} expired without an answer; the call was not run.")]
+    ApprovalExpired { id: String },
+    #[error("The approval could not be requested ({0}); the call was not run.")]
+    ApprovalFailed(String),
     #[error("Denied: the policy could not be evaluated ({0})")]
     PolicyFailed(#[from] PolicyError),
     #[error("Denied: the audit log could not be written ({0})")]
@@ -64,6 +77,10 @@ impl Refusal {
             Refusal::BadSchema { .. } => "bad_schema",
             Refusal::PolicyDenied { .. } => "policy_denied",
             Refusal::ApprovalRequired { .. } => "approval_required",
+            Refusal::ApprovalPending { .. } => "approval_pending",
+            Refusal::ApprovalDenied { .. } => "approval_denied",
+            Refusal::ApprovalExpired { .. } => "approval_expired",
+            Refusal::ApprovalFailed(_) => "approval_failed",
             Refusal::PolicyFailed(_) => "policy_error",
             Refusal::AuditWriteFailed(_) => "audit_write_failed",
             Refusal::Upstream(_) => "upstream_unavailable",
@@ -97,6 +114,10 @@ impl Refusal {
             Refusal::BadSchema { .. }
             | Refusal::PolicyDenied { .. }
             | Refusal::ApprovalRequired { .. }
+            | Refusal::ApprovalPending { .. }
+            | Refusal::ApprovalDenied { .. }
+            | Refusal::ApprovalExpired { .. }
+            | Refusal::ApprovalFailed(_)
             | Refusal::PolicyFailed(_) => code::POLICY_DENIED,
             Refusal::AuditWriteFailed(_) => code::AUDIT_UNAVAILABLE,
             Refusal::Upstream(_) => code::UPSTREAM_UNAVAILABLE,
@@ -114,6 +135,10 @@ impl Refusal {
                 | Refusal::BadSchema { .. }
                 | Refusal::PolicyDenied { .. }
                 | Refusal::ApprovalRequired { .. }
+                | Refusal::ApprovalPending { .. }
+                | Refusal::ApprovalDenied { .. }
+                | Refusal::ApprovalExpired { .. }
+                | Refusal::ApprovalFailed(_)
                 | Refusal::PolicyFailed(_)
                 | Refusal::AuditWriteFailed(_)
         )
@@ -155,6 +180,12 @@ impl Refusal {
             } else {
                 "approve"
             });
+        }
+        if let Refusal::ApprovalPending { id, .. }
+        | Refusal::ApprovalDenied { id, .. }
+        | Refusal::ApprovalExpired { id } = self
+        {
+            data["approval_id"] = json!(id);
         }
         if let Some(id) = decision_id {
             data["decision_id"] = json!(id);

@@ -218,9 +218,10 @@ fn refusal_for(verdict: &Result<Verdict, PolicyError>) -> Option<Refusal> {
             reasons: reasons.clone(),
             message,
         }),
-        Decision::Approve { reasons, .. } => Some(Refusal::ApprovalRequired {
+        Decision::Approve { reasons, obligations } => Some(Refusal::ApprovalRequired {
             reasons: reasons.clone(),
             message,
+            obligations: obligations.clone(),
         }),
     }
 }

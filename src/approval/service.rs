@@ -1,0 +1,159 @@
+//! The approval side of a running firewall: the store, the webhook, the
+//! audit log and a wake-up signal for held calls, in one place.
+//!
+//! Answers arriving in this process (the webhook's own response, the signed
+//! endpoint) go through [`Approvals::answer`], which records them in the
+//! store and the audit log and wakes the held calls. Answers given with the
+//! `mcp-firewall approvals` command land in the store from another process;
+//! held calls poll the store, so they see those too, and audit them when
+//! they do.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use super::store::{ApprovalStore, StoreError};
+use super::webhook::Webhook;
+use super::{AnswerOutcome, NewAnswer, WebhookSecret};
+use crate::audit::AuditLog;
+
+/// How long an approval request stays answerable unless policy says
+/// otherwise (`approval.timeout_seconds`).
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a client's call is kept waiting before it gets "pending
+/// approval <id>, call again". Below the ~60 s after which some desktop
+/// clients abort any call regardless of progress.
+pub const DEFAULT_APPROVAL_WAIT: Duration = Duration::from_secs(50);
+/// How often a held call with a progress token hears that it is still held.
+/// Well inside the 60 s idle timeout of SDK clients, which progress resets.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a held call re-reads the store, to see answers given by the
+/// CLI in another process.
+pub const HOLD_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Approval settings after validation.
+#[derive(Debug, Clone)]
+pub struct ApprovalSettings {
+    pub data_dir: PathBuf,
+    pub webhook_url: Option<String>,
+    pub secrets: Vec<String>,
+    pub timeout: Duration,
+    pub wait: Duration,
+    pub listen: Option<SocketAddr>,
+    /// `group:NAME` in an `approvers` obligation expands to these names.
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+impl ApprovalSettings {
+    /// Where approvals live when `--data-dir` is not given:
+    /// `$XDG_DATA_HOME/mcp-firewall`, else `~/.local/share/mcp-firewall`.
+    pub fn default_data_dir() -> PathBuf {
+        if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("mcp-firewall");
+        }
+        match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".local/share/mcp-firewall"),
+            None => PathBuf::from(".mcp-firewall"),
+        }
+    }
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        ApprovalSettings {
+            data_dir: ApprovalSettings::default_data_dir(),
+            webhook_url: None,
+            secrets: Vec::new(),
+            timeout: DEFAULT_APPROVAL_TIMEOUT,
+            wait: DEFAULT_APPROVAL_WAIT,
+            listen: None,
+            groups: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalSetupError {
+    #[error("approval store: {0}")]
+    Store(#[from] StoreError),
+    #[error("webhook secret: {0}")]
+    Secret(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The approval machinery shared by every held call and the endpoint.
+pub struct Approvals {
+    pub store: ApprovalStore,
+    pub webhook: Option<Webhook>,
+    pub settings: ApprovalSettings,
+    pub secrets: Vec<WebhookSecret>,
+    /// Woken whenever an in-process answer lands.
+    pub changed: Notify,
+    audit: Arc<AuditLog>,
+    callback_url: OnceLock<String>,
+}
+
+impl Approvals {
+    pub fn open(settings: ApprovalSettings, audit: Arc<AuditLog>) -> Result<Approvals, ApprovalSetupError> {
+        let secrets = settings
+            .secrets
+            .iter()
+            .map(|s| WebhookSecret::parse(s).map_err(|e| ApprovalSetupError::Secret(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        if (settings.webhook_url.is_some() || settings.listen.is_some()) && secrets.is_empty() {
+            return Err(ApprovalSetupError::Invalid(
+                "a webhook or approval endpoint needs a secret: set MCP_FIREWALL_WEBHOOK_SECRET=whsec_...".into(),
+            ));
+        }
+        let webhook = settings.webhook_url.clone().map(|url| Webhook::new(url, secrets.clone()));
+        let store = ApprovalStore::open(&settings.data_dir)?;
+        Ok(Approvals { store, webhook, settings, secrets, changed: Notify::new(), audit, callback_url: OnceLock::new() })
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The URL approvers POST answers to, once the endpoint is listening.
+    pub fn callback_url(&self, id: &str) -> Option<String> {
+        self.callback_url.get().map(|base| format!("{base}/approvals/{id}"))
+    }
+
+    pub fn set_callback_base(&self, base: String) {
+        let _ = self.callback_url.set(base);
+    }
+
+    /// Record an answer given in this process, audit it (accepted or
+    /// rejected), and wake held calls.
+    pub fn answer(&self, id: &str, answer: &NewAnswer) -> Result<AnswerOutcome, StoreError> {
+        let outcome = self.store.answer(id, answer, Utc::now());
+        let record = json!({
+            "approval_id": id,
+            "approver": answer.approver,
+            "decision": answer.decision.as_str(),
+            "reason": answer.reason,
+            "channel": answer.channel,
+        });
+        let (event, record) = match &outcome {
+            Ok(o) => ("approval.answered", with(record, "status", o.status.as_str())),
+            Err(e) => ("approval.answer_rejected", with(record, "error", &e.to_string())),
+        };
+        if let Err(e) = self.audit.append(event, record) {
+            tracing::error!("audit write failed for an approval answer: {e}");
+        }
+        self.changed.notify_waiters();
+        outcome
+    }
+}
+
+fn with(mut record: serde_json::Value, key: &str, value: &str) -> serde_json::Value {
+    record[key] = json!(value);
+    record
+}
