@@ -8,6 +8,7 @@
 //! |---|---|
 //! | [`config`] | TOML config: raw (serde, `deny_unknown_fields`) -> validated -> resolved |
 //! | [`policy`] | pure decision types and the regorus adapter (no sockets, no tokio) |
+//! | [`approval`] | held calls: signed webhooks, durable requests/answers/grants (SQLite) |
 //! | [`audit`] | hash-chained JSON Lines writer, verifier and argument masking |
 //! | [`jsonrpc`] | JSON-RPC 2.0 message shapes and the error codes we answer with |
 //! | [`upstream`] | child-process connections to the real MCP servers, id mapping |
@@ -16,6 +17,7 @@
 //! | [`framing`] | newline-delimited framing with a size cap that survives bad lines |
 //! | [`error`] | the failures that matter, mapped to client answers in one place |
 
+pub mod approval;
 pub mod audit;
 pub mod config;
 pub mod downstream;

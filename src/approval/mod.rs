@@ -1,0 +1,66 @@
+//! Approvals: holding a call that no policy rule allows until a human
+//! answers, and releasing exactly that call once, if they approve.
+//!
+//! # Lifecycle
+//!
+//! 1. **Hold.** The policy returns `Approve` (or nothing allowed the call). The
+//!    proxy computes the call's digest (canonical JSON of server, tool,
+//!    arguments, tool fingerprint, policy revision and principal) and first
+//!    tries [`ApprovalStore::consume_grant`]: an approved, unused grant for
+//!    this digest releases the call at once.
+//! 2. **Request.** Otherwise it reuses [`ApprovalStore::pending_for_digest`] or
+//!    records a new request with [`ApprovalStore::create`] (approvers, quorum,
+//!    expiry and grant lifetime come from the policy's `approval` obligations).
+//! 3. **Webhook.** The request document is POSTed to the configured webhook,
+//!    signed the Standard Webhooks way ([`signing::sign`]); if it cannot be
+//!    delivered the request is failed ([`ApprovalStore::fail`]) and the call
+//!    denied.
+//! 4. **Answers** arrive by the webhook's own response body, by a signed POST
+//!    to the firewall's approval endpoint (checked with [`signing::verify`] and
+//!    [`ApprovalStore::remember_webhook_id`]) or by the `mcp-firewall approvals`
+//!    CLI; each goes through [`ApprovalStore::answer`].
+//! 5. **Grant.** One eligible deny decides `denied`; `quorum` distinct approvals
+//!    decide `approved` and leave a grant.
+//! 6. **Release.** The waiting call, or the client's identical retry after a
+//!    "pending approval, call again" result, consumes the grant and receives a
+//!    [`Grant`], the proof the proxy needs to build a forwarding `Permit`.
+//!    A client cancellation withdraws the request
+//!    ([`ApprovalStore::withdraw`]); silence until the deadline expires it
+//!    ([`ApprovalStore::expire`]).
+//!
+//! # Invariants
+//!
+//! - **Bound to a digest**: a grant releases only a call with the same digest.
+//! - **Single use**: consuming a grant is atomic; the second attempt gets none.
+//! - **Expiry**: a request takes no answers at or after `expires_at`; a grant
+//!   is usable only before its own expiry.
+//! - **Separation of duties**: the principal can never answer their own
+//!   request; when the policy names approvers, only they can answer; every
+//!   answer names its approver and gives a reason.
+//! - **Quorum**: approval needs `quorum` *distinct* approvers; any one eligible
+//!   deny is final.
+//! - **Fail closed**: every store or signature error means the call is denied.
+//! - **Durable**: all state is in SQLite ([`store`]), shared with the CLI
+//!   process, so a restart loses nothing.
+//!
+//! # Modules
+//!
+//! | module | job |
+//! |---|---|
+//! | [`model`] | plain data: new requests and answers, stored records, statuses |
+//! | [`signing`] | Standard Webhooks secrets, signing and verification |
+//! | [`store`] | [`ApprovalStore`]: durable requests, answers, grants, replay ids |
+//!
+//! Still to come, beside these: `digest` (the call digest), `webhook`
+//! (delivery with retries and reading answers from the response) and
+//! `endpoint` (the signed answer endpoint).
+
+pub mod model;
+pub mod signing;
+pub mod store;
+
+pub use model::{
+    AnswerOutcome, AnswerRecord, ApprovalRecord, NewAnswer, NewApproval, Status, Verdict,
+};
+pub use signing::{SignatureError, SignedHeaders, TIMESTAMP_TOLERANCE_SECS, WebhookSecret};
+pub use store::{AnswerRejection, ApprovalStore, Grant, StoreError};

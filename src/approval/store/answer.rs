@@ -1,0 +1,172 @@
+//! Recording one approver's answer: the answering rules and the quorum.
+//!
+//! # Invariants (all checked inside the caller's IMMEDIATE transaction, so two
+//! answers racing from different processes are serialised)
+//!
+//! - rules are checked in a fixed order and the first broken one is reported:
+//!   exists, pending, not expired (`now >= expires_at` is expired), approver
+//!   given, reason given, approver is not the principal, approver is listed
+//!   (when a list exists), approver has not answered before;
+//! - identities compare by [`identity_key`] (trimmed, lower-cased), so `Alice`
+//!   cannot approve `alice`'s call nor count twice towards a quorum;
+//! - one eligible deny decides `denied`; `quorum` distinct approvals decide
+//!   `approved` and create the grant in the same transaction.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::error::{AnswerRejection, StoreError};
+use super::grant;
+use super::rows::{json_col, micros, word_col};
+use crate::approval::model::{AnswerOutcome, NewAnswer, Status, Verdict};
+
+/// The form in which identities are compared.
+pub(super) fn identity_key(identity: &str) -> String {
+    identity.trim().to_lowercase()
+}
+
+/// What the rules need to know about the approval being answered.
+struct Held {
+    status: Status,
+    digest: String,
+    principal: String,
+    approvers: Vec<String>,
+    quorum: u32,
+    expires_at_us: i64,
+    grant_ttl_us: i64,
+}
+
+fn load_held(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Held>> {
+    tx.query_row(
+        "SELECT status, digest, principal, approvers, quorum, expires_at, grant_ttl_us
+         FROM approvals WHERE id = ?1",
+        params![id],
+        |row| {
+            Ok(Held {
+                status: word_col(row, 0)?,
+                digest: row.get(1)?,
+                principal: row.get(2)?,
+                approvers: json_col(row, 3)?,
+                quorum: row.get(4)?,
+                expires_at_us: row.get(5)?,
+                grant_ttl_us: row.get(6)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// The rules that need nothing but the approval and the answer.
+fn check(held: &Held, answer: &NewAnswer, now_us: i64) -> Result<(), AnswerRejection> {
+    let approver = identity_key(&answer.approver);
+    if held.status != Status::Pending {
+        Err(AnswerRejection::NotPending(held.status))
+    } else if now_us >= held.expires_at_us {
+        Err(AnswerRejection::Expired)
+    } else if approver.is_empty() {
+        Err(AnswerRejection::MissingApprover)
+    } else if answer.reason.trim().is_empty() {
+        Err(AnswerRejection::MissingReason)
+    } else if approver == identity_key(&held.principal) {
+        Err(AnswerRejection::SelfApproval)
+    } else if !held.approvers.is_empty()
+        && !held.approvers.iter().any(|a| identity_key(a) == approver)
+    {
+        Err(AnswerRejection::NotAnApprover)
+    } else {
+        Ok(())
+    }
+}
+
+/// Applies `answer` to approval `id`; see the module invariants.
+pub(super) fn record(
+    tx: &Transaction<'_>,
+    id: &str,
+    answer: &NewAnswer,
+    now: DateTime<Utc>,
+) -> Result<AnswerOutcome, StoreError> {
+    let held = load_held(tx, id)?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+    let now_us = micros(now);
+    check(&held, answer, now_us)?;
+    if !insert_answer(tx, id, answer, now_us)? {
+        return Err(AnswerRejection::AlreadyAnswered.into());
+    }
+    let approvers = approving(tx, id)?;
+    let approvals = u32::try_from(approvers.len()).unwrap_or(u32::MAX);
+    let status = match answer.decision {
+        Verdict::Deny => {
+            let why = format!(
+                "denied by {}: {}",
+                answer.approver.trim(),
+                answer.reason.trim()
+            );
+            decide(tx, id, Status::Denied, &why, now_us)?;
+            Status::Denied
+        }
+        Verdict::Approve if approvals >= held.quorum => {
+            decide(
+                tx,
+                id,
+                Status::Approved,
+                &format!("approved by {}", approvers.join(", ")),
+                now_us,
+            )?;
+            let until = now_us.saturating_add(held.grant_ttl_us);
+            grant::insert(tx, id, &held.digest, &approvers, until)?;
+            Status::Approved
+        }
+        Verdict::Approve => Status::Pending,
+    };
+    Ok(AnswerOutcome {
+        status,
+        approvals,
+        quorum: held.quorum,
+    })
+}
+
+/// Inserts the answer; false if this approver already answered (the primary
+/// key on the normalised identity says so).
+fn insert_answer(
+    tx: &Transaction<'_>,
+    id: &str,
+    answer: &NewAnswer,
+    now_us: i64,
+) -> rusqlite::Result<bool> {
+    let inserted = tx.execute(
+        "INSERT OR IGNORE INTO answers (approval_id, approver_key, approver, decision, reason, channel, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            id,
+            identity_key(&answer.approver),
+            answer.approver.trim(),
+            answer.decision.as_str(),
+            answer.reason.trim(),
+            answer.channel,
+            now_us
+        ],
+    )?;
+    Ok(inserted == 1)
+}
+
+/// The approvers who approved, in answer order.
+fn approving(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT approver FROM answers WHERE approval_id = ?1 AND decision = ?2 ORDER BY at, rowid",
+    )?;
+    let rows = stmt.query_map(params![id, Verdict::Approve.as_str()], |row| row.get(0))?;
+    rows.collect()
+}
+
+fn decide(
+    tx: &Transaction<'_>,
+    id: &str,
+    status: Status,
+    why: &str,
+    now_us: i64,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE approvals SET status = ?1, status_reason = ?2, decided_at = ?3 WHERE id = ?4",
+        params![status.as_str(), why, now_us, id],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! Durable approval state: requests, answers, grants and seen webhook ids in
+//! one SQLite file, `approvals.db`, inside the firewall's data directory.
+//!
+//! # Job
+//!
+//! The firewall records every held call here and waits for its status to
+//! change; the approval endpoint, the webhook-response reader and the
+//! `mcp-firewall approvals` CLI (a separate process on the same file) record
+//! answers; the proxy consumes the resulting grant when the identical call
+//! comes back. A restart loses nothing.
+//!
+//! # Invariants
+//!
+//! - Plain synchronous code: the proxy calls it from `spawn_blocking` or briefly
+//!   under its own lock. One connection per [`ApprovalStore`] behind a mutex,
+//!   so a store is `Send + Sync`.
+//! - Every state change is one IMMEDIATE transaction: the write lock is taken
+//!   before the first read, so checks and writes see the same state even with
+//!   another process writing (a deferred transaction could read, then fail
+//!   to upgrade to a write with `SQLITE_BUSY` despite the busy timeout).
+//! - Time is always the caller's `now`; nothing here reads the clock.
+//! - Status moves only forward: `pending -> approved -> used`, or
+//!   `pending -> denied | expired | withdrawn`. Only `pending` takes answers.
+//! - A grant is single use, bound to its approval's digest, and expires; see
+//!   [`Grant`].
+
+mod answer;
+mod error;
+mod grant;
+mod rows;
+mod schema;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+
+pub use error::{AnswerRejection, StoreError};
+pub use grant::Grant;
+pub use schema::{BUSY_TIMEOUT, SCHEMA_VERSION};
+
+use crate::approval::model::{AnswerOutcome, ApprovalRecord, NewAnswer, NewApproval, Status};
+use crate::approval::signing::TIMESTAMP_TOLERANCE_SECS;
+use rows::{RECORD_SELECT, load_record, micros, record_from_row, to_json, with_answers};
+
+/// The database file inside the data directory.
+pub const DB_FILE_NAME: &str = "approvals.db";
+
+/// How long a webhook id is remembered. A signed request is accepted only
+/// while its timestamp is within the tolerance of our clock, and that
+/// timestamp may be up to one tolerance ahead of the moment we first saw it;
+/// so a replay can arrive at most 2 × tolerance after the first sighting.
+/// Forgetting ids older than that cannot let a replay through.
+const WEBHOOK_ID_RETENTION_US: i64 = 2 * TIMESTAMP_TOLERANCE_SECS * 1_000_000;
+
+/// Durable approval state; see the module docs.
+pub struct ApprovalStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl ApprovalStore {
+    /// Opens `data_dir/approvals.db`, creating the directory and the database
+    /// as needed and migrating the schema.
+    pub fn open(data_dir: &Path) -> Result<ApprovalStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE_NAME);
+        let conn = schema::open_connection(&path)?;
+        Ok(ApprovalStore {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records a new pending approval request and returns it as stored.
+    pub fn create(&self, new: &NewApproval) -> Result<ApprovalRecord, StoreError> {
+        validate(new)?;
+        self.write(|tx| {
+            insert_approval(tx, new)?;
+            load_record(tx, &new.id)?.ok_or_else(|| StoreError::NotFound(new.id.clone()))
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.read(|conn| Ok(load_record(conn, id)?))
+    }
+
+    /// All approvals, or those with `status`, newest first.
+    pub fn list(&self, status: Option<Status>) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.read(|conn| {
+            let sql = format!(
+                "{RECORD_SELECT} WHERE ?1 IS NULL OR a.status = ?1 ORDER BY a.created_at DESC, a.rowid DESC"
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let records = stmt
+                .query_map(params![status.map(Status::as_str)], record_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(with_answers(conn, records)?)
+        })
+    }
+
+    /// The pending request for this digest that has not expired at `now`
+    /// (the newest, if several): a repeated call while pending reuses it.
+    pub fn pending_for_digest(
+        &self,
+        digest: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.read(|conn| {
+            let sql = format!(
+                "{RECORD_SELECT} WHERE a.digest = ?1 AND a.status = ?2 AND a.expires_at > ?3
+                 ORDER BY a.created_at DESC, a.rowid DESC LIMIT 1"
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let found = stmt
+                .query_map(
+                    params![digest, Status::Pending.as_str(), micros(now)],
+                    record_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(with_answers(conn, found)?.pop())
+        })
+    }
+
+    /// Records one approver's answer; see `answer.rs` for the rules. A deny
+    /// from an eligible approver decides `Denied`; `quorum` distinct approvals
+    /// decide `Approved` and create a grant valid until `now + grant_ttl`.
+    pub fn answer(
+        &self,
+        id: &str,
+        answer: &NewAnswer,
+        now: DateTime<Utc>,
+    ) -> Result<AnswerOutcome, StoreError> {
+        self.write(|tx| answer::record(tx, id, answer, now))
+    }
+
+    /// Atomically takes the unused, unexpired grant for this digest. Single
+    /// use: a second call gets `None`. The approval becomes `Used`.
+    pub fn consume_grant(
+        &self,
+        digest: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Grant>, StoreError> {
+        self.write(|tx| Ok(grant::consume(tx, digest, now)?))
+    }
+
+    /// Pending -> Withdrawn (the client cancelled). False if it was not pending.
+    pub fn withdraw(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.close_pending(id, Status::Withdrawn, reason, now, false)
+    }
+
+    /// Pending and past `expires_at` (`now >= expires_at`) -> Expired. False
+    /// otherwise.
+    pub fn expire(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.close_pending(
+            id,
+            Status::Expired,
+            "no decision before the request expired",
+            now,
+            true,
+        )
+    }
+
+    /// Pending -> Denied with a system reason (e.g. the webhook could not be
+    /// reached). False if it was not pending.
+    pub fn fail(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.close_pending(id, Status::Denied, reason, now, false)
+    }
+
+    /// Replay protection for the approval endpoint: true the first time a
+    /// webhook id is seen, false after. Ids seen more than
+    /// 2 × [`TIMESTAMP_TOLERANCE_SECS`] ago are pruned (see
+    /// `WEBHOOK_ID_RETENTION_US` for why that is safe).
+    pub fn remember_webhook_id(
+        &self,
+        webhook_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = micros(now);
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM webhook_ids WHERE seen_at < ?1",
+                params![now.saturating_sub(WEBHOOK_ID_RETENTION_US)],
+            )?;
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO webhook_ids (webhook_id, seen_at) VALUES (?1, ?2)",
+                params![webhook_id, now],
+            )?;
+            Ok(inserted == 1)
+        })
+    }
+
+    /// Moves a pending approval to a final `status`; with `only_if_expired`,
+    /// only once `now >= expires_at`.
+    fn close_pending(
+        &self,
+        id: &str,
+        status: Status,
+        reason: &str,
+        now: DateTime<Utc>,
+        only_if_expired: bool,
+    ) -> Result<bool, StoreError> {
+        let now = micros(now);
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE approvals SET status = ?1, status_reason = ?2, decided_at = ?3
+                 WHERE id = ?4 AND status = ?5 AND (NOT ?6 OR expires_at <= ?3)",
+                params![
+                    status.as_str(),
+                    reason,
+                    now,
+                    id,
+                    Status::Pending.as_str(),
+                    only_if_expired
+                ],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    /// The connection. A panic while it was held cannot leave a transaction
+    /// half-applied (dropping a `Transaction` rolls it back), so a poisoned
+    /// lock is safe to take over.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` in an IMMEDIATE transaction; commits only if `f` succeeds.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a read transaction, so multi-query reads see one snapshot.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+/// Refuses requests that could never be answered correctly.
+fn validate(new: &NewApproval) -> Result<(), StoreError> {
+    let invalid = |why: &str| {
+        Err(StoreError::InvalidApproval(format!(
+            "{why} (approval {:?})",
+            new.id
+        )))
+    };
+    if new.id.trim().is_empty() {
+        return invalid("empty id");
+    }
+    if new.digest.trim().is_empty() {
+        return invalid("empty digest");
+    }
+    if new.principal.trim().is_empty() {
+        return invalid("empty principal");
+    }
+    if new.quorum < 1 {
+        return invalid("quorum must be at least 1");
+    }
+    if new.expires_at <= new.created_at {
+        return invalid("expires_at must be after created_at");
+    }
+    if new.grant_ttl <= chrono::Duration::zero() {
+        return invalid("grant_ttl must be positive");
+    }
+    if !new.approvers.is_empty() && eligible_approvers(new) < new.quorum as usize {
+        return invalid("quorum is larger than the number of approvers other than the principal");
+    }
+    Ok(())
+}
+
+/// Distinct listed approvers who are not the principal.
+fn eligible_approvers(new: &NewApproval) -> usize {
+    let principal = answer::identity_key(&new.principal);
+    let keys: HashSet<String> = new
+        .approvers
+        .iter()
+        .map(|a| answer::identity_key(a))
+        .collect();
+    keys.into_iter()
+        .filter(|k| !k.is_empty() && *k != principal)
+        .count()
+}
+
+fn insert_approval(tx: &Transaction<'_>, new: &NewApproval) -> rusqlite::Result<()> {
+    let ttl_us = new.grant_ttl.num_microseconds().unwrap_or(i64::MAX);
+    tx.execute(
+        "INSERT INTO approvals (id, digest, principal, server, tool, request, reasons, approvers,
+                                quorum, grant_ttl_us, status, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            new.id,
+            new.digest,
+            new.principal,
+            new.server,
+            new.tool,
+            to_json(&new.request),
+            to_json(&new.reasons),
+            to_json(&new.approvers),
+            new.quorum,
+            ttl_us,
+            Status::Pending.as_str(),
+            micros(new.created_at),
+            micros(new.expires_at),
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

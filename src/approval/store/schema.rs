@@ -1,0 +1,132 @@
+//! Opening `approvals.db`: connection settings and the versioned schema.
+//!
+//! # Invariants
+//!
+//! - WAL journal, so the CLI can read while the firewall writes;
+//!   `synchronous = FULL`, so a committed answer or grant consumption survives
+//!   a power cut (with `NORMAL` the last commits can vanish, which could hand a
+//!   consumed single-use grant back);
+//! - every connection waits up to [`BUSY_TIMEOUT`] for the other process's
+//!   write lock instead of failing at once;
+//! - the schema version lives in `PRAGMA user_version`; migrations run inside
+//!   an IMMEDIATE transaction that re-reads the version, so two processes
+//!   opening a fresh database at once migrate it exactly once; a database from
+//!   a newer release is refused, never modified.
+//! - times are stored as integer microseconds since the Unix epoch (UTC), so
+//!   SQL compares and orders them directly.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::error::StoreError;
+
+/// How long a statement waits for the other process (firewall or
+/// `mcp-firewall approvals`) to release the write lock. Transactions here
+/// are a few statements long, so 5 s only runs out if something is stuck.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema this build writes and understands.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Version 1. `answers.approver_key` is the normalised identity
+/// (`identity_key`): the primary key makes "one answer per approver" a
+/// database rule, not only a check in code.
+const SCHEMA_V1: &str = "
+CREATE TABLE approvals (
+    id            TEXT PRIMARY KEY NOT NULL,
+    digest        TEXT NOT NULL,
+    principal     TEXT NOT NULL,
+    server        TEXT NOT NULL,
+    tool          TEXT NOT NULL,
+    request       TEXT NOT NULL,
+    reasons       TEXT NOT NULL,
+    approvers     TEXT NOT NULL,
+    quorum        INTEGER NOT NULL CHECK (quorum >= 1),
+    grant_ttl_us  INTEGER NOT NULL CHECK (grant_ttl_us >= 0),
+    status        TEXT NOT NULL,
+    status_reason TEXT,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    decided_at    INTEGER
+);
+CREATE INDEX approvals_by_digest ON approvals (digest, status);
+CREATE INDEX approvals_by_created ON approvals (created_at);
+
+CREATE TABLE answers (
+    approval_id  TEXT NOT NULL REFERENCES approvals (id),
+    approver_key TEXT NOT NULL,
+    approver     TEXT NOT NULL,
+    decision     TEXT NOT NULL CHECK (decision IN ('approve', 'deny')),
+    reason       TEXT NOT NULL,
+    channel      TEXT NOT NULL,
+    at           INTEGER NOT NULL,
+    PRIMARY KEY (approval_id, approver_key)
+);
+
+CREATE TABLE grants (
+    approval_id TEXT PRIMARY KEY NOT NULL REFERENCES approvals (id),
+    digest      TEXT NOT NULL,
+    approvers   TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    used_at     INTEGER
+);
+CREATE INDEX grants_by_digest ON grants (digest, used_at);
+
+CREATE TABLE webhook_ids (
+    webhook_id TEXT PRIMARY KEY NOT NULL,
+    seen_at    INTEGER NOT NULL
+);
+";
+
+/// Opens (creating if needed) and migrates the database at `path`.
+pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(open_err)?;
+    let journal = configure(&conn).map_err(open_err)?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::NotWal {
+            path: path.to_owned(),
+            journal,
+        });
+    }
+    let found = migrate(&mut conn).map_err(open_err)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::UnsupportedSchema {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(conn)
+}
+
+/// Applies the connection settings; returns the journal mode SQLite actually
+/// chose (it keeps the old mode when it cannot switch, e.g. on some network
+/// file systems).
+fn configure(conn: &Connection) -> rusqlite::Result<String> {
+    // First, so that even switching to WAL waits for a concurrent opener.
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let journal: String =
+        conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(journal)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]; returns the version found, which
+/// the caller refuses if it is newer than ours.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found == 0 {
+        tx.execute_batch(SCHEMA_V1)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
+    Ok(found)
+}
