@@ -45,7 +45,11 @@ pub enum Refusal {
          Once an approver has approved it, repeat the identical call before {expires_at}.",
         .reasons.join("; ")
     )]
-    ApprovalPending { id: String, reasons: Vec<String>, expires_at: String },
+    ApprovalPending {
+        id: String,
+        reasons: Vec<String>,
+        expires_at: String,
+    },
     #[error("Denied by approver: {}. The call was not run (approval {id}).", .reasons.join("; "))]
     ApprovalDenied { id: String, reasons: Vec<String> },
     #[error("Approval {id} expired without an answer; the call was not run.")]

@@ -32,6 +32,46 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// List and answer held calls.
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// List approval requests, newest first.
+    List {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Only this status: pending, approved, denied, expired, withdrawn, used.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Print one approval request with its answers.
+    Show {
+        id: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Approve a held call.
+    Approve(AnswerArgs),
+    /// Deny a held call.
+    Deny(AnswerArgs),
+}
+
+#[derive(Args)]
+struct AnswerArgs {
+    id: String,
+    /// Who is answering (recorded; may not be the requester).
+    #[arg(long = "as")]
+    approver: String,
+    /// Why (required).
+    #[arg(long)]
+    reason: String,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 /// `run`: either `--config FILE` or the wrap form `-- COMMAND ARGS...`.
@@ -58,6 +98,21 @@ pub struct RunArgs {
     /// Upstream name in the wrap form, as policies see it in `input.server`.
     #[arg(long)]
     pub name: Option<String>,
+    /// POST approval requests here (secret: env MCP_FIREWALL_WEBHOOK_SECRET=whsec_...).
+    #[arg(long)]
+    pub approval_webhook: Option<String>,
+    /// Seconds an approval request stays answerable (default 300).
+    #[arg(long)]
+    pub approval_timeout: Option<u64>,
+    /// Seconds a held call waits before answering "pending, call again" (default 50).
+    #[arg(long)]
+    pub approval_wait: Option<u64>,
+    /// Serve the signed answer endpoint on HOST:PORT (loopback).
+    #[arg(long)]
+    pub approval_listen: Option<String>,
+    /// Approval store directory (default ~/.local/share/mcp-firewall).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// The upstream server's command and arguments (wrap form).
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -92,6 +147,7 @@ fn main() -> ExitCode {
     init_logging();
     let outcome = match cli.command {
         Command::Run(args) => cli::run(args),
+        Command::Approvals { command } => approvals(command),
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => cli::audit_verify(&file),
@@ -113,6 +169,31 @@ fn main() -> ExitCode {
             eprintln!("mcp-firewall: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn approvals(command: ApprovalsCommand) -> anyhow::Result<ExitCode> {
+    use mcp_firewall::approval::{ApprovalSettings, Verdict};
+    let dir = |d: Option<PathBuf>| d.unwrap_or_else(ApprovalSettings::default_data_dir);
+    match command {
+        ApprovalsCommand::List { data_dir, status } => {
+            cli::approvals::list(&dir(data_dir), status.as_deref())
+        }
+        ApprovalsCommand::Show { id, data_dir } => cli::approvals::show(&dir(data_dir), &id),
+        ApprovalsCommand::Approve(a) => cli::approvals::answer(
+            &dir(a.data_dir),
+            &a.id,
+            Verdict::Approve,
+            &a.approver,
+            &a.reason,
+        ),
+        ApprovalsCommand::Deny(a) => cli::approvals::answer(
+            &dir(a.data_dir),
+            &a.id,
+            Verdict::Deny,
+            &a.approver,
+            &a.reason,
+        ),
     }
 }
 

@@ -55,13 +55,13 @@ fn allow_deny_approve_and_default_hold_reach_the_client_as_documented() {
     let held = fw.call("delete_note", json!({"name": "hello"}));
     assert_eq!(held["result"]["isError"], true);
     assert!(
-        text(&held).starts_with("Approval required: destructive tool"),
+        text(&held).starts_with("Approval pending: this call is held as approval apr_"),
         "{held}"
     );
 
     // write_note is neither read-only nor destructive: no rule allows it.
     let default = fw.call("write_note", json!({"name": "a", "content": "b"}));
-    assert!(text(&default).starts_with("Approval required"), "{default}");
+    assert!(text(&default).starts_with("Approval pending"), "{default}");
     assert_eq!(
         text(&fw.call("read_note", json!({"name": "hello"}))),
         "world",
@@ -218,7 +218,7 @@ fn the_wrong_principal_falls_to_the_default_hold() {
         .arg("mallory")
         .wrap_fixture();
     fw.initialize();
-    assert!(text(&fw.call("echo", json!({"text": "x"}))).starts_with("Approval required"));
+    assert!(text(&fw.call("echo", json!({"text": "x"}))).starts_with("Approval pending"));
 }
 
 /// Every way the decision can go wrong denies, with the cause in the log.

@@ -56,6 +56,8 @@ fn firewall_cmd(rego: &str, upstream: &[String]) -> (Vec<String>, tempfile::Temp
         dir.path().display().to_string(),
         "--audit-log".into(),
         audit.display().to_string(),
+        "--data-dir".into(),
+        dir.path().join("data").display().to_string(),
         "--".into(),
     ];
     cmd.extend(upstream.iter().cloned());
@@ -182,7 +184,7 @@ fn npm_server_filesystem_behind_the_shipped_policy() {
     );
     assert_eq!(inside["result"]["isError"], true);
     assert!(
-        text(&inside).starts_with("Approval required"),
+        text(&inside).starts_with("Approval pending"),
         "destructive write is held: {inside}"
     );
     assert!(!root_path.join("b.txt").exists(), "a held call never runs");

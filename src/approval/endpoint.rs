@@ -65,7 +65,12 @@ pub fn router(approvals: Arc<Approvals>) -> Router {
         .with_state(approvals)
 }
 
-async fn answer(State(approvals): State<Arc<Approvals>>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn answer(
+    State(approvals): State<Arc<Approvals>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let now = Utc::now();
     if let Err(e) = verify(
@@ -77,7 +82,10 @@ async fn answer(State(approvals): State<Arc<Approvals>>, Path(id): Path<String>,
         now.timestamp(),
     ) {
         tracing::warn!(approval = %id, "refused an unsigned or badly signed answer: {e}");
-        return reply(StatusCode::UNAUTHORIZED, &format!("signature rejected: {e}"));
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            &format!("signature rejected: {e}"),
+        );
     }
     let webhook_id = header("webhook-id").unwrap_or_default();
     match approvals.store.remember_webhook_id(webhook_id, now) {
@@ -87,14 +95,29 @@ async fn answer(State(approvals): State<Arc<Approvals>>, Path(id): Path<String>,
     }
     let body: AnswerBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
-        Err(e) => return reply(StatusCode::BAD_REQUEST, &format!("expected {{decision, approver, reason}}: {e}")),
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{decision, approver, reason}}: {e}"),
+            );
+        }
     };
     let decision = match body.decision.as_str() {
         "approve" => Verdict::Approve,
         "deny" => Verdict::Deny,
-        other => return reply(StatusCode::BAD_REQUEST, &format!("decision must be approve or deny, got {other:?}")),
+        other => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                &format!("decision must be approve or deny, got {other:?}"),
+            );
+        }
     };
-    let answer = NewAnswer { approver: body.approver, decision, reason: body.reason, channel: "endpoint".into() };
+    let answer = NewAnswer {
+        approver: body.approver,
+        decision,
+        reason: body.reason,
+        channel: "endpoint".into(),
+    };
     match approvals.answer(&id, &answer) {
         Ok(outcome) => (
             StatusCode::OK,
@@ -108,10 +131,12 @@ async fn answer(State(approvals): State<Arc<Approvals>>, Path(id): Path<String>,
 fn status_for(error: &StoreError) -> StatusCode {
     match error {
         StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-        StoreError::AnswerRejected(AnswerRejection::SelfApproval | AnswerRejection::NotAnApprover) => StatusCode::FORBIDDEN,
-        StoreError::AnswerRejected(AnswerRejection::MissingReason | AnswerRejection::MissingApprover) => {
-            StatusCode::BAD_REQUEST
-        }
+        StoreError::AnswerRejected(
+            AnswerRejection::SelfApproval | AnswerRejection::NotAnApprover,
+        ) => StatusCode::FORBIDDEN,
+        StoreError::AnswerRejected(
+            AnswerRejection::MissingReason | AnswerRejection::MissingApprover,
+        ) => StatusCode::BAD_REQUEST,
         StoreError::AnswerRejected(_) => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

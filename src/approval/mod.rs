@@ -50,17 +50,22 @@
 //! | [`model`] | plain data: new requests and answers, stored records, statuses |
 //! | [`signing`] | Standard Webhooks secrets, signing and verification |
 //! | [`store`] | [`ApprovalStore`]: durable requests, answers, grants, replay ids |
-//!
-//! Still to come, beside these: `digest` (the call digest), `webhook`
-//! (delivery with retries and reading answers from the response) and
-//! `endpoint` (the signed answer endpoint).
+//! | [`digest`] | the call digest an approval is bound to |
+//! | [`webhook`] | delivery with retries; reading a synchronous answer |
+//! | [`endpoint`] | the signed `POST /approvals/{id}` answer endpoint |
+//! | [`service`] | [`Approvals`]: store + webhook + audit + wake-ups, shared by held calls |
 
+pub mod digest;
+pub mod endpoint;
 pub mod model;
+pub mod service;
 pub mod signing;
 pub mod store;
+pub mod webhook;
 
 pub use model::{
     AnswerOutcome, AnswerRecord, ApprovalRecord, NewAnswer, NewApproval, Status, Verdict,
 };
+pub use service::{ApprovalSettings, Approvals};
 pub use signing::{SignatureError, SignedHeaders, TIMESTAMP_TOLERANCE_SECS, WebhookSecret};
 pub use store::{AnswerRejection, ApprovalStore, Grant, StoreError};

@@ -101,7 +101,10 @@ pub struct Approvals {
 }
 
 impl Approvals {
-    pub fn open(settings: ApprovalSettings, audit: Arc<AuditLog>) -> Result<Approvals, ApprovalSetupError> {
+    pub fn open(
+        settings: ApprovalSettings,
+        audit: Arc<AuditLog>,
+    ) -> Result<Approvals, ApprovalSetupError> {
         let secrets = settings
             .secrets
             .iter()
@@ -112,9 +115,20 @@ impl Approvals {
                 "a webhook or approval endpoint needs a secret: set MCP_FIREWALL_WEBHOOK_SECRET=whsec_...".into(),
             ));
         }
-        let webhook = settings.webhook_url.clone().map(|url| Webhook::new(url, secrets.clone()));
+        let webhook = settings
+            .webhook_url
+            .clone()
+            .map(|url| Webhook::new(url, secrets.clone()));
         let store = ApprovalStore::open(&settings.data_dir)?;
-        Ok(Approvals { store, webhook, settings, secrets, changed: Notify::new(), audit, callback_url: OnceLock::new() })
+        Ok(Approvals {
+            store,
+            webhook,
+            settings,
+            secrets,
+            changed: Notify::new(),
+            audit,
+            callback_url: OnceLock::new(),
+        })
     }
 
     pub fn audit(&self) -> &AuditLog {
@@ -123,7 +137,9 @@ impl Approvals {
 
     /// The URL approvers POST answers to, once the endpoint is listening.
     pub fn callback_url(&self, id: &str) -> Option<String> {
-        self.callback_url.get().map(|base| format!("{base}/approvals/{id}"))
+        self.callback_url
+            .get()
+            .map(|base| format!("{base}/approvals/{id}"))
     }
 
     pub fn set_callback_base(&self, base: String) {
@@ -142,8 +158,14 @@ impl Approvals {
             "channel": answer.channel,
         });
         let (event, record) = match &outcome {
-            Ok(o) => ("approval.answered", with(record, "status", o.status.as_str())),
-            Err(e) => ("approval.answer_rejected", with(record, "error", &e.to_string())),
+            Ok(o) => (
+                "approval.answered",
+                with(record, "status", o.status.as_str()),
+            ),
+            Err(e) => (
+                "approval.answer_rejected",
+                with(record, "error", &e.to_string()),
+            ),
         };
         if let Err(e) = self.audit.append(event, record) {
             tracing::error!("audit write failed for an approval answer: {e}");

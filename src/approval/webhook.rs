@@ -64,7 +64,8 @@ pub enum DeliveryError {
 impl DeliveryError {
     pub fn attempts(&self) -> u32 {
         match self {
-            DeliveryError::Unreachable { attempts, .. } | DeliveryError::Refused { attempts, .. } => *attempts,
+            DeliveryError::Unreachable { attempts, .. }
+            | DeliveryError::Refused { attempts, .. } => *attempts,
         }
     }
 }
@@ -72,7 +73,10 @@ impl DeliveryError {
 /// What one attempt led to.
 enum Attempt {
     Done(u16, Option<Result<SyncAnswer, String>>),
-    Retry { error: String, after: Option<Duration> },
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
     Refused(u16),
 }
 
@@ -83,11 +87,19 @@ impl Webhook {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("reqwest client with static settings");
-        Webhook { url, secrets, client }
+        Webhook {
+            url,
+            secrets,
+            client,
+        }
     }
 
     /// POST `body` until it is accepted, refused, or `deadline` passes.
-    pub async fn deliver(&self, body: &Value, deadline: Instant) -> Result<Delivered, DeliveryError> {
+    pub async fn deliver(
+        &self,
+        body: &Value,
+        deadline: Instant,
+    ) -> Result<Delivered, DeliveryError> {
         let webhook_id = format!("msg_{}", uuid::Uuid::new_v4().simple());
         let bytes = serde_json::to_vec(body).expect("JSON value serializes");
         let mut backoff = FIRST_BACKOFF;
@@ -95,13 +107,25 @@ impl Webhook {
         loop {
             attempts += 1;
             let wait = match self.attempt(&webhook_id, &bytes, deadline).await {
-                Attempt::Done(status, answer) => return Ok(Delivered { webhook_id, attempts, status, answer }),
-                Attempt::Refused(status) => return Err(DeliveryError::Refused { status, attempts }),
+                Attempt::Done(status, answer) => {
+                    return Ok(Delivered {
+                        webhook_id,
+                        attempts,
+                        status,
+                        answer,
+                    });
+                }
+                Attempt::Refused(status) => {
+                    return Err(DeliveryError::Refused { status, attempts });
+                }
                 Attempt::Retry { error, after } => {
                     tracing::warn!(url = %self.url, attempts, "webhook delivery failed: {error}");
                     let wait = after.map(|a| a.min(MAX_RETRY_AFTER)).unwrap_or(backoff);
                     if Instant::now() + wait >= deadline {
-                        return Err(DeliveryError::Unreachable { attempts, last_error: error });
+                        return Err(DeliveryError::Unreachable {
+                            attempts,
+                            last_error: error,
+                        });
                     }
                     wait
                 }
@@ -124,7 +148,9 @@ impl Webhook {
     async fn attempt(&self, webhook_id: &str, body: &[u8], deadline: Instant) -> Attempt {
         let timestamp = chrono::Utc::now().timestamp();
         let signature = sign(&self.secrets, webhook_id, timestamp, body);
-        let left = deadline.saturating_duration_since(Instant::now()).min(WEBHOOK_ATTEMPT_TIMEOUT);
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .min(WEBHOOK_ATTEMPT_TIMEOUT);
         let request = self
             .client
             .post(&self.url)
@@ -136,12 +162,20 @@ impl Webhook {
             .body(body.to_vec());
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return Attempt::Retry { error: e.to_string(), after: None },
+            Err(e) => {
+                return Attempt::Retry {
+                    error: e.to_string(),
+                    after: None,
+                };
+            }
         };
         let status = response.status();
         if status.as_u16() == 429 || status.is_server_error() {
             let after = retry_after(&response);
-            return Attempt::Retry { error: format!("HTTP {status}"), after };
+            return Attempt::Retry {
+                error: format!("HTTP {status}"),
+                after,
+            };
         }
         if !status.is_success() {
             return Attempt::Refused(status.as_u16());
@@ -173,12 +207,25 @@ mod tests {
 
     #[test]
     fn answers_are_parsed_only_from_a_200_with_a_decision() {
-        assert!(parse_answer(202, r#"{"decision":"approve","approver":"b","reason":"r"}"#).is_none());
+        assert!(
+            parse_answer(202, r#"{"decision":"approve","approver":"b","reason":"r"}"#).is_none()
+        );
         assert!(parse_answer(200, "{}").is_none());
         assert!(parse_answer(200, "").is_none());
-        let ok = parse_answer(200, r#"{"decision":"deny","approver":"bob","reason":"no"}"#).unwrap().unwrap();
+        let ok = parse_answer(200, r#"{"decision":"deny","approver":"bob","reason":"no"}"#)
+            .unwrap()
+            .unwrap();
         assert_eq!(ok.approver, "bob");
-        assert!(parse_answer(200, r#"{"decision":"approve"}"#).unwrap().is_err(), "approver is required");
-        assert!(parse_answer(200, r#"{"decision":"approve","approver":"b","extra":1}"#).unwrap().is_err());
+        assert!(
+            parse_answer(200, r#"{"decision":"approve"}"#)
+                .unwrap()
+                .is_err(),
+            "approver is required"
+        );
+        assert!(
+            parse_answer(200, r#"{"decision":"approve","approver":"b","extra":1}"#)
+                .unwrap()
+                .is_err()
+        );
     }
 }

@@ -11,12 +11,17 @@ pub mod raw;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use crate::approval::ApprovalSettings;
 use crate::audit::FsyncMode;
 
 /// Package the firewall evaluates unless the config says otherwise.
 pub const DEFAULT_PACKAGE: &str = "mcp.firewall";
 /// Upstream name used by the wrap form (`run -- COMMAND ...`) without `--name`.
 pub const DEFAULT_UPSTREAM_NAME: &str = "upstream";
+/// Environment variable read for webhook secrets (comma-separated
+/// `whsec_...`) unless the config names another.
+pub const SECRET_ENV: &str = "MCP_FIREWALL_WEBHOOK_SECRET";
+
 /// Separator between the upstream name and its own tool/prompt name when
 /// several upstreams are merged (`fs__read_file`). Upstream names may not
 /// contain it, so splitting at its first occurrence is unambiguous.
@@ -31,6 +36,9 @@ pub struct Config {
     pub fsync: FsyncMode,
     pub mask_fields: Vec<String>,
     pub principal: Option<String>,
+    pub approval: ApprovalSettings,
+    /// Where secrets come from when none are written in the config.
+    pub secret_env: String,
     pub upstreams: Vec<UpstreamSpec>,
     /// True for the wrap form: one upstream, names passed through unchanged.
     pub passthrough_names: bool,
@@ -106,6 +114,8 @@ impl Config {
             fsync: FsyncMode::Never,
             mask_fields: Vec::new(),
             principal: None,
+            approval: ApprovalSettings::default(),
+            secret_env: SECRET_ENV.into(),
             upstreams: vec![UpstreamSpec {
                 name,
                 command,
@@ -181,7 +191,14 @@ impl Validator<'_> {
                 "expected a non-empty principal id".into(),
             ));
         }
+        let approval = self.approval(&raw.approval)?;
         Ok(Config {
+            approval,
+            secret_env: raw
+                .approval
+                .secret_env
+                .clone()
+                .unwrap_or_else(|| SECRET_ENV.into()),
             policy_dir: self.path(raw.policy.dir.as_deref().unwrap_or("policies")),
             package,
             audit_path: self.path(
@@ -196,6 +213,31 @@ impl Validator<'_> {
             upstreams,
             passthrough_names: false,
         })
+    }
+
+    fn approval(&self, raw: &raw::RawApproval) -> Result<ApprovalSettings, ConfigError> {
+        let mut settings = ApprovalSettings::default();
+        if let Some(url) = &raw.webhook {
+            check_url(url).map_err(|m| self.err("approval.webhook", m))?;
+            settings.webhook_url = Some(url.clone());
+        }
+        settings.secrets = raw.secrets.clone();
+        if let Some(secs) = raw.timeout_seconds {
+            settings.timeout =
+                positive_secs(secs).map_err(|m| self.err("approval.timeout_seconds", m))?;
+        }
+        if let Some(secs) = raw.wait_seconds {
+            settings.wait = std::time::Duration::from_secs(secs);
+        }
+        if let Some(listen) = &raw.listen {
+            settings.listen =
+                Some(parse_listen(listen).map_err(|m| self.err("approval.listen", m))?);
+        }
+        if let Some(dir) = &raw.data_dir {
+            settings.data_dir = self.path(dir);
+        }
+        settings.groups = raw.groups.clone();
+        Ok(settings)
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -214,6 +256,29 @@ impl Validator<'_> {
             message,
         }
     }
+}
+
+/// A webhook URL: http or https, nothing else.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(format!("expected an http:// or https:// URL, got {url:?}"))
+    }
+}
+
+/// `HOST:PORT` for a listener.
+pub fn parse_listen(value: &str) -> Result<std::net::SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| format!("expected HOST:PORT such as 127.0.0.1:8787, got {value:?}"))
+}
+
+pub fn positive_secs(secs: u64) -> Result<std::time::Duration, String> {
+    if secs == 0 {
+        return Err("expected a positive number of seconds".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// Upstream names become tool-name prefixes, so they are restricted to

@@ -17,7 +17,28 @@ pub struct RawConfig {
     #[serde(default)]
     pub session: RawSession,
     #[serde(default)]
+    pub approval: RawApproval,
+    #[serde(default)]
     pub upstream: Vec<RawUpstream>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApproval {
+    /// Where approval requests are POSTed.
+    pub webhook: Option<String>,
+    /// `whsec_...` secrets (several during rotation). Prefer `secret_env`.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Environment variable holding comma-separated secrets.
+    pub secret_env: Option<String>,
+    pub timeout_seconds: Option<u64>,
+    pub wait_seconds: Option<u64>,
+    /// `HOST:PORT` of the signed answer endpoint.
+    pub listen: Option<String>,
+    pub data_dir: Option<String>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

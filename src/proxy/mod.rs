@@ -9,14 +9,18 @@
 //! | [`prompts`] | `prompts/list`, `prompts/get`, `completion/complete` |
 //! | [`notifications`] | notifications both ways, server-to-client requests, cancellation |
 //! | [`pipeline`] | decide -> audit -> `Permit` -> forward, shared by the families |
+//! | [`hold`] | holding an `approve` decision for a human; releasing it with a grant |
+//! | [`obligations`] | the policy's `approval` object: approvers, quorum, timeout |
 //!
 //! Methods the firewall does not know are refused (`-32601`), not relayed:
 //! an unknown method could act without a policy decision.
 
 mod catalogue;
+mod hold;
 mod initialize;
 pub mod input;
 mod notifications;
+pub mod obligations;
 pub mod pipeline;
 mod prompts;
 mod resources;
@@ -31,6 +35,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::approval::Approvals;
 use crate::audit::{AuditLog, MaskRules};
 use crate::config::Config;
 use crate::error::Refusal;
@@ -49,6 +54,8 @@ pub struct Proxy {
     naming: Naming,
     policy: RwLock<Arc<PolicySet>>,
     audit: Arc<AuditLog>,
+    /// `None`: held calls are refused at once ("approval required").
+    approvals: Option<Arc<Approvals>>,
     mask: MaskRules,
     session: Session,
     catalogue: RwLock<Catalogue>,
@@ -69,6 +76,7 @@ pub struct Parts {
     pub config: Config,
     pub policy: PolicySet,
     pub audit: Arc<AuditLog>,
+    pub approvals: Option<Arc<Approvals>>,
     pub session: Session,
 }
 
@@ -98,6 +106,7 @@ impl Proxy {
             },
             policy: RwLock::new(Arc::new(parts.policy)),
             audit: parts.audit,
+            approvals: parts.approvals,
             mask: MaskRules::new(mask_fields),
             session: parts.session,
             catalogue: RwLock::new(Catalogue::default()),

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
 use super::input::{self, Subject};
+use crate::approval::Grant;
 use crate::audit::mask;
 use crate::error::Refusal;
 use crate::policy::{Decision, PolicyError, Verdict};
@@ -29,6 +30,15 @@ pub struct Permit {
 impl Permit {
     pub fn decision_id(&self) -> &str {
         &self.decision_id
+    }
+
+    /// A held call a human approved: the consumed [`Grant`] (which only the
+    /// approval store can make, once per approval) is the proof.
+    pub fn for_grant(grant: Grant, decision_id: &str) -> Permit {
+        drop(grant);
+        Permit {
+            decision_id: decision_id.to_string(),
+        }
     }
 }
 
@@ -218,7 +228,10 @@ fn refusal_for(verdict: &Result<Verdict, PolicyError>) -> Option<Refusal> {
             reasons: reasons.clone(),
             message,
         }),
-        Decision::Approve { reasons, obligations } => Some(Refusal::ApprovalRequired {
+        Decision::Approve {
+            reasons,
+            obligations,
+        } => Some(Refusal::ApprovalRequired {
             reasons: reasons.clone(),
             message,
             obligations: obligations.clone(),

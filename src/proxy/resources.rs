@@ -83,12 +83,13 @@ impl Proxy {
             target: Target::Resource(uri, def),
             arguments: &empty,
         };
-        let permit = match self.decide(&subject) {
+        let permit = match self.authorize(&subject, &params, cancel).await {
             Ok(permit) => permit,
-            Err(Refused {
+            Err(Some(Refused {
                 decision_id,
                 refusal,
-            }) => return Some(refusal.answer(false, decision_id.as_deref())),
+            })) => return Some(refusal.answer(false, decision_id.as_deref())),
+            Err(None) => return None,
         };
         let Some(upstream) = self.upstream(&server).cloned() else {
             return Some(

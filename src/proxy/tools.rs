@@ -75,12 +75,13 @@ impl Proxy {
             let refused = self.refuse_early(&subject, refusal);
             return Some(refused.refusal.answer(true, refused.decision_id.as_deref()));
         }
-        let permit = match self.decide(&subject) {
+        let permit = match self.authorize(&subject, &params, cancel).await {
             Ok(permit) => permit,
-            Err(Refused {
+            Err(Some(Refused {
                 decision_id,
                 refusal,
-            }) => return Some(refusal.answer(true, decision_id.as_deref())),
+            })) => return Some(refusal.answer(true, decision_id.as_deref())),
+            Err(None) => return None,
         };
         let Some(upstream) = self.upstream(&entry.server).cloned() else {
             return Some(Refusal::UnknownTool(name.to_string()).answer(true, None));

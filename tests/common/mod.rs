@@ -57,6 +57,8 @@ pub struct Builder {
     audit: Option<PathBuf>,
     dirs: Vec<tempfile::TempDir>,
     rlimit_fsize: Option<u64>,
+    data_dir: Option<PathBuf>,
+    approval_wait: u64,
 }
 
 impl Builder {
@@ -68,6 +70,8 @@ impl Builder {
             audit: None,
             dirs: vec![],
             rlimit_fsize: None,
+            data_dir: None,
+            approval_wait: 0,
         }
     }
 
@@ -99,6 +103,18 @@ impl Builder {
         self
     }
 
+    /// Approval store directory (default: a fresh temp dir per firewall).
+    pub fn data_dir(mut self, path: &Path) -> Builder {
+        self.data_dir = Some(path.to_path_buf());
+        self
+    }
+
+    /// Seconds a held call waits (default 0 here: "pending" at once).
+    pub fn approval_wait(mut self, secs: u64) -> Builder {
+        self.approval_wait = secs;
+        self
+    }
+
     /// Limit the size of files the firewall may write (audit-failure tests).
     pub fn file_size_limit(mut self, bytes: u64) -> Builder {
         self.rlimit_fsize = Some(bytes);
@@ -127,14 +143,21 @@ impl Builder {
                 p
             }
         };
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| work.path().join("data"));
         self.dirs.push(work);
         let mut cmd = Command::new(firewall_bin());
         cmd.arg("run")
             .arg("--policy")
             .arg(&policy)
             .arg("--audit-log")
-            .arg(&audit)
-            .args(&self.args);
+            .arg(&audit);
+        cmd.arg("--data-dir").arg(&data_dir);
+        cmd.arg("--approval-wait")
+            .arg(self.approval_wait.to_string());
+        cmd.args(&self.args);
         cmd.envs(self.envs.iter().cloned());
         cmd.env("RUST_LOG", "mcp_firewall=debug");
         if let Some(limit) = self.rlimit_fsize {

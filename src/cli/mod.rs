@@ -1,5 +1,7 @@
 //! What each subcommand does. `anyhow` lives here, at the edge.
 
+pub mod approvals;
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,8 +10,9 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 use crate::RunArgs;
+use mcp_firewall::approval::{Approvals, endpoint};
 use mcp_firewall::audit::{AuditLog, verify_file};
-use mcp_firewall::config::{Config, parse_fsync};
+use mcp_firewall::config::{Config, check_url, parse_fsync, parse_listen, positive_secs};
 use mcp_firewall::downstream::stdio;
 use mcp_firewall::policy::{PolicySet, run_tests};
 use mcp_firewall::proxy::session::{Principal, Session};
@@ -20,6 +23,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let policy = PolicySet::load_dir(&config.policy_dir, &config.package)
         .with_context(|| format!("policy in {} failed to load", config.policy_dir.display()))?;
     let audit = Arc::new(AuditLog::open(&config.audit_path, config.fsync)?);
+    let approvals = Arc::new(Approvals::open(config.approval.clone(), audit.clone())?);
     let principal = match (&args.principal, &config.principal) {
         (Some(p), _) => Principal::new(p, "flag"),
         (None, Some(p)) => Principal::new(p, "config"),
@@ -36,6 +40,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(serve_stdio(Parts {
+        approvals: Some(approvals),
         config,
         policy,
         audit,
@@ -47,6 +52,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve_stdio(parts: Parts) -> anyhow::Result<()> {
+    if let (Some(approvals), Some(addr)) = (&parts.approvals, parts.config.approval.listen) {
+        endpoint::serve(approvals.clone(), addr)
+            .await
+            .with_context(|| format!("approval endpoint on {addr}"))?;
+    }
     let (tx, rx) = tokio::sync::mpsc::channel(CLIENT_QUEUE);
     let writer = tokio::spawn(stdio::write_stdout(rx));
     let (proxy, events) = Proxy::start(parts, tx)?;
@@ -76,7 +86,40 @@ fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
     if let Some(mode) = &args.audit_fsync {
         config.fsync = parse_fsync(mode).map_err(|m| anyhow::anyhow!("--audit-fsync: {m}"))?;
     }
+    apply_approval_flags(args, &mut config)?;
     Ok(config)
+}
+
+fn apply_approval_flags(args: &RunArgs, config: &mut Config) -> anyhow::Result<()> {
+    let approval = &mut config.approval;
+    if let Some(url) = &args.approval_webhook {
+        check_url(url).map_err(|m| anyhow::anyhow!("--approval-webhook: {m}"))?;
+        approval.webhook_url = Some(url.clone());
+    }
+    if let Some(secs) = args.approval_timeout {
+        approval.timeout =
+            positive_secs(secs).map_err(|m| anyhow::anyhow!("--approval-timeout: {m}"))?;
+    }
+    if let Some(secs) = args.approval_wait {
+        approval.wait = std::time::Duration::from_secs(secs);
+    }
+    if let Some(listen) = &args.approval_listen {
+        approval.listen =
+            Some(parse_listen(listen).map_err(|m| anyhow::anyhow!("--approval-listen: {m}"))?);
+    }
+    if let Some(dir) = &args.data_dir {
+        approval.data_dir = dir.clone();
+    }
+    if approval.secrets.is_empty()
+        && let Ok(value) = std::env::var(&config.secret_env)
+    {
+        approval.secrets = value
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+    }
+    Ok(())
 }
 
 pub fn audit_verify(file: &Path) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,483 @@
+//! Holding a call the policy sent for human approval.
+//!
+//! `decide` -> `Approve` lands here. In order:
+//! 1. a grant left by an earlier approval of this exact call (same digest)
+//!    releases it, once;
+//! 2. otherwise the pending request for the same call is reused, or a new
+//!    one is recorded, audited and delivered to the webhook;
+//! 3. the call waits for the answer, sending progress while it waits, until
+//!    it is approved (released), denied, expired, withdrawn by the client's
+//!    cancellation, or the wait limit passes ("pending approval <id>, call
+//!    again": the request stays open and the identical call later consumes
+//!    its grant).
+//!
+//! Every store or delivery failure refuses the call (fail closed).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Proxy;
+use super::input::{Subject, Target};
+use super::obligations::Obligations;
+use super::pipeline::{Permit, Refused};
+use crate::approval::digest::{CallIdentity, call_digest};
+use crate::approval::service::{HOLD_POLL_INTERVAL, PROGRESS_INTERVAL};
+use crate::approval::{ApprovalRecord, Approvals, NewApproval, Status};
+use crate::audit::mask;
+use crate::error::Refusal;
+use crate::jsonrpc;
+
+/// Shortest time given to deliver the webhook, even when the client's wait
+/// is shorter: the request stays open after the client is told "pending".
+const MIN_DELIVERY_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How a hold ended.
+pub enum Held {
+    Released(Permit),
+    Refused(Refused),
+    Cancelled,
+}
+
+/// What is being held, beyond the subject.
+pub struct HoldRequest<'a> {
+    pub subject: &'a Subject<'a>,
+    pub decision_id: String,
+    pub reasons: Vec<String>,
+    pub obligations: Option<Value>,
+    pub progress_token: Option<Value>,
+}
+
+impl Proxy {
+    /// Decide `subject`; hold it for approval when the policy says so.
+    /// `Err(None)` means the client cancelled: send nothing.
+    pub(super) async fn authorize(
+        &self,
+        subject: &Subject<'_>,
+        params: &Value,
+        cancel: &CancellationToken,
+    ) -> Result<Permit, Option<Refused>> {
+        match self.decide(subject) {
+            Ok(permit) => Ok(permit),
+            Err(Refused {
+                decision_id: Some(decision_id),
+                refusal:
+                    Refusal::ApprovalRequired {
+                        reasons,
+                        obligations,
+                        ..
+                    },
+            }) => {
+                let progress_token = params
+                    .get("_meta")
+                    .and_then(|m| m.get("progressToken"))
+                    .cloned();
+                let request = HoldRequest {
+                    subject,
+                    decision_id,
+                    reasons,
+                    obligations,
+                    progress_token,
+                };
+                match self.hold(request, cancel).await {
+                    Held::Released(permit) => Ok(permit),
+                    Held::Refused(refused) => Err(Some(refused)),
+                    Held::Cancelled => Err(None),
+                }
+            }
+            Err(refused) => Err(Some(refused)),
+        }
+    }
+
+    pub(super) async fn hold(&self, req: HoldRequest<'_>, cancel: &CancellationToken) -> Held {
+        let refuse = |refusal: Refusal| {
+            Held::Refused(Refused {
+                decision_id: Some(req.decision_id.clone()),
+                refusal,
+            })
+        };
+        let Some(approvals) = self.approvals.clone() else {
+            return refuse(Refusal::ApprovalRequired {
+                reasons: req.reasons.clone(),
+                message: None,
+                obligations: None,
+            });
+        };
+        let obligations = match Obligations::parse(req.obligations.as_ref(), &approvals.settings) {
+            Ok(o) => o,
+            Err(message) => {
+                return refuse(Refusal::ApprovalFailed(format!(
+                    "invalid approval obligations: {message}"
+                )));
+            }
+        };
+        let policy = self.policy();
+        let digest = call_digest(&CallIdentity {
+            server: req.subject.server,
+            tool: req.subject.name(),
+            arguments: req.subject.arguments,
+            fingerprint: req.subject.fingerprint(),
+            policy_revision: policy.revision(),
+            principal: &self.session.principal.id,
+        });
+        match approvals.store.consume_grant(&digest, Utc::now()) {
+            Ok(Some(grant)) => {
+                return Held::Released(self.released(&approvals, grant, &req.decision_id));
+            }
+            Ok(None) => {}
+            Err(e) => return refuse(Refusal::ApprovalFailed(e.to_string())),
+        }
+        let record = match approvals.store.pending_for_digest(&digest, Utc::now()) {
+            Ok(Some(existing)) => existing,
+            Ok(None) => match self.request_approval(&approvals, &req, &obligations, &digest) {
+                Ok(created) => created,
+                Err(message) => return refuse(Refusal::ApprovalFailed(message)),
+            },
+            Err(e) => return refuse(Refusal::ApprovalFailed(e.to_string())),
+        };
+        self.wait(&approvals, &req, record, &digest, cancel).await
+    }
+
+    /// Record a new approval request, audit it and start delivering it.
+    fn request_approval(
+        &self,
+        approvals: &Arc<Approvals>,
+        req: &HoldRequest<'_>,
+        obligations: &Obligations,
+        digest: &str,
+    ) -> Result<ApprovalRecord, String> {
+        let id = format!("apr_{}", uuid::Uuid::new_v4().simple());
+        let now = Utc::now();
+        let expires_at =
+            now + chrono::Duration::from_std(obligations.timeout).map_err(|e| e.to_string())?;
+        let document =
+            self.approval_document(approvals, req, obligations, &id, digest, now, expires_at);
+        let new = NewApproval {
+            id: id.clone(),
+            digest: digest.to_string(),
+            principal: self.session.principal.id.clone(),
+            server: req.subject.server.to_string(),
+            tool: req.subject.name().to_string(),
+            request: document.clone(),
+            reasons: req.reasons.clone(),
+            approvers: obligations.approvers.clone(),
+            quorum: obligations.quorum,
+            created_at: now,
+            expires_at,
+            grant_ttl: chrono::Duration::from_std(obligations.timeout)
+                .map_err(|e| e.to_string())?,
+        };
+        let record = approvals.store.create(&new).map_err(|e| e.to_string())?;
+        let audit = json!({"approval_id": id, "decision_id": req.decision_id, "digest": digest, "approval": document["approval"]});
+        approvals
+            .audit()
+            .append("approval.requested", audit)
+            .map_err(|e| e.to_string())?;
+        if approvals.webhook.is_some() {
+            let window = approvals
+                .settings
+                .wait
+                .max(MIN_DELIVERY_WINDOW)
+                .min(obligations.timeout);
+            tokio::spawn(deliver(
+                approvals.clone(),
+                id,
+                document,
+                Instant::now() + window,
+            ));
+        }
+        Ok(record)
+    }
+
+    /// The document approvers see (webhook body; stored with the request).
+    #[allow(clippy::too_many_arguments)]
+    fn approval_document(
+        &self,
+        approvals: &Approvals,
+        req: &HoldRequest<'_>,
+        obligations: &Obligations,
+        id: &str,
+        digest: &str,
+        created: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Value {
+        let subject = req.subject;
+        let (description, annotations) = match &subject.target {
+            Target::Tool(e) | Target::Prompt(e) => (
+                e.def.get("description").cloned(),
+                e.def.get("annotations").cloned(),
+            ),
+            Target::Resource(..) => (None, None),
+        };
+        let data_dir = approvals.settings.data_dir.display();
+        json!({
+            "type": "approval.requested",
+            "approval": {
+                "id": id,
+                "digest": digest,
+                "status": "pending",
+                "created_at": created.to_rfc3339_opts(SecondsFormat::Secs, true),
+                "expires_at": expires.to_rfc3339_opts(SecondsFormat::Secs, true),
+                "principal": {"id": self.session.principal.id, "source": self.session.principal.source},
+                "client": self.session.client_info(),
+                "session_id": self.session.id,
+                "decision_id": req.decision_id,
+                "method": subject.method,
+                "server": subject.server,
+                "tool": subject.name(),
+                "tool_description": description,
+                "annotations": annotations,
+                "arguments": mask(subject.arguments, &self.mask),
+                "reasons": req.reasons,
+                "obligations": obligations.describe(),
+                "policy_revision": self.policy().revision(),
+            },
+            "respond": {
+                "callback_url": approvals.callback_url(id),
+                "synchronous": "reply 200 with {\"decision\":\"approve\"|\"deny\",\"approver\":\"NAME\",\"reason\":\"TEXT\"}",
+                "cli": format!("mcp-firewall approvals approve {id} --as NAME --reason TEXT --data-dir {data_dir}"),
+            },
+        })
+    }
+
+    async fn wait(
+        &self,
+        approvals: &Arc<Approvals>,
+        req: &HoldRequest<'_>,
+        record: ApprovalRecord,
+        digest: &str,
+        cancel: &CancellationToken,
+    ) -> Held {
+        let refuse = |refusal: Refusal| {
+            Held::Refused(Refused {
+                decision_id: Some(req.decision_id.clone()),
+                refusal,
+            })
+        };
+        let id = record.id.clone();
+        let started = Instant::now();
+        let mut progress = 0u64;
+        let mut next_progress = started + PROGRESS_INTERVAL;
+        loop {
+            let record = match approvals.store.get(&id) {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    return refuse(Refusal::ApprovalFailed(format!(
+                        "approval {id} vanished from the store"
+                    )));
+                }
+                Err(e) => return refuse(Refusal::ApprovalFailed(e.to_string())),
+            };
+            if let Some(end) = self.settled(approvals, &record, digest, &req.decision_id) {
+                return match end {
+                    Ok(permit) => Held::Released(permit),
+                    Err(refusal) => refuse(refusal),
+                };
+            }
+            if started.elapsed() >= approvals.settings.wait {
+                let expires_at = record.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+                return refuse(Refusal::ApprovalPending {
+                    id,
+                    reasons: record.reasons,
+                    expires_at,
+                });
+            }
+            tokio::select! {
+                _ = approvals.changed.notified() => {}
+                _ = tokio::time::sleep(HOLD_POLL_INTERVAL) => {}
+                _ = cancel.cancelled() => {
+                    self.withdraw(approvals, &id).await;
+                    return Held::Cancelled;
+                }
+            }
+            if let Some(token) = &req.progress_token
+                && Instant::now() >= next_progress
+            {
+                progress += 1;
+                next_progress += PROGRESS_INTERVAL;
+                let params = json!({"progressToken": token, "progress": progress,
+                                    "message": format!("waiting for human approval {id}")});
+                self.send(jsonrpc::notification("notifications/progress", &params))
+                    .await;
+            }
+        }
+    }
+
+    /// `Some` once the request has left `Pending` (or expired now).
+    fn settled(
+        &self,
+        approvals: &Approvals,
+        record: &ApprovalRecord,
+        digest: &str,
+        decision_id: &str,
+    ) -> Option<Result<Permit, Refusal>> {
+        let id = record.id.clone();
+        let now = Utc::now();
+        match record.status {
+            Status::Pending if now >= record.expires_at => {
+                if let Err(e) = approvals.store.expire(&id, now) {
+                    return Some(Err(Refusal::ApprovalFailed(e.to_string())));
+                }
+                self.audit_outcome(approvals, "approval.expired", record);
+                Some(Err(Refusal::ApprovalExpired { id }))
+            }
+            Status::Pending => None,
+            Status::Approved => Some(match approvals.store.consume_grant(digest, now) {
+                Ok(Some(grant)) => Ok(self.released(approvals, grant, decision_id)),
+                Ok(None) => Err(Refusal::ApprovalFailed(format!(
+                    "approval {id} was already used by an identical call"
+                ))),
+                Err(e) => Err(Refusal::ApprovalFailed(e.to_string())),
+            }),
+            Status::Denied => {
+                self.audit_outcome(approvals, "approval.denied", record);
+                let mut reasons: Vec<String> = record
+                    .answers
+                    .iter()
+                    .filter(|a| a.decision == crate::approval::Verdict::Deny)
+                    .map(|a| format!("{}: {}", a.approver, a.reason))
+                    .collect();
+                if reasons.is_empty() {
+                    reasons.push(
+                        record
+                            .status_reason
+                            .clone()
+                            .unwrap_or_else(|| "denied".into()),
+                    );
+                }
+                Some(Err(Refusal::ApprovalDenied { id, reasons }))
+            }
+            Status::Expired => Some(Err(Refusal::ApprovalExpired { id })),
+            Status::Withdrawn | Status::Used => Some(Err(Refusal::ApprovalFailed(format!(
+                "approval {id} is {}",
+                record.status.as_str()
+            )))),
+        }
+    }
+
+    /// Turn a consumed grant into a permit, on the record.
+    fn released(
+        &self,
+        approvals: &Approvals,
+        grant: crate::approval::Grant,
+        decision_id: &str,
+    ) -> Permit {
+        let answers = approvals
+            .store
+            .get(grant.approval_id())
+            .ok()
+            .flatten()
+            .map(|r| r.answers);
+        let record = json!({
+            "approval_id": grant.approval_id(),
+            "decision_id": decision_id,
+            "digest": grant.digest(),
+            "approvers": grant.approvers(),
+            "answers": answers,
+        });
+        if let Err(e) = approvals.audit().append("approval.released", record) {
+            tracing::error!("audit write failed for a released approval: {e}");
+        }
+        Permit::for_grant(grant, decision_id)
+    }
+
+    fn audit_outcome(&self, approvals: &Approvals, event: &str, record: &ApprovalRecord) {
+        let body = json!({"approval_id": record.id, "digest": record.digest, "answers": record.answers,
+                          "status_reason": record.status_reason});
+        if let Err(e) = approvals.audit().append(event, body) {
+            tracing::error!("audit write failed: {e}");
+        }
+    }
+
+    /// The client gave up: withdraw the request and tell the receiver.
+    async fn withdraw(&self, approvals: &Arc<Approvals>, id: &str) {
+        match approvals
+            .store
+            .withdraw(id, "cancelled by the client", Utc::now())
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::error!("could not withdraw approval {id}: {e}"),
+        }
+        let record = json!({"approval_id": id, "reason": "cancelled by the client"});
+        if let Err(e) = approvals.audit().append("approval.withdrawn", record) {
+            tracing::error!("audit write failed: {e}");
+        }
+        if approvals.webhook.is_some() {
+            let approvals = approvals.clone();
+            let body = json!({"type": "approval.withdrawn", "approval": {"id": id, "reason": "cancelled by the client"}});
+            tokio::spawn(async move {
+                if let Some(webhook) = &approvals.webhook {
+                    webhook.notify(&body).await;
+                }
+            });
+        }
+    }
+}
+
+/// Deliver a new request; record the outcome; take a synchronous answer.
+async fn deliver(approvals: Arc<Approvals>, id: String, document: Value, deadline: Instant) {
+    let Some(webhook) = &approvals.webhook else {
+        return;
+    };
+    match webhook.deliver(&document, deadline).await {
+        Ok(delivered) => {
+            let record = json!({"approval_id": id, "webhook_id": delivered.webhook_id,
+                                "attempts": delivered.attempts, "status": delivered.status});
+            if let Err(e) = approvals.audit().append("approval.delivered", record) {
+                tracing::error!("audit write failed: {e}");
+            }
+            match delivered.answer {
+                Some(Ok(answer)) => {
+                    let decision = match answer.decision.as_str() {
+                        "approve" => crate::approval::Verdict::Approve,
+                        "deny" => crate::approval::Verdict::Deny,
+                        other => {
+                            reject_sync(
+                                &approvals,
+                                &id,
+                                &format!("decision must be approve or deny, got {other:?}"),
+                            );
+                            return;
+                        }
+                    };
+                    let answer = crate::approval::NewAnswer {
+                        approver: answer.approver,
+                        decision,
+                        reason: answer.reason,
+                        channel: "webhook-response".into(),
+                    };
+                    // Accepted or rejected, `answer` records it in the audit log.
+                    let _ = approvals.answer(&id, &answer);
+                }
+                Some(Err(message)) => reject_sync(&approvals, &id, &message),
+                None => {}
+            }
+        }
+        Err(e) => {
+            let record =
+                json!({"approval_id": id, "attempts": e.attempts(), "error": e.to_string()});
+            if let Err(e) = approvals.audit().append("approval.delivery_failed", record) {
+                tracing::error!("audit write failed: {e}");
+            }
+            if let Err(e) =
+                approvals
+                    .store
+                    .fail(&id, &format!("webhook delivery failed: {e}"), Utc::now())
+            {
+                tracing::error!("could not fail approval {id}: {e}");
+            }
+            approvals.changed.notify_waiters();
+        }
+    }
+}
+
+fn reject_sync(approvals: &Approvals, id: &str, message: &str) {
+    let record = json!({"approval_id": id, "channel": "webhook-response", "error": message});
+    if let Err(e) = approvals.audit().append("approval.answer_rejected", record) {
+        tracing::error!("audit write failed: {e}");
+    }
+}
