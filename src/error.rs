@@ -50,7 +50,7 @@ pub enum Refusal {
         reasons: Vec<String>,
         expires_at: String,
     },
-    #[error("Denied by approver: {}. The call was not run (approval {id}).", .reasons.join("; "))]
+    #[error("Approval {id} was denied: {}. The call was not run.", .reasons.join("; "))]
     ApprovalDenied { id: String, reasons: Vec<String> },
     #[error("Approval {id} expired without an answer; the call was not run.")]
     ApprovalExpired { id: String },
@@ -158,6 +158,16 @@ impl Refusal {
         }
     }
 
+    /// The approval request this refusal is about, if any.
+    pub fn approval_id(&self) -> Option<&str> {
+        match self {
+            Refusal::ApprovalPending { id, .. }
+            | Refusal::ApprovalDenied { id, .. }
+            | Refusal::ApprovalExpired { id } => Some(id),
+            _ => None,
+        }
+    }
+
     /// The answer to the client: `Ok(result)` for a tool result, `Err(error
     /// object)` for a JSON-RPC error. `tool_call` says whether the request
     /// was a `tools/call`.
@@ -167,10 +177,14 @@ impl Refusal {
                 "content": [{"type": "text", "text": self.text()}],
                 "isError": true,
             });
+            let mut meta = json!({"mcp-firewall/refusal": self.kind()});
             if let Some(id) = decision_id {
-                result["_meta"] =
-                    json!({"mcp-firewall/decision_id": id, "mcp-firewall/refusal": self.kind()});
+                meta["mcp-firewall/decision_id"] = json!(id);
             }
+            if let Some(id) = self.approval_id() {
+                meta["mcp-firewall/approval_id"] = json!(id);
+            }
+            result["_meta"] = meta;
             return Ok(result);
         }
         let mut error = json!({"code": self.code(), "message": self.text()});
@@ -185,10 +199,7 @@ impl Refusal {
                 "approve"
             });
         }
-        if let Refusal::ApprovalPending { id, .. }
-        | Refusal::ApprovalDenied { id, .. }
-        | Refusal::ApprovalExpired { id } = self
-        {
+        if let Some(id) = self.approval_id() {
             data["approval_id"] = json!(id);
         }
         if let Some(id) = decision_id {

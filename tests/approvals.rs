@@ -1,0 +1,706 @@
+//! Human approval of held calls, through the real binary, a real upstream
+//! and a real webhook receiver (fixtures/webhook/receiver.py: Python's
+//! standard library, an implementation of Standard Webhooks independent of
+//! ours). Short configured timeouts, never long sleeps.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use mcp_firewall::approval::WebhookSecret;
+use mcp_firewall::approval::signing::sign;
+use serde_json::{Value, json};
+
+const SECRET: &str = "whsec_bWNwLWZpcmV3YWxsLXRlc3Qtc2VjcmV0LTMyYnl0ZXM=";
+const OTHER_SECRET: &str = "whsec_b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldC0zMmI=";
+
+/// write_note and delete_note need a human; read-only tools are allowed.
+const HOLD_WRITES: &str = r#"package mcp.firewall
+
+allow if input.tool.annotations.readOnlyHint == true
+approve contains "notes change: a human decides" if input.tool.name in {"write_note", "delete_note"}
+"#;
+
+fn quorum_policy(quorum: u32) -> String {
+    format!(
+        "{HOLD_WRITES}\napproval := {{\"quorum\": {quorum}, \"approvers\": [\"bob\", \"carol\", \"dave\"]}}\n"
+    )
+}
+
+/// The Python receiver, listening on an ephemeral loopback port.
+struct Receiver {
+    child: Child,
+    port: u16,
+    record: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Receiver {
+    fn start(mode: &str, secrets: &[&str]) -> Receiver {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("record.jsonl");
+        let mut cmd = Command::new("python3");
+        cmd.arg(repo_path("fixtures/webhook/receiver.py")).args([
+            "--mode",
+            mode,
+            "--approver",
+            "bob",
+        ]);
+        cmd.args(["--reason", "looks fine"])
+            .arg("--record")
+            .arg(&record);
+        for s in secrets {
+            cmd.args(["--secret", s]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 receiver");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .expect("LISTENING <port>")
+            .parse()
+            .unwrap();
+        Receiver {
+            child,
+            port,
+            record,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    fn records(&self) -> Vec<Value> {
+        events(&self.record)
+    }
+
+    fn wait_record(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        wait_event(&self.record, what, pred)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A firewall in front of the fixture with approvals configured.
+fn firewall(policy: &str, data: &Path, wait: u64, extra: &[&str]) -> Firewall {
+    let mut b = Builder::new()
+        .rego(policy)
+        .data_dir(data)
+        .approval_wait(wait)
+        .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET);
+    b = b.arg("--principal").arg("alice");
+    for a in extra {
+        b = b.arg(a);
+    }
+    let mut fw = b.wrap_fixture();
+    fw.initialize();
+    fw
+}
+
+fn approval_id(resp: &Value) -> String {
+    resp["result"]["_meta"]["mcp-firewall/approval_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no approval id in {resp}"))
+        .to_string()
+}
+
+fn cli(data: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(firewall_bin())
+        .arg("approvals")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// POST with explicit headers over a plain socket; returns (status, body).
+fn post(port: u16, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+type Headers = Vec<(&'static str, String)>;
+
+fn signed_headers(secret: &str, id: &str, ts: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+    let secrets = [WebhookSecret::parse(secret).unwrap()];
+    vec![
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", ts.to_string()),
+        ("webhook-signature", sign(&secrets, id, ts, body)),
+    ]
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[test]
+fn a_webhook_that_approves_releases_the_call_and_everything_is_recorded() {
+    let receiver = Receiver::start("approve", &[SECRET]);
+    let data = tempfile::tempdir().unwrap();
+    let events_log = tempfile::NamedTempFile::new().unwrap();
+    let mut fw = Builder::new()
+        .rego(HOLD_WRITES)
+        .data_dir(data.path())
+        .approval_wait(20)
+        .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
+        .env("FIXTURE_EVENT_LOG", events_log.path().to_str().unwrap())
+        .arg("--principal")
+        .arg("alice")
+        .arg("--approval-webhook")
+        .arg(&receiver.url())
+        .wrap_fixture();
+    fw.initialize();
+    let resp = fw.call("write_note", json!({"name": "plan", "content": "ship it"}));
+    assert_eq!(resp["result"]["isError"], false, "{resp}");
+    wait_event(events_log.path(), "the released call", |e| {
+        e["event"] == "call_tool" && e["name"] == "write_note"
+    });
+
+    let delivery = receiver.wait_record("delivery", |r| r["body"]["type"] == "approval.requested");
+    assert_eq!(
+        delivery["verified"], true,
+        "the independent verifier accepts our signature: {delivery}"
+    );
+    let approval = &delivery["body"]["approval"];
+    assert_eq!(approval["principal"]["id"], "alice");
+    assert_eq!(approval["tool"], "write_note");
+    assert_eq!(
+        approval["arguments"],
+        json!({"name": "plan", "content": "ship it"})
+    );
+    assert_eq!(
+        approval["reasons"],
+        json!(["notes change: a human decides"])
+    );
+    assert!(approval["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        delivery["body"]["respond"]["cli"]
+            .as_str()
+            .unwrap()
+            .contains("approvals approve")
+    );
+
+    let id = approval["id"].as_str().unwrap();
+    for event in [
+        "approval.requested",
+        "approval.delivered",
+        "approval.answered",
+        "approval.released",
+    ] {
+        let r = fw.wait_audit(event, |r| r["event"] == event && r["approval_id"] == id);
+        if event == "approval.answered" {
+            assert_eq!(
+                (r["approver"].as_str(), r["channel"].as_str()),
+                (Some("bob"), Some("webhook-response"))
+            );
+            assert_eq!(r["reason"], "looks fine");
+        }
+    }
+    let released = fw.wait_audit("released", |r| r["event"] == "approval.released");
+    fw.wait_audit("outcome", |r| {
+        r["event"] == "call.completed" && r["decision_id"] == released["decision_id"]
+    });
+    let (ok, out) = cli(data.path(), &["show", id]);
+    assert!(ok && out.contains("\"used\""), "{out}");
+}
+
+#[test]
+fn a_webhook_that_denies_refuses_the_call_with_the_approvers_reason() {
+    let receiver = Receiver::start("deny", &[SECRET]);
+    let data = tempfile::tempdir().unwrap();
+    let mut fw = firewall(
+        HOLD_WRITES,
+        data.path(),
+        20,
+        &["--approval-webhook", &receiver.url()],
+    );
+    let resp = fw.call("delete_note", json!({"name": "hello"}));
+    assert_eq!(resp["result"]["isError"], true);
+    let message = text(&resp);
+    assert!(
+        message.contains("was denied") && message.contains("bob: looks fine"),
+        "{message}"
+    );
+    assert_eq!(
+        text(&fw.call("read_note", json!({"name": "hello"}))),
+        "world",
+        "the note was not deleted"
+    );
+    fw.wait_audit("denied", |r| r["event"] == "approval.denied");
+}
+
+#[test]
+fn an_unreachable_webhook_denies_and_is_audited() {
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/nobody", free_port());
+    let mut fw = firewall(
+        HOLD_WRITES,
+        data.path(),
+        20,
+        &["--approval-webhook", &url, "--approval-timeout", "2"],
+    );
+    let resp = fw.call("write_note", json!({"name": "a", "content": "b"}));
+    assert_eq!(resp["result"]["isError"], true);
+    assert!(text(&resp).contains("webhook delivery failed"), "{resp}");
+    let failed = fw.wait_audit("delivery failure", |r| {
+        r["event"] == "approval.delivery_failed"
+    });
+    assert!(
+        failed["attempts"].as_u64().unwrap() >= 2,
+        "retried: {failed}"
+    );
+}
+
+#[test]
+fn five_hundreds_and_429_are_retried_with_the_same_webhook_id() {
+    for mode in ["flaky", "rate-limited"] {
+        let receiver = Receiver::start(mode, &[SECRET]);
+        let data = tempfile::tempdir().unwrap();
+        let mut fw = firewall(
+            HOLD_WRITES,
+            data.path(),
+            20,
+            &["--approval-webhook", &receiver.url()],
+        );
+        let resp = fw.call("write_note", json!({"name": "a", "content": "b"}));
+        assert_eq!(resp["result"]["isError"], false, "{mode}: {resp}");
+        let posts: Vec<Value> = receiver
+            .records()
+            .into_iter()
+            .filter(|r| r.get("headers").is_some())
+            .collect();
+        let expected = if mode == "flaky" { 3 } else { 2 };
+        assert_eq!(posts.len(), expected, "{mode}: {posts:#?}");
+        let id = &posts[0]["headers"]["webhook-id"];
+        assert!(
+            posts
+                .iter()
+                .all(|p| &p["headers"]["webhook-id"] == id && p["verified"] == true)
+        );
+        let delivered = fw.wait_audit("delivered", |r| r["event"] == "approval.delivered");
+        assert_eq!(delivered["attempts"], expected as u64);
+    }
+}
+
+#[test]
+fn an_approver_can_answer_through_the_signed_callback_endpoint() {
+    let receiver = Receiver::start("callback-approve", &[SECRET]);
+    let data = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut fw = firewall(
+        HOLD_WRITES,
+        data.path(),
+        20,
+        &[
+            "--approval-webhook",
+            &receiver.url(),
+            "--approval-listen",
+            &listen,
+        ],
+    );
+    let resp = fw.call("write_note", json!({"name": "a", "content": "b"}));
+    assert_eq!(resp["result"]["isError"], false, "{resp}");
+    let callback = receiver.wait_record("callback", |r| r.get("callback_status").is_some());
+    assert_eq!(callback["callback_status"], 200, "{callback}");
+    let answered = fw.wait_audit("answer", |r| r["event"] == "approval.answered");
+    assert_eq!(answered["channel"], "endpoint");
+}
+
+#[test]
+fn the_endpoint_refuses_every_bad_signature() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let rotated = format!("{SECRET},{OTHER_SECRET}");
+    let mut b = Builder::new()
+        .rego(HOLD_WRITES)
+        .data_dir(data.path())
+        .env("MCP_FIREWALL_WEBHOOK_SECRET", &rotated);
+    b = b
+        .arg("--principal")
+        .arg("alice")
+        .arg("--approval-listen")
+        .arg(&listen);
+    let mut fw = b.wrap_fixture();
+    fw.initialize();
+    let held = fw.call("write_note", json!({"name": "a", "content": "b"}));
+    let id = approval_id(&held);
+    let path = format!("/approvals/{id}");
+    let body = br#"{"decision":"approve","approver":"bob","reason":"fine"}"#;
+    let good = |msg: &str, ts: i64| signed_headers(SECRET, msg, ts, body);
+    let sig_of = |h: &[(&str, String)]| h[2].1.clone();
+    let with_sig = |msg: &str, sig: String| {
+        vec![
+            ("webhook-id", msg.to_string()),
+            ("webhook-timestamp", now().to_string()),
+            ("webhook-signature", sig),
+        ]
+    };
+
+    let valid = sig_of(&good("m-x", now()));
+    let mac = valid.strip_prefix("v1,").unwrap().to_string();
+    let retired = "whsec_cmV0aXJlZC1zZWNyZXQtcmV0aXJlZC1zZWNyZXQtMzI=";
+    let cases: Vec<(&str, Headers, &[u8])> = vec![
+        ("empty signature", with_sig("m1", "v1,".into()), body),
+        (
+            "truncated",
+            with_sig("m2", format!("v1,{}", &mac[..20])),
+            body,
+        ),
+        ("extended", with_sig("m3", format!("v1,{mac}AAAA")), body),
+        (
+            "wrong version",
+            with_sig(
+                "m4",
+                format!(
+                    "v2,{}",
+                    sig_of(&good("m4", now())).strip_prefix("v1,").unwrap()
+                ),
+            ),
+            body,
+        ),
+        (
+            "wrong secret",
+            signed_headers(
+                "whsec_d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC0zMmJ5",
+                "m5",
+                now(),
+                body,
+            ),
+            body,
+        ),
+        (
+            "rotated-out secret",
+            signed_headers(retired, "m6", now(), body),
+            body,
+        ),
+        ("301 s old", good("m7", now() - 301), body),
+        ("301 s ahead", good("m8", now() + 301), body),
+        (
+            "re-serialised body",
+            good("m9", now()),
+            br#"{"decision": "approve", "approver": "bob", "reason": "fine"}"#,
+        ),
+        ("no headers", vec![], body),
+    ];
+    for (what, headers, sent) in cases {
+        let (status, reply) = post(port, &path, &headers, sent);
+        assert_eq!(status, 401, "{what}: {reply}");
+    }
+    let (ok, out) = cli(data.path(), &["show", &id]);
+    assert!(
+        ok && out.contains("\"pending\""),
+        "nothing was accepted: {out}"
+    );
+
+    // The second configured secret (rotation) is accepted; its id only once.
+    let headers = signed_headers(OTHER_SECRET, "m-final", now(), body);
+    let (status, reply) = post(port, &path, &headers, body);
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = post(port, &path, &headers, body);
+    assert_eq!(status, 409, "replayed webhook-id: {reply}");
+    assert!(reply.contains("replay"), "{reply}");
+
+    let released = fw.call("write_note", json!({"name": "a", "content": "b"}));
+    assert_eq!(
+        released["result"]["isError"], false,
+        "approved call goes through: {released}"
+    );
+}
+
+#[test]
+fn the_requester_cannot_approve_their_own_call() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut fw = firewall(
+        HOLD_WRITES,
+        data.path(),
+        0,
+        &["--approval-listen", &format!("127.0.0.1:{port}")],
+    );
+    let id = approval_id(&fw.call("write_note", json!({"name": "a", "content": "b"})));
+    let (ok, out) = cli(
+        data.path(),
+        &["approve", &id, "--as", "alice", "--reason", "trust me"],
+    );
+    assert!(!ok && out.contains("you made this request"), "{out}");
+    let body = br#"{"decision":"approve","approver":"Alice","reason":"trust me"}"#;
+    let (status, reply) = post(
+        port,
+        &format!("/approvals/{id}"),
+        &signed_headers(SECRET, "self-1", now(), body),
+        body,
+    );
+    assert_eq!(status, 403, "{reply}");
+    let rejected = fw.wait_audit("rejected answer", |r| {
+        r["event"] == "approval.answer_rejected"
+    });
+    assert_eq!(rejected["approver"], "Alice");
+    let again = fw.call("write_note", json!({"name": "a", "content": "b"}));
+    assert!(
+        text(&again).starts_with("Approval pending"),
+        "still held: {again}"
+    );
+}
+
+#[test]
+fn a_quorum_of_two_needs_two_distinct_listed_approvers() {
+    let data = tempfile::tempdir().unwrap();
+    let mut fw = firewall(&quorum_policy(2), data.path(), 0, &[]);
+    let args = json!({"name": "q", "content": "two keys"});
+    let id = approval_id(&fw.call("write_note", args.clone()));
+    let (ok, out) = cli(
+        data.path(),
+        &["approve", &id, "--as", "mallory", "--reason", "sure"],
+    );
+    assert!(!ok, "not a listed approver: {out}");
+    let (ok, out) = cli(
+        data.path(),
+        &["approve", &id, "--as", "bob", "--reason", "ok by me"],
+    );
+    assert!(
+        ok && out.contains("pending") && out.contains("1/2"),
+        "{out}"
+    );
+    let again = fw.call("write_note", args.clone());
+    assert_eq!(
+        approval_id(&again),
+        id,
+        "the repeated call waits on the same request"
+    );
+    let (ok, out) = cli(
+        data.path(),
+        &["approve", &id, "--as", "BOB", "--reason", "me again"],
+    );
+    assert!(!ok, "the same approver twice does not count: {out}");
+    let (ok, out) = cli(
+        data.path(),
+        &["approve", &id, "--as", "carol", "--reason", "agreed"],
+    );
+    assert!(ok && out.contains("approved"), "{out}");
+    let released = fw.call("write_note", args.clone());
+    assert_eq!(released["result"]["isError"], false, "{released}");
+    let third = fw.call("write_note", args);
+    assert!(
+        text(&third).starts_with("Approval pending"),
+        "single use: {third}"
+    );
+    assert_ne!(approval_id(&third), id);
+}
+
+#[test]
+fn an_unanswered_request_expires_and_denies() {
+    let data = tempfile::tempdir().unwrap();
+    let mut fw = firewall(HOLD_WRITES, data.path(), 10, &["--approval-timeout", "1"]);
+    let resp = fw.call("write_note", json!({"name": "a", "content": "b"}));
+    assert!(text(&resp).contains("expired"), "{resp}");
+    fw.wait_audit("expiry", |r| r["event"] == "approval.expired");
+    let (_, out) = cli(data.path(), &["list"]);
+    assert!(out.contains("expired"), "{out}");
+}
+
+#[test]
+fn cancelling_a_held_call_withdraws_the_request_and_tells_the_receiver() {
+    let receiver = Receiver::start("none", &[SECRET]);
+    let data = tempfile::tempdir().unwrap();
+    let mut fw = firewall(
+        HOLD_WRITES,
+        data.path(),
+        30,
+        &["--approval-webhook", &receiver.url()],
+    );
+    let id = fw.send_request(
+        "tools/call",
+        json!({"name": "write_note", "arguments": {"name": "a", "content": "b"}, "_meta": {"progressToken": "p1"}}),
+    );
+    let progress = fw.notification("notifications/progress");
+    assert_eq!(progress["params"]["progressToken"], "p1");
+    assert!(
+        progress["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("approval")
+    );
+    let delivery = receiver.wait_record("delivery", |r| r["body"]["type"] == "approval.requested");
+    let approval = delivery["body"]["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fw.notify("notifications/cancelled", json!({"requestId": id}));
+    let withdrawn =
+        receiver.wait_record("withdrawal", |r| r["body"]["type"] == "approval.withdrawn");
+    assert_eq!(withdrawn["body"]["approval"]["id"], approval.as_str());
+    assert_eq!(withdrawn["verified"], true);
+    fw.wait_audit("withdrawn", |r| {
+        r["event"] == "approval.withdrawn" && r["approval_id"] == approval.as_str()
+    });
+    let (_, out) = cli(data.path(), &["show", &approval]);
+    assert!(out.contains("\"withdrawn\""), "{out}");
+    assert_eq!(text(&fw.call("echo", json!({"text": "next"}))), "next");
+    assert!(
+        !fw.backlog.iter().any(|m| m["id"] == id),
+        "no answer to a cancelled call"
+    );
+}
+
+#[test]
+fn pending_then_repeat_releases_only_the_identical_call_once() {
+    let data = tempfile::tempdir().unwrap();
+    let mut fw = firewall(HOLD_WRITES, data.path(), 0, &[]);
+    let args = json!({"name": "n1", "content": "v1"});
+    let pending = fw.call("write_note", args.clone());
+    assert!(
+        text(&pending).contains("repeat the identical call"),
+        "{pending}"
+    );
+    let id = approval_id(&pending);
+    let (ok, out) = cli(
+        data.path(),
+        &["approve", &id, "--as", "bob", "--reason", "fine"],
+    );
+    assert!(ok, "{out}");
+    let different = fw.call("write_note", json!({"name": "n1", "content": "v2"}));
+    assert!(
+        text(&different).starts_with("Approval pending"),
+        "different arguments: {different}"
+    );
+    let released = fw.call("write_note", args.clone());
+    assert_eq!(released["result"]["isError"], false, "{released}");
+    let again = fw.call("write_note", args);
+    assert!(
+        text(&again).starts_with("Approval pending"),
+        "used once: {again}"
+    );
+    let (ok, out) = cli(
+        data.path(),
+        &["deny", &approval_id(&again), "--as", "bob", "--reason", ""],
+    );
+    assert!(!ok, "a deny needs a reason: {out}");
+}
+
+#[test]
+fn an_approval_is_not_usable_after_it_expires() {
+    let data = tempfile::tempdir().unwrap();
+    let mut fw = firewall(HOLD_WRITES, data.path(), 0, &["--approval-timeout", "1"]);
+    let args = json!({"name": "late", "content": "x"});
+    let id = approval_id(&fw.call("write_note", args.clone()));
+    let (ok, out) = cli(
+        data.path(),
+        &["approve", &id, "--as", "bob", "--reason", "ok"],
+    );
+    assert!(ok, "{out}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let late = fw.call("write_note", args);
+    assert!(
+        text(&late).starts_with("Approval pending"),
+        "the grant expired: {late}"
+    );
+}
+
+#[test]
+fn approvals_survive_a_restart_and_an_answer_given_while_down_still_counts() {
+    let data = tempfile::tempdir().unwrap();
+    let audit = data.path().join("audit.jsonl");
+    let args = json!({"name": "durable", "content": "yes"});
+    let id = {
+        let mut fw = Builder::new()
+            .rego(HOLD_WRITES)
+            .data_dir(data.path())
+            .audit(&audit)
+            .arg("--principal")
+            .arg("alice")
+            .wrap_fixture();
+        fw.initialize();
+        let id = approval_id(&fw.call("write_note", args.clone()));
+        fw.shutdown();
+        id
+    };
+    let (ok, out) = cli(data.path(), &["list", "--status", "pending"]);
+    assert!(ok && out.contains(&id), "{out}");
+    let (ok, out) = cli(
+        data.path(),
+        &[
+            "approve",
+            &id,
+            "--as",
+            "bob",
+            "--reason",
+            "approved while it was down",
+        ],
+    );
+    assert!(ok, "{out}");
+    let mut fw = Builder::new()
+        .rego(HOLD_WRITES)
+        .data_dir(data.path())
+        .audit(&audit)
+        .arg("--principal")
+        .arg("alice")
+        .wrap_fixture();
+    fw.initialize();
+    let released = fw.call("write_note", args);
+    assert_eq!(released["result"]["isError"], false, "{released}");
+    let record = fw.wait_audit("release", |r| {
+        r["event"] == "approval.released" && r["approval_id"] == id.as_str()
+    });
+    assert_eq!(record["answers"][0]["channel"], "cli");
+    assert_eq!(record["answers"][0]["reason"], "approved while it was down");
+}
+
+#[test]
+fn invalid_obligations_fail_closed() {
+    let data = tempfile::tempdir().unwrap();
+    let policy = format!("{HOLD_WRITES}\napproval := {{\"on_timeout\": \"allow\"}}\n");
+    let mut fw = firewall(&policy, data.path(), 0, &[]);
+    let resp = fw.call("write_note", json!({"name": "a", "content": "b"}));
+    assert_eq!(resp["result"]["isError"], true);
+    assert!(text(&resp).contains("on_timeout"), "{resp}");
+}
