@@ -80,6 +80,9 @@ impl Proxy {
         };
         let mut record = self.record_base(subject, &decision_id);
         record["policy_revision"] = json!(policy.revision());
+        // The whole input (secrets masked), as OPA decision logs keep it, so
+        // `policy replay` can run past decisions through a new policy.
+        record["input"] = mask(&input, &self.mask);
         record["result"] = match &verdict {
             Ok(v) => json!({
                 "decision": label,
