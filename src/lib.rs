@@ -13,6 +13,7 @@
 //! | [`jsonrpc`] | JSON-RPC 2.0 message shapes and the error codes we answer with |
 //! | [`upstream`] | child-process connections to the real MCP servers, id mapping |
 //! | [`proxy`] | the request pipeline: route, validate, decide, audit, forward |
+//! | [`reload`] | live policy reload: watch, compile and test off the request path, swap atomically |
 //! | [`downstream`] | the client-facing side (stdio) |
 //! | [`framing`] | newline-delimited framing with a size cap that survives bad lines |
 //! | [`error`] | the failures that matter, mapped to client answers in one place |
@@ -26,4 +27,5 @@ pub mod framing;
 pub mod jsonrpc;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod upstream;

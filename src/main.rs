@@ -95,6 +95,9 @@ pub struct RunArgs {
     /// Principal of this stdio session (default: the OS user).
     #[arg(long)]
     pub principal: Option<String>,
+    /// Evaluate and log every decision but forward every call (policy roll-out).
+    #[arg(long)]
+    pub shadow: bool,
     /// Upstream name in the wrap form, as policies see it in `input.server`.
     #[arg(long)]
     pub name: Option<String>,

@@ -16,10 +16,14 @@ use mcp_firewall::config::{Config, check_url, parse_fsync, parse_listen, positiv
 use mcp_firewall::downstream::stdio;
 use mcp_firewall::policy::{PolicySet, run_tests};
 use mcp_firewall::proxy::session::{Principal, Session};
-use mcp_firewall::proxy::{CLIENT_QUEUE, Parts, Proxy};
+use mcp_firewall::proxy::{CLIENT_QUEUE, PolicyCell, Proxy, RateCounters, Shared};
+use mcp_firewall::reload;
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = resolve_config(&args)?;
+    let mut config = resolve_config(&args)?;
+    if args.shadow {
+        config.shadow = true;
+    }
     let policy = PolicySet::load_dir(&config.policy_dir, &config.package)
         .with_context(|| format!("policy in {} failed to load", config.policy_dir.display()))?;
     let audit = Arc::new(AuditLog::open(&config.audit_path, config.fsync)?);
@@ -33,33 +37,42 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         "revision": policy.revision(),
         "package": policy.package(),
         "files": policy.files().iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        "shadow": config.shadow,
     });
     audit.append("policy.loaded", record)?;
+    if config.shadow {
+        tracing::warn!(
+            "SHADOW MODE: every decision is evaluated and logged, but calls are forwarded regardless"
+        );
+    }
     tracing::info!(revision = policy.revision(), audit = %config.audit_path.display(), "mcp-firewall ready on stdio");
+    let shared = Arc::new(Shared {
+        shadow: config.shadow,
+        config,
+        policy: PolicyCell::new(policy),
+        audit,
+        approvals: Some(approvals),
+        rates: RateCounters::default(),
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve_stdio(Parts {
-        approvals: Some(approvals),
-        config,
-        policy,
-        audit,
-        session: Session::new("stdio", principal),
-    }))?;
+    runtime.block_on(serve_stdio(shared, Session::new("stdio", principal)))?;
     // Upstream processes are killed when the runtime drops their handles.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve_stdio(parts: Parts) -> anyhow::Result<()> {
-    if let (Some(approvals), Some(addr)) = (&parts.approvals, parts.config.approval.listen) {
+async fn serve_stdio(shared: Arc<Shared>, session: Session) -> anyhow::Result<()> {
+    if let (Some(approvals), Some(addr)) = (&shared.approvals, shared.config.approval.listen) {
         endpoint::serve(approvals.clone(), addr)
             .await
             .with_context(|| format!("approval endpoint on {addr}"))?;
     }
+    tokio::spawn(reload::watch(shared.clone()));
     let (tx, rx) = tokio::sync::mpsc::channel(CLIENT_QUEUE);
     let writer = tokio::spawn(stdio::write_stdout(rx));
-    let (proxy, events) = Proxy::start(parts, tx)?;
+    let (proxy, events) = Proxy::start(shared, session, tx)?;
     tokio::spawn(proxy.clone().run_events(events));
     stdio::read_stdin(proxy.clone()).await;
     drop(proxy);

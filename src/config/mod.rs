@@ -32,6 +32,8 @@ pub const NAMESPACE_SEPARATOR: &str = "__";
 pub struct Config {
     pub policy_dir: PathBuf,
     pub package: String,
+    /// Shadow mode: decisions are logged, not enforced.
+    pub shadow: bool,
     pub audit_path: PathBuf,
     pub fsync: FsyncMode,
     pub mask_fields: Vec<String>,
@@ -110,6 +112,7 @@ impl Config {
         Ok(Config {
             policy_dir: PathBuf::from("policies"),
             package: DEFAULT_PACKAGE.into(),
+            shadow: false,
             audit_path: PathBuf::from("mcp-firewall-audit.jsonl"),
             fsync: FsyncMode::Never,
             mask_fields: Vec::new(),
@@ -194,6 +197,7 @@ impl Validator<'_> {
         let approval = self.approval(&raw.approval)?;
         Ok(Config {
             approval,
+            shadow: raw.policy.shadow.unwrap_or(false),
             secret_env: raw
                 .approval
                 .secret_env

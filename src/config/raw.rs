@@ -46,6 +46,8 @@ pub struct RawApproval {
 pub struct RawPolicy {
     pub dir: Option<String>,
     pub package: Option<String>,
+    /// Evaluate and log, but forward every call.
+    pub shadow: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -67,7 +67,7 @@ impl Proxy {
                 } else {
                     "tool.added"
                 };
-                if let Err(e) = self.audit.append(event, record) {
+                if let Err(e) = self.shared.audit.append(event, record) {
                     tracing::error!("audit write failed: {e}");
                 }
             }

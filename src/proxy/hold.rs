@@ -99,7 +99,7 @@ impl Proxy {
                 refusal,
             })
         };
-        let Some(approvals) = self.approvals.clone() else {
+        let Some(approvals) = self.shared.approvals.clone() else {
             return refuse(Refusal::ApprovalRequired {
                 reasons: req.reasons.clone(),
                 message: None,

@@ -68,7 +68,7 @@ impl Proxy {
             "protocol_version": answer["protocolVersion"],
             "policy_revision": self.policy().revision(),
         });
-        if let Err(e) = self.audit.append("session.started", record) {
+        if let Err(e) = self.shared.audit.append("session.started", record) {
             return Refusal::AuditWriteFailed(e).answer(false, None);
         }
         self.initialized
@@ -104,7 +104,7 @@ impl Proxy {
                     tracing::error!(server = %name, "upstream left out of this session: {message}");
                     let record =
                         json!({"session_id": self.session.id, "server": name, "error": message});
-                    if let Err(e) = self.audit.append("upstream.failed", record) {
+                    if let Err(e) = self.shared.audit.append("upstream.failed", record) {
                         tracing::error!("audit write failed: {e}");
                     }
                 }

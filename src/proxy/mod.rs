@@ -25,19 +25,20 @@ pub mod pipeline;
 mod prompts;
 mod resources;
 pub mod session;
+pub mod shared;
 mod tools;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+pub use shared::{PolicyCell, RateCounters, Shared};
+
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::approval::Approvals;
 use crate::audit::{AuditLog, MaskRules};
-use crate::config::Config;
 use crate::error::Refusal;
 use crate::jsonrpc::{self, Message};
 use crate::policy::PolicySet;
@@ -52,10 +53,7 @@ pub const CLIENT_QUEUE: usize = 1024;
 pub struct Proxy {
     upstreams: Vec<Arc<Upstream>>,
     naming: Naming,
-    policy: RwLock<Arc<PolicySet>>,
-    audit: Arc<AuditLog>,
-    /// `None`: held calls are refused at once ("approval required").
-    approvals: Option<Arc<Approvals>>,
+    shared: Arc<Shared>,
     mask: MaskRules,
     session: Session,
     catalogue: RwLock<Catalogue>,
@@ -70,26 +68,17 @@ pub struct Proxy {
     relay_seq: AtomicU64,
 }
 
-/// What the proxy is built from; the caller opens the pieces so start-up
-/// errors surface before any client traffic.
-pub struct Parts {
-    pub config: Config,
-    pub policy: PolicySet,
-    pub audit: Arc<AuditLog>,
-    pub approvals: Option<Arc<Approvals>>,
-    pub session: Session,
-}
-
 impl Proxy {
     /// Start every upstream process and return the proxy plus the stream of
     /// upstream events that [`Proxy::run_events`] consumes.
     pub fn start(
-        parts: Parts,
+        shared: Arc<Shared>,
+        session: Session,
         client: mpsc::Sender<Value>,
     ) -> Result<(Arc<Proxy>, mpsc::Receiver<UpstreamEvent>), UpstreamError> {
         let (events_tx, events_rx) = mpsc::channel(CLIENT_QUEUE);
-        let upstreams = parts
-            .config
+        let config = &shared.config;
+        let upstreams = config
             .upstreams
             .iter()
             .map(|spec| Upstream::spawn(spec, events_tx.clone()))
@@ -98,17 +87,15 @@ impl Proxy {
             .iter()
             .map(|f| f.to_string())
             .collect();
-        mask_fields.extend(parts.config.mask_fields.iter().cloned());
+        mask_fields.extend(config.mask_fields.iter().cloned());
         let proxy = Proxy {
             upstreams,
             naming: Naming {
-                passthrough: parts.config.passthrough_names,
+                passthrough: config.passthrough_names,
             },
-            policy: RwLock::new(Arc::new(parts.policy)),
-            audit: parts.audit,
-            approvals: parts.approvals,
+            shared: shared.clone(),
             mask: MaskRules::new(mask_fields),
-            session: parts.session,
+            session,
             catalogue: RwLock::new(Catalogue::default()),
             schemas: Mutex::new(HashMap::new()),
             client,
@@ -122,11 +109,11 @@ impl Proxy {
 
     /// The policy in force now. In-flight calls keep the `Arc` they took.
     pub fn policy(&self) -> Arc<PolicySet> {
-        self.policy.read().expect("policy lock").clone()
+        self.shared.policy.current()
     }
 
     pub fn audit(&self) -> &AuditLog {
-        &self.audit
+        &self.shared.audit
     }
 
     /// Handle one line from the client. Requests run on their own task so a

@@ -116,7 +116,7 @@ impl Proxy {
 
     async fn upstream_exited(&self, server: &str, status: &str) {
         let record = json!({"session_id": self.session.id, "server": server, "status": status});
-        if let Err(e) = self.audit.append("upstream.exited", record) {
+        if let Err(e) = self.shared.audit.append("upstream.exited", record) {
             tracing::error!("audit write failed: {e}");
         }
         // Its tools, prompts and resources are gone: tell the client.

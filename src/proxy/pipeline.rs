@@ -71,7 +71,16 @@ impl Proxy {
     pub(super) fn decide(&self, subject: &Subject<'_>) -> Result<Permit, Refused> {
         let decision_id = uuid::Uuid::new_v4().to_string();
         let policy = self.policy();
-        let input = input::build(subject, &self.session);
+        let mut input = input::build(subject, &self.session);
+        let principal = &self.session.principal.id;
+        if subject.method == "tools/call" {
+            // Counts of earlier calls; this one is counted whatever the outcome.
+            input["rate"] = self
+                .shared
+                .rates
+                .snapshot(principal, subject.exposed_name());
+            self.shared.rates.record(principal, subject.exposed_name());
+        }
         let verdict = policy.evaluate(&input);
         let refusal = refusal_for(&verdict);
         let label = match (&verdict, &refusal) {
@@ -96,6 +105,11 @@ impl Proxy {
         if let Some(r) = &refusal {
             record["error"] = json!({"kind": r.kind(), "message": r.to_string()});
         }
+        if self.shared.shadow {
+            // Logged as it would have been decided; forwarded regardless.
+            record["shadow"] = json!(true);
+            record["result"]["enforced"] = json!(false);
+        }
         self.session.record(json!({
             "method": subject.method,
             "server": subject.server,
@@ -103,7 +117,7 @@ impl Proxy {
             "decision": label,
             "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }));
-        if let Err(e) = self.audit.append("call.decided", record) {
+        if let Err(e) = self.shared.audit.append("call.decided", record) {
             tracing::error!("audit write failed, refusing the call: {e}");
             return Err(Refused {
                 decision_id: Some(decision_id),
@@ -112,6 +126,7 @@ impl Proxy {
         }
         match refusal {
             None => Ok(Permit { decision_id }),
+            Some(_) if self.shared.shadow => Ok(Permit { decision_id }),
             Some(refusal) => Err(Refused {
                 decision_id: Some(decision_id),
                 refusal,
@@ -127,7 +142,7 @@ impl Proxy {
         record["policy_revision"] = json!(self.policy().revision());
         record["result"] = json!({"decision": "deny", "reasons": refusal.reasons()});
         record["error"] = json!({"kind": refusal.kind(), "message": refusal.to_string()});
-        if let Err(e) = self.audit.append("call.decided", record) {
+        if let Err(e) = self.shared.audit.append("call.decided", record) {
             tracing::error!("audit write failed: {e}");
             return Refused {
                 decision_id: Some(decision_id),
@@ -178,7 +193,7 @@ impl Proxy {
             "detail": detail,
             "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
         });
-        if let Err(e) = self.audit.append("call.completed", record) {
+        if let Err(e) = self.shared.audit.append("call.completed", record) {
             tracing::error!("audit write failed for a completed call: {e}");
         }
     }

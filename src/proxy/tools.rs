@@ -215,7 +215,13 @@ impl Proxy {
             let subject = subject(item);
             let input = super::input::build(&subject, &self.session);
             match policy.evaluate(&input) {
-                Ok(verdict) if verdict.hide => hidden.push(subject.exposed_name().to_string()),
+                Ok(verdict) if verdict.hide => {
+                    hidden.push(subject.exposed_name().to_string());
+                    // Shadow mode: log what would be hidden, list it anyway.
+                    if self.shared.shadow {
+                        shown.push(item);
+                    }
+                }
                 Ok(_) => shown.push(item),
                 Err(e) => {
                     failed.push(json!({"name": subject.exposed_name(), "error": e.to_string()}))
@@ -230,8 +236,9 @@ impl Proxy {
             "listed": shown.len(),
             "hidden": hidden,
             "failed": failed,
+            "shadow": self.shared.shadow,
         });
-        if let Err(e) = self.audit.append("list.decided", record) {
+        if let Err(e) = self.shared.audit.append("list.decided", record) {
             return Err(Refusal::AuditWriteFailed(e)
                 .answer(false, None)
                 .unwrap_err());
