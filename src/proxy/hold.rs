@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::Proxy;
 use super::input::{Subject, Target};
 use super::obligations::Obligations;
-use super::pipeline::{Permit, Refused};
+use super::pipeline::{Forwarded, Permit, Refused, forward};
 use crate::approval::digest::{CallIdentity, call_digest};
 use crate::approval::service::{HOLD_POLL_INTERVAL, PROGRESS_INTERVAL};
 use crate::approval::{ApprovalRecord, Approvals, NewApproval, Status};
@@ -89,6 +89,42 @@ impl Proxy {
                 }
             }
             Err(refused) => Err(Some(refused)),
+        }
+    }
+
+    /// The shared tail of every decided request: decide (holding for a human
+    /// if the policy says so), forward with the permit, record the outcome,
+    /// answer. `None`: the client cancelled, send nothing.
+    pub(super) async fn decide_and_forward(
+        &self,
+        subject: &Subject<'_>,
+        method: &str,
+        upstream_params: &Value,
+        client_params: &Value,
+        cancel: &CancellationToken,
+    ) -> Option<Result<Value, Value>> {
+        let tool_call = method == "tools/call";
+        let permit = match self.authorize(subject, client_params, cancel).await {
+            Ok(permit) => permit,
+            Err(Some(Refused {
+                decision_id,
+                refusal,
+            })) => return Some(refusal.answer(tool_call, decision_id.as_deref())),
+            Err(None) => return None,
+        };
+        let Some(upstream) = self.upstream(subject.server).cloned() else {
+            let gone = Refusal::InvalidParams(format!("no upstream named {}", subject.server));
+            return Some(gone.answer(tool_call, Some(permit.decision_id())));
+        };
+        let started = std::time::Instant::now();
+        let outcome = forward(&permit, &upstream, method, upstream_params, cancel).await;
+        self.record_outcome(&permit, started, &outcome);
+        match outcome {
+            Forwarded::Answered(reply) => Some(reply),
+            Forwarded::Cancelled => None,
+            Forwarded::Failed(e) => {
+                Some(Refusal::Upstream(e).answer(tool_call, Some(permit.decision_id())))
+            }
         }
     }
 

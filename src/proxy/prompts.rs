@@ -4,14 +4,12 @@
 //! refusal is a JSON-RPC error. Completion requests only suggest argument
 //! values, so they are routed to the owning upstream without a decision.
 
-use std::time::Instant;
-
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
 use super::input::{Subject, Target};
-use super::pipeline::{Forwarded, Refused, forward};
+
 use crate::error::Refusal;
 
 impl Proxy {
@@ -55,31 +53,10 @@ impl Proxy {
             target: Target::Prompt(&entry),
             arguments: &arguments,
         };
-        let permit = match self.authorize(&subject, &params, cancel).await {
-            Ok(permit) => permit,
-            Err(Some(Refused {
-                decision_id,
-                refusal,
-            })) => return Some(refusal.answer(false, decision_id.as_deref())),
-            Err(None) => return None,
-        };
-        let Some(upstream) = self.upstream(&entry.server).cloned() else {
-            return Some(
-                Refusal::UnknownPrompt(name.to_string()).answer(false, Some(permit.decision_id())),
-            );
-        };
         let mut upstream_params = params.clone();
         upstream_params["name"] = json!(entry.name);
-        let started = Instant::now();
-        let outcome = forward(&permit, &upstream, "prompts/get", &upstream_params, cancel).await;
-        self.record_outcome(&permit, started, &outcome);
-        match outcome {
-            Forwarded::Answered(reply) => Some(reply),
-            Forwarded::Cancelled => None,
-            Forwarded::Failed(e) => {
-                Some(Refusal::Upstream(e).answer(false, Some(permit.decision_id())))
-            }
-        }
+        self.decide_and_forward(&subject, "prompts/get", &upstream_params, &params, cancel)
+            .await
     }
 
     pub(super) async fn completion(&self, params: Value) -> Result<Value, Value> {

@@ -5,14 +5,12 @@
 //! error (`-32001`, `data.reasons`). URIs are routed by the merged listing,
 //! then by resource-template prefix; they are never rewritten.
 
-use std::time::Instant;
-
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
 use super::input::{Subject, Target};
-use super::pipeline::{Forwarded, Refused, forward};
+
 use crate::error::Refusal;
 
 impl Proxy {
@@ -83,30 +81,8 @@ impl Proxy {
             target: Target::Resource(uri, def),
             arguments: &empty,
         };
-        let permit = match self.authorize(&subject, &params, cancel).await {
-            Ok(permit) => permit,
-            Err(Some(Refused {
-                decision_id,
-                refusal,
-            })) => return Some(refusal.answer(false, decision_id.as_deref())),
-            Err(None) => return None,
-        };
-        let Some(upstream) = self.upstream(&server).cloned() else {
-            return Some(
-                Refusal::ResourceNotFound(uri.to_string())
-                    .answer(false, Some(permit.decision_id())),
-            );
-        };
-        let started = Instant::now();
-        let outcome = forward(&permit, &upstream, "resources/read", &params, cancel).await;
-        self.record_outcome(&permit, started, &outcome);
-        match outcome {
-            Forwarded::Answered(reply) => Some(reply),
-            Forwarded::Cancelled => None,
-            Forwarded::Failed(e) => {
-                Some(Refusal::Upstream(e).answer(false, Some(permit.decision_id())))
-            }
-        }
+        self.decide_and_forward(&subject, "resources/read", &params, &params, cancel)
+            .await
     }
 
     /// Subscriptions only announce changes; the content still goes through

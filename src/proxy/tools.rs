@@ -7,14 +7,13 @@
 //! what it hides (and, failing closed, any tool whose evaluation fails).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
 use super::input::{Subject, Target};
-use super::pipeline::{Forwarded, Refused, forward};
+use super::pipeline::Refused;
 use crate::error::Refusal;
 use crate::upstream::Entry;
 
@@ -75,29 +74,10 @@ impl Proxy {
             let refused = self.refuse_early(&subject, refusal);
             return Some(refused.refusal.answer(true, refused.decision_id.as_deref()));
         }
-        let permit = match self.authorize(&subject, &params, cancel).await {
-            Ok(permit) => permit,
-            Err(Some(Refused {
-                decision_id,
-                refusal,
-            })) => return Some(refusal.answer(true, decision_id.as_deref())),
-            Err(None) => return None,
-        };
-        let Some(upstream) = self.upstream(&entry.server).cloned() else {
-            return Some(Refusal::UnknownTool(name.to_string()).answer(true, None));
-        };
         let mut upstream_params = params.clone();
         upstream_params["name"] = json!(entry.name);
-        let started = Instant::now();
-        let outcome = forward(&permit, &upstream, "tools/call", &upstream_params, cancel).await;
-        self.record_outcome(&permit, started, &outcome);
-        match outcome {
-            Forwarded::Answered(reply) => Some(reply),
-            Forwarded::Cancelled => None,
-            Forwarded::Failed(e) => {
-                Some(Refusal::Upstream(e).answer(true, Some(permit.decision_id())))
-            }
-        }
+        self.decide_and_forward(&subject, "tools/call", &upstream_params, &params, cancel)
+            .await
     }
 
     /// The tool the client named, refreshing the listing once if it is not
