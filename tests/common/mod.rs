@@ -194,10 +194,13 @@ impl Builder {
 
     pub fn start(mut self) -> Firewall {
         let (mut cmd, audit_path) = self.command();
+        // Under a file-size limit, stderr must not be a (large) log file:
+        // CI redirects output to one, and writes past the limit would fail.
+        let stderr = if self.rlimit_fsize.is_some() { Stdio::null() } else { Stdio::inherit() };
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start mcp-firewall");
         let stdout = child.stdout.take().unwrap();
