@@ -159,7 +159,7 @@ impl Builder {
             .arg(self.approval_wait.to_string());
         cmd.args(&self.args);
         cmd.envs(self.envs.iter().cloned());
-        cmd.env("RUST_LOG", "mcp_firewall=debug");
+        cmd.env("RUST_LOG", std::env::var("MCP_FIREWALL_TEST_LOG").unwrap_or_else(|_| "warn".into()));
         if let Some(limit) = self.rlimit_fsize {
             use std::os::unix::process::CommandExt;
             // SAFETY: only async-signal-safe calls between fork and exec.
