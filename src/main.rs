@@ -133,11 +133,28 @@ enum PolicyCommand {
     Test {
         #[arg(default_value = "policies")]
         dir: PathBuf,
+        /// Run only tests whose `<package>.<name>` contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Print per-file line coverage of the policy files.
+        #[arg(long)]
+        coverage: bool,
     },
-    /// Print the decision for one input document.
+    /// Print the decision for one input document (or audit record).
     Eval {
         #[arg(long)]
         input: PathBuf,
+        #[arg(long, default_value = "policies")]
+        policy: PathBuf,
+        #[arg(long, default_value = mcp_firewall::config::DEFAULT_PACKAGE)]
+        package: String,
+        /// Also show each rule's value and which rule gave each reason.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Re-decide the logged `call.decided` records; print the ones that change.
+    Replay {
+        audit_log: PathBuf,
         #[arg(long, default_value = "policies")]
         policy: PathBuf,
         #[arg(long, default_value = mcp_firewall::config::DEFAULT_PACKAGE)]
@@ -154,17 +171,7 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => cli::audit_verify(&file),
-        Command::Policy {
-            command: PolicyCommand::Test { dir },
-        } => cli::policy_test(&dir),
-        Command::Policy {
-            command:
-                PolicyCommand::Eval {
-                    input,
-                    policy,
-                    package,
-                },
-        } => cli::policy_eval(&input, &policy, &package),
+        Command::Policy { command } => policy(command),
     };
     match outcome {
         Ok(code) => code,
@@ -172,6 +179,30 @@ fn main() -> ExitCode {
             eprintln!("mcp-firewall: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PolicyCommand::Test {
+            dir,
+            filter,
+            coverage,
+        } => cli::policy::test(
+            &dir,
+            &mcp_firewall::policy::TestOptions { filter, coverage },
+        ),
+        PolicyCommand::Eval {
+            input,
+            policy,
+            package,
+            explain,
+        } => cli::policy::eval(&input, &policy, &package, explain),
+        PolicyCommand::Replay {
+            audit_log,
+            policy,
+            package,
+        } => cli::policy::replay(&audit_log, &policy, &package),
     }
 }
 

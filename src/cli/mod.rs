@@ -1,6 +1,7 @@
 //! What each subcommand does. `anyhow` lives here, at the edge.
 
 pub mod approvals;
+pub mod policy;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use mcp_firewall::approval::{Approvals, endpoint};
 use mcp_firewall::audit::{AuditLog, verify_file};
 use mcp_firewall::config::{Config, check_url, parse_fsync, parse_listen, positive_secs};
 use mcp_firewall::downstream::stdio;
-use mcp_firewall::policy::{PolicySet, run_tests};
+use mcp_firewall::policy::PolicySet;
 use mcp_firewall::proxy::session::{Principal, Session};
 use mcp_firewall::proxy::{CLIENT_QUEUE, PolicyCell, Proxy, RateCounters, Shared};
 use mcp_firewall::reload;
@@ -146,63 +147,4 @@ pub fn audit_verify(file: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-pub fn policy_test(dir: &Path) -> anyhow::Result<ExitCode> {
-    let outcomes = run_tests(dir)?;
-    let failed = outcomes.iter().filter(|o| !o.passed).count();
-    for o in &outcomes {
-        let verdict = if o.passed { "PASS" } else { "FAIL" };
-        println!(
-            "{verdict} {}.{} ({}) {:?}",
-            o.package,
-            o.name,
-            o.file.display(),
-            o.duration
-        );
-        if !o.passed {
-            if let Some(error) = &o.error {
-                println!("    error: {error}");
-            }
-            for line in &o.prints {
-                println!("    print: {line}");
-            }
-        }
-    }
-    println!("{} passed, {failed} failed", outcomes.len() - failed);
-    Ok(if failed == 0 && !outcomes.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-pub fn policy_eval(input: &Path, dir: &Path, package: &str) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(input)
-        .with_context(|| format!("cannot read {}", input.display()))?;
-    let input: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", input.display()))?;
-    let policy = PolicySet::load_dir(dir, package)?;
-    let verdict = policy.evaluate(&input)?;
-    let (reasons, obligations) = match &verdict.decision {
-        mcp_firewall::policy::Decision::Allow => (vec![], serde_json::Value::Null),
-        mcp_firewall::policy::Decision::Deny { reasons } => {
-            (reasons.clone(), serde_json::Value::Null)
-        }
-        mcp_firewall::policy::Decision::Approve {
-            reasons,
-            obligations,
-        } => (reasons.clone(), obligations.clone().unwrap_or_default()),
-    };
-    let out = json!({
-        "decision": verdict.decision.label(),
-        "reasons": reasons,
-        "obligations": obligations,
-        "hide": verdict.hide,
-        "message": verdict.message,
-        "default_hold": verdict.default_hold,
-        "policy_revision": policy.revision(),
-    });
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(ExitCode::SUCCESS)
 }

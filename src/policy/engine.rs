@@ -176,7 +176,10 @@ fn prepare(engine: &mut Engine, dir: &Path) -> Result<(), PolicyError> {
         .map_err(|e| loader::load_err(dir, e))?;
     engine.set_input(Value::new_object());
     match engine.eval_rule(adapter_rule("verdict")) {
-        Err(e) if is_unsupported(&e) => Err(loader::load_err(dir, e)),
+        Err(e) if is_unsupported(&e) => Err(loader::load_err(
+            dir,
+            loader::name_unsupported(e.to_string().trim()),
+        )),
         _ => Ok(()),
     }
 }

@@ -152,6 +152,12 @@ fn unsupported_builtin_is_named() {
         let name = builtin.split('(').next().unwrap();
         assert!(matches!(err, PolicyError::Load { .. }), "{err:?}");
         assert!(err.to_string().contains(name), "{err}");
+        let says = if name == "http.send" {
+            "is not available in mcp-firewall policies (regorus has only a stub"
+        } else {
+            "is unavailable: regorus, the Rego engine mcp-firewall embeds"
+        };
+        assert!(err.to_string().contains(&format!("{name} {says}")), "{err}");
     }
     // Reached only for some inputs: caught at evaluation.
     let rego =
@@ -159,7 +165,8 @@ fn unsupported_builtin_is_named() {
     let set = load(&[("p.rego", rego)]).unwrap();
     let err = set.evaluate(&json!({"jwt": "a.b.c"})).unwrap_err();
     assert!(
-        matches!(err, PolicyError::Eval { ref message } if message.contains("io.jwt.decode")),
+        matches!(err, PolicyError::Eval { ref message }
+            if message.contains("builtin io.jwt.decode is unavailable: regorus")),
         "{err:?}"
     );
     // regorus's http.send is a stub returning undefined; ours refuses.

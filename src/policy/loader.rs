@@ -48,6 +48,11 @@ pub(crate) const UNSUPPORTED_MARKERS: [&str; 2] = [
     "is not available in mcp-firewall policies",
 ];
 
+/// OPA builtin families regorus does not implement at all. A call to one is
+/// reported as "could not find function crypto.sha256"; we add a sentence
+/// saying the builtin is missing from regorus, not misspelt by the author.
+const MISSING_FAMILIES: [&str; 2] = ["crypto.", "io.jwt."];
+
 /// What a file under the policy directory is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -160,7 +165,7 @@ pub(crate) fn build_engine(files: &[SourceFile], limit: Duration) -> Result<Engi
     });
     for (name, nargs) in STUB_BUILTINS {
         let message = format!(
-            "{name} {}: policies may not make network calls",
+            "{name} {} (regorus has only a stub that returns undefined): policies may not make network calls",
             UNSUPPORTED_MARKERS[1]
         );
         let refuse = move |_: Vec<Value>| -> anyhow::Result<Value> { anyhow::bail!("{message}") };
@@ -215,7 +220,26 @@ pub(crate) fn eval_err(err: anyhow::Error, limit: Duration) -> PolicyError {
         }
     } else {
         PolicyError::Eval {
-            message: err.to_string().trim().to_string(),
+            message: name_unsupported(err.to_string().trim()),
         }
+    }
+}
+
+/// `message` plus, when it reports a missing function from a family regorus
+/// lacks, a sentence naming the builtin as unavailable in regorus.
+pub(crate) fn name_unsupported(message: &str) -> String {
+    const MISSING: &str = "could not find function ";
+    let name = message.find(MISSING).map(|at| {
+        let rest = &message[at + MISSING.len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(rest.len());
+        &rest[..end]
+    });
+    match name {
+        Some(name) if MISSING_FAMILIES.iter().any(|f| name.starts_with(f)) => format!(
+            "{message}\nbuiltin {name} is unavailable: regorus, the Rego engine mcp-firewall embeds, does not implement crypto.* or io.jwt.*"
+        ),
+        _ => message.to_string(),
     }
 }

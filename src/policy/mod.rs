@@ -12,20 +12,29 @@
 //! | `engine.rs` | [`PolicySet`]: load once, evaluate per request |
 //! | `verdict.rs` | rule values -> [`Verdict`]: type checks and precedence |
 //! | `testing.rs` | [`run_tests`], a minimal `opa test` |
+//! | `coverage.rs` | [`FileCoverage`]: line coverage merged over a test run |
+//! | `explain.rs` | [`explain`]: rule values and the rule behind each reason |
+//! | `replay.rs` | [`replay_record`]: re-decide an audit record with a new policy |
 //!
 //! Invariant (fail closed): every failure is a [`PolicyError`]; the caller
 //! turns it into a deny. Nothing here panics on bad policy or input, and
 //! nothing defaults to allow. The contract is documented in
 //! `docs/policy-input.md`.
 
+mod coverage;
 mod decision;
 mod engine;
 mod error;
+mod explain;
 mod loader;
+mod replay;
 mod testing;
 mod verdict;
 
+pub use coverage::FileCoverage;
 pub use decision::{DEFAULT_HOLD_REASON, Decision, Verdict};
 pub use engine::{EVAL_TIME_LIMIT, PolicySet};
 pub use error::PolicyError;
-pub use testing::{TEST_TIME_LIMIT, TestOutcome, run_tests};
+pub use explain::{Explanation, ReasonSource, explain};
+pub use replay::{Change, DECIDED_EVENT, Replayed, replay_record};
+pub use testing::{TEST_TIME_LIMIT, TestOptions, TestOutcome, TestRun, run_tests, run_tests_with};

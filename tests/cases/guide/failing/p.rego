@@ -1,0 +1,3 @@
+package mcp.firewall
+
+allow if input.tool.name == "get_ticket"
