@@ -13,7 +13,7 @@
 //! | [`jsonrpc`] | JSON-RPC 2.0 message shapes and the error codes we answer with |
 //! | [`upstream`] | child-process connections to the real MCP servers, id mapping |
 //! | [`proxy`] | the request pipeline: route, validate, decide, audit, forward |
-//! | [`downstream`] | the client-facing side (stdio) |
+//! | [`downstream`] | the client-facing side: stdio, Streamable HTTP and legacy SSE |
 //! | [`framing`] | newline-delimited framing with a size cap that survives bad lines |
 //! | [`error`] | the failures that matter, mapped to client answers in one place |
 
