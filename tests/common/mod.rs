@@ -127,6 +127,12 @@ impl Builder {
         self
     }
 
+    /// The temp dirs this builder made or was given, to keep alive as long
+    /// as a process started from [`Builder::command`].
+    pub fn into_dirs(self) -> Vec<tempfile::TempDir> {
+        self.dirs
+    }
+
     /// `run --policy P --audit-log A <args>`.
     pub fn command(&mut self) -> (Command, PathBuf) {
         let work = tempfile::tempdir().unwrap();

@@ -244,13 +244,28 @@ impl Listener {
     ) -> std::io::Result<()> {
         let app = self.app.clone();
         let sweeper = tokio::spawn(sweep(Arc::downgrade(&app)));
+        let reaper = tokio::spawn(reap_children());
         let result = axum::serve(self.listener, router(app.clone()))
             .with_graceful_shutdown(shutdown)
             .await;
         sweeper.abort();
         app.sessions.close_all();
+        reaper.abort();
         result
     }
+}
+
+/// Wake this runtime on every SIGCHLD. A closed session's runtime is gone
+/// by the time its killed upstream exits; tokio reaps such orphaned children
+/// when a runtime's process driver wakes after a SIGCHLD, and without this
+/// an idle server would leave them as zombies until some other wake-up.
+async fn reap_children() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut sigchld) = signal(SignalKind::child()) else {
+        tracing::warn!("cannot watch SIGCHLD; ended sessions' upstreams are reaped later");
+        return;
+    };
+    while sigchld.recv().await.is_some() {}
 }
 
 async fn sweep(app: std::sync::Weak<App>) {
