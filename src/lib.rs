@@ -14,7 +14,7 @@
 //! | [`upstream`] | child-process connections to the real MCP servers, id mapping |
 //! | [`proxy`] | the request pipeline: route, validate, decide, audit, forward |
 //! | [`reload`] | live policy reload: watch, compile and test off the request path, swap atomically |
-//! | [`downstream`] | the client-facing side (stdio) |
+//! | [`downstream`] | the client-facing side: stdio, Streamable HTTP and legacy SSE |
 //! | [`framing`] | newline-delimited framing with a size cap that survives bad lines |
 //! | [`error`] | the failures that matter, mapped to client answers in one place |
 

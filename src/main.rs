@@ -20,8 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve MCP on stdin/stdout in front of one or more upstream servers.
-    Run(RunArgs),
+    /// Serve MCP (stdio, or HTTP with --listen) in front of one or more upstream servers.
+    Run(Box<RunArgs>),
     /// Work with the audit log.
     Audit {
         #[command(subcommand)]
@@ -113,6 +113,10 @@ pub struct RunArgs {
     /// Serve the signed answer endpoint on HOST:PORT (loopback).
     #[arg(long)]
     pub approval_listen: Option<String>,
+    /// Serve MCP over HTTP on HOST:PORT (Streamable HTTP at /mcp, legacy SSE
+    /// at /sse) instead of stdio; stdin is then ignored.
+    #[arg(long)]
+    pub listen: Option<String>,
     /// Approval store directory (default ~/.local/share/mcp-firewall).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -166,7 +170,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let outcome = match cli.command {
-        Command::Run(args) => cli::run(args),
+        Command::Run(args) => cli::run(*args),
         Command::Approvals { command } => approvals(command),
         Command::Audit {
             command: AuditCommand::Verify { file },

@@ -14,6 +14,8 @@ use crate::RunArgs;
 use mcp_firewall::approval::{Approvals, endpoint};
 use mcp_firewall::audit::{AuditLog, verify_file};
 use mcp_firewall::config::{Config, check_url, parse_fsync, parse_listen, positive_secs};
+use mcp_firewall::downstream::http::Listener;
+use mcp_firewall::downstream::http::auth::Authenticator;
 use mcp_firewall::downstream::stdio;
 use mcp_firewall::policy::PolicySet;
 use mcp_firewall::proxy::session::{Principal, Session};
@@ -46,7 +48,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "SHADOW MODE: every decision is evaluated and logged, but calls are forwarded regardless"
         );
     }
-    tracing::info!(revision = policy.revision(), audit = %config.audit_path.display(), "mcp-firewall ready on stdio");
+    let listen = config.http.listen;
     let shared = Arc::new(Shared {
         shadow: config.shadow,
         config,
@@ -58,19 +60,66 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve_stdio(shared, Session::new("stdio", principal)))?;
+    match listen {
+        Some(addr) => runtime.block_on(serve_http(addr, shared, principal))?,
+        None => {
+            let revision = shared.policy.current().revision().to_string();
+            tracing::info!(%revision, audit = %shared.config.audit_path.display(), "mcp-firewall ready on stdio");
+            runtime.block_on(serve_stdio(shared, Session::new("stdio", principal)))?;
+        }
+    }
     // Upstream processes are killed when the runtime drops their handles.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve_stdio(shared: Arc<Shared>, session: Session) -> anyhow::Result<()> {
+async fn start_background(shared: &Arc<Shared>) -> anyhow::Result<()> {
     if let (Some(approvals), Some(addr)) = (&shared.approvals, shared.config.approval.listen) {
         endpoint::serve(approvals.clone(), addr)
             .await
             .with_context(|| format!("approval endpoint on {addr}"))?;
     }
     tokio::spawn(reload::watch(shared.clone()));
+    Ok(())
+}
+
+/// HTTP mode: every session gets its own proxy; stdin is not read. With no
+/// `[http] tokens`, every request is `principal` (loopback only).
+async fn serve_http(
+    addr: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    principal: Principal,
+) -> anyhow::Result<()> {
+    start_background(&shared).await?;
+    let auth = Authenticator::from_tokens(
+        &shared.config.http.tokens,
+        |name| std::env::var(name).ok(),
+        principal,
+    )?;
+    let revision = shared.policy.current().revision().to_string();
+    let listener = Listener::bind(addr, shared, auth).await?;
+    let bound = listener.local_addr()?;
+    tracing::info!(%revision, "mcp-firewall ready: Streamable HTTP at http://{bound}/mcp, legacy SSE at http://{bound}/sse");
+    // One plain line on stderr whatever RUST_LOG says: scripts and tests
+    // that asked for port 0 read the port from it.
+    eprintln!("mcp-firewall: listening on http://{bound}");
+    listener.serve(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: closing every HTTP session");
+}
+
+async fn serve_stdio(shared: Arc<Shared>, session: Session) -> anyhow::Result<()> {
+    start_background(&shared).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(CLIENT_QUEUE);
     let writer = tokio::spawn(stdio::write_stdout(rx));
     let (proxy, events) = Proxy::start(shared, session, tx)?;
@@ -99,6 +148,10 @@ fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
     }
     if let Some(mode) = &args.audit_fsync {
         config.fsync = parse_fsync(mode).map_err(|m| anyhow::anyhow!("--audit-fsync: {m}"))?;
+    }
+    if let Some(listen) = &args.listen {
+        config.http.listen =
+            Some(parse_listen(listen).map_err(|m| anyhow::anyhow!("--listen: {m}"))?);
     }
     apply_approval_flags(args, &mut config)?;
     Ok(config)

@@ -6,6 +6,7 @@
 //! Every error names the file, the key and what was expected, e.g.
 //! `mcp-firewall.toml: upstream[1].name: "fs__x" must not contain "__"`.
 
+pub mod http;
 pub mod raw;
 
 use std::collections::{BTreeMap, HashSet};
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::approval::ApprovalSettings;
 use crate::audit::FsyncMode;
+pub use http::{HttpSettings, TokenSecret, TokenSpec};
 
 /// Package the firewall evaluates unless the config says otherwise.
 pub const DEFAULT_PACKAGE: &str = "mcp.firewall";
@@ -44,6 +46,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamSpec>,
     /// True for the wrap form: one upstream, names passed through unchanged.
     pub passthrough_names: bool,
+    /// The HTTP listener (`[http]`, `--listen`); no `listen`: stdio.
+    pub http: HttpSettings,
 }
 
 /// How to start one upstream MCP server.
@@ -127,6 +131,7 @@ impl Config {
                 cwd: None,
             }],
             passthrough_names: true,
+            http: HttpSettings::default(),
         })
     }
 }
@@ -195,7 +200,9 @@ impl Validator<'_> {
             ));
         }
         let approval = self.approval(&raw.approval)?;
+        let http = http::validate(raw.http).map_err(|(key, m)| self.err(&key, m))?;
         Ok(Config {
+            http,
             approval,
             shadow: raw.policy.shadow.unwrap_or(false),
             secret_env: raw

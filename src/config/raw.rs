@@ -20,6 +20,8 @@ pub struct RawConfig {
     pub approval: RawApproval,
     #[serde(default)]
     pub upstream: Vec<RawUpstream>,
+    #[serde(default)]
+    pub http: RawHttp,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,4 +78,30 @@ pub struct RawUpstream {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub cwd: Option<String>,
+}
+
+/// `[http]`: the client-facing HTTP listener (Streamable HTTP and legacy SSE).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// `HOST:PORT`; `--listen` overrides.
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub tokens: Vec<RawToken>,
+    /// Exact `Origin` values accepted; absent: loopback origins only.
+    pub allowed_origins: Option<Vec<String>>,
+    pub max_sessions: Option<usize>,
+}
+
+/// One bearer token: its SHA-256 written in the file, or the token itself
+/// in an environment variable.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    pub principal: String,
+    pub sha256: Option<String>,
+    pub env: Option<String>,
+    /// Become `input.principal.claims`.
+    #[serde(default)]
+    pub attributes: toml::Table,
 }

@@ -1,4 +1,5 @@
-//! The client-facing side. Today: stdio, what desktop clients launch.
-//! Streamable HTTP and SSE listeners will live beside it.
+//! The client-facing side: [`stdio`] (what desktop clients launch) and
+//! [`http`] (Streamable HTTP and legacy SSE, one `Proxy` per session).
 
+pub mod http;
 pub mod stdio;

@@ -127,6 +127,12 @@ impl Builder {
         self
     }
 
+    /// The temp dirs this builder made or was given, to keep alive as long
+    /// as a process started from [`Builder::command`].
+    pub fn into_dirs(self) -> Vec<tempfile::TempDir> {
+        self.dirs
+    }
+
     /// `run --policy P --audit-log A <args>`.
     pub fn command(&mut self) -> (Command, PathBuf) {
         let work = tempfile::tempdir().unwrap();
@@ -159,7 +165,10 @@ impl Builder {
             .arg(self.approval_wait.to_string());
         cmd.args(&self.args);
         cmd.envs(self.envs.iter().cloned());
-        cmd.env("RUST_LOG", std::env::var("MCP_FIREWALL_TEST_LOG").unwrap_or_else(|_| "warn".into()));
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("MCP_FIREWALL_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
         if let Some(limit) = self.rlimit_fsize {
             use std::os::unix::process::CommandExt;
             // SAFETY: only async-signal-safe calls between fork and exec.
@@ -196,7 +205,11 @@ impl Builder {
         let (mut cmd, audit_path) = self.command();
         // Under a file-size limit, stderr must not be a (large) log file:
         // CI redirects output to one, and writes past the limit would fail.
-        let stderr = if self.rlimit_fsize.is_some() { Stdio::null() } else { Stdio::inherit() };
+        let stderr = if self.rlimit_fsize.is_some() {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        };
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

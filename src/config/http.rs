@@ -1,0 +1,174 @@
+//! `[http]`: the validated settings of the client-facing HTTP listener.
+//!
+//! Tokens are validated here (principal non-empty, exactly one of `sha256`
+//! or `env`, the digest 64 hex digits); environment variables are read when
+//! the listener starts (`downstream::http::auth`), so a missing variable is
+//! a start-up error naming it.
+
+use std::net::SocketAddr;
+
+use serde_json::Value;
+
+use super::raw::{RawHttp, RawToken};
+
+/// Concurrent HTTP sessions (each one a `Proxy` with its own upstream
+/// processes) unless `[http] max_sessions` says otherwise. Beyond it a new
+/// session gets 503.
+pub const DEFAULT_MAX_SESSIONS: usize = 64;
+
+/// Validated `[http]` table (plus `--listen`).
+#[derive(Debug, Clone, Default)]
+pub struct HttpSettings {
+    /// `None`: no HTTP listener, serve stdio.
+    pub listen: Option<SocketAddr>,
+    pub tokens: Vec<TokenSpec>,
+    /// `None`: only loopback origins (`http(s)://localhost|127.0.0.1|[::1][:port]`).
+    pub allowed_origins: Option<Vec<String>>,
+    pub max_sessions: Option<usize>,
+}
+
+impl HttpSettings {
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS)
+    }
+}
+
+/// One configured bearer token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenSpec {
+    pub principal: String,
+    pub secret: TokenSecret,
+    /// A JSON object: `input.principal.claims`.
+    pub attributes: Value,
+}
+
+/// Where a token's digest comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenSecret {
+    /// SHA-256 of the token, as written in the config.
+    Sha256([u8; 32]),
+    /// The token itself, in this environment variable.
+    Env(String),
+}
+
+/// Check `[http]`; errors are `(key, message)` for the caller to place.
+pub fn validate(raw: RawHttp) -> Result<HttpSettings, (String, String)> {
+    let listen = match &raw.listen {
+        Some(l) => Some(super::parse_listen(l).map_err(|m| ("http.listen".to_string(), m))?),
+        None => None,
+    };
+    let tokens = raw
+        .tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| token(i, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    if raw.max_sessions == Some(0) {
+        return Err((
+            "http.max_sessions".into(),
+            "expected a positive number".into(),
+        ));
+    }
+    if let Some(origins) = &raw.allowed_origins
+        && let Some(bad) = origins.iter().find(|o| !o.contains("://"))
+    {
+        return Err((
+            "http.allowed_origins".into(),
+            format!("expected origins such as \"https://app.example\", got {bad:?}"),
+        ));
+    }
+    Ok(HttpSettings {
+        listen,
+        tokens,
+        allowed_origins: raw.allowed_origins,
+        max_sessions: raw.max_sessions,
+    })
+}
+
+fn token(i: usize, raw: RawToken) -> Result<TokenSpec, (String, String)> {
+    let key = |field: &str| format!("http.tokens[{i}].{field}");
+    if raw.principal.trim().is_empty() {
+        return Err((key("principal"), "expected a non-empty principal id".into()));
+    }
+    let secret = match (raw.sha256, raw.env) {
+        (Some(hex), None) => {
+            TokenSecret::Sha256(parse_digest(&hex).map_err(|m| (key("sha256"), m))?)
+        }
+        (None, Some(env)) if !env.is_empty() => TokenSecret::Env(env),
+        _ => {
+            return Err((
+                key("sha256"),
+                "expected exactly one of sha256 = \"<64 hex digits>\" or env = \"VARIABLE\"".into(),
+            ));
+        }
+    };
+    let attributes = serde_json::to_value(&raw.attributes)
+        .map_err(|e| (key("attributes"), format!("not representable as JSON: {e}")))?;
+    Ok(TokenSpec {
+        principal: raw.principal,
+        secret,
+        attributes,
+    })
+}
+
+/// 64 hex digits (either case) -> 32 bytes.
+pub fn parse_digest(hex_text: &str) -> Result<[u8; 32], String> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_text.trim(), &mut out)
+        .map_err(|_| format!("expected the token's SHA-256 as 64 hex digits, got {hex_text:?}"))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HttpSettings, (String, String)> {
+        #[derive(serde::Deserialize)]
+        struct W {
+            http: RawHttp,
+        }
+        validate(toml::from_str::<W>(text).unwrap().http)
+    }
+
+    #[test]
+    fn tokens_by_digest_and_by_env() {
+        let digest = "ab".repeat(32);
+        let s = parse(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntokens = [{{ principal = \"alice\", sha256 = \"{digest}\", attributes = {{ team = \"sre\" }} }}, {{ principal = \"bot\", env = \"BOT_TOKEN\" }}]"
+        ))
+        .unwrap();
+        assert_eq!(s.tokens[0].secret, TokenSecret::Sha256([0xab; 32]));
+        assert_eq!(s.tokens[0].attributes, serde_json::json!({"team": "sre"}));
+        assert_eq!(s.tokens[1].secret, TokenSecret::Env("BOT_TOKEN".into()));
+        assert_eq!(s.max_sessions(), DEFAULT_MAX_SESSIONS);
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let cases = [
+            ("[http]\nlisten = \"localhost\"", "http.listen"),
+            (
+                "[http]\ntokens = [{ principal = \"a\" }]",
+                "http.tokens[0].sha256",
+            ),
+            (
+                "[http]\ntokens = [{ principal = \"a\", sha256 = \"xyz\" }]",
+                "http.tokens[0].sha256",
+            ),
+            (
+                "[http]\ntokens = [{ principal = \" \", env = \"X\" }]",
+                "http.tokens[0].principal",
+            ),
+            ("[http]\nmax_sessions = 0", "http.max_sessions"),
+            (
+                "[http]\nallowed_origins = [\"example.com\"]",
+                "http.allowed_origins",
+            ),
+        ];
+        for (text, key) in cases {
+            let (k, _) = parse(text).expect_err(text);
+            assert_eq!(k, key, "{text}");
+        }
+    }
+}

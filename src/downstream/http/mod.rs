@@ -1,0 +1,359 @@
+//! The client-facing HTTP listener: Streamable HTTP (`/mcp`), the legacy
+//! HTTP+SSE transport (`/sse` + `/messages`), and `/healthz`, `/readyz`.
+//!
+//! Hand-written on axum: rmcp has no SSE server transport, and the firewall
+//! relays messages as JSON values rather than rmcp's typed models (see
+//! `jsonrpc`), so this is only HTTP plumbing around [`Proxy::handle_bytes`].
+//!
+//! Every MCP request passes, in order: the `Origin` check (403), bearer
+//! authentication (401 + `WWW-Authenticate`), the body cap (413), then the
+//! session rules: unknown session or another principal's session (404),
+//! too many sessions (503), too many requests in flight (429).
+//!
+//! | module | job |
+//! |---|---|
+//! | [`auth`] | bearer tokens -> principal (constant-time digest compare) |
+//! | [`origin`] | which `Origin` headers are accepted |
+//! | [`session`] | one session = one `Proxy` on its own runtime; routing its messages |
+//! | [`streamable`] | `POST`/`GET`/`DELETE /mcp` |
+//! | [`legacy_sse`] | `GET /sse`, `POST /messages?sessionId=` |
+//! | [`health`] | `/healthz`, `/readyz` |
+//!
+//! [`Proxy::handle_bytes`]: crate::proxy::Proxy::handle_bytes
+
+pub mod auth;
+pub mod health;
+pub mod legacy_sse;
+pub mod origin;
+pub mod session;
+pub mod streamable;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::proxy::Shared;
+use crate::proxy::session::{Principal, Session};
+use auth::Authenticator;
+use origin::Origins;
+use session::{HttpSession, StartError, Transport};
+
+/// Largest request body accepted (413 beyond). Smaller than stdio's
+/// per-message cap: an HTTP listener may be reachable by more than one
+/// client, and 4 MiB of arguments is already far more than a model writes.
+pub const MAX_REQUEST_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// How often idle and closed sessions are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// The realm in `WWW-Authenticate`.
+pub const REALM: &str = "mcp-firewall";
+
+/// Why the listener will not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error(
+        "refusing to listen on {0} without authentication: add [http] tokens to the config, or listen on a loopback address such as 127.0.0.1"
+    )]
+    Unauthenticated(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The state behind every handler.
+pub struct App {
+    shared: Arc<Shared>,
+    auth: Authenticator,
+    origins: Origins,
+    sessions: Registry,
+}
+
+/// The live sessions and the cap on their number.
+pub struct Registry {
+    sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+    slots: Arc<Semaphore>,
+}
+
+impl Registry {
+    fn new(max: usize) -> Registry {
+        Registry {
+            sessions: Mutex::new(HashMap::new()),
+            slots: Arc::new(Semaphore::new(max)),
+        }
+    }
+
+    /// The live session with this id, if `principal` opened it. Another
+    /// principal's session is reported as absent (404), not as forbidden,
+    /// so ids cannot be probed.
+    pub fn get(&self, id: &str, principal: &Principal) -> Option<Arc<HttpSession>> {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        let session = sessions.get(id)?.clone();
+        if session.is_closed() {
+            sessions.remove(id);
+            return None;
+        }
+        (session.principal == principal.id).then_some(session)
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Arc<HttpSession>> {
+        self.sessions.lock().expect("sessions lock").remove(id)
+    }
+
+    fn sweep(&self) {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        for s in sessions.values() {
+            if s.transport == Transport::Streamable && s.idle_for(session::SESSION_IDLE_TIMEOUT) {
+                s.close("idle timeout");
+            }
+        }
+        sessions.retain(|_, s| !s.is_closed());
+    }
+
+    fn close_all(&self) {
+        let drained: Vec<_> = self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .drain()
+            .collect();
+        for (_, s) in drained {
+            s.close("the firewall is shutting down");
+        }
+    }
+}
+
+impl App {
+    /// Start a new session for `principal` (503 when full).
+    fn open_session(
+        &self,
+        principal: Principal,
+        transport: Transport,
+    ) -> Result<Arc<HttpSession>, Refused> {
+        let slot = self
+            .sessions
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                tracing::warn!("refused a new HTTP session: all session slots are in use");
+                Refused::error(StatusCode::SERVICE_UNAVAILABLE, "too many sessions")
+            })?;
+        let session = Session::new(transport.label(), principal);
+        let started = HttpSession::start(self.shared.clone(), session, transport, slot);
+        let session = started.map_err(|e: StartError| {
+            tracing::error!("could not start an HTTP session: {e}");
+            let body = crate::jsonrpc::error_response(
+                &Value::Null,
+                crate::jsonrpc::code::UPSTREAM_UNAVAILABLE,
+                &e.to_string(),
+                None,
+            );
+            Refused::new(StatusCode::INTERNAL_SERVER_ERROR, body)
+        })?;
+        self.sessions
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(session.id.clone(), session.clone());
+        Ok(session)
+    }
+}
+
+/// A bound listener, not yet serving.
+pub struct Listener {
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+}
+
+impl Listener {
+    /// Check the exposure rules and bind. With no tokens the listener must
+    /// be loopback, and every request is `fallback`.
+    pub async fn bind(
+        addr: SocketAddr,
+        shared: Arc<Shared>,
+        auth: Authenticator,
+    ) -> Result<Listener, ListenError> {
+        if !auth.requires_credentials() && !addr.ip().is_loopback() {
+            return Err(ListenError::Unauthenticated(addr));
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ListenError::Bind { addr, source })?;
+        if let Authenticator::Unauthenticated(p) = &auth {
+            tracing::warn!(
+                principal = %p.id,
+                "HTTP listener without [http] tokens: every request is {} (loopback only)", p.id
+            );
+        }
+        let http = &shared.config.http;
+        let app = Arc::new(App {
+            origins: Origins::from_config(http.allowed_origins.as_ref()),
+            sessions: Registry::new(http.max_sessions()),
+            shared,
+            auth,
+        });
+        Ok(Listener { listener, app })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serve until `shutdown` resolves, then close every session (and so
+    /// stop every upstream process).
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = self.app.clone();
+        let sweeper = tokio::spawn(sweep(Arc::downgrade(&app)));
+        let reaper = tokio::spawn(reap_children());
+        let result = axum::serve(self.listener, router(app.clone()))
+            .with_graceful_shutdown(shutdown)
+            .await;
+        sweeper.abort();
+        app.sessions.close_all();
+        reaper.abort();
+        result
+    }
+}
+
+/// Wake this runtime on every SIGCHLD. A closed session's runtime is gone
+/// by the time its killed upstream exits; tokio reaps such orphaned children
+/// when a runtime's process driver wakes after a SIGCHLD, and without this
+/// an idle server would leave them as zombies until some other wake-up.
+async fn reap_children() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut sigchld) = signal(SignalKind::child()) else {
+        tracing::warn!("cannot watch SIGCHLD; ended sessions' upstreams are reaped later");
+        return;
+    };
+    while sigchld.recv().await.is_some() {}
+}
+
+async fn sweep(app: std::sync::Weak<App>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        match app.upgrade() {
+            Some(app) => app.sessions.sweep(),
+            None => return,
+        }
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let mcp = Router::new()
+        .merge(streamable::routes())
+        .merge(legacy_sse::routes())
+        .route_layer(middleware::from_fn_with_state(app.clone(), guard))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES));
+    Router::new()
+        .merge(health::routes())
+        .merge(mcp)
+        .with_state(app)
+}
+
+/// Origin check, then authentication; the principal goes on to the handler
+/// as a request extension.
+async fn guard(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        if !app.origins.allows(origin) {
+            tracing::warn!(%origin, "refused a request from a disallowed Origin");
+            return plain(StatusCode::FORBIDDEN, "origin not allowed");
+        }
+    }
+    match app.auth.authenticate(request.headers()) {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(e) => {
+            tracing::warn!("refused an HTTP request: {e}");
+            let challenge = match e {
+                auth::AuthError::Missing => format!("Bearer realm=\"{REALM}\""),
+                auth::AuthError::Invalid => {
+                    format!("Bearer realm=\"{REALM}\", error=\"invalid_token\"")
+                }
+            };
+            let mut response = plain(StatusCode::UNAUTHORIZED, &e.to_string());
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
+            response
+        }
+    }
+}
+
+/// A short JSON error body with this status.
+pub(crate) fn plain(status: StatusCode, error: &str) -> Response {
+    Refused::new(status, json!({"error": error})).into_response()
+}
+
+/// An HTTP-level refusal: a status and a JSON body (small, unlike a built
+/// `Response`, so it can sit in a `Result`).
+pub(crate) struct Refused {
+    status: StatusCode,
+    body: Box<Value>,
+}
+
+impl Refused {
+    pub(crate) fn new(status: StatusCode, body: Value) -> Refused {
+        Refused {
+            status,
+            body: Box::new(body),
+        }
+    }
+
+    pub(crate) fn error(status: StatusCode, error: &str) -> Refused {
+        Refused::new(status, json!({"error": error}))
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(*self.body)).into_response()
+    }
+}
+
+/// An SSE response carrying `first` (if any) and then every message from
+/// `rx` as a `message` event, until the channel closes.
+pub(crate) fn sse_response(
+    first: Option<Event>,
+    rx: mpsc::Receiver<Value>,
+    guard: Option<Box<dyn Send + Sync>>,
+) -> Response {
+    Sse::new(events(first, rx, guard))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn events(
+    first: Option<Event>,
+    rx: mpsc::Receiver<Value>,
+    guard: Option<Box<dyn Send + Sync>>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let head = futures::stream::iter(first.map(Ok));
+    let body = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        let message = rx.recv().await?;
+        let event = Event::default().event("message").data(message.to_string());
+        Some((Ok(event), (rx, guard)))
+    });
+    futures::StreamExt::chain(head, body)
+}

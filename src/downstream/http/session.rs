@@ -1,0 +1,488 @@
+//! One HTTP session: one [`Proxy`] with its own `Session` (principal,
+//! history, audit session id), its own upstream processes, and the routing
+//! of the proxy's outgoing messages to the HTTP streams that are open.
+//!
+//! Lifecycle: each session runs its proxy on a current-thread tokio runtime
+//! driven by a thread of its own. Closing the session (DELETE, the legacy
+//! SSE stream ending, idle timeout, a client that stops reading) stops and
+//! drops that runtime, which drops every task of the session and with them
+//! the upstream child processes (`kill_on_drop`), exactly as stdio mode ends
+//! them by dropping its runtime. Nothing of one session outlives it.
+//!
+//! Routing (see [`Routes::route`]): a response goes to the exchange that
+//! carried its request; a progress notification goes to the exchange whose
+//! request carried its `progressToken`; any other message goes to the one
+//! streaming POST in flight if there is exactly one, else to the session
+//! stream (`GET /mcp`, or the legacy `/sse` stream), else into a bounded
+//! buffer flushed when a session stream opens. Queues are bounded and
+//! written with `try_send`: a client that does not read its stream never
+//! blocks the proxy, and a full queue closes the session (logged).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::jsonrpc::Message;
+use crate::proxy::session::Session;
+use crate::proxy::{CLIENT_QUEUE, Proxy, Shared};
+use crate::upstream::UpstreamError;
+
+/// Requests of one session being worked on at once; beyond it, 429.
+pub const MAX_INFLIGHT_PER_SESSION: usize = 32;
+/// Messages queued on one HTTP stream (a POST's SSE answer, `GET /mcp`, the
+/// legacy `/sse` stream). A client that lets this fill is not reading: its
+/// session is closed rather than letting memory grow.
+pub const STREAM_QUEUE: usize = 256;
+/// Messages kept for a session with no stream open to take them (oldest
+/// dropped first, logged). Not above [`STREAM_QUEUE`], so a flush fits.
+pub const UNDELIVERED_BUFFER: usize = 256;
+/// A Streamable HTTP session with no request, no open stream and nothing in
+/// flight for this long is closed (clients that vanish without DELETE).
+pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a closing session's runtime waits for blocking work.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Which client-facing HTTP transport a session speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Streamable HTTP, `/mcp` (MCP 2025-03-26 and later).
+    Streamable,
+    /// The legacy HTTP+SSE transport, `/sse` + `/messages` (MCP 2024-11-05).
+    Sse,
+}
+
+impl Transport {
+    /// `session.transport` in policy input and the audit log.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Streamable => "streamable-http",
+            Transport::Sse => "sse",
+        }
+    }
+}
+
+/// Where the answer to one client request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// A plain JSON response: only the response goes to the exchange.
+    Json,
+    /// An SSE response: the response and messages related to it.
+    Stream,
+    /// The session stream (legacy SSE: the POST itself gets 202).
+    SessionStream,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("more than {MAX_INFLIGHT_PER_SESSION} requests in flight in this session")]
+    TooMany,
+    #[error("a request with id {0} is already in flight")]
+    DuplicateId(String),
+    #[error("session closed")]
+    Closed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("session runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+pub struct HttpSession {
+    /// The `Mcp-Session-Id` / `sessionId`; the same id as the audit log's
+    /// `session_id`.
+    pub id: String,
+    pub transport: Transport,
+    /// Who opened the session; every later request must be the same principal.
+    pub principal: String,
+    proxy: Arc<Proxy>,
+    runtime: tokio::runtime::Handle,
+    routes: Mutex<Routes>,
+    inflight: Arc<Semaphore>,
+    closed: CancellationToken,
+    last_seen: Mutex<Instant>,
+    /// The registry's slot, given back on close.
+    slot: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+#[derive(Default)]
+struct Routes {
+    /// Requests in flight, by their id's JSON text.
+    pending: HashMap<String, Pending>,
+    /// progressToken JSON text -> request key.
+    progress: HashMap<String, String>,
+    /// `GET /mcp` or the legacy `/sse` stream.
+    stream: Option<mpsc::Sender<Value>>,
+    undelivered: VecDeque<Value>,
+}
+
+struct Pending {
+    /// `None`: the answer goes to the session stream.
+    sink: Option<mpsc::Sender<Value>>,
+    /// The sink also takes messages related to the request.
+    streaming: bool,
+    progress_token: Option<String>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl HttpSession {
+    /// Start the session's runtime and its proxy (which spawns the upstream
+    /// processes). `slot` is the registry's permit for this session.
+    pub fn start(
+        shared: Arc<Shared>,
+        session: Session,
+        transport: Transport,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<Arc<HttpSession>, StartError> {
+        let id = session.id.clone();
+        let principal = session.principal.id.clone();
+        let closed = CancellationToken::new();
+        let runtime = spawn_runtime(&id, closed.clone())?;
+        let (client_tx, client_rx) = mpsc::channel(CLIENT_QUEUE);
+        let started = {
+            let _context = runtime.enter();
+            Proxy::start(shared, session, client_tx)
+        };
+        let (proxy, events) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                closed.cancel();
+                return Err(e.into());
+            }
+        };
+        let session = Arc::new(HttpSession {
+            id,
+            transport,
+            principal,
+            proxy: proxy.clone(),
+            runtime: runtime.clone(),
+            routes: Mutex::new(Routes::default()),
+            inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_PER_SESSION)),
+            closed,
+            last_seen: Mutex::new(Instant::now()),
+            slot: Mutex::new(Some(slot)),
+        });
+        runtime.spawn(proxy.run_events(events));
+        runtime.spawn(route_outgoing(session.clone(), client_rx));
+        tracing::info!(session = %session.id, principal = %session.principal, transport = transport.label(), "HTTP session started");
+        Ok(session)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Stop the session: its streams end, its runtime and upstream
+    /// processes go away. Idempotent.
+    pub fn close(&self, why: &str) {
+        if self.closed.is_cancelled() {
+            return;
+        }
+        tracing::info!(session = %self.id, principal = %self.principal, "HTTP session closed: {why}");
+        self.closed.cancel();
+        *self.routes.lock().expect("routes lock") = Routes::default();
+        self.slot.lock().expect("slot lock").take();
+    }
+
+    /// Register a client request before it is handed to the proxy; the
+    /// receiver (for [`Answer::Json`] and [`Answer::Stream`]) yields the
+    /// messages for this exchange and ends after the response.
+    pub fn begin_request(
+        &self,
+        id: &Value,
+        params: &Value,
+        answer: Answer,
+    ) -> Result<Option<mpsc::Receiver<Value>>, RequestError> {
+        self.touch();
+        let permit = self
+            .inflight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| RequestError::TooMany)?;
+        let key = id.to_string();
+        let mut routes = self.routes.lock().expect("routes lock");
+        if self.is_closed() {
+            return Err(RequestError::Closed);
+        }
+        if routes.pending.contains_key(&key) {
+            return Err(RequestError::DuplicateId(key));
+        }
+        let (sink, rx) = match answer {
+            Answer::SessionStream => (None, None),
+            Answer::Json | Answer::Stream => {
+                let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+                (Some(tx), Some(rx))
+            }
+        };
+        let progress_token = params.pointer("/_meta/progressToken").map(Value::to_string);
+        if let Some(token) = &progress_token {
+            routes.progress.insert(token.clone(), key.clone());
+        }
+        routes.pending.insert(
+            key,
+            Pending {
+                sink,
+                streaming: answer == Answer::Stream,
+                progress_token,
+                _permit: permit,
+            },
+        );
+        Ok(rx)
+    }
+
+    /// Hand one client message (already checked to be a JSON-RPC message)
+    /// to the proxy, on the session's runtime, and wait until the proxy has
+    /// taken it (requests then run on their own tasks), so messages POSTed
+    /// one after another are handled in order.
+    pub async fn feed(&self, body: Bytes, message: &Message) {
+        self.touch();
+        if let Message::Notification { method, params } = message
+            && method == "notifications/cancelled"
+            && let Some(id) = params.get("requestId")
+        {
+            // A cancelled request gets no response: stop waiting for one.
+            self.forget(&id.to_string());
+        }
+        let proxy = self.proxy.clone();
+        let task = self
+            .runtime
+            .spawn(async move { proxy.handle_bytes(&body).await });
+        let _ = task.await;
+    }
+
+    /// Stop waiting for the answer to a request (the exchange's stream ends).
+    pub fn forget(&self, key: &str) {
+        let mut routes = self.routes.lock().expect("routes lock");
+        if let Some(p) = routes.pending.remove(key)
+            && let Some(token) = p.progress_token
+        {
+            routes.progress.remove(&token);
+        }
+    }
+
+    /// Open the session stream; `None` if one is already open. Messages
+    /// buffered while none was open come first.
+    pub fn open_stream(&self) -> Option<mpsc::Receiver<Value>> {
+        self.touch();
+        let mut routes = self.routes.lock().expect("routes lock");
+        if self.is_closed() || routes.stream.as_ref().is_some_and(|s| !s.is_closed()) {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        for message in routes.undelivered.drain(..) {
+            let _ = tx.try_send(message);
+        }
+        routes.stream = Some(tx);
+        Some(rx)
+    }
+
+    /// Nothing in flight, no stream open, no request for `timeout`.
+    pub fn idle_for(&self, timeout: Duration) -> bool {
+        let routes = self.routes.lock().expect("routes lock");
+        let streaming = routes.stream.as_ref().is_some_and(|s| !s.is_closed());
+        routes.pending.is_empty()
+            && !streaming
+            && self.last_seen.lock().expect("last_seen lock").elapsed() >= timeout
+    }
+
+    fn touch(&self) {
+        *self.last_seen.lock().expect("last_seen lock") = Instant::now();
+    }
+
+    fn deliver(&self, message: Value) -> Result<(), String> {
+        self.routes.lock().expect("routes lock").route(message)
+    }
+}
+
+impl Routes {
+    fn route(&mut self, message: Value) -> Result<(), String> {
+        if message.get("method").is_none() {
+            let key = message.get("id").map(Value::to_string).unwrap_or_default();
+            if let Some(pending) = self.pending.remove(&key) {
+                if let Some(token) = &pending.progress_token {
+                    self.progress.remove(token);
+                }
+                if let Some(sink) = pending.sink {
+                    return push(&sink, message);
+                }
+            }
+            return self.session_stream(message);
+        }
+        if let Some(sink) = self.related_sink(&message) {
+            let sink = sink.clone();
+            return push(&sink, message);
+        }
+        self.session_stream(message)
+    }
+
+    /// The streaming exchange a notification or server request belongs to:
+    /// the one whose progress token it carries, else the only one open.
+    fn related_sink(&self, message: &Value) -> Option<&mpsc::Sender<Value>> {
+        let open = |p: &&Pending| p.streaming && p.sink.as_ref().is_some_and(|s| !s.is_closed());
+        if message["method"] == "notifications/progress"
+            && let Some(token) = message.pointer("/params/progressToken")
+            && let Some(key) = self.progress.get(&token.to_string())
+            && let Some(pending) = self.pending.get(key).filter(open)
+        {
+            return pending.sink.as_ref();
+        }
+        let mut streaming = self.pending.values().filter(open);
+        match (streaming.next(), streaming.next()) {
+            (Some(only), None) => only.sink.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn session_stream(&mut self, message: Value) -> Result<(), String> {
+        if let Some(stream) = &self.stream {
+            if !stream.is_closed() {
+                return push(stream, message);
+            }
+            self.stream = None;
+        }
+        if self.undelivered.len() >= UNDELIVERED_BUFFER {
+            let dropped = self.undelivered.pop_front();
+            tracing::warn!(
+                "no stream open to take server messages; dropped the oldest buffered one: {}",
+                dropped.map(|m| m.to_string()).unwrap_or_default()
+            );
+        }
+        self.undelivered.push_back(message);
+        Ok(())
+    }
+}
+
+/// Queue without waiting. A closed stream (the client went away from it)
+/// loses the message; a full one means the client is not reading.
+fn push(sink: &mpsc::Sender<Value>, message: Value) -> Result<(), String> {
+    match sink.try_send(message) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Closed(m)) => {
+            tracing::debug!("stream closed before this message could be sent: {m}");
+            Ok(())
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => Err(format!(
+            "the client is not reading: {STREAM_QUEUE} messages queued on one stream"
+        )),
+    }
+}
+
+/// Drain the proxy's queue into the session's streams until the proxy is
+/// gone or the session is closed.
+async fn route_outgoing(session: Arc<HttpSession>, mut rx: mpsc::Receiver<Value>) {
+    while let Some(message) = rx.recv().await {
+        if let Err(why) = session.deliver(message) {
+            tracing::warn!(session = %session.id, "{why}");
+            session.close(&why);
+            break;
+        }
+    }
+}
+
+/// A current-thread runtime on a thread of its own that runs until
+/// `closed` is cancelled, then drops every task it holds.
+fn spawn_runtime(id: &str, closed: CancellationToken) -> std::io::Result<tokio::runtime::Handle> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name(format!("session-{}", &id[..8.min(id.len())]))
+        .spawn(move || {
+            runtime.block_on(closed.cancelled());
+            runtime.shutdown_timeout(SHUTDOWN_GRACE);
+        })?;
+    Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pending(sink: Option<mpsc::Sender<Value>>, streaming: bool) -> Pending {
+        Pending {
+            sink,
+            streaming,
+            progress_token: None,
+            _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
+        }
+    }
+
+    #[test]
+    fn responses_go_to_their_exchange_and_the_rest_to_the_one_stream() {
+        let mut routes = Routes::default();
+        let (a_tx, mut a) = mpsc::channel(8);
+        let (b_tx, mut b) = mpsc::channel(8);
+        routes.pending.insert("1".into(), pending(Some(a_tx), true));
+        routes
+            .pending
+            .insert("2".into(), pending(Some(b_tx), false));
+        routes
+            .route(json!({"method": "notifications/message", "params": {}}))
+            .unwrap();
+        routes.route(json!({"id": 2, "result": {}})).unwrap();
+        routes.route(json!({"id": 1, "result": {}})).unwrap();
+        assert_eq!(a.try_recv().unwrap()["method"], "notifications/message");
+        assert_eq!(a.try_recv().unwrap()["id"], 1);
+        assert_eq!(b.try_recv().unwrap()["id"], 2);
+        assert!(routes.pending.is_empty());
+    }
+
+    #[test]
+    fn with_two_streams_open_unrelated_messages_go_to_the_session_stream_or_buffer() {
+        let mut routes = Routes::default();
+        let (a_tx, _a) = mpsc::channel(8);
+        let (b_tx, _b) = mpsc::channel(8);
+        routes.pending.insert("1".into(), pending(Some(a_tx), true));
+        routes.pending.insert("2".into(), pending(Some(b_tx), true));
+        routes
+            .route(json!({"id": "fw-1", "method": "sampling/createMessage"}))
+            .unwrap();
+        assert_eq!(routes.undelivered.len(), 1);
+        let (s_tx, mut s) = mpsc::channel(8);
+        routes.stream = Some(s_tx);
+        routes.route(json!({"method": "notifications/x"})).unwrap();
+        assert_eq!(s.try_recv().unwrap()["method"], "notifications/x");
+    }
+
+    #[test]
+    fn progress_follows_its_token() {
+        let mut routes = Routes::default();
+        let (a_tx, mut a) = mpsc::channel(8);
+        let (b_tx, _b) = mpsc::channel(8);
+        let mut p = pending(Some(a_tx), true);
+        p.progress_token = Some("\"tok\"".into());
+        routes.pending.insert("1".into(), p);
+        routes.pending.insert("2".into(), pending(Some(b_tx), true));
+        routes.progress.insert("\"tok\"".into(), "1".into());
+        routes
+            .route(json!({"method": "notifications/progress", "params": {"progressToken": "tok", "progress": 1}}))
+            .unwrap();
+        assert_eq!(a.try_recv().unwrap()["params"]["progress"], 1);
+    }
+
+    #[test]
+    fn a_full_stream_is_an_error_and_the_buffer_is_bounded() {
+        let mut routes = Routes::default();
+        for i in 0..UNDELIVERED_BUFFER + 5 {
+            routes
+                .route(json!({"method": "n", "params": {"i": i}}))
+                .unwrap();
+        }
+        assert_eq!(routes.undelivered.len(), UNDELIVERED_BUFFER);
+        assert_eq!(routes.undelivered[0]["params"]["i"], 5);
+        let (tx, _rx) = mpsc::channel(1);
+        routes.stream = Some(tx);
+        routes.undelivered.clear();
+        routes.route(json!({"method": "n"})).unwrap();
+        assert!(routes.route(json!({"method": "n"})).is_err());
+    }
+}

@@ -1,0 +1,672 @@
+//! The HTTP listener, black-box: the real binary with `--listen
+//! 127.0.0.1:0` (it prints `listening on http://ADDR` on stderr) in front
+//! of the rmcp fixture server, spoken to by the Python MCP SDK over both
+//! transports and by raw HTTP (reqwest) for the edges: authentication,
+//! Origin, limits, session lifecycle, probes, isolation of sessions.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::channel;
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const ALICE_TOKEN: &str = "alice-secret-token";
+const BOB_TOKEN: &str = "bob-secret-token";
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+/// A firewall serving HTTP, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    audit: PathBuf,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Processes whose parent is the firewall: its upstream servers.
+    fn children(&self) -> usize {
+        let me = self.child.id().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+            // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+            .filter(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|p| p == me))
+                    .unwrap_or(false)
+            })
+            .count()
+    }
+
+    /// Wait until the firewall has exactly `n` child processes.
+    fn wait_children(&self, n: usize) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while self.children() != n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "expected {n} upstream processes, have {}",
+                self.children()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn audit(&self) -> Vec<Value> {
+        read_audit(&self.audit)
+    }
+
+    /// Wait for an audit record (records are written on other tasks).
+    fn wait_audit(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(r) = self.audit().into_iter().find(&pred) {
+                return r;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no audit record {what}: {:#?}",
+                self.audit()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn hex_sha256(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A config with the fixture upstream, alice (by digest) and bob (by env).
+fn token_config(extra: &str) -> String {
+    format!(
+        r#"
+[[upstream]]
+name = "fx"
+command = "{fixture}"
+
+[http]
+tokens = [
+  {{ principal = "alice", sha256 = "{alice}", attributes = {{ team = "sre" }} }},
+  {{ principal = "bob", env = "BOB_TOKEN" }},
+]
+{extra}
+"#,
+        fixture = fixture_bin(),
+        alice = hex_sha256(ALICE_TOKEN),
+    )
+}
+
+/// Start the firewall (built by [`listening`]) and wait for its address.
+fn start(builder: Builder) -> Server {
+    try_start(builder).unwrap_or_else(|e| panic!("firewall did not start listening: {e}"))
+}
+
+fn try_start(mut builder: Builder) -> Result<Server, String> {
+    let (mut cmd, audit) = builder.command();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mcp-firewall");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("{line}");
+            if !sent && let Some(addr) = line.strip_prefix("mcp-firewall: listening on ") {
+                let _ = tx.send(Ok(addr.to_string()));
+                sent = true;
+            }
+        }
+        let _ = tx.send(Err("stderr closed before listening".to_string()));
+    });
+    let base = match rx.recv_timeout(WAIT).map_err(|e| e.to_string()) {
+        Ok(Ok(base)) => base,
+        Ok(Err(e)) | Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    Ok(Server {
+        child,
+        base,
+        audit,
+        _dirs: builder.into_dirs(),
+    })
+}
+
+fn with_config(text: &str) -> Builder {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mcp-firewall.toml");
+    std::fs::write(&file, text).unwrap();
+    listening()
+        .arg("--config")
+        .arg(file.to_str().unwrap())
+        .env("BOB_TOKEN", BOB_TOKEN)
+        .keep(dir)
+}
+
+/// `run ... --listen 127.0.0.1:0` (port chosen by the OS, read from stderr).
+fn listening() -> Builder {
+    Builder::new().arg("--listen").arg("127.0.0.1:0")
+}
+
+fn wrap_fixture() -> Builder {
+    listening().arg("--").arg(fixture_bin())
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(WAIT).build().unwrap()
+}
+
+fn rpc(id: i64, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+fn initialize_body() -> Value {
+    rpc(
+        1,
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {"sampling": {}},
+               "clientInfo": {"name": "raw-http-test", "version": "1"}}),
+    )
+}
+
+/// A raw Streamable HTTP session.
+struct Raw {
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+    session: String,
+}
+
+impl Raw {
+    /// initialize + notifications/initialized.
+    async fn open(server: &Server, token: Option<&str>) -> Raw {
+        let http = client();
+        let url = server.url("/mcp");
+        let mut request = http
+            .post(&url)
+            .header("accept", ACCEPT_BOTH)
+            .json(&initialize_body());
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let session = response.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body: Value = response.json().await.unwrap();
+        assert!(body["result"]["serverInfo"].is_object(), "{body}");
+        let raw = Raw {
+            http,
+            url,
+            token: token.map(str::to_string),
+            session,
+        };
+        let status = raw
+            .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await
+            .status();
+        assert_eq!(status, StatusCode::ACCEPTED);
+        raw
+    }
+
+    fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        self.request_with(method, ACCEPT_BOTH, "2025-06-18")
+    }
+
+    /// `header()` adds a value rather than replacing one: tests that need
+    /// other values for these headers build the request here.
+    fn request_with(
+        &self,
+        method: reqwest::Method,
+        accept: &str,
+        version: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .request(method, &self.url)
+            .header("accept", accept)
+            .header("mcp-session-id", &self.session)
+            .header("mcp-protocol-version", version);
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        r
+    }
+
+    async fn post(&self, body: &Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Read SSE `data:` payloads from a streaming response, one at a time.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    fn new(response: reqwest::Response) -> Events {
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(kind.starts_with("text/event-stream"), "{kind}");
+        Events {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if data.is_empty() {
+                    continue; // keep-alive comment
+                }
+                return Some(serde_json::from_str(&data.join("\n")).unwrap());
+            }
+            let chunk = self.response.chunk().await.unwrap()?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+fn python() -> PathBuf {
+    let p = repo_path("fixtures/python/.venv/bin/python");
+    assert!(p.exists(), "{} missing: run scripts/setup.sh", p.display());
+    p
+}
+
+/// Run fixtures/python/http_client.py and return its JSON report.
+fn python_http_client(args: &[&str]) -> Value {
+    let out = Command::new(python())
+        .arg(repo_path("fixtures/python/http_client.py"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn python_sdk_over_streamable_http_and_legacy_sse_with_sampling() {
+    let server = start(with_config(&token_config("")));
+    for (transport, path) in [("streamable", "/mcp"), ("sse", "/sse")] {
+        let url = server.url(path);
+        let report = python_http_client(&[
+            "--transport",
+            transport,
+            "--url",
+            &url,
+            "--token",
+            ALICE_TOKEN,
+            "--tool",
+            "fx__sample",
+            "--args",
+            r#"{"prompt":"hello"}"#,
+            "--sample-text",
+            &format!("answer-over-{transport}"),
+        ]);
+        assert!(
+            report["tools"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("fx__echo")),
+            "{report}"
+        );
+        assert_eq!(
+            report["result"]["content"][0]["text"],
+            format!("sampled: answer-over-{transport}"),
+            "{report}"
+        );
+        assert_eq!(report["sampling_prompts"], json!(["hello"]));
+        let label = if transport == "sse" {
+            "sse"
+        } else {
+            "streamable-http"
+        };
+        let started = server.wait_audit("session.started", |r| {
+            r["event"] == "session.started" && r["transport"] == label
+        });
+        assert_eq!(
+            started["principal"],
+            json!({"id": "alice", "source": "token"})
+        );
+        let decided = server.wait_audit("call.decided in this session", |r| {
+            r["event"] == "call.decided" && r["session_id"] == started["session_id"]
+        });
+        assert_eq!(decided["principal"]["id"], "alice");
+    }
+}
+
+#[tokio::test]
+async fn bearer_tokens_decide_who_the_principal_is() {
+    let server = start(with_config(&token_config("")));
+    let http = client();
+    let mcp = server.url("/mcp");
+    let missing = http
+        .post(&mcp)
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        missing.headers()["www-authenticate"],
+        "Bearer realm=\"mcp-firewall\""
+    );
+    let wrong = http
+        .post(&mcp)
+        .bearer_auth("not-a-token")
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer realm=\"mcp-firewall\"")
+    );
+
+    let alice = Raw::open(&server, Some(ALICE_TOKEN)).await;
+    let call = rpc(
+        2,
+        "tools/call",
+        json!({"name": "fx__echo", "arguments": {"text": "hi"}}),
+    );
+    // Accept allows SSE and this is a tools/call: the answer is a stream.
+    let answer = Events::new(alice.post(&call).await).next().await.unwrap();
+    assert_eq!(text(&answer), "hi");
+    let decided = server.wait_audit("alice's call", |r| {
+        r["event"] == "call.decided" && r["session_id"] == alice.session
+    });
+    assert_eq!(
+        decided["principal"],
+        json!({"id": "alice", "source": "token"})
+    );
+    assert_eq!(
+        decided["input"]["principal"]["claims"],
+        json!({"team": "sre"})
+    );
+    assert_eq!(decided["input"]["session"]["transport"], "streamable-http");
+
+    // bob (token from the environment) cannot use alice's session id.
+    let bob = Raw {
+        http: client(),
+        url: mcp.clone(),
+        token: Some(BOB_TOKEN.into()),
+        session: alice.session.clone(),
+    };
+    let stolen = bob.post(&rpc(3, "tools/list", json!({}))).await;
+    assert_eq!(stolen.status(), StatusCode::NOT_FOUND);
+    let bob = Raw::open(&server, Some(BOB_TOKEN)).await;
+    assert_ne!(bob.session, alice.session);
+    server.wait_audit("bob's session", |r| {
+        r["event"] == "session.started" && r["principal"]["id"] == "bob"
+    });
+}
+
+#[tokio::test]
+async fn origin_body_size_session_header_and_protocol_version_are_checked() {
+    let server = start(wrap_fixture());
+    let http = client();
+    let mcp = server.url("/mcp");
+    let evil = http
+        .post(&mcp)
+        .header("origin", "https://evil.example")
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil.status(), StatusCode::FORBIDDEN);
+    let rebinding = http
+        .post(&mcp)
+        .header("origin", "http://localhost.evil.example")
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebinding.status(), StatusCode::FORBIDDEN);
+    let local = http
+        .post(&mcp)
+        .header("origin", "http://localhost:3000")
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(local.status(), StatusCode::OK);
+
+    let raw = Raw::open(&server, None).await;
+    let huge = "x".repeat(5 * 1024 * 1024);
+    let big = raw
+        .post(&rpc(
+            2,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": huge}}),
+        ))
+        .await;
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let no_session = http
+        .post(&mcp)
+        .json(&rpc(3, "tools/list", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_session.status(), StatusCode::BAD_REQUEST);
+    let bad_version = raw
+        .request_with(reqwest::Method::POST, ACCEPT_BOTH, "1999-01-01")
+        .json(&rpc(4, "tools/list", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_version.status(), StatusCode::BAD_REQUEST);
+    let not_json = raw
+        .request(reqwest::Method::POST)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+    let error: Value = not_json.json().await.unwrap();
+    assert_eq!(error["error"]["code"], -32700);
+}
+
+#[tokio::test]
+async fn delete_ends_the_session_and_frees_its_slot() {
+    let server = start(with_config(&token_config("max_sessions = 1")));
+    let first = Raw::open(&server, Some(ALICE_TOKEN)).await;
+    let full = client()
+        .post(server.url("/mcp"))
+        .bearer_auth(ALICE_TOKEN)
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    server.wait_children(1);
+    let deleted = first.request(reqwest::Method::DELETE).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    // The session's upstream process went with it.
+    server.wait_children(0);
+    let after = first.post(&rpc(5, "tools/list", json!({}))).await;
+    assert_eq!(after.status(), StatusCode::NOT_FOUND);
+    let again = first.request(reqwest::Method::DELETE).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+
+    // The slot is free again.
+    let second = Raw::open(&server, Some(ALICE_TOKEN)).await;
+    let tools: Value = second
+        .post(&rpc(2, "tools/list", json!({})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(tools["result"]["tools"].is_array(), "{tools}");
+}
+
+#[tokio::test]
+async fn healthz_and_readyz() {
+    let server = start(wrap_fixture());
+    let http = client();
+    let health = http.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+
+    let broken = start(listening().arg("--").arg("/nonexistent/mcp-server"));
+    let health = http.get(broken.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = http.get(broken.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json().await.unwrap();
+    assert!(
+        body["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/mcp-server"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_non_loopback_listener_without_tokens_refuses_to_start() {
+    let mut builder = Builder::new()
+        .arg("--listen")
+        .arg("0.0.0.0:0")
+        .arg("--")
+        .arg(fixture_bin());
+    let (mut cmd, _) = builder.command();
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without authentication"),
+        "{stderr}"
+    );
+}
+
+/// Eight sessions call `sample` at once; each sampling request reaches only
+/// the session whose call caused it, and each answer only its own call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sessions_each_see_only_their_own_sampling_request() {
+    let server = start(with_config(&token_config("")));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let raw = Raw::open(&server, Some(ALICE_TOKEN)).await;
+        tasks.push(tokio::spawn(async move {
+            let prompt = format!("prompt-{i}");
+            let response = raw
+                .post(&rpc(
+                    7,
+                    "tools/call",
+                    json!({"name": "fx__sample", "arguments": {"prompt": prompt}}),
+                ))
+                .await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let mut events = Events::new(response);
+            let request = events.next().await.expect("a sampling request");
+            assert_eq!(request["method"], "sampling/createMessage", "{request}");
+            assert_eq!(
+                request["params"]["messages"][0]["content"]["text"], prompt,
+                "session {i} saw another session's request"
+            );
+            let answer = json!({"jsonrpc": "2.0", "id": request["id"], "result": {
+                "role": "assistant", "model": "test", "stopReason": "endTurn",
+                "content": {"type": "text", "text": format!("answer-{i}")}}});
+            assert_eq!(raw.post(&answer).await.status(), StatusCode::ACCEPTED);
+            let result = events.next().await.expect("the call's response");
+            assert_eq!(result["id"], 7);
+            assert_eq!(text(&result), format!("sampled: answer-{i}"));
+            assert!(
+                events.next().await.is_none(),
+                "the stream ends after the response"
+            );
+            raw.session
+        }));
+    }
+    let mut sessions = Vec::new();
+    for task in tasks {
+        sessions.push(task.await.unwrap());
+    }
+    sessions.sort();
+    sessions.dedup();
+    assert_eq!(sessions.len(), 8);
+}
+
+/// A server request with no POST stream to carry it waits for the session's
+/// GET stream.
+#[tokio::test]
+async fn get_stream_carries_messages_not_tied_to_a_streaming_request() {
+    let server = start(wrap_fixture());
+    let raw = Raw::open(&server, None).await;
+    // JSON-only Accept: the call is answered with JSON, so the sampling
+    // request must go elsewhere.
+    let call = {
+        let r = raw
+            .request_with(reqwest::Method::POST, "application/json", "2025-06-18")
+            .json(&rpc(
+                9,
+                "tools/call",
+                json!({"name": "sample", "arguments": {"prompt": "via-get"}}),
+            ));
+        tokio::spawn(r.send())
+    };
+    let stream = raw.request(reqwest::Method::GET).send().await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let second = raw.request(reqwest::Method::GET).send().await.unwrap();
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    let mut events = Events::new(stream);
+    let request = events.next().await.unwrap();
+    assert_eq!(request["method"], "sampling/createMessage");
+    let answer = json!({"jsonrpc": "2.0", "id": request["id"], "result": {
+        "role": "assistant", "model": "t", "content": {"type": "text", "text": "got-it"}}});
+    assert_eq!(raw.post(&answer).await.status(), StatusCode::ACCEPTED);
+    let response: Value = call.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(text(&response), "sampled: got-it");
+}
