@@ -302,13 +302,23 @@ impl Upstream {
     /// The connection is over: fail everything waiting and tell the proxy.
     /// Only the first call counts.
     pub(super) async fn finish(&self, events: &mpsc::Sender<UpstreamEvent>, status: String) {
-        if !self.alive.swap(false, Ordering::AcqRel) {
-            return;
+        {
+            // Status before `alive`: whoever sees the upstream dead reads why.
+            let mut exit_status = self.exit_status.lock().expect("status lock");
+            if !self.is_alive() {
+                return;
+            }
+            *exit_status = status.clone();
+            self.alive.store(false, Ordering::Release);
         }
         tracing::warn!(server = %self.name, %status, "upstream server exited");
-        *self.exit_status.lock().expect("status lock") = status.clone();
-        // Dropping the senders fails every waiter with `Exited`.
-        self.pending.lock().expect("pending lock").clear();
+        let waiters: Vec<Waiter> = {
+            let mut pending = self.pending.lock().expect("pending lock");
+            pending.drain().map(|(_, tx)| tx).collect()
+        };
+        for tx in waiters {
+            let _ = tx.send(Err(self.exited()));
+        }
         let _ = events
             .send(UpstreamEvent::Exited {
                 server: self.name.clone(),

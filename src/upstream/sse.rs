@@ -79,9 +79,10 @@ async fn read_stream(link: &Link, url: Url, rx: mpsc::Receiver<Outgoing>) -> Res
         .header(ACCEPT, "text/event-stream")
         .send()
         .await
-        .map_err(describe)?;
+        .map_err(|e| format!("could not open the event stream: {}", describe(e)))?;
     if !response.status().is_success() {
-        return Err(status_error(response).await);
+        let refused = status_error(response).await;
+        return Err(format!("the event stream was refused: {refused}"));
     }
     let kind = media_type(&response);
     if kind != "text/event-stream" {
@@ -96,7 +97,7 @@ async fn read_stream(link: &Link, url: Url, rx: mpsc::Receiver<Outgoing>) -> Res
     let pump = tokio::spawn(pump(link.clone(), endpoint, rx));
     let result = http::deliver_events(&link.upstream, &link.events, &mut reader, |_| {}).await;
     pump.abort();
-    result
+    result.map_err(|e| format!("the event stream broke: {e}"))
 }
 
 /// Wait for the `endpoint` event and resolve it against the stream's URL.
