@@ -217,6 +217,17 @@ async fn legacy_get(State(s): State<Server>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
+/// Legacy SSE with an endpoint on another origin, which must not be used.
+async fn legacy_get_elsewhere(State(s): State<Server>, headers: HeaderMap) -> Response {
+    s.record("GET", "/sse-elsewhere", &headers);
+    let endpoint = Event::default()
+        .event("endpoint")
+        .data("http://192.0.2.1:1/messages");
+    let stream = futures::stream::once(async move { Ok::<_, Infallible>(endpoint) })
+        .chain(futures::stream::pending());
+    Sse::new(stream).into_response()
+}
+
 /// Legacy SSE: POST /messages, answered on the event stream.
 async fn legacy_post(State(s): State<Server>, headers: HeaderMap, body: Bytes) -> StatusCode {
     s.record("POST", "/messages", &headers);
@@ -247,6 +258,7 @@ impl TestServer {
         let app = Router::new()
             .route("/mcp", post(mcp_post).get(mcp_get).delete(mcp_delete))
             .route("/sse", get(legacy_get))
+            .route("/sse-elsewhere", get(legacy_get_elsewhere))
             .route("/messages", post(legacy_post))
             .with_state(state.clone());
         let listener = runtime
@@ -306,9 +318,22 @@ enum Transport {
 /// The firewall with `remote` (the test server over `transport`) and
 /// `local` (the stdio fixture) upstreams.
 fn firewall(server: &TestServer, transport: Transport) -> (Firewall, tempfile::TempDir) {
-    let (url, name) = match transport {
-        Transport::StreamableHttp => (format!("http://{}/mcp", server.addr), "streamable-http"),
-        Transport::Sse => (format!("http://{}/sse", server.addr), "sse"),
+    let path = match transport {
+        Transport::StreamableHttp => "/mcp",
+        Transport::Sse => "/sse",
+    };
+    firewall_at(server, transport, path)
+}
+
+fn firewall_at(
+    server: &TestServer,
+    transport: Transport,
+    path: &str,
+) -> (Firewall, tempfile::TempDir) {
+    let url = format!("http://{}{path}", server.addr);
+    let name = match transport {
+        Transport::StreamableHttp => "streamable-http",
+        Transport::Sse => "sse",
     };
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mcp-firewall.toml");
@@ -578,5 +603,22 @@ fn a_missing_header_variable_stops_start_up_naming_the_key() {
             && stderr.contains("upstream[0].headers.Authorization")
             && stderr.contains("MCPFW_TEST_SURELY_UNSET"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn legacy_sse_endpoint_on_another_origin_is_refused() {
+    let server = TestServer::start();
+    let (mut fw, _dir) = firewall_at(&server, Transport::Sse, "/sse-elsewhere");
+    fw.initialize();
+    let failed = fw.wait_audit("remote left out", |r| r["event"] == "upstream.failed");
+    assert_eq!(failed["server"], "remote");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("not on the stream's origin"), "{error}");
+    let names = tool_names(&mut fw);
+    assert!(names.iter().all(|n| n.starts_with("local__")), "{names:?}");
+    assert!(
+        server.seen().iter().all(|s| s.method == "GET"),
+        "nothing was posted anywhere"
     );
 }

@@ -171,7 +171,9 @@ async fn post(
         }
     };
     match media_type(&response).as_str() {
+        // Accepted, or a success without a body (lenient: nothing to deliver).
         _ if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT => Ok(()),
+        "" => Ok(()),
         "application/json" => {
             http::deliver_json(upstream, &session.events, response, note_version).await
         }
@@ -191,18 +193,16 @@ async fn listen(upstream: Weak<Upstream>, session: Arc<Session>) {
     let mut failures = 0;
     let mut delay = GET_RETRY_DELAY;
     loop {
-        match upstream.upgrade() {
-            Some(up) if up.is_alive() => {}
+        let name = match upstream.upgrade() {
+            Some(up) if up.is_alive() => up.name().to_string(),
             _ => return,
-        }
+        };
         let mut request = session
             .with_session(session.client.get(&session.url))
             .header(ACCEPT, "text/event-stream");
         if let Some(id) = &last_id {
             request = request.header(LAST_EVENT_ID, id);
         }
-        let name = upstream.upgrade().map(|u| u.name().to_string());
-        let name = name.unwrap_or_default();
         match request.send().await {
             Ok(response) if response.status() == StatusCode::METHOD_NOT_ALLOWED => {
                 tracing::debug!(server = %name, "server offers no GET stream");
