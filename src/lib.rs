@@ -11,7 +11,7 @@
 //! | [`approval`] | held calls: signed webhooks, durable requests/answers/grants (SQLite) |
 //! | [`audit`] | hash-chained JSON Lines writer, verifier and argument masking |
 //! | [`jsonrpc`] | JSON-RPC 2.0 message shapes and the error codes we answer with |
-//! | [`upstream`] | child-process connections to the real MCP servers, id mapping |
+//! | [`upstream`] | connections to the real MCP servers (stdio, Streamable HTTP, SSE), id mapping |
 //! | [`proxy`] | the request pipeline: route, validate, decide, audit, forward |
 //! | [`reload`] | live policy reload: watch, compile and test off the request path, swap atomically |
 //! | [`downstream`] | the client-facing side: stdio, Streamable HTTP and legacy SSE |

@@ -8,8 +8,11 @@
 
 pub mod http;
 pub mod raw;
+pub mod upstream;
 
-use std::collections::{BTreeMap, HashSet};
+pub use upstream::{Headers, HttpSpec, HttpTransport, ProcessSpec, UpstreamKind, UpstreamSpec};
+
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::approval::ApprovalSettings;
@@ -48,16 +51,6 @@ pub struct Config {
     pub passthrough_names: bool,
     /// The HTTP listener (`[http]`, `--listen`); no `listen`: stdio.
     pub http: HttpSettings,
-}
-
-/// How to start one upstream MCP server.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamSpec {
-    pub name: String,
-    pub command: String,
-    pub args: Vec<String>,
-    pub env: BTreeMap<String, String>,
-    pub cwd: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,13 +116,7 @@ impl Config {
             principal: None,
             approval: ApprovalSettings::default(),
             secret_env: SECRET_ENV.into(),
-            upstreams: vec![UpstreamSpec {
-                name,
-                command,
-                args: parts.collect(),
-                env: BTreeMap::new(),
-                cwd: None,
-            }],
+            upstreams: vec![UpstreamSpec::process(name, command, parts.collect())],
             passthrough_names: true,
             http: HttpSettings::default(),
         })
@@ -169,16 +156,9 @@ impl Validator<'_> {
                     format!("duplicate upstream name {:?}", up.name),
                 ));
             }
-            if up.command.trim().is_empty() {
-                return Err(self.err(&key("command"), "expected a non-empty command".into()));
-            }
-            upstreams.push(UpstreamSpec {
-                name: up.name,
-                command: up.command,
-                args: up.args,
-                env: up.env,
-                cwd: up.cwd.map(|c| self.path(&c)),
-            });
+            let spec = upstream::validate(up, |p| self.path(p), |v| std::env::var(v).ok())
+                .map_err(|(field, m)| self.err(&key(&field), m))?;
+            upstreams.push(spec);
         }
         let fsync = match raw.audit.fsync {
             Some(mode) => parse_fsync(&mode).map_err(|m| self.err("audit.fsync", m))?,
@@ -347,8 +327,11 @@ mod tests {
         assert_eq!(cfg.policy_dir, PathBuf::from("/etc/fw/rego"));
         assert_eq!(cfg.audit_path, PathBuf::from("/var/log/audit.jsonl"));
         assert_eq!(cfg.fsync, FsyncMode::Always);
-        assert_eq!(cfg.upstreams[0].cwd, Some(PathBuf::from("/etc/fw/work")));
-        assert_eq!(cfg.upstreams[0].env["A"], "1");
+        let UpstreamKind::Process(fs) = &cfg.upstreams[0].kind else {
+            panic!("expected a process upstream: {cfg:?}");
+        };
+        assert_eq!(fs.cwd, Some(PathBuf::from("/etc/fw/work")));
+        assert_eq!(fs.env["A"], "1");
         assert!(!cfg.passthrough_names);
     }
 
@@ -367,6 +350,35 @@ mod tests {
                 "audit.fsync",
             ),
             ("[[upstream]]\nname='a'\ncommand=3", "command"),
+            ("[[upstream]]\nname='a'", "upstream[0].command"),
+            (
+                "[[upstream]]\nname='a'\ncommand='x'\nurl='http://h/mcp'",
+                "upstream[0].url",
+            ),
+            (
+                "[[upstream]]\nname='a'\nurl='ftp://h/mcp'",
+                "upstream[0].url",
+            ),
+            (
+                "[[upstream]]\nname='a'\nurl='http://h/mcp'\ntransport='ws'",
+                "upstream[0].transport",
+            ),
+            (
+                "[[upstream]]\nname='a'\nurl='http://h/mcp'\nargs=['x']",
+                "upstream[0].args",
+            ),
+            (
+                "[[upstream]]\nname='a'\ncommand='x'\nheaders={A='1'}",
+                "upstream[0].headers",
+            ),
+            (
+                "[[upstream]]\nname='a'\nurl='http://h/mcp'\nheaders={X-Key='${MCP_FW_TEST_UNSET_VAR}'}",
+                "upstream[0].headers.X-Key",
+            ),
+            (
+                "[[upstream]]\nname='a'\nurl='http://h/mcp'\nheaders={Mcp-Session-Id='x'}",
+                "upstream[0].headers.Mcp-Session-Id",
+            ),
             ("", "upstream"),
         ];
         for (text, key) in cases {
@@ -377,11 +389,40 @@ mod tests {
     }
 
     #[test]
+    fn url_upstreams_default_to_streamable_http() {
+        let cfg = parse(
+            r#"
+            [[upstream]]
+            name = "remote"
+            url = "https://mcp.example.com/mcp"
+            headers = { Authorization = "Bearer static" }
+            [[upstream]]
+            name = "legacy"
+            url = "http://127.0.0.1:9/sse"
+            transport = "sse"
+            "#,
+        )
+        .unwrap();
+        let UpstreamKind::Http(remote) = &cfg.upstreams[0].kind else {
+            panic!("expected an HTTP upstream: {cfg:?}");
+        };
+        assert_eq!(remote.transport, HttpTransport::StreamableHttp);
+        assert_eq!(remote.headers.0["Authorization"], "Bearer static");
+        let UpstreamKind::Http(legacy) = &cfg.upstreams[1].kind else {
+            panic!("expected an HTTP upstream: {cfg:?}");
+        };
+        assert_eq!(legacy.transport, HttpTransport::Sse);
+    }
+
+    #[test]
     fn wrap_form_needs_a_command() {
         assert!(Config::wrap(None, vec![]).is_err());
         let cfg = Config::wrap(None, vec!["node".into(), "server.js".into()]).unwrap();
         assert_eq!(cfg.upstreams[0].name, DEFAULT_UPSTREAM_NAME);
-        assert_eq!(cfg.upstreams[0].args, vec!["server.js"]);
+        let UpstreamKind::Process(p) = &cfg.upstreams[0].kind else {
+            panic!("wrap form is a process");
+        };
+        assert_eq!(p.args, vec!["server.js"]);
         assert!(cfg.passthrough_names);
     }
 }

@@ -72,12 +72,20 @@ pub struct RawSession {
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub name: String,
-    pub command: String,
+    /// A child process spoken to over stdio (exclusive with `url`).
+    pub command: Option<String>,
     #[serde(default)]
     pub args: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub cwd: Option<String>,
+    /// A remote server over HTTP (exclusive with `command`).
+    pub url: Option<String>,
+    /// `"streamable-http"` (default) or `"sse"`; only with `url`.
+    pub transport: Option<String>,
+    /// Extra request headers; `${VAR}` is expanded from the environment.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// `[http]`: the client-facing HTTP listener (Streamable HTTP and legacy SSE).

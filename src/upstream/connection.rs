@@ -1,38 +1,39 @@
-//! One upstream MCP server running as a child process, spoken to over its
-//! stdin/stdout with newline-delimited JSON-RPC.
+//! One connection to an upstream MCP server, whatever carries it: the
+//! bookkeeping every transport shares. The transports ([`super::process`],
+//! [`super::streamable_http`], [`super::sse`]) are an outbound pump that
+//! takes [`Outgoing`] messages from the queue and an inbound feed that hands
+//! each received message to [`Upstream::deliver`].
 //!
 //! Invariants:
 //! - every request the firewall sends carries an id the firewall chose
 //!   (a counter), so ids never collide between the client's requests, the
 //!   firewall's own requests (catalogue refreshes) and several upstreams;
-//! - when the process exits, every pending request fails with
+//! - when the connection ends, every pending request fails with
 //!   [`UpstreamError::Exited`] and later requests fail at once: a caller never
 //!   waits on a dead server;
+//! - a transport that cannot deliver one request fails just that request
+//!   ([`UpstreamError::Transport`]);
 //! - messages the server sends that are not responses (notifications and its
 //!   own requests: sampling, elicitation, roots, ping) are handed to the proxy
-//!   as [`UpstreamEvent`]s, in order.
+//!   as [`UpstreamEvent`]s, in the order each feed received them.
 
 use std::collections::HashMap;
-use std::process::Stdio;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::UpstreamSpec;
-use crate::framing::{Frame, LineReader};
+use crate::config::{HttpTransport, UpstreamKind, UpstreamSpec};
 use crate::jsonrpc::{self, Message};
 
 /// Largest message accepted from an upstream. Tool results can carry files
 /// and images, so this is generous; a server that exceeds it has its message
 /// dropped (and the request it answered fails) rather than exhausting memory.
 pub const MAX_UPSTREAM_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-/// Messages queued for an upstream's stdin before senders wait. Bounded so a
-/// server that stops reading slows its callers instead of growing memory.
-const OUTBOUND_QUEUE: usize = 256;
+/// Messages queued for an upstream before senders wait. Bounded so a server
+/// that stops reading slows its callers instead of growing memory.
+pub(super) const OUTBOUND_QUEUE: usize = 256;
 
 /// Something an upstream said that is not a response to our request.
 #[derive(Debug)]
@@ -60,16 +61,33 @@ pub enum UpstreamError {
     Spawn { server: String, message: String },
     #[error("upstream '{server}' is not running ({status})")]
     Exited { server: String, status: String },
+    /// The transport could not carry one request or its answer (an HTTP
+    /// error status, a refused connection); the upstream may still be up.
+    #[error("upstream '{server}' could not be reached: {message}")]
+    Transport { server: String, message: String },
 }
 
 /// The answer to a request: the `result` value or the `error` object.
 pub type Reply = Result<Value, Value>;
 
+/// One message for the transport to send, with what it needs to know about
+/// it without parsing it again.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    pub body: String,
+    /// Set for requests: the id whose answer the transport must produce.
+    pub request_id: Option<u64>,
+    /// Set for requests and notifications.
+    pub method: Option<String>,
+}
+
+type Waiter = oneshot::Sender<Result<Reply, UpstreamError>>;
+
 /// A live connection to one upstream server.
 pub struct Upstream {
     name: String,
-    outbound: mpsc::Sender<String>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    outbound: mpsc::Sender<Outgoing>,
+    pending: Mutex<HashMap<u64, Waiter>>,
     next_id: AtomicU64,
     alive: AtomicBool,
     exit_status: Mutex<String>,
@@ -79,45 +97,62 @@ pub struct Upstream {
 pub struct PendingReply {
     /// The id the upstream saw, for `notifications/cancelled`.
     pub upstream_id: u64,
-    rx: oneshot::Receiver<Reply>,
+    rx: oneshot::Receiver<Result<Reply, UpstreamError>>,
     server: String,
 }
 
 impl PendingReply {
-    /// Wait for the answer. Fails if the upstream exits first.
+    /// Wait for the answer. Fails if the upstream exits first or the
+    /// transport could not carry the request.
     pub async fn wait(self) -> Result<Reply, UpstreamError> {
         let server = self.server;
-        self.rx.await.map_err(|_| UpstreamError::Exited {
-            server,
-            status: "exited".into(),
+        self.rx.await.unwrap_or_else(|_| {
+            Err(UpstreamError::Exited {
+                server,
+                status: "exited".into(),
+            })
         })
     }
 }
 
 impl Upstream {
-    /// Start the server process and the tasks that pump its pipes.
+    /// Connect to the upstream the spec names: start its process, or set up
+    /// its HTTP transport (which connects lazily, on the first message).
+    pub fn connect(
+        spec: &UpstreamSpec,
+        events: mpsc::Sender<UpstreamEvent>,
+    ) -> Result<Arc<Upstream>, UpstreamError> {
+        match &spec.kind {
+            UpstreamKind::Process(p) => super::process::start(&spec.name, p, events),
+            UpstreamKind::Http(h) => match h.transport {
+                HttpTransport::StreamableHttp => {
+                    super::streamable_http::start(&spec.name, h, events)
+                }
+                HttpTransport::Sse => super::sse::start(&spec.name, h, events),
+            },
+        }
+    }
+
+    /// The name the proxy has always called; the same as [`Upstream::connect`].
     pub fn spawn(
         spec: &UpstreamSpec,
         events: mpsc::Sender<UpstreamEvent>,
-    ) -> Result<std::sync::Arc<Upstream>, UpstreamError> {
-        let mut child = command(spec).spawn().map_err(|e| UpstreamError::Spawn {
-            server: spec.name.clone(),
-            message: format!("{}: {e}", spec.command),
-        })?;
-        let stdin = child.stdin.take().expect("stdin is piped");
-        let stdout = child.stdout.take().expect("stdout is piped");
+    ) -> Result<Arc<Upstream>, UpstreamError> {
+        Upstream::connect(spec, events)
+    }
+
+    /// A connection whose transport reads from the returned queue.
+    pub(super) fn new(name: &str) -> (Arc<Upstream>, mpsc::Receiver<Outgoing>) {
         let (outbound, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        let upstream = std::sync::Arc::new(Upstream {
-            name: spec.name.clone(),
+        let upstream = Arc::new(Upstream {
+            name: name.to_string(),
             outbound,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             alive: AtomicBool::new(true),
             exit_status: Mutex::new(String::new()),
         });
-        tokio::spawn(write_loop(stdin, rx));
-        tokio::spawn(read_loop(upstream.clone(), stdout, child, events));
-        Ok(upstream)
+        (upstream, rx)
     }
 
     pub fn name(&self) -> &str {
@@ -138,8 +173,18 @@ impl Upstream {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(id, tx);
-        let line = jsonrpc::request(&Value::from(id), method, params).to_string();
-        if self.outbound.send(line).await.is_err() {
+        // `finish` clears `pending` after clearing `alive`: checking again
+        // after inserting means a waiter is never left behind by a race.
+        if !self.is_alive() {
+            self.pending.lock().expect("pending lock").remove(&id);
+            return Err(self.exited());
+        }
+        let message = Outgoing {
+            body: jsonrpc::request(&Value::from(id), method, params).to_string(),
+            request_id: Some(id),
+            method: Some(method.to_string()),
+        };
+        if self.outbound.send(message).await.is_err() {
             self.pending.lock().expect("pending lock").remove(&id);
             return Err(self.exited());
         }
@@ -158,9 +203,14 @@ impl Upstream {
     /// Send a notification (fire and forget; dropped if the server is gone).
     pub async fn notify(&self, method: &str, params: &Value) {
         if self.is_alive() {
+            let body = jsonrpc::notification(method, params).to_string();
             let _ = self
                 .outbound
-                .send(jsonrpc::notification(method, params).to_string())
+                .send(Outgoing {
+                    body,
+                    request_id: None,
+                    method: Some(method.to_string()),
+                })
                 .await;
         }
     }
@@ -168,9 +218,14 @@ impl Upstream {
     /// Answer a request the server sent us (sampling, elicitation, roots, ping).
     pub async fn respond(&self, id: &Value, body: Reply) {
         if self.is_alive() {
+            let body = jsonrpc::response_message(id, body).to_string();
             let _ = self
                 .outbound
-                .send(jsonrpc::response_message(id, body).to_string())
+                .send(Outgoing {
+                    body,
+                    request_id: None,
+                    method: None,
+                })
                 .await;
         }
     }
@@ -202,6 +257,22 @@ impl Upstream {
         }
     }
 
+    /// Whether a request is still waiting for its answer.
+    pub(super) fn is_pending(&self, id: u64) -> bool {
+        self.pending.lock().expect("pending lock").contains_key(&id)
+    }
+
+    /// Fail one request because the transport could not carry it.
+    pub(super) fn fail(&self, id: u64, message: String) {
+        if let Some(tx) = self.pending.lock().expect("pending lock").remove(&id) {
+            tracing::warn!(server = %self.name, id, "request failed: {message}");
+            let _ = tx.send(Err(UpstreamError::Transport {
+                server: self.name.clone(),
+                message,
+            }));
+        }
+    }
+
     fn complete(&self, id: &Value, reply: Reply) {
         let Some(id) = id.as_u64() else {
             tracing::warn!(server = %self.name, %id, "response with an id we never sent");
@@ -209,7 +280,7 @@ impl Upstream {
         };
         match self.pending.lock().expect("pending lock").remove(&id) {
             Some(tx) => {
-                let _ = tx.send(reply);
+                let _ = tx.send(Ok(reply));
             }
             None => {
                 tracing::warn!(server = %self.name, id, "response to an unknown or finished request")
@@ -217,101 +288,68 @@ impl Upstream {
         }
     }
 
-    fn mark_exited(&self, status: String) {
-        *self.exit_status.lock().expect("status lock") = status;
-        self.alive.store(false, Ordering::Release);
-        // Dropping the senders fails every waiter with `Exited`.
-        self.pending.lock().expect("pending lock").clear();
-    }
-}
-
-fn command(spec: &UpstreamSpec) -> Command {
-    let mut cmd = Command::new(&spec.command);
-    cmd.args(&spec.args)
-        .envs(&spec.env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        // The server's own logs go where ours go (stderr), never to the client.
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    if let Some(cwd) = &spec.cwd {
-        cmd.current_dir(cwd);
-    }
-    cmd
-}
-
-async fn write_loop(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receiver<String>) {
-    while let Some(mut line) = rx.recv().await {
-        line.push('\n');
-        if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
-            break;
+    /// Handle one message the server sent: complete a pending request or
+    /// pass it on to the proxy.
+    pub(super) async fn deliver(&self, events: &mpsc::Sender<UpstreamEvent>, message: &[u8]) {
+        if message.iter().all(u8::is_ascii_whitespace) {
+            return;
         }
-    }
-}
-
-async fn read_loop(
-    upstream: std::sync::Arc<Upstream>,
-    stdout: tokio::process::ChildStdout,
-    mut child: Child,
-    events: mpsc::Sender<UpstreamEvent>,
-) {
-    let mut lines = LineReader::new(stdout, MAX_UPSTREAM_MESSAGE_BYTES);
-    loop {
-        let line = match lines.next().await {
-            Ok(Some(Frame::Line(line))) => line,
-            Ok(Some(Frame::TooLong)) => {
-                tracing::warn!(server = %upstream.name, "dropped a message over {MAX_UPSTREAM_MESSAGE_BYTES} bytes");
-                continue;
-            }
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!(server = %upstream.name, "reading from upstream failed: {e}");
-                break;
-            }
-        };
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        if let Some(event) = route_line(&upstream, &line) {
+        if let Some(event) = self.route(message) {
             let _ = events.send(event).await;
         }
     }
-    let status = match child.wait().await {
-        Ok(status) => status.to_string(),
-        Err(e) => format!("wait failed: {e}"),
-    };
-    tracing::warn!(server = %upstream.name, %status, "upstream server exited");
-    upstream.mark_exited(status.clone());
-    let _ = events
-        .send(UpstreamEvent::Exited {
-            server: upstream.name.clone(),
-            status,
-        })
-        .await;
-}
 
-/// Complete a pending request, or turn the line into an event for the proxy.
-fn route_line(upstream: &Upstream, line: &[u8]) -> Option<UpstreamEvent> {
-    let server = upstream.name.clone();
-    match jsonrpc::parse_bytes(line) {
-        Ok(Message::Response { id, body }) => {
-            upstream.complete(&id, body);
-            None
+    /// The connection is over: fail everything waiting and tell the proxy.
+    /// Only the first call counts.
+    pub(super) async fn finish(&self, events: &mpsc::Sender<UpstreamEvent>, status: String) {
+        {
+            // Status before `alive`: whoever sees the upstream dead reads why.
+            let mut exit_status = self.exit_status.lock().expect("status lock");
+            if !self.is_alive() {
+                return;
+            }
+            *exit_status = status.clone();
+            self.alive.store(false, Ordering::Release);
         }
-        Ok(Message::Notification { method, params }) => Some(UpstreamEvent::Notification {
-            server,
-            method,
-            params,
-        }),
-        Ok(Message::Request { id, method, params }) => Some(UpstreamEvent::Request {
-            server,
-            id,
-            method,
-            params,
-        }),
-        Err(e) => {
-            tracing::warn!(server = %upstream.name, "upstream sent an invalid message: {e}");
-            None
+        tracing::warn!(server = %self.name, %status, "upstream server exited");
+        let waiters: Vec<Waiter> = {
+            let mut pending = self.pending.lock().expect("pending lock");
+            pending.drain().map(|(_, tx)| tx).collect()
+        };
+        for tx in waiters {
+            let _ = tx.send(Err(self.exited()));
+        }
+        let _ = events
+            .send(UpstreamEvent::Exited {
+                server: self.name.clone(),
+                status,
+            })
+            .await;
+    }
+
+    /// Complete a pending request, or turn the message into an event.
+    fn route(&self, message: &[u8]) -> Option<UpstreamEvent> {
+        let server = self.name.clone();
+        match jsonrpc::parse_bytes(message) {
+            Ok(Message::Response { id, body }) => {
+                self.complete(&id, body);
+                None
+            }
+            Ok(Message::Notification { method, params }) => Some(UpstreamEvent::Notification {
+                server,
+                method,
+                params,
+            }),
+            Ok(Message::Request { id, method, params }) => Some(UpstreamEvent::Request {
+                server,
+                id,
+                method,
+                params,
+            }),
+            Err(e) => {
+                tracing::warn!(server = %self.name, "upstream sent an invalid message: {e}");
+                None
+            }
         }
     }
 }

@@ -1,13 +1,23 @@
 //! Connections to the real MCP servers ("upstreams") and the merged
 //! catalogue of what they offer.
 //!
-//! - [`connection`]: one child process spoken to over stdio, with its own id
-//!   space and a clear error when it exits;
+//! - [`connection`]: the transport-independent core: ids, pending requests,
+//!   alive state, routing of what the server sends;
+//! - [`process`]: a child process spoken to over stdio;
+//! - [`streamable_http`]: a remote server over Streamable HTTP;
+//! - [`sse`]: a remote server over the legacy HTTP+SSE transport;
+//! - [`http`], [`event_stream`]: what the HTTP transports share (client,
+//!   bounds, headers, Server-Sent Events parsing);
 //! - [`catalogue`]: merging tools/prompts/resources of several upstreams into
 //!   one namespace, and tool fingerprints.
 
 pub mod catalogue;
 pub mod connection;
+pub mod event_stream;
+pub mod http;
+mod process;
+mod sse;
+pub mod streamable_http;
 
 pub use catalogue::{Entry, Named, Naming, Resource, Resources};
 pub use connection::{PendingReply, Reply, Upstream, UpstreamError, UpstreamEvent};

@@ -1,0 +1,236 @@
+//! Server-Sent Events (`text/event-stream`) parsing, as both HTTP transports
+//! receive server messages.
+//!
+//! Hand-written rather than taken from a crate because the firewall needs a
+//! hard per-event size bound ([`MAX_SSE_EVENT_BYTES`]) that survives a
+//! hostile or broken server: an oversized event is skipped (reported as
+//! [`Item::TooLong`]) and the stream goes on, and the buffer never grows past
+//! the bound. The grammar is the WHATWG one: `\n`, `\r\n` or `\r` end lines;
+//! `:` starts a comment; `data` lines join with `\n`; `event`, `id` and
+//! `retry` are honoured; a blank line dispatches.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::connection::MAX_UPSTREAM_MESSAGE_BYTES;
+
+/// Largest event accepted (its data plus one line in progress). One event
+/// carries one JSON-RPC message, so this is the message bound.
+pub const MAX_SSE_EVENT_BYTES: usize = MAX_UPSTREAM_MESSAGE_BYTES;
+
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// `message` unless the server named another type.
+    pub event: String,
+    pub data: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Event(Event),
+    /// An event over [`MAX_SSE_EVENT_BYTES`] was skipped.
+    TooLong,
+}
+
+/// Incremental parser: feed bytes as they arrive, take complete items out.
+#[derive(Debug, Default)]
+pub struct Parser {
+    line: Vec<u8>,
+    data: String,
+    event: Option<String>,
+    /// The last `id:` seen, for `Last-Event-ID` on reconnection.
+    pub last_id: Option<String>,
+    /// The last `retry:` seen: how long to wait before reconnecting.
+    pub retry: Option<Duration>,
+    /// The previous chunk ended in `\r`; a leading `\n` belongs to it.
+    after_cr: bool,
+    too_long: bool,
+}
+
+impl Parser {
+    pub fn feed(&mut self, mut bytes: &[u8], out: &mut VecDeque<Item>) {
+        if self.after_cr && bytes.first() == Some(&b'\n') {
+            bytes = &bytes[1..];
+        }
+        self.after_cr = false;
+        while let Some(end) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+            self.push_line_bytes(&bytes[..end]);
+            let line = std::mem::take(&mut self.line);
+            self.line_done(&line, out);
+            let crlf = bytes[end] == b'\r' && bytes.get(end + 1) == Some(&b'\n');
+            if bytes[end] == b'\r' && end + 1 == bytes.len() {
+                self.after_cr = true;
+            }
+            bytes = &bytes[end + if crlf { 2 } else { 1 }..];
+        }
+        self.push_line_bytes(bytes);
+    }
+
+    fn push_line_bytes(&mut self, bytes: &[u8]) {
+        if self.data.len() + self.line.len() + bytes.len() > MAX_SSE_EVENT_BYTES {
+            self.too_long = true;
+            self.line.clear();
+            self.data.clear();
+        } else {
+            self.line.extend_from_slice(bytes);
+        }
+    }
+
+    fn line_done(&mut self, line: &[u8], out: &mut VecDeque<Item>) {
+        if line.is_empty() {
+            self.dispatch(out);
+            return;
+        }
+        if self.too_long || line[0] == b':' {
+            return;
+        }
+        let line = String::from_utf8_lossy(line);
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line.as_ref(), ""),
+        };
+        match field {
+            "data" => {
+                self.data.push_str(value);
+                self.data.push('\n');
+            }
+            "event" => self.event = Some(value.to_string()),
+            "id" if !value.contains('\0') => self.last_id = Some(value.to_string()),
+            "retry" => {
+                if let Ok(ms) = value.parse::<u64>() {
+                    self.retry = Some(Duration::from_millis(ms));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self, out: &mut VecDeque<Item>) {
+        let event = self.event.take();
+        if std::mem::take(&mut self.too_long) {
+            self.data.clear();
+            out.push_back(Item::TooLong);
+            return;
+        }
+        if self.data.is_empty() {
+            return;
+        }
+        let mut data = std::mem::take(&mut self.data);
+        data.pop(); // the '\n' after the last data line
+        out.push_back(Item::Event(Event {
+            event: event
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "message".into()),
+            data,
+        }));
+    }
+}
+
+/// Events read from an HTTP response body as they arrive.
+pub struct EventReader {
+    response: reqwest::Response,
+    pub parser: Parser,
+    ready: VecDeque<Item>,
+}
+
+impl EventReader {
+    pub fn new(response: reqwest::Response) -> EventReader {
+        EventReader {
+            response,
+            parser: Parser::default(),
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// The next item; `Ok(None)` when the server ended the stream.
+    pub async fn next(&mut self) -> Result<Option<Item>, reqwest::Error> {
+        loop {
+            if let Some(item) = self.ready.pop_front() {
+                return Ok(Some(item));
+            }
+            match self.response.chunk().await? {
+                Some(chunk) => self.parser.feed(&chunk, &mut self.ready),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(chunks: &[&str]) -> (Vec<Item>, Parser) {
+        let mut parser = Parser::default();
+        let mut out = VecDeque::new();
+        for c in chunks {
+            parser.feed(c.as_bytes(), &mut out);
+        }
+        (out.into(), parser)
+    }
+
+    fn event(event: &str, data: &str) -> Item {
+        Item::Event(Event {
+            event: event.into(),
+            data: data.into(),
+        })
+    }
+
+    #[test]
+    fn multi_line_data_comments_and_fields() {
+        let (items, parser) = parse(&[
+            ": keep-alive\n\nid: 7\nretry: 1500\ndata: {\"a\":\ndata:1}\n\n",
+            "event: endpoint\ndata: /messages?session=1\n\n",
+        ]);
+        assert_eq!(
+            items,
+            vec![
+                event("message", "{\"a\":\n1}"),
+                event("endpoint", "/messages?session=1")
+            ]
+        );
+        assert_eq!(parser.last_id.as_deref(), Some("7"));
+        assert_eq!(parser.retry, Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn any_line_ending_and_any_chunking() {
+        let text = "data: one\r\n\r\ndata: two\r\rdata: three\n\n";
+        let whole = parse(&[text]).0;
+        assert_eq!(
+            whole,
+            vec![
+                event("message", "one"),
+                event("message", "two"),
+                event("message", "three")
+            ]
+        );
+        for split in 1..text.len() {
+            let (a, b) = text.split_at(split);
+            assert_eq!(parse(&[a, b]).0, whole, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn an_event_without_data_is_not_dispatched() {
+        assert_eq!(
+            parse(&["event: ping\n\n", "data\n\n"]).0,
+            vec![event("message", "")]
+        );
+    }
+
+    #[test]
+    fn an_oversized_event_is_skipped_and_the_stream_goes_on() {
+        let mut parser = Parser::default();
+        let mut out = VecDeque::new();
+        let big = vec![b'x'; 1024 * 1024];
+        parser.feed(b"data: ", &mut out);
+        for _ in 0..(MAX_SSE_EVENT_BYTES / big.len() + 1) {
+            parser.feed(&big, &mut out);
+        }
+        parser.feed(b"\n\ndata: ok\n\n", &mut out);
+        assert_eq!(Vec::from(out), vec![Item::TooLong, event("message", "ok")]);
+        assert!(parser.line.capacity() <= MAX_SSE_EVENT_BYTES + big.len());
+    }
+}

@@ -1,0 +1,166 @@
+//! What the two HTTP transports share: the client and its bounds, the
+//! configured headers, and turning a response body into delivered messages.
+//!
+//! The only headers sent are the protocol's own and the ones configured for
+//! this upstream: the firewall never forwards anything of its client's.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::connection::{MAX_UPSTREAM_MESSAGE_BYTES, Upstream, UpstreamEvent};
+use super::event_stream::{EventReader, Item};
+use crate::config::Headers;
+
+/// How long establishing a TCP/TLS connection may take. Short: a server
+/// that cannot be reached should fail the call quickly, not hang it.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// No overall request timeout: a tool call may legitimately run for many
+/// minutes, and event streams stay open for the whole session. The client
+/// cancels calls it gives up on; a dead connection is caught by TCP keepalive.
+pub const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
+/// How long a best-effort request at shutdown (`DELETE` of the session) may take.
+pub const SHUTDOWN_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How much of an error response's body is quoted in the error message.
+const ERROR_BODY_QUOTE: usize = 200;
+
+/// A client for one upstream. Redirects are not followed: an MCP endpoint
+/// has no reason to redirect, and following one could carry the configured
+/// credentials to another host.
+pub fn client(server: &str) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_keepalive(TCP_KEEPALIVE)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("mcp-firewall/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("HTTP client for '{server}': {e}"))
+}
+
+/// The configured headers as a header map (validated by the config stage).
+pub fn header_map(headers: &Headers) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in &headers.0 {
+        let (Ok(name), Ok(mut value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            continue;
+        };
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    map
+}
+
+/// The response's media type, lowercased, without parameters.
+pub fn media_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// `HTTP 401 Unauthorized: <start of body>` for an error message.
+pub async fn status_error(response: reqwest::Response) -> String {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    let quote: String = body.chars().take(ERROR_BODY_QUOTE).collect();
+    if quote.trim().is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {}", quote.trim())
+    }
+}
+
+/// Read an `application/json` body (one message or a batch) and deliver it.
+/// `seen` looks at each message first.
+pub async fn deliver_json(
+    upstream: &Weak<Upstream>,
+    events: &mpsc::Sender<UpstreamEvent>,
+    mut response: reqwest::Response,
+    seen: impl Fn(&[u8]),
+) -> Result<(), String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(describe)? {
+        if body.len() + chunk.len() > MAX_UPSTREAM_MESSAGE_BYTES {
+            return Err(format!(
+                "response over {MAX_UPSTREAM_MESSAGE_BYTES} bytes dropped"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    seen(&body);
+    let up = live(upstream)?;
+    deliver_message(&up, events, &body).await;
+    Ok(())
+}
+
+/// Deliver every `message` event of an event stream until it ends.
+/// `seen` looks at each message first.
+pub async fn deliver_events(
+    upstream: &Weak<Upstream>,
+    events: &mpsc::Sender<UpstreamEvent>,
+    reader: &mut EventReader,
+    seen: impl Fn(&[u8]),
+) -> Result<(), String> {
+    while let Some(item) = reader.next().await.map_err(describe)? {
+        let up = live(upstream)?;
+        match item {
+            Item::Event(e) if e.event == "message" => {
+                seen(e.data.as_bytes());
+                deliver_message(&up, events, e.data.as_bytes()).await
+            }
+            Item::Event(e) => {
+                tracing::debug!(server = %up.name(), event = %e.event, "ignored event")
+            }
+            Item::TooLong => tracing::warn!(
+                server = %up.name(),
+                "dropped an event over {} bytes", super::event_stream::MAX_SSE_EVENT_BYTES
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// The upstream, unless the proxy has let go of it.
+fn live(upstream: &Weak<Upstream>) -> Result<std::sync::Arc<Upstream>, String> {
+    upstream
+        .upgrade()
+        .ok_or_else(|| "the connection was closed".to_string())
+}
+
+/// Deliver one message, or each message of a JSON-RPC batch.
+async fn deliver_message(upstream: &Upstream, events: &mpsc::Sender<UpstreamEvent>, body: &[u8]) {
+    if body.trim_ascii_start().starts_with(b"[")
+        && let Ok(Value::Array(batch)) = serde_json::from_slice(body)
+    {
+        for message in batch {
+            upstream
+                .deliver(events, message.to_string().as_bytes())
+                .await;
+        }
+        return;
+    }
+    upstream.deliver(events, body).await;
+}
+
+/// A reqwest error with its cause chain (reqwest's own text is often just
+/// "error sending request").
+pub fn describe(e: reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

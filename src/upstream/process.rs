@@ -1,0 +1,86 @@
+//! The stdio transport: the upstream is a child process; each message is one
+//! line of JSON on its stdin or stdout. The process exiting (or closing its
+//! stdout) ends the connection.
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use super::connection::{
+    MAX_UPSTREAM_MESSAGE_BYTES, Outgoing, Upstream, UpstreamError, UpstreamEvent,
+};
+use crate::config::ProcessSpec;
+use crate::framing::{Frame, LineReader};
+
+/// Start the server process and the tasks that pump its pipes.
+pub(super) fn start(
+    name: &str,
+    spec: &ProcessSpec,
+    events: mpsc::Sender<UpstreamEvent>,
+) -> Result<Arc<Upstream>, UpstreamError> {
+    let mut child = command(spec).spawn().map_err(|e| UpstreamError::Spawn {
+        server: name.to_string(),
+        message: format!("{}: {e}", spec.command),
+    })?;
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (upstream, rx) = Upstream::new(name);
+    tokio::spawn(write_loop(stdin, rx));
+    tokio::spawn(read_loop(upstream.clone(), stdout, child, events));
+    Ok(upstream)
+}
+
+fn command(spec: &ProcessSpec) -> Command {
+    let mut cmd = Command::new(&spec.command);
+    cmd.args(&spec.args)
+        .envs(&spec.env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        // The server's own logs go where ours go (stderr), never to the client.
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    cmd
+}
+
+async fn write_loop(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receiver<Outgoing>) {
+    while let Some(message) = rx.recv().await {
+        let mut line = message.body;
+        line.push('\n');
+        if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn read_loop(
+    upstream: Arc<Upstream>,
+    stdout: tokio::process::ChildStdout,
+    mut child: Child,
+    events: mpsc::Sender<UpstreamEvent>,
+) {
+    let mut lines = LineReader::new(stdout, MAX_UPSTREAM_MESSAGE_BYTES);
+    loop {
+        match lines.next().await {
+            Ok(Some(Frame::Line(line))) => upstream.deliver(&events, &line).await,
+            Ok(Some(Frame::TooLong)) => {
+                tracing::warn!(server = %upstream.name(), "dropped a message over {MAX_UPSTREAM_MESSAGE_BYTES} bytes");
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(server = %upstream.name(), "reading from upstream failed: {e}");
+                break;
+            }
+        }
+    }
+    let status = match child.wait().await {
+        Ok(status) => status.to_string(),
+        Err(e) => format!("wait failed: {e}"),
+    };
+    upstream.finish(&events, status).await;
+}
