@@ -20,6 +20,7 @@ use serde_json::json;
 
 use super::App;
 use crate::config::UpstreamSpec;
+use crate::config::upstream::{ProcessSpec, UpstreamKind};
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -44,23 +45,24 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 /// Why an upstream could not be started now, one reason per upstream.
+/// Remote (HTTP) upstreams are not probed: reaching them is the session's
+/// job, and a probe per readiness check would load the remote server.
 pub fn not_ready(upstreams: &[UpstreamSpec]) -> Vec<String> {
     upstreams
         .iter()
-        .filter(|u| !u.command.is_empty())
-        .filter_map(|u| match resolve(u) {
-            Some(_) => None,
-            None => Some(format!(
+        .filter_map(|u| match &u.kind {
+            UpstreamKind::Process(p) if resolve(p).is_none() => Some(format!(
                 "upstream '{}': command {:?} is not an executable file",
-                u.name, u.command
+                u.name, p.command
             )),
+            _ => None,
         })
         .collect()
 }
 
 /// Where the command would be found: a path (relative to the upstream's
 /// cwd), or the first executable on `PATH` (the upstream's own if set).
-fn resolve(spec: &UpstreamSpec) -> Option<PathBuf> {
+fn resolve(spec: &ProcessSpec) -> Option<PathBuf> {
     let command = Path::new(&spec.command);
     if command.components().count() > 1 {
         let path = match &spec.cwd {
