@@ -178,7 +178,13 @@ fn wrap_fixture() -> Builder {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(WAIT).build().unwrap()
+    // No connection reuse: after refusing an oversized body the server closes
+    // the connection, and a pooled client would race that close.
+    reqwest::Client::builder()
+        .timeout(WAIT)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
 }
 
 fn rpc(id: i64, method: &str, params: Value) -> Value {
