@@ -105,6 +105,11 @@ fn a_session_records_who_what_when_why_and_the_outcome() {
         "secrets are masked"
     );
     assert!(!std::fs::read_to_string(&audit).unwrap().contains("hunter2"));
+    let session = decided["session_id"].clone();
+    fw.shutdown();
+    let last = read_audit(&audit).pop().unwrap();
+    assert_eq!(last["event"], "session.ended", "{last}");
+    assert_eq!(last["session_id"], session);
 }
 
 #[test]

@@ -217,3 +217,21 @@ impl Proxy {
             .collect()
     }
 }
+
+/// The session's last record: when it ended and how much it did. Written
+/// when the last handle goes (stdin closed, HTTP session deleted or expired).
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if !self.initialized.load(Ordering::Acquire) {
+            return;
+        }
+        let record = serde_json::json!({
+            "session_id": self.session.id,
+            "principal": {"id": self.session.principal.id, "source": self.session.principal.source},
+            "transport": self.session.transport,
+        });
+        if let Err(e) = self.shared.audit.append("session.ended", record) {
+            tracing::error!("audit write failed for the end of a session: {e}");
+        }
+    }
+}
