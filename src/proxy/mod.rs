@@ -10,11 +10,13 @@
 //! | [`notifications`] | notifications both ways, server-to-client requests, cancellation |
 //! | [`pipeline`] | decide -> audit -> `Permit` -> forward, shared by the families |
 //! | [`hold`] | holding an `approve` decision for a human; releasing it with a grant |
+//! | [`approval_request`] | creating, delivering and withdrawing an approval request |
 //! | [`obligations`] | the policy's `approval` object: approvers, quorum, timeout |
 //!
 //! Methods the firewall does not know are refused (`-32601`), not relayed:
 //! an unknown method could act without a policy decision.
 
+mod approval_request;
 mod catalogue;
 mod hold;
 mod initialize;

@@ -1,0 +1,217 @@
+//! Creating an approval request for a held call, delivering it to the
+//! webhook (and taking a synchronous answer from the response), and
+//! withdrawing it when the client cancels.
+//!
+//! Delivery runs on its own task so the hold can keep the client informed;
+//! its outcome lands in the store and the audit log, where the waiting call
+//! picks it up.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::Proxy;
+use super::hold::HoldRequest;
+use super::input::Target;
+use super::obligations::Obligations;
+use crate::approval::{ApprovalRecord, Approvals, NewApproval};
+use crate::audit::mask;
+
+/// Shortest time given to deliver the webhook, even when the client's wait
+/// is shorter: the request stays open after the client is told "pending".
+const MIN_DELIVERY_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Proxy {
+    /// Record a new approval request, audit it and start delivering it.
+    pub(super) fn request_approval(
+        &self,
+        approvals: &Arc<Approvals>,
+        req: &HoldRequest<'_>,
+        obligations: &Obligations,
+        digest: &str,
+    ) -> Result<ApprovalRecord, String> {
+        let id = format!("apr_{}", uuid::Uuid::new_v4().simple());
+        let now = Utc::now();
+        let expires_at =
+            now + chrono::Duration::from_std(obligations.timeout).map_err(|e| e.to_string())?;
+        let document =
+            self.approval_document(approvals, req, obligations, &id, digest, now, expires_at);
+        let new = NewApproval {
+            id: id.clone(),
+            digest: digest.to_string(),
+            principal: self.session.principal.id.clone(),
+            server: req.subject.server.to_string(),
+            tool: req.subject.name().to_string(),
+            request: document.clone(),
+            reasons: req.reasons.clone(),
+            approvers: obligations.approvers.clone(),
+            quorum: obligations.quorum,
+            created_at: now,
+            expires_at,
+            grant_ttl: chrono::Duration::from_std(obligations.timeout)
+                .map_err(|e| e.to_string())?,
+        };
+        let record = approvals.store.create(&new).map_err(|e| e.to_string())?;
+        let audit = json!({"approval_id": id, "decision_id": req.decision_id, "digest": digest, "approval": document["approval"]});
+        approvals
+            .audit()
+            .append("approval.requested", audit)
+            .map_err(|e| e.to_string())?;
+        if approvals.webhook.is_some() {
+            let window = approvals
+                .settings
+                .wait
+                .max(MIN_DELIVERY_WINDOW)
+                .min(obligations.timeout);
+            tokio::spawn(deliver(
+                approvals.clone(),
+                id,
+                document,
+                Instant::now() + window,
+            ));
+        }
+        Ok(record)
+    }
+
+    /// The document approvers see (webhook body; stored with the request).
+    #[allow(clippy::too_many_arguments)]
+    fn approval_document(
+        &self,
+        approvals: &Approvals,
+        req: &HoldRequest<'_>,
+        obligations: &Obligations,
+        id: &str,
+        digest: &str,
+        created: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Value {
+        let subject = req.subject;
+        let (description, annotations) = match &subject.target {
+            Target::Tool(e) | Target::Prompt(e) => (
+                e.def.get("description").cloned(),
+                e.def.get("annotations").cloned(),
+            ),
+            Target::Resource(..) => (None, None),
+        };
+        let data_dir = approvals.settings.data_dir.display();
+        json!({
+            "type": "approval.requested",
+            "approval": {
+                "id": id,
+                "digest": digest,
+                "status": "pending",
+                "created_at": created.to_rfc3339_opts(SecondsFormat::Secs, true),
+                "expires_at": expires.to_rfc3339_opts(SecondsFormat::Secs, true),
+                "principal": {"id": self.session.principal.id, "source": self.session.principal.source},
+                "client": self.session.client_info(),
+                "session_id": self.session.id,
+                "decision_id": req.decision_id,
+                "method": subject.method,
+                "server": subject.server,
+                "tool": subject.name(),
+                "tool_description": description,
+                "annotations": annotations,
+                "arguments": mask(subject.arguments, &self.mask),
+                "reasons": req.reasons,
+                "obligations": obligations.describe(),
+                "policy_revision": self.policy().revision(),
+            },
+            "respond": {
+                "callback_url": approvals.callback_url(id),
+                "synchronous": "reply 200 with {\"decision\":\"approve\"|\"deny\",\"approver\":\"NAME\",\"reason\":\"TEXT\"}",
+                "cli": format!("mcp-firewall approvals approve {id} --as NAME --reason TEXT --data-dir {data_dir}"),
+            },
+        })
+    }
+
+    /// The client gave up: withdraw the request and tell the receiver.
+    pub(super) async fn withdraw(&self, approvals: &Arc<Approvals>, id: &str) {
+        match approvals
+            .store
+            .withdraw(id, "cancelled by the client", Utc::now())
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::error!("could not withdraw approval {id}: {e}"),
+        }
+        let record = json!({"approval_id": id, "reason": "cancelled by the client"});
+        if let Err(e) = approvals.audit().append("approval.withdrawn", record) {
+            tracing::error!("audit write failed: {e}");
+        }
+        if approvals.webhook.is_some() {
+            let approvals = approvals.clone();
+            let body = json!({"type": "approval.withdrawn", "approval": {"id": id, "reason": "cancelled by the client"}});
+            tokio::spawn(async move {
+                if let Some(webhook) = &approvals.webhook {
+                    webhook.notify(&body).await;
+                }
+            });
+        }
+    }
+}
+
+/// Deliver a new request; record the outcome; take a synchronous answer.
+async fn deliver(approvals: Arc<Approvals>, id: String, document: Value, deadline: Instant) {
+    let Some(webhook) = &approvals.webhook else {
+        return;
+    };
+    match webhook.deliver(&document, deadline).await {
+        Ok(delivered) => {
+            let record = json!({"approval_id": id, "webhook_id": delivered.webhook_id,
+                                "attempts": delivered.attempts, "status": delivered.status});
+            if let Err(e) = approvals.audit().append("approval.delivered", record) {
+                tracing::error!("audit write failed: {e}");
+            }
+            match delivered.answer {
+                Some(Ok(answer)) => {
+                    let decision = match answer.decision.as_str() {
+                        "approve" => crate::approval::Verdict::Approve,
+                        "deny" => crate::approval::Verdict::Deny,
+                        other => {
+                            reject_sync(
+                                &approvals,
+                                &id,
+                                &format!("decision must be approve or deny, got {other:?}"),
+                            );
+                            return;
+                        }
+                    };
+                    let answer = crate::approval::NewAnswer {
+                        approver: answer.approver,
+                        decision,
+                        reason: answer.reason,
+                        channel: "webhook-response".into(),
+                    };
+                    // Accepted or rejected, `answer` records it in the audit log.
+                    let _ = approvals.answer(&id, &answer);
+                }
+                Some(Err(message)) => reject_sync(&approvals, &id, &message),
+                None => {}
+            }
+        }
+        Err(e) => {
+            let record =
+                json!({"approval_id": id, "attempts": e.attempts(), "error": e.to_string()});
+            if let Err(e) = approvals.audit().append("approval.delivery_failed", record) {
+                tracing::error!("audit write failed: {e}");
+            }
+            if let Err(e) =
+                approvals
+                    .store
+                    .fail(&id, &format!("webhook delivery failed: {e}"), Utc::now())
+            {
+                tracing::error!("could not fail approval {id}: {e}");
+            }
+            approvals.changed.notify_waiters();
+        }
+    }
+}
+
+fn reject_sync(approvals: &Approvals, id: &str, message: &str) {
+    let record = json!({"approval_id": id, "channel": "webhook-response", "error": message});
+    if let Err(e) = approvals.audit().append("approval.answer_rejected", record) {
+        tracing::error!("audit write failed: {e}");
+    }
+}
