@@ -114,9 +114,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub approval_listen: Option<String>,
     /// Serve MCP over HTTP on HOST:PORT (Streamable HTTP at /mcp, legacy SSE
-    /// at /sse) instead of stdio; stdin is then ignored.
+    /// at /sse) instead of stdio; stdin is then ignored unless --stdio.
     #[arg(long)]
     pub listen: Option<String>,
+    /// With --listen: also serve one session on stdin/stdout (same policy,
+    /// audit log and approvals). HTTP keeps serving after stdin closes.
+    #[arg(long, requires = "listen")]
+    pub stdio: bool,
     /// Approval store directory (default ~/.local/share/mcp-firewall).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

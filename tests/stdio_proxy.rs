@@ -313,3 +313,30 @@ fn a_missing_upstream_command_stops_start_up() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/mcp-server"), "{stderr}");
 }
+
+#[test]
+fn stdio_and_http_can_serve_from_one_process() {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut fw = Builder::new()
+        .arg("--listen")
+        .arg(&listen)
+        .arg("--stdio")
+        .wrap_fixture();
+    fw.initialize();
+    assert_eq!(text(&fw.call("echo", json!({"text": "both"}))), "both");
+    let mut stream = std::net::TcpStream::connect(&listen).expect("the HTTP listener is up");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let started = fw.wait_audit("stdio session", |r| r["event"] == "session.started");
+    assert_eq!(started["transport"], "stdio");
+}

@@ -61,6 +61,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     match listen {
+        Some(addr) if args.stdio => runtime.block_on(async {
+            let stdio =
+                serve_stdio_session(shared.clone(), Session::new("stdio", principal.clone()));
+            let (http, stdio) = tokio::join!(serve_http(addr, shared, principal), stdio);
+            http.and(stdio)
+        })?,
         Some(addr) => runtime.block_on(serve_http(addr, shared, principal))?,
         None => {
             let revision = shared.policy.current().revision().to_string();
@@ -120,6 +126,11 @@ async fn shutdown_signal() {
 
 async fn serve_stdio(shared: Arc<Shared>, session: Session) -> anyhow::Result<()> {
     start_background(&shared).await?;
+    serve_stdio_session(shared, session).await
+}
+
+/// One session on stdin/stdout, until stdin closes.
+async fn serve_stdio_session(shared: Arc<Shared>, session: Session) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::mpsc::channel(CLIENT_QUEUE);
     let writer = tokio::spawn(stdio::write_stdout(rx));
     let (proxy, events) = Proxy::start(shared, session, tx)?;
