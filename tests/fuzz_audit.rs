@@ -119,11 +119,7 @@ fn check_acceptance_is_sound(log: &[u8]) {
 
 /// A body the writer accepts: an object without the reserved fields.
 fn body() -> impl Strategy<Value = Map<String, Value>> {
-    prop_oneof![
-        json_object(),
-        proptest::sample::select(corpus_bodies()),
-    ]
-    .prop_map(|mut m| {
+    prop_oneof![json_object(), proptest::sample::select(corpus_bodies()),].prop_map(|mut m| {
         for f in ["seq", "ts", "event", "prev", "hash"] {
             m.remove(f);
         }
@@ -185,7 +181,9 @@ fn log_edit() -> impl Strategy<Value = LogEdit> {
 
 fn lines_of(log: &[u8]) -> Vec<Vec<u8>> {
     // Each element keeps its `\n`.
-    log.split_inclusive(|b| *b == b'\n').map(<[u8]>::to_vec).collect()
+    log.split_inclusive(|b| *b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 fn apply_edit(log: &[u8], other: &[u8], edit: &LogEdit) -> Vec<u8> {

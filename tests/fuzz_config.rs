@@ -205,7 +205,10 @@ impl Up {
     }
 }
 
-fn good_or_bad(good: &'static [&'static str], bad: &'static [&'static str]) -> impl Strategy<Value = (String, bool)> {
+fn good_or_bad(
+    good: &'static [&'static str],
+    bad: &'static [&'static str],
+) -> impl Strategy<Value = (String, bool)> {
     prop_oneof![
         3 => proptest::sample::select(good).prop_map(|s| (s.to_string(), true)),
         1 => proptest::sample::select(bad).prop_map(|s| (s.to_string(), false)),
@@ -232,10 +235,25 @@ fn upstream() -> impl Strategy<Value = Up> {
             1 => any_text(),
         ]),
         proptest::option::of(good_or_bad(
-            &["http://h/mcp", "https://mcp.example.com/mcp", "http://127.0.0.1:9/sse", "https://[::1]:8443/x?y=1"],
-            &["ftp://h/mcp", "", "mcp.example.com", "http//h", "file:///etc/passwd", "data:text/plain,x"],
+            &[
+                "http://h/mcp",
+                "https://mcp.example.com/mcp",
+                "http://127.0.0.1:9/sse",
+                "https://[::1]:8443/x?y=1",
+            ],
+            &[
+                "ftp://h/mcp",
+                "",
+                "mcp.example.com",
+                "http//h",
+                "file:///etc/passwd",
+                "data:text/plain,x",
+            ],
         )),
-        proptest::option::of(good_or_bad(&["streamable-http", "sse"], &["ws", "", "SSE", "stdio"])),
+        proptest::option::of(good_or_bad(
+            &["streamable-http", "sse"],
+            &["ws", "", "SSE", "stdio"],
+        )),
         proptest::bool::weighted(0.2),
         proptest::option::of(prop_oneof![
             3 => Just(("Authorization".to_string(), "Bearer x".to_string(), true)),
@@ -246,48 +264,65 @@ fn upstream() -> impl Strategy<Value = Up> {
         ]),
         (0u8..10, proptest::bool::weighted(0.8)),
     )
-        .prop_map(|(name, command, url, transport, args, header, (shape, clean))| {
-            // Mostly one of command/url with only its own keys, as real
-            // configs are; sometimes anything goes.
-            let mut up = Up { name, command, url, transport, args, header };
-            match shape {
-                0..=4 => {
-                    up.url = None;
-                    up.command.get_or_insert_with(|| "npx".into());
-                    if clean {
-                        (up.transport, up.header) = (None, None);
+        .prop_map(
+            |(name, command, url, transport, args, header, (shape, clean))| {
+                // Mostly one of command/url with only its own keys, as real
+                // configs are; sometimes anything goes.
+                let mut up = Up {
+                    name,
+                    command,
+                    url,
+                    transport,
+                    args,
+                    header,
+                };
+                match shape {
+                    0..=4 => {
+                        up.url = None;
+                        up.command.get_or_insert_with(|| "npx".into());
+                        if clean {
+                            (up.transport, up.header) = (None, None);
+                        }
                     }
-                }
-                5..=8 => {
-                    up.command = None;
-                    up.url.get_or_insert_with(|| ("http://h/mcp".into(), true));
-                    if clean {
-                        up.args = false;
+                    5..=8 => {
+                        up.command = None;
+                        up.url.get_or_insert_with(|| ("http://h/mcp".into(), true));
+                        if clean {
+                            up.args = false;
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
-            }
-            up
-        })
+                up
+            },
+        )
 }
 
 fn model() -> impl Strategy<Value = Model> {
     (
         prop_oneof![1 => Just(vec![]), 6 => proptest::collection::vec(upstream(), 1..4)],
-        proptest::option::of(good_or_bad(&["always", "never"], &["sometimes", "", "Always"])),
-        proptest::option::of(good_or_bad(&["mcp.firewall", "a", "a.b.c"], &["", ".", "a..b", "a."])),
+        proptest::option::of(good_or_bad(
+            &["always", "never"],
+            &["sometimes", "", "Always"],
+        )),
+        proptest::option::of(good_or_bad(
+            &["mcp.firewall", "a", "a.b.c"],
+            &["", ".", "a..b", "a."],
+        )),
         proptest::option::of(good_or_bad(&["alice", "a b"], &["", "   "])),
         proptest::option::of(prop_oneof![Just(0i64), 1i64..100]),
         proptest::option::of(prop_oneof![Just(0i64), 1i64..100]),
     )
-        .prop_map(|(upstreams, fsync, package, principal, max_sessions, timeout)| Model {
-            upstreams,
-            fsync,
-            package,
-            principal,
-            max_sessions,
-            timeout,
-        })
+        .prop_map(
+            |(upstreams, fsync, package, principal, max_sessions, timeout)| Model {
+                upstreams,
+                fsync,
+                package,
+                principal,
+                max_sessions,
+                timeout,
+            },
+        )
 }
 
 /// The model must produce valid configs often enough to test acceptance.

@@ -86,9 +86,7 @@ fn check_line(line: &[u8]) {
             // Re-encoding a classified message and parsing it again gives it back.
             let encoded = match &message {
                 Message::Request { id, method, params } => jsonrpc::request(id, method, params),
-                Message::Notification { method, params } => {
-                    jsonrpc::notification(method, params)
-                }
+                Message::Notification { method, params } => jsonrpc::notification(method, params),
                 Message::Response { id, body } => jsonrpc::response_message(id, body.clone()),
             };
             let again = jsonrpc::parse(&encoded.to_string()).expect("re-encoded message parses");
@@ -172,9 +170,7 @@ impl AsyncRead for Chunked {
         let this = &mut *self;
         let want = this.sizes[this.turn % this.sizes.len()].max(1);
         this.turn += 1;
-        let n = want
-            .min(this.data.len() - this.pos)
-            .min(buf.remaining());
+        let n = want.min(this.data.len() - this.pos).min(buf.remaining());
         buf.put_slice(&this.data[this.pos..this.pos + n]);
         this.pos += n;
         Poll::Ready(Ok(()))
@@ -231,7 +227,11 @@ fn model_frames(input: &[u8], max: usize) -> Vec<Frame> {
 
 fn check_framing(input: &[u8], max: usize, sizes: Vec<usize>) {
     let frames = read_frames(input, max, sizes);
-    assert_eq!(frames, model_frames(input, max), "input {input:?} max {max}");
+    assert_eq!(
+        frames,
+        model_frames(input, max),
+        "input {input:?} max {max}"
+    );
     if !frames.contains(&Frame::TooLong) {
         // Nothing dropped: the lines joined with `\n` are the input, up to
         // the `\r`s stripped before each `\n` and the final `\n`.

@@ -33,10 +33,29 @@ use fuzz_support::*;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-const UNSAFE_TOOLS: &[&str] = &["crash", "write_file", "slow", "sample", "elicit", "list_roots"];
+const UNSAFE_TOOLS: &[&str] = &[
+    "crash",
+    "write_file",
+    "slow",
+    "sample",
+    "elicit",
+    "list_roots",
+];
 const TOOLS: &[&str] = &[
-    "echo", "add", "read_note", "write_note", "delete_note", "log", "fail", "add_tool", "extra",
-    "nope", "", "echo ", "ECHO", "upstream__echo",
+    "echo",
+    "add",
+    "read_note",
+    "write_note",
+    "delete_note",
+    "log",
+    "fail",
+    "add_tool",
+    "extra",
+    "nope",
+    "",
+    "echo ",
+    "ECHO",
+    "upstream__echo",
 ];
 
 fn runs() -> u32 {
@@ -134,9 +153,9 @@ fn is_unsafe(method: &str, params: &Value, ids: &HashSet<String>) -> bool {
             .get("name")
             .and_then(Value::as_str)
             .is_some_and(|n| UNSAFE_TOOLS.contains(&n)),
-        "notifications/cancelled" => params
-            .get("requestId")
-            .is_some_and(|r| ids.contains(&key(r)) || r.is_string() && r.as_str().unwrap().starts_with("fw-")),
+        "notifications/cancelled" => params.get("requestId").is_some_and(|r| {
+            ids.contains(&key(r)) || r.is_string() && r.as_str().unwrap().starts_with("fw-")
+        }),
         _ => false,
     }
 }
@@ -184,6 +203,15 @@ fn plan(candidates: Vec<Vec<u8>>) -> Plan {
     plan
 }
 
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn run_session(candidates: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
     let plan = plan(candidates);
     let mut builder = Builder::new().arg("--").arg(fixture_bin());
@@ -194,10 +222,11 @@ fn run_session(candidates: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr_path).unwrap());
-    let mut child = cmd.spawn().expect("start mcp-firewall");
+    // Killed and reaped on every path, early failures included.
+    let mut child = Reap(cmd.spawn().expect("start mcp-firewall"));
     let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    let mut stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut stdin = child.0.stdin.take().unwrap();
+    let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = channel::<Result<Value, String>>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -221,8 +250,12 @@ fn run_session(candidates: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(line)) => Err(TestCaseError::fail(format!("stdout carried a non-JSON-object line: {line:?}"))),
-            Err(RecvTimeoutError::Timeout) => Err(TestCaseError::fail(format!("timed out waiting for {what}"))),
+            Ok(Err(line)) => Err(TestCaseError::fail(format!(
+                "stdout carried a non-JSON-object line: {line:?}"
+            ))),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(TestCaseError::fail(format!("timed out waiting for {what}")))
+            }
             Err(RecvTimeoutError::Disconnected) => Err(TestCaseError::fail(format!(
                 "firewall closed stdout while waiting for {what}; stderr:\n{}",
                 stderr()
@@ -230,9 +263,14 @@ fn run_session(candidates: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
         }
     };
 
-    send(&serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": "init", "method": "initialize",
+    send(
+        &serde_json::to_vec(
+            &json!({"jsonrpc": "2.0", "id": "init", "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "fuzz", "version": "1"}}})).unwrap());
+                   "clientInfo": {"name": "fuzz", "version": "1"}}}),
+        )
+        .unwrap(),
+    );
     loop {
         let m = next("initialize")?;
         if m["id"] == "init" {
@@ -261,8 +299,11 @@ fn run_session(candidates: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
         if m.get("method").is_some() {
             // A notification, or a server request we must answer.
             if let Some(id) = m.get("id") {
-                send(&serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id,
-                    "error": {"code": -32601, "message": "fuzz client"}})).unwrap());
+                send(
+                    &serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id,
+                    "error": {"code": -32601, "message": "fuzz client"}}))
+                    .unwrap(),
+                );
             }
             continue;
         }
@@ -282,7 +323,12 @@ fn run_session(candidates: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
             continue;
         }
         let k = key(id);
-        prop_assert!(seen.insert(k.clone()), "second response for id {}: {}", k, m);
+        prop_assert!(
+            seen.insert(k.clone()),
+            "second response for id {}: {}",
+            k,
+            m
+        );
         let Some((_, code)) = pending.remove(&k) else {
             prop_assert!(false, "response for an id we did not send: {}", m);
             unreachable!()
@@ -291,7 +337,11 @@ fn run_session(candidates: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
             prop_assert_eq!(m["error"]["code"].as_i64(), Some(code), "{}", m);
         }
     }
-    prop_assert_eq!((parse, invalid), (plan.null_parse, plan.null_invalid), "null-id errors");
+    prop_assert_eq!(
+        (parse, invalid),
+        (plan.null_parse, plan.null_invalid),
+        "null-id errors"
+    );
     // Still alive, still relaying: a final valid call.
     send(br#"{"jsonrpc":"2.0","id":"final","method":"tools/call","params":{"name":"echo","arguments":{"text":"still here"}}}"#);
     loop {
@@ -299,13 +349,16 @@ fn run_session(candidates: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
         if m.get("method").is_some() {
             continue;
         }
-        prop_assert!(m["id"] == "final", "unexpected message after the barrier: {}", m);
+        prop_assert!(
+            m["id"] == "final",
+            "unexpected message after the barrier: {}",
+            m
+        );
         prop_assert_eq!(&m["result"]["content"][0]["text"], "still here", "{}", m);
         break;
     }
-    prop_assert!(child.try_wait().unwrap().is_none(), "the firewall exited");
-    let _ = child.kill();
-    let _ = child.wait();
+    prop_assert!(child.0.try_wait().unwrap().is_none(), "the firewall exited");
+    drop(child);
     drop(dirs);
     Ok(())
 }

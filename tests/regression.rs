@@ -25,7 +25,10 @@ fn webhook_timestamp_with_leading_zero_was_accepted() {
     }
     // The minimal input the fuzzer found: "00" for timestamp 0.
     let sig0 = sign(&secrets, id, 0, body);
-    assert_eq!(verify(&secrets, Some(id), Some("0"), Some(&sig0), body, 0), Ok(()));
+    assert_eq!(
+        verify(&secrets, Some(id), Some("0"), Some(&sig0), body, 0),
+        Ok(())
+    );
     assert_eq!(
         verify(&secrets, Some(id), Some("00"), Some(&sig0), body, 0),
         Err(SignatureError::BadTimestamp)

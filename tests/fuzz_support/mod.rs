@@ -32,10 +32,7 @@ pub fn config(default: u32) -> Config {
         failure_persistence: None,
         ..Config::default()
     };
-    if let Some(seed) = std::env::var("FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(seed) = std::env::var("FUZZ_SEED").ok().and_then(|v| v.parse().ok()) {
         config.rng_seed = RngSeed::Fixed(seed);
     }
     config
@@ -205,7 +202,8 @@ pub fn json_value() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        proptest::num::f64::ANY.prop_filter_map("finite", |f| Number::from_f64(f).map(Value::Number)),
+        proptest::num::f64::ANY
+            .prop_filter_map("finite", |f| Number::from_f64(f).map(Value::Number)),
         any_text().prop_map(Value::String),
     ];
     leaf.prop_recursive(3, 32, 5, |inner| {
