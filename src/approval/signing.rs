@@ -227,14 +227,22 @@ fn required<'a>(value: Option<&'a str>, header: &'static str) -> Result<&'a str,
     }
 }
 
-/// Digits only: no sign, no fraction, no exponent. A non-canonical spelling
-/// ("+17", "017") would sign different bytes than the sender signed anyway,
-/// so refusing it early gives a clearer error.
+/// Digits only, in canonical form: no sign, no fraction, no exponent, no
+/// leading zero. The MAC is computed over the parsed value's canonical
+/// decimal, so a non-canonical spelling ("+17", "017") must be refused here:
+/// otherwise "017" would verify against a signature made for "17", a header
+/// value `sign` never produced (found by tests/fuzz_signing.rs).
 fn parse_timestamp(raw: &str) -> Result<i64, SignatureError> {
     if !raw.bytes().all(|b| b.is_ascii_digit()) {
         return Err(SignatureError::BadTimestamp);
     }
-    raw.parse::<i64>().map_err(|_| SignatureError::BadTimestamp)
+    let value = raw
+        .parse::<i64>()
+        .map_err(|_| SignatureError::BadTimestamp)?;
+    if value.to_string() != raw {
+        return Err(SignatureError::BadTimestamp);
+    }
+    Ok(value)
 }
 
 fn check_freshness(timestamp: i64, now: i64) -> Result<(), SignatureError> {
