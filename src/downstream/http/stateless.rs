@@ -94,17 +94,20 @@ pub struct Bridge {
     init: OnceCell<Value>,
 }
 
-/// Whether this POST is a 2026-07-28 stateless request: it says so in
-/// `MCP-Protocol-Version`, or, without a session and without that header, in
-/// its `_meta`.
+/// Whether this POST is a stateless request: `MCP-Protocol-Version` says
+/// 2026-07-28; or, outside a session and not `initialize`, it names a
+/// version the session lifecycle does not know (answered with `-32022`), or
+/// is absent while `_meta` carries a protocol version.
 pub fn applies(headers: &HeaderMap, message: &Message, session_id: Option<&str>) -> bool {
+    let sessionless_request = session_id.is_none()
+        && matches!(message, Message::Request { method, .. } if method != "initialize");
     match header(headers, PROTOCOL_HEADER) {
-        Ok(Some(v)) => STATELESS_VERSIONS.contains(&v),
+        Ok(Some(v)) if STATELESS_VERSIONS.contains(&v) => true,
+        Ok(Some(v)) => sessionless_request && !PROTOCOL_VERSIONS.contains(&v),
         Ok(None) => {
-            session_id.is_none()
-                && matches!(message, Message::Request { method, params, .. }
-                    if method != "initialize"
-                        && params.pointer("/_meta").and_then(|m| m.get(META_PROTOCOL_VERSION)).is_some())
+            sessionless_request
+                && matches!(message, Message::Request { params, .. }
+                    if params.pointer("/_meta").and_then(|m| m.get(META_PROTOCOL_VERSION)).is_some())
         }
         Err(_) => false,
     }
@@ -201,20 +204,18 @@ fn check(headers: &HeaderMap, id: &Value, method: &str, params: &Value) -> Resul
     }
     let meta = params.get("_meta");
     let field = |k: &str| meta.and_then(|m| m.get(k));
-    if method != "server/discover" {
-        let missing: Vec<&str> = [META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES]
-            .into_iter()
-            .filter(|k| field(k).is_none())
-            .collect();
-        if !missing.is_empty() {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                id,
-                code::INVALID_PARAMS,
-                &format!("Invalid params: missing _meta keys: {}", missing.join(", ")),
-                None,
-            ));
-        }
+    let missing: Vec<&str> = [META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES]
+        .into_iter()
+        .filter(|k| field(k).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            id,
+            code::INVALID_PARAMS,
+            &format!("Invalid params: missing _meta keys: {}", missing.join(", ")),
+            None,
+        ));
     }
     if let Some(meta_version) = field(META_PROTOCOL_VERSION)
         && meta_version.as_str() != Some(version)
