@@ -20,13 +20,16 @@
 //!   approval and audit pipeline as a session client, with
 //!   `session.transport = "streamable-http"` and the principal of the token.
 //!
-//! Request ids are rewritten (`sl-<n>`) on the way in, since clients sharing
-//! a bridge choose ids independently, and restored on the answer.
+//! Request ids and progress tokens are rewritten (`sl-<n>`) on the way in,
+//! since clients sharing a bridge choose them independently, and restored on
+//! the way out.
 //!
 //! Not bridged (yet): server-to-client requests (sampling, elicitation,
 //! roots) are impossible in the stateless lifecycle; the bridge answers them
 //! to the upstream with an error (see `session::refuse_server_request`).
 //! SEP-2322 `InputRequiredResult` round trips would need upstream support.
+//! Log notifications reach the client only if its request's `_meta` asked
+//! for a log level (filtered here; the shared upstreams' level is not set).
 //! Notifications from a stateless client are accepted (202) and dropped;
 //! `subscriptions/listen` is not implemented (`-32601`).
 
@@ -55,6 +58,18 @@ pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion
 pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+/// Log levels, least severe first (RFC 5424 names, as MCP uses them).
+const LOG_LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
 const METHOD_HEADER: &str = "mcp-method";
 const NAME_HEADER: &str = "mcp-name";
 const BASE64_PREFIX: &str = "=?base64?";
@@ -371,8 +386,21 @@ async fn relay(
     method: String,
     mut params: Value,
 ) -> Response {
+    let log_level = params
+        .pointer("/_meta")
+        .and_then(|m| m.get(META_LOG_LEVEL))
+        .and_then(Value::as_str)
+        .and_then(|l| LOG_LEVELS.iter().position(|x| *x == l));
     strip_meta(&mut params);
-    let inner = json!(format!("sl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed)));
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let inner = json!(format!("sl-{n}"));
+    // Clients sharing a bridge choose progress tokens independently too.
+    let progress = params.pointer_mut("/_meta/progressToken").map(|token| {
+        (
+            std::mem::replace(token, json!(format!("sl-{n}-progress"))),
+            json!(format!("sl-{n}-progress")),
+        )
+    });
     let answer = if accepts_sse(headers) && STREAMED_METHODS.contains(&method.as_str()) {
         Answer::Stream
     } else {
@@ -394,6 +422,16 @@ async fn relay(
             let (tx, out) = mpsc::channel(super::session::STREAM_QUEUE);
             tokio::spawn(async move {
                 while let Some(m) = rx.recv().await {
+                    if !log_wanted(&m, log_level) {
+                        continue;
+                    }
+                    let mut m = m;
+                    if let Some((theirs, ours)) = &progress
+                        && m["method"] == "notifications/progress"
+                        && m.pointer("/params/progressToken") == Some(ours)
+                    {
+                        m["params"]["progressToken"] = theirs.clone();
+                    }
                     let last = m.get("method").is_none();
                     let m = if last { reshape(m, &id, &method) } else { m };
                     if tx.send(m).await.is_err() || last {
@@ -411,6 +449,20 @@ async fn relay(
             None => StatusCode::ACCEPTED.into_response(),
         },
     }
+}
+
+/// Log notifications reach a stateless client only when its request asked
+/// for them (`_meta` log level), and only at that level or above. The
+/// bridge's upstreams are shared, so their own log level is not changed.
+fn log_wanted(message: &Value, wanted: Option<usize>) -> bool {
+    if message["method"] != "notifications/message" {
+        return true;
+    }
+    let level = message
+        .pointer("/params/level")
+        .and_then(Value::as_str)
+        .and_then(|l| LOG_LEVELS.iter().position(|x| *x == l));
+    matches!((wanted, level), (Some(w), Some(l)) if l >= w)
 }
 
 /// The 2026-07-28 shape of a response: the client's id back, and on a
@@ -450,6 +502,7 @@ fn strip_meta(params: &mut Value) {
         META_PROTOCOL_VERSION,
         META_CLIENT_INFO,
         META_CLIENT_CAPABILITIES,
+        META_LOG_LEVEL,
     ] {
         meta.remove(key);
     }
@@ -511,4 +564,136 @@ fn error(
 ) -> Response {
     let body = crate::jsonrpc::error_response(id, code, message, data);
     (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    fn meta() -> Value {
+        json!({"_meta": {
+            META_PROTOCOL_VERSION: "2026-07-28",
+            META_CLIENT_CAPABILITIES: {},
+        }})
+    }
+
+    fn code_of(r: Result<(), Response>) -> Option<StatusCode> {
+        r.err().map(|r| r.status())
+    }
+
+    #[test]
+    fn which_requests_are_stateless() {
+        let call = Message::Request {
+            id: json!(1),
+            method: "tools/list".into(),
+            params: meta(),
+        };
+        let init = Message::Request {
+            id: json!(1),
+            method: "initialize".into(),
+            params: meta(),
+        };
+        let v2026 = headers(&[("mcp-protocol-version", "2026-07-28")]);
+        let v2025 = headers(&[("mcp-protocol-version", "2025-11-25")]);
+        let unknown = headers(&[("mcp-protocol-version", "v999")]);
+        assert!(applies(&v2026, &call, None));
+        assert!(applies(&v2026, &call, Some("s")));
+        assert!(
+            !applies(&v2025, &call, None),
+            "2025 without a session: 400 as before"
+        );
+        assert!(
+            applies(&unknown, &call, None),
+            "-32022 lists what we support"
+        );
+        assert!(!applies(&unknown, &init, None));
+        assert!(applies(&HeaderMap::new(), &call, None));
+        assert!(!applies(&HeaderMap::new(), &call, Some("s")));
+        assert!(!applies(&HeaderMap::new(), &init, None));
+    }
+
+    #[test]
+    fn header_and_meta_rules() {
+        let ok = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "  =?base64?ZWNobw==?=  "),
+        ]);
+        let mut params = meta();
+        params["name"] = json!("echo");
+        assert!(check(&ok, &json!(1), "tools/call", &params).is_ok());
+        let wrong_method = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "Tools/call"),
+            ("mcp-name", "echo"),
+        ]);
+        assert_eq!(
+            code_of(check(&wrong_method, &json!(1), "tools/call", &params)),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        let no_name = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+        ]);
+        assert!(check(&no_name, &json!(1), "tools/call", &params).is_err());
+        let list = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+        ]);
+        assert!(check(&list, &json!(1), "tools/list", &json!({})).is_err());
+        assert!(check(&list, &json!(1), "tools/list", &meta()).is_ok());
+    }
+
+    #[test]
+    fn responses_get_the_2026_shape_and_ids_back() {
+        let r = reshape(
+            json!({"jsonrpc": "2.0", "id": "sl-9", "result": {"tools": []}}),
+            &json!(3),
+            "tools/list",
+        );
+        assert_eq!(r["id"], 3);
+        assert_eq!(r["result"]["resultType"], "complete");
+        assert_eq!(r["result"]["ttlMs"], 0);
+        assert_eq!(r["result"]["cacheScope"], "private");
+        let r = reshape(
+            json!({"jsonrpc": "2.0", "id": "sl-9", "result": {"content": []}}),
+            &json!("a"),
+            "tools/call",
+        );
+        assert!(r["result"].get("ttlMs").is_none());
+        let e = reshape(
+            json!({"jsonrpc": "2.0", "id": "sl-9", "error": {"code": -32601, "message": "x"}}),
+            &json!(4),
+            "tools/call",
+        );
+        assert_eq!(e["id"], 4);
+        assert_eq!(status_of(&e), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn logs_only_when_asked_and_at_or_above_the_level() {
+        let log = |l: &str| json!({"method": "notifications/message", "params": {"level": l}});
+        assert!(!log_wanted(&log("error"), None));
+        assert!(log_wanted(&log("error"), Some(3)));
+        assert!(!log_wanted(&log("info"), Some(3)));
+        assert!(log_wanted(
+            &json!({"method": "notifications/progress"}),
+            None
+        ));
+        let mut params =
+            json!({"_meta": {META_LOG_LEVEL: "info", "progressToken": 1, META_CLIENT_INFO: {}}});
+        strip_meta(&mut params);
+        assert_eq!(params, json!({"_meta": {"progressToken": 1}}));
+    }
 }
