@@ -404,6 +404,12 @@ async fn route_outgoing(session: Arc<HttpSession>, mut rx: mpsc::Receiver<Value>
             continue;
         }
         if let Err(why) = session.deliver(message) {
+            if session.is_stateless() {
+                // A bridge is shared: one client that stops reading loses
+                // its own messages, not everyone's bridge.
+                tracing::warn!(session = %session.id, "stateless bridge: dropped a message: {why}");
+                continue;
+            }
             tracing::warn!(session = %session.id, "{why}");
             session.close(&why);
             break;

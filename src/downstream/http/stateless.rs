@@ -435,9 +435,10 @@ async fn relay(
                     let last = m.get("method").is_none();
                     let m = if last { reshape(m, &id, &method) } else { m };
                     if tx.send(m).await.is_err() || last {
-                        break;
+                        return;
                     }
                 }
+                let _ = tx.send(unanswered(&id)).await;
             });
             sse_response(None, out, None)
         }
@@ -446,9 +447,20 @@ async fn relay(
                 let m = reshape(m, &id, &method);
                 (status_of(&m), axum::Json(m)).into_response()
             }
-            None => StatusCode::ACCEPTED.into_response(),
+            None => (StatusCode::OK, axum::Json(unanswered(&id))).into_response(),
         },
     }
+}
+
+/// The answer when the bridge ended before the request was answered (a
+/// stateless client has no way to cancel, so this is never a cancellation).
+fn unanswered(id: &Value) -> Value {
+    crate::jsonrpc::error_response(
+        id,
+        code::UPSTREAM_UNAVAILABLE,
+        "the stateless bridge closed before the request was answered",
+        None,
+    )
 }
 
 /// Log notifications reach a stateless client only when its request asked
