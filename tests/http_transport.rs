@@ -676,3 +676,176 @@ async fn get_stream_carries_messages_not_tied_to_a_streaming_request() {
     let response: Value = call.await.unwrap().unwrap().json().await.unwrap();
     assert_eq!(text(&response), "sampled: got-it");
 }
+
+/// A raw MCP 2026-07-28 (stateless) request: no session, the lifecycle
+/// headers, and the client's version, info and capabilities in `_meta`.
+fn stateless(
+    http: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    id: i64,
+    method: &str,
+    mut params: Value,
+) -> reqwest::RequestBuilder {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "stateless-test", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let mut r = http
+        .post(server.url("/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = params.get("name").and_then(Value::as_str) {
+        r = r.header("mcp-name", name);
+    }
+    r.json(&rpc(id, method, params))
+}
+
+#[tokio::test]
+async fn stateless_2026_requests_are_bridged_decided_and_audited() {
+    const POLICY: &str = r#"package mcp.firewall
+
+allow if not input.arguments.text == "forbidden"
+deny contains "forbidden text" if input.arguments.text == "forbidden"
+"#;
+    let server = start(with_config(&token_config("")).rego(POLICY));
+    let http = client();
+
+    // server/discover comes from the bridge's (2025-11-25) initialize.
+    let discover = stateless(&http, &server, ALICE_TOKEN, 1, "server/discover", json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(discover.status(), StatusCode::OK);
+    assert!(discover.headers().get("mcp-session-id").is_none());
+    let discover: Value = discover.json().await.unwrap();
+    let result = &discover["result"];
+    assert_eq!(result["resultType"], "complete", "{discover}");
+    assert!(
+        result["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28"))
+    );
+    assert!(result["capabilities"]["tools"].is_object(), "{discover}");
+    assert!(result["_meta"]["io.modelcontextprotocol/serverInfo"].is_object());
+
+    // A tools/call is decided by the policy and audited under the token's
+    // principal, with the client's own id back and a 2026 result shape.
+    let call = json!({"name": "fx__echo", "arguments": {"text": "hi"}});
+    let answer: Value = stateless(&http, &server, ALICE_TOKEN, 41, "tools/call", call)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["id"], 41, "{answer}");
+    assert_eq!(answer["result"]["resultType"], "complete");
+    assert_eq!(text(&answer), "hi");
+    let decided = server.wait_audit("the stateless call", |r| {
+        r["event"] == "call.decided" && r["arguments"]["text"] == "hi"
+    });
+    assert_eq!(
+        decided["principal"],
+        json!({"id": "alice", "source": "token"})
+    );
+    assert_eq!(decided["input"]["session"]["transport"], "streamable-http");
+    assert_eq!(decided["result"]["decision"], "allow");
+    let started = server.wait_audit("the bridge session", |r| {
+        r["event"] == "session.started" && r["session_id"] == decided["session_id"]
+    });
+    assert_eq!(started["client"]["name"], "stateless-test");
+
+    let refused = json!({"name": "fx__echo", "arguments": {"text": "forbidden"}});
+    let answer: Value = stateless(&http, &server, ALICE_TOKEN, 42, "tools/call", refused)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["id"], 42);
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    let denied = server.wait_audit("the refused call", |r| {
+        r["event"] == "call.decided" && r["arguments"]["text"] == "forbidden"
+    });
+    assert_eq!(denied["result"]["decision"], "deny");
+    assert_eq!(denied["session_id"], decided["session_id"], "one bridge");
+
+    // The 2026 transport's checks answer with JSON-RPC errors.
+    let wrong_name = stateless(
+        &http,
+        &server,
+        ALICE_TOKEN,
+        43,
+        "tools/call",
+        json!({"name": "fx__echo"}),
+    )
+    .header("mcp-name", "other")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(wrong_name.status(), StatusCode::BAD_REQUEST);
+    let body: Value = wrong_name.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32020, "{body}");
+    let ping = stateless(&http, &server, ALICE_TOKEN, 44, "ping", json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), StatusCode::NOT_FOUND);
+
+    // Another principal gets a bridge (and upstream processes) of its own.
+    let answer: Value = stateless(
+        &http,
+        &server,
+        BOB_TOKEN,
+        45,
+        "tools/call",
+        json!({"name": "fx__echo", "arguments": {"text": "bob"}}),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(text(&answer), "bob");
+    let bobs = server.wait_audit("bob's call", |r| {
+        r["event"] == "call.decided" && r["arguments"]["text"] == "bob"
+    });
+    assert_eq!(bobs["principal"]["id"], "bob");
+    assert_ne!(bobs["session_id"], decided["session_id"]);
+}
+
+/// Sampling needs a server-to-client request, which a stateless client
+/// cannot receive: the bridge refuses it to the upstream, which reports the
+/// failure in its result, and nothing is left waiting.
+#[tokio::test]
+async fn stateless_bridge_refuses_server_to_client_requests() {
+    let server = start(with_config(&token_config("")));
+    let http = client();
+    let call = json!({"name": "fx__sample", "arguments": {"prompt": "p"}});
+    let response = stateless(&http, &server, ALICE_TOKEN, 7, "tools/call", call)
+        .header("accept", ACCEPT_BOTH)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut events = Events::new(response);
+    let answer = events.next().await.expect("the call's response");
+    assert!(
+        answer.get("method").is_none(),
+        "no request reaches the client: {answer}"
+    );
+    assert_eq!(answer["id"], 7);
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert!(text(&answer).contains("stateless"), "{answer}");
+    assert!(
+        events.next().await.is_none(),
+        "the stream ends after the response"
+    );
+}

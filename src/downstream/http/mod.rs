@@ -16,6 +16,7 @@
 //! | [`origin`] | which `Origin` headers are accepted |
 //! | [`session`] | one session = one `Proxy` on its own runtime; routing its messages |
 //! | [`streamable`] | `POST`/`GET`/`DELETE /mcp` |
+//! | [`stateless`] | MCP 2026-07-28 stateless requests on `POST /mcp`, bridged to 2025-era upstreams |
 //! | [`legacy_sse`] | `GET /sse`, `POST /messages?sessionId=` |
 //! | [`health`] | `/healthz`, `/readyz` |
 //!
@@ -26,6 +27,7 @@ pub mod health;
 pub mod legacy_sse;
 pub mod origin;
 pub mod session;
+pub mod stateless;
 pub mod streamable;
 
 use std::collections::HashMap;
@@ -84,6 +86,9 @@ pub struct App {
 /// The live sessions and the cap on their number.
 pub struct Registry {
     sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+    /// Stateless (2026-07-28) bridges, by [`stateless::bridge_key`]. Not
+    /// addressable by `Mcp-Session-Id`; each holds a session slot.
+    bridges: Mutex<HashMap<String, Arc<stateless::Bridge>>>,
     slots: Arc<Semaphore>,
 }
 
@@ -91,6 +96,7 @@ impl Registry {
     fn new(max: usize) -> Registry {
         Registry {
             sessions: Mutex::new(HashMap::new()),
+            bridges: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(max)),
         }
     }
@@ -120,6 +126,14 @@ impl Registry {
             }
         }
         sessions.retain(|_, s| !s.is_closed());
+        drop(sessions);
+        let mut bridges = self.bridges.lock().expect("bridges lock");
+        for b in bridges.values() {
+            if b.session.idle_for(session::SESSION_IDLE_TIMEOUT) {
+                b.session.close("idle timeout (stateless bridge)");
+            }
+        }
+        bridges.retain(|_, b| !b.session.is_closed());
     }
 
     fn close_all(&self) {
@@ -132,12 +146,32 @@ impl Registry {
         for (_, s) in drained {
             s.close("the firewall is shutting down");
         }
+        let bridges: Vec<_> = self.bridges.lock().expect("bridges lock").drain().collect();
+        for (_, b) in bridges {
+            b.session.close("the firewall is shutting down");
+        }
     }
 }
 
 impl App {
     /// Start a new session for `principal` (503 when full).
     fn open_session(
+        &self,
+        principal: Principal,
+        transport: Transport,
+    ) -> Result<Arc<HttpSession>, Refused> {
+        let session = self.start_session(principal, transport)?;
+        self.sessions
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(session.id.clone(), session.clone());
+        Ok(session)
+    }
+
+    /// Start a session (503 when full) without registering it for
+    /// `Mcp-Session-Id` lookups.
+    fn start_session(
         &self,
         principal: Principal,
         transport: Transport,
@@ -163,11 +197,6 @@ impl App {
             );
             Refused::new(StatusCode::INTERNAL_SERVER_ERROR, body)
         })?;
-        self.sessions
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .insert(session.id.clone(), session.clone());
         Ok(session)
     }
 }

@@ -121,6 +121,9 @@ struct Routes {
     /// `GET /mcp` or the legacy `/sse` stream.
     stream: Option<mpsc::Sender<Value>>,
     undelivered: VecDeque<Value>,
+    /// A stateless (2026-07-28) bridge: there is no session stream, so
+    /// messages tied to no exchange are dropped rather than buffered.
+    stateless: bool,
 }
 
 struct Pending {
@@ -292,6 +295,17 @@ impl HttpSession {
             && self.last_seen.lock().expect("last_seen lock").elapsed() >= timeout
     }
 
+    /// Make this session a stateless bridge (see `stateless`): messages tied
+    /// to no exchange are dropped, and server-to-client requests are refused
+    /// back to the upstream, since a stateless client cannot answer them.
+    pub fn mark_stateless(&self) {
+        self.routes.lock().expect("routes lock").stateless = true;
+    }
+
+    fn is_stateless(&self) -> bool {
+        self.routes.lock().expect("routes lock").stateless
+    }
+
     fn touch(&self) {
         *self.last_seen.lock().expect("last_seen lock") = Instant::now();
     }
@@ -341,6 +355,10 @@ impl Routes {
     }
 
     fn session_stream(&mut self, message: Value) -> Result<(), String> {
+        if self.stateless {
+            tracing::debug!("stateless bridge: dropped a message tied to no request: {message}");
+            return Ok(());
+        }
         if let Some(stream) = &self.stream {
             if !stream.is_closed() {
                 return push(stream, message);
@@ -378,12 +396,46 @@ fn push(sink: &mpsc::Sender<Value>, message: Value) -> Result<(), String> {
 /// gone or the session is closed.
 async fn route_outgoing(session: Arc<HttpSession>, mut rx: mpsc::Receiver<Value>) {
     while let Some(message) = rx.recv().await {
+        if message.get("method").is_some()
+            && let Some(id) = message.get("id")
+            && session.is_stateless()
+        {
+            refuse_server_request(&session, id, &message);
+            continue;
+        }
         if let Err(why) = session.deliver(message) {
+            if session.is_stateless() {
+                // A bridge is shared: one client that stops reading loses
+                // its own messages, not everyone's bridge.
+                tracing::warn!(session = %session.id, "stateless bridge: dropped a message: {why}");
+                continue;
+            }
             tracing::warn!(session = %session.id, "{why}");
             session.close(&why);
             break;
         }
     }
+}
+
+/// A stateless (2026-07-28) client cannot be sent a request: answer the
+/// proxy (and through it the upstream) with an error instead.
+fn refuse_server_request(session: &HttpSession, id: &Value, message: &Value) {
+    let method = message["method"].as_str().unwrap_or_default();
+    tracing::warn!(
+        session = %session.id,
+        "refused a server-to-client request ({method}): the client is a stateless MCP 2026-07-28 client"
+    );
+    let error = crate::jsonrpc::error_response(
+        id,
+        crate::jsonrpc::code::METHOD_NOT_FOUND,
+        &format!(
+            "{method} is not available: the client uses the stateless MCP 2026-07-28 lifecycle, which has no server-to-client requests"
+        ),
+        None,
+    );
+    // On its own task: the proxy may queue messages for this very loop.
+    let proxy = session.proxy.clone();
+    tokio::spawn(async move { proxy.handle_bytes(error.to_string().as_bytes()).await });
 }
 
 /// A current-thread runtime on a thread of its own that runs until

@@ -12,6 +12,8 @@
 //! - `DELETE` ends the session: its proxy and upstream processes go away.
 //!
 //! `MCP-Protocol-Version`, when sent, must be a version we speak (400).
+//! A POST with `MCP-Protocol-Version: 2026-07-28` (or, without a session,
+//! a 2026-07-28 `_meta`) is a stateless request: see [`super::stateless`].
 
 use std::sync::Arc;
 
@@ -24,7 +26,7 @@ use axum::routing::post;
 use serde_json::Value;
 
 use super::session::{Answer, HttpSession, RequestError, Transport};
-use super::{App, Refused, plain, sse_response};
+use super::{App, Refused, plain, sse_response, stateless};
 use crate::jsonrpc::{self, Message};
 use crate::proxy::session::Principal;
 
@@ -34,7 +36,7 @@ pub const PROTOCOL_HEADER: &str = "mcp-protocol-version";
 pub const PROTOCOL_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 /// Methods answered with an SSE stream when the client accepts one: they
 /// reach an upstream, which may send progress, logs or requests meanwhile.
-const STREAMED_METHODS: &[&str] = &["tools/call", "resources/read", "prompts/get"];
+pub(super) const STREAMED_METHODS: &[&str] = &["tools/call", "resources/read", "prompts/get"];
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new().route(
@@ -49,13 +51,16 @@ async fn post_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = check_version(&headers) {
-        return r.into_response();
-    }
     let message = match parse(&body) {
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };
+    if stateless::applies(&headers, &message, session_id(&headers)) {
+        return stateless::post(&app, principal, &headers, message).await;
+    }
+    if let Err(r) = check_version(&headers) {
+        return r.into_response();
+    }
     let session = match (&message, session_id(&headers)) {
         (Message::Request { method, .. }, None) if method == "initialize" => {
             return initialize(&app, principal, body, message).await;
@@ -194,7 +199,7 @@ fn session_id(headers: &HeaderMap) -> Option<&str> {
     headers.get(SESSION_HEADER)?.to_str().ok()
 }
 
-fn accepts_sse(headers: &HeaderMap) -> bool {
+pub(super) fn accepts_sse(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
