@@ -1,6 +1,7 @@
 //! Throughput and memory over Streamable HTTP, loopback only, bounded in
 //! time. The firewall runs `--listen 127.0.0.1:0` in front of the stdio
-//! fixture with the shipped `policies/` library and the audit log on
+//! fixture with the shipped `policies/` library (rate limits raised out of reach, see
+//! `common::library_policy`) and the audit log on
 //! (fsync never). N clients, each with its own session (so its own
 //! upstream process, by design) and one keep-alive connection, make
 //! sequential `tools/call echo` requests. N doubles (1, 2, 4, ... up to
@@ -103,7 +104,7 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let (policy_name, policy) = match std::env::var("BENCH_POLICY").as_deref() {
         Ok("allow-all") => ("allow-all", allow_all_policy(work.path())),
-        _ => ("policies/", policies_dir()),
+        _ => ("policies/", library_policy(work.path(), "library")),
     };
     println!("machine: {}", machine());
 
@@ -135,7 +136,10 @@ fn main() {
         "Streamable HTTP, {policy_name}, audit fsync never; {secs} s per level after {} ms warm-up; sequential tools/call echo per client",
         WARMUP.as_millis()
     );
-    println!("{:>8} {:>10} {:>10} {:>10} {:>12}", "clients", "calls/s", "p50 µs", "p99 µs", "VmHWM MB");
+    println!(
+        "{:>8} {:>10} {:>10} {:>10} {:>12}",
+        "clients", "calls/s", "p50 µs", "p99 µs", "VmHWM MB"
+    );
 
     let mut peers: Vec<HttpPeer> = Vec::new();
     let mut best: Option<Level> = None;

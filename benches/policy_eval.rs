@@ -43,7 +43,8 @@ fn echo_entry() -> Entry {
             "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
             "annotations": {"readOnlyHint": true, "destructiveHint": false, "idempotentHint": true},
         }),
-        fingerprint: "sha256:0000000000000000000000000000000000000000000000000000000000000000".into(),
+        fingerprint: "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            .into(),
     }
 }
 
@@ -73,23 +74,21 @@ fn build(entry: &Entry, session: &Session, rates: &RateCounters, args: &Value) -
     input
 }
 
-fn decide(policy: &PolicySet, entry: &Entry, session: &Session, rates: &RateCounters, args: &Value) -> bool {
+fn decide(
+    policy: &PolicySet,
+    entry: &Entry,
+    session: &Session,
+    rates: &RateCounters,
+    args: &Value,
+) -> bool {
     let input = build(entry, session, rates, args);
     let verdict = policy.evaluate(&input).expect("evaluates");
     matches!(verdict.decision, mcp_firewall::policy::Decision::Allow)
 }
 
-/// The shipped library plus `n` synthetic deny rules, in a temp dir.
+/// The library (rate limits out of reach) plus `n` synthetic deny rules.
 fn library_with_rules(n: usize, work: &Path) -> PolicySet {
-    let dir = work.join(format!("rules-{n}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in std::fs::read_dir(common::policies_dir()).unwrap() {
-        let f = f.unwrap().path();
-        let name = f.file_name().unwrap().to_str().unwrap().to_string();
-        if !name.ends_with("_test.rego") {
-            std::fs::copy(&f, dir.join(&name)).unwrap();
-        }
-    }
+    let dir = common::library_policy(work, &format!("rules-{n}"));
     let mut text = String::from("package mcp.firewall\n\n");
     for k in 0..n {
         // Alternate a tool-name rule and an argument rule; none matches echo.
@@ -121,8 +120,14 @@ fn argument_cases() -> Vec<(String, Value)> {
         ("string_1KB".into(), string(1024)),
         ("string_10KB".into(), string(10 * 1024)),
         ("string_100KB".into(), string(100 * 1024)),
-        ("nested_depth_16".into(), json!({"text": "t", "deep": nested(16)})),
-        ("nested_depth_64".into(), json!({"text": "t", "deep": nested(64)})),
+        (
+            "nested_depth_16".into(),
+            json!({"text": "t", "deep": nested(16)}),
+        ),
+        (
+            "nested_depth_64".into(),
+            json!({"text": "t", "deep": nested(64)}),
+        ),
         (
             "wide_1000_strings".into(),
             json!({"text": "t", "items": (0..1000).map(|i| format!("item {i}")).collect::<Vec<_>>()}),
@@ -131,7 +136,14 @@ fn argument_cases() -> Vec<(String, Value)> {
 }
 
 /// p50/p99 of the whole decision with a plain loop (criterion gives means).
-fn percentiles(name: &str, policy: &PolicySet, entry: &Entry, session: &Session, rates: &RateCounters, args: &Value) {
+fn percentiles(
+    name: &str,
+    policy: &PolicySet,
+    entry: &Entry,
+    session: &Session,
+    rates: &RateCounters,
+    args: &Value,
+) {
     for _ in 0..200 {
         black_box(decide(policy, entry, session, rates, args));
     }
@@ -155,17 +167,35 @@ fn main() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let library = PolicySet::load_dir(&common::policies_dir(), PACKAGE).unwrap();
+    let library =
+        PolicySet::load_dir(&common::library_policy(work.path(), "library"), PACKAGE).unwrap();
     let allow_all = PolicySet::load_dir(&common::allow_all_policy(work.path()), PACKAGE).unwrap();
     let entry = echo_entry();
     let session = session();
     let rates = RateCounters::default();
     let echo_args = json!({"text": "hello"});
-    assert!(decide(&library, &entry, &session, &rates, &echo_args), "the library allows echo");
+    assert!(
+        decide(&library, &entry, &session, &rates, &echo_args),
+        "the library allows echo"
+    );
 
     println!("machine: {}", common::machine());
-    percentiles("build+evaluate+verdict, policies/, echo", &library, &entry, &session, &rates, &echo_args);
-    percentiles("build+evaluate+verdict, allow-all, echo", &allow_all, &entry, &session, &rates, &echo_args);
+    percentiles(
+        "build+evaluate+verdict, policies/, echo",
+        &library,
+        &entry,
+        &session,
+        &rates,
+        &echo_args,
+    );
+    percentiles(
+        "build+evaluate+verdict, allow-all, echo",
+        &allow_all,
+        &entry,
+        &session,
+        &rates,
+        &echo_args,
+    );
 
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))

@@ -2,7 +2,8 @@
 //! one call at a time, over stdio and over Streamable HTTP:
 //!
 //! - stdio: the fixture called directly; through the firewall with an
-//!   allow-all policy; with the shipped `policies/` library; and the library
+//!   allow-all policy; with the shipped `policies/` library (rate limits raised out of reach, see
+//! `common::library_policy`); and the library
 //!   with `--audit-fsync always`. The audit log is on in every firewall row
 //!   (default fsync mode `never`: one write(2) per record, two records per
 //!   call: `call.decided` before forwarding, `call.completed` after).
@@ -116,7 +117,7 @@ fn main() {
         .unwrap_or(5000);
     let work = tempfile::tempdir().unwrap();
     let allow_all = allow_all_policy(work.path());
-    let library = policies_dir();
+    let library = library_policy(work.path(), "library");
     let configs = [
         ("allow-all, audit fsync never", &allow_all, "never"),
         ("policies/, audit fsync never", &library, "never"),

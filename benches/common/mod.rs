@@ -58,11 +58,40 @@ pub fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
 }
 
+/// A copy of the shipped library (tests left out) whose rate limits are
+/// raised out of reach: a benchmark makes thousands of calls a minute, and
+/// with the shipped limits (30 calls per tool per minute) it would measure
+/// refusals. Every rule still runs, the counting included.
+pub fn library_policy(work: &Path, name: &str) -> PathBuf {
+    let dir = work.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in std::fs::read_dir(policies_dir()).unwrap() {
+        let f = f.unwrap().path();
+        let file = f.file_name().unwrap().to_str().unwrap().to_string();
+        if !file.ends_with("_test.rego") {
+            std::fs::copy(&f, dir.join(&file)).unwrap();
+        }
+    }
+    let data = dir.join("data.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&data).unwrap()).unwrap();
+    v["mcp_firewall"]["ratelimit"] = json!({
+        "per_tool_per_minute": 1_000_000_000u64,
+        "per_tool_per_hour": 1_000_000_000u64,
+        "per_principal_per_minute": 1_000_000_000u64,
+    });
+    std::fs::write(&data, v.to_string()).unwrap();
+    dir
+}
+
 /// A directory with a one-line allow-all policy.
 pub fn allow_all_policy(work: &Path) -> PathBuf {
     let dir = work.join("allow-all");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("p.rego"), "package mcp.firewall\n\nallow := true\n").unwrap();
+    std::fs::write(
+        dir.join("p.rego"),
+        "package mcp.firewall\n\nallow := true\n",
+    )
+    .unwrap();
     dir
 }
 
@@ -132,9 +161,10 @@ impl StdioPeer {
     }
 
     pub fn rpc(&mut self, id: u64, method: &str, params: &Value) -> Value {
-        let mut out =
-            serde_json::to_string(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-                .unwrap();
+        let mut out = serde_json::to_string(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .unwrap();
         out.push('\n');
         self.stdin.write_all(out.as_bytes()).unwrap();
         self.stdin.flush().unwrap();
@@ -238,7 +268,12 @@ impl HttpPeer {
         let mut peer = HttpPeer::connect(addr);
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": initialize_params()});
         let answer = peer.post(&init.to_string());
-        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
         peer.session = Some(
             answer
                 .headers
@@ -255,7 +290,12 @@ impl HttpPeer {
     pub fn rpc(&mut self, id: u64, method: &str, params: &Value) -> Value {
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let answer = self.post(&body.to_string());
-        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
         serde_json::from_slice(&answer.body).unwrap()
     }
 
