@@ -1,147 +1,180 @@
-//! Round-trip latency of an allowed `tools/call` over stdio: the fixture
-//! server called directly, and through the firewall (allow-all policy, and
-//! the shipped policy library), audit log on (fsync never).
+//! Round-trip latency of an allowed `tools/call` (the fixture's `echo`),
+//! one call at a time, over stdio and over Streamable HTTP:
 //!
-//! Run: `cargo bench --bench stdio_latency` (prints p50/p99/p999 in µs).
-//! Prints numbers; asserts nothing about them.
+//! - stdio: the fixture called directly; through the firewall with an
+//!   allow-all policy; with the shipped `policies/` library (rate limits raised out of reach, see
+//! `common::library_policy`); and the library
+//!   with `--audit-fsync always`. The audit log is on in every firewall row
+//!   (default fsync mode `never`: one write(2) per record, two records per
+//!   call: `call.decided` before forwarding, `call.completed` after).
+//! - HTTP: the fixture has no HTTP mode, so the floor is a minimal axum
+//!   server in this process that answers `echo` itself (client + loopback
+//!   TCP + hyper/axum, no MCP server behind it). Then the firewall with
+//!   `--listen 127.0.0.1:0` in front of the stdio fixture, same three
+//!   policy/fsync rows. HTTP rows are compared with the same configuration
+//!   over stdio (what the HTTP transport adds) and with floor + direct
+//!   fixture (what the firewall adds over an HTTP echo plus the upstream).
+//!
+//! Run: `cargo bench --bench stdio_latency` after `cargo build --release
+//! --bins` (prints p50/p99/p999 in µs; asserts nothing about them).
+//! `BENCH_CALLS` (default 5000) sets the measured calls per row.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+mod common;
+
 use std::time::Instant;
 
+use common::*;
 use serde_json::{Value, json};
 
-const WARMUP: usize = 200;
-const CALLS: usize = 5000;
+const WARMUP: usize = 300;
 
-struct Peer {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+struct Row {
+    name: String,
+    p50: f64,
+    p99: f64,
+    p999: f64,
 }
 
-impl Peer {
-    fn start(cmd: &mut Command) -> Peer {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut peer = Peer {
-            child,
-            stdin,
-            stdout,
-        };
-        peer.rpc(0, "initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}));
-        writeln!(
-            peer.stdin,
-            "{}",
-            json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        )
-        .unwrap();
-        peer
-    }
-
-    fn rpc(&mut self, id: u64, method: &str, params: Value) -> Value {
-        writeln!(
-            self.stdin,
-            "{}",
-            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
-        )
-        .unwrap();
-        self.stdin.flush().unwrap();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            self.stdout.read_line(&mut line).unwrap();
-            let msg: Value = serde_json::from_str(&line).unwrap();
-            if msg["id"] == id {
-                return msg;
-            }
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn measure(name: &str, peer: &mut Peer) -> f64 {
-    let args = json!({"name": "echo", "arguments": {"text": "hello"}});
+fn measure(name: &str, calls: usize, mut call: impl FnMut(u64) -> Value) -> Row {
     for i in 0..WARMUP {
-        peer.rpc(i as u64 + 1, "tools/call", args.clone());
+        call(i as u64 + 1);
     }
-    let mut samples = Vec::with_capacity(CALLS);
-    for i in 0..CALLS {
+    let mut samples = Vec::with_capacity(calls);
+    for i in 0..calls {
         let start = Instant::now();
-        let resp = peer.rpc((WARMUP + i) as u64 + 1, "tools/call", args.clone());
+        let resp = call((WARMUP + i) as u64 + 1);
         samples.push(start.elapsed().as_secs_f64() * 1e6);
         assert_eq!(resp["result"]["content"][0]["text"], "hello", "{resp}");
     }
     samples.sort_by(f64::total_cmp);
-    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    let row = Row {
+        name: name.to_string(),
+        p50: pct(&samples, 0.5),
+        p99: pct(&samples, 0.99),
+        p999: pct(&samples, 0.999),
+    };
     println!(
-        "{name:<40} p50 {:>8.1} µs  p99 {:>8.1} µs  p999 {:>8.1} µs",
-        pct(0.5),
-        pct(0.99),
-        pct(0.999)
+        "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  p999 {:>8.1} µs",
+        row.name, row.p50, row.p99, row.p999
     );
-    pct(0.5)
+    row
+}
+
+fn added(row: &Row, base: &Row, what: &str) {
+    println!(
+        "{:<44} added over {what}: p50 {:>+8.1} µs  p99 {:>+8.1} µs",
+        "",
+        row.p50 - base.p50,
+        row.p99 - base.p99
+    );
+}
+
+/// The HTTP floor: answers `initialize`, notifications and `echo` itself.
+fn http_floor() -> (String, std::thread::JoinHandle<()>) {
+    use axum::Json;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    async fn mcp(_headers: HeaderMap, Json(msg): Json<Value>) -> axum::response::Response {
+        let Some(id) = msg.get("id").cloned() else {
+            return StatusCode::ACCEPTED.into_response();
+        };
+        let result = match msg["method"].as_str() {
+            Some("initialize") => {
+                json!({"protocolVersion": PROTOCOL, "capabilities": {"tools": {}}, "serverInfo": {"name": "floor", "version": "1"}})
+            }
+            _ => {
+                json!({"content": [{"type": "text", "text": msg["params"]["arguments"]["text"]}], "isError": false})
+            }
+        };
+        let mut r = Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response();
+        r.headers_mut()
+            .insert("mcp-session-id", "floor".parse().unwrap());
+        r
+    }
+    let app = axum::Router::new().route("/mcp", axum::routing::post(mcp));
+    let handle = std::thread::spawn(move || {
+        runtime.block_on(async { axum::serve(listener, app).await.unwrap() });
+    });
+    (addr, handle)
 }
 
 fn main() {
-    // `cargo test --all-targets` runs bench targets without `--bench`: skip.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !benching() {
         return;
     }
-    let root = env!("CARGO_MANIFEST_DIR");
-    let target = std::path::Path::new(root).join("target/release");
-    let fixture = target.join("mcp-firewall-fixture");
-    let firewall = target.join("mcp-firewall");
-    assert!(
-        fixture.exists() && firewall.exists(),
-        "build first: cargo build --release"
-    );
+    let calls: usize = std::env::var("BENCH_CALLS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(5000);
     let work = tempfile::tempdir().unwrap();
-    let allow_all = work.path().join("allow");
-    std::fs::create_dir(&allow_all).unwrap();
-    std::fs::write(
-        allow_all.join("p.rego"),
-        "package mcp.firewall\n\nallow := true\n",
-    )
-    .unwrap();
-
-    println!("{CALLS} sequential tools/call echo round trips over stdio (release build)");
-    let direct = measure(
-        "direct to the fixture",
-        &mut Peer::start(&mut Command::new(&fixture)),
+    let allow_all = allow_all_policy(work.path());
+    let library = library_policy(work.path(), "library");
+    let configs = [
+        ("allow-all, audit fsync never", &allow_all, "never"),
+        ("policies/, audit fsync never", &library, "never"),
+        ("policies/, audit fsync always", &library, "always"),
+    ];
+    let audit = |i: usize, t: &str| work.path().join(format!("audit-{t}-{i}.jsonl"));
+    println!("machine: {}", machine());
+    println!(
+        "{calls} sequential tools/call echo round trips per row, after {WARMUP} warm-up calls (release build)"
     );
-    for (name, policy) in [
-        ("firewall, allow-all policy", allow_all.clone()),
-        (
-            "firewall, shipped policies",
-            std::path::Path::new(root).join("policies"),
-        ),
-    ] {
-        let audit = work.path().join(format!("{}.jsonl", name.len()));
-        let mut cmd = Command::new(&firewall);
-        cmd.arg("run")
-            .arg("--policy")
-            .arg(&policy)
-            .arg("--audit-log")
-            .arg(&audit)
-            .arg("--")
-            .arg(&fixture);
-        if name.contains("shipped") {
-            // The shipped policy allows read-only tools: echo is one.
-        }
-        let p50 = measure(name, &mut Peer::start(&mut cmd));
-        println!("{:<40} added p50 {:>6.1} µs", "", p50 - direct);
+    let echo = echo_call();
+
+    println!("\n-- stdio --");
+    let mut peer = StdioPeer::start(&mut std::process::Command::new(fixture_bin()));
+    let direct = measure("fixture direct (no firewall)", calls, |id| {
+        peer.rpc(id, "tools/call", &echo)
+    });
+    drop(peer);
+    let mut stdio_rows = Vec::new();
+    for (i, (name, policy, fsync)) in configs.iter().enumerate() {
+        let mut peer = StdioPeer::start(&mut firewall_cmd(policy, &audit(i, "stdio"), fsync, &[]));
+        let row = measure(&format!("firewall, {name}"), calls, |id| {
+            peer.rpc(id, "tools/call", &echo)
+        });
+        added(&row, &direct, "direct");
+        stdio_rows.push(row);
+    }
+
+    println!("\n-- Streamable HTTP (JSON answers, one keep-alive connection) --");
+    let (floor_addr, _floor) = http_floor();
+    let mut peer = HttpPeer::open_session(&floor_addr);
+    let floor = measure("HTTP floor (axum echo, no MCP server)", calls, |id| {
+        peer.rpc(id, "tools/call", &echo)
+    });
+    let floor_plus = Row {
+        name: "floor + fixture direct".into(),
+        p50: floor.p50 + direct.p50,
+        p99: floor.p99 + direct.p99,
+        p999: floor.p999 + direct.p999,
+    };
+    println!(
+        "{:<44} p50 {:>8.1} µs  (sum of the two p50s, an estimate)",
+        floor_plus.name, floor_plus.p50
+    );
+    for (i, (name, policy, fsync)) in configs.iter().enumerate() {
+        let server = HttpFirewall::start(firewall_cmd(
+            policy,
+            &audit(i, "http"),
+            fsync,
+            &["--listen", "127.0.0.1:0"],
+        ));
+        let mut peer = HttpPeer::open_session(&server.addr);
+        let row = measure(&format!("firewall HTTP, {name}"), calls, |id| {
+            peer.rpc(id, "tools/call", &echo)
+        });
+        added(&row, &stdio_rows[i], "stdio, same config");
+        added(&row, &floor_plus, "floor + fixture");
+        peer.close();
     }
 }

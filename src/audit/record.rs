@@ -71,12 +71,41 @@ pub fn seal(
     body.insert(TS.into(), Value::String(ts));
     body.insert(EVENT.into(), Value::String(event.into()));
     body.insert(PREV.into(), Value::String(prev.into()));
-    let mut record = Value::Object(body);
-    let hash = sha256_tagged(canonical_json(&record).as_bytes());
-    if let Value::Object(map) = &mut record {
-        map.insert(HASH.into(), Value::String(hash.clone()));
+    body.remove(HASH);
+    // Performance: serialize each top-level entry once. The hashed text is
+    // the canonical record without `hash`; the line is the same entries
+    // with `"hash":...` spliced in at its sorted place, which is exactly
+    // `canonical_json` of the record with `hash` (checked by the tests).
+    let mut entries: Vec<(&String, String)> =
+        body.iter().map(|(k, v)| (k, canonical_json(v))).collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let join = |entries: &[(&String, String)], out: &mut String| {
+        for (key, value) in entries {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str(&canonical_json(&Value::String((*key).clone())));
+            out.push(':');
+            out.push_str(value);
+        }
+    };
+    let mut unhashed = String::from("{");
+    join(&entries, &mut unhashed);
+    unhashed.push('}');
+    let hash = sha256_tagged(unhashed.as_bytes());
+    let at = entries.partition_point(|(k, _)| k.as_str() < HASH);
+    let mut line = String::with_capacity(unhashed.len() + hash.len() + 10);
+    line.push('{');
+    join(&entries[..at], &mut line);
+    if line.len() > 1 {
+        line.push(',');
     }
-    (hash, canonical_json(&record))
+    line.push_str(&canonical_json(&Value::String(HASH.into())));
+    line.push(':');
+    line.push_str(&canonical_json(&Value::String(hash.clone())));
+    join(&entries[at..], &mut line);
+    line.push('}');
+    (hash, line)
 }
 
 /// Check one line (without its `\n`): JSON object, canonical bytes, required
@@ -180,6 +209,23 @@ mod tests {
         assert!(f.reason.starts_with("unparsable"), "{}", f.reason);
         let f = check_line(br#"{"seq":1}"#).unwrap_err();
         assert!(f.reason.starts_with("missing field"), "{}", f.reason);
+    }
+
+    #[test]
+    fn sealed_line_is_the_canonical_record() {
+        let b = body(json!({"a": {"z": 1, "b": [true, null]}, "zz": "é\"", "h": 2, "i": 3}));
+        let (hash, line) = seal(b.clone(), 7, "t".into(), "e", GENESIS_HASH);
+        let mut record = b;
+        record.insert(SEQ.into(), json!(7));
+        record.insert(TS.into(), json!("t"));
+        record.insert(EVENT.into(), json!("e"));
+        record.insert(PREV.into(), json!(GENESIS_HASH));
+        assert_eq!(
+            hash,
+            sha256_tagged(canonical_json(&Value::Object(record.clone())).as_bytes())
+        );
+        record.insert(HASH.into(), json!(hash));
+        assert_eq!(line, canonical_json(&Value::Object(record)));
     }
 
     #[test]

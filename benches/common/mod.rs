@@ -1,0 +1,415 @@
+//! Shared by the custom-harness benches: where the release binaries are,
+//! starting the firewall (stdio or `--listen 127.0.0.1:0`), a stdio MCP
+//! peer, a minimal blocking HTTP/1.1 client for Streamable HTTP, and
+//! percentiles. No assertions about speed: these print numbers.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub const PROTOCOL: &str = "2025-06-18";
+
+/// `cargo test --all-targets` runs bench targets without `--bench`: they
+/// must do nothing then.
+pub fn benching() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// The directory holding the release `mcp-firewall` and
+/// `mcp-firewall-fixture`: `$MCP_FIREWALL_BIN_DIR`, else the directory the
+/// bench binary was built into (`<target>/release/deps/..`), which also
+/// works with a shared `CARGO_TARGET_DIR`.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("MCP_FIREWALL_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("bench binary lives in <target>/<profile>/deps")
+        .to_path_buf();
+    for bin in ["mcp-firewall", "mcp-firewall-fixture"] {
+        assert!(
+            dir.join(bin).exists(),
+            "{} missing: run `cargo build --release --bins` first",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
+pub fn firewall_bin() -> PathBuf {
+    bin_dir().join("mcp-firewall")
+}
+
+pub fn fixture_bin() -> PathBuf {
+    bin_dir().join("mcp-firewall-fixture")
+}
+
+pub fn policies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+/// A copy of the shipped library (tests left out) whose rate limits are
+/// raised out of reach: a benchmark makes thousands of calls a minute, and
+/// with the shipped limits (30 calls per tool per minute) it would measure
+/// refusals. Every rule still runs, the counting included.
+pub fn library_policy(work: &Path, name: &str) -> PathBuf {
+    let dir = work.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in std::fs::read_dir(policies_dir()).unwrap() {
+        let f = f.unwrap().path();
+        let file = f.file_name().unwrap().to_str().unwrap().to_string();
+        if !file.ends_with("_test.rego") {
+            std::fs::copy(&f, dir.join(&file)).unwrap();
+        }
+    }
+    let data = dir.join("data.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&data).unwrap()).unwrap();
+    v["mcp_firewall"]["ratelimit"] = json!({
+        "per_tool_per_minute": 1_000_000_000u64,
+        "per_tool_per_hour": 1_000_000_000u64,
+        "per_principal_per_minute": 1_000_000_000u64,
+    });
+    std::fs::write(&data, v.to_string()).unwrap();
+    dir
+}
+
+/// A directory with a one-line allow-all policy.
+pub fn allow_all_policy(work: &Path) -> PathBuf {
+    let dir = work.join("allow-all");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("p.rego"),
+        "package mcp.firewall\n\nallow := true\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// `mcp-firewall run --policy P --audit-log A --audit-fsync F [extra] -- fixture`.
+pub fn firewall_cmd(policy: &Path, audit: &Path, fsync: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(firewall_bin());
+    cmd.arg("run")
+        .arg("--policy")
+        .arg(policy)
+        .arg("--audit-log")
+        .arg(audit)
+        .arg("--audit-fsync")
+        .arg(fsync)
+        .args(extra)
+        .arg("--")
+        .arg(fixture_bin())
+        // The default (info) logs session start/stop only; keep the
+        // request path as it ships.
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+pub fn initialize_params() -> Value {
+    json!({"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}})
+}
+
+pub fn echo_call() -> Value {
+    json!({"name": "echo", "arguments": {"text": "hello"}})
+}
+
+/// An MCP client over a child's stdin/stdout, one request at a time.
+pub struct StdioPeer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    line: String,
+}
+
+impl StdioPeer {
+    pub fn start(cmd: &mut Command) -> StdioPeer {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut peer = StdioPeer {
+            child,
+            stdin,
+            stdout,
+            line: String::new(),
+        };
+        peer.rpc(0, "initialize", &initialize_params());
+        writeln!(
+            peer.stdin,
+            "{}",
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        )
+        .unwrap();
+        peer
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn rpc(&mut self, id: u64, method: &str, params: &Value) -> Value {
+        let mut out = serde_json::to_string(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .unwrap();
+        out.push('\n');
+        self.stdin.write_all(out.as_bytes()).unwrap();
+        self.stdin.flush().unwrap();
+        loop {
+            self.line.clear();
+            let n = self.stdout.read_line(&mut self.line).unwrap();
+            assert!(n > 0, "peer closed its stdout");
+            let msg: Value = serde_json::from_str(&self.line).unwrap();
+            if msg["id"] == id {
+                return msg;
+            }
+        }
+    }
+}
+
+impl Drop for StdioPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A firewall serving Streamable HTTP on an ephemeral loopback port.
+pub struct HttpFirewall {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl HttpFirewall {
+    pub fn start(mut cmd: Command) -> HttpFirewall {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keep draining stderr (session logs) so the firewall never blocks on it.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in stderr.lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(rest.trim().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("firewall did not report its address");
+        HttpFirewall { child, addr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for HttpFirewall {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One Streamable HTTP session over one keep-alive connection, JSON
+/// answers (`Accept: application/json`), written by hand so the client
+/// costs as little CPU as possible next to the server on a small machine.
+pub struct HttpPeer {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    addr: String,
+    session: Option<String>,
+    buf: Vec<u8>,
+}
+
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl HttpPeer {
+    pub fn connect(addr: &str) -> HttpPeer {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        HttpPeer {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+            addr: addr.to_string(),
+            session: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Connect, `initialize` (opening a session), `notifications/initialized`.
+    pub fn open_session(addr: &str) -> HttpPeer {
+        let mut peer = HttpPeer::connect(addr);
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": initialize_params()});
+        let answer = peer.post(&init.to_string());
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        peer.session = Some(
+            answer
+                .headers
+                .get("mcp-session-id")
+                .expect("Mcp-Session-Id on initialize")
+                .clone(),
+        );
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let answer = peer.post(&note.to_string());
+        assert_eq!(answer.status, 202);
+        peer
+    }
+
+    pub fn rpc(&mut self, id: u64, method: &str, params: &Value) -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let answer = self.post(&body.to_string());
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        serde_json::from_slice(&answer.body).unwrap()
+    }
+
+    pub fn close(mut self) {
+        if let Some(session) = self.session.take() {
+            let req = format!(
+                "DELETE /mcp HTTP/1.1\r\nHost: {}\r\nMcp-Session-Id: {session}\r\nContent-Length: 0\r\n\r\n",
+                self.addr
+            );
+            if self.writer.write_all(req.as_bytes()).is_ok() {
+                let _ = self.read_answer();
+            }
+        }
+    }
+
+    pub fn post(&mut self, body: &str) -> HttpAnswer {
+        self.buf.clear();
+        write!(
+            self.buf,
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json\r\nMCP-Protocol-Version: {PROTOCOL}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        )
+        .unwrap();
+        if let Some(s) = &self.session {
+            write!(self.buf, "Mcp-Session-Id: {s}\r\n").unwrap();
+        }
+        self.buf.extend_from_slice(b"\r\n");
+        self.buf.extend_from_slice(body.as_bytes());
+        self.writer.write_all(&self.buf).unwrap();
+        self.read_answer().expect("HTTP answer")
+    }
+
+    fn read_answer(&mut self) -> std::io::Result<HttpAnswer> {
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut headers = HashMap::new();
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let mut body = Vec::new();
+        if let Some(len) = headers.get("content-length") {
+            body.resize(len.parse().unwrap(), 0);
+            self.reader.read_exact(&mut body)?;
+        } else if headers
+            .get("transfer-encoding")
+            .is_some_and(|t| t.contains("chunked"))
+        {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line)?;
+                let n = usize::from_str_radix(line.trim(), 16).map_err(std::io::Error::other)?;
+                let start = body.len();
+                body.resize(start + n, 0);
+                self.reader.read_exact(&mut body[start..])?;
+                line.clear();
+                self.reader.read_line(&mut line)?;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(HttpAnswer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Sorted samples -> value at quantile `p`.
+pub fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// `VmRSS` / `VmHWM` (kB) of a process.
+pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{} cpus, {cpu}, kernel {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        kernel.trim()
+    )
+}

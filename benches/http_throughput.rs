@@ -1,0 +1,193 @@
+//! Throughput and memory over Streamable HTTP, loopback only, bounded in
+//! time. The firewall runs `--listen 127.0.0.1:0` in front of the stdio
+//! fixture with the shipped `policies/` library (rate limits raised out of reach, see
+//! `common::library_policy`) and the audit log on
+//! (fsync never). N clients, each with its own session (so its own
+//! upstream process, by design) and one keep-alive connection, make
+//! sequential `tools/call echo` requests. N doubles (1, 2, 4, ... up to
+//! 64, the default `max_sessions`) until throughput stops growing (< 5%
+//! over the best so far, twice); the best level is the knee.
+//!
+//! Also prints the firewall's idle RSS after start-up (HTTP with no
+//! session; stdio with its one session initialized) and its peak RSS
+//! (`VmHWM`) at the end.
+//!
+//! Knobs: `BENCH_SECONDS` per level (default 3), `BENCH_POLICY=allow-all`,
+//! `BENCH_MAX_CLIENTS` (default 64).
+//!
+//! Run: `cargo bench --bench http_throughput` after `cargo build --release --bins`.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const WARMUP: Duration = Duration::from_millis(500);
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Level {
+    clients: usize,
+    rate: f64,
+    p50: f64,
+    p99: f64,
+}
+
+/// Every peer calls `echo` in a loop for warm-up + `secs`; returns the
+/// peers and the latencies measured after warm-up.
+fn run_level(peers: Vec<HttpPeer>, secs: f64) -> (Vec<HttpPeer>, Level) {
+    let n = peers.len();
+    let barrier = Arc::new(Barrier::new(n + 1));
+    let handles: Vec<_> = peers
+        .into_iter()
+        .enumerate()
+        .map(|(k, mut peer)| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let echo = echo_call();
+                barrier.wait();
+                let start = Instant::now();
+                let measure_from = start + WARMUP;
+                let end = measure_from + Duration::from_secs_f64(secs);
+                let mut samples = Vec::new();
+                let mut id = (k as u64) << 40;
+                loop {
+                    let t = Instant::now();
+                    if t >= end {
+                        break;
+                    }
+                    id += 1;
+                    let resp = peer.rpc(id, "tools/call", &echo);
+                    debug_assert_eq!(resp["result"]["content"][0]["text"], "hello");
+                    if resp.get("error").is_some() || resp["result"]["isError"] == true {
+                        panic!("call failed: {resp}");
+                    }
+                    if t >= measure_from {
+                        samples.push(t.elapsed().as_secs_f64() * 1e6);
+                    }
+                }
+                (peer, samples)
+            })
+        })
+        .collect();
+    barrier.wait();
+    let mut peers = Vec::with_capacity(n);
+    let mut all = Vec::new();
+    for h in handles {
+        let (peer, samples) = h.join().unwrap();
+        peers.push(peer);
+        all.extend(samples);
+    }
+    all.sort_by(f64::total_cmp);
+    let level = Level {
+        clients: n,
+        rate: all.len() as f64 / secs,
+        p50: pct(&all, 0.5),
+        p99: pct(&all, 0.99),
+    };
+    (peers, level)
+}
+
+fn main() {
+    if !benching() {
+        return;
+    }
+    let secs: f64 = env_or("BENCH_SECONDS", 3.0);
+    let max_clients: usize = env_or("BENCH_MAX_CLIENTS", 64);
+    let work = tempfile::tempdir().unwrap();
+    let (policy_name, policy) = match std::env::var("BENCH_POLICY").as_deref() {
+        Ok("allow-all") => ("allow-all", allow_all_policy(work.path())),
+        _ => ("policies/", library_policy(work.path(), "library")),
+    };
+    println!("machine: {}", machine());
+
+    // Idle RSS, stdio: one session (its upstream initialized), nothing in flight.
+    let stdio = StdioPeer::start(&mut firewall_cmd(
+        &policy,
+        &work.path().join("stdio.jsonl"),
+        "never",
+        &[],
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    let stdio_rss = proc_status_kb(stdio.pid(), "VmRSS").unwrap_or(0);
+    drop(stdio);
+
+    let server = HttpFirewall::start(firewall_cmd(
+        &policy,
+        &work.path().join("http.jsonl"),
+        "never",
+        &["--listen", "127.0.0.1:0"],
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    let http_idle = proc_status_kb(server.pid(), "VmRSS").unwrap_or(0);
+    println!(
+        "idle RSS after start-up ({policy_name}): stdio, one session initialized: {:.1} MB; HTTP, no session: {:.1} MB",
+        stdio_rss as f64 / 1024.0,
+        http_idle as f64 / 1024.0
+    );
+    println!(
+        "Streamable HTTP, {policy_name}, audit fsync never; {secs} s per level after {} ms warm-up; sequential tools/call echo per client",
+        WARMUP.as_millis()
+    );
+    println!(
+        "{:>8} {:>10} {:>10} {:>10} {:>12}",
+        "clients", "calls/s", "p50 µs", "p99 µs", "VmHWM MB"
+    );
+
+    let mut peers: Vec<HttpPeer> = Vec::new();
+    let mut best: Option<Level> = None;
+    let mut flat = 0;
+    let mut n = 1;
+    while n <= max_clients {
+        // Sessions are opened before the level starts: each one spawns an
+        // upstream process, which is not what is being measured.
+        while peers.len() < n {
+            peers.push(HttpPeer::open_session(&server.addr));
+        }
+        let (back, level) = run_level(std::mem::take(&mut peers), secs);
+        peers = back;
+        let hwm = proc_status_kb(server.pid(), "VmHWM").unwrap_or(0);
+        println!(
+            "{:>8} {:>10.0} {:>10.1} {:>10.1} {:>12.1}",
+            level.clients,
+            level.rate,
+            level.p50,
+            level.p99,
+            hwm as f64 / 1024.0
+        );
+        match &best {
+            Some(b) if level.rate < b.rate * 1.05 => {
+                flat += 1;
+                if flat >= 2 {
+                    break;
+                }
+            }
+            _ => {
+                flat = 0;
+                best = Some(level);
+            }
+        }
+        n *= 2;
+    }
+    let best = best.expect("at least one level");
+    let hwm = proc_status_kb(server.pid(), "VmHWM").unwrap_or(0);
+    println!(
+        "knee: {} clients, {:.0} calls/s, p50 {:.1} µs, p99 {:.1} µs; firewall peak RSS (VmHWM) {:.1} MB with {} sessions open",
+        best.clients,
+        best.rate,
+        best.p50,
+        best.p99,
+        hwm as f64 / 1024.0,
+        peers.len()
+    );
+    for p in peers {
+        p.close();
+    }
+}

@@ -1,0 +1,245 @@
+//! Policy decision micro-benchmark (criterion): building the input document
+//! (`proxy::input::build` + `input.rate`, as the pipeline does), evaluating
+//! it against a loaded `PolicySet`, and reading the verdict.
+//!
+//! Groups:
+//! - `decision/*`: the shipped `policies/` library vs an allow-all policy,
+//!   with the steps apart and together, for an `echo` call with a full
+//!   session history (32 entries, what every call sees after the 32nd);
+//! - `rules/N`: the library plus N synthetic `deny` rules (N = 0..1000);
+//! - `args/*`: the library with a 1 KB / 10 KB / 100 KB string argument and
+//!   deeply nested / wide arguments (`secrets.rego` walks every string).
+//!
+//! Before criterion runs, a plain loop prints p50/p99 of the whole decision
+//! for the library (criterion reports means; the target is a p50).
+//!
+//! Run: `cargo bench --bench policy_eval` (add a filter: `-- rules`).
+
+mod common;
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion};
+use mcp_firewall::policy::PolicySet;
+use mcp_firewall::proxy::RateCounters;
+use mcp_firewall::proxy::input::{self, Subject, Target};
+use mcp_firewall::proxy::session::{HISTORY_LEN, Principal, Session};
+use mcp_firewall::upstream::Entry;
+use serde_json::{Value, json};
+
+const PACKAGE: &str = "mcp.firewall";
+
+/// The fixture's `echo` tool as the catalogue holds it.
+fn echo_entry() -> Entry {
+    Entry {
+        exposed: "echo".into(),
+        server: "fixture".into(),
+        name: "echo".into(),
+        def: json!({
+            "name": "echo",
+            "description": "Returns `text` unchanged (prefixed with [FIXTURE_NAME] when that is set)",
+            "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+            "annotations": {"readOnlyHint": true, "destructiveHint": false, "idempotentHint": true},
+        }),
+        fingerprint: "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            .into(),
+    }
+}
+
+fn session() -> Session {
+    let session = Session::new("stdio", Principal::new("bench", "flag"));
+    for _ in 0..HISTORY_LEN {
+        session.record(json!({
+            "method": "tools/call", "server": "fixture", "tool": "echo",
+            "decision": "allow", "time": "2026-01-01T00:00:00Z",
+        }));
+    }
+    session
+}
+
+/// What `Proxy::decide` does before evaluating: build + rate counts (which
+/// saturate at `MAX_REMEMBERED_CALLS` in a tight loop, as under load).
+fn build(entry: &Entry, session: &Session, rates: &RateCounters, args: &Value) -> Value {
+    let subject = Subject {
+        method: "tools/call",
+        server: &entry.server,
+        target: Target::Tool(entry),
+        arguments: args,
+    };
+    let mut input = input::build(&subject, session);
+    input["rate"] = rates.snapshot("bench", "echo");
+    rates.record("bench", "echo");
+    input
+}
+
+fn decide(
+    policy: &PolicySet,
+    entry: &Entry,
+    session: &Session,
+    rates: &RateCounters,
+    args: &Value,
+) -> bool {
+    let input = build(entry, session, rates, args);
+    let verdict = policy.evaluate(&input).expect("evaluates");
+    matches!(verdict.decision, mcp_firewall::policy::Decision::Allow)
+}
+
+/// The library (rate limits out of reach) plus `n` synthetic deny rules.
+fn library_with_rules(n: usize, work: &Path) -> PolicySet {
+    let dir = common::library_policy(work, &format!("rules-{n}"));
+    let mut text = String::from("package mcp.firewall\n\n");
+    for k in 0..n {
+        // Alternate a tool-name rule and an argument rule; none matches echo.
+        if k % 2 == 0 {
+            text.push_str(&format!(
+                "deny contains \"synthetic rule {k}\" if {{\n\tinput.method == \"tools/call\"\n\tinput.tool.name == \"blocked_{k}\"\n}}\n\n"
+            ));
+        } else {
+            text.push_str(&format!(
+                "deny contains \"synthetic rule {k}\" if {{\n\tinput.tool.name == \"echo\"\n\tinput.arguments.text == \"forbidden-{k}\"\n}}\n\n"
+            ));
+        }
+    }
+    std::fs::write(dir.join("synthetic.rego"), text).unwrap();
+    PolicySet::load_dir(&dir, PACKAGE).unwrap()
+}
+
+fn nested(depth: usize) -> Value {
+    let mut v = json!({"text": "leaf"});
+    for i in 0..depth {
+        v = json!({format!("level{i}"): v, "n": i});
+    }
+    v
+}
+
+fn argument_cases() -> Vec<(String, Value)> {
+    let string = |n: usize| json!({"text": "x".repeat(n)});
+    vec![
+        ("string_1KB".into(), string(1024)),
+        ("string_10KB".into(), string(10 * 1024)),
+        ("string_100KB".into(), string(100 * 1024)),
+        (
+            "nested_depth_16".into(),
+            json!({"text": "t", "deep": nested(16)}),
+        ),
+        (
+            "nested_depth_64".into(),
+            json!({"text": "t", "deep": nested(64)}),
+        ),
+        (
+            "wide_1000_strings".into(),
+            json!({"text": "t", "items": (0..1000).map(|i| format!("item {i}")).collect::<Vec<_>>()}),
+        ),
+    ]
+}
+
+/// p50/p99 of the whole decision with a plain loop (criterion gives means).
+fn percentiles(
+    name: &str,
+    policy: &PolicySet,
+    entry: &Entry,
+    session: &Session,
+    rates: &RateCounters,
+    args: &Value,
+) {
+    for _ in 0..200 {
+        black_box(decide(policy, entry, session, rates, args));
+    }
+    let mut samples: Vec<f64> = (0..3000)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(decide(policy, entry, session, rates, args));
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    println!(
+        "{name:<48} p50 {:>7.1} µs  p99 {:>7.1} µs  (3000 decisions)",
+        common::pct(&samples, 0.5),
+        common::pct(&samples, 0.99)
+    );
+}
+
+fn main() {
+    if !common::benching() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let library =
+        PolicySet::load_dir(&common::library_policy(work.path(), "library"), PACKAGE).unwrap();
+    let allow_all = PolicySet::load_dir(&common::allow_all_policy(work.path()), PACKAGE).unwrap();
+    let entry = echo_entry();
+    let session = session();
+    let rates = RateCounters::default();
+    let echo_args = json!({"text": "hello"});
+    assert!(
+        decide(&library, &entry, &session, &rates, &echo_args),
+        "the library allows echo"
+    );
+
+    println!("machine: {}", common::machine());
+    percentiles(
+        "build+evaluate+verdict, policies/, echo",
+        &library,
+        &entry,
+        &session,
+        &rates,
+        &echo_args,
+    );
+    percentiles(
+        "build+evaluate+verdict, allow-all, echo",
+        &allow_all,
+        &entry,
+        &session,
+        &rates,
+        &echo_args,
+    );
+
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+        .configure_from_args();
+
+    {
+        let mut g = c.benchmark_group("decision");
+        g.bench_function("input_build", |b| {
+            b.iter(|| black_box(build(&entry, &session, &rates, &echo_args)))
+        });
+        let input = build(&entry, &session, &rates, &echo_args);
+        g.bench_function("evaluate_policies", |b| {
+            b.iter(|| black_box(library.evaluate(&input).unwrap()))
+        });
+        g.bench_function("evaluate_allow_all", |b| {
+            b.iter(|| black_box(allow_all.evaluate(&input).unwrap()))
+        });
+        g.bench_function("build_evaluate_verdict_policies", |b| {
+            b.iter(|| black_box(decide(&library, &entry, &session, &rates, &echo_args)))
+        });
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("rules");
+        for n in [0usize, 10, 100, 1000] {
+            let policy = library_with_rules(n, work.path());
+            g.bench_with_input(BenchmarkId::from_parameter(n), &policy, |b, p| {
+                b.iter(|| black_box(decide(p, &entry, &session, &rates, &echo_args)))
+            });
+        }
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("args");
+        for (name, args) in argument_cases() {
+            let allowed = decide(&library, &entry, &session, &rates, &args);
+            assert!(allowed, "{name} is allowed");
+            g.bench_with_input(BenchmarkId::from_parameter(&name), &args, |b, a| {
+                b.iter(|| black_box(decide(&library, &entry, &session, &rates, a)))
+            });
+        }
+        g.finish();
+    }
+    c.final_summary();
+}
