@@ -2,8 +2,8 @@
 //! one call at a time, over stdio and over Streamable HTTP:
 //!
 //! - stdio: the fixture called directly; through the firewall with an
-//!   allow-all policy; with the shipped `policies/` library (rate limits raised out of reach, see
-//! `common::library_policy`); and the library
+//!   allow-all policy; with the shipped `policies/` library (rate limits
+//!   raised out of reach, see `common::library_policy`); and the library
 //!   with `--audit-fsync always`. The audit log is on in every firewall row
 //!   (default fsync mode `never`: one write(2) per record, two records per
 //!   call: `call.decided` before forwarding, `call.completed` after).
