@@ -69,8 +69,7 @@ fn build(entry: &Entry, session: &Session, rates: &RateCounters, args: &Value) -
         arguments: args,
     };
     let mut input = input::build(&subject, session);
-    input["rate"] = rates.snapshot("bench", "echo");
-    rates.record("bench", "echo");
+    input["rate"] = rates.observe("bench", "echo");
     input
 }
 

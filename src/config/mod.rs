@@ -249,12 +249,12 @@ impl Validator<'_> {
     }
 }
 
-/// A webhook URL: http or https, nothing else.
+/// A URL the firewall will connect to (webhook, remote upstream): http or
+/// https with a host, nothing else.
 pub fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(format!("expected an http:// or https:// URL, got {url:?}"))
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(format!("expected an http:// or https:// URL, got {url:?}")),
     }
 }
 

@@ -142,7 +142,7 @@ pub(super) fn validate(
                     return Err(err(key, "only applies to a `command` upstream".into()));
                 }
             }
-            check_http_url(&url).map_err(|m| err("url", m))?;
+            super::check_url(&url).map_err(|m| err("url", m))?;
             let transport = match raw.transport.as_deref() {
                 None | Some("streamable-http") => HttpTransport::StreamableHttp,
                 Some("sse") => HttpTransport::Sse,
@@ -170,13 +170,6 @@ pub(super) fn validate(
         name: raw.name,
         kind,
     })
-}
-
-fn check_http_url(url: &str) -> Result<(), String> {
-    match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        _ => Err(format!("expected an http:// or https:// URL, got {url:?}")),
-    }
 }
 
 /// Expand and check one header; returns the value to send.

@@ -211,10 +211,10 @@ impl Proxy {
 
     /// Upstreams that are initialized and still running.
     fn live_upstreams(&self) -> Vec<Arc<Upstream>> {
-        let ready = self.catalogue.read().expect("catalogue lock").ready.clone();
+        let catalogue = self.catalogue.read().expect("catalogue lock");
         self.upstreams
             .iter()
-            .filter(|u| u.is_alive() && ready.contains_key(u.name()))
+            .filter(|u| u.is_alive() && catalogue.ready.contains_key(u.name()))
             .cloned()
             .collect()
     }

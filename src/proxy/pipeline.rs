@@ -75,11 +75,7 @@ impl Proxy {
         let principal = &self.session.principal.id;
         if subject.method == "tools/call" {
             // Counts of earlier calls; this one is counted whatever the outcome.
-            input["rate"] = self
-                .shared
-                .rates
-                .snapshot(principal, subject.exposed_name());
-            self.shared.rates.record(principal, subject.exposed_name());
+            input["rate"] = self.shared.rates.observe(principal, subject.exposed_name());
         }
         let verdict = policy.evaluate(&input);
         let refusal = refusal_for(&verdict);

@@ -44,45 +44,71 @@ impl PolicyCell {
 /// Recent calls per principal and tool, for `input.rate`.
 #[derive(Default)]
 pub struct RateCounters {
-    calls: Mutex<HashMap<(String, String), VecDeque<Instant>>>,
+    calls: Mutex<Calls>,
 }
 
 impl RateCounters {
     /// Counts of *earlier* calls, as the policy sees them.
     pub fn snapshot(&self, principal: &str, tool: &str) -> Value {
-        let now = Instant::now();
-        let calls = self.calls.lock().expect("rate lock");
-        // Performance: each queue is in time order (pushed with a monotonic
-        // clock), so the calls within `window` are a suffix found by binary
-        // search. A linear walk from the back cost ~10,000 steps per call
-        // once a busy principal's queue was full (`MAX_REMEMBERED_CALLS`).
-        let within = |q: &VecDeque<Instant>, window: Duration| {
-            q.len() - q.partition_point(|t| now - *t >= window)
-        };
-        let this_tool = calls.get(&(principal.to_string(), tool.to_string()));
-        let principal_minute: usize = calls
-            .iter()
-            .filter(|((p, _), _)| p == principal)
-            .map(|(_, q)| within(q, MINUTE))
-            .sum();
-        json!({
-            "principal_tool_last_minute": this_tool.map_or(0, |q| within(q, MINUTE)),
-            "principal_tool_last_hour": this_tool.map_or(0, |q| within(q, HOUR)),
-            "principal_last_minute": principal_minute,
-        })
+        counts(
+            &self.calls.lock().expect("rate lock"),
+            principal,
+            tool,
+            Instant::now(),
+        )
     }
 
     pub fn record(&self, principal: &str, tool: &str) {
+        push(
+            &mut self.calls.lock().expect("rate lock"),
+            principal,
+            tool,
+            Instant::now(),
+        );
+    }
+
+    /// [`Self::snapshot`] then [`Self::record`] under one lock: what each
+    /// `tools/call` does, so two concurrent calls never see the same count.
+    pub fn observe(&self, principal: &str, tool: &str) -> Value {
         let now = Instant::now();
         let mut calls = self.calls.lock().expect("rate lock");
-        let q = calls
-            .entry((principal.to_string(), tool.to_string()))
-            .or_default();
-        while q.front().is_some_and(|t| now - *t >= HOUR) || q.len() >= MAX_REMEMBERED_CALLS {
-            q.pop_front();
-        }
-        q.push_back(now);
+        let seen = counts(&calls, principal, tool, now);
+        push(&mut calls, principal, tool, now);
+        seen
     }
+}
+
+type Calls = HashMap<(String, String), VecDeque<Instant>>;
+
+fn counts(calls: &Calls, principal: &str, tool: &str, now: Instant) -> Value {
+    // Performance: each queue is in time order (pushed with a monotonic
+    // clock), so the calls within `window` are a suffix found by binary
+    // search. A linear walk from the back cost ~10,000 steps per call
+    // once a busy principal's queue was full (`MAX_REMEMBERED_CALLS`).
+    let within = |q: &VecDeque<Instant>, window: Duration| {
+        q.len() - q.partition_point(|t| now - *t >= window)
+    };
+    let this_tool = calls.get(&(principal.to_string(), tool.to_string()));
+    let principal_minute: usize = calls
+        .iter()
+        .filter(|((p, _), _)| p == principal)
+        .map(|(_, q)| within(q, MINUTE))
+        .sum();
+    json!({
+        "principal_tool_last_minute": this_tool.map_or(0, |q| within(q, MINUTE)),
+        "principal_tool_last_hour": this_tool.map_or(0, |q| within(q, HOUR)),
+        "principal_last_minute": principal_minute,
+    })
+}
+
+fn push(calls: &mut Calls, principal: &str, tool: &str, now: Instant) {
+    let q = calls
+        .entry((principal.to_string(), tool.to_string()))
+        .or_default();
+    while q.front().is_some_and(|t| now - *t >= HOUR) || q.len() >= MAX_REMEMBERED_CALLS {
+        q.pop_front();
+    }
+    q.push_back(now);
 }
 
 /// Everything one firewall process shares between its sessions.

@@ -53,7 +53,8 @@ impl Proxy {
                 Refusal::InvalidParams("`arguments` must be an object".into()).answer(true, None),
             );
         }
-        let entry = match self.find_tool(name).await {
+        let tools = self.tools_with(name).await;
+        let entry = match tools.get(name) {
             Some(entry) => entry,
             None => {
                 let refusal = match self.dead_owner(name) {
@@ -67,10 +68,10 @@ impl Proxy {
         let subject = Subject {
             method: "tools/call",
             server: &entry.server,
-            target: Target::Tool(&entry),
+            target: Target::Tool(entry),
             arguments: &arguments,
         };
-        if let Err(refusal) = self.validate_arguments(&entry, &arguments) {
+        if let Err(refusal) = self.validate_arguments(entry, &arguments) {
             let refused = self.refuse_early(&subject, refusal);
             return Some(refused.refusal.answer(true, refused.decision_id.as_deref()));
         }
@@ -80,13 +81,14 @@ impl Proxy {
             .await
     }
 
-    /// The tool the client named, refreshing the listing once if it is not
-    /// known (the client may call a tool it learned of before a change).
-    async fn find_tool(&self, name: &str) -> Option<Entry> {
-        if let Some(entry) = self.tools(false).await.get(name) {
-            return Some(entry.clone());
+    /// The merged tools, refreshed once if `name` is not among them (the
+    /// client may call a tool it learned of before a change).
+    async fn tools_with(&self, name: &str) -> Arc<crate::upstream::Named> {
+        let tools = self.tools(false).await;
+        if tools.get(name).is_some() {
+            return tools;
         }
-        self.tools(true).await.get(name).cloned()
+        self.tools(true).await
     }
 
     /// If `name` would belong to an upstream that has exited, the error that
