@@ -24,6 +24,7 @@ pub mod config;
 pub mod downstream;
 pub mod error;
 pub mod framing;
+pub mod identity;
 pub mod jsonrpc;
 pub mod policy;
 pub mod proxy;

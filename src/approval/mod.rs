@@ -55,6 +55,7 @@
 //! | [`endpoint`] | the signed `POST /approvals/{id}` answer endpoint |
 //! | [`service`] | [`Approvals`]: store + webhook + audit + wake-ups, shared by held calls |
 
+pub mod approvers;
 pub mod digest;
 pub mod endpoint;
 pub mod model;
