@@ -67,6 +67,7 @@ fn build(entry: &Entry, session: &Session, rates: &RateCounters, args: &Value) -
         server: &entry.server,
         target: Target::Tool(entry),
         arguments: args,
+        params: args,
     };
     let mut input = input::build(&subject, session);
     input["rate"] = rates.observe("bench", "echo");

@@ -55,10 +55,26 @@ enum ApprovalsCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Approve a held call.
+    /// Approve a held call (signed with your registered SSH key).
     Approve(AnswerArgs),
-    /// Deny a held call.
+    /// Deny a held call (signed with your registered SSH key).
     Deny(AnswerArgs),
+    /// Print the exact message an answer signs, for `ssh-keygen -Y sign -n mcp-firewall-approval`.
+    Message {
+        id: String,
+        /// approve or deny.
+        #[arg(long)]
+        decision: String,
+        #[arg(long = "as")]
+        approver: String,
+        #[arg(long)]
+        reason: String,
+        /// Unix seconds to sign (pass the same to approve/deny --timestamp).
+        #[arg(long)]
+        timestamp: i64,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -70,6 +86,21 @@ struct AnswerArgs {
     /// Why (required).
     #[arg(long)]
     reason: String,
+    /// Your OpenSSH Ed25519 private key (unencrypted), registered for NAME
+    /// in the firewall's --approvers file.
+    #[arg(
+        long,
+        required_unless_present = "signature",
+        conflicts_with = "signature"
+    )]
+    key: Option<PathBuf>,
+    /// A signature made with `ssh-keygen -Y sign -n mcp-firewall-approval`
+    /// over the output of `approvals message` (needs --timestamp).
+    #[arg(long, requires = "timestamp")]
+    signature: Option<PathBuf>,
+    /// The timestamp given to `approvals message`.
+    #[arg(long, requires = "signature")]
+    timestamp: Option<i64>,
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
@@ -121,6 +152,10 @@ pub struct RunArgs {
     /// audit log and approvals). HTTP keeps serving after stdin closes.
     #[arg(long, requires = "listen")]
     pub stdio: bool,
+    /// Approvers' public keys (OpenSSH allowed_signers: `NAME ssh-ed25519 KEY`).
+    /// CLI answers count only when signed by a key registered for the approver.
+    #[arg(long)]
+    pub approvers: Option<PathBuf>,
     /// Approval store directory (default ~/.local/share/mcp-firewall).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -217,25 +252,45 @@ fn policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
 fn approvals(command: ApprovalsCommand) -> anyhow::Result<ExitCode> {
     use mcp_firewall::approval::{ApprovalSettings, Verdict};
     let dir = |d: Option<PathBuf>| d.unwrap_or_else(ApprovalSettings::default_data_dir);
+    let answer = |a: AnswerArgs, decision: Verdict| {
+        let signer = match (&a.key, &a.signature, a.timestamp) {
+            (Some(key), _, _) => cli::approvals::Signer::KeyFile(key),
+            (None, Some(file), Some(timestamp)) => {
+                cli::approvals::Signer::Signature { file, timestamp }
+            }
+            _ => anyhow::bail!(
+                "an answer must be signed: give --key FILE (or --signature FILE --timestamp T)"
+            ),
+        };
+        cli::approvals::answer(
+            &dir(a.data_dir.clone()),
+            &a.id,
+            decision,
+            &a.approver,
+            &a.reason,
+            signer,
+        )
+    };
     match command {
         ApprovalsCommand::List { data_dir, status } => {
             cli::approvals::list(&dir(data_dir), status.as_deref())
         }
         ApprovalsCommand::Show { id, data_dir } => cli::approvals::show(&dir(data_dir), &id),
-        ApprovalsCommand::Approve(a) => cli::approvals::answer(
-            &dir(a.data_dir),
-            &a.id,
-            Verdict::Approve,
-            &a.approver,
-            &a.reason,
-        ),
-        ApprovalsCommand::Deny(a) => cli::approvals::answer(
-            &dir(a.data_dir),
-            &a.id,
-            Verdict::Deny,
-            &a.approver,
-            &a.reason,
-        ),
+        ApprovalsCommand::Approve(a) => answer(a, Verdict::Approve),
+        ApprovalsCommand::Deny(a) => answer(a, Verdict::Deny),
+        ApprovalsCommand::Message {
+            id,
+            decision,
+            approver,
+            reason,
+            timestamp,
+            data_dir,
+        } => {
+            let decision: Verdict = decision
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--decision: {e}"))?;
+            cli::approvals::message(&dir(data_dir), &id, decision, &approver, &reason, timestamp)
+        }
     }
 }
 

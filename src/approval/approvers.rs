@@ -217,7 +217,10 @@ pub fn sign_with_key_file(path: &Path, message: &AnswerMessage<'_>) -> Result<St
         ));
     }
     if key.algorithm() != Algorithm::Ed25519 {
-        return Err(format!("{}: only Ed25519 keys are accepted", path.display()));
+        return Err(format!(
+            "{}: only Ed25519 keys are accepted",
+            path.display()
+        ));
     }
     let signature = key
         .sign(NAMESPACE, HashAlg::Sha512, &message.to_bytes())

@@ -3,7 +3,9 @@ use std::path::PathBuf;
 use super::*;
 
 fn key_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/keys").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/keys")
+        .join(name)
 }
 
 fn public(name: &str) -> String {
@@ -51,11 +53,7 @@ fn a_registered_key_verifies_its_own_answer_and_nothing_else() {
 
 #[test]
 fn a_key_answers_only_for_the_names_it_is_registered_for() {
-    let reg = registry(&format!(
-        "bob {}\ncarol {}",
-        public("bob"),
-        public("carol")
-    ));
+    let reg = registry(&format!("bob {}\ncarol {}", public("bob"), public("carol")));
     let signed_by_eve = sign_with_key_file(&key_path("eve"), &message("bob", "approve")).unwrap();
     let bob = Identity::parse("bob").unwrap();
     assert!(matches!(
@@ -70,7 +68,12 @@ fn a_key_answers_only_for_the_names_it_is_registered_for() {
     ));
     let mallory = Identity::parse("mallory").unwrap();
     assert!(matches!(
-        reg.verify(&mallory, &message("mallory", "approve"), &signed_by_eve, NOW),
+        reg.verify(
+            &mallory,
+            &message("mallory", "approve"),
+            &signed_by_eve,
+            NOW
+        ),
         Err(KeyProofError::UnknownApprover(_))
     ));
 }
@@ -96,8 +99,8 @@ fn registry_lines_are_parsed_strictly() {
 
 #[test]
 fn an_encrypted_key_is_refused_with_a_way_forward() {
-    let err = sign_with_key_file(&key_path("dave_encrypted"), &message("dave", "approve"))
-        .unwrap_err();
+    let err =
+        sign_with_key_file(&key_path("dave_encrypted"), &message("dave", "approve")).unwrap_err();
     assert!(err.contains("ssh-keygen -Y sign"), "{err}");
 }
 
@@ -121,11 +124,7 @@ fn ssh_keygen_signatures_verify() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("bob");
     std::fs::copy(key_path("bob"), &key).unwrap();
-    std::fs::set_permissions(
-        &key,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let msg = dir.path().join("message.json");
     std::fs::write(&msg, message("bob", "approve").to_bytes()).unwrap();
     let status = std::process::Command::new("ssh-keygen")

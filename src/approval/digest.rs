@@ -1,7 +1,8 @@
 //! The digest that binds an approval to one exact call.
 //!
 //! SHA-256 over the canonical JSON of everything that makes two calls "the
-//! same call" for an approver: server, tool, arguments, the tool's
+//! same call" for an approver: server, tool, arguments, `_meta` (without the
+//! progress token) and any extra params, the tool's
 //! definition (fingerprint), the policy revision that held it, and the
 //! principal. Change any of them (a different argument, a redefined tool, a
 //! new policy, another user) and an existing approval no longer matches.
@@ -15,6 +16,10 @@ pub struct CallIdentity<'a> {
     pub server: &'a str,
     pub tool: &'a str,
     pub arguments: &'a Value,
+    /// `_meta` without the progress token.
+    pub meta: &'a Value,
+    /// Params the method does not define.
+    pub extra_params: &'a Value,
     pub fingerprint: Option<&'a str>,
     pub policy_revision: &'a str,
     pub principal: &'a str,
@@ -26,6 +31,8 @@ pub fn call_digest(call: &CallIdentity<'_>) -> String {
         "server": call.server,
         "tool": call.tool,
         "arguments": call.arguments,
+        "meta": call.meta,
+        "extra_params": call.extra_params,
         "tool_fingerprint": call.fingerprint,
         "policy_revision": call.policy_revision,
         "principal": call.principal,
@@ -42,6 +49,8 @@ mod tests {
             server: "fs",
             tool: "write_file",
             arguments: &args,
+            meta: &json!({}),
+            extra_params: &json!({}),
             fingerprint: Some("sha256:t"),
             policy_revision: revision,
             principal,

@@ -2,11 +2,14 @@
 //! Standard Webhooks signature over the raw body, for approvers that answer
 //! asynchronously (a chat bot, a small web page).
 //!
-//! Checks, in order, each with its own status: signature and timestamp
-//! (401; ±5 minutes), `webhook-id` not seen before (409; replay), body shape
-//! (400), body size (413, axum's limit), then the store's rules (404 unknown
-//! id, 409 not pending / expired / duplicate approver, 403 self-approval or
-//! not an allowed approver). The body is verified as received, never
+//! The body is `{"approval_id", "digest", "decision", "approver", "reason"}`
+//! ([`super::bot`]). Checks, in order, each with its own status: signature
+//! and timestamp (401; ±5 minutes), `webhook-id` not seen before (409;
+//! replay), body shape (400), body size (413, axum's limit), the body names
+//! this URL's approval (403), then the proof and the store's rules (404
+//! unknown id, 403 digest mismatch / approver with a registered key /
+//! self-approval / not an allowed approver, 409 not pending / expired /
+//! duplicate approver). The body is verified as received, never
 //! re-serialized.
 
 use std::net::SocketAddr;
@@ -18,26 +21,15 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use chrono::Utc;
-use serde::Deserialize;
 use serde_json::json;
 
+use super::AnswerRejection;
+use super::bot::{BotAnswerError, SignedBy};
 use super::service::Approvals;
-use super::signing::verify;
 use super::store::StoreError;
-use super::{AnswerRejection, NewAnswer, Verdict};
 
 /// Largest answer body accepted: an answer is three short strings.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AnswerBody {
-    decision: String,
-    approver: String,
-    #[serde(default)]
-    reason: String,
-}
 
 /// Bind the endpoint and serve it in the background; returns the bound
 /// address (the port may have been 0).
@@ -72,59 +64,31 @@ async fn answer(
     body: Bytes,
 ) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let now = Utc::now();
-    if let Err(e) = verify(
-        &approvals.secrets,
-        header("webhook-id"),
-        header("webhook-timestamp"),
-        header("webhook-signature"),
-        &body,
-        now.timestamp(),
-    ) {
-        tracing::warn!(approval = %id, "refused an unsigned or badly signed answer: {e}");
-        return reply(
-            StatusCode::UNAUTHORIZED,
-            &format!("signature rejected: {e}"),
-        );
-    }
-    let webhook_id = header("webhook-id").unwrap_or_default();
-    match approvals.store.remember_webhook_id(webhook_id, now) {
-        Ok(true) => {}
-        Ok(false) => return reply(StatusCode::CONFLICT, "replayed webhook-id"),
-        Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
-    let body: AnswerBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return reply(
-                StatusCode::BAD_REQUEST,
-                &format!("expected {{decision, approver, reason}}: {e}"),
-            );
-        }
+    let signed = SignedBy {
+        id: header("webhook-id"),
+        timestamp: header("webhook-timestamp"),
+        signature: header("webhook-signature"),
     };
-    let decision = match body.decision.as_str() {
-        "approve" => Verdict::Approve,
-        "deny" => Verdict::Deny,
-        other => {
-            return reply(
-                StatusCode::BAD_REQUEST,
-                &format!("decision must be approve or deny, got {other:?}"),
-            );
-        }
-    };
-    let answer = NewAnswer {
-        approver: body.approver,
-        decision,
-        reason: body.reason,
-        channel: "endpoint".into(),
-    };
-    match approvals.answer(&id, &answer) {
+    match approvals.answer_from_bot(&id, signed, &body, "endpoint") {
         Ok(outcome) => (
             StatusCode::OK,
             axum::Json(json!({"status": outcome.status.as_str(), "approvals": outcome.approvals, "quorum": outcome.quorum})),
         )
             .into_response(),
-        Err(e) => reply(status_for(&e), &e.to_string()),
+        Err(e) => {
+            tracing::warn!(approval = %id, "refused an answer: {e}");
+            reply(bot_status(&e), &e.to_string())
+        }
+    }
+}
+
+fn bot_status(error: &BotAnswerError) -> StatusCode {
+    match error {
+        BotAnswerError::Signature(_) => StatusCode::UNAUTHORIZED,
+        BotAnswerError::Replayed => StatusCode::CONFLICT,
+        BotAnswerError::Body(_) => StatusCode::BAD_REQUEST,
+        BotAnswerError::WrongApproval { .. } => StatusCode::FORBIDDEN,
+        BotAnswerError::Store(e) => status_for(e),
     }
 }
 
@@ -132,10 +96,15 @@ fn status_for(error: &StoreError) -> StatusCode {
     match error {
         StoreError::NotFound(_) => StatusCode::NOT_FOUND,
         StoreError::AnswerRejected(
-            AnswerRejection::SelfApproval | AnswerRejection::NotAnApprover,
+            AnswerRejection::SelfApproval
+            | AnswerRejection::NotAnApprover
+            | AnswerRejection::BadProof(_)
+            | AnswerRejection::Unsigned,
         ) => StatusCode::FORBIDDEN,
         StoreError::AnswerRejected(
-            AnswerRejection::MissingReason | AnswerRejection::MissingApprover,
+            AnswerRejection::MissingReason
+            | AnswerRejection::MissingApprover
+            | AnswerRejection::BadIdentity(_),
         ) => StatusCode::BAD_REQUEST,
         StoreError::AnswerRejected(_) => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

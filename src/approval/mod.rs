@@ -56,9 +56,11 @@
 //! | [`service`] | [`Approvals`]: store + webhook + audit + wake-ups, shared by held calls |
 
 pub mod approvers;
+pub mod bot;
 pub mod digest;
 pub mod endpoint;
 pub mod model;
+pub mod proof;
 pub mod service;
 pub mod signing;
 pub mod store;
@@ -67,6 +69,7 @@ pub mod webhook;
 pub use model::{
     AnswerOutcome, AnswerRecord, ApprovalRecord, NewAnswer, NewApproval, Status, Verdict,
 };
+pub use proof::{AnswerVerifier, Proof, VerifiedAnswer};
 pub use service::{ApprovalSettings, Approvals};
 pub use signing::{SignatureError, SignedHeaders, TIMESTAMP_TOLERANCE_SECS, WebhookSecret};
 pub use store::{AnswerRejection, ApprovalStore, Grant, StoreError};

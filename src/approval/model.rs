@@ -18,6 +18,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::proof::Proof;
+
 /// Where an approval request is in its lifecycle. `Pending` is the only state
 /// that accepts answers; every other state is final except `Approved`, which
 /// becomes `Used` when its grant releases the call.
@@ -160,6 +162,9 @@ pub struct NewAnswer {
     pub reason: String,
     /// `"webhook-response"`, `"endpoint"` or `"cli"`.
     pub channel: String,
+    /// How the approver proved who they are; checked again by the firewall
+    /// before the answer helps release a call.
+    pub proof: Option<Proof>,
 }
 
 /// A stored approval request with its answers (oldest answer first).
@@ -193,6 +198,7 @@ pub struct AnswerRecord {
     pub reason: String,
     pub channel: String,
     pub at: DateTime<Utc>,
+    pub proof: Option<Proof>,
 }
 
 /// The state of an approval right after an accepted answer.

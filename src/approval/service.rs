@@ -18,7 +18,10 @@ use chrono::Utc;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use super::store::{ApprovalStore, StoreError};
+use super::approvers::{ApproverRegistry, RegistryError};
+use super::model::AnswerRecord;
+use super::proof::AnswerVerifier;
+use super::store::{AnswerRejection, ApprovalStore, StoreError};
 use super::webhook::Webhook;
 use super::{AnswerOutcome, NewAnswer, WebhookSecret};
 use crate::audit::AuditLog;
@@ -48,6 +51,8 @@ pub struct ApprovalSettings {
     pub listen: Option<SocketAddr>,
     /// `group:NAME` in an `approvers` obligation expands to these names.
     pub groups: BTreeMap<String, Vec<String>>,
+    /// Approvers and their public keys (`allowed_signers` format).
+    pub approvers_file: Option<PathBuf>,
 }
 
 impl ApprovalSettings {
@@ -74,6 +79,7 @@ impl Default for ApprovalSettings {
             wait: DEFAULT_APPROVAL_WAIT,
             listen: None,
             groups: BTreeMap::new(),
+            approvers_file: None,
         }
     }
 }
@@ -84,6 +90,8 @@ pub enum ApprovalSetupError {
     Store(#[from] StoreError),
     #[error("webhook secret: {0}")]
     Secret(String),
+    #[error("approvers file: {0}")]
+    Approvers(#[from] RegistryError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -93,7 +101,9 @@ pub struct Approvals {
     pub store: ApprovalStore,
     pub webhook: Option<Webhook>,
     pub settings: ApprovalSettings,
-    pub secrets: Vec<WebhookSecret>,
+    /// The keys and bot secrets answers are verified with, as loaded at
+    /// start-up; never re-read from anything the agent could write.
+    pub verifier: AnswerVerifier,
     /// Woken whenever an in-process answer lands.
     pub changed: Notify,
     audit: Arc<AuditLog>,
@@ -119,12 +129,18 @@ impl Approvals {
             .webhook_url
             .clone()
             .map(|url| Webhook::new(url, secrets.clone()));
+        let registry = match &settings.approvers_file {
+            Some(path) => ApproverRegistry::load(path)?,
+            None => ApproverRegistry::default(),
+        };
         let store = ApprovalStore::open(&settings.data_dir)?;
+        // A copy for the CLI's up-front check; the firewall trusts only its own.
+        store.replace_approver_keys(&registry.entries())?;
         Ok(Approvals {
             store,
             webhook,
             settings,
-            secrets,
+            verifier: AnswerVerifier { registry, secrets },
             changed: Notify::new(),
             audit,
             callback_url: OnceLock::new(),
@@ -146,10 +162,32 @@ impl Approvals {
         let _ = self.callback_url.set(base);
     }
 
-    /// Record an answer given in this process, audit it (accepted or
-    /// rejected), and wake held calls.
+    /// Record an answer given in this process: its proof must verify (bound
+    /// to this approval and its call digest) before the store sees it. The
+    /// answer is audited, accepted or rejected, and held calls are woken.
     pub fn answer(&self, id: &str, answer: &NewAnswer) -> Result<AnswerOutcome, StoreError> {
-        let outcome = self.store.answer(id, answer, Utc::now());
+        let now = Utc::now();
+        let checked = match self.store.get(id)? {
+            None => Err(StoreError::NotFound(id.to_string())),
+            Some(record) => {
+                let stored = AnswerRecord {
+                    approver: answer.approver.clone(),
+                    decision: answer.decision,
+                    reason: answer.reason.clone(),
+                    channel: answer.channel.clone(),
+                    at: now,
+                    proof: answer.proof.clone(),
+                };
+                self.verifier
+                    .verify(id, &record.digest, &stored, now.timestamp())
+                    .map_err(|e| AnswerRejection::BadProof(e).into())
+            }
+        };
+        let outcome = checked.and_then(|verified_by| {
+            self.store
+                .answer(id, answer, now)
+                .map(|outcome| (outcome, verified_by))
+        });
         let record = json!({
             "approval_id": id,
             "approver": answer.approver,
@@ -158,9 +196,13 @@ impl Approvals {
             "channel": answer.channel,
         });
         let (event, record) = match &outcome {
-            Ok(o) => (
+            Ok((o, verified_by)) => (
                 "approval.answered",
-                with(record, "status", o.status.as_str()),
+                with(
+                    with(record, "status", o.status.as_str()),
+                    "verified_by",
+                    verified_by,
+                ),
             ),
             Err(e) => (
                 "approval.answer_rejected",
@@ -171,7 +213,15 @@ impl Approvals {
             tracing::error!("audit write failed for an approval answer: {e}");
         }
         self.changed.notify_waiters();
-        outcome
+        outcome.map(|(o, _)| o)
+    }
+
+    /// Record a refused answer that never reached the store.
+    pub(super) fn audit_rejection(&self, id: &str, channel: &str, error: &str) {
+        let record = json!({"approval_id": id, "channel": channel, "error": error});
+        if let Err(e) = self.audit.append("approval.answer_rejected", record) {
+            tracing::error!("audit write failed: {e}");
+        }
     }
 }
 

@@ -6,12 +6,14 @@
 //! - Retried: connection errors, timeouts, 5xx and 429 (honouring
 //!   `Retry-After` in seconds), with exponential backoff, never past the
 //!   deadline. Not retried: other 4xx (the receiver refused the message).
-//! - A 200 whose body is `{"decision", "approver", "reason"}` is a
-//!   synchronous answer; any other 2xx means "received, answer later".
+//! - A 200 whose body has a `decision` is a synchronous answer: it counts only
+//!   if the response is signed with the webhook secret and names this
+//!   approval and call ([`super::bot`]); any other 2xx means "received,
+//!   answer later". Webhook URLs are https or loopback http (config check),
+//!   so the answer cannot be forged on the wire.
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -33,14 +35,14 @@ pub struct Webhook {
     client: reqwest::Client,
 }
 
-/// A decision carried in the webhook's own 200 response.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+/// A 200 response that carries a decision: its signature headers and raw
+/// body, checked like any bot answer ([`super::bot`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyncAnswer {
-    pub decision: String,
-    pub approver: String,
-    #[serde(default)]
-    pub reason: String,
+    pub webhook_id: Option<String>,
+    pub timestamp: Option<String>,
+    pub signature: Option<String>,
+    pub body: Vec<u8>,
 }
 
 /// A message that reached the receiver.
@@ -49,8 +51,8 @@ pub struct Delivered {
     pub webhook_id: String,
     pub attempts: u32,
     pub status: u16,
-    /// `Some` when the response carried a decision (parsed or not).
-    pub answer: Option<Result<SyncAnswer, String>>,
+    /// `Some` when the response carried a decision (not yet verified).
+    pub answer: Option<SyncAnswer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +74,7 @@ impl DeliveryError {
 
 /// What one attempt led to.
 enum Attempt {
-    Done(u16, Option<Result<SyncAnswer, String>>),
+    Done(u16, Option<SyncAnswer>),
     Retry {
         error: String,
         after: Option<Duration>,
@@ -180,8 +182,26 @@ impl Webhook {
         if !status.is_success() {
             return Attempt::Refused(status.as_u16());
         }
-        let text = response.text().await.unwrap_or_default();
-        Attempt::Done(status.as_u16(), parse_answer(status.as_u16(), &text))
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (webhook_id, timestamp, signature) = (
+            header("webhook-id"),
+            header("webhook-timestamp"),
+            header("webhook-signature"),
+        );
+        let body = response.bytes().await.unwrap_or_default().to_vec();
+        let answer = carries_answer(status.as_u16(), &body).then_some(SyncAnswer {
+            webhook_id,
+            timestamp,
+            signature,
+            body,
+        });
+        Attempt::Done(status.as_u16(), answer)
     }
 }
 
@@ -190,15 +210,12 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// A synchronous answer, if the response carries one. `{}`, an empty body or
-/// a body without `decision` means "answer later".
-fn parse_answer(status: u16, text: &str) -> Option<Result<SyncAnswer, String>> {
-    if status != 200 {
-        return None;
-    }
-    let value: Value = serde_json::from_str(text).ok()?;
-    value.get("decision")?;
-    Some(serde_json::from_value::<SyncAnswer>(value).map_err(|e| format!("malformed answer: {e}")))
+/// Whether a response carries a synchronous answer: a 200 whose body is a
+/// JSON object with `decision`. `{}`, an empty body or a body without
+/// `decision` means "answer later".
+fn carries_answer(status: u16, body: &[u8]) -> bool {
+    status == 200
+        && serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("decision").is_some())
 }
 
 #[cfg(test)]
@@ -206,26 +223,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn answers_are_parsed_only_from_a_200_with_a_decision() {
-        assert!(
-            parse_answer(202, r#"{"decision":"approve","approver":"b","reason":"r"}"#).is_none()
-        );
-        assert!(parse_answer(200, "{}").is_none());
-        assert!(parse_answer(200, "").is_none());
-        let ok = parse_answer(200, r#"{"decision":"deny","approver":"bob","reason":"no"}"#)
-            .unwrap()
-            .unwrap();
-        assert_eq!(ok.approver, "bob");
-        assert!(
-            parse_answer(200, r#"{"decision":"approve"}"#)
-                .unwrap()
-                .is_err(),
-            "approver is required"
-        );
-        assert!(
-            parse_answer(200, r#"{"decision":"approve","approver":"b","extra":1}"#)
-                .unwrap()
-                .is_err()
-        );
+    fn answers_are_recognised_only_in_a_200_with_a_decision() {
+        let answer = br#"{"decision":"approve","approver":"b","reason":"r"}"#;
+        assert!(!carries_answer(202, answer));
+        assert!(carries_answer(200, answer));
+        assert!(!carries_answer(200, b"{}"));
+        assert!(!carries_answer(200, b""));
     }
 }

@@ -31,6 +31,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("policy in {} failed to load", config.policy_dir.display()))?;
     let audit = Arc::new(AuditLog::open(&config.audit_path, config.fsync)?);
     let approvals = Arc::new(Approvals::open(config.approval.clone(), audit.clone())?);
+    if let Some(p) = &args.principal {
+        mcp_firewall::identity::Identity::parse(p)
+            .map_err(|e| anyhow::anyhow!("--principal: {e}"))?;
+    }
     let principal = match (&args.principal, &config.principal) {
         (Some(p), _) => Principal::new(p, "flag"),
         (None, Some(p)) => Principal::new(p, "config"),
@@ -187,6 +191,9 @@ fn apply_approval_flags(args: &RunArgs, config: &mut Config) -> anyhow::Result<(
     }
     if let Some(dir) = &args.data_dir {
         approval.data_dir = dir.clone();
+    }
+    if let Some(file) = &args.approvers {
+        approval.approvers_file = Some(file.clone());
     }
     if approval.secrets.is_empty()
         && let Ok(value) = std::env::var(&config.secret_env)

@@ -87,8 +87,8 @@ pub fn validate(raw: RawHttp) -> Result<HttpSettings, (String, String)> {
 
 fn token(i: usize, raw: RawToken) -> Result<TokenSpec, (String, String)> {
     let key = |field: &str| format!("http.tokens[{i}].{field}");
-    if raw.principal.trim().is_empty() {
-        return Err((key("principal"), "expected a non-empty principal id".into()));
+    if let Err(e) = crate::identity::Identity::parse(&raw.principal) {
+        return Err((key("principal"), e.to_string()));
     }
     let secret = match (raw.sha256, raw.env) {
         (Some(hex), None) => {

@@ -15,6 +15,8 @@ pub use upstream::{Headers, HttpSpec, HttpTransport, ProcessSpec, UpstreamKind, 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use crate::identity::Identity;
+
 use crate::approval::ApprovalSettings;
 use crate::audit::FsyncMode;
 pub use http::{HttpSettings, TokenSecret, TokenSpec};
@@ -171,13 +173,8 @@ impl Validator<'_> {
                 format!("expected a dotted Rego package name, got {package:?}"),
             ));
         }
-        if let Some(p) = &raw.session.principal
-            && p.trim().is_empty()
-        {
-            return Err(self.err(
-                "session.principal",
-                "expected a non-empty principal id".into(),
-            ));
+        if let Some(p) = &raw.session.principal {
+            Identity::parse(p).map_err(|e| self.err("session.principal", e.to_string()))?;
         }
         let approval = self.approval(&raw.approval)?;
         let http = http::validate(raw.http).map_err(|(key, m)| self.err(&key, m))?;
@@ -227,7 +224,16 @@ impl Validator<'_> {
         if let Some(dir) = &raw.data_dir {
             settings.data_dir = self.path(dir);
         }
+        for (group, names) in &raw.groups {
+            for name in names {
+                Identity::parse(name)
+                    .map_err(|e| self.err(&format!("approval.groups.{group}"), e.to_string()))?;
+            }
+        }
         settings.groups = raw.groups.clone();
+        if let Some(file) = &raw.approvers {
+            settings.approvers_file = Some(self.path(file));
+        }
         Ok(settings)
     }
 
@@ -249,12 +255,29 @@ impl Validator<'_> {
     }
 }
 
-/// A URL the firewall will connect to (webhook, remote upstream): http or
-/// https with a host, nothing else.
+/// A URL the firewall will connect to (webhook, remote upstream): https
+/// with a host, or plain http only to a loopback host (the network is not
+/// trusted: an answer or a tool result over plain http could be forged).
 pub fn check_url(url: &str) -> Result<(), String> {
     match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        _ => Err(format!("expected an http:// or https:// URL, got {url:?}")),
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => Ok(()),
+        Ok(u) if u.scheme() == "http" && is_loopback_host(&u) => Ok(()),
+        Ok(u) if u.scheme() == "http" && u.host().is_some() => Err(format!(
+            "{url:?}: plain http is accepted only to a loopback host (127.0.0.1, ::1, localhost); use https"
+        )),
+        _ => Err(format!(
+            "expected an https:// (or loopback http://) URL, got {url:?}"
+        )),
+    }
+}
+
+/// Whether the URL's host is a loopback address or `localhost`.
+pub fn is_loopback_host(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 
@@ -360,11 +383,11 @@ mod tests {
                 "upstream[0].url",
             ),
             (
-                "[[upstream]]\nname='a'\nurl='http://h/mcp'\ntransport='ws'",
+                "[[upstream]]\nname='a'\nurl='https://h/mcp'\ntransport='ws'",
                 "upstream[0].transport",
             ),
             (
-                "[[upstream]]\nname='a'\nurl='http://h/mcp'\nargs=['x']",
+                "[[upstream]]\nname='a'\nurl='https://h/mcp'\nargs=['x']",
                 "upstream[0].args",
             ),
             (
@@ -372,14 +395,27 @@ mod tests {
                 "upstream[0].headers",
             ),
             (
-                "[[upstream]]\nname='a'\nurl='http://h/mcp'\nheaders={X-Key='${MCP_FW_TEST_UNSET_VAR}'}",
+                "[[upstream]]\nname='a'\nurl='https://h/mcp'\nheaders={X-Key='${MCP_FW_TEST_UNSET_VAR}'}",
                 "upstream[0].headers.X-Key",
             ),
             (
-                "[[upstream]]\nname='a'\nurl='http://h/mcp'\nheaders={Mcp-Session-Id='x'}",
+                "[[upstream]]\nname='a'\nurl='https://h/mcp'\nheaders={Mcp-Session-Id='x'}",
                 "upstream[0].headers.Mcp-Session-Id",
             ),
             ("", "upstream"),
+            // Plain http only to loopback (the network is not trusted).
+            (
+                "[[upstream]]\nname='a'\nurl='http://example.com/mcp'",
+                "upstream[0].url",
+            ),
+            (
+                "[approval]\nwebhook='http://hooks.example.com/x'\n[[upstream]]\nname='a'\ncommand='x'",
+                "approval.webhook",
+            ),
+            (
+                "[session]\nprincipal='b\u{043e}b'\n[[upstream]]\nname='a'\ncommand='x'",
+                "session.principal",
+            ),
         ];
         for (text, key) in cases {
             let err = parse(text).expect_err(text).to_string();

@@ -41,6 +41,8 @@ pub struct RawApproval {
     pub data_dir: Option<String>,
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
+    /// Approvers' public keys, OpenSSH `allowed_signers` format.
+    pub approvers: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,6 +16,7 @@ use super::Proxy;
 use super::hold::HoldRequest;
 use super::input::Target;
 use super::obligations::Obligations;
+use crate::approval::bot::SignedBy;
 use crate::approval::{ApprovalRecord, Approvals, NewApproval};
 use crate::audit::mask;
 
@@ -93,7 +94,7 @@ impl Proxy {
                 e.def.get("description").cloned(),
                 e.def.get("annotations").cloned(),
             ),
-            Target::Resource(..) => (None, None),
+            Target::Resource(..) | Target::Template(_) => (None, None),
         };
         let data_dir = approvals.settings.data_dir.display();
         json!({
@@ -120,8 +121,8 @@ impl Proxy {
             },
             "respond": {
                 "callback_url": approvals.callback_url(id),
-                "synchronous": "reply 200 with {\"decision\":\"approve\"|\"deny\",\"approver\":\"NAME\",\"reason\":\"TEXT\"}",
-                "cli": format!("mcp-firewall approvals approve {id} --as NAME --reason TEXT --data-dir {data_dir}"),
+                "synchronous": "reply 200 with a body {\"approval_id\",\"digest\",\"decision\":\"approve\"|\"deny\",\"approver\",\"reason\"} signed with webhook-id/webhook-timestamp/webhook-signature headers",
+                "cli": format!("mcp-firewall approvals approve {id} --as NAME --key ~/.ssh/id_ed25519 --reason TEXT --data-dir {data_dir}"),
             },
         })
     }
@@ -164,31 +165,14 @@ async fn deliver(approvals: Arc<Approvals>, id: String, document: Value, deadlin
             if let Err(e) = approvals.audit().append("approval.delivered", record) {
                 tracing::error!("audit write failed: {e}");
             }
-            match delivered.answer {
-                Some(Ok(answer)) => {
-                    let decision = match answer.decision.as_str() {
-                        "approve" => crate::approval::Verdict::Approve,
-                        "deny" => crate::approval::Verdict::Deny,
-                        other => {
-                            reject_sync(
-                                &approvals,
-                                &id,
-                                &format!("decision must be approve or deny, got {other:?}"),
-                            );
-                            return;
-                        }
-                    };
-                    let answer = crate::approval::NewAnswer {
-                        approver: answer.approver,
-                        decision,
-                        reason: answer.reason,
-                        channel: "webhook-response".into(),
-                    };
-                    // Accepted or rejected, `answer` records it in the audit log.
-                    let _ = approvals.answer(&id, &answer);
-                }
-                Some(Err(message)) => reject_sync(&approvals, &id, &message),
-                None => {}
+            if let Some(answer) = delivered.answer {
+                let signed = SignedBy {
+                    id: answer.webhook_id.as_deref(),
+                    timestamp: answer.timestamp.as_deref(),
+                    signature: answer.signature.as_deref(),
+                };
+                // Accepted or rejected, the answer is in the audit log.
+                let _ = approvals.answer_from_bot(&id, signed, &answer.body, "webhook-response");
             }
         }
         Err(e) => {
@@ -206,12 +190,5 @@ async fn deliver(approvals: Arc<Approvals>, id: String, document: Value, deadlin
             }
             approvals.changed.notify_waiters();
         }
-    }
-}
-
-fn reject_sync(approvals: &Approvals, id: &str, message: &str) {
-    let record = json!({"approval_id": id, "channel": "webhook-response", "error": message});
-    if let Err(e) = approvals.audit().append("approval.answer_rejected", record) {
-        tracing::error!("audit write failed: {e}");
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::Proxy;
-use crate::upstream::{Named, Resources, Upstream};
+use crate::upstream::{ListMethod, Named, OwnRequest, Resources, Upstream};
 
 /// Pages fetched from one upstream for one listing. A server that keeps
 /// returning cursors beyond this is cut off rather than looping forever.
@@ -51,7 +51,7 @@ impl Proxy {
         if !refresh && let Some(t) = self.catalogue.read().expect("catalogue lock").tools.clone() {
             return t;
         }
-        let listings = self.fetch_all("tools/list", "tools").await;
+        let listings = self.fetch_all(ListMethod::Tools, "tools").await;
         let named = Arc::new(Named::merge(self.naming, listings));
         let old = self
             .catalogue
@@ -89,7 +89,7 @@ impl Proxy {
         {
             return p;
         }
-        let listings = self.fetch_all("prompts/list", "prompts").await;
+        let listings = self.fetch_all(ListMethod::Prompts, "prompts").await;
         let named = Arc::new(Named::merge(self.naming, listings));
         self.catalogue.write().expect("catalogue lock").prompts = Some(named.clone());
         named
@@ -106,9 +106,9 @@ impl Proxy {
         {
             return r;
         }
-        let listings = self.fetch_all("resources/list", "resources").await;
+        let listings = self.fetch_all(ListMethod::Resources, "resources").await;
         let templates = self
-            .fetch_all("resources/templates/list", "resourceTemplates")
+            .fetch_all(ListMethod::ResourceTemplates, "resourceTemplates")
             .await;
         let merged = Arc::new(Resources::merge(listings, templates));
         self.catalogue.write().expect("catalogue lock").resources = Some(merged.clone());
@@ -118,8 +118,9 @@ impl Proxy {
     /// Every item of `method` from every live upstream that offers the
     /// capability, in config order. A failing upstream contributes nothing
     /// (logged) rather than failing the whole listing.
-    async fn fetch_all(&self, method: &str, key: &str) -> Vec<(String, Vec<Value>)> {
-        let capability = method.split('/').next().unwrap_or(method);
+    async fn fetch_all(&self, method: ListMethod, key: &str) -> Vec<(String, Vec<Value>)> {
+        let name = method.method();
+        let capability = name.split('/').next().unwrap_or(name);
         let fetches = self
             .live_upstreams()
             .into_iter()
@@ -139,15 +140,16 @@ impl Proxy {
     }
 }
 
-async fn fetch_pages(upstream: &Upstream, method: &str, key: &str) -> Vec<Value> {
+async fn fetch_pages(upstream: &Upstream, list: ListMethod, key: &str) -> Vec<Value> {
+    let method = list.method();
     let mut items = Vec::new();
     let mut cursor: Option<Value> = None;
     for _ in 0..MAX_LIST_PAGES {
-        let params = match &cursor {
-            Some(c) => json!({"cursor": c}),
-            None => json!({}),
+        let request = OwnRequest::List {
+            method: list,
+            cursor: cursor.take(),
         };
-        match upstream.request(method, &params).await {
+        match upstream.own_request(request).await {
             Ok(Ok(result)) => {
                 if let Some(Value::Array(page)) = result.get(key) {
                     items.extend(page.iter().cloned());

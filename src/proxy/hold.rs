@@ -52,7 +52,6 @@ impl Proxy {
     pub(super) async fn authorize(
         &self,
         subject: &Subject<'_>,
-        params: &Value,
         cancel: &CancellationToken,
     ) -> Result<Permit, Option<Refused>> {
         match self.decide(subject) {
@@ -66,7 +65,8 @@ impl Proxy {
                         ..
                     },
             }) => {
-                let progress_token = params
+                let progress_token = subject
+                    .params
                     .get("_meta")
                     .and_then(|m| m.get("progressToken"))
                     .cloned();
@@ -93,13 +93,10 @@ impl Proxy {
     pub(super) async fn decide_and_forward(
         &self,
         subject: &Subject<'_>,
-        method: &str,
-        upstream_params: &Value,
-        client_params: &Value,
         cancel: &CancellationToken,
     ) -> Option<Result<Value, Value>> {
-        let tool_call = method == "tools/call";
-        let permit = match self.authorize(subject, client_params, cancel).await {
+        let tool_call = subject.method == "tools/call";
+        let permit = match self.authorize(subject, cancel).await {
             Ok(permit) => permit,
             Err(Some(Refused {
                 decision_id,
@@ -112,13 +109,30 @@ impl Proxy {
             return Some(gone.answer(tool_call, Some(permit.decision_id())));
         };
         let started = std::time::Instant::now();
-        let outcome = forward(&permit, &upstream, method, upstream_params, cancel).await;
-        self.record_outcome(&permit, started, &outcome);
+        let decision_id = permit.decision_id().to_string();
+        let seq = self
+            .relay_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let entry = (
+            subject.server.to_string(),
+            subject.exposed_name().to_string(),
+            decision_id.clone(),
+        );
+        self.forwarding
+            .lock()
+            .expect("forwarding lock")
+            .insert(seq, entry);
+        let outcome = forward(permit, &upstream, cancel).await;
+        self.forwarding
+            .lock()
+            .expect("forwarding lock")
+            .remove(&seq);
+        self.record_outcome(&decision_id, started, &outcome);
         match outcome {
             Forwarded::Answered(reply) => Some(reply),
             Forwarded::Cancelled => None,
             Forwarded::Failed(e) => {
-                Some(Refusal::Upstream(e).answer(tool_call, Some(permit.decision_id())))
+                Some(Refusal::Upstream(e).answer(tool_call, Some(&decision_id)))
             }
         }
     }
@@ -146,17 +160,24 @@ impl Proxy {
             }
         };
         let policy = self.policy();
+        let meta = req.subject.meta();
+        let extra = req.subject.extra_params();
         let digest = call_digest(&CallIdentity {
             server: req.subject.server,
             tool: req.subject.name(),
             arguments: req.subject.arguments,
+            meta: &meta,
+            extra_params: &extra,
             fingerprint: req.subject.fingerprint(),
             policy_revision: policy.revision(),
             principal: &self.session.principal.id,
         });
         match approvals.store.consume_grant(&digest, Utc::now()) {
             Ok(Some(grant)) => {
-                return Held::Released(self.released(&approvals, grant, &req.decision_id));
+                return match self.released(&approvals, grant, &req, &obligations) {
+                    Ok(permit) => Held::Released(permit),
+                    Err(refusal) => refuse(refusal),
+                };
             }
             Ok(None) => {}
             Err(e) => return refuse(Refusal::ApprovalFailed(e.to_string())),
@@ -169,13 +190,15 @@ impl Proxy {
             },
             Err(e) => return refuse(Refusal::ApprovalFailed(e.to_string())),
         };
-        self.wait(&approvals, &req, record, &digest, cancel).await
+        self.wait(&approvals, &req, &obligations, record, &digest, cancel)
+            .await
     }
 
     async fn wait(
         &self,
         approvals: &Arc<Approvals>,
         req: &HoldRequest<'_>,
+        obligations: &Obligations,
         record: ApprovalRecord,
         digest: &str,
         cancel: &CancellationToken,
@@ -200,7 +223,7 @@ impl Proxy {
                 }
                 Err(e) => return refuse(Refusal::ApprovalFailed(e.to_string())),
             };
-            if let Some(end) = self.settled(approvals, &record, digest, &req.decision_id) {
+            if let Some(end) = self.settled(approvals, &record, digest, req, obligations) {
                 return match end {
                     Ok(permit) => Held::Released(permit),
                     Err(refusal) => refuse(refusal),
@@ -241,7 +264,8 @@ impl Proxy {
         approvals: &Approvals,
         record: &ApprovalRecord,
         digest: &str,
-        decision_id: &str,
+        req: &HoldRequest<'_>,
+        obligations: &Obligations,
     ) -> Option<Result<Permit, Refusal>> {
         let id = record.id.clone();
         let now = Utc::now();
@@ -255,7 +279,7 @@ impl Proxy {
             }
             Status::Pending => None,
             Status::Approved => Some(match approvals.store.consume_grant(digest, now) {
-                Ok(Some(grant)) => Ok(self.released(approvals, grant, decision_id)),
+                Ok(Some(grant)) => self.released(approvals, grant, req, obligations),
                 Ok(None) => Err(Refusal::ApprovalFailed(format!(
                     "approval {id} was already used by an identical call"
                 ))),
@@ -287,30 +311,58 @@ impl Proxy {
         }
     }
 
-    /// Turn a consumed grant into a permit, on the record.
+    /// Turn a consumed grant into a permit, on the record. The approval's
+    /// answers are verified again with this process's keys and secrets and
+    /// this call's obligations (the store may have been written by anyone
+    /// with access to the file), and the release must be in the audit log:
+    /// either failing refuses the call.
     fn released(
         &self,
         approvals: &Approvals,
         grant: crate::approval::Grant,
-        decision_id: &str,
-    ) -> Permit {
-        let answers = approvals
+        req: &HoldRequest<'_>,
+        obligations: &Obligations,
+    ) -> Result<Permit, Refusal> {
+        let id = grant.approval_id().to_string();
+        let record = approvals
             .store
-            .get(grant.approval_id())
-            .ok()
-            .flatten()
-            .map(|r| r.answers);
+            .get(&id)
+            .map_err(|e| Refusal::ApprovalFailed(e.to_string()))?
+            .ok_or_else(|| Refusal::ApprovalFailed(format!("approval {id} vanished")))?;
+        let verified = approvals.verifier.verify_release(
+            &record,
+            &self.session.principal.id,
+            &obligations.approvers,
+            obligations.quorum,
+            Utc::now().timestamp(),
+        );
+        let verified = match verified {
+            Ok(v) => v,
+            Err(why) => {
+                let body = json!({"approval_id": id, "decision_id": req.decision_id,
+                                  "digest": grant.digest(), "error": why});
+                if let Err(e) = approvals.audit().append("approval.unverified", body) {
+                    tracing::error!("audit write failed: {e}");
+                }
+                return Err(Refusal::ApprovalFailed(format!(
+                    "approval {id} does not release this call: {why}"
+                )));
+            }
+        };
         let record = json!({
-            "approval_id": grant.approval_id(),
-            "decision_id": decision_id,
+            "approval_id": id,
+            "decision_id": req.decision_id,
             "digest": grant.digest(),
-            "approvers": grant.approvers(),
-            "answers": answers,
+            "approvers": verified.iter().map(|v| &v.approver).collect::<Vec<_>>(),
+            "verified_by": verified.iter().map(|v| &v.verified_by).collect::<Vec<_>>(),
+            "answers": record.answers.iter().map(|a| json!({"approver": a.approver,
+                "decision": a.decision.as_str(), "reason": a.reason, "channel": a.channel})).collect::<Vec<_>>(),
         });
         if let Err(e) = approvals.audit().append("approval.released", record) {
-            tracing::error!("audit write failed for a released approval: {e}");
+            tracing::error!("audit write failed for a released approval, refusing: {e}");
+            return Err(Refusal::AuditWriteFailed(e));
         }
-        Permit::for_grant(grant, decision_id)
+        Ok(Permit::for_grant(grant, &req.decision_id, req.subject))
     }
 
     fn audit_outcome(&self, approvals: &Approvals, event: &str, record: &ApprovalRecord) {

@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use super::Proxy;
 use crate::error::Refusal;
 use crate::jsonrpc::{code, error_object};
+use crate::upstream::{OwnRequest, Plumbing};
 
 /// How long an upstream may take to answer `initialize`. `npx -y` may
 /// download the package on the first run, which is slow.
@@ -79,11 +80,14 @@ impl Proxy {
     /// Initialize every upstream concurrently; returns those that answered.
     async fn initialize_upstreams(&self, params: &Value) -> HashMap<String, Value> {
         let attempts = self.upstreams.iter().map(|u| async move {
-            let reply =
-                tokio::time::timeout(UPSTREAM_INIT_TIMEOUT, u.request("initialize", params)).await;
+            let reply = tokio::time::timeout(
+                UPSTREAM_INIT_TIMEOUT,
+                u.own_request(OwnRequest::Initialize(params.clone())),
+            )
+            .await;
             let outcome = match reply {
                 Ok(Ok(Ok(result))) => {
-                    u.notify("notifications/initialized", &Value::Null).await;
+                    u.plumb(Plumbing::Initialized).await;
                     Ok(result)
                 }
                 Ok(Ok(Err(error))) => Err(format!("initialize failed: {error}")),

@@ -6,6 +6,7 @@
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
+use super::methods::ClientRequest;
 use super::session::Session;
 use crate::upstream::Entry;
 
@@ -19,13 +20,20 @@ pub struct Subject<'a> {
     pub target: Target<'a>,
     /// Tool or prompt arguments; `{}` when the method has none.
     pub arguments: &'a Value,
+    /// The exact params that will be forwarded if the request is permitted
+    /// (`{}` for list items). `_meta` and extra keys in it are part of the
+    /// input and of the approval digest.
+    pub params: &'a Value,
 }
 
+#[derive(Clone, Copy)]
 pub enum Target<'a> {
     Tool(&'a Entry),
     Prompt(&'a Entry),
     /// A resource: its URI and its listed definition when known.
     Resource(&'a str, Option<&'a Value>),
+    /// A resource template, as listed.
+    Template(&'a Value),
 }
 
 impl Subject<'_> {
@@ -34,6 +42,7 @@ impl Subject<'_> {
         match &self.target {
             Target::Tool(e) | Target::Prompt(e) => &e.name,
             Target::Resource(uri, _) => uri,
+            Target::Template(def) => template_uri(def),
         }
     }
 
@@ -42,15 +51,53 @@ impl Subject<'_> {
         match &self.target {
             Target::Tool(e) | Target::Prompt(e) => &e.exposed,
             Target::Resource(uri, _) => uri,
+            Target::Template(def) => template_uri(def),
         }
     }
 
     pub fn fingerprint(&self) -> Option<&str> {
         match &self.target {
             Target::Tool(e) | Target::Prompt(e) => Some(&e.fingerprint),
-            Target::Resource(..) => None,
+            Target::Resource(..) | Target::Template(_) => None,
         }
     }
+
+    /// `params._meta` without the progress token (which the firewall
+    /// rewrites and a retry may change); `{}` when absent.
+    pub fn meta(&self) -> Value {
+        let mut meta = self
+            .params
+            .get("_meta")
+            .cloned()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            m.remove("progressToken");
+        }
+        meta
+    }
+
+    /// Params keys the method does not define (and not `_meta`).
+    pub fn extra_params(&self) -> Value {
+        let known = ClientRequest::parse(self.method)
+            .map(ClientRequest::known_params)
+            .unwrap_or(&[]);
+        let extra: serde_json::Map<String, Value> = self
+            .params
+            .as_object()
+            .map(|p| {
+                p.iter()
+                    .filter(|(k, _)| *k != "_meta" && !known.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Value::Object(extra)
+    }
+}
+
+fn template_uri(def: &Value) -> &str {
+    def.get("uriTemplate").and_then(Value::as_str).unwrap_or("")
 }
 
 /// The input document for one decision.
@@ -58,9 +105,12 @@ pub fn build(subject: &Subject<'_>, session: &Session) -> Value {
     let now = Utc::now();
     let mut input = json!({
         "version": INPUT_VERSION,
+        "direction": "client_to_server",
         "method": subject.method,
         "server": subject.server,
         "arguments": subject.arguments,
+        "meta": subject.meta(),
+        "extra_params": subject.extra_params(),
         "principal": session.principal,
         "client": session.client_info(),
         "session": {
@@ -77,8 +127,52 @@ pub fn build(subject: &Subject<'_>, session: &Session) -> Value {
         Target::Tool(entry) => input["tool"] = tool(entry),
         Target::Prompt(entry) => input["prompt"] = prompt(entry),
         Target::Resource(uri, def) => input["resource"] = resource(uri, *def),
+        Target::Template(def) => input["resource_template"] = template(def),
     }
     input
+}
+
+/// The input for a request an upstream sent the client (sampling,
+/// elicitation, roots). `cause` is the client call in flight to that
+/// upstream when there is exactly one (the likely cause), else null.
+pub fn build_server_request(
+    server: &str,
+    method: &str,
+    params: &Value,
+    cause: Value,
+    session: &Session,
+) -> Value {
+    let now = Utc::now();
+    json!({
+        "version": INPUT_VERSION,
+        "direction": "server_to_client",
+        "method": method,
+        "server": server,
+        "params": params,
+        "arguments": {},
+        "caused_by": cause,
+        "principal": session.principal,
+        "client": session.client_info(),
+        "session": {
+            "id": session.id,
+            "transport": session.transport,
+            "history": session.history(),
+        },
+        "time": {
+            "rfc3339": now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "unix": now.timestamp(),
+        },
+    })
+}
+
+fn template(def: &Value) -> Value {
+    json!({
+        "uri_template": field(def, "uriTemplate"),
+        "name": field(def, "name"),
+        "title": field(def, "title"),
+        "description": field(def, "description"),
+        "mime_type": field(def, "mimeType"),
+    })
 }
 
 fn field(def: &Value, key: &str) -> Value {

@@ -21,6 +21,7 @@ mod catalogue;
 mod hold;
 mod initialize;
 pub mod input;
+pub mod methods;
 mod notifications;
 pub mod obligations;
 pub mod pipeline;
@@ -46,6 +47,7 @@ use crate::jsonrpc::{self, Message};
 use crate::policy::PolicySet;
 use crate::upstream::{Naming, Upstream, UpstreamError, UpstreamEvent};
 use catalogue::Catalogue;
+use methods::ClientRequest;
 use session::Session;
 
 /// Messages queued for the client before the proxy waits for the writer.
@@ -65,9 +67,13 @@ pub struct Proxy {
     /// Client requests being worked on, by the client's id, so a
     /// `notifications/cancelled` can stop them.
     inflight: Mutex<HashMap<String, CancellationToken>>,
-    /// Server-to-client requests relayed to the client: our id -> (upstream, its id).
-    relayed: Mutex<HashMap<String, (String, Value)>>,
+    /// Server-to-client requests relayed to the client, by our id.
+    relayed: Mutex<HashMap<String, notifications::Relayed>>,
     relay_seq: AtomicU64,
+    /// Requests forwarded and not yet answered, by a local sequence number:
+    /// (upstream, exposed name, decision id). A server-to-client request
+    /// names the one in flight to its upstream as its likely cause.
+    forwarding: Mutex<HashMap<u64, (String, String, String)>>,
 }
 
 impl Proxy {
@@ -105,6 +111,7 @@ impl Proxy {
             inflight: Mutex::new(HashMap::new()),
             relayed: Mutex::new(HashMap::new()),
             relay_seq: AtomicU64::new(1),
+            forwarding: Mutex::new(HashMap::new()),
         };
         Ok((Arc::new(proxy), events_rx))
     }
@@ -176,26 +183,32 @@ impl Proxy {
         params: Value,
         cancel: &CancellationToken,
     ) -> Option<Result<Value, Value>> {
+        // The method table (`methods`): anything not in it is refused, and
+        // the refusal is on record.
+        let Some(request) = ClientRequest::parse(method) else {
+            self.refuse_unknown_method(method);
+            return Some(Refusal::MethodNotFound(method.to_string()).answer(false, None));
+        };
         let ready = self.initialized.load(Ordering::Acquire);
-        if !ready && !matches!(method, "initialize" | "ping") {
+        if !ready && !matches!(request, ClientRequest::Initialize | ClientRequest::Ping) {
             return Some(Refusal::NotInitialized.answer(false, None));
         }
-        match method {
-            "initialize" => Some(self.initialize(params).await),
-            "ping" => Some(Ok(serde_json::json!({}))),
-            "tools/list" => Some(self.tools_list().await),
-            "tools/call" => self.tools_call(params, cancel).await,
-            "resources/list" => Some(self.resources_list().await),
-            "resources/templates/list" => Some(self.resource_templates_list().await),
-            "resources/read" => self.resources_read(params, cancel).await,
-            "resources/subscribe" | "resources/unsubscribe" => {
-                Some(self.resources_subscribe(method, params).await)
+        match request {
+            ClientRequest::Initialize => Some(self.initialize(params).await),
+            ClientRequest::Ping => Some(Ok(serde_json::json!({}))),
+            ClientRequest::ToolsList => Some(self.tools_list().await),
+            ClientRequest::ToolsCall => self.tools_call(params, cancel).await,
+            ClientRequest::ResourcesList => Some(self.resources_list().await),
+            ClientRequest::ResourceTemplatesList => Some(self.resource_templates_list().await),
+            ClientRequest::ResourcesRead
+            | ClientRequest::ResourcesSubscribe
+            | ClientRequest::ResourcesUnsubscribe => {
+                self.resource_call(request.as_str(), params, cancel).await
             }
-            "prompts/list" => Some(self.prompts_list().await),
-            "prompts/get" => self.prompts_get(params, cancel).await,
-            "completion/complete" => Some(self.completion(params).await),
-            "logging/setLevel" => Some(self.set_log_level(params).await),
-            other => Some(Refusal::MethodNotFound(other.to_string()).answer(false, None)),
+            ClientRequest::PromptsList => Some(self.prompts_list().await),
+            ClientRequest::PromptsGet => self.prompts_get(params, cancel).await,
+            ClientRequest::CompletionComplete => self.completion(params, cancel).await,
+            ClientRequest::LoggingSetLevel => Some(self.set_log_level(params).await),
         }
     }
 
@@ -203,6 +216,34 @@ impl Proxy {
     /// to tell, so the message is dropped.
     pub(crate) async fn send(&self, message: Value) {
         let _ = self.client.send(message).await;
+    }
+
+    /// Audit a request for a method outside the table.
+    fn refuse_unknown_method(&self, method: &str) {
+        let record = serde_json::json!({
+            "decision_id": uuid::Uuid::new_v4().to_string(),
+            "session_id": self.session.id,
+            "principal": {"id": self.session.principal.id, "source": self.session.principal.source},
+            "method": method.chars().take(200).collect::<String>(),
+            "result": {"decision": "deny", "reasons": ["method not in the firewall's method table"]},
+            "error": {"kind": "method_not_found"},
+        });
+        if let Err(e) = self.shared.audit.append("call.decided", record) {
+            tracing::error!("audit write failed: {e}");
+        }
+    }
+
+    /// The call in flight to `server` when there is exactly one: the likely
+    /// cause of a request that server sends the client.
+    fn likely_cause(&self, server: &str) -> Value {
+        let forwarding = self.forwarding.lock().expect("forwarding lock");
+        let mut to_server = forwarding.values().filter(|(s, ..)| s == server);
+        match (to_server.next(), to_server.next()) {
+            (Some((_, name, decision_id)), None) => {
+                serde_json::json!({"name": name, "decision_id": decision_id})
+            }
+            _ => Value::Null,
+        }
     }
 
     fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {

@@ -1,18 +1,38 @@
-//! Everything that is not a client request: notifications both ways,
-//! requests an upstream sends the client (sampling, elicitation, roots,
-//! ping) and the client's answers to them, and cancellation.
+//! Everything that is not a client request, by the method table
+//! ([`super::methods`]): notifications both ways, requests an upstream sends
+//! the client (sampling, elicitation, roots, ping) and the client's answers
+//! to them, and cancellation.
 //!
-//! Server-to-client requests get a firewall-chosen id (`fw-<n>`) on the
-//! client side, so two upstreams using the same ids never collide; the
-//! client's answer is routed back to the upstream under its own id.
+//! - Client notifications are an allow-list; anything else is dropped,
+//!   logged and audited, never relayed (an id-less `tools/call` once reached
+//!   upstreams this way).
+//! - Server-to-client requests are decided by the policy
+//!   (`input.direction = "server_to_client"`) before the client sees them; a
+//!   refusal answers the upstream with a JSON-RPC error. Allowed ones get a
+//!   firewall-chosen id (`fw-<n>`) on the client side, so two upstreams using
+//!   the same ids never collide, and the client's answer goes back under the
+//!   upstream's id with the decision's [`RelayPermit`].
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::Proxy;
 use super::catalogue::Kind;
+use super::methods::{ClientNotification, ServerNotification, ServerRequest};
+use super::pipeline::{Refused, RelayPermit};
+use crate::error::Refusal;
 use crate::jsonrpc;
-use crate::upstream::UpstreamEvent;
+use crate::upstream::{Plumbing, UpstreamEvent};
+
+/// A server-to-client request relayed to the client, awaiting its answer.
+pub(super) struct Relayed {
+    server: String,
+    upstream_id: Value,
+    permit: RelayPermit,
+    /// The upstream's progress token, so the client's progress on this
+    /// request (and only on it) goes back to that upstream.
+    progress_token: Option<Value>,
+}
 
 impl Proxy {
     /// Consume upstream events until every upstream is gone.
@@ -38,11 +58,15 @@ impl Proxy {
     }
 
     pub(super) async fn client_notification(&self, method: &str, params: Value) {
-        match method {
+        let Some(notification) = ClientNotification::parse(method) else {
+            self.dropped("client", method, "not an allowed client notification");
+            return;
+        };
+        match notification {
             // Each upstream already got its own `initialized` right after
             // its `initialize`.
-            "notifications/initialized" => {}
-            "notifications/cancelled" => {
+            ClientNotification::Initialized => {}
+            ClientNotification::Cancelled => {
                 let key = params
                     .get("requestId")
                     .map(Value::to_string)
@@ -51,35 +75,86 @@ impl Proxy {
                     cancel.cancel();
                 }
             }
-            // roots/list_changed, progress for a relayed request, and
-            // anything newer: every upstream may care.
-            _ => {
+            ClientNotification::Progress => self.client_progress(&params).await,
+            ClientNotification::RootsListChanged => {
                 for upstream in self.live_upstreams() {
-                    upstream.notify(method, &params).await;
+                    upstream.plumb(Plumbing::RootsListChanged).await;
                 }
             }
+        }
+    }
+
+    /// Progress the client reports on a relayed server request goes to the
+    /// upstream that sent it; any other progress is dropped.
+    async fn client_progress(&self, params: &Value) {
+        let token = params.get("progressToken").cloned().unwrap_or(Value::Null);
+        let server = self
+            .relayed
+            .lock()
+            .expect("relay lock")
+            .values()
+            .find(|r| r.progress_token.as_ref() == Some(&token) && !token.is_null())
+            .map(|r| r.server.clone());
+        let (Some(server), Some(progress)) =
+            (server, params.get("progress").and_then(Value::as_f64))
+        else {
+            self.dropped(
+                "client",
+                "notifications/progress",
+                "no relayed request has this token",
+            );
+            return;
+        };
+        if let Some(upstream) = self.upstream(&server) {
+            let message = Plumbing::Progress {
+                token,
+                progress,
+                total: params.get("total").and_then(Value::as_f64),
+                message: params
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            };
+            upstream.plumb(message).await;
         }
     }
 
     /// The client answered a request an upstream sent it.
     pub(super) async fn client_response(&self, id: Value, body: Result<Value, Value>) {
         let key = id.as_str().unwrap_or_default().to_string();
-        let Some((server, upstream_id)) = self.relayed.lock().expect("relay lock").remove(&key)
-        else {
+        let Some(relayed) = self.relayed.lock().expect("relay lock").remove(&key) else {
             tracing::warn!(%id, "client answered a request we did not send; ignored");
             return;
         };
-        if let Some(upstream) = self.upstream(&server) {
-            upstream.respond(&upstream_id, body).await;
+        let record = json!({
+            "decision_id": relayed.permit.decision_id(),
+            "session_id": self.session.id,
+            "server": relayed.server,
+            "outcome": if body.is_ok() { "ok" } else { "error" },
+        });
+        if let Err(e) = self.shared.audit.append("server_request.completed", record) {
+            tracing::error!("audit write failed for a relayed answer: {e}");
+        }
+        if let Some(upstream) = self.upstream(&relayed.server) {
+            let answer = Plumbing::Answer {
+                permit: relayed.permit,
+                id: relayed.upstream_id,
+                reply: body,
+            };
+            upstream.plumb(answer).await;
         }
     }
 
     async fn upstream_notification(&self, server: &str, method: &str, mut params: Value) {
-        match method {
-            "notifications/tools/list_changed" => self.invalidate(Kind::Tools),
-            "notifications/prompts/list_changed" => self.invalidate(Kind::Prompts),
-            "notifications/resources/list_changed" => self.invalidate(Kind::Resources),
-            "notifications/cancelled" => {
+        let Some(notification) = ServerNotification::parse(method) else {
+            self.dropped(server, method, "not a notification the firewall relays");
+            return;
+        };
+        match notification {
+            ServerNotification::ToolsListChanged => self.invalidate(Kind::Tools),
+            ServerNotification::PromptsListChanged => self.invalidate(Kind::Prompts),
+            ServerNotification::ResourcesListChanged => self.invalidate(Kind::Resources),
+            ServerNotification::Cancelled => {
                 // The upstream withdrew a request it sent the client: name it
                 // by the id the client knows.
                 let upstream_id = params.get("requestId").cloned().unwrap_or(Value::Null);
@@ -88,30 +163,93 @@ impl Proxy {
                     .lock()
                     .expect("relay lock")
                     .iter()
-                    .find(|(_, (s, id))| s == server && *id == upstream_id)
+                    .find(|(_, r)| r.server == server && r.upstream_id == upstream_id)
                     .map(|(k, _)| k.clone());
                 match ours {
                     Some(ours) => params["requestId"] = json!(ours),
                     None => return,
                 }
             }
-            _ => {}
+            ServerNotification::ResourceUpdated
+            | ServerNotification::Progress
+            | ServerNotification::LogMessage => {}
         }
         self.send(jsonrpc::notification(method, &params)).await;
     }
 
     async fn upstream_request(&self, server: String, id: Value, method: &str, params: Value) {
+        let Some(upstream) = self.upstream(&server).cloned() else {
+            return;
+        };
+        let request = match ServerRequest::parse(method) {
+            Some(ServerRequest::Ping) => {
+                upstream.plumb(Plumbing::Pong { id }).await;
+                return;
+            }
+            Some(
+                r @ (ServerRequest::CreateMessage
+                | ServerRequest::Elicit
+                | ServerRequest::RootsList),
+            ) => r,
+            None => {
+                self.dropped(
+                    &server,
+                    method,
+                    "not a request an upstream may send the client",
+                );
+                let error = jsonrpc::error_object(
+                    jsonrpc::code::METHOD_NOT_FOUND,
+                    &format!(
+                        "method {:?} is not relayed by mcp-firewall",
+                        truncate(method)
+                    ),
+                );
+                upstream.plumb(Plumbing::Refuse { id, error }).await;
+                return;
+            }
+        };
+        let cause = self.likely_cause(&server);
+        let permit = match self.decide_server_request(&server, request.as_str(), &params, cause) {
+            Ok(permit) => permit,
+            Err(Refused {
+                decision_id,
+                refusal,
+            }) => {
+                let error = server_refusal(&refusal, decision_id.as_deref());
+                upstream.plumb(Plumbing::Refuse { id, error }).await;
+                return;
+            }
+        };
         let ours = format!(
             "fw-{}",
             self.relay_seq
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        self.relayed
-            .lock()
-            .expect("relay lock")
-            .insert(ours.clone(), (server, id));
+        let progress_token = params
+            .get("_meta")
+            .and_then(|m| m.get("progressToken"))
+            .cloned();
+        self.relayed.lock().expect("relay lock").insert(
+            ours.clone(),
+            Relayed {
+                server,
+                upstream_id: id,
+                permit,
+                progress_token,
+            },
+        );
         self.send(jsonrpc::request(&json!(ours), method, &params))
             .await;
+    }
+
+    /// Record a message the table does not let through.
+    fn dropped(&self, from: &str, method: &str, why: &str) {
+        tracing::warn!(from, method, "dropped: {why}");
+        let record = json!({"session_id": self.session.id, "from": from,
+                            "method": truncate(method), "reason": why});
+        if let Err(e) = self.shared.audit.append("message.dropped", record) {
+            tracing::error!("audit write failed: {e}");
+        }
     }
 
     async fn upstream_exited(&self, server: &str, status: &str) {
@@ -131,4 +269,19 @@ impl Proxy {
             .await;
         }
     }
+}
+
+/// The JSON-RPC error an upstream gets for a refused request.
+fn server_refusal(refusal: &Refusal, decision_id: Option<&str>) -> Value {
+    let mut error = jsonrpc::error_object(
+        jsonrpc::code::POLICY_DENIED,
+        &format!("refused by mcp-firewall: {refusal}"),
+    );
+    error["data"] = json!({"reasons": refusal.reasons(), "decision_id": decision_id});
+    error
+}
+
+/// Method names from a peer are logged, but not at any length.
+fn truncate(method: &str) -> String {
+    method.chars().take(200).collect()
 }

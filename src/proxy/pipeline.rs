@@ -13,18 +13,22 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
-use super::input::{self, Subject};
+use super::input::{self, Subject, Target};
 use crate::approval::Grant;
 use crate::audit::mask;
 use crate::error::Refusal;
+use crate::policy::PolicySet;
 use crate::policy::{Decision, PolicyError, Verdict};
-use crate::upstream::{Reply, Upstream, UpstreamError};
+use crate::upstream::{Plumbing, Reply, Upstream, UpstreamError};
 
-/// Proof that policy allowed this request and the decision is on record.
-/// Deliberately not `Clone`: one decision, one forwarded request.
+/// Proof that policy allowed this request and the decision is on record,
+/// carrying the exact request that was decided. Deliberately not `Clone`:
+/// one decision, one forwarded request. [`Upstream::forward`] consumes it.
 #[derive(Debug)]
 pub struct Permit {
     decision_id: String,
+    method: String,
+    params: Value,
 }
 
 impl Permit {
@@ -34,11 +38,36 @@ impl Permit {
 
     /// A held call a human approved: the consumed [`Grant`] (which only the
     /// approval store can make, once per approval) is the proof.
-    pub fn for_grant(grant: Grant, decision_id: &str) -> Permit {
+    pub(super) fn for_grant(grant: Grant, decision_id: &str, subject: &Subject<'_>) -> Permit {
         drop(grant);
+        Permit::new(decision_id, subject)
+    }
+
+    fn new(decision_id: &str, subject: &Subject<'_>) -> Permit {
         Permit {
             decision_id: decision_id.to_string(),
+            method: subject.method.to_string(),
+            params: subject.params.clone(),
         }
+    }
+
+    /// The decided method and params, for the upstream connection to send.
+    pub(crate) fn into_request(self) -> (String, Value) {
+        (self.method, self.params)
+    }
+}
+
+/// Proof that policy allowed a request an upstream sent the client; the
+/// client's answer goes back upstream only with it
+/// ([`crate::upstream::Plumbing::Answer`]).
+#[derive(Debug)]
+pub struct RelayPermit {
+    decision_id: String,
+}
+
+impl RelayPermit {
+    pub fn decision_id(&self) -> &str {
+        &self.decision_id
     }
 }
 
@@ -78,9 +107,18 @@ impl Proxy {
             input["rate"] = self.shared.rates.observe(principal, subject.exposed_name());
         }
         let verdict = policy.evaluate(&input);
-        let refusal = refusal_for(&verdict);
+        let hidden = self.hidden_in_list(subject, &policy);
+        let refusal = match &hidden {
+            Ok(true) => Some(Refusal::PolicyDenied {
+                reasons: vec![format!("{} is hidden by policy", subject.exposed_name())],
+                message: None,
+            }),
+            Ok(false) => refusal_for(&verdict),
+            Err(e) => Some(Refusal::PolicyFailed(e.clone())),
+        };
         let label = match (&verdict, &refusal) {
-            (Ok(v), _) if !v.hide => v.decision.label(),
+            (Ok(v), None) => v.decision.label(),
+            (Ok(v), Some(Refusal::ApprovalRequired { .. })) => v.decision.label(),
             _ => "deny",
         };
         let mut record = self.record_base(subject, &decision_id);
@@ -93,6 +131,7 @@ impl Proxy {
                 "decision": label,
                 "reasons": refusal.as_ref().map(Refusal::reasons).unwrap_or_default(),
                 "hide": v.hide,
+                "hidden_in_list": hidden.as_ref().ok(),
                 "default_hold": v.default_hold,
                 "obligations": obligations(&v.decision),
             }),
@@ -121,8 +160,8 @@ impl Proxy {
             });
         }
         match refusal {
-            None => Ok(Permit { decision_id }),
-            Some(_) if self.shared.shadow => Ok(Permit { decision_id }),
+            None => Ok(Permit::new(&decision_id, subject)),
+            Some(_) if self.shared.shadow => Ok(Permit::new(&decision_id, subject)),
             Some(refusal) => Err(Refused {
                 decision_id: Some(decision_id),
                 refusal,
@@ -170,7 +209,7 @@ impl Proxy {
 
     /// Record how a forwarded call ended. The call already ran, so a failed
     /// write here cannot refuse it; it is logged loudly instead.
-    pub(super) fn record_outcome(&self, permit: &Permit, started: Instant, outcome: &Forwarded) {
+    pub(super) fn record_outcome(&self, decision_id: &str, started: Instant, outcome: &Forwarded) {
         let (label, detail) = match outcome {
             Forwarded::Answered(Ok(result))
                 if result.get("isError") == Some(&Value::Bool(true)) =>
@@ -183,7 +222,7 @@ impl Proxy {
             Forwarded::Failed(e) => ("upstream_failed", json!(e.to_string())),
         };
         let record = json!({
-            "decision_id": permit.decision_id,
+            "decision_id": decision_id,
             "session_id": self.session.id,
             "outcome": label,
             "detail": detail,
@@ -195,29 +234,107 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// Whether the policy hides the subject's item from its listing. A call
+    /// to a hidden item is refused whatever rule allows the call: hidden
+    /// means neither listed nor callable. Evaluated with the list method's
+    /// input, exactly as the listing would.
+    fn hidden_in_list(
+        &self,
+        subject: &Subject<'_>,
+        policy: &PolicySet,
+    ) -> Result<bool, PolicyError> {
+        let list_method = match subject.target {
+            Target::Tool(_) => "tools/list",
+            Target::Prompt(_) => "prompts/list",
+            Target::Resource(..) => "resources/list",
+            Target::Template(_) => "resources/templates/list",
+        };
+        let empty = json!({});
+        let listed = Subject {
+            method: list_method,
+            server: subject.server,
+            target: subject.target.clone(),
+            arguments: &empty,
+            params: &empty,
+        };
+        policy
+            .evaluate(&input::build(&listed, &self.session))
+            .map(|v| v.hide)
+    }
+
+    /// Decide a request an upstream sent the client (sampling, elicitation,
+    /// roots) and record it. Only an `allow` relays it: a server-to-client
+    /// request cannot be held for a human (the upstream is waiting on it), so
+    /// `approve` refuses it, as does every failure.
+    pub(super) fn decide_server_request(
+        &self,
+        server: &str,
+        method: &str,
+        params: &Value,
+        cause: Value,
+    ) -> Result<RelayPermit, Refused> {
+        let decision_id = uuid::Uuid::new_v4().to_string();
+        let policy = self.policy();
+        let input = input::build_server_request(server, method, params, cause, &self.session);
+        let verdict = policy.evaluate(&input);
+        let refusal = match refusal_for(&verdict) {
+            Some(Refusal::ApprovalRequired { mut reasons, .. }) => {
+                reasons.push("requests from a server cannot wait for a human; refused".into());
+                Some(Refusal::PolicyDenied {
+                    reasons,
+                    message: None,
+                })
+            }
+            other => other,
+        };
+        let record = json!({
+            "decision_id": decision_id,
+            "session_id": self.session.id,
+            "principal": {"id": self.session.principal.id, "source": self.session.principal.source},
+            "direction": "server_to_client",
+            "method": method,
+            "server": server,
+            "policy_revision": policy.revision(),
+            "input": mask(&input, &self.mask),
+            "result": {
+                "decision": if refusal.is_none() { "allow" } else { "deny" },
+                "reasons": refusal.as_ref().map(Refusal::reasons).unwrap_or_default(),
+            },
+            "labels": {"app": "mcp-firewall", "version": env!("CARGO_PKG_VERSION")},
+        });
+        if let Err(e) = self.shared.audit.append("server_request.decided", record) {
+            tracing::error!("audit write failed, refusing the server's request: {e}");
+            return Err(Refused {
+                decision_id: Some(decision_id),
+                refusal: e.into(),
+            });
+        }
+        match refusal {
+            None => Ok(RelayPermit { decision_id }),
+            Some(_) if self.shared.shadow => Ok(RelayPermit { decision_id }),
+            Some(refusal) => Err(Refused {
+                decision_id: Some(decision_id),
+                refusal,
+            }),
+        }
+    }
+}
+
 /// Send a permitted request upstream and wait for the answer, the upstream's
 /// exit, or the client's cancellation (which is passed on upstream).
-pub async fn forward(
-    _permit: &Permit,
-    upstream: &Upstream,
-    method: &str,
-    params: &Value,
-    cancel: &CancellationToken,
-) -> Forwarded {
-    let pending = match upstream.start_request(method, params).await {
+pub async fn forward(permit: Permit, upstream: &Upstream, cancel: &CancellationToken) -> Forwarded {
+    let (pending, handle) = match upstream.forward(permit).await {
         Ok(p) => p,
         Err(e) => return Forwarded::Failed(e),
     };
-    let upstream_id = pending.upstream_id;
     tokio::select! {
         reply = pending.wait() => match reply {
             Ok(reply) => Forwarded::Answered(reply),
             Err(e) => Forwarded::Failed(e),
         },
         _ = cancel.cancelled() => {
-            upstream.forget(upstream_id);
-            let params = json!({"requestId": upstream_id, "reason": "cancelled by the client"});
-            upstream.notify("notifications/cancelled", &params).await;
+            upstream.plumb(Plumbing::Cancel(handle)).await;
             Forwarded::Cancelled
         }
     }

@@ -1,8 +1,12 @@
-//! `prompts/list`, `prompts/get` and `completion/complete`.
+//! `prompts/list`, `prompts/get`, `completion/complete` and
+//! `logging/setLevel`.
 //!
 //! Prompts are namespaced like tools and decided per `prompts/get`; a
-//! refusal is a JSON-RPC error. Completion requests only suggest argument
-//! values, so they are routed to the owning upstream without a decision.
+//! refusal is a JSON-RPC error. Completion requests are decided too (they
+//! reveal argument values of the prompt or resource they complete, so a
+//! hidden or denied prompt must not leak through them): `input.method` is
+//! `completion/complete`, `input.prompt` or `input.resource` the reference,
+//! `input.arguments` the argument being completed (`{name, value}`).
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -11,6 +15,7 @@ use super::Proxy;
 use super::input::{Subject, Target};
 
 use crate::error::Refusal;
+use crate::upstream::{LogLevel, OwnRequest};
 
 impl Proxy {
     pub(super) async fn prompts_list(&self) -> Result<Value, Value> {
@@ -21,6 +26,7 @@ impl Proxy {
             server: &entry.server,
             target: Target::Prompt(entry),
             arguments: &empty,
+            params: &empty,
         })?;
         Ok(json!({"prompts": visible.iter().map(|e| e.exposed_def()).collect::<Vec<_>>()}))
     }
@@ -36,66 +42,104 @@ impl Proxy {
                     .answer(false, None),
             );
         };
-        let entry = match self.prompts(false).await.get(name) {
-            Some(e) => Some(e.clone()),
-            None => self.prompts(true).await.get(name).cloned(),
-        };
-        let Some(entry) = entry else {
+        let Some(entry) = self.prompt_named(name).await else {
             return Some(Refusal::UnknownPrompt(name.to_string()).answer(false, None));
         };
         let arguments = params
             .get("arguments")
             .cloned()
             .unwrap_or_else(|| json!({}));
+        let mut upstream_params = params.clone();
+        upstream_params["name"] = json!(entry.name);
         let subject = Subject {
             method: "prompts/get",
             server: &entry.server,
             target: Target::Prompt(&entry),
             arguments: &arguments,
+            params: &upstream_params,
         };
-        let mut upstream_params = params.clone();
-        upstream_params["name"] = json!(entry.name);
-        self.decide_and_forward(&subject, "prompts/get", &upstream_params, &params, cancel)
-            .await
+        self.decide_and_forward(&subject, cancel).await
     }
 
-    pub(super) async fn completion(&self, params: Value) -> Result<Value, Value> {
+    pub(super) async fn completion(
+        &self,
+        params: Value,
+        cancel: &CancellationToken,
+    ) -> Option<Result<Value, Value>> {
         let reference = params.get("ref").cloned().unwrap_or(Value::Null);
+        let argument = params
+            .get("argument")
+            .cloned()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
         let mut upstream_params = params.clone();
-        let server = match reference.get("type").and_then(Value::as_str) {
+        let refuse = |r: Refusal| Some(r.answer(false, None));
+        match reference.get("type").and_then(Value::as_str) {
             Some("ref/prompt") => {
                 let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
-                let Some(entry) = self.prompts(false).await.get(name).cloned() else {
-                    return Refusal::UnknownPrompt(name.to_string()).answer(false, None);
+                let Some(entry) = self.prompt_named(name).await else {
+                    return refuse(Refusal::UnknownPrompt(name.to_string()));
                 };
                 upstream_params["ref"]["name"] = json!(entry.name);
-                entry.server
+                let subject = Subject {
+                    method: "completion/complete",
+                    server: &entry.server,
+                    target: Target::Prompt(&entry),
+                    arguments: &argument,
+                    params: &upstream_params,
+                };
+                self.decide_and_forward(&subject, cancel).await
             }
             Some("ref/resource") => {
                 let uri = reference.get("uri").and_then(Value::as_str).unwrap_or("");
-                match self.resources(false).await.owner(uri) {
-                    Some(owner) => owner.server.clone(),
-                    None if self.naming.passthrough => self.upstreams[0].name().to_string(),
-                    None => return Refusal::ResourceNotFound(uri.to_string()).answer(false, None),
-                }
+                let resources = self.resources(false).await;
+                let (server, def) = match resources.owner(uri) {
+                    Some(owner) => (
+                        owner.server.clone(),
+                        owner.def.get("uri").map(|_| &owner.def),
+                    ),
+                    None if self.naming.passthrough => (self.upstreams[0].name().to_string(), None),
+                    None => return refuse(Refusal::ResourceNotFound(uri.to_string())),
+                };
+                let subject = Subject {
+                    method: "completion/complete",
+                    server: &server,
+                    target: Target::Resource(uri, def),
+                    arguments: &argument,
+                    params: &upstream_params,
+                };
+                self.decide_and_forward(&subject, cancel).await
             }
-            _ => {
-                return Refusal::InvalidParams(
-                    "completion/complete needs ref/prompt or ref/resource".into(),
-                )
-                .answer(false, None);
-            }
-        };
-        self.relay(&server, "completion/complete", &upstream_params)
-            .await
+            _ => refuse(Refusal::InvalidParams(
+                "completion/complete needs ref/prompt or ref/resource".into(),
+            )),
+        }
     }
 
-    /// `logging/setLevel` applies to every upstream that logs.
+    async fn prompt_named(&self, name: &str) -> Option<crate::upstream::Entry> {
+        match self.prompts(false).await.get(name) {
+            Some(e) => Some(e.clone()),
+            None => self.prompts(true).await.get(name).cloned(),
+        }
+    }
+
+    /// `logging/setLevel` applies to every upstream that logs. Only a level
+    /// from the spec's list is passed on, never the client's other params.
     pub(super) async fn set_log_level(&self, params: Value) -> Result<Value, Value> {
+        let Some(level) = params
+            .get("level")
+            .and_then(Value::as_str)
+            .and_then(LogLevel::parse)
+        else {
+            return Refusal::InvalidParams(
+                "logging/setLevel needs `level`: debug, info, notice, warning, error, critical, alert or emergency".into(),
+            )
+            .answer(false, None);
+        };
         for upstream in self.live_upstreams() {
             if self.offers(upstream.name(), "logging")
                 && let Ok(Err(error)) | Err(error) = upstream
-                    .request("logging/setLevel", &params)
+                    .own_request(OwnRequest::SetLogLevel(level))
                     .await
                     .map_err(|e| json!(e.to_string()))
             {

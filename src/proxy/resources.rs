@@ -1,9 +1,11 @@
 //! `resources/list`, `resources/templates/list`, `resources/read`,
 //! `resources/subscribe` and `resources/unsubscribe`.
 //!
-//! Reads are decided per call like tool calls; a refused read is a JSON-RPC
-//! error (`-32001`, `data.reasons`). URIs are routed by the merged listing,
-//! then by resource-template prefix; they are never rewritten.
+//! Both listings are filtered through the policy item by item (`hide`).
+//! Reads and (un)subscriptions are decided per call like tool calls, with
+//! `input.method` naming which; a refusal is a JSON-RPC error (`-32001`,
+//! `data.reasons`). URIs are routed by the merged listing, then by
+//! resource-template prefix; they are never rewritten.
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -25,28 +27,38 @@ impl Proxy {
                 Some(&r.def),
             ),
             arguments: &empty,
+            params: &empty,
         })?;
         Ok(json!({"resources": visible.iter().map(|r| r.def.clone()).collect::<Vec<_>>()}))
     }
 
     pub(super) async fn resource_templates_list(&self) -> Result<Value, Value> {
         let resources = self.resources(false).await;
-        let templates: Vec<Value> = resources
-            .templates()
-            .iter()
-            .map(|t| t.def.clone())
-            .collect();
-        Ok(json!({"resourceTemplates": templates}))
+        let empty = json!({});
+        let templates = resources.templates();
+        let visible = self.visible(templates.iter(), "resources/templates/list", |t| Subject {
+            method: "resources/templates/list",
+            server: &t.server,
+            target: Target::Template(&t.def),
+            arguments: &empty,
+            params: &empty,
+        })?;
+        Ok(json!({"resourceTemplates": visible.iter().map(|t| t.def.clone()).collect::<Vec<_>>()}))
     }
 
-    pub(super) async fn resources_read(
+    /// `resources/read`, `resources/subscribe` and `resources/unsubscribe`:
+    /// route the URI, decide, forward. Subscriptions are decided too: a
+    /// subscription tells the subscriber when a resource changes, which is
+    /// itself information, and the upstream acts on it.
+    pub(super) async fn resource_call(
         &self,
+        method: &'static str,
         params: Value,
         cancel: &CancellationToken,
     ) -> Option<Result<Value, Value>> {
         let Some(uri) = params.get("uri").and_then(Value::as_str) else {
             return Some(
-                Refusal::InvalidParams("resources/read needs a string `uri`".into())
+                Refusal::InvalidParams(format!("{method} needs a string `uri`"))
                     .answer(false, None),
             );
         };
@@ -61,10 +73,11 @@ impl Proxy {
             None if self.naming.passthrough => (self.upstreams[0].name().to_string(), None),
             None => {
                 let subject = Subject {
-                    method: "resources/read",
+                    method,
                     server: "",
                     target: Target::Resource(uri, None),
                     arguments: &empty,
+                    params: &params,
                 };
                 let refused =
                     self.refuse_early(&subject, Refusal::ResourceNotFound(uri.to_string()));
@@ -76,48 +89,12 @@ impl Proxy {
             }
         };
         let subject = Subject {
-            method: "resources/read",
+            method,
             server: &server,
             target: Target::Resource(uri, def),
             arguments: &empty,
+            params: &params,
         };
-        self.decide_and_forward(&subject, "resources/read", &params, &params, cancel)
-            .await
-    }
-
-    /// Subscriptions only announce changes; the content still goes through
-    /// `resources/read`, which is decided. So they are routed, not decided.
-    pub(super) async fn resources_subscribe(
-        &self,
-        method: &str,
-        params: Value,
-    ) -> Result<Value, Value> {
-        let Some(uri) = params.get("uri").and_then(Value::as_str) else {
-            return Refusal::InvalidParams(format!("{method} needs a string `uri`"))
-                .answer(false, None);
-        };
-        let server = match self.resources(false).await.owner(uri) {
-            Some(owner) => owner.server.clone(),
-            None if self.naming.passthrough => self.upstreams[0].name().to_string(),
-            None => return Refusal::ResourceNotFound(uri.to_string()).answer(false, None),
-        };
-        self.relay(&server, method, &params).await
-    }
-
-    /// Forward an undecided, side-effect-free request to one upstream.
-    pub(super) async fn relay(
-        &self,
-        server: &str,
-        method: &str,
-        params: &Value,
-    ) -> Result<Value, Value> {
-        let Some(upstream) = self.upstream(server) else {
-            return Refusal::InvalidParams(format!("no upstream named {server}"))
-                .answer(false, None);
-        };
-        match upstream.request(method, params).await {
-            Ok(reply) => reply,
-            Err(e) => Refusal::Upstream(e).answer(false, None),
-        }
+        self.decide_and_forward(&subject, cancel).await
     }
 }

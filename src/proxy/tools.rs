@@ -29,6 +29,7 @@ impl Proxy {
             server: &entry.server,
             target: Target::Tool(entry),
             arguments: &empty,
+            params: &empty,
         })?;
         Ok(json!({"tools": visible.iter().map(|e| e.exposed_def()).collect::<Vec<_>>()}))
     }
@@ -65,20 +66,22 @@ impl Proxy {
                 return Some(refused.refusal.answer(true, refused.decision_id.as_deref()));
             }
         };
+        // What is decided is exactly what will be forwarded: the client's
+        // params with the upstream's own tool name.
+        let mut upstream_params = params.clone();
+        upstream_params["name"] = json!(entry.name);
         let subject = Subject {
             method: "tools/call",
             server: &entry.server,
             target: Target::Tool(entry),
             arguments: &arguments,
+            params: &upstream_params,
         };
         if let Err(refusal) = self.validate_arguments(entry, &arguments) {
             let refused = self.refuse_early(&subject, refusal);
             return Some(refused.refusal.answer(true, refused.decision_id.as_deref()));
         }
-        let mut upstream_params = params.clone();
-        upstream_params["name"] = json!(entry.name);
-        self.decide_and_forward(&subject, "tools/call", &upstream_params, &params, cancel)
-            .await
+        self.decide_and_forward(&subject, cancel).await
     }
 
     /// The merged tools, refreshed once if `name` is not among them (the
@@ -119,6 +122,7 @@ impl Proxy {
             server: "",
             target: Target::Tool(&unknown),
             arguments,
+            params: arguments,
         };
         self.refuse_early(&subject, refusal)
     }

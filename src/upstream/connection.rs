@@ -24,8 +24,10 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::plumbing::{CancelHandle, OwnRequest, Plumbing, Wire};
 use crate::config::{HttpTransport, UpstreamKind, UpstreamSpec};
 use crate::jsonrpc::{self, Message};
+use crate::proxy::pipeline::Permit;
 
 /// Largest message accepted from an upstream. Tool results can carry files
 /// and images, so this is generous; a server that exceeds it has its message
@@ -95,8 +97,8 @@ pub struct Upstream {
 
 /// A request sent upstream whose answer has not arrived yet.
 pub struct PendingReply {
-    /// The id the upstream saw, for `notifications/cancelled`.
-    pub upstream_id: u64,
+    /// The id the upstream saw.
+    upstream_id: u64,
     rx: oneshot::Receiver<Result<Reply, UpstreamError>>,
     server: String,
 }
@@ -163,8 +165,58 @@ impl Upstream {
         self.alive.load(Ordering::Acquire)
     }
 
+    /// Forward a decided request: the only way a client's request reaches an
+    /// upstream. The [`Permit`] is consumed, and it carries the exact method
+    /// and params that were decided, so what is sent is what was decided.
+    pub async fn forward(
+        &self,
+        permit: Permit,
+    ) -> Result<(PendingReply, CancelHandle), UpstreamError> {
+        let (method, params) = permit.into_request();
+        let pending = self.send_request(&method, &params).await?;
+        let handle = CancelHandle {
+            upstream_id: pending.upstream_id,
+        };
+        Ok((pending, handle))
+    }
+
+    /// A request the firewall makes on its own behalf (handshake, catalogue
+    /// pages, log level); see [`OwnRequest`].
+    pub async fn own_request(&self, request: OwnRequest) -> Result<Reply, UpstreamError> {
+        let params = request.params();
+        self.send_request(request.method(), &params)
+            .await?
+            .wait()
+            .await
+    }
+
+    /// Send one plumbing message (fire and forget; dropped if the server is
+    /// gone). A cancellation also stops waiting for the request's answer.
+    pub async fn plumb(&self, message: Plumbing) {
+        if let Plumbing::Cancel(handle) = &message {
+            self.forget(handle.upstream_id);
+        }
+        if !self.is_alive() {
+            return;
+        }
+        let outgoing = match message.into_wire() {
+            Wire::Notification(method, params) => Outgoing {
+                body: jsonrpc::notification(method, &params).to_string(),
+                request_id: None,
+                method: Some(method.to_string()),
+            },
+            Wire::Response(id, reply) => Outgoing {
+                body: jsonrpc::response_message(&id, reply).to_string(),
+                request_id: None,
+                method: None,
+            },
+        };
+        let _ = self.outbound.send(outgoing).await;
+    }
+
     /// Send a request; the returned [`PendingReply`] resolves with the answer.
-    pub async fn start_request(
+    /// Private: callers go through [`Self::forward`] or [`Self::own_request`].
+    async fn send_request(
         &self,
         method: &str,
         params: &Value,
@@ -195,44 +247,9 @@ impl Upstream {
         })
     }
 
-    /// Send a request and wait for its answer.
-    pub async fn request(&self, method: &str, params: &Value) -> Result<Reply, UpstreamError> {
-        self.start_request(method, params).await?.wait().await
-    }
-
-    /// Send a notification (fire and forget; dropped if the server is gone).
-    pub async fn notify(&self, method: &str, params: &Value) {
-        if self.is_alive() {
-            let body = jsonrpc::notification(method, params).to_string();
-            let _ = self
-                .outbound
-                .send(Outgoing {
-                    body,
-                    request_id: None,
-                    method: Some(method.to_string()),
-                })
-                .await;
-        }
-    }
-
-    /// Answer a request the server sent us (sampling, elicitation, roots, ping).
-    pub async fn respond(&self, id: &Value, body: Reply) {
-        if self.is_alive() {
-            let body = jsonrpc::response_message(id, body).to_string();
-            let _ = self
-                .outbound
-                .send(Outgoing {
-                    body,
-                    request_id: None,
-                    method: None,
-                })
-                .await;
-        }
-    }
-
     /// Stop waiting for a request's answer (after a cancellation); a late
     /// answer is then dropped with a warning.
-    pub fn forget(&self, id: u64) {
+    fn forget(&self, id: u64) {
         self.pending.lock().expect("pending lock").remove(&id);
     }
 

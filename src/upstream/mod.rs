@@ -8,6 +8,7 @@
 //! - [`sse`]: a remote server over the legacy HTTP+SSE transport;
 //! - [`http`], [`event_stream`]: what the HTTP transports share (client,
 //!   bounds, headers, Server-Sent Events parsing);
+//! - [`plumbing`]: the closed set of messages sent without a decision;
 //! - [`catalogue`]: merging tools/prompts/resources of several upstreams into
 //!   one namespace, and tool fingerprints.
 
@@ -15,9 +16,11 @@ pub mod catalogue;
 pub mod connection;
 pub mod event_stream;
 pub mod http;
+pub mod plumbing;
 mod process;
 mod sse;
 pub mod streamable_http;
 
 pub use catalogue::{Entry, Named, Naming, Resource, Resources};
 pub use connection::{PendingReply, Reply, Upstream, UpstreamError, UpstreamEvent};
+pub use plumbing::{CancelHandle, ListMethod, LogLevel, OwnRequest, Plumbing};

@@ -7,8 +7,10 @@
 //!   exists, pending, not expired (`now >= expires_at` is expired), approver
 //!   given, reason given, approver is not the principal, approver is listed
 //!   (when a list exists), approver has not answered before;
-//! - identities compare by [`identity_key`] (trimmed, lower-cased), so `Alice`
-//!   cannot approve `alice`'s call nor count twice towards a quorum;
+//! - identities are canonical ([`crate::identity`]): `Alice`, `ａｌｉｃｅ` or
+//!   `alice\u{200b}` cannot approve `alice`'s call nor count twice towards a
+//!   quorum, and a name that mixes scripts is refused; every answer must
+//!   carry a proof (the firewall verifies it again before releasing);
 //! - one eligible deny decides `denied`; `quorum` distinct approvals decide
 //!   `approved` and create the grant in the same transaction.
 
@@ -19,10 +21,13 @@ use super::error::{AnswerRejection, StoreError};
 use super::grant;
 use super::rows::{json_col, micros, word_col};
 use crate::approval::model::{AnswerOutcome, NewAnswer, Status, Verdict};
+use crate::identity::{Identity, IdentityError};
 
-/// The form in which identities are compared.
-pub(super) fn identity_key(identity: &str) -> String {
-    identity.trim().to_lowercase()
+/// The stored key of an answer's approver: the confusable skeleton of the
+/// canonical identity, so look-alike names are one approver to the
+/// database's "one answer each" rule.
+pub(super) fn answer_key(identity: &Identity) -> String {
+    identity.skeleton()
 }
 
 /// What the rules need to know about the approval being answered.
@@ -57,24 +62,34 @@ fn load_held(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Held>> {
 }
 
 /// The rules that need nothing but the approval and the answer.
-fn check(held: &Held, answer: &NewAnswer, now_us: i64) -> Result<(), AnswerRejection> {
-    let approver = identity_key(&answer.approver);
+fn check(held: &Held, answer: &NewAnswer, now_us: i64) -> Result<Identity, AnswerRejection> {
     if held.status != Status::Pending {
-        Err(AnswerRejection::NotPending(held.status))
-    } else if now_us >= held.expires_at_us {
-        Err(AnswerRejection::Expired)
-    } else if approver.is_empty() {
-        Err(AnswerRejection::MissingApprover)
-    } else if answer.reason.trim().is_empty() {
+        return Err(AnswerRejection::NotPending(held.status));
+    }
+    if now_us >= held.expires_at_us {
+        return Err(AnswerRejection::Expired);
+    }
+    let approver = match Identity::parse(&answer.approver) {
+        Ok(a) => a,
+        Err(IdentityError::Empty) => return Err(AnswerRejection::MissingApprover),
+        Err(e) => return Err(AnswerRejection::BadIdentity(e.to_string())),
+    };
+    let principal = Identity::parse(&held.principal).ok();
+    if answer.reason.trim().is_empty() {
         Err(AnswerRejection::MissingReason)
-    } else if approver == identity_key(&held.principal) {
+    } else if answer.proof.is_none() {
+        Err(AnswerRejection::Unsigned)
+    } else if principal.is_none_or(|p| p.same_person(&approver)) {
         Err(AnswerRejection::SelfApproval)
     } else if !held.approvers.is_empty()
-        && !held.approvers.iter().any(|a| identity_key(a) == approver)
+        && !held
+            .approvers
+            .iter()
+            .any(|a| crate::identity::key(a).is_ok_and(|k| k == approver.key()))
     {
         Err(AnswerRejection::NotAnApprover)
     } else {
-        Ok(())
+        Ok(approver)
     }
 }
 
@@ -87,19 +102,15 @@ pub(super) fn record(
 ) -> Result<AnswerOutcome, StoreError> {
     let held = load_held(tx, id)?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
     let now_us = micros(now);
-    check(&held, answer, now_us)?;
-    if !insert_answer(tx, id, answer, now_us)? {
+    let approver = check(&held, answer, now_us)?;
+    if !insert_answer(tx, id, &approver, answer, now_us)? {
         return Err(AnswerRejection::AlreadyAnswered.into());
     }
     let approvers = approving(tx, id)?;
     let approvals = u32::try_from(approvers.len()).unwrap_or(u32::MAX);
     let status = match answer.decision {
         Verdict::Deny => {
-            let why = format!(
-                "denied by {}: {}",
-                answer.approver.trim(),
-                answer.reason.trim()
-            );
+            let why = format!("denied by {}: {}", approver, answer.reason.trim());
             decide(tx, id, Status::Denied, &why, now_us)?;
             Status::Denied
         }
@@ -129,20 +140,26 @@ pub(super) fn record(
 fn insert_answer(
     tx: &Transaction<'_>,
     id: &str,
+    approver: &Identity,
     answer: &NewAnswer,
     now_us: i64,
 ) -> rusqlite::Result<bool> {
+    let proof = answer
+        .proof
+        .as_ref()
+        .map(|p| serde_json::to_string(p).expect("proof serializes"));
     let inserted = tx.execute(
-        "INSERT OR IGNORE INTO answers (approval_id, approver_key, approver, decision, reason, channel, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR IGNORE INTO answers (approval_id, approver_key, approver, decision, reason, channel, at, proof)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             id,
-            identity_key(&answer.approver),
-            answer.approver.trim(),
+            answer_key(approver),
+            approver.as_str(),
             answer.decision.as_str(),
             answer.reason.trim(),
             answer.channel,
-            now_us
+            now_us,
+            proof
         ],
     )?;
     Ok(inserted == 1)

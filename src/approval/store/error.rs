@@ -68,6 +68,14 @@ pub enum AnswerRejection {
     AlreadyAnswered,
     #[error("an answer needs a reason; say why you approve or deny")]
     MissingReason,
+    #[error("the approver's name is not acceptable: {0}")]
+    BadIdentity(String),
+    #[error("the answer's signature does not count: {0}")]
+    BadProof(String),
+    #[error(
+        "an answer must be signed by the approver's registered key (or a configured bot secret)"
+    )]
+    Unsigned,
     #[error("an answer needs the approver's identity")]
     MissingApprover,
 }

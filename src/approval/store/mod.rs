@@ -202,6 +202,41 @@ impl ApprovalStore {
 
     /// Moves a pending approval to a final `status`; with `only_if_expired`,
     /// only once `now >= expires_at`.
+    /// Replace the copy of the firewall's approver registry (name,
+    /// fingerprint, public key line) that the CLI checks answers against.
+    pub fn replace_approver_keys(
+        &self,
+        keys: &[(String, String, String)],
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM approver_keys", [])?;
+            for (name, fingerprint, line) in keys {
+                tx.execute(
+                    "INSERT OR IGNORE INTO approver_keys (approver, fingerprint, public_key) VALUES (?1, ?2, ?3)",
+                    params![name, fingerprint, line],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The registry copy as `allowed_signers` text.
+    pub fn approver_keys(&self) -> Result<String, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare("SELECT approver, public_key FROM approver_keys")?;
+            let lines = stmt
+                .query_map([], |row| {
+                    Ok(format!(
+                        "\"{}\" {}",
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(lines.join("\n"))
+        })
+    }
+
     fn close_pending(
         &self,
         id: &str,
@@ -294,15 +329,13 @@ fn validate(new: &NewApproval) -> Result<(), StoreError> {
 
 /// Distinct listed approvers who are not the principal.
 fn eligible_approvers(new: &NewApproval) -> usize {
-    let principal = answer::identity_key(&new.principal);
+    let principal = crate::identity::key(&new.principal).unwrap_or_default();
     let keys: HashSet<String> = new
         .approvers
         .iter()
-        .map(|a| answer::identity_key(a))
+        .filter_map(|a| crate::identity::key(a).ok())
         .collect();
-    keys.into_iter()
-        .filter(|k| !k.is_empty() && *k != principal)
-        .count()
+    keys.into_iter().filter(|k| *k != principal).count()
 }
 
 fn insert_approval(tx: &Transaction<'_>, new: &NewApproval) -> rusqlite::Result<()> {

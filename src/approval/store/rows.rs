@@ -84,7 +84,7 @@ pub fn record_from_row(row: &Row<'_>) -> rusqlite::Result<ApprovalRecord> {
 
 fn answers_for(conn: &Connection, id: &str) -> rusqlite::Result<Vec<AnswerRecord>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT approver, decision, reason, channel, at FROM answers
+        "SELECT approver, decision, reason, channel, at, proof FROM answers
          WHERE approval_id = ?1 ORDER BY at, rowid",
     )?;
     let rows = stmt.query_map(params![id], |row| {
@@ -94,6 +94,10 @@ fn answers_for(conn: &Connection, id: &str) -> rusqlite::Result<Vec<AnswerRecord
             reason: row.get(2)?,
             channel: row.get(3)?,
             at: time_col(row, 4)?,
+            // A proof that does not parse proves nothing: read as absent.
+            proof: row
+                .get::<_, Option<String>>(5)?
+                .and_then(|p| serde_json::from_str(&p).ok()),
         })
     })?;
     rows.collect()

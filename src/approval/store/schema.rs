@@ -28,7 +28,7 @@ use super::error::StoreError;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1. `answers.approver_key` is the normalised identity
 /// (`identity_key`): the primary key makes "one answer per approver" a
@@ -80,6 +80,22 @@ CREATE TABLE webhook_ids (
 );
 ";
 
+/// Version 2: each answer keeps its proof (signature and what was signed)
+/// so the firewall can verify it again before it releases a call; the
+/// firewall's approver registry is copied for the CLI's up-front check (the
+/// firewall itself only trusts its own in-memory copy). `approver_key` now
+/// holds the confusable skeleton of the canonical identity, so look-alike
+/// names cannot answer twice.
+const SCHEMA_V2: &str = "
+ALTER TABLE answers ADD COLUMN proof TEXT;
+CREATE TABLE approver_keys (
+    approver    TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    public_key  TEXT NOT NULL,
+    PRIMARY KEY (approver, fingerprint)
+);
+";
+
 /// Opens (creating if needed) and migrates the database at `path`.
 pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let open_err = |source| StoreError::Open {
@@ -125,6 +141,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
     let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found == 0 {
         tx.execute_batch(SCHEMA_V1)?;
+    }
+    if found < 2 {
+        tx.execute_batch(SCHEMA_V2)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;

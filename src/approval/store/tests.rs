@@ -52,6 +52,17 @@ fn approve(by: &str) -> NewAnswer {
         decision: Verdict::Approve,
         reason: "looks fine".into(),
         channel: "cli".into(),
+        proof: Some(placeholder_proof()),
+    }
+}
+
+/// The store only requires that a proof is present; verifying it is the
+/// firewall's job (approval::proof), tested there and end to end.
+fn placeholder_proof() -> crate::approval::Proof {
+    crate::approval::Proof::SshKey {
+        fingerprint: "SHA256:test".into(),
+        signature: "test".into(),
+        timestamp: 0,
     }
 }
 
@@ -237,6 +248,32 @@ fn every_answer_rejection() {
     );
     assert_eq!(reject(approve("alice"), 1), AnswerRejection::SelfApproval);
     assert_eq!(reject(approve(" Alice "), 1), AnswerRejection::SelfApproval);
+    // The spellings that once released alice's own call.
+    for spelling in ["alice\u{200b}", "alice\u{00ad}", "ａｌｉｃｅ"] {
+        assert_eq!(
+            reject(approve(spelling), 1),
+            AnswerRejection::SelfApproval,
+            "{spelling:?}"
+        );
+    }
+    assert!(matches!(
+        reject(approve("\u{0430}lice"), 1),
+        AnswerRejection::BadIdentity(_)
+    ));
+    assert!(matches!(
+        reject(approve("b\u{043e}b"), 1),
+        AnswerRejection::BadIdentity(_)
+    ));
+    assert_eq!(
+        reject(
+            NewAnswer {
+                proof: None,
+                ..approve("bob")
+            },
+            1
+        ),
+        AnswerRejection::Unsigned
+    );
     assert_eq!(
         reject(approve("mallory"), 1),
         AnswerRejection::NotAnApprover

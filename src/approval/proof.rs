@@ -1,0 +1,248 @@
+//! How an answer proves who gave it, and the check the firewall runs before
+//! an approval releases a call.
+//!
+//! # Why the firewall checks again
+//!
+//! The approval store is a file the agent may be able to write (it often runs
+//! as the firewall's OS user). So the store's `approved` status and its grant
+//! rows are not trusted on their own: before a held call is released, the
+//! firewall re-verifies every approving answer's [`Proof`] with what it holds
+//! in memory (the approver registry and the webhook secrets it started with),
+//! and re-applies the rules with the obligations of the call it is about to
+//! release: no self-approval (look-alike names count as the same person),
+//! listed approvers only, `quorum` distinct verified approvers. An answer
+//! inserted by hand, or edited after it was signed, does not count.
+//!
+//! # Proofs
+//!
+//! - [`Proof::SshKey`]: an SSHSIG by a key registered for the approver over
+//!   the message of [`super::approvers::AnswerMessage`];
+//! - [`Proof::WebhookSecret`]: a Standard Webhooks HMAC, by a configured bot
+//!   secret, over a body that names the approval id, the call digest, the
+//!   decision, the approver and the reason. A bot cannot answer for an
+//!   approver who has a registered key: such a person answers with the key.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::approvers::{AnswerMessage, ApproverRegistry};
+use super::model::AnswerRecord;
+use super::signing::{WebhookSecret, verify_signature_only};
+use super::{ApprovalRecord, Verdict};
+use crate::identity::Identity;
+
+/// What an answer carries to prove who gave it. Stored with the answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case")]
+pub enum Proof {
+    SshKey {
+        /// `SHA256:…` of the signing key.
+        fingerprint: String,
+        /// PEM `-----BEGIN SSH SIGNATURE-----`.
+        signature: String,
+        /// The timestamp inside the signed message.
+        timestamp: i64,
+    },
+    WebhookSecret {
+        webhook_id: String,
+        timestamp: i64,
+        signature: String,
+        /// The signed body, byte for byte (UTF-8).
+        body: String,
+    },
+}
+
+/// The signed body of a bot answer (endpoint POST or synchronous response).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotAnswer {
+    pub approval_id: String,
+    pub digest: String,
+    pub decision: String,
+    pub approver: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Checks proofs with the keys and secrets this process started with.
+#[derive(Debug, Clone, Default)]
+pub struct AnswerVerifier {
+    pub registry: ApproverRegistry,
+    pub secrets: Vec<WebhookSecret>,
+}
+
+/// An approving answer that passed every check.
+#[derive(Debug, Clone)]
+pub struct VerifiedAnswer {
+    pub approver: String,
+    pub verified_by: String,
+}
+
+impl AnswerVerifier {
+    /// Verify one answer to approval `id` of the call `digest`; on success,
+    /// how it was verified (`ssh-key SHA256:…` or `webhook-secret <id>`).
+    pub fn verify(
+        &self,
+        id: &str,
+        digest: &str,
+        answer: &AnswerRecord,
+        now: i64,
+    ) -> Result<String, String> {
+        let approver = Identity::parse(&answer.approver).map_err(|e| e.to_string())?;
+        match &answer.proof {
+            None => Err("the answer carries no signature".into()),
+            Some(Proof::SshKey {
+                fingerprint,
+                signature,
+                timestamp,
+            }) => {
+                let message = AnswerMessage {
+                    approval_id: id,
+                    digest,
+                    approver: &answer.approver,
+                    decision: answer.decision.as_str(),
+                    reason: &answer.reason,
+                    timestamp: *timestamp,
+                };
+                let used = self
+                    .registry
+                    .verify(&approver, &message, signature, now)
+                    .map_err(|e| e.to_string())?;
+                if &used != fingerprint {
+                    return Err(format!("signed by {used}, recorded as {fingerprint}"));
+                }
+                Ok(format!("ssh-key {used}"))
+            }
+            Some(Proof::WebhookSecret {
+                webhook_id,
+                timestamp,
+                signature,
+                body,
+            }) => {
+                if self.registry.has_keys(&approver) {
+                    return Err(format!(
+                        "{approver} has a registered key and must answer with it, not through a bot"
+                    ));
+                }
+                let secret = verify_signature_only(
+                    &self.secrets,
+                    webhook_id,
+                    *timestamp,
+                    signature,
+                    body.as_bytes(),
+                )
+                .map_err(|e| e.to_string())?;
+                let signed: BotAnswer = serde_json::from_str(body)
+                    .map_err(|e| format!("signed body is not an answer: {e}"))?;
+                check_binding(&signed, id, digest, answer, &approver)?;
+                Ok(format!("webhook-secret {secret}"))
+            }
+        }
+    }
+
+    /// The approving answers that count towards releasing `record` for a
+    /// call by `principal` under these obligations; `Err` says why the
+    /// approval does not release the call.
+    pub fn verify_release(
+        &self,
+        record: &ApprovalRecord,
+        principal: &str,
+        approvers: &[String],
+        quorum: u32,
+        now: i64,
+    ) -> Result<Vec<VerifiedAnswer>, String> {
+        let principal = Identity::parse(principal).map_err(|e| format!("principal: {e}"))?;
+        let listed: Vec<String> = approvers
+            .iter()
+            .filter_map(|a| Identity::parse(a).ok().map(|i| i.key().to_string()))
+            .collect();
+        let mut counted: Vec<(Identity, VerifiedAnswer)> = Vec::new();
+        let mut problems = Vec::new();
+        for answer in record
+            .answers
+            .iter()
+            .filter(|a| a.decision == Verdict::Approve)
+        {
+            let who = match Identity::parse(&answer.approver) {
+                Ok(who) => who,
+                Err(e) => {
+                    problems.push(format!("{:?}: {e}", answer.approver));
+                    continue;
+                }
+            };
+            if who.same_person(&principal) {
+                problems.push(format!("{who}: the requester cannot approve"));
+            } else if !listed.is_empty() && !listed.iter().any(|k| k == who.key()) {
+                problems.push(format!("{who}: not an approver for this call"));
+            } else if counted.iter().any(|(c, _)| c.same_person(&who)) {
+                problems.push(format!("{who}: already counted"));
+            } else {
+                match self.verify(&record.id, &record.digest, answer, now) {
+                    Ok(verified_by) => counted.push((
+                        who.clone(),
+                        VerifiedAnswer {
+                            approver: who.to_string(),
+                            verified_by,
+                        },
+                    )),
+                    Err(e) => problems.push(format!("{who}: {e}")),
+                }
+            }
+        }
+        if counted.len() as u64 >= u64::from(quorum) {
+            Ok(counted.into_iter().map(|(_, v)| v).collect())
+        } else {
+            Err(format!(
+                "{} of {quorum} required approvals verified{}",
+                counted.len(),
+                if problems.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", problems.join("; "))
+                }
+            ))
+        }
+    }
+}
+
+/// The signed body must answer exactly this approval of this call, with
+/// the decision, approver and reason recorded.
+fn check_binding(
+    signed: &BotAnswer,
+    id: &str,
+    digest: &str,
+    answer: &AnswerRecord,
+    approver: &Identity,
+) -> Result<(), String> {
+    if signed.approval_id != id {
+        return Err(format!(
+            "the signed answer is for approval {:?}, not {id}",
+            signed.approval_id
+        ));
+    }
+    if signed.digest != digest {
+        return Err("the signed answer is for a different call (digest mismatch)".into());
+    }
+    let same_approver = Identity::parse(&signed.approver)
+        .map(|s| s.key() == approver.key())
+        .unwrap_or(false);
+    if signed.decision != answer.decision.as_str()
+        || !same_approver
+        || signed.reason.trim() != answer.reason.trim()
+    {
+        return Err("the recorded answer differs from the signed one".into());
+    }
+    Ok(())
+}
+
+/// A body value for tests and the fixture bots.
+pub fn bot_answer_body(
+    id: &str,
+    digest: &str,
+    decision: &str,
+    approver: &str,
+    reason: &str,
+) -> Value {
+    serde_json::json!({"approval_id": id, "digest": digest, "decision": decision,
+                       "approver": approver, "reason": reason})
+}
