@@ -18,11 +18,18 @@ package mcp.firewall
 
 # The methods that list things. The firewall evaluates the policy once per
 # listed item; `allow` keeps the item, `hide` removes it.
-list_methods := {"tools/list", "resources/list", "prompts/list"}
+list_methods := {"tools/list", "resources/list", "resources/templates/list", "prompts/list"}
 
-# Reading a resource or fetching a prompt is allowed unless something denies it
+# Reading a resource, fetching a prompt, completing one of their arguments
+# and (un)subscribing to a resource are allowed unless something denies them
 # (secrets.rego denies resources whose URI looks like a secret).
-read_methods := {"resources/read", "prompts/get"}
+read_methods := {
+	"resources/read",
+	"resources/subscribe",
+	"resources/unsubscribe",
+	"prompts/get",
+	"completion/complete",
+}
 
 # Tools that declare themselves read-only run without asking.
 # Annotations are hints from the upstream server, not guarantees: the deny
@@ -54,5 +61,8 @@ approve contains reason if {
 #   	startswith(input.tool.name, "debug_")
 #   }
 #
-# A hidden tool is still decided normally if a client calls it by name.
+# A hidden item is neither listed nor callable: before deciding a call (or a
+# prompts/get, resources/read, completion ...), the firewall evaluates the
+# item's listing input (`input.method == "tools/list"` and so on) and refuses
+# the call if `hide` is true there, whatever rule allows the call.
 default hide := false

@@ -2,7 +2,8 @@
 #
 # 1. Deny any call whose arguments contain obvious key material: a PEM private
 #    key block, or an AWS access key id.
-# 2. Deny resources/read of a URI that mentions "secret".
+# 2. Deny reading, subscribing to or completing a resource whose URI mentions
+#    "secret".
 #
 # These are cheap tripwires for accidents, not a data-loss-prevention system.
 # Reasons never repeat the secret itself: they end up in the audit log and in
@@ -26,8 +27,10 @@ deny contains "arguments contain an AWS access key id" if {
 	regex.match(`AKIA[0-9A-Z]{16}`, s)
 }
 
+resource_methods := {"resources/read", "resources/subscribe", "resources/unsubscribe", "completion/complete"}
+
 deny contains reason if {
-	input.method == "resources/read"
+	input.method in resource_methods
 	contains(lower(input.resource.uri), "secret")
 	reason := sprintf("resource %s looks like a secret", [input.resource.uri])
 }

@@ -208,6 +208,14 @@ enum PolicyCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    // A file-size limit (RLIMIT_FSIZE) hit by an audit write must fail that
+    // write, which refuses the call; the default action of SIGXFSZ would kill
+    // the process instead.
+    // SAFETY: setting a signal disposition to SIG_IGN before any thread is
+    // started has no other effect.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let outcome = match cli.command {
         Command::Run(args) => cli::run(*args),
         Command::Approvals { command } => approvals(command),

@@ -108,6 +108,69 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The approver registry of every firewall here (`allowed_signers`): carol
+/// and dave answer with their keys, alice (the requester) has one too; bob
+/// has none, so he is the name the webhook bot answers as; eve's key is
+/// registered for nobody.
+fn approvers_file(data: &Path) -> String {
+    let path = data.join("allowed_signers");
+    let line = |name: &str| {
+        let key = std::fs::read_to_string(repo_path(&format!("fixtures/keys/{name}.pub"))).unwrap();
+        format!("{name} {key}")
+    };
+    let text = ["alice", "carol", "dave"].map(line).join("");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn key(name: &str) -> String {
+    repo_path(&format!("fixtures/keys/{name}"))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `approvals approve|deny ID --as NAME --key fixtures/keys/KEY --reason R`.
+fn answer(
+    data: &Path,
+    verb: &str,
+    id: &str,
+    name: &str,
+    key_of: &str,
+    reason: &str,
+) -> (bool, String) {
+    cli(
+        data,
+        &[
+            verb,
+            id,
+            "--as",
+            name,
+            "--key",
+            &key(key_of),
+            "--reason",
+            reason,
+        ],
+    )
+}
+
+/// The call digest of a stored approval.
+fn digest_of(data: &Path, id: &str) -> String {
+    let (ok, out) = cli(data, &["show", id]);
+    assert!(ok, "{out}");
+    let record: Value = serde_json::from_str(&out).unwrap();
+    record["digest"].as_str().unwrap().to_string()
+}
+
+/// A bot's answer body, bound to approval `id` and call `digest`.
+fn bot_body(id: &str, digest: &str, decision: &str, approver: &str, reason: &str) -> Vec<u8> {
+    serde_json::to_vec(
+        &json!({"approval_id": id, "digest": digest, "decision": decision,
+                               "approver": approver, "reason": reason}),
+    )
+    .unwrap()
+}
+
 /// A firewall in front of the fixture with approvals configured.
 fn firewall(policy: &str, data: &Path, wait: u64, extra: &[&str]) -> Firewall {
     let mut b = Builder::new()
@@ -115,7 +178,11 @@ fn firewall(policy: &str, data: &Path, wait: u64, extra: &[&str]) -> Firewall {
         .data_dir(data)
         .approval_wait(wait)
         .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET);
-    b = b.arg("--principal").arg("alice");
+    b = b
+        .arg("--principal")
+        .arg("alice")
+        .arg("--approvers")
+        .arg(&approvers_file(data));
     for a in extra {
         b = b.arg(a);
     }
@@ -195,6 +262,8 @@ fn a_webhook_that_approves_releases_the_call_and_everything_is_recorded() {
         .env("FIXTURE_EVENT_LOG", events_log.path().to_str().unwrap())
         .arg("--principal")
         .arg("alice")
+        .arg("--approvers")
+        .arg(&approvers_file(data.path()))
         .arg("--approval-webhook")
         .arg(&receiver.url())
         .wrap_fixture();
@@ -243,9 +312,23 @@ fn a_webhook_that_approves_releases_the_call_and_everything_is_recorded() {
                 (Some("bob"), Some("webhook-response"))
             );
             assert_eq!(r["reason"], "looks fine");
+            assert!(
+                r["verified_by"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("webhook-secret whsec#"),
+                "how the bot was verified: {r}"
+            );
         }
     }
     let released = fw.wait_audit("released", |r| r["event"] == "approval.released");
+    assert_eq!(released["approvers"], json!(["bob"]));
+    assert!(
+        released["verified_by"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("webhook-secret")
+    );
     fw.wait_audit("outcome", |r| {
         r["event"] == "call.completed" && r["decision_id"] == released["decision_id"]
     });
@@ -375,7 +458,11 @@ fn the_endpoint_refuses_every_bad_signature() {
     let held = fw.call("write_note", json!({"name": "a", "content": "b"}));
     let id = approval_id(&held);
     let path = format!("/approvals/{id}");
-    let body = br#"{"decision":"approve","approver":"bob","reason":"fine"}"#;
+    let digest = digest_of(data.path(), &id);
+    let body_vec = bot_body(&id, &digest, "approve", "bob", "fine");
+    let body: &[u8] = &body_vec;
+    let reserialised =
+        serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(body).unwrap()).unwrap();
     let good = |msg: &str, ts: i64| signed_headers(SECRET, msg, ts, body);
     let sig_of = |h: &[(&str, String)]| h[2].1.clone();
     let with_sig = |msg: &str, sig: String| {
@@ -425,11 +512,7 @@ fn the_endpoint_refuses_every_bad_signature() {
         ),
         ("301 s old", good("m7", now() - 301), body),
         ("301 s ahead", good("m8", now() + 301), body),
-        (
-            "re-serialised body",
-            good("m9", now()),
-            br#"{"decision": "approve", "approver": "bob", "reason": "fine"}"#,
-        ),
+        ("re-serialised body", good("m9", now()), &reserialised),
         ("no headers", vec![], body),
     ];
     for (what, headers, sent) in cases {
@@ -468,23 +551,40 @@ fn the_requester_cannot_approve_their_own_call() {
         &["--approval-listen", &format!("127.0.0.1:{port}")],
     );
     let id = approval_id(&fw.call("write_note", json!({"name": "a", "content": "b"})));
-    let (ok, out) = cli(
+    // alice has a key of her own; signing with it proves she is alice.
+    for spelling in ["alice", "alice\u{200b}", "ａｌｉｃｅ", "alice\u{00ad}"] {
+        let (ok, out) = answer(data.path(), "approve", &id, spelling, "alice", "trust me");
+        assert!(
+            !ok && out.contains("you made this request"),
+            "{spelling:?}: {out}"
+        );
+    }
+    // Cyrillic а: refused before anything else.
+    let (ok, out) = answer(
         data.path(),
-        &["approve", &id, "--as", "alice", "--reason", "trust me"],
+        "approve",
+        &id,
+        "\u{0430}lice",
+        "alice",
+        "trust me",
     );
-    assert!(!ok && out.contains("you made this request"), "{out}");
-    let body = br#"{"decision":"approve","approver":"Alice","reason":"trust me"}"#;
-    let (status, reply) = post(
-        port,
-        &format!("/approvals/{id}"),
-        &signed_headers(SECRET, "self-1", now(), body),
-        body,
-    );
-    assert_eq!(status, 403, "{reply}");
+    assert!(!ok && out.contains("mixes letters"), "{out}");
+    // The bot cannot speak for alice either, however she is spelled.
+    let digest = digest_of(data.path(), &id);
+    for (n, spelling) in ["Alice", "alice\u{200b}", "ａｌｉｃｅ"].iter().enumerate() {
+        let body = bot_body(&id, &digest, "approve", spelling, "trust me");
+        let (status, reply) = post(
+            port,
+            &format!("/approvals/{id}"),
+            &signed_headers(SECRET, &format!("self-{n}"), now(), &body),
+            &body,
+        );
+        assert_eq!(status, 403, "{spelling:?}: {reply}");
+    }
     let rejected = fw.wait_audit("rejected answer", |r| {
-        r["event"] == "approval.answer_rejected"
+        r["event"] == "approval.answer_rejected" && r["approver"] == "Alice"
     });
-    assert_eq!(rejected["approver"], "Alice");
+    assert!(rejected["error"].as_str().is_some());
     let again = fw.call("write_note", json!({"name": "a", "content": "b"}));
     assert!(
         text(&again).starts_with("Approval pending"),
@@ -498,15 +598,14 @@ fn a_quorum_of_two_needs_two_distinct_listed_approvers() {
     let mut fw = firewall(&quorum_policy(2), data.path(), 0, &[]);
     let args = json!({"name": "q", "content": "two keys"});
     let id = approval_id(&fw.call("write_note", args.clone()));
-    let (ok, out) = cli(
-        data.path(),
-        &["approve", &id, "--as", "mallory", "--reason", "sure"],
+    let (ok, out) = answer(data.path(), "approve", &id, "mallory", "eve", "sure");
+    assert!(!ok, "no key registered for mallory: {out}");
+    let (ok, out) = answer(data.path(), "approve", &id, "carol", "eve", "sure");
+    assert!(
+        !ok && out.contains("not registered for"),
+        "eve's key is not carol's: {out}"
     );
-    assert!(!ok, "not a listed approver: {out}");
-    let (ok, out) = cli(
-        data.path(),
-        &["approve", &id, "--as", "bob", "--reason", "ok by me"],
-    );
+    let (ok, out) = answer(data.path(), "approve", &id, "carol", "carol", "ok by me");
     assert!(
         ok && out.contains("pending") && out.contains("1/2"),
         "{out}"
@@ -517,15 +616,9 @@ fn a_quorum_of_two_needs_two_distinct_listed_approvers() {
         id,
         "the repeated call waits on the same request"
     );
-    let (ok, out) = cli(
-        data.path(),
-        &["approve", &id, "--as", "BOB", "--reason", "me again"],
-    );
+    let (ok, out) = answer(data.path(), "approve", &id, "CAROL", "carol", "me again");
     assert!(!ok, "the same approver twice does not count: {out}");
-    let (ok, out) = cli(
-        data.path(),
-        &["approve", &id, "--as", "carol", "--reason", "agreed"],
-    );
+    let (ok, out) = answer(data.path(), "approve", &id, "dave", "dave", "agreed");
     assert!(ok && out.contains("approved"), "{out}");
     let released = fw.call("write_note", args.clone());
     assert_eq!(released["result"]["isError"], false, "{released}");
@@ -603,10 +696,7 @@ fn pending_then_repeat_releases_only_the_identical_call_once() {
         "{pending}"
     );
     let id = approval_id(&pending);
-    let (ok, out) = cli(
-        data.path(),
-        &["approve", &id, "--as", "bob", "--reason", "fine"],
-    );
+    let (ok, out) = answer(data.path(), "approve", &id, "carol", "carol", "fine");
     assert!(ok, "{out}");
     let different = fw.call("write_note", json!({"name": "n1", "content": "v2"}));
     assert!(
@@ -620,9 +710,13 @@ fn pending_then_repeat_releases_only_the_identical_call_once() {
         text(&again).starts_with("Approval pending"),
         "used once: {again}"
     );
-    let (ok, out) = cli(
+    let (ok, out) = answer(
         data.path(),
-        &["deny", &approval_id(&again), "--as", "bob", "--reason", ""],
+        "deny",
+        &approval_id(&again),
+        "carol",
+        "carol",
+        "",
     );
     assert!(!ok, "a deny needs a reason: {out}");
 }
@@ -633,10 +727,7 @@ fn an_approval_is_not_usable_after_it_expires() {
     let mut fw = firewall(HOLD_WRITES, data.path(), 0, &["--approval-timeout", "1"]);
     let args = json!({"name": "late", "content": "x"});
     let id = approval_id(&fw.call("write_note", args.clone()));
-    let (ok, out) = cli(
-        data.path(),
-        &["approve", &id, "--as", "bob", "--reason", "ok"],
-    );
+    let (ok, out) = answer(data.path(), "approve", &id, "carol", "carol", "ok");
     assert!(ok, "{out}");
     std::thread::sleep(Duration::from_millis(1500));
     let late = fw.call("write_note", args);
@@ -658,6 +749,8 @@ fn approvals_survive_a_restart_and_an_answer_given_while_down_still_counts() {
             .audit(&audit)
             .arg("--principal")
             .arg("alice")
+            .arg("--approvers")
+            .arg(&approvers_file(data.path()))
             .wrap_fixture();
         fw.initialize();
         let id = approval_id(&fw.call("write_note", args.clone()));
@@ -666,16 +759,13 @@ fn approvals_survive_a_restart_and_an_answer_given_while_down_still_counts() {
     };
     let (ok, out) = cli(data.path(), &["list", "--status", "pending"]);
     assert!(ok && out.contains(&id), "{out}");
-    let (ok, out) = cli(
+    let (ok, out) = answer(
         data.path(),
-        &[
-            "approve",
-            &id,
-            "--as",
-            "bob",
-            "--reason",
-            "approved while it was down",
-        ],
+        "approve",
+        &id,
+        "carol",
+        "carol",
+        "approved while it was down",
     );
     assert!(ok, "{out}");
     let mut fw = Builder::new()
@@ -684,6 +774,8 @@ fn approvals_survive_a_restart_and_an_answer_given_while_down_still_counts() {
         .audit(&audit)
         .arg("--principal")
         .arg("alice")
+        .arg("--approvers")
+        .arg(&approvers_file(data.path()))
         .wrap_fixture();
     fw.initialize();
     let released = fw.call("write_note", args);
@@ -693,6 +785,13 @@ fn approvals_survive_a_restart_and_an_answer_given_while_down_still_counts() {
     });
     assert_eq!(record["answers"][0]["channel"], "cli");
     assert_eq!(record["answers"][0]["reason"], "approved while it was down");
+    assert!(
+        record["verified_by"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("ssh-key SHA256:"),
+        "{record}"
+    );
 }
 
 #[test]
@@ -703,4 +802,357 @@ fn invalid_obligations_fail_closed() {
     let resp = fw.call("write_note", json!({"name": "a", "content": "b"}));
     assert_eq!(resp["result"]["isError"], true);
     assert!(text(&resp).contains("on_timeout"), "{resp}");
+}
+
+// ---- The authorization boundary: who can approve, and what an answer binds.
+
+#[test]
+fn the_cli_without_a_registered_key_records_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let mut fw = firewall(HOLD_WRITES, data.path(), 0, &[]);
+    let id = approval_id(&fw.call("write_note", json!({"name": "a", "content": "b"})));
+    // What an agent with a shell would try: no key at all.
+    let (ok, out) = cli(
+        data.path(),
+        &["approve", &id, "--as", "carol", "--reason", "sure"],
+    );
+    assert!(!ok, "{out}");
+    // A key of its own, registered for nobody, or for someone else.
+    let (ok, out) = answer(data.path(), "approve", &id, "carol", "eve", "sure");
+    assert!(!ok && out.contains("not registered for"), "{out}");
+    let (ok, out) = answer(data.path(), "approve", &id, "eve", "eve", "sure");
+    assert!(!ok && out.contains("no key is registered"), "{out}");
+    let (ok, out) = answer(
+        data.path(),
+        "approve",
+        &id,
+        "carol",
+        "dave_encrypted",
+        "sure",
+    );
+    assert!(!ok && out.contains("ssh-keygen -Y sign"), "{out}");
+    let (_, shown) = cli(data.path(), &["show", &id]);
+    let record: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(record["status"], "pending");
+    assert_eq!(record["answers"], json!([]), "nothing recorded");
+}
+
+/// The manual route: `approvals message` prints the bytes, `ssh-keygen -Y
+/// sign` signs them, `--signature` records the answer.
+#[test]
+fn an_ssh_keygen_signature_is_an_equally_valid_answer() {
+    let data = tempfile::tempdir().unwrap();
+    let mut fw = firewall(HOLD_WRITES, data.path(), 0, &[]);
+    let args = json!({"name": "k", "content": "signed elsewhere"});
+    let id = approval_id(&fw.call("write_note", args.clone()));
+    let ts = now().to_string();
+    let (ok, message) = cli(
+        data.path(),
+        &[
+            "message",
+            &id,
+            "--decision",
+            "approve",
+            "--as",
+            "carol",
+            "--reason",
+            "by hand",
+            "--timestamp",
+            &ts,
+        ],
+    );
+    assert!(ok, "{message}");
+    let dir = tempfile::tempdir().unwrap();
+    let msg = dir.path().join("answer.json");
+    std::fs::write(&msg, &message).unwrap();
+    let private = dir.path().join("carol");
+    std::fs::copy(key("carol"), &private).unwrap();
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", "mcp-firewall-approval", "-f"])
+        .arg(&private)
+        .arg(&msg)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sig = dir.path().join("answer.json.sig");
+    let (ok, out) = cli(
+        data.path(),
+        &[
+            "approve",
+            &id,
+            "--as",
+            "carol",
+            "--reason",
+            "by hand",
+            "--signature",
+            sig.to_str().unwrap(),
+            "--timestamp",
+            &ts,
+        ],
+    );
+    assert!(ok && out.contains("approved"), "{out}");
+    let released = fw.call("write_note", args);
+    assert_eq!(released["result"]["isError"], false, "{released}");
+}
+
+/// An agent that can write the approval database (same OS user) forges an
+/// approved answer and a grant, or moves a real signed answer onto another
+/// approval: the firewall verifies every answer itself and releases nothing.
+#[test]
+fn answers_written_straight_into_the_store_release_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let mut fw = firewall(HOLD_WRITES, data.path(), 0, &[]);
+    let forged_args = json!({"name": "forged", "content": "x"});
+    let forged = approval_id(&fw.call("write_note", forged_args.clone()));
+    let real_args = json!({"name": "real", "content": "y"});
+    let real = approval_id(&fw.call("write_note", real_args.clone()));
+    let (ok, out) = answer(
+        data.path(),
+        "approve",
+        &real,
+        "carol",
+        "carol",
+        "this one only",
+    );
+    assert!(ok, "{out}");
+
+    let db = rusqlite::Connection::open(data.path().join("approvals.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    let digest = digest_of(data.path(), &forged);
+    // Carol's genuine proof, from the real approval, copied onto the forged one.
+    let proof: String = db
+        .query_row(
+            "SELECT proof FROM answers WHERE approval_id = ?1",
+            [&real],
+            |r| r.get(0),
+        )
+        .unwrap();
+    db.execute(
+        "INSERT INTO answers (approval_id, approver_key, approver, decision, reason, channel, at, proof)
+         VALUES (?1, 'carol', 'carol', 'approve', 'this one only', 'cli', 0, ?2)",
+        rusqlite::params![forged, proof],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE approvals SET status = 'approved' WHERE id = ?1",
+        [&forged],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO grants (approval_id, digest, approvers, expires_at) VALUES (?1, ?2, '[\"carol\"]', 9999999999999999)",
+        rusqlite::params![forged, digest],
+    )
+    .unwrap();
+    let refused = fw.call("write_note", forged_args);
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    assert!(
+        text(&refused).contains("does not release this call"),
+        "{refused}"
+    );
+    let unverified = fw.wait_audit("unverified", |r| {
+        r["event"] == "approval.unverified" && r["approval_id"] == forged.as_str()
+    });
+    assert!(
+        unverified["error"].as_str().unwrap().contains("carol"),
+        "{unverified}"
+    );
+    // The genuine one still releases its own call.
+    let released = fw.call("write_note", real_args);
+    assert_eq!(released["result"]["isError"], false, "{released}");
+}
+
+/// A bot answer is bound to its approval and call: a body naming another
+/// approval, or one signed for approval A replayed byte for byte to B on a
+/// second firewall sharing the secret, is refused.
+#[test]
+fn bot_answers_are_bound_to_their_approval() {
+    let data_a = tempfile::tempdir().unwrap();
+    let data_b = tempfile::tempdir().unwrap();
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut fw_a = firewall(
+        HOLD_WRITES,
+        data_a.path(),
+        0,
+        &["--approval-listen", &format!("127.0.0.1:{port_a}")],
+    );
+    let mut fw_b = firewall(
+        HOLD_WRITES,
+        data_b.path(),
+        0,
+        &["--approval-listen", &format!("127.0.0.1:{port_b}")],
+    );
+    let args = json!({"name": "one", "content": "call"});
+    let args_b = json!({"name": "another", "content": "call"});
+    let id_a = approval_id(&fw_a.call("write_note", args.clone()));
+    let id_b = approval_id(&fw_b.call("write_note", args_b.clone()));
+    let digest_a = digest_of(data_a.path(), &id_a);
+    let digest_b = digest_of(data_b.path(), &id_b);
+
+    let body_a = bot_body(&id_a, &digest_a, "approve", "bob", "fine");
+    let headers_a = signed_headers(SECRET, "msg-for-a", now(), &body_a);
+    let (status, reply) = post(port_b, &format!("/approvals/{id_b}"), &headers_a, &body_a);
+    assert_eq!(status, 403, "A's answer replayed at B: {reply}");
+    // Naming B, but for another call's digest.
+    let misbound = bot_body(&id_b, &digest_a, "approve", "bob", "fine");
+    let (status, reply) = post(
+        port_b,
+        &format!("/approvals/{id_b}"),
+        &signed_headers(SECRET, "msg-b-1", now(), &misbound),
+        &misbound,
+    );
+    assert_ne!(digest_a, digest_b);
+    assert_eq!(status, 403, "digest mismatch: {reply}");
+    let still = fw_b.call("write_note", args_b);
+    assert!(text(&still).starts_with("Approval pending"), "{still}");
+    // A's own answer at A works, once.
+    let (status, reply) = post(port_a, &format!("/approvals/{id_a}"), &headers_a, &body_a);
+    assert_eq!(status, 200, "{reply}");
+    let released = fw_a.call("write_note", args);
+    assert_eq!(released["result"]["isError"], false, "{released}");
+    fw_b.wait_audit("rejection at B", |r| {
+        r["event"] == "approval.answer_rejected"
+    });
+}
+
+#[test]
+fn an_unsigned_or_misbound_synchronous_answer_releases_nothing() {
+    for mode in ["approve-unsigned", "approve-other"] {
+        let receiver = Receiver::start(mode, &[SECRET]);
+        let data = tempfile::tempdir().unwrap();
+        let mut fw = firewall(
+            HOLD_WRITES,
+            data.path(),
+            2,
+            &["--approval-webhook", &receiver.url()],
+        );
+        let resp = fw.call("write_note", json!({"name": "a", "content": "b"}));
+        assert!(
+            text(&resp).starts_with("Approval pending"),
+            "{mode}: {resp}"
+        );
+        let rejected = fw.wait_audit("rejected sync answer", |r| {
+            r["event"] == "approval.answer_rejected" && r["channel"] == "webhook-response"
+        });
+        assert!(rejected["error"].as_str().is_some(), "{mode}: {rejected}");
+    }
+}
+
+#[test]
+fn a_plain_http_webhook_beyond_loopback_is_refused_at_start() {
+    let out = Command::new(firewall_bin())
+        .args([
+            "run",
+            "--approval-webhook",
+            "http://hooks.example.com/approve",
+            "--",
+            "true",
+        ])
+        .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plain http is accepted only to a loopback host"),
+        "{err}"
+    );
+}
+
+/// Look-alike names cannot make a quorum: `bob` and `bоb` (Cyrillic о).
+#[test]
+fn look_alike_approvers_do_not_make_a_quorum() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut fw = firewall(
+        &quorum_policy(2),
+        data.path(),
+        0,
+        &["--approval-listen", &format!("127.0.0.1:{port}")],
+    );
+    let args = json!({"name": "q", "content": "look-alikes"});
+    let id = approval_id(&fw.call("write_note", args.clone()));
+    let digest = digest_of(data.path(), &id);
+    for (n, (name, expected)) in [
+        ("bob", 200),
+        ("b\u{043e}b", 400),
+        ("BOB", 409),
+        ("bob\u{200b}", 409),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = bot_body(&id, &digest, "approve", name, "ok");
+        let (status, reply) = post(
+            port,
+            &format!("/approvals/{id}"),
+            &signed_headers(SECRET, &format!("q-{n}"), now(), &body),
+            &body,
+        );
+        assert_eq!(status, expected, "{name:?}: {reply}");
+    }
+    let still = fw.call("write_note", args);
+    assert!(
+        text(&still).starts_with("Approval pending"),
+        "one approver is not two: {still}"
+    );
+}
+
+/// If the release cannot be written to the audit log, the call is refused.
+#[test]
+fn a_release_that_cannot_be_audited_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let events_log = tempfile::NamedTempFile::new().unwrap();
+    let mut fw = Builder::new()
+        .rego(HOLD_WRITES)
+        .data_dir(data.path())
+        .approval_wait(30)
+        .env("FIXTURE_EVENT_LOG", events_log.path().to_str().unwrap())
+        .arg("--principal")
+        .arg("alice")
+        .arg("--approvers")
+        .arg(&approvers_file(data.path()))
+        .wrap_fixture();
+    fw.initialize();
+    // Grow the audit log past the approval database's files, so the size
+    // limit below stops audit writes while SQLite can still write.
+    let big = "x".repeat(512 * 1024);
+    for _ in 0..6 {
+        assert_eq!(
+            text(&fw.call("echo", json!({"text": big}))).len(),
+            big.len()
+        );
+    }
+    let id = fw.send_request(
+        "tools/call",
+        json!({"name": "write_note", "arguments": {"name": "audited", "content": "or not at all"}}),
+    );
+    let requested = fw.wait_audit("request", |r| r["event"] == "approval.requested");
+    let approval = requested["approval_id"].as_str().unwrap().to_string();
+    // From now on the firewall cannot grow its audit log.
+    let size = std::fs::metadata(&fw.audit_path).unwrap().len();
+    let status = Command::new("prlimit")
+        .arg(format!("--pid={}", fw.child.id()))
+        .arg(format!("--fsize={size}"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (ok, out) = answer(
+        data.path(),
+        "approve",
+        &approval,
+        "carol",
+        "carol",
+        "go ahead",
+    );
+    assert!(ok, "{out}");
+    let resp = fw.response(&id);
+    assert_eq!(resp["result"]["isError"], true, "{resp}");
+    assert!(text(&resp).to_lowercase().contains("audit"), "{resp}");
+    let ran = std::fs::read_to_string(events_log.path()).unwrap_or_default();
+    assert!(!ran.contains("write_note"), "the call never ran: {ran}");
 }

@@ -25,6 +25,7 @@ use super::store::{AnswerRejection, ApprovalStore, StoreError};
 use super::webhook::Webhook;
 use super::{AnswerOutcome, NewAnswer, WebhookSecret};
 use crate::audit::AuditLog;
+use crate::identity::{Identity, IdentityError};
 
 /// How long an approval request stays answerable unless policy says
 /// otherwise (`approval.timeout_seconds`).
@@ -169,6 +170,9 @@ impl Approvals {
         let now = Utc::now();
         let checked = match self.store.get(id)? {
             None => Err(StoreError::NotFound(id.to_string())),
+            Some(_) if Identity::parse(&answer.approver).is_err() => {
+                Err(identity_rejection(&answer.approver).into())
+            }
             Some(record) => {
                 let stored = AnswerRecord {
                     approver: answer.approver.clone(),
@@ -222,6 +226,15 @@ impl Approvals {
         if let Err(e) = self.audit.append("approval.answer_rejected", record) {
             tracing::error!("audit write failed: {e}");
         }
+    }
+}
+
+/// Why a name that does not parse as an identity is refused.
+fn identity_rejection(name: &str) -> AnswerRejection {
+    match Identity::parse(name) {
+        Err(IdentityError::Empty) => AnswerRejection::MissingApprover,
+        Err(e) => AnswerRejection::BadIdentity(e.to_string()),
+        Ok(_) => unreachable!("only called for names that do not parse"),
     }
 }
 
