@@ -1156,3 +1156,40 @@ fn a_release_that_cannot_be_audited_is_refused() {
     let ran = std::fs::read_to_string(events_log.path()).unwrap_or_default();
     assert!(!ran.contains("write_note"), "the call never ran: {ran}");
 }
+
+/// `_meta` (but the progress token) and extra params are part of the call
+/// an approver approved: changing them needs a new approval.
+#[test]
+fn meta_and_extra_params_are_bound_into_the_approval() {
+    let data = tempfile::tempdir().unwrap();
+    let mut fw = firewall(HOLD_WRITES, data.path(), 0, &[]);
+    let call = |meta: Value| json!({"name": "write_note", "arguments": {"name": "m", "content": "c"}, "_meta": meta});
+    let pending = fw.request(
+        "tools/call",
+        call(json!({"trace": "a", "progressToken": 1})),
+    );
+    let id = approval_id(&pending);
+    let (ok, out) = answer(
+        data.path(),
+        "approve",
+        &id,
+        "carol",
+        "carol",
+        "trace a only",
+    );
+    assert!(ok, "{out}");
+    let other_meta = fw.request("tools/call", call(json!({"trace": "b"})));
+    assert!(
+        text(&other_meta).starts_with("Approval pending"),
+        "{other_meta}"
+    );
+    let mut with_extra = call(json!({"trace": "a"}));
+    with_extra["run_as"] = json!("root");
+    let extra = fw.request("tools/call", with_extra);
+    assert!(text(&extra).starts_with("Approval pending"), "{extra}");
+    let same = fw.request(
+        "tools/call",
+        call(json!({"trace": "a", "progressToken": 99})),
+    );
+    assert_eq!(same["result"]["isError"], false, "{same}");
+}

@@ -11,7 +11,8 @@
 //!
 //! Validated invariants: at least one upstream; names 1..=32 of
 //! `[A-Za-z0-9_-]`, no `__`, not ending in `_`, unique; a process upstream's
-//! command is not blank; an HTTP upstream's url is http(s) with a host;
+//! command is not blank; an HTTP upstream's url is https with a host, or
+//! http to a loopback host;
 //! the package is a dotted name without empty parts; max_sessions and the
 //! approval timeout are positive.
 
@@ -49,7 +50,10 @@ fn check_invariants(cfg: &Config) {
             UpstreamKind::Process(p) => assert!(!p.command.trim().is_empty()),
             UpstreamKind::Http(h) => {
                 let url = reqwest::Url::parse(&h.url).expect("url parses");
-                assert!(matches!(url.scheme(), "http" | "https") && url.host().is_some());
+                assert!(
+                    url.scheme() == "https" && url.host().is_some()
+                        || url.scheme() == "http" && mcp_firewall::config::is_loopback_host(&url)
+                );
             }
         }
     }
@@ -236,13 +240,15 @@ fn upstream() -> impl Strategy<Value = Up> {
         ]),
         proptest::option::of(good_or_bad(
             &[
-                "http://h/mcp",
+                "http://localhost/mcp",
                 "https://mcp.example.com/mcp",
                 "http://127.0.0.1:9/sse",
                 "https://[::1]:8443/x?y=1",
             ],
             &[
                 "ftp://h/mcp",
+                // Plain http beyond loopback: the network is not trusted.
+                "http://h/mcp",
                 "",
                 "mcp.example.com",
                 "http//h",
@@ -286,7 +292,8 @@ fn upstream() -> impl Strategy<Value = Up> {
                     }
                     5..=8 => {
                         up.command = None;
-                        up.url.get_or_insert_with(|| ("http://h/mcp".into(), true));
+                        up.url
+                            .get_or_insert_with(|| ("http://localhost/mcp".into(), true));
                         if clean {
                             up.args = false;
                         }

@@ -168,6 +168,9 @@ impl Proxy {
             .insert(key.clone(), cancel.clone());
         let answer = self.dispatch(&method, params, &cancel).await;
         self.inflight.lock().expect("inflight lock").remove(&key);
+        if let Some(answer) = &answer {
+            self.record_unrecorded_refusal(&method, answer);
+        }
         // A cancelled request gets no response (MCP cancellation rules).
         if let Some(body) = answer
             && !cancel.is_cancelled()
@@ -216,6 +219,46 @@ impl Proxy {
     /// to tell, so the message is dropped.
     pub(crate) async fn send(&self, message: Value) {
         let _ = self.client.send(message).await;
+    }
+
+    /// A decided method refused before the decision step (malformed params,
+    /// unknown tool without a record, ...) still leaves an audit record:
+    /// every refusal of a request that could act is on the log.
+    fn record_unrecorded_refusal(&self, method: &str, answer: &Result<Value, Value>) {
+        let Some(request) = ClientRequest::parse(method) else {
+            return;
+        };
+        if request.handling() != methods::Handling::Decide {
+            return;
+        }
+        let (meta, kind) = match answer {
+            Ok(result) => (result.get("_meta"), "mcp-firewall/refusal"),
+            Err(error) => (error.get("data"), "kind"),
+        };
+        let Some(kind) = meta.and_then(|m| m.get(kind)) else {
+            return;
+        };
+        let recorded = meta.is_some_and(|m| {
+            m.get("mcp-firewall/decision_id").is_some() || m.get("decision_id").is_some()
+        });
+        if recorded {
+            return;
+        }
+        let message = match answer {
+            Ok(result) => result["content"][0]["text"].clone(),
+            Err(error) => error["message"].clone(),
+        };
+        let record = serde_json::json!({
+            "decision_id": uuid::Uuid::new_v4().to_string(),
+            "session_id": self.session.id,
+            "principal": {"id": self.session.principal.id, "source": self.session.principal.source},
+            "method": method,
+            "result": {"decision": "deny", "reasons": [message]},
+            "error": {"kind": kind, "message": message},
+        });
+        if let Err(e) = self.shared.audit.append("call.decided", record) {
+            tracing::error!("audit write failed: {e}");
+        }
     }
 
     /// Audit a request for a method outside the table.

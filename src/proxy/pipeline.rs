@@ -254,7 +254,7 @@ impl Proxy {
         let listed = Subject {
             method: list_method,
             server: subject.server,
-            target: subject.target.clone(),
+            target: subject.target,
             arguments: &empty,
             params: &empty,
         };

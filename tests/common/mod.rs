@@ -15,8 +15,14 @@ use serde_json::{Value, json};
 /// CI machines are slow and tests never assert on timing.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// The binary under test. `MCP_FIREWALL_TEST_BIN` points the suite at another
+/// build, e.g. an older release, to check that a new test fails there.
 pub fn firewall_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_mcp-firewall")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("MCP_FIREWALL_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mcp-firewall").to_string())
+    })
 }
 
 pub fn fixture_bin() -> &'static str {
