@@ -4,6 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# System tools the tests use: ssh-keygen (approver keys: the documented
+# `ssh-keygen -Y sign` route) and prlimit (audit-failure tests). Installed only
+# when missing; apt-get needs root, as on CI.
+missing=()
+command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+command -v prlimit >/dev/null || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+fi
+
 cargo build --all-targets
 
 # Pinned npm MCP servers (@modelcontextprotocol/server-filesystem, server-everything).

@@ -16,6 +16,7 @@
 //! | [`reload`] | live policy reload: watch, compile and test off the request path, swap atomically |
 //! | [`downstream`] | the client-facing side: stdio, Streamable HTTP and legacy SSE |
 //! | [`framing`] | newline-delimited framing with a size cap that survives bad lines |
+//! | [`identity`] | canonical principal and approver names (NFKC, no invisibles, one script) |
 //! | [`error`] | the failures that matter, mapped to client answers in one place |
 
 pub mod approval;

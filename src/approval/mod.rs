@@ -15,10 +15,12 @@
 //!    signed the Standard Webhooks way ([`signing::sign`]); if it cannot be
 //!    delivered the request is failed ([`ApprovalStore::fail`]) and the call
 //!    denied.
-//! 4. **Answers** arrive by the webhook's own response body, by a signed POST
-//!    to the firewall's approval endpoint (checked with [`signing::verify`] and
-//!    [`ApprovalStore::remember_webhook_id`]) or by the `mcp-firewall approvals`
-//!    CLI; each goes through [`ApprovalStore::answer`].
+//! 4. **Answers** arrive by the webhook's own signed response, by a signed POST
+//!    to the firewall's approval endpoint (both [`bot`]: HMAC, freshness,
+//!    replay, bound to the approval id and digest) or by the `mcp-firewall
+//!    approvals` CLI, signed with the approver's registered SSH key
+//!    ([`approvers`]); each carries a [`Proof`] and goes through
+//!    [`ApprovalStore::answer`].
 //! 5. **Grant.** One eligible deny decides `denied`; `quorum` distinct approvals
 //!    decide `approved` and leave a grant.
 //! 6. **Release.** The waiting call, or the client's identical retry after a
@@ -39,7 +41,12 @@
 //!   answer names its approver and gives a reason.
 //! - **Quorum**: approval needs `quorum` *distinct* approvers; any one eligible
 //!   deny is final.
-//! - **Fail closed**: every store or signature error means the call is denied.
+//! - **Verified at release**: the store is a file the agent may write, so its
+//!   status and grants are not trusted alone; every approving answer's proof
+//!   is verified again with the keys and secrets this process loaded, under
+//!   the releasing call's obligations ([`AnswerVerifier::verify_release`]).
+//! - **Fail closed**: every store or signature error, and a release that
+//!   cannot be audited, means the call is denied.
 //! - **Durable**: all state is in SQLite ([`store`]), shared with the CLI
 //!   process, so a restart loses nothing.
 //!
@@ -49,6 +56,9 @@
 //! |---|---|
 //! | [`model`] | plain data: new requests and answers, stored records, statuses |
 //! | [`signing`] | Standard Webhooks secrets, signing and verification |
+//! | [`approvers`] | the `allowed_signers` registry and SSHSIG-signed answers |
+//! | [`proof`] | what an answer carries to prove its approver; verification at release |
+//! | [`bot`] | answers from bots signed with a webhook secret (endpoint, sync response) |
 //! | [`store`] | [`ApprovalStore`]: durable requests, answers, grants, replay ids |
 //! | [`digest`] | the call digest an approval is bound to |
 //! | [`webhook`] | delivery with retries; reading a synchronous answer |

@@ -78,14 +78,7 @@ pub fn answer(
         Signer::KeyFile(_) => Utc::now().timestamp(),
         Signer::Signature { timestamp, .. } => timestamp,
     };
-    let message = AnswerMessage {
-        approval_id: id,
-        digest: &record.digest,
-        approver: approver.as_str(),
-        decision: decision.as_str(),
-        reason: reason.trim(),
-        timestamp,
-    };
+    let message = answer_message(id, &record, &approver, decision, reason, timestamp);
     let signature = match signer {
         Signer::KeyFile(path) => match sign_with_key_file(path, &message) {
             Ok(s) => s,
@@ -153,17 +146,30 @@ pub fn message(
         return Ok(ExitCode::FAILURE);
     };
     let approver = Identity::parse(approver).map_err(|e| anyhow::anyhow!("--as: {e}"))?;
-    let message = AnswerMessage {
+    let message = answer_message(id, &record, &approver, decision, reason, timestamp);
+    use std::io::Write;
+    std::io::stdout().write_all(&message.to_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `approver` signs to answer `record`: the canonical name and the
+/// trimmed reason, as the store records them and the firewall re-verifies.
+fn answer_message<'a>(
+    id: &'a str,
+    record: &'a ApprovalRecord,
+    approver: &'a Identity,
+    decision: Verdict,
+    reason: &'a str,
+    timestamp: i64,
+) -> AnswerMessage<'a> {
+    AnswerMessage {
         approval_id: id,
         digest: &record.digest,
         approver: approver.as_str(),
         decision: decision.as_str(),
         reason: reason.trim(),
         timestamp,
-    };
-    use std::io::Write;
-    std::io::stdout().write_all(&message.to_bytes())?;
-    Ok(ExitCode::SUCCESS)
+    }
 }
 
 fn summary(r: &ApprovalRecord) -> String {

@@ -102,7 +102,6 @@ fn template_uri(def: &Value) -> &str {
 
 /// The input document for one decision.
 pub fn build(subject: &Subject<'_>, session: &Session) -> Value {
-    let now = Utc::now();
     let mut input = json!({
         "version": INPUT_VERSION,
         "direction": "client_to_server",
@@ -111,18 +110,8 @@ pub fn build(subject: &Subject<'_>, session: &Session) -> Value {
         "arguments": subject.arguments,
         "meta": subject.meta(),
         "extra_params": subject.extra_params(),
-        "principal": session.principal,
-        "client": session.client_info(),
-        "session": {
-            "id": session.id,
-            "transport": session.transport,
-            "history": session.history(),
-        },
-        "time": {
-            "rfc3339": now.to_rfc3339_opts(SecondsFormat::Secs, true),
-            "unix": now.timestamp(),
-        },
     });
+    add_context(&mut input, session);
     match &subject.target {
         Target::Tool(entry) => input["tool"] = tool(entry),
         Target::Prompt(entry) => input["prompt"] = prompt(entry),
@@ -142,8 +131,7 @@ pub fn build_server_request(
     cause: Value,
     session: &Session,
 ) -> Value {
-    let now = Utc::now();
-    json!({
+    let mut input = json!({
         "version": INPUT_VERSION,
         "direction": "server_to_client",
         "method": method,
@@ -151,18 +139,25 @@ pub fn build_server_request(
         "params": params,
         "arguments": {},
         "caused_by": cause,
-        "principal": session.principal,
-        "client": session.client_info(),
-        "session": {
-            "id": session.id,
-            "transport": session.transport,
-            "history": session.history(),
-        },
-        "time": {
-            "rfc3339": now.to_rfc3339_opts(SecondsFormat::Secs, true),
-            "unix": now.timestamp(),
-        },
-    })
+    });
+    add_context(&mut input, session);
+    input
+}
+
+/// The fields every input has: who, which client and session, and when.
+fn add_context(input: &mut Value, session: &Session) {
+    let now = Utc::now();
+    input["principal"] = json!(session.principal);
+    input["client"] = session.client_info();
+    input["session"] = json!({
+        "id": session.id,
+        "transport": session.transport,
+        "history": session.history(),
+    });
+    input["time"] = json!({
+        "rfc3339": now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "unix": now.timestamp(),
+    });
 }
 
 fn template(def: &Value) -> Value {

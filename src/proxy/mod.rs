@@ -3,18 +3,22 @@
 //!
 //! | module | methods |
 //! |---|---|
+//! | [`methods`] | the one closed table of every method in both directions and how each is handled |
 //! | [`initialize`] | `initialize` (and initializing every upstream) |
 //! | [`tools`] | `tools/list`, `tools/call` |
 //! | [`resources`] | `resources/list`, `resources/templates/list`, `resources/read`, `resources/subscribe`, `resources/unsubscribe` |
-//! | [`prompts`] | `prompts/list`, `prompts/get`, `completion/complete` |
+//! | [`prompts`] | `prompts/list`, `prompts/get`, `completion/complete`, `logging/setLevel` |
 //! | [`notifications`] | notifications both ways, server-to-client requests, cancellation |
 //! | [`pipeline`] | decide -> audit -> `Permit` -> forward, shared by the families |
 //! | [`hold`] | holding an `approve` decision for a human; releasing it with a grant |
 //! | [`approval_request`] | creating, delivering and withdrawing an approval request |
 //! | [`obligations`] | the policy's `approval` object: approvers, quorum, timeout |
 //!
-//! Methods the firewall does not know are refused (`-32601`), not relayed:
-//! an unknown method could act without a policy decision.
+//! Methods the firewall does not know are refused (`-32601`) and recorded,
+//! not relayed: an unknown method could act without a policy decision. The
+//! only ways to write to an upstream are `Upstream::forward` (which consumes
+//! a [`pipeline::Permit`]), `Upstream::own_request` and `Upstream::plumb`
+//! (closed enums of protocol plumbing, `crate::upstream::plumbing`).
 
 mod approval_request;
 mod catalogue;
