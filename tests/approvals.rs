@@ -961,9 +961,23 @@ fn answers_written_straight_into_the_store_release_nothing() {
         unverified["error"].as_str().unwrap().contains("carol"),
         "{unverified}"
     );
-    // The genuine one still releases its own call.
-    let released = fw.call("write_note", real_args);
+    // The genuine one still releases its own call, once ...
+    let released = fw.call("write_note", real_args.clone());
     assert_eq!(released["result"]["isError"], false, "{released}");
+    // ... even if its "used" marks are rolled back in the file.
+    db.execute(
+        "UPDATE approvals SET status = 'approved' WHERE id = ?1",
+        [&real],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE grants SET used_at = NULL WHERE approval_id = ?1",
+        [&real],
+    )
+    .unwrap();
+    let replayed = fw.call("write_note", real_args);
+    assert_eq!(replayed["result"]["isError"], true, "{replayed}");
+    assert!(text(&replayed).contains("already released"), "{replayed}");
 }
 
 /// A bot answer is bound to its approval and call: a body naming another

@@ -79,7 +79,7 @@ pub mod webhook;
 pub use model::{
     AnswerOutcome, AnswerRecord, ApprovalRecord, NewAnswer, NewApproval, Status, Verdict,
 };
-pub use proof::{AnswerVerifier, Proof, VerifiedAnswer};
+pub use proof::{AnswerVerifier, Proof, ReleaseRules, VerifiedAnswer};
 pub use service::{ApprovalSettings, Approvals};
 pub use signing::{SignatureError, SignedHeaders, TIMESTAMP_TOLERANCE_SECS, WebhookSecret};
 pub use store::{AnswerRejection, ApprovalStore, Grant, StoreError};

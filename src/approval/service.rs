@@ -8,10 +8,10 @@
 //! held calls poll the store, so they see those too, and audit them when
 //! they do.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -107,6 +107,10 @@ pub struct Approvals {
     pub verifier: AnswerVerifier,
     /// Woken whenever an in-process answer lands.
     pub changed: Notify,
+    /// Approvals this process has released. Single use is the store's rule;
+    /// this also holds it in-process if the store's "used" marks are rolled
+    /// back by someone who can write the file.
+    released: Mutex<HashSet<String>>,
     audit: Arc<AuditLog>,
     callback_url: OnceLock<String>,
 }
@@ -143,6 +147,7 @@ impl Approvals {
             settings,
             verifier: AnswerVerifier { registry, secrets },
             changed: Notify::new(),
+            released: Mutex::new(HashSet::new()),
             audit,
             callback_url: OnceLock::new(),
         })
@@ -218,6 +223,14 @@ impl Approvals {
         }
         self.changed.notify_waiters();
         outcome.map(|(o, _)| o)
+    }
+
+    /// Mark `id` released in this process; false if it already was.
+    pub fn mark_released(&self, id: &str) -> bool {
+        self.released
+            .lock()
+            .expect("released lock")
+            .insert(id.to_string())
     }
 
     /// Record a refused answer that never reached the store.

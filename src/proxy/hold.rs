@@ -24,9 +24,10 @@ use super::Proxy;
 use super::input::Subject;
 use super::obligations::Obligations;
 use super::pipeline::{Forwarded, Permit, Refused, forward};
+use crate::approval::approvers::MAX_FUTURE_SKEW_SECS;
 use crate::approval::digest::{CallIdentity, call_digest};
 use crate::approval::service::{HOLD_POLL_INTERVAL, PROGRESS_INTERVAL};
-use crate::approval::{ApprovalRecord, Approvals, Status};
+use crate::approval::{ApprovalRecord, Approvals, ReleaseRules, Status};
 use crate::error::Refusal;
 use crate::jsonrpc;
 
@@ -329,13 +330,28 @@ impl Proxy {
             .get(&id)
             .map_err(|e| Refusal::ApprovalFailed(e.to_string()))?
             .ok_or_else(|| Refusal::ApprovalFailed(format!("approval {id} vanished")))?;
-        let verified = approvals.verifier.verify_release(
-            &record,
-            &self.session.principal.id,
-            &obligations.approvers,
-            obligations.quorum,
-            Utc::now().timestamp(),
-        );
+        // A signed answer counts for at most the request's lifetime plus the
+        // grant's (both `obligations.timeout`), plus the clock skew allowed.
+        let lifetime = i64::try_from(obligations.timeout.as_secs()).unwrap_or(i64::MAX / 4);
+        let rules = ReleaseRules {
+            principal: &self.session.principal.id,
+            approvers: &obligations.approvers,
+            quorum: obligations.quorum,
+            max_age_secs: lifetime
+                .saturating_mul(2)
+                .saturating_add(MAX_FUTURE_SKEW_SECS),
+            now: Utc::now().timestamp(),
+        };
+        let verified = approvals
+            .verifier
+            .verify_release(&record, &rules)
+            .and_then(|v| {
+                if approvals.mark_released(&id) {
+                    Ok(v)
+                } else {
+                    Err("this approval already released a call in this process".into())
+                }
+            });
         let verified = match verified {
             Ok(v) => v,
             Err(why) => {
