@@ -49,6 +49,8 @@ pub struct PolicySet {
     package: String,
     revision: String,
     files: Vec<PathBuf>,
+    /// Whether any loaded file could define `hide` (see [`Self::may_hide`]).
+    may_hide: bool,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -80,8 +82,18 @@ impl PolicySet {
             engine,
             package: package.to_string(),
             revision: loader::revision(&files),
+            may_hide: files.iter().any(loader::may_define_hide),
             files: files.into_iter().map(|f: SourceFile| f.path).collect(),
         })
+    }
+
+    /// Whether the policy could ever hide an item. `false` only when no
+    /// Rego file mentions `hide` outside full-line comments and the
+    /// statement `default hide := false`: then the per-call "is this item
+    /// hidden?" evaluation is skipped, since its answer is always no.
+    /// Deliberately lexical and conservative: any other mention says yes.
+    pub fn may_hide(&self) -> bool {
+        self.may_hide
     }
 
     /// `sha256:<hex>` over the sorted relative paths and contents of every

@@ -383,3 +383,26 @@ fn bench_breakdown() {
         });
     }
 }
+
+#[test]
+fn may_hide_is_false_only_when_nothing_but_the_default_mentions_hide() {
+    assert!(!shipped().may_hide(), "the shipped library hides nothing");
+    for (rego, expected) in [
+        (
+            "package mcp.firewall\ndefault hide := false\n# hide if { true }\n",
+            false,
+        ),
+        (
+            "package mcp.firewall\nhide if input.tool.name == \"x\"\n",
+            true,
+        ),
+        ("package mcp.firewall\n  hide := true\n", true),
+        ("package mcp.firewall\nx := 1 # then hide\n", true),
+        ("package mcp.firewall\nhidex := 1\nunhide := 2\n", false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.rego"), rego).unwrap();
+        let set = PolicySet::load_dir(dir.path(), "mcp.firewall").unwrap();
+        assert_eq!(set.may_hide(), expected, "{rego}");
+    }
+}

@@ -179,6 +179,26 @@ pub(crate) fn build_engine(files: &[SourceFile], limit: Duration) -> Result<Engi
     Ok(engine)
 }
 
+/// Whether `file` could define the `hide` rule; see `PolicySet::may_hide`.
+pub(crate) fn may_define_hide(file: &SourceFile) -> bool {
+    if !matches!(file.kind, Kind::Rego) {
+        return false;
+    }
+    file.text.lines().any(|line| {
+        let code = line.trim();
+        if code.starts_with('#') {
+            return false;
+        }
+        let code = code.replace("default hide := false", "");
+        code.match_indices("hide").any(|(i, _)| {
+            let before = code[..i].chars().next_back();
+            let after = code[i + 4..].chars().next();
+            let ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            !ident(before) && !ident(after)
+        })
+    })
+}
+
 fn add_file(engine: &mut Engine, file: &SourceFile) -> Result<(), PolicyError> {
     let result = match file.kind {
         Kind::Rego => engine.add_policy(file.label(), file.text.clone()).map(drop),

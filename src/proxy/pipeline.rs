@@ -244,6 +244,9 @@ impl Proxy {
         subject: &Subject<'_>,
         policy: &PolicySet,
     ) -> Result<bool, PolicyError> {
+        if !policy.may_hide() {
+            return Ok(false);
+        }
         let list_method = match subject.target {
             Target::Tool(_) => "tools/list",
             Target::Prompt(_) => "prompts/list",
