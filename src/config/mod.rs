@@ -338,6 +338,8 @@ mod tests {
             mask_fields = ["ssn"]
             [session]
             principal = "alice"
+            [approval]
+            approvers = "allowed_signers"
             [[upstream]]
             name = "fs"
             command = "npx"
@@ -350,6 +352,10 @@ mod tests {
         assert_eq!(cfg.policy_dir, PathBuf::from("/etc/fw/rego"));
         assert_eq!(cfg.audit_path, PathBuf::from("/var/log/audit.jsonl"));
         assert_eq!(cfg.fsync, FsyncMode::Always);
+        assert_eq!(
+            cfg.approval.approvers_file,
+            Some(PathBuf::from("/etc/fw/allowed_signers"))
+        );
         let UpstreamKind::Process(fs) = &cfg.upstreams[0].kind else {
             panic!("expected a process upstream: {cfg:?}");
         };
@@ -415,6 +421,14 @@ mod tests {
             (
                 "[session]\nprincipal='b\u{043e}b'\n[[upstream]]\nname='a'\ncommand='x'",
                 "session.principal",
+            ),
+            (
+                "[approval]\ngroups={sre=['al\u{0456}ce']}\n[[upstream]]\nname='a'\ncommand='x'",
+                "approval.groups.sre",
+            ),
+            (
+                "[http]\ntokens=[{principal='b\u{043e}b', env='T'}]\n[[upstream]]\nname='a'\ncommand='x'",
+                "http.tokens[0].principal",
             ),
         ];
         for (text, key) in cases {
