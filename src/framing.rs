@@ -21,14 +21,27 @@ pub enum Frame {
 pub struct LineReader<R> {
     inner: BufReader<R>,
     max: usize,
+    /// The first bytes of the last over-long line (see [`Self::discarded_prefix`]).
+    prefix: Vec<u8>,
 }
+
+/// How much of an over-long line is kept, so the reader's owner can tell
+/// which request it answered (its id comes first in practice).
+pub const KEPT_PREFIX_BYTES: usize = 4096;
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
         LineReader {
             inner: BufReader::new(inner),
             max,
+            prefix: Vec::new(),
         }
+    }
+
+    /// The first [`KEPT_PREFIX_BYTES`] of the line last reported as
+    /// [`Frame::TooLong`].
+    pub fn discarded_prefix(&self) -> &[u8] {
+        &self.prefix
     }
 
     /// The next line without its `\n` (and `\r`), or `None` at end of input.
@@ -50,7 +63,9 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             };
             if !too_long && line.len() + chunk.len() > self.max {
                 too_long = true;
-                line = Vec::new();
+                line.extend_from_slice(&chunk[..chunk.len().min(KEPT_PREFIX_BYTES)]);
+                line.truncate(KEPT_PREFIX_BYTES);
+                self.prefix = std::mem::take(&mut line);
             }
             if !too_long {
                 line.extend_from_slice(chunk);

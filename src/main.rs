@@ -129,6 +129,13 @@ pub struct RunArgs {
     /// Evaluate and log every decision but forward every call (policy roll-out).
     #[arg(long)]
     pub shadow: bool,
+    /// Seconds a forwarded request may wait for the upstream's answer (default 300).
+    #[arg(long)]
+    pub upstream_timeout: Option<u64>,
+    /// Trust the upstream's tool annotations (readOnlyHint, destructiveHint ...);
+    /// policies see it as `input.server_trusted`. Default: untrusted hints.
+    #[arg(long)]
+    pub trust_annotations: bool,
     /// Upstream name in the wrap form, as policies see it in `input.server`.
     #[arg(long)]
     pub name: Option<String>,

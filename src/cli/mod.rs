@@ -168,6 +168,17 @@ fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
         config.http.listen =
             Some(parse_listen(listen).map_err(|m| anyhow::anyhow!("--listen: {m}"))?);
     }
+    // Wrap-form settings of the one upstream (a config file sets them per
+    // `[[upstream]]`; the flags override every upstream there too).
+    for upstream in &mut config.upstreams {
+        if let Some(secs) = args.upstream_timeout {
+            upstream.timeout =
+                positive_secs(secs).map_err(|m| anyhow::anyhow!("--upstream-timeout: {m}"))?;
+        }
+        if args.trust_annotations {
+            upstream.trust_annotations = true;
+        }
+    }
     apply_approval_flags(args, &mut config)?;
     Ok(config)
 }

@@ -10,7 +10,10 @@ pub mod http;
 pub mod raw;
 pub mod upstream;
 
-pub use upstream::{Headers, HttpSpec, HttpTransport, ProcessSpec, UpstreamKind, UpstreamSpec};
+pub use upstream::{
+    DEFAULT_UPSTREAM_TIMEOUT, Headers, HttpSpec, HttpTransport, ProcessSpec, UpstreamKind,
+    UpstreamSpec,
+};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

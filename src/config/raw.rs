@@ -74,6 +74,10 @@ pub struct RawSession {
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub name: String,
+    /// Deadline of a forwarded request, in seconds (default 300).
+    pub timeout_seconds: Option<u64>,
+    /// Trust this server's tool annotations (default false).
+    pub trust_annotations: Option<bool>,
     /// A child process spoken to over stdio (exclusive with `url`).
     pub command: Option<String>,
     #[serde(default)]

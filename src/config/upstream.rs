@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::raw::RawUpstream;
 
@@ -20,7 +21,17 @@ use super::raw::RawUpstream;
 pub struct UpstreamSpec {
     pub name: String,
     pub kind: UpstreamKind,
+    /// How long a forwarded request may wait for its answer.
+    pub timeout: Duration,
+    /// Whether this server's tool annotations (`readOnlyHint` ...) are
+    /// trusted: `input.server_trusted`. Untrusted unless configured.
+    pub trust_annotations: bool,
 }
+
+/// Default deadline of a forwarded request (`timeout_seconds`). Long enough
+/// for slow tools (clients that give up sooner cancel, which is passed on);
+/// short enough that a server that never answers cannot hold a call forever.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpstreamKind {
@@ -89,6 +100,8 @@ impl UpstreamSpec {
                 env: BTreeMap::new(),
                 cwd: None,
             }),
+            timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            trust_annotations: false,
         }
     }
 }
@@ -166,9 +179,21 @@ pub(super) fn validate(
             })
         }
     };
+    let timeout = match raw.timeout_seconds {
+        None => DEFAULT_UPSTREAM_TIMEOUT,
+        Some(0) => {
+            return Err(err(
+                "timeout_seconds",
+                "expected a positive number of seconds".into(),
+            ));
+        }
+        Some(secs) => Duration::from_secs(secs),
+    };
     Ok(UpstreamSpec {
         name: raw.name,
         kind,
+        timeout,
+        trust_annotations: raw.trust_annotations.unwrap_or(false),
     })
 }
 

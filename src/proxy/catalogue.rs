@@ -17,6 +17,10 @@ use crate::upstream::{ListMethod, Named, OwnRequest, Resources, Upstream};
 /// Pages fetched from one upstream for one listing. A server that keeps
 /// returning cursors beyond this is cut off rather than looping forever.
 const MAX_LIST_PAGES: usize = 100;
+/// How long one upstream's whole listing (every page) may take. One slow or
+/// silent upstream must not hold up the others' tools: past this, it is left
+/// out of this listing and reported as degraded.
+pub const CATALOGUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 #[derive(Default)]
 pub struct Catalogue {
@@ -125,8 +129,33 @@ impl Proxy {
             .live_upstreams()
             .into_iter()
             .filter(|u| self.offers(u.name(), capability))
-            .map(|u| async move { (u.name().to_string(), fetch_pages(&u, method, key).await) });
-        futures::future::join_all(fetches).await
+            .map(|u| {
+                let budget = CATALOGUE_TIMEOUT.min(self.spec_timeout(u.name()));
+                async move {
+                    let listing = fetch_pages(&u, method, key, budget).await;
+                    (u.name().to_string(), listing)
+                }
+            });
+        let mut listings = Vec::new();
+        for (server, (items, problem)) in futures::future::join_all(fetches).await {
+            if let Some(problem) = problem {
+                self.degraded(&server, name, &problem);
+            }
+            listings.push((server, items));
+        }
+        listings
+    }
+
+    /// An upstream's listing failed or timed out: the others are served
+    /// without it (its items are missing from this listing), and it is on
+    /// record.
+    fn degraded(&self, server: &str, method: &str, problem: &str) {
+        tracing::warn!(server, method, "upstream degraded: {problem}");
+        let record = json!({"session_id": self.session.id, "server": server,
+                            "method": method, "error": problem});
+        if let Err(e) = self.shared.audit.append("upstream.degraded", record) {
+            tracing::error!("audit write failed: {e}");
+        }
     }
 
     /// Whether the upstream declared `capability` at initialize.
@@ -140,8 +169,16 @@ impl Proxy {
     }
 }
 
-async fn fetch_pages(upstream: &Upstream, list: ListMethod, key: &str) -> Vec<Value> {
-    let method = list.method();
+/// Fetch every page of one listing within `budget` (the smaller of
+/// [`CATALOGUE_TIMEOUT`] and the upstream's own deadline); what was fetched,
+/// and why the listing is incomplete if it is.
+async fn fetch_pages(
+    upstream: &Upstream,
+    list: ListMethod,
+    key: &str,
+    budget: std::time::Duration,
+) -> (Vec<Value>, Option<String>) {
+    let deadline = tokio::time::Instant::now() + budget;
     let mut items = Vec::new();
     let mut cursor: Option<Value> = None;
     for _ in 0..MAX_LIST_PAGES {
@@ -149,30 +186,23 @@ async fn fetch_pages(upstream: &Upstream, list: ListMethod, key: &str) -> Vec<Va
             method: list,
             cursor: cursor.take(),
         };
-        match upstream.own_request(request).await {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match upstream.own_request(request, left).await {
             Ok(Ok(result)) => {
                 if let Some(Value::Array(page)) = result.get(key) {
                     items.extend(page.iter().cloned());
                 }
                 cursor = result.get("nextCursor").filter(|c| !c.is_null()).cloned();
                 if cursor.is_none() {
-                    return items;
+                    return (items, None);
                 }
             }
-            Ok(Err(error)) => {
-                tracing::warn!(server = upstream.name(), method, %error, "listing failed");
-                return items;
-            }
-            Err(e) => {
-                tracing::warn!(server = upstream.name(), method, "listing failed: {e}");
-                return items;
-            }
+            Ok(Err(error)) => return (items, Some(format!("listing failed: {error}"))),
+            Err(e) => return (items, Some(format!("listing failed: {e}"))),
         }
     }
-    tracing::warn!(
-        server = upstream.name(),
-        method,
-        "listing cut off after {MAX_LIST_PAGES} pages"
-    );
-    items
+    (
+        items,
+        Some(format!("listing cut off after {MAX_LIST_PAGES} pages")),
+    )
 }

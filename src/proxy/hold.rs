@@ -123,7 +123,8 @@ impl Proxy {
             .lock()
             .expect("forwarding lock")
             .insert(seq, entry);
-        let outcome = forward(permit, &upstream, cancel).await;
+        let timeout = self.spec_timeout(subject.server);
+        let outcome = forward(permit, &upstream, timeout, cancel).await;
         self.forwarding
             .lock()
             .expect("forwarding lock")

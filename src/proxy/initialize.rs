@@ -80,21 +80,19 @@ impl Proxy {
     /// Initialize every upstream concurrently; returns those that answered.
     async fn initialize_upstreams(&self, params: &Value) -> HashMap<String, Value> {
         let attempts = self.upstreams.iter().map(|u| async move {
-            let reply = tokio::time::timeout(
-                UPSTREAM_INIT_TIMEOUT,
-                u.own_request(OwnRequest::Initialize(params.clone())),
-            )
-            .await;
+            let reply = u
+                .own_request(
+                    OwnRequest::Initialize(params.clone()),
+                    UPSTREAM_INIT_TIMEOUT,
+                )
+                .await;
             let outcome = match reply {
-                Ok(Ok(Ok(result))) => {
+                Ok(Ok(result)) => {
                     u.plumb(Plumbing::Initialized).await;
                     Ok(result)
                 }
-                Ok(Ok(Err(error))) => Err(format!("initialize failed: {error}")),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!(
-                    "no answer to initialize within {UPSTREAM_INIT_TIMEOUT:?}"
-                )),
+                Ok(Err(error)) => Err(format!("initialize failed: {error}")),
+                Err(e) => Err(e.to_string()),
             };
             (u.name().to_string(), outcome)
         });

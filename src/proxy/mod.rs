@@ -293,6 +293,16 @@ impl Proxy {
         }
     }
 
+    /// The configured deadline of requests forwarded to `server`.
+    fn spec_timeout(&self, server: &str) -> std::time::Duration {
+        self.shared
+            .config
+            .upstreams
+            .iter()
+            .find(|s| s.name == server)
+            .map_or(crate::config::DEFAULT_UPSTREAM_TIMEOUT, |s| s.timeout)
+    }
+
     fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.upstreams.iter().find(|u| u.name() == name)
     }

@@ -24,9 +24,19 @@ use crate::error::Refusal;
 use crate::jsonrpc;
 use crate::upstream::{Plumbing, UpstreamEvent};
 
+/// Server-to-client requests one session keeps waiting for the client's
+/// answer. A hostile upstream could otherwise grow the map without bound;
+/// past this, new ones are refused to the upstream.
+pub const MAX_RELAYED: usize = 64;
+/// How long a relayed request waits for the client's answer before it is
+/// forgotten (the upstream then gets an error). Sampling and elicitation
+/// wait on a person, so this is generous.
+pub const RELAY_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A server-to-client request relayed to the client, awaiting its answer.
 pub(super) struct Relayed {
     server: String,
+    at: std::time::Instant,
     upstream_id: Value,
     permit: RelayPermit,
     /// The upstream's progress token, so the client's progress on this
@@ -208,6 +218,10 @@ impl Proxy {
                 return;
             }
         };
+        if let Some(error) = self.relay_slot_refusal(&upstream).await {
+            upstream.plumb(Plumbing::Refuse { id, error }).await;
+            return;
+        }
         let cause = self.likely_cause(&server);
         let permit = match self.decide_server_request(&server, request.as_str(), &params, cause) {
             Ok(permit) => permit,
@@ -233,6 +247,7 @@ impl Proxy {
             ours.clone(),
             Relayed {
                 server,
+                at: std::time::Instant::now(),
                 upstream_id: id,
                 permit,
                 progress_token,
@@ -240,6 +255,46 @@ impl Proxy {
         );
         self.send(jsonrpc::request(&json!(ours), method, &params))
             .await;
+    }
+
+    /// Forget relayed requests older than [`RELAY_TTL`] (their upstreams get
+    /// an error), then `Some(error)` if [`MAX_RELAYED`] are still waiting.
+    async fn relay_slot_refusal(&self, upstream: &crate::upstream::Upstream) -> Option<Value> {
+        let expired: Vec<Relayed> = {
+            let mut relayed = self.relayed.lock().expect("relay lock");
+            let old: Vec<String> = relayed
+                .iter()
+                .filter(|(_, r)| r.at.elapsed() >= RELAY_TTL)
+                .map(|(k, _)| k.clone())
+                .collect();
+            old.iter().filter_map(|k| relayed.remove(k)).collect()
+        };
+        for r in expired {
+            let error = jsonrpc::error_object(
+                jsonrpc::code::INTERNAL_ERROR,
+                "the client did not answer in time",
+            );
+            if let Some(up) = self.upstream(&r.server) {
+                up.plumb(Plumbing::Refuse {
+                    id: r.upstream_id,
+                    error,
+                })
+                .await;
+            }
+        }
+        let waiting = self.relayed.lock().expect("relay lock").len();
+        if waiting < MAX_RELAYED {
+            return None;
+        }
+        self.dropped(
+            upstream.name(),
+            "(server request)",
+            "too many requests waiting for the client",
+        );
+        Some(jsonrpc::error_object(
+            jsonrpc::code::INTERNAL_ERROR,
+            &format!("too many requests ({MAX_RELAYED}) already waiting for the client"),
+        ))
     }
 
     /// Record a message the table does not let through.

@@ -19,7 +19,7 @@ use crate::audit::mask;
 use crate::error::Refusal;
 use crate::policy::PolicySet;
 use crate::policy::{Decision, PolicyError, Verdict};
-use crate::upstream::{Plumbing, Reply, Upstream, UpstreamError};
+use crate::upstream::{Reply, Upstream, UpstreamError};
 
 /// Proof that policy allowed this request and the decision is on record,
 /// carrying the exact request that was decided. Deliberately not `Clone`:
@@ -219,6 +219,9 @@ impl Proxy {
             Forwarded::Answered(Ok(_)) => ("ok", Value::Null),
             Forwarded::Answered(Err(error)) => ("error", error.clone()),
             Forwarded::Cancelled => ("cancelled", Value::Null),
+            Forwarded::Failed(e @ UpstreamError::Timeout { .. }) => {
+                ("timeout", json!(e.to_string()))
+            }
             Forwarded::Failed(e) => ("upstream_failed", json!(e.to_string())),
         };
         let record = json!({
@@ -325,21 +328,23 @@ impl Proxy {
 }
 
 /// Send a permitted request upstream and wait for the answer, the upstream's
-/// exit, or the client's cancellation (which is passed on upstream).
-pub async fn forward(permit: Permit, upstream: &Upstream, cancel: &CancellationToken) -> Forwarded {
+/// exit, the client's cancellation, or the deadline (`timeout`, counted from
+/// now: for a held call, from its release). Cancellation and the deadline
+/// are passed on upstream as `notifications/cancelled`.
+pub async fn forward(
+    permit: Permit,
+    upstream: &Upstream,
+    timeout: std::time::Duration,
+    cancel: &CancellationToken,
+) -> Forwarded {
     let (pending, handle) = match upstream.forward(permit).await {
         Ok(p) => p,
         Err(e) => return Forwarded::Failed(e),
     };
-    tokio::select! {
-        reply = pending.wait() => match reply {
-            Ok(reply) => Forwarded::Answered(reply),
-            Err(e) => Forwarded::Failed(e),
-        },
-        _ = cancel.cancelled() => {
-            upstream.plumb(Plumbing::Cancel(handle)).await;
-            Forwarded::Cancelled
-        }
+    match upstream.await_reply(pending, handle, timeout, cancel).await {
+        Some(Ok(reply)) => Forwarded::Answered(reply),
+        Some(Err(e)) => Forwarded::Failed(e),
+        None => Forwarded::Cancelled,
     }
 }
 

@@ -17,6 +17,9 @@ use super::input::{Subject, Target};
 use crate::error::Refusal;
 use crate::upstream::{LogLevel, OwnRequest};
 
+/// How long `logging/setLevel` waits for each upstream.
+const LOG_LEVEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Proxy {
     pub(super) async fn prompts_list(&self) -> Result<Value, Value> {
         let prompts = self.prompts(false).await;
@@ -139,7 +142,7 @@ impl Proxy {
         for upstream in self.live_upstreams() {
             if self.offers(upstream.name(), "logging")
                 && let Ok(Err(error)) | Err(error) = upstream
-                    .own_request(OwnRequest::SetLogLevel(level))
+                    .own_request(OwnRequest::SetLogLevel(level), LOG_LEVEL_TIMEOUT)
                     .await
                     .map_err(|e| json!(e.to_string()))
             {

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::plumbing::{CancelHandle, OwnRequest, Plumbing, Wire};
 use crate::config::{HttpTransport, UpstreamKind, UpstreamSpec};
@@ -64,9 +65,16 @@ pub enum UpstreamError {
     #[error("upstream '{server}' is not running ({status})")]
     Exited { server: String, status: String },
     /// The transport could not carry one request or its answer (an HTTP
-    /// error status, a refused connection); the upstream may still be up.
+    /// error status, a refused connection, an answer too large or not JSON);
+    /// the upstream may still be up.
     #[error("upstream '{server}' could not be reached: {message}")]
     Transport { server: String, message: String },
+    /// No answer within the request's deadline; the request was cancelled.
+    #[error("upstream '{server}' did not answer within {after:?}; the request was cancelled")]
+    Timeout {
+        server: String,
+        after: std::time::Duration,
+    },
 }
 
 /// The answer to a request: the `result` value or the `error` object.
@@ -181,13 +189,50 @@ impl Upstream {
     }
 
     /// A request the firewall makes on its own behalf (handshake, catalogue
-    /// pages, log level); see [`OwnRequest`].
-    pub async fn own_request(&self, request: OwnRequest) -> Result<Reply, UpstreamError> {
+    /// pages, log level); see [`OwnRequest`]. Cancelled upstream if no answer
+    /// comes within `timeout`.
+    pub async fn own_request(
+        &self,
+        request: OwnRequest,
+        timeout: std::time::Duration,
+    ) -> Result<Reply, UpstreamError> {
         let params = request.params();
-        self.send_request(request.method(), &params)
-            .await?
-            .wait()
-            .await
+        let pending = self.send_request(request.method(), &params).await?;
+        let handle = CancelHandle {
+            upstream_id: pending.upstream_id,
+        };
+        let never = CancellationToken::new();
+        match self.await_reply(pending, handle, timeout, &never).await {
+            Some(reply) => reply,
+            None => unreachable!("`never` is never cancelled"),
+        }
+    }
+
+    /// Wait for the reply to a request this connection sent; past `timeout`,
+    /// or when `cancel` fires, cancel it upstream. `None`: cancelled.
+    pub async fn await_reply(
+        &self,
+        pending: PendingReply,
+        handle: CancelHandle,
+        timeout: std::time::Duration,
+        cancel: &CancellationToken,
+    ) -> Option<Result<Reply, UpstreamError>> {
+        tokio::select! {
+            reply = tokio::time::timeout(timeout, pending.wait()) => match reply {
+                Ok(reply) => Some(reply),
+                Err(_) => {
+                    self.plumb(Plumbing::Cancel(handle)).await;
+                    Some(Err(UpstreamError::Timeout {
+                        server: self.name.clone(),
+                        after: timeout,
+                    }))
+                }
+            },
+            _ = cancel.cancelled() => {
+                self.plumb(Plumbing::Cancel(handle)).await;
+                None
+            }
+        }
     }
 
     /// Send one plumbing message (fire and forget; dropped if the server is
@@ -279,6 +324,19 @@ impl Upstream {
         self.pending.lock().expect("pending lock").contains_key(&id)
     }
 
+    /// A message that could not be read (not JSON, or over the size cap, of
+    /// which `prefix` is the start): if it names a pending request's id, fail
+    /// that request now rather than leave it to its deadline. The id is found
+    /// leniently (`"id":<digits>` in the first bytes); a wrong guess can only
+    /// fail a request early, never complete one.
+    pub(super) fn fail_by_prefix(&self, prefix: &[u8], reason: &str) {
+        if let Some(id) = leading_id(prefix)
+            && self.is_pending(id)
+        {
+            self.fail(id, reason.to_string());
+        }
+    }
+
     /// Fail one request because the transport could not carry it.
     pub(super) fn fail(&self, id: u64, message: String) {
         if let Some(tx) = self.pending.lock().expect("pending lock").remove(&id) {
@@ -365,8 +423,37 @@ impl Upstream {
             }),
             Err(e) => {
                 tracing::warn!(server = %self.name, "upstream sent an invalid message: {e}");
+                self.fail_by_prefix(message, &format!("the answer is not valid JSON-RPC: {e}"));
                 None
             }
         }
+    }
+}
+
+/// How much of a message is searched for its id.
+pub(super) const ID_SEARCH_BYTES: usize = 4096;
+
+/// The first `"id": <digits>` in the first [`ID_SEARCH_BYTES`] of `message`.
+fn leading_id(message: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(&message[..message.len().min(ID_SEARCH_BYTES)]);
+    let at = text.find("\"id\"")?;
+    let rest = text[at + 4..].trim_start().strip_prefix(':')?.trim_start();
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leading_id;
+
+    #[test]
+    fn the_id_of_an_unreadable_answer_is_found_leniently() {
+        assert_eq!(
+            leading_id(br#"{"jsonrpc":"2.0","id":17,"result":{"x":"#),
+            Some(17)
+        );
+        assert_eq!(leading_id(br#"{"id" : 3 , garbage"#), Some(3));
+        assert_eq!(leading_id(br#"{"jsonrpc":"2.0","id":"abc"}"#), None);
+        assert_eq!(leading_id(b"not json at all"), None);
     }
 }

@@ -69,6 +69,10 @@ async fn read_loop(
         match lines.next().await {
             Ok(Some(Frame::Line(line))) => upstream.deliver(&events, &line).await,
             Ok(Some(Frame::TooLong)) => {
+                upstream.fail_by_prefix(
+                    lines.discarded_prefix(),
+                    &format!("the answer is over the {MAX_UPSTREAM_MESSAGE_BYTES}-byte limit"),
+                );
                 tracing::warn!(server = %upstream.name(), "dropped a message over {MAX_UPSTREAM_MESSAGE_BYTES} bytes");
             }
             Ok(None) => break,

@@ -1,0 +1,154 @@
+//! A hostile upstream (fixtures/hostile-upstream/upstream.py) through the
+//! real binary: every wait on it has a deadline, every queue for it a bound,
+//! and every call it breaks still ends with a clear error and a
+//! `call.completed` record.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::{Value, json};
+
+const ALLOW_ALL: &str = "package mcp.firewall\nallow := true\n";
+
+fn hostile() -> String {
+    repo_path("fixtures/hostile-upstream/upstream.py")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn start(extra: &[&str], env: &[(&str, &str)]) -> Firewall {
+    let mut b = Builder::new().rego(ALLOW_ALL);
+    for a in extra {
+        b = b.arg(a);
+    }
+    for (k, v) in env {
+        b = b.env(k, v);
+    }
+    let mut fw = b.wrap(&["python3", &hostile()]);
+    fw.initialize_with(json!({"sampling": {}}));
+    fw
+}
+
+/// An upstream failure is a JSON-RPC error (`-32003`) naming the decision.
+fn failure(resp: &Value) -> String {
+    assert_eq!(resp["error"]["code"], -32003, "{resp}");
+    resp["error"]["message"].as_str().unwrap().to_string()
+}
+
+fn completed(fw: &Firewall, resp: &Value) -> Value {
+    let decision = resp["error"]["data"]["decision_id"].clone();
+    fw.wait_audit("call.completed", |r| {
+        r["event"] == "call.completed" && r["decision_id"] == decision
+    })
+}
+
+#[test]
+fn a_call_that_is_never_answered_times_out_is_cancelled_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("received.jsonl");
+    let mut fw = start(
+        &["--upstream-timeout", "1"],
+        &[("RECORD", record.to_str().unwrap())],
+    );
+    let resp = fw.call("hang", json!({}));
+    assert!(
+        failure(&resp).contains("did not answer within 1s"),
+        "{resp}"
+    );
+    let done = completed(&fw, &resp);
+    assert_eq!(done["outcome"], "timeout", "{done}");
+    // The upstream was told to stop.
+    let echo = fw.call("echo", json!({}));
+    assert_eq!(text(&echo), "ran echo");
+    let got = std::fs::read_to_string(&record).unwrap();
+    assert!(got.contains("notifications/cancelled"), "{got}");
+}
+
+#[test]
+fn an_oversized_or_invalid_answer_fails_its_call_at_once() {
+    // The deadline is long: these must fail on the bad answer, not on it.
+    let mut fw = start(&["--upstream-timeout", "600"], &[]);
+    let big = fw.call("big", json!({}));
+    assert!(failure(&big).contains("byte limit"), "{big}");
+    assert_eq!(completed(&fw, &big)["outcome"], "upstream_failed");
+    let invalid = fw.call("invalid", json!({}));
+    assert!(failure(&invalid).contains("not valid JSON"), "{invalid}");
+    assert_eq!(completed(&fw, &invalid)["outcome"], "upstream_failed");
+    assert_eq!(
+        text(&fw.call("echo", json!({}))),
+        "ran echo",
+        "still serving"
+    );
+}
+
+#[test]
+fn a_flood_of_server_requests_is_capped() {
+    let mut fw = start(&[], &[]);
+    let id = fw.send_request(
+        "tools/call",
+        json!({"name": "flood", "arguments": {"count": 300}}),
+    );
+    let resp = fw.response(&id);
+    let outcome: Value = serde_json::from_str(&text(&resp)).unwrap();
+    let relayed = fw
+        .backlog
+        .iter()
+        .filter(|m| m["method"] == "sampling/createMessage")
+        .count();
+    assert_eq!(relayed, 64, "at most MAX_RELAYED reach the client");
+    assert_eq!(outcome["errors"], 300 - 64, "{outcome}");
+}
+
+fn write_config(dir: &Path, extra_hostile: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[[upstream]]
+name = "good"
+command = "{fixture}"
+
+[[upstream]]
+name = "silent"
+command = "python3"
+args = ["{hostile}"]
+env = {{ HANG_LIST = "1" }}
+timeout_seconds = 1
+{extra_hostile}
+"#,
+        fixture = fixture_bin(),
+        hostile = hostile(),
+    );
+    let path = dir.join("mcp-firewall.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn one_silent_upstream_does_not_hold_up_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let mut fw = Builder::new()
+        .rego(ALLOW_ALL)
+        .arg("--config")
+        .arg(config.to_str().unwrap())
+        .start();
+    fw.initialize();
+    let tools = fw.request("tools/list", json!({}));
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"good__echo"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("silent__")),
+        "{names:?}"
+    );
+    let echo = fw.call("good__echo", json!({"text": "still here"}));
+    assert_eq!(text(&echo), "still here");
+    let degraded = fw.wait_audit("degraded", |r| r["event"] == "upstream.degraded");
+    assert_eq!(degraded["server"], "silent");
+}
