@@ -7,7 +7,7 @@ import data.mcp.firewall
 tool_call(name, args) := {
 	"method": "tools/call",
 	"server": "net",
-	"tool": {"name": name, "annotations": {"readOnlyHint": true}},
+	"server_trusted": true, "tool": {"name": name, "annotations": {"readOnlyHint": true}},
 	"arguments": args,
 }
 

@@ -44,13 +44,13 @@ test_paths_array_checked if {
 }
 
 test_read_tool_outside_roots_not_denied if {
-	call := {"method": "tools/call", "server": "fs", "tool": {"name": "read_file", "annotations": {"readOnlyHint": true}}, "arguments": {"path": "/etc/hosts"}}
+	call := {"method": "tools/call", "server": "fs", "server_trusted": true, "tool": {"name": "read_file", "annotations": {"readOnlyHint": true}}, "arguments": {"path": "/etc/hosts"}}
 	count(firewall.deny) == 0 with input as call
 	firewall.allow with input as call
 }
 
 test_traversal_denied_for_any_tool if {
-	call := {"method": "tools/call", "server": "fs", "tool": {"name": "read_file", "annotations": {"readOnlyHint": true}}, "arguments": {"path": "/srv/../etc/shadow"}}
+	call := {"method": "tools/call", "server": "fs", "server_trusted": true, "tool": {"name": "read_file", "annotations": {"readOnlyHint": true}}, "arguments": {"path": "/srv/../etc/shadow"}}
 	reasons := firewall.deny with input as call
 	reasons == {"path /srv/../etc/shadow contains a '..' segment (path traversal)"}
 }

@@ -31,12 +31,21 @@ read_methods := {
 	"completion/complete",
 }
 
-# Tools that declare themselves read-only run without asking.
-# Annotations are hints from the upstream server, not guarantees: the deny
-# rules in the other files still apply to read-only tools.
+# Annotations are claims the upstream server makes about its own tools; a
+# hostile server can mark `drop_database` read-only. They are believed only
+# for servers configured with `trust_annotations = true` (`--trust-annotations`
+# in the wrap form), which the firewall passes as `input.server_trusted`.
+trusted_read_only if {
+	input.server_trusted == true
+	input.tool.annotations.readOnlyHint == true
+}
+
+# Read-only tools of trusted servers run without asking; the deny rules in
+# the other files still apply to them. On an untrusted server a read-only
+# tool gets no rule here: the default holds it for a human.
 allow if {
 	input.method == "tools/call"
-	input.tool.annotations.readOnlyHint == true
+	trusted_read_only
 }
 
 allow if input.method in list_methods

@@ -6,7 +6,7 @@ import data.mcp.firewall
 read_only_call := {
 	"method": "tools/call",
 	"server": "fs",
-	"tool": {"name": "read_file", "annotations": {"readOnlyHint": true}},
+	"server_trusted": true, "tool": {"name": "read_file", "annotations": {"readOnlyHint": true}},
 	"arguments": {"path": "/srv/notes.txt"},
 }
 
@@ -56,4 +56,13 @@ test_read_methods_allowed if {
 
 test_nothing_hidden_by_default if {
 	firewall.hide == false with input as {"method": "tools/list", "tool": {"name": "debug_dump"}, "arguments": {}}
+}
+
+# The upstream's word is not enough: a read-only claim from a server whose
+# annotations are not trusted gets no rule, so the default holds the call.
+test_read_only_claim_from_an_untrusted_server_held if {
+	call := {"method": "tools/call", "server": "db", "tool": {"name": "drop_database", "description": "Irreversibly drops the production database", "annotations": {"readOnlyHint": true}}, "arguments": {}}
+	not firewall.allow with input as call
+	not firewall.allow with input as json.patch(call, [{"op": "add", "path": "/server_trusted", "value": false}])
+	firewall.allow with input as json.patch(call, [{"op": "add", "path": "/server_trusted", "value": true}])
 }

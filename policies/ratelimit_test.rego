@@ -6,7 +6,7 @@ import data.mcp.firewall
 rated(rate) := {
 	"method": "tools/call",
 	"server": "fs",
-	"tool": {"name": "read_file", "annotations": {"readOnlyHint": true}},
+	"server_trusted": true, "tool": {"name": "read_file", "annotations": {"readOnlyHint": true}},
 	"arguments": {},
 	"principal": {"id": "alice"},
 	"rate": rate,

@@ -6,7 +6,7 @@ import data.mcp.firewall
 call_with(args) := {
 	"method": "tools/call",
 	"server": "notes",
-	"tool": {"name": "search_notes", "annotations": {"readOnlyHint": true}},
+	"server_trusted": true, "tool": {"name": "search_notes", "annotations": {"readOnlyHint": true}},
 	"arguments": args,
 }
 

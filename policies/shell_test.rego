@@ -70,7 +70,7 @@ test_argv_array_and_cmd_key if {
 
 # A shell tool is held even when it claims to be read-only: approve beats allow.
 test_read_only_shell_tool_still_held if {
-	call := {"method": "tools/call", "server": "box", "tool": {"name": "bash", "annotations": {"readOnlyHint": true}}, "arguments": {"script": "ls"}}
+	call := {"method": "tools/call", "server": "box", "server_trusted": true, "tool": {"name": "bash", "annotations": {"readOnlyHint": true}}, "arguments": {"script": "ls"}}
 	firewall.allow with input as call
 	firewall.approve == {"shell tool bash: every command is held for review"} with input as call
 }
@@ -83,7 +83,7 @@ test_reason_does_not_echo_the_command if {
 }
 
 test_non_shell_tools_untouched if {
-	call := {"method": "tools/call", "server": "fs", "tool": {"name": "read_file", "annotations": {"readOnlyHint": true}}, "arguments": {"path": "/srv/rm -rf /"}}
+	call := {"method": "tools/call", "server": "fs", "server_trusted": true, "tool": {"name": "read_file", "annotations": {"readOnlyHint": true}}, "arguments": {"path": "/srv/rm -rf /"}}
 	count(firewall.deny) == 0 with input as call
 	count(firewall.approve) == 0 with input as call
 }

@@ -46,7 +46,7 @@ timewindow_inside if {
 
 approve contains reason if {
 	input.method == "tools/call"
-	not input.tool.annotations.readOnlyHint == true
+	not trusted_read_only
 	timewindow_now_ns
 	not timewindow_inside
 	reason := sprintf("tool %s is not read-only and it is %s %d:xx UTC, outside working hours (%s, %d:00-%d:00 UTC)", [input.tool.name, timewindow_day, timewindow_hour, concat(", ", timewindow_settings.days), timewindow_settings.start_hour, timewindow_settings.end_hour])

@@ -7,6 +7,7 @@ import data.mcp.firewall
 at(tool, annotations, rfc3339) := {
 	"method": "tools/call",
 	"server": "fs",
+	"server_trusted": true,
 	"tool": {"name": tool, "annotations": annotations},
 	"arguments": {},
 	"time": {"rfc3339": rfc3339, "unix": time.parse_rfc3339_ns(rfc3339) / 1000000000},

@@ -114,7 +114,7 @@ fn eval(input: &Value, extra: &[&str]) -> Value {
 }
 
 fn call(tool: &str, annotations: Value, arguments: Value) -> Value {
-    json!({"version": 1, "method": "tools/call", "server": "fs",
+    json!({"version": 1, "method": "tools/call", "server": "fs", "server_trusted": true,
            "tool": {"name": tool, "annotations": annotations},
            "arguments": arguments, "principal": {"id": "alice"}})
 }

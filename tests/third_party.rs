@@ -149,9 +149,11 @@ fn npm_server_filesystem_behind_the_shipped_policy() {
     }
     std::fs::write(policy.path().join("data.json"), data.to_string()).unwrap();
 
+    // The operator vouches for the reference server's annotations.
     let mut fw = Builder::new()
         .policy_path(policy.path())
         .keep(policy)
+        .arg("--trust-annotations")
         .wrap(&[
             "node",
             &npm_server("server-filesystem"),

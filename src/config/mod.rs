@@ -346,6 +346,8 @@ mod tests {
             [[upstream]]
             name = "fs"
             command = "npx"
+            timeout_seconds = 30
+            trust_annotations = true
             args = ["-y", "server"]
             env = { A = "1" }
             cwd = "work"
@@ -363,6 +365,8 @@ mod tests {
             panic!("expected a process upstream: {cfg:?}");
         };
         assert_eq!(fs.cwd, Some(PathBuf::from("/etc/fw/work")));
+        assert_eq!(cfg.upstreams[0].timeout, std::time::Duration::from_secs(30));
+        assert!(cfg.upstreams[0].trust_annotations);
         assert_eq!(fs.env["A"], "1");
         assert!(!cfg.passthrough_names);
     }
@@ -412,6 +416,10 @@ mod tests {
                 "upstream[0].headers.Mcp-Session-Id",
             ),
             ("", "upstream"),
+            (
+                "[[upstream]]\nname='a'\ncommand='x'\ntimeout_seconds=0",
+                "upstream[0].timeout_seconds",
+            ),
             // Plain http only to loopback (the network is not trusted).
             (
                 "[[upstream]]\nname='a'\nurl='http://example.com/mcp'",

@@ -238,7 +238,7 @@ fn revision_is_stable_and_tracks_changes() {
 
 fn call(tool: &str, annotations: Value, arguments: Value) -> Value {
     json!({
-        "version": 1, "method": "tools/call", "server": "fs",
+        "version": 1, "method": "tools/call", "server": "fs", "server_trusted": true,
         "tool": {"name": tool, "exposed_name": format!("fs__{tool}"), "annotations": annotations},
         "arguments": arguments,
         "principal": {"id": "alice", "source": "os", "claims": {}},

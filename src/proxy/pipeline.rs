@@ -100,7 +100,7 @@ impl Proxy {
     pub(super) fn decide(&self, subject: &Subject<'_>) -> Result<Permit, Refused> {
         let decision_id = uuid::Uuid::new_v4().to_string();
         let policy = self.policy();
-        let mut input = input::build(subject, &self.session);
+        let mut input = self.input_for(subject);
         let principal = &self.session.principal.id;
         if subject.method == "tools/call" {
             // Counts of earlier calls; this one is counted whatever the outcome.
@@ -238,6 +238,23 @@ impl Proxy {
 }
 
 impl Proxy {
+    /// The policy input for `subject`: the document of [`input::build`] plus
+    /// what only the configuration knows (`server_trusted`).
+    pub(super) fn input_for(&self, subject: &Subject<'_>) -> Value {
+        let mut input = input::build(subject, &self.session);
+        input["server_trusted"] = json!(self.trusts(subject.server));
+        input
+    }
+
+    /// Whether `server`'s annotations are trusted (`trust_annotations`).
+    fn trusts(&self, server: &str) -> bool {
+        self.shared
+            .config
+            .upstreams
+            .iter()
+            .any(|s| s.name == server && s.trust_annotations)
+    }
+
     /// Whether the policy hides the subject's item from its listing. A call
     /// to a hidden item is refused whatever rule allows the call: hidden
     /// means neither listed nor callable. Evaluated with the list method's
@@ -264,9 +281,7 @@ impl Proxy {
             arguments: &empty,
             params: &empty,
         };
-        policy
-            .evaluate(&input::build(&listed, &self.session))
-            .map(|v| v.hide)
+        policy.evaluate(&self.input_for(&listed)).map(|v| v.hide)
     }
 
     /// Decide a request an upstream sent the client (sampling, elicitation,
@@ -282,7 +297,8 @@ impl Proxy {
     ) -> Result<RelayPermit, Refused> {
         let decision_id = uuid::Uuid::new_v4().to_string();
         let policy = self.policy();
-        let input = input::build_server_request(server, method, params, cause, &self.session);
+        let mut input = input::build_server_request(server, method, params, cause, &self.session);
+        input["server_trusted"] = json!(self.trusts(server));
         let verdict = policy.evaluate(&input);
         let refusal = match refusal_for(&verdict) {
             Some(Refusal::ApprovalRequired { mut reasons, .. }) => {

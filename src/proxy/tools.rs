@@ -199,7 +199,7 @@ impl Proxy {
         let mut failed = Vec::new();
         for item in items {
             let subject = subject(item);
-            let input = super::input::build(&subject, &self.session);
+            let input = self.input_for(&subject);
             match policy.evaluate(&input) {
                 Ok(verdict) if verdict.hide => {
                     hidden.push(subject.exposed_name().to_string());
