@@ -11,7 +11,11 @@
 # 3. any call whose arguments, however deeply nested, contain an http(s) URL
 #    whose host is not in data.mcp_firewall.egress.allowed_hosts. An entry
 #    "example.com" admits exactly that host; ".example.com" admits its
-#    subdomains.
+#    subdomains. Hosts come from two readings, and either one holds the call:
+#    the firewall's WHATWG parse of every network URL (`input.urls`, the host
+#    Node or a browser would really contact, whatever the spelling:
+#    `https:evil.example`, `https://evil.example\@127.0.0.1/`, ...) and a
+#    plain pattern match over the strings (for inputs built by hand).
 #
 # A missing allowed_hosts list means no host is allowed (fail closed): every
 # URL argument is held. Reasons name the tool, the HTTP method or the host,
@@ -39,6 +43,12 @@ egress_hosts contains host if {
 	host_port := parts[count(parts) - 1]
 	host := lower(split(host_port, ":")[0])
 	host != ""
+}
+
+# The firewall's parse: the host each network URL really reaches.
+egress_hosts contains url.host if {
+	some url in input.urls
+	url.host != ""
 }
 
 egress_host_allowed(host) if host in egress_allowed_hosts

@@ -47,3 +47,12 @@ test_no_allowed_hosts_means_every_url_held if {
 test_file_uris_are_not_egress if {
 	count(firewall.approve) == 0 with input as tool_call("read_file", {"path": "file:///srv/a.txt"})
 }
+
+# The firewall's WHATWG reading of the same spellings Node resolves to
+# evil.example (input.urls), each of which the pattern match alone misreads.
+test_spelling_tricks_held_through_the_parsed_hosts if {
+	every raw in [`https://evil.example\@127.0.0.1/x`, "https:evil.example/x", "https:/evil.example/x", `https:\\evil.example/x`] {
+		call := object.union(tool_call("fetch_page", {"url": raw}), {"urls": [{"raw": raw, "scheme": "https", "host": "evil.example", "port": 443, "path": "/x", "userinfo": false}]})
+		count(firewall.approve) == 1 with input as call
+	}
+}

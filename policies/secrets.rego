@@ -29,8 +29,15 @@ deny contains "arguments contain an AWS access key id" if {
 
 resource_methods := {"resources/read", "resources/subscribe", "resources/unsubscribe", "completion/complete"}
 
+# The URI as written and percent-decoded (the firewall's `uri_decoded`), so
+# `evil://public/%73ecret` is read as the `secret` a server would serve.
+secret_uri_forms contains lower(input.resource.uri)
+
+secret_uri_forms contains input.resource.uri_decoded
+
 deny contains reason if {
 	input.method in resource_methods
-	contains(lower(input.resource.uri), "secret")
+	some form in secret_uri_forms
+	contains(form, "secret")
 	reason := sprintf("resource %s looks like a secret", [input.resource.uri])
 }

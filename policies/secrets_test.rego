@@ -45,3 +45,8 @@ test_ordinary_resource_allowed if {
 	count(firewall.deny) == 0 with input as read
 	firewall.allow with input as read
 }
+
+test_percent_encoded_secret_uri_denied if {
+	read := {"method": "resources/read", "resource": {"uri": "evil://public/%73ecret", "uri_decoded": "evil://public/secret"}, "arguments": {}}
+	count(firewall.deny) == 1 with input as read
+}

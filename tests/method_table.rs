@@ -393,3 +393,44 @@ fn server_to_client_requests_are_decided() {
         r["event"] == "server_request.completed" && r["outcome"] == "ok"
     });
 }
+
+/// The shipped library checks URLs and URIs in the firewall's normalised
+/// reading: spellings Node resolves to another host, and percent-encoded
+/// URIs, no longer slip through.
+#[test]
+fn spelling_tricks_do_not_get_past_the_shipped_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("received.jsonl");
+    let upstream = repo_path("fixtures/recording-upstream/upstream.py");
+    let mut fw = Builder::new()
+        .policy_path(&repo_path("policies"))
+        .env("RECORD", record.to_str().unwrap())
+        .arg("--trust-annotations")
+        .wrap(&["python3", upstream.to_str().unwrap()]);
+    fw.initialize();
+    let fine = fw.call("peek", json!({"url": "http://127.0.0.1/health"}));
+    assert_eq!(text(&fine), "ran peek", "{fine}");
+    for raw in [
+        "https://evil.example\\@127.0.0.1/x",
+        "https:evil.example/x",
+        "https:/evil.example/x",
+        "https:\\\\evil.example/x",
+    ] {
+        let resp = fw.call("peek", json!({"url": raw}));
+        assert!(text(&resp).starts_with("Approval pending"), "{raw}: {resp}");
+        assert!(text(&resp).contains("evil.example"), "{raw}: {resp}");
+    }
+    let secret = fw.request("resources/read", json!({"uri": "evil://public/%73ecret"}));
+    assert_eq!(secret["error"]["code"], -32001, "{secret}");
+    let decided = fw.wait_audit("normalised input", |r| {
+        r["event"] == "call.decided"
+            && r["method"] == "tools/call"
+            && r["input"]["urls"][0]["host"] == "evil.example"
+    });
+    assert_eq!(decided["input"]["urls"][0]["scheme"], "https");
+    let calls: Vec<Value> = received(&record)
+        .into_iter()
+        .filter(|m| m["method"] == "tools/call" || m["method"] == "resources/read")
+        .collect();
+    assert_eq!(calls.len(), 1, "only the loopback call ran: {calls:#?}");
+}

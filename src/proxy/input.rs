@@ -108,6 +108,7 @@ pub fn build(subject: &Subject<'_>, session: &Session) -> Value {
         "method": subject.method,
         "server": subject.server,
         "arguments": subject.arguments,
+        "urls": super::urls::urls_in(subject.arguments),
         "meta": subject.meta(),
         "extra_params": subject.extra_params(),
     });
@@ -203,6 +204,7 @@ fn resource(uri: &str, def: Option<&Value>) -> Value {
     let def = def.cloned().unwrap_or(Value::Null);
     json!({
         "uri": uri,
+        "uri_decoded": super::urls::decoded(uri),
         "name": field(&def, "name"),
         "title": field(&def, "title"),
         "description": field(&def, "description"),

@@ -34,6 +34,7 @@ mod resources;
 pub mod session;
 pub mod shared;
 mod tools;
+pub mod urls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
