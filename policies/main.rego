@@ -40,6 +40,14 @@ trusted_read_only if {
 	input.tool.annotations.readOnlyHint == true
 }
 
+# ... or for a tool whose definition a human approved once and that has not
+# changed since (the firewall pins definitions: input.tool.pin).
+trusted_read_only if {
+	input.tool.pin.status == "pinned"
+	input.tool.pin.approved == true
+	input.tool.annotations.readOnlyHint == true
+}
+
 # Read-only tools of trusted servers run without asking; the deny rules in
 # the other files still apply to them. On an untrusted server a read-only
 # tool gets no rule here: the default holds it for a human.
@@ -51,6 +59,22 @@ allow if {
 allow if input.method in list_methods
 
 allow if input.method in read_methods
+
+# A tool whose definition changed since it was pinned (a "rug pull": same
+# name, new description, schema or annotations) is held, naming what changed;
+# the approver's approval pins the new definition.
+approve contains reason if {
+	input.method == "tools/call"
+	input.tool.pin.status == "changed"
+	reason := sprintf("tool %s on server %s changed since it was pinned (%s); approving pins the new definition", [input.tool.name, input.server, concat(", ", input.tool.pin.changed_fields)])
+}
+
+# A pin the firewall could not read is not a pin: hold.
+approve contains reason if {
+	input.method == "tools/call"
+	input.tool.pin.status == "unknown"
+	reason := sprintf("the pinned definition of tool %s could not be checked", [input.tool.name])
+}
 
 # Tools that declare themselves destructive are held for a human, even if
 # they also (contradictorily) claim to be read-only: approve beats allow.

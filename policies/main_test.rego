@@ -66,3 +66,21 @@ test_read_only_claim_from_an_untrusted_server_held if {
 	not firewall.allow with input as json.patch(call, [{"op": "add", "path": "/server_trusted", "value": false}])
 	firewall.allow with input as json.patch(call, [{"op": "add", "path": "/server_trusted", "value": true}])
 }
+
+test_changed_tool_held_naming_the_fields if {
+	call := {"method": "tools/call", "server": "db", "server_trusted": true,
+		"tool": {"name": "query", "annotations": {"readOnlyHint": true},
+			"pin": {"status": "changed", "changed_fields": ["description", "annotations"]}},
+		"arguments": {}}
+	firewall.approve == {"tool query on server db changed since it was pinned (description, annotations); approving pins the new definition"} with input as call
+}
+
+test_read_only_tool_approved_once_allowed_on_an_untrusted_server if {
+	call := {"method": "tools/call", "server": "db",
+		"tool": {"name": "query", "annotations": {"readOnlyHint": true},
+			"pin": {"status": "pinned", "approved": true}},
+		"arguments": {}}
+	firewall.allow with input as call
+	not firewall.allow with input as json.patch(call, [{"op": "replace", "path": "/tool/pin/approved", "value": false}])
+	not firewall.allow with input as json.patch(call, [{"op": "replace", "path": "/tool/pin/status", "value": "new"}])
+}

@@ -37,6 +37,45 @@ enum Command {
         #[command(subcommand)]
         command: ApprovalsCommand,
     },
+    /// Show and manage tool pins (the definitions the firewall trusts).
+    Tools {
+        #[command(subcommand)]
+        command: ToolsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// Every pinned tool, its status, fingerprint and who pinned it.
+    List {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Pinned tools whose definition changed since, field by field (exit 1 if any).
+    Diff {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Accept the definition a tool has now as approved (signed with your key).
+    Pin(PinArgs),
+    /// Forget a tool's pin (signed); the next listing pins it on first use.
+    Unpin(PinArgs),
+}
+
+#[derive(Args)]
+struct PinArgs {
+    tool: String,
+    /// Part of the upstream's identity (its command line or URL), when
+    /// several upstreams have a tool of this name.
+    #[arg(long)]
+    upstream: Option<String>,
+    #[arg(long = "as")]
+    approver: String,
+    /// Your OpenSSH Ed25519 private key, registered in the --approvers file.
+    #[arg(long)]
+    key: PathBuf,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -136,6 +175,10 @@ pub struct RunArgs {
     /// policies see it as `input.server_trusted`. Default: untrusted hints.
     #[arg(long)]
     pub trust_annotations: bool,
+    /// Re-read tool definitions older than this many seconds before deciding
+    /// a call (default 30), so a redefinition without list_changed is noticed.
+    #[arg(long)]
+    pub tools_refresh: Option<u64>,
     /// Upstream name in the wrap form, as policies see it in `input.server`.
     #[arg(long)]
     pub name: Option<String>,
@@ -226,6 +269,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => cli::run(*args),
         Command::Approvals { command } => approvals(command),
+        Command::Tools { command } => tools(command),
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => cli::audit_verify(&file),
@@ -261,6 +305,27 @@ fn policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             policy,
             package,
         } => cli::policy::replay(&audit_log, &policy, &package),
+    }
+}
+
+fn tools(command: ToolsCommand) -> anyhow::Result<ExitCode> {
+    use mcp_firewall::approval::ApprovalSettings;
+    let dir = |d: Option<PathBuf>| d.unwrap_or_else(ApprovalSettings::default_data_dir);
+    let change = |a: PinArgs, action: &str| {
+        cli::tools::change(
+            &dir(a.data_dir.clone()),
+            action,
+            &a.tool,
+            a.upstream.as_deref(),
+            &a.approver,
+            &a.key,
+        )
+    };
+    match command {
+        ToolsCommand::List { data_dir } => cli::tools::list(&dir(data_dir)),
+        ToolsCommand::Diff { data_dir } => cli::tools::diff(&dir(data_dir)),
+        ToolsCommand::Pin(a) => change(a, "pin"),
+        ToolsCommand::Unpin(a) => change(a, "unpin"),
     }
 }
 

@@ -179,6 +179,24 @@ impl ApproverRegistry {
         signature_pem: &str,
         now: i64,
     ) -> Result<String, KeyProofError> {
+        self.verify_bytes(
+            approver,
+            &message.to_bytes(),
+            message.timestamp,
+            signature_pem,
+            now,
+        )
+    }
+
+    /// [`Self::verify`] for any signed message (`timestamp` is the one inside it).
+    pub fn verify_bytes(
+        &self,
+        approver: &Identity,
+        message: &[u8],
+        timestamp: i64,
+        signature_pem: &str,
+        now: i64,
+    ) -> Result<String, KeyProofError> {
         let (_, keys) = self
             .keys
             .get(approver.key())
@@ -195,9 +213,9 @@ impl ApproverRegistry {
                 KeyProofError::WrongKey(fp, approver.to_string())
             })?;
         key.key
-            .verify(NAMESPACE, &message.to_bytes(), &signature)
+            .verify(NAMESPACE, message, &signature)
             .map_err(|_| KeyProofError::BadSignature)?;
-        if message.timestamp > now + MAX_FUTURE_SKEW_SECS {
+        if timestamp > now + MAX_FUTURE_SKEW_SECS {
             return Err(KeyProofError::FromTheFuture);
         }
         Ok(key.fingerprint.clone())
@@ -206,6 +224,11 @@ impl ApproverRegistry {
 
 /// Sign `message` with an unencrypted OpenSSH Ed25519 private key file.
 pub fn sign_with_key_file(path: &Path, message: &AnswerMessage<'_>) -> Result<String, String> {
+    sign_bytes_with_key_file(path, &message.to_bytes())
+}
+
+/// [`sign_with_key_file`] for any message.
+pub fn sign_bytes_with_key_file(path: &Path, message: &[u8]) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let key = PrivateKey::from_openssh(&text)
         .map_err(|e| format!("{}: not an OpenSSH private key: {e}", path.display()))?;
@@ -223,7 +246,7 @@ pub fn sign_with_key_file(path: &Path, message: &AnswerMessage<'_>) -> Result<St
         ));
     }
     let signature = key
-        .sign(NAMESPACE, HashAlg::Sha512, &message.to_bytes())
+        .sign(NAMESPACE, HashAlg::Sha512, message)
         .map_err(|e| e.to_string())?;
     signature.to_pem(LineEnding::LF).map_err(|e| e.to_string())
 }

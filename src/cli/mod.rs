@@ -2,6 +2,7 @@
 
 pub mod approvals;
 pub mod policy;
+pub mod tools;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -167,6 +168,10 @@ fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
     if let Some(listen) = &args.listen {
         config.http.listen =
             Some(parse_listen(listen).map_err(|m| anyhow::anyhow!("--listen: {m}"))?);
+    }
+    if let Some(secs) = args.tools_refresh {
+        config.tools_refresh =
+            positive_secs(secs).map_err(|m| anyhow::anyhow!("--tools-refresh: {m}"))?;
     }
     // Wrap-form settings of the one upstream (a config file sets them per
     // `[[upstream]]`; the flags override every upstream there too).

@@ -56,7 +56,13 @@ pub struct Config {
     pub passthrough_names: bool,
     /// The HTTP listener (`[http]`, `--listen`); no `listen`: stdio.
     pub http: HttpSettings,
+    /// A cached tool listing older than this is fetched again before a call
+    /// is decided, so a tool redefined without `list_changed` is noticed.
+    pub tools_refresh: std::time::Duration,
 }
+
+/// Default of `[session] tools_refresh_seconds` / `--tools-refresh`.
+pub const DEFAULT_TOOLS_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -124,6 +130,7 @@ impl Config {
             upstreams: vec![UpstreamSpec::process(name, command, parts.collect())],
             passthrough_names: true,
             http: HttpSettings::default(),
+            tools_refresh: DEFAULT_TOOLS_REFRESH,
         })
     }
 }
@@ -203,6 +210,12 @@ impl Validator<'_> {
             principal: raw.session.principal,
             upstreams,
             passthrough_names: false,
+            tools_refresh: match raw.session.tools_refresh_seconds {
+                None => DEFAULT_TOOLS_REFRESH,
+                Some(secs) => {
+                    positive_secs(secs).map_err(|m| self.err("session.tools_refresh_seconds", m))?
+                }
+            },
         })
     }
 

@@ -68,6 +68,8 @@ pub struct RawAudit {
 #[serde(deny_unknown_fields)]
 pub struct RawSession {
     pub principal: Option<String>,
+    /// Re-read tool definitions older than this before deciding a call.
+    pub tools_refresh_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

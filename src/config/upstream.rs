@@ -90,6 +90,20 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 impl UpstreamSpec {
+    /// What identifies this server across restarts and config edits, for
+    /// tool pins: its command line, or its URL (not the name the config
+    /// gives it, which a rename would change).
+    pub fn identity(&self) -> String {
+        match &self.kind {
+            UpstreamKind::Process(p) => {
+                let mut words = vec![p.command.clone()];
+                words.extend(p.args.iter().cloned());
+                format!("cmd:{}", serde_json::Value::from(words))
+            }
+            UpstreamKind::Http(h) => format!("url:{}", h.url),
+        }
+    }
+
     /// A process upstream (the wrap form and tests).
     pub fn process(name: String, command: String, args: Vec<String>) -> UpstreamSpec {
         UpstreamSpec {

@@ -118,6 +118,7 @@ impl Proxy {
                 "reasons": req.reasons,
                 "obligations": obligations.describe(),
                 "policy_revision": self.policy().revision(),
+                "tool_pin": self.pin_for_approvers(subject),
             },
             "respond": {
                 "callback_url": approvals.callback_url(id),

@@ -31,6 +31,9 @@ pub struct Catalogue {
     pub resources: Option<Arc<Resources>>,
     /// Tools as last seen, kept across invalidation to detect changes.
     pub last_tools: Arc<Named>,
+    /// When `tools` was fetched: older than `tools_refresh`, it is fetched
+    /// again before use.
+    pub tools_at: Option<std::time::Instant>,
 }
 
 /// Which listing a `list_changed` notification invalidates.
@@ -52,11 +55,28 @@ impl Proxy {
 
     /// The merged tools, fetched if not cached.
     pub(super) async fn tools(&self, refresh: bool) -> Arc<Named> {
-        if !refresh && let Some(t) = self.catalogue.read().expect("catalogue lock").tools.clone() {
-            return t;
+        if !refresh {
+            let cat = self.catalogue.read().expect("catalogue lock");
+            let fresh = cat
+                .tools_at
+                .is_some_and(|at| at.elapsed() < self.shared.config.tools_refresh);
+            if let Some(t) = cat.tools.clone()
+                && fresh
+            {
+                return t;
+            }
         }
         let listings = self.fetch_all(ListMethod::Tools, "tools").await;
         let named = Arc::new(Named::merge(self.naming, listings));
+        if self.shared.approvals.is_some() {
+            // Pins remember definitions across sessions and restarts.
+            self.observe_pins(&named);
+            let mut cat = self.catalogue.write().expect("catalogue lock");
+            cat.tools = Some(named.clone());
+            cat.tools_at = Some(std::time::Instant::now());
+            cat.last_tools = named.clone();
+            return named;
+        }
         let old = self
             .catalogue
             .read()
@@ -78,6 +98,7 @@ impl Proxy {
         }
         let mut cat = self.catalogue.write().expect("catalogue lock");
         cat.tools = Some(named.clone());
+        cat.tools_at = Some(std::time::Instant::now());
         cat.last_tools = named.clone();
         named
     }

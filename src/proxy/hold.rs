@@ -379,6 +379,11 @@ impl Proxy {
             tracing::error!("audit write failed for a released approval, refusing: {e}");
             return Err(Refusal::AuditWriteFailed(e));
         }
+        // The approver saw this definition (the request says approving pins
+        // it): it becomes the tool's approved pin.
+        if let super::input::Target::Tool(entry) = req.subject.target {
+            self.repin_approved(entry, &id);
+        }
         Ok(Permit::for_grant(grant, &req.decision_id, req.subject))
     }
 

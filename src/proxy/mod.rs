@@ -28,6 +28,7 @@ pub mod input;
 pub mod methods;
 mod notifications;
 pub mod obligations;
+mod pins;
 pub mod pipeline;
 mod prompts;
 mod resources;
@@ -53,6 +54,11 @@ use crate::policy::PolicySet;
 use crate::upstream::{Naming, Upstream, UpstreamError, UpstreamEvent};
 use catalogue::Catalogue;
 use methods::ClientRequest;
+
+/// The fields of a tool definition that pins cover (for `tools diff`).
+pub fn pins_fields() -> [&'static str; 6] {
+    pins::PINNED_FIELDS
+}
 use session::Session;
 
 /// Messages queued for the client before the proxy waits for the writer.
@@ -79,6 +85,9 @@ pub struct Proxy {
     /// (upstream, exposed name, decision id). A server-to-client request
     /// names the one in flight to its upstream as its likely cause.
     forwarding: Mutex<HashMap<u64, (String, String, String)>>,
+    /// Tools first pinned by this session's listings: `(upstream identity,
+    /// tool)`, whose pin status is `new`.
+    new_tools: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Proxy {
@@ -117,6 +126,7 @@ impl Proxy {
             relayed: Mutex::new(HashMap::new()),
             relay_seq: AtomicU64::new(1),
             forwarding: Mutex::new(HashMap::new()),
+            new_tools: Mutex::new(std::collections::HashSet::new()),
         };
         Ok((Arc::new(proxy), events_rx))
     }

@@ -243,6 +243,12 @@ impl Proxy {
     pub(super) fn input_for(&self, subject: &Subject<'_>) -> Value {
         let mut input = input::build(subject, &self.session);
         input["server_trusted"] = json!(self.trusts(subject.server));
+        if let Target::Tool(entry) = subject.target
+            && subject.method == "tools/call"
+            && !entry.server.is_empty()
+        {
+            input["tool"]["pin"] = self.pin_input(entry);
+        }
         input
     }
 

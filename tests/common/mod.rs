@@ -104,6 +104,11 @@ impl Builder {
         self
     }
 
+    pub fn args(mut self, args: &[&str]) -> Builder {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Builder {
         self.envs.push((key.into(), value.into()));
         self

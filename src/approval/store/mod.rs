@@ -27,6 +27,7 @@
 mod answer;
 mod error;
 mod grant;
+pub mod pins;
 mod rows;
 mod schema;
 

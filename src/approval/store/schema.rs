@@ -28,7 +28,7 @@ use super::error::StoreError;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1. `answers.approver_key` is the normalised identity
 /// (`identity_key`): the primary key makes "one answer per approver" a
@@ -96,6 +96,26 @@ CREATE TABLE approver_keys (
 );
 ";
 
+/// Version 3: tool pins (`pins.rs`): the definition of each upstream tool as
+/// first seen or last approved, and the one last seen.
+const SCHEMA_V3: &str = "
+CREATE TABLE tool_pins (
+    upstream         TEXT NOT NULL,
+    tool             TEXT NOT NULL,
+    fingerprint      TEXT NOT NULL,
+    definition       TEXT NOT NULL,
+    first_seen       INTEGER NOT NULL,
+    pinned_at        INTEGER NOT NULL,
+    pinned_by        TEXT NOT NULL,
+    approved         INTEGER NOT NULL DEFAULT 0,
+    seen_fingerprint TEXT,
+    seen_definition  TEXT,
+    seen_at          INTEGER,
+    removed_at       INTEGER,
+    PRIMARY KEY (upstream, tool)
+);
+";
+
 /// Opens (creating if needed) and migrates the database at `path`.
 pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let open_err = |source| StoreError::Open {
@@ -144,6 +164,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
     }
     if found < 2 {
         tx.execute_batch(SCHEMA_V2)?;
+    }
+    if found < 3 {
+        tx.execute_batch(SCHEMA_V3)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;
