@@ -16,6 +16,7 @@
 //! | [`reload`] | live policy reload: watch, compile and test off the request path, swap atomically |
 //! | [`downstream`] | the client-facing side: stdio, Streamable HTTP and legacy SSE |
 //! | [`framing`] | newline-delimited framing with a size cap that survives bad lines |
+//! | [`inspect`] | built-in findings (secrets, injection markers) over results, redaction, size cap |
 //! | [`identity`] | canonical principal and approver names (NFKC, no invisibles, one script) |
 //! | [`error`] | the failures that matter, mapped to client answers in one place |
 
@@ -26,6 +27,7 @@ pub mod downstream;
 pub mod error;
 pub mod framing;
 pub mod identity;
+pub mod inspect;
 pub mod jsonrpc;
 pub mod policy;
 pub mod proxy;

@@ -175,6 +175,10 @@ pub struct RunArgs {
     /// policies see it as `input.server_trusted`. Default: untrusted hints.
     #[arg(long)]
     pub trust_annotations: bool,
+    /// Results larger than this many bytes are truncated, with a note, before
+    /// the model sees them (default 4 MiB).
+    #[arg(long)]
+    pub max_result_bytes: Option<usize>,
     /// Re-read tool definitions older than this many seconds before deciding
     /// a call (default 30), so a redefinition without list_changed is noticed.
     #[arg(long)]

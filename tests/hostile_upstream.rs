@@ -356,3 +356,94 @@ fn rug_pulls_are_held_until_a_human_approves_the_new_definition() {
     assert!(ok, "{out}");
     assert_eq!(text(&fw.call("lookup", json!({}))), "ran lookup");
 }
+
+// ---- What comes back is inspected before the model sees it.
+
+/// With the shipped library, secrets in a result are redacted, injection
+/// markers get a warning, and the audit log has the findings and a digest of
+/// the original, never the secret.
+#[test]
+fn secrets_in_results_are_redacted_and_injection_marked() {
+    let mut fw = Builder::new()
+        .policy_path(&repo_path("policies"))
+        .arg("--trust-annotations")
+        .wrap(&["python3", &hostile()]);
+    fw.initialize();
+    let resp = fw.call("secrets", json!({}));
+    let blocks = resp["result"]["content"].as_array().unwrap();
+    let all: String = blocks
+        .iter()
+        .map(|b| b["text"].as_str().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!all.contains("AKIAIOSFODNN7EXAMPLE"), "{all}");
+    assert!(!all.contains("MIIEow"), "{all}");
+    assert!(
+        all.contains("[REDACTED:aws_access_key]") && all.contains("[REDACTED:private_key]"),
+        "{all}"
+    );
+    assert!(
+        blocks[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[mcp-firewall]"),
+        "warning first: {all}"
+    );
+    let inspected = fw.wait_audit("inspection", |r| r["event"] == "call.inspected");
+    let kinds: Vec<&str> = inspected["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"aws_access_key") && kinds.contains(&"prompt_injection"),
+        "{kinds:?}"
+    );
+    assert!(
+        inspected["result_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let log = std::fs::read_to_string(&fw.audit_path).unwrap();
+    assert!(
+        !log.contains("AKIAIOSFODNN7EXAMPLE"),
+        "the audit log never holds the secret"
+    );
+}
+
+/// A result over the size cap is cut, with a note; a policy `deny` in the
+/// response phase withholds the result.
+#[test]
+fn big_results_are_truncated_and_a_response_deny_withholds() {
+    let policy = r#"package mcp.firewall
+allow := true
+deny contains "no private keys leave this server" if {
+	input.phase == "response"
+	some f in input.result.findings
+	f.kind == "private_key"
+}
+"#;
+    let mut fw = Builder::new()
+        .rego(policy)
+        .args(&["--max-result-bytes", "2000"])
+        .env("BIG_BYTES", "100000")
+        .wrap(&["python3", &hostile()]);
+    fw.initialize();
+    let withheld = fw.call("secrets", json!({}));
+    assert_eq!(withheld["result"]["isError"], true, "{withheld}");
+    assert!(
+        text(&withheld).contains("no private keys leave this server"),
+        "{withheld}"
+    );
+    let big = fw.call("big", json!({}));
+    let blocks = big["result"]["content"].as_array().unwrap();
+    let note = blocks.last().unwrap()["text"].as_str().unwrap();
+    assert!(note.contains("truncated"), "{note}");
+    assert!(big.to_string().len() < 3000);
+    let inspected = fw.wait_audit("truncation", |r| {
+        r["event"] == "call.inspected" && r["truncated"].is_object()
+    });
+    assert!(inspected["truncated"]["from"].as_u64().unwrap() > 100_000);
+}

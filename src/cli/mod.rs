@@ -169,6 +169,12 @@ fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
         config.http.listen =
             Some(parse_listen(listen).map_err(|m| anyhow::anyhow!("--listen: {m}"))?);
     }
+    if let Some(bytes) = args.max_result_bytes {
+        if bytes == 0 {
+            bail!("--max-result-bytes: expected a positive number of bytes");
+        }
+        config.max_result_bytes = bytes;
+    }
     if let Some(secs) = args.tools_refresh {
         config.tools_refresh =
             positive_secs(secs).map_err(|m| anyhow::anyhow!("--tools-refresh: {m}"))?;

@@ -59,7 +59,14 @@ pub struct Config {
     /// A cached tool listing older than this is fetched again before a call
     /// is decided, so a tool redefined without `list_changed` is noticed.
     pub tools_refresh: std::time::Duration,
+    /// Results larger than this (bytes of JSON) are truncated with a note
+    /// before the model sees them.
+    pub max_result_bytes: usize,
 }
+
+/// Default of `[session] max_result_bytes` / `--max-result-bytes`: a few
+/// screens of text or a large image; more only fills the model's context.
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Default of `[session] tools_refresh_seconds` / `--tools-refresh`.
 pub const DEFAULT_TOOLS_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
@@ -131,6 +138,7 @@ impl Config {
             passthrough_names: true,
             http: HttpSettings::default(),
             tools_refresh: DEFAULT_TOOLS_REFRESH,
+            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
         })
     }
 }
@@ -210,6 +218,16 @@ impl Validator<'_> {
             principal: raw.session.principal,
             upstreams,
             passthrough_names: false,
+            max_result_bytes: match raw.session.max_result_bytes {
+                None => DEFAULT_MAX_RESULT_BYTES,
+                Some(0) => {
+                    return Err(self.err(
+                        "session.max_result_bytes",
+                        "expected a positive number of bytes".into(),
+                    ));
+                }
+                Some(n) => n,
+            },
             tools_refresh: match raw.session.tools_refresh_seconds {
                 None => DEFAULT_TOOLS_REFRESH,
                 Some(secs) => {

@@ -70,6 +70,8 @@ pub struct RawSession {
     pub principal: Option<String>,
     /// Re-read tool definitions older than this before deciding a call.
     pub tools_refresh_seconds: Option<u64>,
+    /// Results larger than this are truncated (bytes).
+    pub max_result_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

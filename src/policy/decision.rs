@@ -51,4 +51,9 @@ pub struct Verdict {
     pub message: Option<String>,
     /// True when no rule allowed/denied/approved and the default hold applied.
     pub default_hold: bool,
+    /// Response phase: what to redact from the result (finding kinds,
+    /// `re:PATTERN`, JSON pointers).
+    pub redact: Vec<String>,
+    /// Response phase: notes put in front of the result for the model.
+    pub warn: Vec<String>,
 }

@@ -16,7 +16,9 @@ use super::decision::{DEFAULT_HOLD_REASON, Decision, Verdict};
 use super::error::PolicyError;
 
 /// The rules the firewall reads from the policy package.
-pub(crate) const RULES: [&str; 6] = ["deny", "approve", "allow", "hide", "message", "approval"];
+pub(crate) const RULES: [&str; 8] = [
+    "deny", "approve", "allow", "hide", "message", "approval", "redact", "warn",
+];
 
 /// Longest rendering of an offending value kept in a `BadResult`.
 const MAX_SHOWN_VALUE: usize = 200;
@@ -27,6 +29,8 @@ pub(crate) fn from_rules(rules: &Value) -> Result<Verdict, PolicyError> {
     let approve = reasons(rules, "approve")?;
     let allow = boolean(rules, "allow")?;
     let hide = boolean(rules, "hide")?;
+    let redact = reasons(rules, "redact")?;
+    let warn = reasons(rules, "warn")?;
     let message = typed(rules, "message", "a string", Value::as_str)?.map(str::to_owned);
     let obligations =
         typed(rules, "approval", "an object", Value::as_object)?.map(|o| Value::Object(o.clone()));
@@ -58,6 +62,8 @@ pub(crate) fn from_rules(rules: &Value) -> Result<Verdict, PolicyError> {
         hide,
         message,
         default_hold,
+        redact,
+        warn,
     })
 }
 

@@ -131,6 +131,9 @@ impl Proxy {
             .remove(&seq);
         self.record_outcome(&decision_id, started, &outcome);
         match outcome {
+            Forwarded::Answered(Ok(result)) if super::responses::inspected(subject.method) => {
+                Some(self.inspect_response(subject, &decision_id, result))
+            }
             Forwarded::Answered(reply) => Some(reply),
             Forwarded::Cancelled => None,
             Forwarded::Failed(e) => {

@@ -32,6 +32,7 @@ mod pins;
 pub mod pipeline;
 mod prompts;
 mod resources;
+mod responses;
 pub mod session;
 pub mod shared;
 mod tools;

@@ -1,0 +1,145 @@
+//! The response phase: what an upstream returns for `tools/call`,
+//! `resources/read` and `prompts/get` goes through the policy again before
+//! the model sees it.
+//!
+//! In order: cap the size (truncate with a note), run the built-in
+//! detectors ([`crate::inspect`]), evaluate the policy with the call's input
+//! plus `input.phase = "response"` and `input.result` (the result with
+//! `findings`, `size_bytes`, `truncated`), then apply its rules: `deny`
+//! withholds the result, `redact` replaces spans or values, `warn` puts a
+//! note in front. `allow`, `approve` and the default hold mean nothing here.
+//! The audit record (`call.inspected`) has a digest of the original result
+//! and the findings' kinds and places, never their text.
+//!
+//! Fail closed: an evaluation error, a bad `redact` rule or a failed audit
+//! write withholds the result.
+
+use serde_json::{Value, json};
+
+use super::Proxy;
+use super::input::Subject;
+use crate::audit::{canonical_json, sha256_tagged};
+use crate::error::Refusal;
+use crate::inspect::{self, Located};
+use crate::policy::Decision;
+
+/// The methods whose results are inspected.
+pub fn inspected(method: &str) -> bool {
+    matches!(method, "tools/call" | "resources/read" | "prompts/get")
+}
+
+/// What the response phase did, for the audit record.
+struct Inspection {
+    findings: Vec<Located>,
+    truncated: Option<(usize, usize)>,
+    redacted: usize,
+    withheld: Option<Vec<String>>,
+    warnings: Vec<String>,
+}
+
+impl Proxy {
+    /// Inspect `result` and return what the client gets.
+    pub(super) fn inspect_response(
+        &self,
+        subject: &Subject<'_>,
+        decision_id: &str,
+        mut result: Value,
+    ) -> Result<Value, Value> {
+        let digest = sha256_tagged(canonical_json(&result).as_bytes());
+        let original = self.shared.shadow.then(|| result.clone());
+        let truncated = inspect::truncate(&mut result, self.shared.config.max_result_bytes);
+        let findings = inspect::findings_in(&result);
+        let mut inspection = Inspection {
+            findings,
+            truncated,
+            redacted: 0,
+            withheld: None,
+            warnings: Vec::new(),
+        };
+        if let Err(reasons) = self.apply_response_policy(subject, &mut result, &mut inspection) {
+            inspection.withheld = Some(reasons);
+        }
+        let record = json!({
+            "decision_id": decision_id,
+            "session_id": self.session.id,
+            "method": subject.method,
+            "server": subject.server,
+            "target": subject.name(),
+            "result_digest": digest,
+            "findings": inspection.findings.iter().map(Located::to_json).collect::<Vec<_>>(),
+            "redacted": inspection.redacted,
+            "warnings": inspection.warnings,
+            "truncated": inspection.truncated.map(|(b, a)| json!({"from": b, "to": a})),
+            "withheld": inspection.withheld.is_some(),
+            "reasons": inspection.withheld,
+            "shadow": self.shared.shadow,
+        });
+        if let Err(e) = self.shared.audit.append("call.inspected", record) {
+            tracing::error!("audit write failed, withholding the result: {e}");
+            return Refusal::AuditWriteFailed(e)
+                .answer(subject.method == "tools/call", Some(decision_id));
+        }
+        if let Some(original) = original {
+            return Ok(original);
+        }
+        match inspection.withheld {
+            None => Ok(result),
+            Some(reasons) => Refusal::PolicyDenied {
+                reasons: reasons
+                    .into_iter()
+                    .map(|r| format!("result withheld: {r}"))
+                    .collect(),
+                message: None,
+            }
+            .answer(subject.method == "tools/call", Some(decision_id)),
+        }
+    }
+
+    /// Evaluate the response phase and apply `redact` and `warn`; `Err`
+    /// with the reasons to withhold the result.
+    fn apply_response_policy(
+        &self,
+        subject: &Subject<'_>,
+        result: &mut Value,
+        inspection: &mut Inspection,
+    ) -> Result<(), Vec<String>> {
+        let mut input = self.input_for(subject);
+        input["phase"] = json!("response");
+        let mut shown = result.clone();
+        if let Some(obj) = shown.as_object_mut() {
+            obj.insert(
+                "findings".into(),
+                json!(
+                    inspection
+                        .findings
+                        .iter()
+                        .map(Located::to_json)
+                        .collect::<Vec<_>>()
+                ),
+            );
+            obj.insert(
+                "size_bytes".into(),
+                json!(serde_json::to_vec(result).map_or(0, |v| v.len())),
+            );
+            obj.insert("truncated".into(), json!(inspection.truncated.is_some()));
+        }
+        input["result"] = shown;
+        let verdict = self
+            .policy()
+            .evaluate(&input)
+            .map_err(|e| vec![format!("the response policy failed: {e}")])?;
+        if let Decision::Deny { reasons } = verdict.decision {
+            return Err(reasons);
+        }
+        inspection.redacted =
+            inspect::redact(result, &verdict.redact, &inspection.findings).map_err(|e| vec![e])?;
+        if !verdict.warn.is_empty()
+            && let Some(Value::Array(blocks)) = result.get_mut("content")
+        {
+            let note = format!("[mcp-firewall] {}", verdict.warn.join(" "));
+            blocks.insert(0, json!({"type": "text", "text": note}));
+        }
+        inspection.warnings = verdict.warn;
+        Ok(())
+    }
+}
