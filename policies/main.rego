@@ -69,6 +69,17 @@ approve contains reason if {
 	reason := sprintf("tool %s on server %s changed since it was pinned (%s); approving pins the new definition", [input.tool.name, input.server, concat(", ", input.tool.pin.changed_fields)])
 }
 
+# A tool whose definition carries what tool poisoning looks like (hidden
+# instructions, orders to read secret files or call other tools, invisible
+# Unicode, base64 blobs, instructions about another server's tools) is held:
+# the firewall's scan puts them in input.tool.findings.
+approve contains reason if {
+	input.method == "tools/call"
+	count(input.tool.findings) > 0
+	kinds := {f.kind | some f in input.tool.findings}
+	reason := sprintf("the definition of tool %s on server %s looks poisoned (%s)", [input.tool.name, input.server, concat(", ", sort(kinds))])
+}
+
 # A pin the firewall could not read is not a pin: hold.
 approve contains reason if {
 	input.method == "tools/call"

@@ -84,3 +84,11 @@ test_read_only_tool_approved_once_allowed_on_an_untrusted_server if {
 	not firewall.allow with input as json.patch(call, [{"op": "replace", "path": "/tool/pin/approved", "value": false}])
 	not firewall.allow with input as json.patch(call, [{"op": "replace", "path": "/tool/pin/status", "value": "new"}])
 }
+
+test_poisoned_tool_held if {
+	call := {"method": "tools/call", "server": "math", "server_trusted": true,
+		"tool": {"name": "add", "annotations": {"readOnlyHint": true},
+			"findings": [{"kind": "hidden_instructions", "path": "/description"}, {"kind": "file_access_instruction", "path": "/description"}]},
+		"arguments": {}}
+	firewall.approve == {"the definition of tool add on server math looks poisoned (file_access_instruction, hidden_instructions)"} with input as call
+}

@@ -13,6 +13,7 @@
 //!   text.
 
 pub mod findings;
+pub mod tooldefs;
 
 use regex::Regex;
 use serde_json::{Value, json};

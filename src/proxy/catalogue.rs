@@ -68,6 +68,7 @@ impl Proxy {
         }
         let listings = self.fetch_all(ListMethod::Tools, "tools").await;
         let named = Arc::new(Named::merge(self.naming, listings));
+        self.scan_tools(&named);
         if self.shared.approvals.is_some() {
             // Pins remember definitions across sessions and restarts.
             self.observe_pins(&named);

@@ -35,6 +35,7 @@ mod resources;
 mod responses;
 pub mod session;
 pub mod shared;
+mod tooldefs;
 mod tools;
 pub mod urls;
 
@@ -89,6 +90,9 @@ pub struct Proxy {
     /// Tools first pinned by this session's listings: `(upstream identity,
     /// tool)`, whose pin status is `new`.
     new_tools: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Findings of the tool-definition scan, by exposed name: (fingerprint,
+    /// findings).
+    tool_findings: Mutex<HashMap<String, (String, Vec<Value>)>>,
 }
 
 impl Proxy {
@@ -128,6 +132,7 @@ impl Proxy {
             relay_seq: AtomicU64::new(1),
             forwarding: Mutex::new(HashMap::new()),
             new_tools: Mutex::new(std::collections::HashSet::new()),
+            tool_findings: Mutex::new(HashMap::new()),
         };
         Ok((Arc::new(proxy), events_rx))
     }

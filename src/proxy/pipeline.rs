@@ -244,10 +244,12 @@ impl Proxy {
         let mut input = input::build(subject, &self.session);
         input["server_trusted"] = json!(self.trusts(subject.server));
         if let Target::Tool(entry) = subject.target
-            && subject.method == "tools/call"
             && !entry.server.is_empty()
         {
-            input["tool"]["pin"] = self.pin_input(entry);
+            input["tool"]["findings"] = self.tool_findings_for(entry);
+            if subject.method == "tools/call" {
+                input["tool"]["pin"] = self.pin_input(entry);
+            }
         }
         input
     }
