@@ -95,7 +95,7 @@ fn coverage_prints_a_percentage_per_policy_file() {
         .lines()
         .filter(|l| l.starts_with("coverage  "))
         .collect();
-    assert_eq!(lines.len(), 8, "{text}");
+    assert_eq!(lines.len(), 9, "{text}");
     for line in &lines {
         assert!(line.contains("%  covered: "), "{line}");
         assert!(!line.contains("_test.rego"), "{line}");

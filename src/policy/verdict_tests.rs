@@ -12,7 +12,7 @@ fn rules(deny: &[&str], approve: &[&str], allow: Option<bool>) -> Value {
         "deny": wrap(Some(json!(deny))),
         "approve": wrap(Some(json!(approve))),
         "allow": wrap(allow.map(Value::Bool)),
-        "hide": [], "message": [], "approval": [],
+        "hide": [], "message": [], "approval": [], "redact": [], "warn": [],
     })
 }
 
@@ -55,7 +55,7 @@ fn precedence_every_combination() {
 #[test]
 fn everything_undefined_is_default_hold() {
     let all_undefined =
-        json!({"deny": [], "approve": [], "allow": [], "hide": [], "message": [], "approval": []});
+        json!({"deny": [], "approve": [], "allow": [], "hide": [], "message": [], "approval": [], "redact": [], "warn": []});
     let v = from_rules(&all_undefined).unwrap();
     assert!(v.default_hold);
     assert!(!v.hide);
@@ -117,6 +117,8 @@ fn each_wrong_type_is_bad_result() {
         ("hide", json!("yes"), "a boolean"),
         ("message", json!(["x"]), "a string"),
         ("approval", json!("ops"), "an object"),
+        ("redact", json!("aws_access_key"), "a set or array of strings"),
+        ("warn", json!([1]), "a set or array of strings"),
     ];
     for (rule, value, expected) in cases {
         assert_eq!(bad_rule(rule, value), (rule.to_string(), expected));
