@@ -447,3 +447,40 @@ deny contains "no private keys leave this server" if {
     });
     assert!(inspected["truncated"]["from"].as_u64().unwrap() > 100_000);
 }
+
+/// Tools that appear after the first listing, disappear, or come back under
+/// another name are reported in the audit log and in `input.tool.pin`.
+#[test]
+fn added_removed_and_renamed_tools_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools.json");
+    let def = |name: &str| {
+        json!({"name": name, "description": "Looks up a record", "inputSchema": {"type": "object"},
+               "annotations": {"readOnlyHint": true}})
+    };
+    let announce =
+        json!({"name": "announce", "description": "announces", "inputSchema": {"type": "object"}});
+    std::fs::write(&tools, json!([def("lookup"), announce]).to_string()).unwrap();
+    let mut fw = Builder::new()
+        .rego(ALLOW_ALL)
+        .env("TOOLS_FILE", tools.to_str().unwrap())
+        .wrap(&["python3", &hostile()]);
+    fw.initialize();
+    assert_eq!(text(&fw.call("lookup", json!({}))), "ran lookup");
+    std::fs::write(&tools, json!([def("find_record"), announce]).to_string()).unwrap();
+    fw.call("announce", json!({}));
+    assert_eq!(text(&fw.call("find_record", json!({}))), "ran find_record");
+    fw.wait_audit("removed", |r| {
+        r["event"] == "tool.removed" && r["tool"] == "lookup"
+    });
+    let renamed = fw.wait_audit("renamed", |r| r["event"] == "tool.renamed");
+    assert_eq!(
+        (renamed["from"].as_str(), renamed["to"].as_str()),
+        (Some("lookup"), Some("find_record"))
+    );
+    let decided = fw.wait_audit("decision", |r| {
+        r["event"] == "call.decided" && r["exposed_name"] == "find_record"
+    });
+    assert_eq!(decided["input"]["tool"]["pin"]["status"], "new");
+    assert_eq!(decided["input"]["tool"]["pin"]["renamed_from"], "lookup");
+}

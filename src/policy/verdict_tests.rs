@@ -54,8 +54,7 @@ fn precedence_every_combination() {
 
 #[test]
 fn everything_undefined_is_default_hold() {
-    let all_undefined =
-        json!({"deny": [], "approve": [], "allow": [], "hide": [], "message": [], "approval": [], "redact": [], "warn": []});
+    let all_undefined = json!({"deny": [], "approve": [], "allow": [], "hide": [], "message": [], "approval": [], "redact": [], "warn": []});
     let v = from_rules(&all_undefined).unwrap();
     assert!(v.default_hold);
     assert!(!v.hide);
@@ -117,7 +116,11 @@ fn each_wrong_type_is_bad_result() {
         ("hide", json!("yes"), "a boolean"),
         ("message", json!(["x"]), "a string"),
         ("approval", json!("ops"), "an object"),
-        ("redact", json!("aws_access_key"), "a set or array of strings"),
+        (
+            "redact",
+            json!("aws_access_key"),
+            "a set or array of strings",
+        ),
         ("warn", json!([1]), "a set or array of strings"),
     ];
     for (rule, value, expected) in cases {

@@ -93,6 +93,8 @@ pub struct Proxy {
     /// Findings of the tool-definition scan, by exposed name: (fingerprint,
     /// findings).
     tool_findings: Mutex<HashMap<String, (String, Vec<Value>)>>,
+    /// Tools renamed by a listing: (upstream identity, new name) -> old name.
+    renamed: Mutex<HashMap<(String, String), String>>,
 }
 
 impl Proxy {
@@ -133,6 +135,7 @@ impl Proxy {
             forwarding: Mutex::new(HashMap::new()),
             new_tools: Mutex::new(std::collections::HashSet::new()),
             tool_findings: Mutex::new(HashMap::new()),
+            renamed: Mutex::new(HashMap::new()),
         };
         Ok((Arc::new(proxy), events_rx))
     }

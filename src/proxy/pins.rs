@@ -15,7 +15,7 @@ use chrono::SecondsFormat;
 use serde_json::{Map, Value, json};
 
 use super::Proxy;
-use crate::approval::store::pins::{Pin, SeenTool};
+use crate::approval::store::pins::{Pin, PinEvent, SeenTool};
 use crate::audit::{canonical_json, sha256_tagged};
 use crate::upstream::{Entry, Named};
 
@@ -101,6 +101,7 @@ impl Proxy {
                 .observe_tools(&identity, &seen, chrono::Utc::now())
             {
                 Ok(events) => {
+                    self.report_renames(&upstream.name, &identity, &events);
                     for e in events {
                         if e.event == "tool.added" {
                             self.new_tools
@@ -119,6 +120,50 @@ impl Proxy {
                 Err(err) => {
                     tracing::error!(server = %upstream.name, "tool pins not updated: {err}")
                 }
+            }
+        }
+    }
+
+    /// A tool removed and another added in the same listing with the same
+    /// definition but the name is a rename: audited as `tool.renamed`, and
+    /// the new name's `input.tool.pin.renamed_from` says so.
+    fn report_renames(&self, server: &str, identity: &str, events: &[PinEvent]) {
+        let Some(approvals) = &self.shared.approvals else {
+            return;
+        };
+        let without_name = |def: &Value| {
+            let mut def = def.clone();
+            if let Some(obj) = def.as_object_mut() {
+                obj.remove("name");
+            }
+            def
+        };
+        let pins_of = |event: &str| -> Vec<Pin> {
+            events
+                .iter()
+                .filter(|e| e.event == event)
+                .filter_map(|e| approvals.store.pin(identity, &e.tool).ok().flatten())
+                .collect()
+        };
+        let removed = pins_of("tool.removed");
+        if removed.is_empty() {
+            return;
+        }
+        for added in pins_of("tool.added") {
+            let Some(old) = removed
+                .iter()
+                .find(|r| without_name(&r.definition) == without_name(&added.definition))
+            else {
+                continue;
+            };
+            self.renamed
+                .lock()
+                .expect("renamed lock")
+                .insert((identity.to_string(), added.tool.clone()), old.tool.clone());
+            let record = json!({"session_id": self.session.id, "server": server,
+                                "upstream": identity, "from": old.tool, "to": added.tool});
+            if let Err(e) = self.shared.audit.append("tool.renamed", record) {
+                tracing::error!("audit write failed: {e}");
             }
         }
     }
@@ -149,12 +194,17 @@ impl Proxy {
             Err(e) => return json!({"status": "unknown", "error": e.to_string()}),
         };
         let current = pinned_definition(&entry.def);
+        let key = (identity, entry.name.clone());
         let is_new = self
             .new_tools
             .lock()
             .expect("new tools lock")
-            .contains(&(identity, entry.name.clone()));
-        describe(&pin, &current, pin_fingerprint(&entry.def), is_new)
+            .contains(&key);
+        let mut out = describe(&pin, &current, pin_fingerprint(&entry.def), is_new);
+        if let Some(from) = self.renamed.lock().expect("renamed lock").get(&key) {
+            out["renamed_from"] = json!(from);
+        }
+        out
     }
 
     /// What an approver is told about the tool's pin: its status and, for a
