@@ -71,13 +71,21 @@ approve contains reason if {
 
 # A tool whose definition carries what tool poisoning looks like (hidden
 # instructions, orders to read secret files or call other tools, invisible
-# Unicode, base64 blobs, instructions about another server's tools) is held:
-# the firewall's scan puts them in input.tool.findings.
+# Unicode, base64 blobs, instructions about another server's tools) is held
+# until a human approves a call to this exact definition (which pins it): the
+# firewall's scan puts them in input.tool.findings.
 approve contains reason if {
 	input.method == "tools/call"
 	count(input.tool.findings) > 0
+	not approved_pin
 	kinds := {f.kind | some f in input.tool.findings}
 	reason := sprintf("the definition of tool %s on server %s looks poisoned (%s)", [input.tool.name, input.server, concat(", ", sort(kinds))])
+}
+
+# This exact definition was approved by a human (who was shown the findings).
+approved_pin if {
+	input.tool.pin.status == "pinned"
+	input.tool.pin.approved == true
 }
 
 # A pin the firewall could not read is not a pin: hold.

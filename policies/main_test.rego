@@ -85,10 +85,15 @@ test_read_only_tool_approved_once_allowed_on_an_untrusted_server if {
 	not firewall.allow with input as json.patch(call, [{"op": "replace", "path": "/tool/pin/status", "value": "new"}])
 }
 
+poisoned_call := {"method": "tools/call", "server": "math", "server_trusted": true,
+	"tool": {"name": "add", "annotations": {"readOnlyHint": true},
+		"findings": [{"kind": "hidden_instructions", "path": "/description"}, {"kind": "file_access_instruction", "path": "/description"}]},
+	"arguments": {}}
+
 test_poisoned_tool_held if {
-	call := {"method": "tools/call", "server": "math", "server_trusted": true,
-		"tool": {"name": "add", "annotations": {"readOnlyHint": true},
-			"findings": [{"kind": "hidden_instructions", "path": "/description"}, {"kind": "file_access_instruction", "path": "/description"}]},
-		"arguments": {}}
-	firewall.approve == {"the definition of tool add on server math looks poisoned (file_access_instruction, hidden_instructions)"} with input as call
+	firewall.approve == {"the definition of tool add on server math looks poisoned (file_access_instruction, hidden_instructions)"} with input as poisoned_call
 }
+
+# That a call to a flagged tool runs once a human approved its exact
+# definition (input.tool.pin approved) is tested end to end, in
+# tests/hostile_upstream.rs (rug_pulls_are_held_until_a_human_approves_the_new_definition).

@@ -269,7 +269,10 @@ fn describe(pin: &Pin, current: &Value, fingerprint: String, is_new: bool) -> Va
         "fingerprint": fingerprint,
     });
     if pin.fingerprint == fingerprint {
-        out["status"] = json!(if is_new { "new" } else { "pinned" });
+        // `new` only while the first-use pin stands: once a human approved
+        // (re-pinned) it, it is `pinned`.
+        let first_use = is_new && !pin.approved;
+        out["status"] = json!(if first_use { "new" } else { "pinned" });
     } else {
         let (fields, previous) = changes(&pin.definition, current);
         out["status"] = json!("changed");
