@@ -354,6 +354,8 @@ fn rug_pulls_are_held_until_a_human_approves_the_new_definition() {
         ],
     );
     assert!(ok, "{out}");
+    // A pin made by the CLI is seen at the next listing.
+    fw.call("announce", json!({}));
     assert_eq!(text(&fw.call("lookup", json!({}))), "ran lookup");
 }
 
@@ -389,7 +391,10 @@ fn secrets_in_results_are_redacted_and_injection_marked() {
             .starts_with("[mcp-firewall]"),
         "warning first: {all}"
     );
-    let inspected = fw.wait_audit("inspection", |r| r["event"] == "call.inspected");
+    let completed = fw.wait_audit("inspection", |r| {
+        r["event"] == "call.completed" && r["inspection"].is_object()
+    });
+    let inspected = &completed["inspection"];
     let kinds: Vec<&str> = inspected["findings"]
         .as_array()
         .unwrap()
@@ -442,10 +447,15 @@ deny contains "no private keys leave this server" if {
     let note = blocks.last().unwrap()["text"].as_str().unwrap();
     assert!(note.contains("truncated"), "{note}");
     assert!(big.to_string().len() < 3000);
-    let inspected = fw.wait_audit("truncation", |r| {
-        r["event"] == "call.inspected" && r["truncated"].is_object()
+    let completed = fw.wait_audit("truncation", |r| {
+        r["event"] == "call.completed" && r["inspection"]["truncated"].is_object()
     });
-    assert!(inspected["truncated"]["from"].as_u64().unwrap() > 100_000);
+    assert!(
+        completed["inspection"]["truncated"]["from"]
+            .as_u64()
+            .unwrap()
+            > 100_000
+    );
 }
 
 /// Tools that appear after the first listing, disappear, or come back under

@@ -129,11 +129,20 @@ impl Proxy {
             .lock()
             .expect("forwarding lock")
             .remove(&seq);
-        self.record_outcome(&decision_id, started, &outcome);
+        if let Forwarded::Answered(Ok(result)) = &outcome
+            && super::responses::inspected(subject.method)
+        {
+            let (answer, inspection) = self.inspect_response(subject, &decision_id, result.clone());
+            return Some(
+                match self.record_outcome(&decision_id, started, &outcome, Some(inspection)) {
+                    Ok(()) => answer,
+                    // The response phase's record is part of its promise.
+                    Err(e) => Refusal::AuditWriteFailed(e).answer(tool_call, Some(&decision_id)),
+                },
+            );
+        }
+        let _ = self.record_outcome(&decision_id, started, &outcome, None);
         match outcome {
-            Forwarded::Answered(Ok(result)) if super::responses::inspected(subject.method) => {
-                Some(self.inspect_response(subject, &decision_id, result))
-            }
             Forwarded::Answered(reply) => Some(reply),
             Forwarded::Cancelled => None,
             Forwarded::Failed(e) => {

@@ -95,6 +95,10 @@ pub struct Proxy {
     tool_findings: Mutex<HashMap<String, (String, Vec<Value>)>>,
     /// Tools renamed by a listing: (upstream identity, new name) -> old name.
     renamed: Mutex<HashMap<(String, String), String>>,
+    /// `input.tool.pin` by (exposed name, fingerprint), so a call does not
+    /// read the store. Cleared by every listing and every re-pin here; a
+    /// `tools pin|unpin` from the CLI is seen at the next listing.
+    pin_cache: Mutex<HashMap<(String, String), Value>>,
 }
 
 impl Proxy {
@@ -136,6 +140,7 @@ impl Proxy {
             new_tools: Mutex::new(std::collections::HashSet::new()),
             tool_findings: Mutex::new(HashMap::new()),
             renamed: Mutex::new(HashMap::new()),
+            pin_cache: Mutex::new(HashMap::new()),
         };
         Ok((Arc::new(proxy), events_rx))
     }

@@ -75,6 +75,7 @@ impl Proxy {
         let Some(approvals) = &self.shared.approvals else {
             return;
         };
+        self.pin_cache.lock().expect("pin cache lock").clear();
         for upstream in &self.shared.config.upstreams {
             let defs: Vec<(String, Value, String)> = named
                 .iter()
@@ -182,6 +183,21 @@ impl Proxy {
     /// `input.tool.pin` for a tool as listed now. Fails closed: a store
     /// error makes the status `unknown`, which the shipped library holds.
     pub(super) fn pin_input(&self, entry: &Entry) -> Value {
+        let key = (entry.exposed.clone(), entry.fingerprint.clone());
+        if let Some(cached) = self.pin_cache.lock().expect("pin cache lock").get(&key) {
+            return cached.clone();
+        }
+        let pin = self.read_pin(entry);
+        if pin["status"] != "unknown" {
+            self.pin_cache
+                .lock()
+                .expect("pin cache lock")
+                .insert(key, pin.clone());
+        }
+        pin
+    }
+
+    fn read_pin(&self, entry: &Entry) -> Value {
         let (Some(approvals), Some(identity)) = (
             &self.shared.approvals,
             self.upstream_identity(&entry.server),
@@ -236,6 +252,7 @@ impl Proxy {
         }
         let by = format!("approval {approval_id}");
         let definition = pinned_definition(&entry.def);
+        self.pin_cache.lock().expect("pin cache lock").clear();
         if let Err(e) = approvals.store.repin(
             &identity,
             &entry.name,

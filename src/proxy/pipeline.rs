@@ -207,9 +207,17 @@ impl Proxy {
         })
     }
 
-    /// Record how a forwarded call ended. The call already ran, so a failed
-    /// write here cannot refuse it; it is logged loudly instead.
-    pub(super) fn record_outcome(&self, decision_id: &str, started: Instant, outcome: &Forwarded) {
+    /// Record how a forwarded call ended, with what the response phase did
+    /// (`inspection`: its fields join the record, one write per call). The
+    /// call already ran, so a failed write cannot refuse it; the caller
+    /// withholds an inspected result instead, and it is logged loudly.
+    pub(super) fn record_outcome(
+        &self,
+        decision_id: &str,
+        started: Instant,
+        outcome: &Forwarded,
+        inspection: Option<Value>,
+    ) -> Result<(), crate::audit::AuditError> {
         let (label, detail) = match outcome {
             Forwarded::Answered(Ok(result))
                 if result.get("isError") == Some(&Value::Bool(true)) =>
@@ -224,16 +232,21 @@ impl Proxy {
             }
             Forwarded::Failed(e) => ("upstream_failed", json!(e.to_string())),
         };
-        let record = json!({
+        let mut record = json!({
             "decision_id": decision_id,
             "session_id": self.session.id,
             "outcome": label,
             "detail": detail,
             "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
         });
-        if let Err(e) = self.shared.audit.append("call.completed", record) {
-            tracing::error!("audit write failed for a completed call: {e}");
+        if let (Some(Value::Object(fields)), Some(out)) = (inspection, record.as_object_mut()) {
+            out.insert("inspection".into(), Value::Object(fields));
         }
+        self.shared
+            .audit
+            .append("call.completed", record)
+            .map(drop)
+            .inspect_err(|e| tracing::error!("audit write failed for a completed call: {e}"))
     }
 }
 

@@ -8,8 +8,9 @@
 //! `findings`, `size_bytes`, `truncated`), then apply its rules: `deny`
 //! withholds the result, `redact` replaces spans or values, `warn` puts a
 //! note in front. `allow`, `approve` and the default hold mean nothing here.
-//! The audit record (`call.inspected`) has a digest of the original result
-//! and the findings' kinds and places, never their text.
+//! The call's `call.completed` record carries the inspection (`inspection`:
+//! a digest of the original result, the findings' kinds and places, never
+//! their text, what was redacted, whether it was withheld).
 //!
 //! Fail closed: an evaluation error, a bad `redact` rule or a failed audit
 //! write withholds the result.
@@ -38,13 +39,14 @@ struct Inspection {
 }
 
 impl Proxy {
-    /// Inspect `result` and return what the client gets.
+    /// Inspect `result`: what the client gets, and the fields of the
+    /// inspection for the call's `call.completed` record.
     pub(super) fn inspect_response(
         &self,
         subject: &Subject<'_>,
         decision_id: &str,
         mut result: Value,
-    ) -> Result<Value, Value> {
+    ) -> (Result<Value, Value>, Value) {
         let digest = sha256_tagged(canonical_json(&result).as_bytes());
         let original = self.shared.shadow.then(|| result.clone());
         let truncated = inspect::truncate(&mut result, self.shared.config.max_result_bytes);
@@ -60,11 +62,6 @@ impl Proxy {
             inspection.withheld = Some(reasons);
         }
         let record = json!({
-            "decision_id": decision_id,
-            "session_id": self.session.id,
-            "method": subject.method,
-            "server": subject.server,
-            "target": subject.name(),
             "result_digest": digest,
             "findings": inspection.findings.iter().map(Located::to_json).collect::<Vec<_>>(),
             "redacted": inspection.redacted,
@@ -74,25 +71,20 @@ impl Proxy {
             "reasons": inspection.withheld,
             "shadow": self.shared.shadow,
         });
-        if let Err(e) = self.shared.audit.append("call.inspected", record) {
-            tracing::error!("audit write failed, withholding the result: {e}");
-            return Refusal::AuditWriteFailed(e)
-                .answer(subject.method == "tools/call", Some(decision_id));
-        }
-        if let Some(original) = original {
-            return Ok(original);
-        }
-        match inspection.withheld {
-            None => Ok(result),
-            Some(reasons) => Refusal::PolicyDenied {
+        let tool_call = subject.method == "tools/call";
+        let answer = match (original, inspection.withheld) {
+            (Some(original), _) => Ok(original),
+            (None, None) => Ok(result),
+            (None, Some(reasons)) => Refusal::PolicyDenied {
                 reasons: reasons
                     .into_iter()
                     .map(|r| format!("result withheld: {r}"))
                     .collect(),
                 message: None,
             }
-            .answer(subject.method == "tools/call", Some(decision_id)),
-        }
+            .answer(tool_call, Some(decision_id)),
+        };
+        (answer, record)
     }
 
     /// Evaluate the response phase and apply `redact` and `warn`; `Err`
