@@ -340,3 +340,48 @@ fn stdio_and_http_can_serve_from_one_process() {
     let started = fw.wait_audit("stdio session", |r| r["event"] == "session.started");
     assert_eq!(started["transport"], "stdio");
 }
+
+/// Issue 12, item 1: over stdio the last progress notification of a call
+/// was sometimes written after the call's response, so SDK progress
+/// callbacks missed it. Whatever an upstream sends before a response must
+/// reach the client before that response. (A race: many concurrent calls
+/// make it show; the old code failed this within a few rounds.)
+#[test]
+fn progress_sent_before_a_response_reaches_the_client_before_it() {
+    let mut fw = Builder::new()
+        .rego("package mcp.firewall\nallow := true\n")
+        .wrap_fixture();
+    fw.initialize();
+    for round in 0..30 {
+        let calls: Vec<(Value, String)> = (0..8)
+            .map(|i| {
+                let token = format!("p{round}-{i}");
+                let id = fw.send_request(
+                    "tools/call",
+                    json!({"name": "slow", "arguments": {"seconds": 0, "steps": 3},
+                           "_meta": {"progressToken": token}}),
+                );
+                (id, token)
+            })
+            .collect();
+        // Read messages in arrival order until every response is in.
+        fw.backlog.clear();
+        let mut progress: std::collections::HashMap<String, usize> = Default::default();
+        let mut answered = 0;
+        while answered < calls.len() {
+            let m = fw.recv_where("the next message", |_| true);
+            if m["method"] == "notifications/progress" {
+                let token = m["params"]["progressToken"].as_str().unwrap().to_string();
+                *progress.entry(token).or_default() += 1;
+            } else if let Some((_, token)) = calls.iter().find(|(id, _)| m.get("id") == Some(id)) {
+                answered += 1;
+                let seen = progress.get(token).copied().unwrap_or(0);
+                assert_eq!(
+                    seen, 3,
+                    "round {round}, {token}: only {seen} of 3 progress notifications came before the response"
+                );
+            }
+        }
+        fw.backlog.clear();
+    }
+}

@@ -49,6 +49,10 @@ impl Proxy {
     pub async fn run_events(self: std::sync::Arc<Self>, mut events: mpsc::Receiver<UpstreamEvent>) {
         while let Some(event) = events.recv().await {
             match event {
+                // Everything this upstream sent before was handled above
+                // (notifications queued for the client), so the answer it
+                // completes is written after them.
+                UpstreamEvent::Response { slot, body } => slot.fill(body),
                 UpstreamEvent::Notification {
                     server,
                     method,

@@ -38,9 +38,19 @@ pub const MAX_UPSTREAM_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// that stops reading slows its callers instead of growing memory.
 pub(super) const OUTBOUND_QUEUE: usize = 256;
 
-/// Something an upstream said that is not a response to our request.
+/// Something an upstream said, in the order it said it. Responses travel
+/// the same queue as notifications and requests, so whatever a server sent
+/// before a response (progress, log messages) reaches the client before the
+/// request that response completes can answer.
 #[derive(Debug)]
 pub enum UpstreamEvent {
+    /// The answer to a request the firewall sent: already taken out of the
+    /// pending requests (so the transport knows it was answered), handed to
+    /// its waiter by the proxy's event loop ([`ReplySlot::fill`]).
+    Response {
+        slot: ReplySlot,
+        body: Reply,
+    },
     Notification {
         server: String,
         method: String,
@@ -92,6 +102,17 @@ pub(super) struct Outgoing {
 }
 
 type Waiter = oneshot::Sender<Result<Reply, UpstreamError>>;
+
+/// Where one answer goes: the waiting request. Filled by the proxy's event
+/// loop after everything the upstream sent before the answer.
+#[derive(Debug)]
+pub struct ReplySlot(Waiter);
+
+impl ReplySlot {
+    pub fn fill(self, reply: Reply) {
+        let _ = self.0.send(Ok(reply));
+    }
+}
 
 /// A live connection to one upstream server.
 pub struct Upstream {
@@ -348,19 +369,17 @@ impl Upstream {
         }
     }
 
-    fn complete(&self, id: &Value, reply: Reply) {
+    /// Take the waiter of the pending request `id` out of the pending map.
+    fn take_waiter(&self, id: &Value) -> Option<ReplySlot> {
         let Some(id) = id.as_u64() else {
             tracing::warn!(server = %self.name, %id, "response with an id we never sent");
-            return;
+            return None;
         };
-        match self.pending.lock().expect("pending lock").remove(&id) {
-            Some(tx) => {
-                let _ = tx.send(Ok(reply));
-            }
-            None => {
-                tracing::warn!(server = %self.name, id, "response to an unknown or finished request")
-            }
+        let waiter = self.pending.lock().expect("pending lock").remove(&id);
+        if waiter.is_none() {
+            tracing::warn!(server = %self.name, id, "response to an unknown or finished request");
         }
+        waiter.map(ReplySlot)
     }
 
     /// Handle one message the server sent: complete a pending request or
@@ -406,10 +425,9 @@ impl Upstream {
     fn route(&self, message: &[u8]) -> Option<UpstreamEvent> {
         let server = self.name.clone();
         match jsonrpc::parse_bytes(message) {
-            Ok(Message::Response { id, body }) => {
-                self.complete(&id, body);
-                None
-            }
+            Ok(Message::Response { id, body }) => self
+                .take_waiter(&id)
+                .map(|slot| UpstreamEvent::Response { slot, body }),
             Ok(Message::Notification { method, params }) => Some(UpstreamEvent::Notification {
                 server,
                 method,
