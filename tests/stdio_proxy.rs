@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use std::os::unix::process::ExitStatusExt;
 
 /// Speak raw JSON-RPC to a process directly (no firewall), for comparisons.
 fn direct_listing(method: &str, key: &str) -> Value {
@@ -384,4 +385,58 @@ fn progress_sent_before_a_response_reaches_the_client_before_it() {
         }
         fw.backlog.clear();
     }
+}
+
+/// Issue 12, item 5: SIGTERM used to end a stdio firewall but leave its
+/// upstream running, re-parented to init. Now a signal stops the session and
+/// the upstream's whole process group: here a `sh -c` wrapper whose server
+/// exits on end of input but whose `sleep` would not.
+#[test]
+fn sigterm_stops_the_whole_upstream() {
+    let hostile = repo_path("fixtures/hostile-upstream/upstream.py");
+    let script = format!("python3 {}; sleep 300", hostile.display());
+    let mut fw = Builder::new()
+        .rego("package mcp.firewall\nallow := true\n")
+        .wrap(&["sh", "-c", &script]);
+    fw.initialize();
+    let pid = fw.child.id();
+    let leader: u32 = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| {
+            let t = t.ok()?.file_name().into_string().ok()?;
+            std::fs::read_to_string(format!("/proc/{pid}/task/{t}/children")).ok()
+        })
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .next()
+        .expect("the upstream runs as a child of the firewall");
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    let status = wait_exit(&mut fw.child);
+    assert!(status.code().is_some() || status.signal().is_some());
+    // Every live process whose session leader we started, or in its group.
+    let members = || -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok()?.parse::<u32>().ok())
+            .filter(|p| {
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                    return false;
+                };
+                let after = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+                let fields: Vec<&str> = after.split_whitespace().collect();
+                fields.first() != Some(&"Z")
+                    && (fields.get(2) == Some(&leader.to_string().as_str()) || *p == leader)
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !members().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(members().is_empty(), "still running: {:?}", members());
 }

@@ -126,7 +126,7 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    tracing::info!("shutting down: closing every HTTP session");
+    tracing::info!("shutting down: closing every session and stopping its upstreams");
 }
 
 async fn serve_stdio(shared: Arc<Shared>, session: Session) -> anyhow::Result<()> {
@@ -140,7 +140,13 @@ async fn serve_stdio_session(shared: Arc<Shared>, session: Session) -> anyhow::R
     let writer = tokio::spawn(stdio::write_stdout(rx));
     let (proxy, events) = Proxy::start(shared, session, tx)?;
     tokio::spawn(proxy.clone().run_events(events));
-    stdio::read_stdin(proxy.clone()).await;
+    // Until stdin closes or a signal comes. Either way returning drops the
+    // runtime, and with it every upstream child (`kill_on_drop`): a stopped
+    // firewall never leaves its servers running.
+    tokio::select! {
+        _ = stdio::read_stdin(proxy.clone()) => {}
+        _ = shutdown_signal() => {}
+    }
     drop(proxy);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await;
     Ok(())

@@ -15,6 +15,22 @@ use super::connection::{
 use crate::config::ProcessSpec;
 use crate::framing::{Frame, LineReader};
 
+/// An upstream's process group (led by the process we started); killed
+/// when dropped, so no part of a server outlives the firewall or its session.
+struct ProcessGroup(Option<i32>);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.filter(|&p| p > 0) {
+            // SAFETY: killpg with a group id we created; an error (the group
+            // is already gone) is harmless.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 /// Start the server process and the tasks that pump its pipes.
 pub(super) fn start(
     name: &str,
@@ -27,9 +43,10 @@ pub(super) fn start(
     })?;
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
+    let group = ProcessGroup(child.id().map(|id| id as i32));
     let (upstream, rx) = Upstream::new(name);
     tokio::spawn(write_loop(stdin, rx));
-    tokio::spawn(read_loop(upstream.clone(), stdout, child, events));
+    tokio::spawn(read_loop(upstream.clone(), stdout, child, group, events));
     Ok(upstream)
 }
 
@@ -41,6 +58,10 @@ fn command(spec: &ProcessSpec) -> Command {
         .stdout(Stdio::piped())
         // The server's own logs go where ours go (stderr), never to the client.
         .stderr(Stdio::inherit())
+        // Its own process group, so the whole server goes when we stop it,
+        // not just the command we started (`npx`, `sh -c`, `uvx` start the
+        // real server as their child).
+        .process_group(0)
         .kill_on_drop(true);
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
@@ -62,8 +83,12 @@ async fn read_loop(
     upstream: Arc<Upstream>,
     stdout: tokio::process::ChildStdout,
     mut child: Child,
+    group: ProcessGroup,
     events: mpsc::Sender<UpstreamEvent>,
 ) {
+    // Dropped when this task ends or is dropped with the runtime (the
+    // firewall stops): whatever is left of the server's group is killed.
+    let _group = group;
     let mut lines = LineReader::new(stdout, MAX_UPSTREAM_MESSAGE_BYTES);
     loop {
         match lines.next().await {
