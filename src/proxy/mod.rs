@@ -13,6 +13,11 @@
 //! | [`hold`] | holding an `approve` decision for a human; releasing it with a grant |
 //! | [`approval_request`] | creating, delivering and withdrawing an approval request |
 //! | [`obligations`] | the policy's `approval` object: approvers, quorum, timeout |
+//! | [`responses`] | the response phase: results capped, scanned, put through the policy again |
+//! | [`pins`] | tool pins: first-use pinning, `input.tool.pin`, re-pinning on approval |
+//! | [`tooldefs`] | scanning tool definitions for poisoning and shadowing (`input.tool.findings`) |
+//! | [`urls`] | URLs in arguments as a WHATWG parser reads them (`input.urls`) |
+//! | [`catalogue`] | fetching and merging listings within deadlines; refresh when stale |
 //!
 //! Methods the firewall does not know are refused (`-32601`) and recorded,
 //! not relayed: an unknown method could act without a policy decision. The
