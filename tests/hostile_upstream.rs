@@ -494,3 +494,36 @@ fn added_removed_and_renamed_tools_are_reported() {
     assert_eq!(decided["input"]["tool"]["pin"]["status"], "new");
     assert_eq!(decided["input"]["tool"]["pin"]["renamed_from"], "lookup");
 }
+
+/// Issue 12, item 5: an upstream that never answers `initialize` used to
+/// leave the client without an answer for two minutes. Now the client gets
+/// a clear error within the upstream's deadline (here 1 s).
+#[test]
+fn an_upstream_that_never_initializes_gets_the_client_a_clear_error() {
+    let mut fw = Builder::new()
+        .rego(ALLOW_ALL)
+        .env("HANG_INIT", "1")
+        .args(&["--upstream-timeout", "1"])
+        .wrap(&["python3", &hostile()]);
+    let resp = fw.request(
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "harness", "version": "1.0"}}),
+    );
+    assert_eq!(resp["error"]["code"], -32003, "{resp}");
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could be initialized"),
+        "{resp}"
+    );
+    let failed = fw.wait_audit("upstream.failed", |r| r["event"] == "upstream.failed");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 1s"),
+        "{failed}"
+    );
+}

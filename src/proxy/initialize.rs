@@ -18,9 +18,12 @@ use crate::error::Refusal;
 use crate::jsonrpc::{code, error_object};
 use crate::upstream::{OwnRequest, Plumbing};
 
-/// How long an upstream may take to answer `initialize`. `npx -y` may
-/// download the package on the first run, which is slow.
-const UPSTREAM_INIT_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long an upstream may take to answer `initialize` (or its own
+/// `timeout_seconds`, if smaller). `npx -y` may download the package on the
+/// first run, which is slow; but some desktop clients give up on any request
+/// after about 60 s, so the client hears back before that: an error naming
+/// the upstream beats silence.
+const UPSTREAM_INIT_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// Protocol versions the firewall understands, oldest first.
 pub const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
@@ -83,7 +86,7 @@ impl Proxy {
             let reply = u
                 .own_request(
                     OwnRequest::Initialize(params.clone()),
-                    UPSTREAM_INIT_TIMEOUT,
+                    UPSTREAM_INIT_TIMEOUT.min(self.spec_timeout(u.name())),
                 )
                 .await;
             let outcome = match reply {
