@@ -25,7 +25,7 @@ use super::store::{AnswerRejection, ApprovalStore, StoreError};
 use super::webhook::Webhook;
 use super::{AnswerOutcome, NewAnswer, WebhookSecret};
 use crate::audit::AuditLog;
-use crate::identity::{Identity, IdentityError};
+use crate::identity::Identity;
 
 /// How long an approval request stays answerable unless policy says
 /// otherwise (`approval.timeout_seconds`).
@@ -175,8 +175,8 @@ impl Approvals {
         let now = Utc::now();
         let checked = match self.store.get(id)? {
             None => Err(StoreError::NotFound(id.to_string())),
-            Some(_) if Identity::parse(&answer.approver).is_err() => {
-                Err(identity_rejection(&answer.approver).into())
+            Some(_) if let Err(e) = Identity::parse(&answer.approver) => {
+                Err(AnswerRejection::from(e).into())
             }
             Some(record) => {
                 let stored = AnswerRecord {
@@ -239,15 +239,6 @@ impl Approvals {
         if let Err(e) = self.audit.append("approval.answer_rejected", record) {
             tracing::error!("audit write failed: {e}");
         }
-    }
-}
-
-/// Why a name that does not parse as an identity is refused.
-fn identity_rejection(name: &str) -> AnswerRejection {
-    match Identity::parse(name) {
-        Err(IdentityError::Empty) => AnswerRejection::MissingApprover,
-        Err(e) => AnswerRejection::BadIdentity(e.to_string()),
-        Ok(_) => unreachable!("only called for names that do not parse"),
     }
 }
 

@@ -216,16 +216,7 @@ pub fn verify(
     let timestamp = parse_timestamp(required(timestamp, HEADER_TIMESTAMP)?)?;
     let signature = required(signature, HEADER_SIGNATURE)?;
     check_freshness(timestamp, now)?;
-    let matched = v1_tags(signature).any(|tag| {
-        secrets
-            .iter()
-            .any(|s| s.verifies(id, timestamp, body, &tag))
-    });
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::NoMatchingSignature)
-    }
+    verify_signature_only(secrets, id, timestamp, signature, body).map(drop)
 }
 
 /// The MAC check of [`verify`] without the freshness check, for answers

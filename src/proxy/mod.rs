@@ -325,12 +325,17 @@ impl Proxy {
 
     /// The configured deadline of requests forwarded to `server`.
     fn spec_timeout(&self, server: &str) -> std::time::Duration {
+        self.spec(server)
+            .map_or(crate::config::DEFAULT_UPSTREAM_TIMEOUT, |s| s.timeout)
+    }
+
+    /// The configuration of the upstream named `server`.
+    fn spec(&self, server: &str) -> Option<&crate::config::UpstreamSpec> {
         self.shared
             .config
             .upstreams
             .iter()
             .find(|s| s.name == server)
-            .map_or(crate::config::DEFAULT_UPSTREAM_TIMEOUT, |s| s.timeout)
     }
 
     fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {

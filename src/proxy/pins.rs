@@ -60,12 +60,7 @@ pub fn changes(pinned: &Value, now: &Value) -> (Vec<String>, Value) {
 impl Proxy {
     /// The identity pins are keyed by for the upstream named `server`.
     fn upstream_identity(&self, server: &str) -> Option<String> {
-        self.shared
-            .config
-            .upstreams
-            .iter()
-            .find(|s| s.name == server)
-            .map(|s| s.identity())
+        self.spec(server).map(|s| s.identity())
     }
 
     /// Compare a fresh listing with the pins, pin new tools on first use,

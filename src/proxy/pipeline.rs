@@ -269,11 +269,7 @@ impl Proxy {
 
     /// Whether `server`'s annotations are trusted (`trust_annotations`).
     fn trusts(&self, server: &str) -> bool {
-        self.shared
-            .config
-            .upstreams
-            .iter()
-            .any(|s| s.name == server && s.trust_annotations)
+        self.spec(server).is_some_and(|s| s.trust_annotations)
     }
 
     /// Whether the policy hides the subject's item from its listing. A call

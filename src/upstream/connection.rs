@@ -13,9 +13,10 @@
 //!   waits on a dead server;
 //! - a transport that cannot deliver one request fails just that request
 //!   ([`UpstreamError::Transport`]);
-//! - messages the server sends that are not responses (notifications and its
-//!   own requests: sampling, elicitation, roots, ping) are handed to the proxy
-//!   as [`UpstreamEvent`]s, in the order each feed received them.
+//! - everything the server sends (responses, notifications and its own
+//!   requests: sampling, elicitation, roots, ping) is handed to the proxy as
+//!   [`UpstreamEvent`]s, in the order each feed received them, so nothing the
+//!   server sent before a response reaches the client after it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

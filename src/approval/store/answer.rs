@@ -21,7 +21,7 @@ use super::error::{AnswerRejection, StoreError};
 use super::grant;
 use super::rows::{json_col, micros, word_col};
 use crate::approval::model::{AnswerOutcome, NewAnswer, Status, Verdict};
-use crate::identity::{Identity, IdentityError};
+use crate::identity::Identity;
 
 /// The stored key of an answer's approver: the confusable skeleton of the
 /// canonical identity, so look-alike names are one approver to the
@@ -69,11 +69,7 @@ fn check(held: &Held, answer: &NewAnswer, now_us: i64) -> Result<Identity, Answe
     if now_us >= held.expires_at_us {
         return Err(AnswerRejection::Expired);
     }
-    let approver = match Identity::parse(&answer.approver) {
-        Ok(a) => a,
-        Err(IdentityError::Empty) => return Err(AnswerRejection::MissingApprover),
-        Err(e) => return Err(AnswerRejection::BadIdentity(e.to_string())),
-    };
+    let approver = Identity::parse(&answer.approver)?;
     let principal = Identity::parse(&held.principal).ok();
     if answer.reason.trim().is_empty() {
         Err(AnswerRejection::MissingReason)

@@ -80,6 +80,16 @@ pub enum AnswerRejection {
     MissingApprover,
 }
 
+/// Why a name that is not an acceptable identity cannot answer.
+impl From<crate::identity::IdentityError> for AnswerRejection {
+    fn from(e: crate::identity::IdentityError) -> AnswerRejection {
+        match e {
+            crate::identity::IdentityError::Empty => AnswerRejection::MissingApprover,
+            other => AnswerRejection::BadIdentity(other.to_string()),
+        }
+    }
+}
+
 impl From<AnswerRejection> for StoreError {
     fn from(r: AnswerRejection) -> StoreError {
         StoreError::AnswerRejected(r)
