@@ -399,26 +399,101 @@ fn sigterm_stops_the_whole_upstream() {
         .rego("package mcp.firewall\nallow := true\n")
         .wrap(&["sh", "-c", &script]);
     fw.initialize();
-    let pid = fw.child.id();
-    let leader: u32 = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| {
-            let t = t.ok()?.file_name().into_string().ok()?;
-            std::fs::read_to_string(format!("/proc/{pid}/task/{t}/children")).ok()
-        })
-        .flat_map(|c| {
-            c.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .next()
-        .expect("the upstream runs as a child of the firewall");
+    let leader = upstream_leader(&fw.child);
     unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
+        libc::kill(fw.child.id() as i32, libc::SIGTERM);
     }
     let status = wait_exit(&mut fw.child);
     assert!(status.code().is_some() || status.signal().is_some());
-    // Every live process whose session leader we started, or in its group.
+    assert_group_gone(leader);
+}
+
+/// Issue 12, item 5: the client closes its input while the upstream hangs in
+/// `initialize`. The firewall used to handle `initialize` before reading the
+/// next line, so it noticed end of input only after the upstream's deadline;
+/// now it ends at once and takes the upstream with it.
+#[test]
+fn end_of_input_during_a_hanging_initialize_stops_firewall_and_upstream() {
+    let hostile = repo_path("fixtures/hostile-upstream/upstream.py");
+    let mut fw = Builder::new()
+        .rego("package mcp.firewall\nallow := true\n")
+        .env("HANG_INIT", "1")
+        .wrap(&["python3", hostile.to_str().unwrap()]);
+    fw.send_request(
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "harness", "version": "1.0"}}),
+    );
+    let leader = upstream_leader(&fw.child);
+    fw.close_stdin();
+    // The initialize deadline is 50 s; wait_exit gives up well before it.
+    let status = wait_exit(&mut fw.child);
+    assert!(status.code().is_some() || status.signal().is_some());
+    assert_group_gone(leader);
+}
+
+/// Requests a client pipelines behind `initialize` wait for its answer and
+/// are then served in order, not refused as "not initialized".
+#[test]
+fn requests_pipelined_behind_initialize_are_served() {
+    let mut fw = Builder::new()
+        .rego("package mcp.firewall\nallow := true\n")
+        .wrap_fixture();
+    let init = fw.send_request(
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "harness", "version": "1.0"}}),
+    );
+    fw.notify("notifications/initialized", json!({}));
+    let list = fw.send_request("tools/list", json!({}));
+    let again = fw.send_request(
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "harness", "version": "1.0"}}),
+    );
+    assert!(fw.response(&init)["result"]["serverInfo"].is_object());
+    let tools = fw.response(&list);
+    assert!(
+        tools["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "{tools}"
+    );
+    let second = fw.response(&again);
+    assert_eq!(second["error"]["code"], -32600, "{second}");
+}
+
+/// The first child process of the firewall: the upstream's process group
+/// leader.
+fn upstream_leader(child: &std::process::Child) -> u32 {
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| {
+                let t = t.ok()?.file_name().into_string().ok()?;
+                std::fs::read_to_string(format!("/proc/{pid}/task/{t}/children")).ok()
+            })
+            .flat_map(|c| {
+                c.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .next();
+        if let Some(leader) = found {
+            return leader;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream never ran as a child of the firewall"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Wait (up to 10 s) until no live process is `leader` or in its group.
+fn assert_group_gone(leader: u32) {
     let members = || -> Vec<u32> {
         std::fs::read_dir("/proc")
             .unwrap()

@@ -82,6 +82,11 @@ pub struct Proxy {
     schemas: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
     client: mpsc::Sender<Value>,
     initialized: AtomicBool,
+    /// `true` while an `initialize` is being worked on. Requests that come
+    /// behind it (a client may pipeline them) wait for it to settle instead
+    /// of being refused; reading the client's input goes on meanwhile, so
+    /// end of input is seen even while an upstream hangs in its handshake.
+    initializing: tokio::sync::watch::Sender<bool>,
     /// Client requests being worked on, by the client's id, so a
     /// `notifications/cancelled` can stop them.
     inflight: Mutex<HashMap<String, CancellationToken>>,
@@ -138,6 +143,7 @@ impl Proxy {
             schemas: Mutex::new(HashMap::new()),
             client,
             initialized: AtomicBool::new(false),
+            initializing: tokio::sync::watch::Sender::new(false),
             inflight: Mutex::new(HashMap::new()),
             relayed: Mutex::new(HashMap::new()),
             relay_seq: AtomicU64::new(1),
@@ -166,10 +172,26 @@ impl Proxy {
             return;
         }
         match jsonrpc::parse_bytes(line) {
-            // initialize is handled before the next line is read: a client
-            // may pipeline requests behind it and they need the upstreams.
+            // initialize runs on its own task like every request, but opens
+            // the gate the requests behind it wait at (`dispatch`) before the
+            // next line is read. One at a time.
             Ok(Message::Request { id, method, params }) if method == "initialize" => {
-                self.clone().handle_request(id, method, params).await
+                let started = self
+                    .initializing
+                    .send_if_modified(|busy| !std::mem::replace(busy, true));
+                if !started {
+                    let error = jsonrpc::error_object(
+                        jsonrpc::code::INVALID_REQUEST,
+                        "initialize is already in progress in this session",
+                    );
+                    self.send(jsonrpc::response_message(&id, Err(error))).await;
+                    return;
+                }
+                let proxy = self.clone();
+                tokio::spawn(async move {
+                    proxy.clone().handle_request(id, method, params).await;
+                    proxy.initializing.send_replace(false);
+                });
             }
             Ok(Message::Request { id, method, params }) => {
                 let proxy = self.clone();
@@ -226,6 +248,11 @@ impl Proxy {
             self.refuse_unknown_method(method);
             return Some(Refusal::MethodNotFound(method.to_string()).answer(false, None));
         };
+        if !matches!(request, ClientRequest::Initialize | ClientRequest::Ping) {
+            // Behind an initialize still being worked on: wait for its answer.
+            let mut gate = self.initializing.subscribe();
+            let _ = gate.wait_for(|busy| !busy).await;
+        }
         let ready = self.initialized.load(Ordering::Acquire);
         if !ready && !matches!(request, ClientRequest::Initialize | ClientRequest::Ping) {
             return Some(Refusal::NotInitialized.answer(false, None));
