@@ -55,6 +55,9 @@ struct Inner {
     push_rx: Mutex<Option<mpsc::UnboundedReceiver<Value>>>,
     /// Answers the client owes to our requests, by id.
     waiting: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    /// `/resumable`: answers held back for a `GET` with `Last-Event-ID`,
+    /// by the id of the priming event that stood in for them.
+    resumable: Mutex<HashMap<String, Value>>,
 }
 
 impl Server {
@@ -66,6 +69,7 @@ impl Server {
             push_tx,
             push_rx: Mutex::new(Some(push_rx)),
             waiting: Mutex::new(HashMap::new()),
+            resumable: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -197,6 +201,57 @@ async fn mcp_get(State(s): State<Server>, headers: HeaderMap) -> Response {
     }
 }
 
+/// `/stateless`: Streamable HTTP without sessions and without a GET stream
+/// (`404`), as a POST-only server may be.
+async fn stateless_post(State(s): State<Server>, headers: HeaderMap, body: Bytes) -> Response {
+    s.record("POST", "/stateless", &headers);
+    let msg: Value = serde_json::from_slice(&body).unwrap();
+    match s.handle(msg).await {
+        Some(reply) => axum::Json(reply).into_response(),
+        None => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+async fn stateless_get(State(s): State<Server>, headers: HeaderMap) -> StatusCode {
+    s.record("GET", "/stateless", &headers);
+    StatusCode::NOT_FOUND
+}
+
+/// `/resumable` (SEP-1699): a tool call's POST stream carries one priming
+/// event (an id, a `retry`, no data) and closes; the answer comes on a `GET`
+/// naming that id in `Last-Event-ID`.
+async fn resumable_post(State(s): State<Server>, headers: HeaderMap, body: Bytes) -> Response {
+    s.record("POST", "/resumable", &headers);
+    let msg: Value = serde_json::from_slice(&body).unwrap();
+    let is_call = msg["method"] == "tools/call";
+    match s.handle(msg).await {
+        Some(reply) if is_call => {
+            let event_id = format!("prime-{}", reply["id"]);
+            s.0.resumable
+                .lock()
+                .unwrap()
+                .insert(event_id.clone(), reply);
+            let priming = Event::default()
+                .id(event_id)
+                .retry(Duration::from_millis(50))
+                .data("");
+            Sse::new(futures::stream::iter([Ok::<_, Infallible>(priming)])).into_response()
+        }
+        Some(reply) => axum::Json(reply).into_response(),
+        None => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+async fn resumable_get(State(s): State<Server>, headers: HeaderMap) -> Response {
+    s.record("GET", "/resumable", &headers);
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let Some(reply) = last.and_then(|id| s.0.resumable.lock().unwrap().remove(id)) else {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    };
+    let event = Event::default().id("answer").data(reply.to_string());
+    Sse::new(futures::stream::iter([Ok::<_, Infallible>(event)])).into_response()
+}
+
 async fn mcp_delete(State(s): State<Server>, headers: HeaderMap) -> StatusCode {
     s.record("DELETE", "/mcp", &headers);
     StatusCode::OK
@@ -257,6 +312,8 @@ impl TestServer {
         let state = Server::new();
         let app = Router::new()
             .route("/mcp", post(mcp_post).get(mcp_get).delete(mcp_delete))
+            .route("/stateless", post(stateless_post).get(stateless_get))
+            .route("/resumable", post(resumable_post).get(resumable_get))
             .route("/sse", get(legacy_get))
             .route("/sse-elsewhere", get(legacy_get_elsewhere))
             .route("/messages", post(legacy_post))
@@ -620,5 +677,51 @@ fn legacy_sse_endpoint_on_another_origin_is_refused() {
     assert!(
         server.seen().iter().all(|s| s.method == "GET"),
         "nothing was posted anywhere"
+    );
+}
+
+/// Issue 12, item 4: a server that issued no session and answers the GET
+/// stream with 404 offers no such stream; it used to be taken for an
+/// expired session, so the upstream was finished and its tools vanished.
+#[test]
+fn a_sessionless_server_without_a_get_stream_keeps_serving() {
+    let server = TestServer::start();
+    let (mut fw, _dir) = firewall_at(&server, Transport::StreamableHttp, "/stateless");
+    fw.initialize();
+    server.wait_seen("the GET stream attempt", |s| s.method == "GET");
+    // The GET's outcome is handled before the next listing is read.
+    std::thread::sleep(Duration::from_millis(300));
+    let names = tool_names(&mut fw);
+    assert!(names.contains(&"remote__echo".to_string()), "{names:?}");
+    assert_eq!(
+        text(&fw.call("remote__echo", json!({"text": "still here"}))),
+        "[remote] still here"
+    );
+    let records = fw.audit_records();
+    assert!(
+        !records.iter().any(|r| r["event"] == "upstream.exited"),
+        "{records:#?}"
+    );
+}
+
+/// Issue 12, item 4: SEP-1699. The server primes the call's stream with an
+/// event id and closes it; the firewall resumes with `Last-Event-ID` and the
+/// call gets its answer (it used to fail with -32003).
+#[test]
+fn a_closed_call_stream_is_resumed_with_last_event_id() {
+    let server = TestServer::start();
+    let (mut fw, _dir) = firewall_at(&server, Transport::StreamableHttp, "/resumable");
+    fw.initialize();
+    let done = fw.call("remote__echo", json!({"text": "resumed"}));
+    assert_eq!(text(&done), "[remote] resumed", "{done}");
+    let resumed = server.wait_seen("the resuming GET", |s| {
+        s.method == "GET" && s.headers.contains_key("last-event-id")
+    });
+    assert!(
+        resumed.headers["last-event-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("prime-"),
+        "{resumed:?}"
     );
 }

@@ -114,6 +114,8 @@ pub async fn deliver_events(
     while let Some(item) = reader.next().await.map_err(describe)? {
         let up = live(upstream)?;
         match item {
+            // A priming event (SEP-1699): an id for resumption, no message.
+            Item::Event(e) if e.data.trim().is_empty() => {}
             Item::Event(e) if e.event == "message" => {
                 seen(e.data.as_bytes());
                 deliver_message(&up, events, e.data.as_bytes()).await

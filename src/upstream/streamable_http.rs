@@ -12,7 +12,14 @@
 //! - each request ends with its answer or with a [`Transport`] error (network
 //!   failure, error status, stream ended without the answer): never a hang;
 //! - a `404` for a request that carried a session id means the server has
-//!   forgotten the session: the upstream is finished ("session expired");
+//!   forgotten the session: the upstream is finished ("session expired"); a
+//!   server that issued no session answering the GET stream with `404` just
+//!   offers no such stream (like `405`);
+//! - a POST stream that ends before its answer after naming event ids is
+//!   resumed with a `GET` carrying `Last-Event-ID` (SEP-1699: a server may
+//!   send a priming event and close the stream, then replay on the GET),
+//!   after the server's `retry:` delay, until the answer comes or the server
+//!   stops making progress; the call's own deadline bounds it all;
 //! - POSTs run concurrently (a long tool call does not hold up the next
 //!   message), at most [`MAX_CONCURRENT_POSTS`] at a time.
 //!
@@ -40,6 +47,12 @@ const GET_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Consecutive failed attempts to (re)open the GET stream before giving up
 /// on it; requests keep working without it.
 const GET_MAX_FAILURES: u32 = 5;
+/// Longest wait before resuming a stream a server may ask for with `retry:`;
+/// a hostile server cannot park a call beyond its deadline anyway.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// Resumptions of one POST stream in a row that bring no new event before
+/// the call is failed.
+const RESUME_MAX_IDLE: u32 = 3;
 
 const SESSION_ID: &str = "mcp-session-id";
 const PROTOCOL_VERSION: &str = "mcp-protocol-version";
@@ -144,6 +157,7 @@ async fn post(
     message: Outgoing,
 ) -> Result<(), Failure> {
     let initialize = message.method.as_deref() == Some("initialize");
+    let request_id = message.request_id;
     let had_session = session.id.lock().expect("id lock").is_some();
     let request = session
         .with_session(session.client.post(&session.url))
@@ -179,11 +193,76 @@ async fn post(
         }
         "text/event-stream" => {
             let mut reader = EventReader::new(response);
-            http::deliver_events(upstream, &session.events, &mut reader, note_version).await
+            let delivered =
+                http::deliver_events(upstream, &session.events, &mut reader, note_version).await;
+            let unanswered =
+                request_id.is_some_and(|id| upstream.upgrade().is_some_and(|up| up.is_pending(id)));
+            match (&reader.parser.last_id, unanswered) {
+                (Some(last_id), true) => {
+                    let retry = reader.parser.retry.unwrap_or(GET_RETRY_DELAY);
+                    let id = request_id.expect("unanswered implies a request");
+                    return resume(upstream, session, id, last_id.clone(), retry).await;
+                }
+                _ => delivered,
+            }
         }
         other => Err(format!("unexpected Content-Type {other:?} (HTTP {status})")),
     }
     .map_err(Failure::Other)
+}
+
+/// Resume a POST stream that ended before answering request `id`: `GET`
+/// with `Last-Event-ID` after `retry`, deliver what the server replays, and
+/// go on while it makes progress (new event ids) and the request is pending.
+async fn resume(
+    upstream: &Weak<Upstream>,
+    session: &Session,
+    id: u64,
+    mut last_id: String,
+    mut retry: Duration,
+) -> Result<(), Failure> {
+    let had_session = session.id.lock().expect("id lock").is_some();
+    let mut idle = 0;
+    loop {
+        tokio::time::sleep(retry.min(MAX_RETRY_DELAY)).await;
+        match upstream.upgrade() {
+            Some(up) if up.is_alive() && up.is_pending(id) => {}
+            _ => return Ok(()),
+        }
+        let response = session
+            .with_session(session.client.get(&session.url))
+            .header(ACCEPT, "text/event-stream")
+            .header(LAST_EVENT_ID, &last_id)
+            .send()
+            .await
+            .map_err(|e| Failure::Other(format!("resuming the stream: {}", describe(e))))?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND && had_session {
+            return Err(Failure::Expired);
+        }
+        if !status.is_success() || media_type(&response) != "text/event-stream" {
+            let message = status_error(response).await;
+            return Err(Failure::Other(format!("resuming the stream: {message}")));
+        }
+        let mut reader = EventReader::new(response);
+        let delivered = http::deliver_events(upstream, &session.events, &mut reader, |_| {}).await;
+        if !upstream.upgrade().is_some_and(|up| up.is_pending(id)) {
+            return delivered.map_err(Failure::Other);
+        }
+        match reader.parser.last_id.take() {
+            Some(newer) if newer != last_id => {
+                last_id = newer;
+                idle = 0;
+            }
+            _ => idle += 1,
+        }
+        if idle >= RESUME_MAX_IDLE {
+            return Err(Failure::Other(format!(
+                "the server's stream ended {RESUME_MAX_IDLE} times without the answer or a new event"
+            )));
+        }
+        retry = reader.parser.retry.unwrap_or(retry);
+    }
 }
 
 /// The GET stream for server-initiated messages, reopened when it ends
@@ -206,6 +285,13 @@ async fn listen(upstream: Weak<Upstream>, session: Arc<Session>) {
         match request.send().await {
             Ok(response) if response.status() == StatusCode::METHOD_NOT_ALLOWED => {
                 tracing::debug!(server = %name, "server offers no GET stream");
+                return;
+            }
+            Ok(response)
+                if response.status() == StatusCode::NOT_FOUND
+                    && session.id.lock().expect("id lock").is_none() =>
+            {
+                tracing::debug!(server = %name, "server issued no session and offers no GET stream");
                 return;
             }
             Ok(response) if response.status() == StatusCode::NOT_FOUND => {
