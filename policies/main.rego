@@ -60,6 +60,13 @@ allow if input.method in list_methods
 
 allow if input.method in read_methods
 
+# Task methods (MCP 2025-11-25): the firewall routes them only for tasks this
+# session's own, already decided, tools/call created, to the upstream that
+# created each; input.tool is that tool. Deny rules still apply.
+task_methods := {"tasks/get", "tasks/result", "tasks/cancel", "tasks/list"}
+
+allow if input.method in task_methods
+
 # A tool whose definition changed since it was pinned (a "rug pull": same
 # name, new description, schema or annotations) is held, naming what changed;
 # the approver's approval pins the new definition.

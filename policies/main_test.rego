@@ -97,3 +97,16 @@ test_poisoned_tool_held if {
 # That a call to a flagged tool runs once a human approved its exact
 # definition (input.tool.pin approved) is tested end to end, in
 # tests/hostile_upstream.rs (rug_pulls_are_held_until_a_human_approves_the_new_definition).
+
+task_result := {
+	"method": "tasks/result",
+	"server": "research",
+	"tool": {"name": "simulate-research-query", "annotations": {}},
+	"task": {"id": "t-1"},
+	"arguments": {},
+}
+
+test_task_methods_of_a_decided_call_allowed if {
+	firewall.allow with input as task_result
+	count(firewall.approve) == 0 with input as task_result
+}

@@ -216,3 +216,153 @@ fn npm_server_everything_relays_sampling_and_lists() {
     let prompts = fw.request("prompts/list", json!({}));
     assert!(!prompts["result"]["prompts"].as_array().unwrap().is_empty());
 }
+
+/// Initialize at 2025-11-25, the version that has tasks.
+fn initialize_2025_11_25(fw: &mut Firewall) -> Value {
+    let resp = fw.request(
+        "initialize",
+        json!({"protocolVersion": "2025-11-25", "capabilities": {},
+               "clientInfo": {"name": "harness", "version": "1.0"}}),
+    );
+    assert!(resp.get("result").is_some(), "initialize failed: {resp}");
+    fw.notify("notifications/initialized", json!({}));
+    resp
+}
+
+/// Issue 12, item 3: a task-augmented call to server-everything's
+/// `simulate-research-query` creates a task; `tasks/get`, `tasks/list` and
+/// `tasks/result` reach the upstream that created it (they used to be
+/// refused with -32601, so the result could never be fetched), decided and
+/// audited like any call, and the result goes through the response phase.
+/// A task id the session did not create is refused.
+#[test]
+fn npm_server_everything_tasks_are_routed_to_their_upstream() {
+    let rego = "package mcp.firewall\nallow := true\n\
+                redact contains \"re:Key Concepts\" if input.phase == \"response\"\n";
+    let mut fw =
+        Builder::new()
+            .rego(rego)
+            .wrap(&["node", &npm_server("server-everything"), "stdio"]);
+    let init = initialize_2025_11_25(&mut fw);
+    assert!(
+        init["result"]["capabilities"]["tasks"]["requests"]["tools"]["call"].is_object(),
+        "{init}"
+    );
+    let created = fw.request(
+        "tools/call",
+        json!({"name": "simulate-research-query", "arguments": {"topic": "firewalls"},
+               "task": {"ttl": 60000}}),
+    );
+    let task_id = created["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no task: {created}"))
+        .to_string();
+    let got = fw.request("tasks/get", json!({"taskId": task_id}));
+    assert_eq!(got["result"]["taskId"], task_id.as_str(), "{got}");
+    let listed = fw.request("tasks/list", json!({}));
+    let ids: Vec<&str> = listed["result"]["tasks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .filter_map(|t| t["taskId"].as_str())
+        .collect();
+    assert_eq!(ids, vec![task_id.as_str()], "{listed}");
+    // Blocks until the task completes (four one-second stages).
+    let result = fw.request("tasks/result", json!({"taskId": task_id}));
+    let report = text(&result);
+    assert!(report.contains("firewalls"), "{result}");
+    assert!(
+        !report.contains("Key Concepts"),
+        "the response phase ran: {report}"
+    );
+    let unknown = fw.request("tasks/get", json!({"taskId": "someone-elses-task"}));
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+    let records = fw.audit_records();
+    let decided = records
+        .iter()
+        .find(|r| r["event"] == "call.decided" && r["method"] == "tasks/result")
+        .expect("tasks/result decided");
+    assert_eq!(decided["input"]["task"]["id"], task_id.as_str());
+    assert_eq!(decided["input"]["tool"]["name"], "simulate-research-query");
+    assert!(
+        records.iter().any(|r| r["event"] == "call.decided"
+            && r["method"] == "tasks/get"
+            && r["result"]["decision"] == "deny"),
+        "the unknown task's refusal is on record"
+    );
+}
+
+/// The policy decides task methods: here it lets the call create its task
+/// but denies fetching that tool's results.
+#[test]
+fn a_policy_can_deny_a_task_result() {
+    let rego = "package mcp.firewall\nallow := true\n\
+                deny contains \"results of research tasks stay upstream\" if {\n\
+                    input.method == \"tasks/result\"\n\
+                    input.tool.name == \"simulate-research-query\"\n}\n";
+    let mut fw =
+        Builder::new()
+            .rego(rego)
+            .wrap(&["node", &npm_server("server-everything"), "stdio"]);
+    initialize_2025_11_25(&mut fw);
+    let created = fw.request(
+        "tools/call",
+        json!({"name": "simulate-research-query", "arguments": {"topic": "x"},
+               "task": {"ttl": 60000}}),
+    );
+    let task_id = created["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let denied = fw.request("tasks/result", json!({"taskId": task_id}));
+    assert!(
+        denied["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("stay upstream")),
+        "{denied}"
+    );
+}
+
+/// Config form: the merged answer advertises tasks when an upstream does
+/// (it used to drop the capability), and a namespaced task-augmented call's
+/// task is routed to its upstream, not to the other one.
+#[test]
+fn config_form_advertises_and_routes_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mcp-firewall.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[upstream]]\nname = \"local\"\ncommand = \"{fixture}\"\n\n\
+             [[upstream]]\nname = \"everything\"\ncommand = \"node\"\nargs = [\"{everything}\", \"stdio\"]\n",
+            fixture = fixture_bin(),
+            everything = npm_server("server-everything"),
+        ),
+    )
+    .unwrap();
+    let mut fw = Builder::new()
+        .rego("package mcp.firewall\nallow := true\n")
+        .arg("--config")
+        .arg(config.to_str().unwrap())
+        .start();
+    let init = initialize_2025_11_25(&mut fw);
+    assert!(
+        init["result"]["capabilities"]["tasks"]["requests"]["tools"]["call"].is_object(),
+        "{init}"
+    );
+    let created = fw.request(
+        "tools/call",
+        json!({"name": "everything__simulate-research-query", "arguments": {"topic": "y"},
+               "task": {"ttl": 60000}}),
+    );
+    let task_id = created["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = fw.request("tasks/get", json!({"taskId": task_id}));
+    assert_eq!(got["result"]["taskId"], task_id.as_str(), "{got}");
+    let decided = fw.wait_audit("tasks/get decided", |r| {
+        r["event"] == "call.decided" && r["method"] == "tasks/get"
+    });
+    assert_eq!(decided["server"], "everything");
+}

@@ -144,7 +144,11 @@ impl Proxy {
     /// Every item of `method` from every live upstream that offers the
     /// capability, in config order. A failing upstream contributes nothing
     /// (logged) rather than failing the whole listing.
-    async fn fetch_all(&self, method: ListMethod, key: &str) -> Vec<(String, Vec<Value>)> {
+    pub(super) async fn fetch_all(
+        &self,
+        method: ListMethod,
+        key: &str,
+    ) -> Vec<(String, Vec<Value>)> {
         let name = method.method();
         let capability = name.split('/').next().unwrap_or(name);
         let fetches = self

@@ -54,6 +54,17 @@ impl Proxy {
         };
         let mut upstream_params = params.clone();
         upstream_params["protocolVersion"] = json!(version);
+        // The client's own task support (server-to-client requests run as
+        // client-side tasks, polled with `tasks/get` sent to the client) is
+        // not offered upstream: the firewall relays no request an upstream
+        // sends the client beyond sampling, elicitation, roots and ping, so
+        // those upstreams ask the plain way instead, which it does relay.
+        if let Some(caps) = upstream_params
+            .get_mut("capabilities")
+            .and_then(Value::as_object_mut)
+        {
+            caps.remove("tasks");
+        }
 
         let ready = self.initialize_upstreams(&upstream_params).await;
         if ready.is_empty() {
@@ -152,6 +163,23 @@ impl Proxy {
             for family in ["logging", "completions"] {
                 if theirs.contains_key(family) {
                     caps.insert(family.into(), json!({}));
+                }
+            }
+            // Tasks: routed to the upstream that created each one (`tasks`).
+            if let Some(Value::Object(tasks)) = theirs.get("tasks") {
+                let entry = caps.entry("tasks").or_insert_with(|| json!({}));
+                for key in ["list", "cancel"] {
+                    if tasks.contains_key(key) {
+                        entry[key] = json!({});
+                    }
+                }
+                if tasks
+                    .get("requests")
+                    .and_then(|r| r.get("tools"))
+                    .and_then(|t| t.get("call"))
+                    .is_some()
+                {
+                    entry["requests"] = json!({"tools": {"call": {}}});
                 }
             }
             tracing::debug!(server = %name, "merged capabilities");

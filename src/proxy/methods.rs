@@ -8,7 +8,9 @@
 //! | client request | `tools/list`, `prompts/list`, `resources/list`, `resources/templates/list` | filter: the firewall's own catalogue, each item through the policy (`hide`) |
 //! | client request | `tools/call`, `prompts/get`, `resources/read`, `resources/subscribe`, `resources/unsubscribe`, `completion/complete` | decide: policy, audit, `Permit`, forward |
 //! | client request | `logging/setLevel` | plumbing: a level from the closed RFC 5424 list, sent to upstreams that log |
-//! | client request | anything else (`tasks/*`, unknown) | refuse: `-32601`, audited |
+//! | client request | `tasks/get`, `tasks/result`, `tasks/cancel` | decide: only for a task this session's decided `tools/call` created, forwarded to the upstream that created it (`tasks`) |
+//! | client request | `tasks/list` | filter: the upstreams' listings, only this session's tasks |
+//! | client request | anything else | refuse: `-32601`, audited |
 //! | client notification | `notifications/initialized` | local (each upstream got its own) |
 //! | client notification | `notifications/cancelled` | local: cancels the client's own in-flight request; a forwarded one is cancelled upstream (plumbing) |
 //! | client notification | `notifications/progress` | plumbing, only for the token of a relayed server-to-client request, to its upstream |
@@ -20,6 +22,7 @@
 //! | server notification | `notifications/{tools,prompts,resources}/list_changed` | local (cache invalidated) and relayed |
 //! | server notification | `notifications/resources/updated`, `notifications/progress`, `notifications/message` | relayed to the client |
 //! | server notification | `notifications/cancelled` | relayed, renamed to the id the client knows, only for a relayed request |
+//! | server notification | `notifications/tasks/status` | relayed only for a task this session created |
 //! | server notification | anything else | dropped and logged |
 //!
 //! Every `match` on these enums is exhaustive with no catch-all arm, so a
@@ -41,6 +44,10 @@ pub enum ClientRequest {
     PromptsGet,
     CompletionComplete,
     LoggingSetLevel,
+    TasksGet,
+    TasksResult,
+    TasksCancel,
+    TasksList,
 }
 
 /// What the firewall does with a message.
@@ -57,7 +64,7 @@ pub enum Handling {
 }
 
 impl ClientRequest {
-    pub const ALL: [ClientRequest; 13] = [
+    pub const ALL: [ClientRequest; 17] = [
         ClientRequest::Initialize,
         ClientRequest::Ping,
         ClientRequest::ToolsList,
@@ -71,6 +78,10 @@ impl ClientRequest {
         ClientRequest::PromptsGet,
         ClientRequest::CompletionComplete,
         ClientRequest::LoggingSetLevel,
+        ClientRequest::TasksGet,
+        ClientRequest::TasksResult,
+        ClientRequest::TasksCancel,
+        ClientRequest::TasksList,
     ];
 
     /// `None`: not in the table, so refused.
@@ -95,6 +106,10 @@ impl ClientRequest {
             ClientRequest::PromptsGet => "prompts/get",
             ClientRequest::CompletionComplete => "completion/complete",
             ClientRequest::LoggingSetLevel => "logging/setLevel",
+            ClientRequest::TasksGet => "tasks/get",
+            ClientRequest::TasksResult => "tasks/result",
+            ClientRequest::TasksCancel => "tasks/cancel",
+            ClientRequest::TasksList => "tasks/list",
         }
     }
 
@@ -105,7 +120,11 @@ impl ClientRequest {
             ClientRequest::ToolsList
             | ClientRequest::ResourcesList
             | ClientRequest::ResourceTemplatesList
-            | ClientRequest::PromptsList => Handling::Filter,
+            | ClientRequest::PromptsList
+            | ClientRequest::TasksList => Handling::Filter,
+            ClientRequest::TasksGet | ClientRequest::TasksResult | ClientRequest::TasksCancel => {
+                Handling::Decide
+            }
             ClientRequest::ToolsCall
             | ClientRequest::ResourcesRead
             | ClientRequest::ResourcesSubscribe
@@ -125,11 +144,15 @@ impl ClientRequest {
             | ClientRequest::ResourcesSubscribe
             | ClientRequest::ResourcesUnsubscribe => &["uri"],
             ClientRequest::CompletionComplete => &["ref", "argument"],
+            ClientRequest::TasksGet | ClientRequest::TasksResult | ClientRequest::TasksCancel => {
+                &["taskId"]
+            }
             ClientRequest::LoggingSetLevel => &["level"],
             ClientRequest::ToolsList
             | ClientRequest::ResourcesList
             | ClientRequest::ResourceTemplatesList
-            | ClientRequest::PromptsList => &["cursor"],
+            | ClientRequest::PromptsList
+            | ClientRequest::TasksList => &["cursor"],
             ClientRequest::Initialize | ClientRequest::Ping => &[],
         }
     }
@@ -196,6 +219,7 @@ pub enum ServerNotification {
     Progress,
     LogMessage,
     Cancelled,
+    TaskStatus,
 }
 
 impl ServerNotification {
@@ -210,6 +234,7 @@ impl ServerNotification {
             "notifications/progress" => Some(ServerNotification::Progress),
             "notifications/message" => Some(ServerNotification::LogMessage),
             "notifications/cancelled" => Some(ServerNotification::Cancelled),
+            "notifications/tasks/status" => Some(ServerNotification::TaskStatus),
             _ => None,
         }
     }
@@ -224,7 +249,7 @@ mod tests {
         for m in ClientRequest::ALL {
             assert_eq!(ClientRequest::parse(m.as_str()), Some(m));
         }
-        for unknown in ["tasks/get", "tools/teleport", "", "TOOLS/CALL"] {
+        for unknown in ["tasks/update", "tools/teleport", "", "TOOLS/CALL"] {
             assert_eq!(ClientRequest::parse(unknown), None);
         }
     }

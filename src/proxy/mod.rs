@@ -18,6 +18,7 @@
 //! | [`tooldefs`] | scanning tool definitions for poisoning and shadowing (`input.tool.findings`) |
 //! | [`urls`] | URLs in arguments as a WHATWG parser reads them (`input.urls`) |
 //! | [`catalogue`] | fetching and merging listings within deadlines; refresh when stale |
+//! | [`tasks`] | `tasks/get`, `tasks/result`, `tasks/cancel`, `tasks/list`: routed to the upstream that created the task |
 //!
 //! Methods the firewall does not know are refused (`-32601`) and recorded,
 //! not relayed: an unknown method could act without a policy decision. The
@@ -40,6 +41,7 @@ mod resources;
 mod responses;
 pub mod session;
 pub mod shared;
+mod tasks;
 mod tooldefs;
 mod tools;
 pub mod urls;
@@ -109,6 +111,8 @@ pub struct Proxy {
     /// read the store. Cleared by every listing and every re-pin here; a
     /// `tools pin|unpin` from the CLI is seen at the next listing.
     pin_cache: Mutex<HashMap<(String, String), Value>>,
+    /// Tasks this session's calls created, and where they live.
+    tasks: Mutex<tasks::Tasks>,
 }
 
 impl Proxy {
@@ -152,6 +156,7 @@ impl Proxy {
             tool_findings: Mutex::new(HashMap::new()),
             renamed: Mutex::new(HashMap::new()),
             pin_cache: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(tasks::Tasks::default()),
         };
         Ok((Arc::new(proxy), events_rx))
     }
@@ -273,6 +278,10 @@ impl Proxy {
             ClientRequest::PromptsGet => self.prompts_get(params, cancel).await,
             ClientRequest::CompletionComplete => self.completion(params, cancel).await,
             ClientRequest::LoggingSetLevel => Some(self.set_log_level(params).await),
+            ClientRequest::TasksGet | ClientRequest::TasksResult | ClientRequest::TasksCancel => {
+                self.task_call(request, params, cancel).await
+            }
+            ClientRequest::TasksList => Some(self.tasks_list().await),
         }
     }
 

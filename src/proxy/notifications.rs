@@ -184,6 +184,13 @@ impl Proxy {
                     None => return,
                 }
             }
+            ServerNotification::TaskStatus => {
+                let id = params.get("taskId").and_then(Value::as_str).unwrap_or("");
+                if !self.knows_task(id) {
+                    self.dropped(server, method, "not a task this session created");
+                    return;
+                }
+            }
             ServerNotification::ResourceUpdated
             | ServerNotification::Progress
             | ServerNotification::LogMessage => {}

@@ -256,6 +256,9 @@ impl Proxy {
     pub(super) fn input_for(&self, subject: &Subject<'_>) -> Value {
         let mut input = input::build(subject, &self.session);
         input["server_trusted"] = json!(self.trusts(subject.server));
+        if subject.method.starts_with("tasks/") {
+            input["task"] = json!({"id": subject.params.get("taskId")});
+        }
         if let Target::Tool(entry) = subject.target
             && !entry.server.is_empty()
         {

@@ -26,7 +26,10 @@ use crate::policy::Decision;
 
 /// The methods whose results are inspected.
 pub fn inspected(method: &str) -> bool {
-    matches!(method, "tools/call" | "resources/read" | "prompts/get")
+    matches!(
+        method,
+        "tools/call" | "resources/read" | "prompts/get" | "tasks/result"
+    )
 }
 
 /// What the response phase did, for the audit record.

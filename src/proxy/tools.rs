@@ -81,7 +81,9 @@ impl Proxy {
             let refused = self.refuse_early(&subject, refusal);
             return Some(refused.refusal.answer(true, refused.decision_id.as_deref()));
         }
-        self.decide_and_forward(&subject, cancel).await
+        let answer = self.decide_and_forward(&subject, cancel).await;
+        self.note_task(&answer, entry);
+        answer
     }
 
     /// The merged tools, refreshed once if `name` is not among them (the

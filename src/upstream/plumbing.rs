@@ -38,6 +38,8 @@ pub enum ListMethod {
     Prompts,
     Resources,
     ResourceTemplates,
+    /// `tasks/list`, answered with only the session's own tasks.
+    Tasks,
 }
 
 impl ListMethod {
@@ -47,6 +49,7 @@ impl ListMethod {
             ListMethod::Prompts => "prompts/list",
             ListMethod::Resources => "resources/list",
             ListMethod::ResourceTemplates => "resources/templates/list",
+            ListMethod::Tasks => "tasks/list",
         }
     }
 }
