@@ -38,7 +38,8 @@ pub enum Refusal {
     ApprovalRequired {
         reasons: Vec<String>,
         message: Option<String>,
-        obligations: Option<Value>,
+        /// Boxed: a `Value` is large, and refusals travel in `Result`s.
+        obligations: Option<Box<Value>>,
     },
     #[error(
         "Approval pending: this call is held as approval {id} ({}) and was not run. \

@@ -62,7 +62,7 @@ fn a_call_that_is_never_answered_times_out_is_cancelled_and_recorded() {
     assert_eq!(done["outcome"], "timeout", "{done}");
     // The upstream was told to stop.
     let echo = fw.call("echo", json!({}));
-    assert_eq!(text(&echo), "ran echo");
+    assert_eq!(text(&echo), "{}");
     let got = std::fs::read_to_string(&record).unwrap();
     assert!(got.contains("notifications/cancelled"), "{got}");
 }
@@ -77,11 +77,7 @@ fn an_oversized_or_invalid_answer_fails_its_call_at_once() {
     let invalid = fw.call("invalid", json!({}));
     assert!(failure(&invalid).contains("not valid JSON"), "{invalid}");
     assert_eq!(completed(&fw, &invalid)["outcome"], "upstream_failed");
-    assert_eq!(
-        text(&fw.call("echo", json!({}))),
-        "ran echo",
-        "still serving"
-    );
+    assert_eq!(text(&fw.call("echo", json!({}))), "{}", "still serving");
 }
 
 #[test]
@@ -526,4 +522,83 @@ fn an_upstream_that_never_initializes_gets_the_client_a_clear_error() {
             .contains("did not answer within 1s"),
         "{failed}"
     );
+}
+
+/// Issue 12, item 6: objects keep their key order through the firewall,
+/// both ways (a server that echoes its input shows it); they used to be
+/// re-sorted.
+#[test]
+fn key_order_survives_the_round_trip() {
+    let mut fw = start(&[], &[]);
+    fw.send_raw(
+        r#"{"jsonrpc":"2.0","id":"ordered","method":"tools/call","params":{"name":"echo","arguments":{"zebra":1,"apple":{"y":1,"b":2},"mango":3}}}"#,
+    );
+    let resp = fw.response(&json!("ordered"));
+    assert_eq!(
+        text(&resp),
+        r#"{"zebra": 1, "apple": {"y": 1, "b": 2}, "mango": 3}"#
+    );
+    let structured = &resp["result"]["structuredContent"];
+    let keys: Vec<&String> = structured.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["zebra", "apple", "mango"], "{resp}");
+}
+
+/// Issue 12, item 6: an upstream that declares no resources or prompts gets
+/// the client the `-32601` it would get direct, not an empty list the
+/// firewall made up.
+#[test]
+fn listings_of_undeclared_capabilities_are_method_not_found() {
+    let mut fw = start(&[], &[]);
+    for method in [
+        "resources/list",
+        "resources/templates/list",
+        "prompts/list",
+        "tasks/list",
+    ] {
+        let resp = fw.request(method, json!({}));
+        assert_eq!(resp["error"]["code"], -32601, "{method}: {resp}");
+    }
+    let tools = fw.request("tools/list", json!({}));
+    assert!(tools["result"]["tools"].is_array(), "{tools}");
+}
+
+/// Issue 12, item 6: in config form, a URI no listing names goes to the one
+/// upstream that offers resources at all (it may serve URIs it does not
+/// list, as it would direct); it used to be refused as not found.
+#[test]
+fn an_unlisted_uri_goes_to_the_only_upstream_with_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mcp-firewall.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[upstream]]\nname = \"local\"\ncommand = \"{fixture}\"\n\n\
+             [[upstream]]\nname = \"bad\"\ncommand = \"python3\"\nargs = [\"{hostile}\"]\n",
+            fixture = fixture_bin(),
+            hostile = hostile(),
+        ),
+    )
+    .unwrap();
+    let mut fw = Builder::new()
+        .rego(ALLOW_ALL)
+        .arg("--config")
+        .arg(config.to_str().unwrap())
+        .start();
+    fw.initialize();
+    let read = fw.request(
+        "resources/read",
+        json!({"uri": "fixture://elsewhere/never-listed"}),
+    );
+    // The fixture's own answer (it serves only notes it has), not the
+    // firewall's refusal.
+    assert_eq!(
+        read["error"]["message"], "resource not found: fixture://elsewhere/never-listed",
+        "{read}"
+    );
+    assert!(read["error"]["data"].get("kind").is_none(), "{read}");
+    let decided = fw.wait_audit("the read decided", |r| {
+        r["event"] == "call.decided" && r["method"] == "resources/read"
+    });
+    assert_eq!(decided["server"], "local", "{decided}");
+    assert_eq!(decided["result"]["decision"], "allow", "{decided}");
 }

@@ -714,7 +714,10 @@ deny contains "forbidden text" if input.arguments.text == "forbidden"
     let server = start(with_config(&token_config("")).rego(POLICY));
     let http = client();
 
-    // server/discover comes from the bridge's (2025-11-25) initialize.
+    // server/discover comes from the bridge's (2025-11-25) initialize. The
+    // fixture offers logging, which the stateless lifecycle cannot carry
+    // (logging/setLevel), so 2026-07-28 is not offered: a client in auto
+    // mode takes the session lifecycle, as it would direct.
     let discover = stateless(&http, &server, ALICE_TOKEN, 1, "server/discover", json!({}))
         .send()
         .await
@@ -724,14 +727,14 @@ deny contains "forbidden text" if input.arguments.text == "forbidden"
     let discover: Value = discover.json().await.unwrap();
     let result = &discover["result"];
     assert_eq!(result["resultType"], "complete", "{discover}");
-    assert!(
-        result["supportedVersions"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("2026-07-28"))
-    );
+    let versions = result["supportedVersions"].as_array().unwrap();
+    assert!(versions.contains(&json!("2025-11-25")), "{discover}");
+    assert!(!versions.contains(&json!("2026-07-28")), "{discover}");
+    let why = result["_meta"]["mcp-firewall/stateless"]["why"].to_string();
+    assert!(why.contains("logging"), "{discover}");
     assert!(result["capabilities"]["tools"].is_object(), "{discover}");
     assert!(result["_meta"]["io.modelcontextprotocol/serverInfo"].is_object());
+    // A client that asks for 2026-07-28 anyway is still served by the bridge.
 
     // A tools/call is decided by the policy and audited under the token's
     // principal, with the client's own id back and a 2026 result shape.
@@ -792,11 +795,11 @@ deny contains "forbidden text" if input.arguments.text == "forbidden"
     assert_eq!(wrong_name.status(), StatusCode::BAD_REQUEST);
     let body: Value = wrong_name.json().await.unwrap();
     assert_eq!(body["error"]["code"], -32020, "{body}");
-    let ping = stateless(&http, &server, ALICE_TOKEN, 44, "ping", json!({}))
+    let unknown = stateless(&http, &server, ALICE_TOKEN, 44, "tools/teleport", json!({}))
         .send()
         .await
         .unwrap();
-    assert_eq!(ping.status(), StatusCode::NOT_FOUND);
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 
     // Another principal gets a bridge (and upstream processes) of its own.
     let answer: Value = stateless(
@@ -848,4 +851,69 @@ async fn stateless_bridge_refuses_server_to_client_requests() {
         events.next().await.is_none(),
         "the stream ends after the response"
     );
+}
+
+/// Issue 12, item 2: `server/discover` offers 2026-07-28 only when nothing
+/// would be lost: here the upstream offers only tools and the client
+/// declares nothing the bridge cannot carry, so it is offered; the same
+/// client declaring sampling is steered to the session lifecycle.
+#[tokio::test]
+async fn discover_offers_the_stateless_era_only_when_nothing_is_lost() {
+    let hostile = repo_path("fixtures/hostile-upstream/upstream.py");
+    let config = format!(
+        "[[upstream]]\nname = \"plain\"\ncommand = \"python3\"\nargs = [\"{}\"]\n\n\
+         [http]\ntokens = [{{ principal = \"alice\", sha256 = \"{}\" }}]\n",
+        hostile.display(),
+        hex_sha256(ALICE_TOKEN),
+    );
+    let server = start(with_config(&config).rego("package mcp.firewall\nallow := true\n"));
+    let http = client();
+    let versions = |body: &Value| -> Vec<String> {
+        body["result"]["supportedVersions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let plain: Value = stateless(&http, &server, ALICE_TOKEN, 1, "server/discover", json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        versions(&plain).contains(&"2026-07-28".to_string()),
+        "{plain}"
+    );
+    let mut sampling = stateless(&http, &server, ALICE_TOKEN, 2, "server/discover", json!({}));
+    sampling = sampling.json(&rpc(
+        2,
+        "server/discover",
+        json!({"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "stateless-test", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {"sampling": {}},
+        }}),
+    ));
+    let steered: Value = sampling.send().await.unwrap().json().await.unwrap();
+    assert!(
+        !versions(&steered).contains(&"2026-07-28".to_string()),
+        "{steered}"
+    );
+    assert!(
+        steered["result"]["_meta"]["mcp-firewall/stateless"]["why"]
+            .to_string()
+            .contains("sampling"),
+        "{steered}"
+    );
+    let ping: Value = stateless(&http, &server, ALICE_TOKEN, 3, "ping", json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ping["result"]["resultType"], "complete", "{ping}");
 }

@@ -185,6 +185,16 @@ impl Proxy {
     }
 
     /// Whether the upstream declared `capability` at initialize.
+    /// Whether any initialized upstream declares `capability`.
+    pub(super) fn offered_by_any(&self, capability: &str) -> bool {
+        let cat = self.catalogue.read().expect("catalogue lock");
+        cat.ready.values().any(|init| {
+            init.get("capabilities")
+                .and_then(|c| c.get(capability))
+                .is_some()
+        })
+    }
+
     pub(super) fn offers(&self, server: &str, capability: &str) -> bool {
         let cat = self.catalogue.read().expect("catalogue lock");
         cat.ready

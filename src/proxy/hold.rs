@@ -75,7 +75,7 @@ impl Proxy {
                     subject,
                     decision_id,
                     reasons,
-                    obligations,
+                    obligations: obligations.map(|o| *o),
                     progress_token,
                 };
                 match self.hold(request, cancel).await {

@@ -134,6 +134,32 @@ impl ClientRequest {
         }
     }
 
+    /// The server capability a listing the firewall answers itself needs:
+    /// with no upstream declaring it, the client gets the `-32601` it would
+    /// get direct, not an empty list the firewall made up.
+    pub fn listed_capability(self) -> Option<&'static str> {
+        match self {
+            ClientRequest::ToolsList => Some("tools"),
+            ClientRequest::ResourcesList | ClientRequest::ResourceTemplatesList => {
+                Some("resources")
+            }
+            ClientRequest::PromptsList => Some("prompts"),
+            ClientRequest::TasksList => Some("tasks"),
+            ClientRequest::Initialize
+            | ClientRequest::Ping
+            | ClientRequest::ToolsCall
+            | ClientRequest::ResourcesRead
+            | ClientRequest::ResourcesSubscribe
+            | ClientRequest::ResourcesUnsubscribe
+            | ClientRequest::PromptsGet
+            | ClientRequest::CompletionComplete
+            | ClientRequest::LoggingSetLevel
+            | ClientRequest::TasksGet
+            | ClientRequest::TasksResult
+            | ClientRequest::TasksCancel => None,
+        }
+    }
+
     /// The params keys the method defines besides `_meta`; anything else is
     /// an extra param, shown to the policy as `input.extra_params` and bound
     /// into the approval digest.

@@ -262,6 +262,11 @@ impl Proxy {
         if !ready && !matches!(request, ClientRequest::Initialize | ClientRequest::Ping) {
             return Some(Refusal::NotInitialized.answer(false, None));
         }
+        if let Some(capability) = request.listed_capability()
+            && !self.offered_by_any(capability)
+        {
+            return Some(Refusal::MethodNotFound(method.to_string()).answer(false, None));
+        }
         match request {
             ClientRequest::Initialize => Some(self.initialize(params).await),
             ClientRequest::Ping => Some(Ok(serde_json::json!({}))),

@@ -409,7 +409,7 @@ fn refusal_for(verdict: &Result<Verdict, PolicyError>) -> Option<Refusal> {
         } => Some(Refusal::ApprovalRequired {
             reasons: reasons.clone(),
             message,
-            obligations: obligations.clone(),
+            obligations: obligations.clone().map(Box::new),
         }),
     }
 }

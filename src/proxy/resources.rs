@@ -16,6 +16,23 @@ use super::input::{Subject, Target};
 use crate::error::Refusal;
 
 impl Proxy {
+    /// The one initialized upstream that declares resources, if exactly one
+    /// does.
+    fn sole_resource_server(&self) -> Option<String> {
+        let cat = self.catalogue.read().expect("catalogue lock");
+        let mut offering = self.upstreams.iter().filter(|u| {
+            cat.ready
+                .get(u.name())
+                .and_then(|init| init.get("capabilities"))
+                .and_then(|c| c.get("resources"))
+                .is_some()
+        });
+        match (offering.next(), offering.next()) {
+            (Some(only), None) => Some(only.name().to_string()),
+            _ => None,
+        }
+    }
+
     pub(super) async fn resources_list(&self) -> Result<Value, Value> {
         let resources = self.resources(false).await;
         let empty = json!({});
@@ -69,8 +86,10 @@ impl Proxy {
         let empty = json!({});
         let (server, def) = match &owner {
             Some(o) => (o.server.clone(), o.def.get("uri").map(|_| &o.def)),
-            // The wrap form has one upstream: it may serve URIs it does not list.
+            // The wrap form has one upstream: it may serve URIs it does not
+            // list. So may the only upstream that offers resources at all.
             None if self.naming.passthrough => (self.upstreams[0].name().to_string(), None),
+            None if let Some(only) = self.sole_resource_server() => (only, None),
             None => {
                 let subject = Subject {
                     method,

@@ -24,6 +24,16 @@
 //! since clients sharing a bridge choose them independently, and restored on
 //! the way out.
 //!
+//! Never a feature lost by putting the firewall in front: `server/discover`
+//! lists 2026-07-28 among `supportedVersions` only when the bridge can carry
+//! everything this client and the upstreams use ([`bridge_losses`]): the
+//! client declares no sampling, elicitation or roots, and no upstream offers
+//! logging, resource subscriptions or tasks. Otherwise it lists the
+//! handshake-era versions only, so an SDK in auto mode (the Python SDK's
+//! default, the TypeScript v2 client's `auto`) falls back to `initialize`
+//! and gets the full session lifecycle, as it would direct against a
+//! 2025-era server; `_meta["mcp-firewall/stateless"]` says why.
+//!
 //! Not bridged (yet): server-to-client requests (sampling, elicitation,
 //! roots) are impossible in the stateless lifecycle; the bridge answers them
 //! to the upstream with an error (see `session::refuse_server_request`).
@@ -147,7 +157,10 @@ pub async fn post(
     if let Err(e) = check(headers, &id, &method, &params) {
         return e;
     }
-    if !(method == "server/discover" || BRIDGED_METHODS.contains(&method.as_str())) {
+    if !(method == "server/discover"
+        || method == "ping"
+        || BRIDGED_METHODS.contains(&method.as_str()))
+    {
         return error(
             StatusCode::NOT_FOUND,
             &id,
@@ -174,7 +187,12 @@ pub async fn post(
         }
     };
     if method == "server/discover" {
-        let body = json!({"jsonrpc": "2.0", "id": id, "result": discover(&init)});
+        let losses = bridge_losses(&capabilities, &init);
+        let body = json!({"jsonrpc": "2.0", "id": id, "result": discover(&init, &losses)});
+        return (StatusCode::OK, axum::Json(body)).into_response();
+    }
+    if method == "ping" {
+        let body = json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete"}});
         return (StatusCode::OK, axum::Json(body)).into_response();
     }
     relay(&bridge.session, headers, id, method, params).await
@@ -357,10 +375,41 @@ async fn initialize(
     )
 }
 
-/// `server/discover`, from the bridge's initialize result.
-fn discover(init: &Value) -> Value {
+/// What this client would lose through the stateless bridge that it keeps
+/// with the session lifecycle: empty when the bridge carries everything.
+pub fn bridge_losses(client_capabilities: &Value, init: &Value) -> Vec<String> {
+    let mut losses = Vec::new();
+    for (capability, what) in [
+        ("sampling", "sampling requests from upstreams"),
+        ("elicitation", "elicitation requests from upstreams"),
+        ("roots", "roots requests from upstreams"),
+    ] {
+        if client_capabilities.get(capability).is_some() {
+            losses.push(format!(
+                "the client offers {capability}, but {what} cannot be relayed statelessly"
+            ));
+        }
+    }
+    let offered = init.get("capabilities").cloned().unwrap_or(Value::Null);
+    if offered.get("logging").is_some() {
+        losses.push("an upstream offers logging (logging/setLevel)".into());
+    }
+    if offered.pointer("/resources/subscribe") == Some(&Value::Bool(true)) {
+        losses.push("an upstream offers resource subscriptions".into());
+    }
+    if offered.get("tasks").is_some() {
+        losses.push("an upstream offers tasks".into());
+    }
+    losses
+}
+
+/// `server/discover`, from the bridge's initialize result. 2026-07-28 is
+/// offered only when nothing would be lost (`losses` empty).
+fn discover(init: &Value, losses: &[String]) -> Value {
     let mut versions: Vec<&str> = PROTOCOL_VERSIONS.to_vec();
-    versions.extend_from_slice(STATELESS_VERSIONS);
+    if losses.is_empty() {
+        versions.extend_from_slice(STATELESS_VERSIONS);
+    }
     let mut result = json!({
         "resultType": "complete",
         "supportedVersions": versions,
@@ -373,6 +422,12 @@ fn discover(init: &Value) -> Value {
     }
     if let Some(info) = init.get("serverInfo") {
         result["_meta"] = json!({ META_SERVER_INFO: info });
+    }
+    if !losses.is_empty() {
+        result["_meta"]["mcp-firewall/stateless"] = json!({
+            "offered": false,
+            "why": losses,
+        });
     }
     result
 }
