@@ -22,6 +22,8 @@ NODE=$SUITE_DIR/node_modules/node/bin/node
 SUITE=$SUITE_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js
 EXPECTED=$SUITE_DIR/expected-failures.txt
 VERSIONS=${CONFORMANCE_VERSIONS:-"2025-11-25 2026-07-28"}
+UPSTREAMS=${CONFORMANCE_UPSTREAMS:-"fixture everything"}
+EVERYTHING=$ROOT/fixtures/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js
 
 if [ ! -x "$NODE" ] || [ ! -f "$SUITE" ]; then
     echo "conformance: the pinned suite is not installed; run: npm ci --prefix fixtures/conformance (scripts/setup.sh does)" >&2
@@ -63,48 +65,100 @@ wait_for() {
     return 1
 }
 
-# run_suite VERSION PATH URL: the suite's summary goes to $OUT/VERSION-PATH.txt.
+# run_suite UPSTREAM VERSION PATH URL: the suite's summary goes to
+# $OUT/UPSTREAM-VERSION-PATH.txt.
 run_suite() {
-    local version=$1 path=$2 url=$3
-    echo "conformance: $version $path: $url" >&2
+    local upstream=$1 version=$2 path=$3 url=$4
+    echo "conformance: $upstream $version $path: $url" >&2
     # The suite's own exit code is not the verdict (see expected-failures.txt).
     "$NODE" "$SUITE" server --url "$url" --requirements "$version" \
-        --timeout 20000 -o "$OUT/$version-$path" >"$OUT/$version-$path.txt" 2>&1 || true
+        --timeout 20000 -o "$OUT/$upstream-$version-$path" >"$OUT/$upstream-$version-$path.txt" 2>&1 || true
 }
 
+# start_firewall NAME ARGS...: a listening firewall with an allow-all policy;
+# sets URL to its /mcp URL. (Not run in $(...): the firewall would hold the
+# substitution's pipe open, and its pid would be lost with the subshell.)
+start_firewall() {
+    local name=$1
+    shift
+    "$FIREWALL_BIN" run --listen 127.0.0.1:0 --policy "$WORK/policy" \
+        --audit-log "$WORK/audit-$name.jsonl" --data-dir "$WORK/data-$name" \
+        --approval-wait 0 "$@" </dev/null >/dev/null 2>"$WORK/firewall-$name.err" &
+    PIDS+=($!)
+    URL="$(wait_for "$WORK/firewall-$name.err" '^mcp-firewall: listening on (http://[^ ]+).*$')/mcp"
+}
+
+for upstream in $UPSTREAMS; do
 for version in $VERSIONS; do
     # Fresh processes per version: the firewall keeps one session (and one
     # upstream process) per `initialize`, bounded by max_sessions.
-    "$FIXTURE_BIN" --listen 127.0.0.1:0 2>"$WORK/fixture-$version.err" &
-    PIDS+=($!)
-    direct_url=$(wait_for "$WORK/fixture-$version.err" '^conformance-fixture: listening on (http://[^ ]+).*$')
-
-    "$FIREWALL_BIN" run --listen 127.0.0.1:0 --policy "$WORK/policy" \
-        --audit-log "$WORK/audit-$version.jsonl" --data-dir "$WORK/data-$version" \
-        --approval-wait 0 -- "$FIXTURE_BIN" 2>"$WORK/firewall-$version.err" &
-    PIDS+=($!)
-    firewall_url=$(wait_for "$WORK/firewall-$version.err" '^mcp-firewall: listening on (http://[^ ]+).*$')/mcp
-
-    run_suite "$version" direct "$direct_url"
-    run_suite "$version" firewall "$firewall_url"
+    case $upstream in
+    fixture)
+        "$FIXTURE_BIN" --listen 127.0.0.1:0 </dev/null >/dev/null 2>"$WORK/fixture-$version.err" &
+        PIDS+=($!)
+        direct_url=$(wait_for "$WORK/fixture-$version.err" '^conformance-fixture: listening on (http://[^ ]+).*$')
+        start_firewall "fixture-$version" -- "$FIXTURE_BIN"
+        firewall_url=$URL
+        run_suite "$upstream" "$version" direct "$direct_url"
+        run_suite "$upstream" "$version" firewall "$firewall_url"
+        ;;
+    everything)
+        mkdir -p "$WORK/inner-$version"
+        # The pinned npm reference server, which this project did not write:
+        # direct over its own Streamable HTTP; through the firewall with it
+        # as a stdio upstream, as a Streamable HTTP upstream, and chained
+        # (HTTP firewall -> stdio firewall -> stdio server).
+        if [ ! -f "$EVERYTHING" ]; then
+            echo "conformance: $EVERYTHING is missing; run scripts/setup.sh" >&2
+            exit 2
+        fi
+        node "$ROOT/fixtures/conformance/everything-loopback.mjs" </dev/null >/dev/null 2>"$WORK/everything-$version.err" &
+        PIDS+=($!)
+        direct_url=$(wait_for "$WORK/everything-$version.err" '^everything: listening on (http://[^ ]+).*$')
+        start_firewall "everything-stdio-$version" -- node "$EVERYTHING" stdio
+        stdio_url=$URL
+        printf '[[upstream]]\nname = "everything"\nurl = "%s"\n' "$direct_url" >"$WORK/http-upstream-$version.toml"
+        start_firewall "everything-http-$version" --config "$WORK/http-upstream-$version.toml"
+        http_url=$URL
+        # One inner firewall per outer session, each with its own audit log
+        # (a log has one writer at a time) and data dir.
+        start_firewall "everything-chained-$version" -- sh -c \
+            'exec "$0" run --policy "$1" --audit-log "$2/inner-$$.jsonl" --data-dir "$2/data-$$" --approval-wait 0 -- node "$3" stdio' \
+            "$FIREWALL_BIN" "$WORK/policy" "$WORK/inner-$version" "$EVERYTHING"
+        chained_url=$URL
+        run_suite "$upstream" "$version" direct "$direct_url"
+        run_suite "$upstream" "$version" firewall-stdio "$stdio_url"
+        run_suite "$upstream" "$version" firewall-http "$http_url"
+        run_suite "$upstream" "$version" chained "$chained_url"
+        ;;
+    *)
+        echo "conformance: unknown upstream '$upstream' (fixture, everything)" >&2
+        exit 2
+        ;;
+    esac
+done
 done
 
-python3 - "$OUT" "$EXPECTED" "${CONFORMANCE_TABLE:-}" $VERSIONS <<'PY'
-import re, sys
+python3 - "$OUT" "$EXPECTED" "${CONFORMANCE_TABLE:-}" "$UPSTREAMS" $VERSIONS <<'PY'
+import os, re, sys
 
-out, expected_path, table_path, versions = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+out, expected_path, table_path, upstreams, versions = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(), sys.argv[5:]
 
-# expected-failures.txt: VERSION SCENARIO WHERE REASON..., WHERE = direct|firewall|both
+# expected-failures.txt: [UPSTREAM] VERSION SCENARIO WHERE REASON...,
+# UPSTREAM = fixture (default) | everything, WHERE = direct|firewall|both
 expected = {}
 for number, line in enumerate(open(expected_path, encoding="utf-8"), 1):
     line = line.strip()
     if not line or line.startswith("#"):
         continue
+    upstream = "fixture"
+    if not re.match(r"^\d{4}-\d{2}-\d{2} ", line):
+        upstream, line = line.split(None, 1)
     parts = line.split(None, 3)
     if len(parts) < 4 or parts[2] not in ("direct", "firewall", "both"):
-        sys.exit(f"{expected_path}:{number}: want 'VERSION SCENARIO direct|firewall|both REASON'")
+        sys.exit(f"{expected_path}:{number}: want '[UPSTREAM] VERSION SCENARIO direct|firewall|both REASON'")
     version, scenario, where, reason = parts
-    expected[(version, scenario)] = (where, reason)
+    expected[(upstream, version, scenario)] = (where, reason)
 
 def parse(path):
     """scenario -> (passed?, 'P/F' checks); plus the set of not-scored scenarios."""
@@ -127,43 +181,60 @@ def parse(path):
     return results, not_scored
 
 problems, stale, lines = [], [], []
-for version in versions:
-    direct, ns1 = parse(f"{out}/{version}-direct.txt")
-    firewall, ns2 = parse(f"{out}/{version}-firewall.txt")
-    not_scored = {**ns1, **ns2}
+for upstream in upstreams:
+  for version in versions:
+    prefix = f"{out}/{upstream}-{version}-"
+    paths = sorted(f[len(os.path.basename(prefix)):-4] for f in os.listdir(out)
+                   if f.startswith(os.path.basename(prefix)) and f.endswith(".txt"))
+    paths = [p for p in paths if p != "direct"]
+    direct, ns = parse(f"{prefix}direct.txt")
+    via = {}
+    for path in paths:
+        via[path], more = parse(f"{prefix}{path}.txt")
+        ns.update(more)
+    not_scored = ns
+    name = f"{upstream} {version}"
     if not direct:
-        problems.append(f"{version}: no results from the direct run (see {version}-direct.txt)")
-    if not firewall:
-        problems.append(f"{version}: no results from the firewall run (see {version}-firewall.txt)")
-    lines.append(f"\n### {version}\n")
-    lines.append("| scenario | scored | direct | through firewall | expected failure |")
-    lines.append("| --- | --- | --- | --- | --- |")
-    counts = {"direct": 0, "firewall": 0, "total": 0}
-    for scenario in list(dict.fromkeys([*direct, *firewall])):
-        d, f = direct.get(scenario), firewall.get(scenario)
-        where, _ = expected.get((version, scenario), ("", ""))
+        problems.append(f"{name}: no results from the direct run (see {upstream}-{version}-direct.txt)")
+    for path in paths:
+        if not via[path]:
+            problems.append(f"{name}: no results through {path} (see {upstream}-{version}-{path}.txt)")
+    lines.append(f"\n### {upstream} ({version})\n")
+    lines.append("| scenario | scored | direct | " + " | ".join(f"through {p}" for p in paths) + " | expected failure |")
+    lines.append("| --- | --- | --- | " + " | ".join("---" for _ in paths) + " | --- |")
+    counts = {"direct": 0, "total": 0, **{p: 0 for p in paths}}
+    scenarios = list(dict.fromkeys([*direct, *[s for p in paths for s in via[p]]]))
+    for scenario in scenarios:
+        d = direct.get(scenario)
+        where, _ = expected.get((upstream, version, scenario), ("", ""))
         def cell(r):
             return "missing" if r is None else ("pass" if r[0] else "FAIL") + f" ({r[1]})"
         counts["total"] += 1
         counts["direct"] += bool(d and d[0])
-        counts["firewall"] += bool(f and f[0])
+        d_ok = bool(d and d[0])
+        f_all = True
+        for path in paths:
+            f = via[path].get(scenario)
+            f_ok = bool(f and f[0])
+            counts[path] += f_ok
+            f_all = f_all and f_ok
+            if not f_ok and where not in ("firewall", "both"):
+                if d_ok:
+                    problems.append(f"{name} {scenario}: passes directly but FAILS THROUGH {path.upper()}, not in expected-failures.txt")
+                else:
+                    problems.append(f"{name} {scenario}: fails through {path}, not in expected-failures.txt")
         scored = "no: " + not_scored[scenario] if scenario in not_scored else "yes"
-        lines.append(f"| {scenario} | {scored} | {cell(d)} | {cell(f)} | {where or '-'} |")
-        d_ok, f_ok = bool(d and d[0]), bool(f and f[0])
+        lines.append(f"| {scenario} | {scored} | {cell(d)} | " + " | ".join(cell(via[p].get(scenario)) for p in paths) + f" | {where or '-'} |")
         if not d_ok and where not in ("direct", "both"):
-            problems.append(f"{version} {scenario}: fails directly, not in expected-failures.txt")
-        if not f_ok and where not in ("firewall", "both"):
-            if d_ok:
-                problems.append(f"{version} {scenario}: passes directly but FAILS THROUGH THE FIREWALL, not in expected-failures.txt")
-            else:
-                problems.append(f"{version} {scenario}: fails through the firewall, not in expected-failures.txt")
-        if where and d_ok and f_ok:
-            stale.append(f"{version} {scenario}: listed ({where}) but passes both ways")
+            problems.append(f"{name} {scenario}: fails directly, not in expected-failures.txt")
+        if where and d_ok and f_all:
+            stale.append(f"{name} {scenario}: listed ({where}) but passes every way")
         if where == "firewall" and not d_ok:
-            stale.append(f"{version} {scenario}: listed as 'firewall' but fails directly too (use 'both')")
+            stale.append(f"{name} {scenario}: listed as 'firewall' but fails directly too (use 'both')")
         if where in ("direct", "both") and d_ok:
-            stale.append(f"{version} {scenario}: listed as '{where}' but passes directly")
-    lines.append(f"\n{version}: direct {counts['direct']}/{counts['total']} pass, through the firewall {counts['firewall']}/{counts['total']} pass")
+            stale.append(f"{name} {scenario}: listed as '{where}' but passes directly")
+    summary = ", ".join(f"through {p} {counts[p]}/{counts['total']} pass" for p in paths)
+    lines.append(f"\n{name}: direct {counts['direct']}/{counts['total']} pass, {summary}")
 
 table = "\n".join(lines)
 print(table)

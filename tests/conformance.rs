@@ -1,7 +1,10 @@
 //! The official MCP conformance suite (`@modelcontextprotocol/conformance`,
 //! server mode, pinned in fixtures/conformance/package.json) against the
-//! conformance fixture directly and through the firewall, for every spec
-//! version the suite knows (2025-11-25, 2026-07-28). Runs
+//! conformance fixture directly and through the firewall, and against the
+//! pinned npm reference server `server-everything` directly and through the
+//! firewall as a stdio upstream, a Streamable HTTP upstream and chained
+//! (HTTP firewall -> stdio firewall), for every spec version the suite knows
+//! (2025-11-25, 2026-07-28). Runs
 //! `scripts/conformance.sh` with the binaries cargo just built; it fails if
 //! a scenario fails that fixtures/conformance/expected-failures.txt does not
 //! list. Needs `npm ci --prefix fixtures/conformance` (scripts/setup.sh does
@@ -42,8 +45,15 @@ fn conformance_suite_through_the_firewall() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert!(
-        stdout.contains("2025-11-25: direct") && stdout.contains("2026-07-28: direct"),
-        "the table lacks a spec version:\n{stdout}"
-    );
+    for run in [
+        "fixture 2025-11-25: direct",
+        "fixture 2026-07-28: direct",
+        "everything 2025-11-25: direct",
+        "everything 2026-07-28: direct",
+    ] {
+        assert!(stdout.contains(run), "the table lacks `{run}`:\n{stdout}");
+    }
+    for path in ["through firewall-stdio", "through firewall-http", "through chained"] {
+        assert!(stdout.contains(path), "the table lacks `{path}`:\n{stdout}");
+    }
 }
