@@ -28,4 +28,13 @@ if [ ! -x fixtures/python/.venv/bin/python ]; then
     python3 -m venv fixtures/python/.venv
 fi
 fixtures/python/.venv/bin/pip install --quiet --disable-pip-version-check -r fixtures/python/requirements.txt
+
+# The client SDKs of the compatibility matrix (scripts/compat.sh, tests/compat.rs):
+# TypeScript v1 and v2 (fixtures/compat/package.json) and the Python SDK 2.x
+# (fixtures/compat/requirements.txt), each pinned.
+npm ci --prefix fixtures/compat --no-audit --no-fund --loglevel=error
+if [ ! -x fixtures/compat/.venv/bin/python ]; then
+    python3 -m venv fixtures/compat/.venv
+fi
+fixtures/compat/.venv/bin/pip install --quiet --disable-pip-version-check -r fixtures/compat/requirements.txt
 echo "setup complete"

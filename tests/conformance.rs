@@ -53,7 +53,11 @@ fn conformance_suite_through_the_firewall() {
     ] {
         assert!(stdout.contains(run), "the table lacks `{run}`:\n{stdout}");
     }
-    for path in ["through firewall-stdio", "through firewall-http", "through chained"] {
+    for path in [
+        "through firewall-stdio",
+        "through firewall-http",
+        "through chained",
+    ] {
         assert!(stdout.contains(path), "the table lacks `{path}`:\n{stdout}");
     }
 }
