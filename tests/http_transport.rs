@@ -860,10 +860,22 @@ async fn stateless_bridge_refuses_server_to_client_requests() {
 #[tokio::test]
 async fn discover_offers_the_stateless_era_only_when_nothing_is_lost() {
     let hostile = repo_path("fixtures/hostile-upstream/upstream.py");
+    let tools_dir = tempfile::tempdir().unwrap();
+    let tools_file = tools_dir.path().join("tools.json");
+    std::fs::write(
+        &tools_file,
+        json!([{"name": "later", "description": "runs as a task",
+                "inputSchema": {"type": "object"},
+                "execution": {"taskSupport": "optional"}}])
+        .to_string(),
+    )
+    .unwrap();
     let config = format!(
-        "[[upstream]]\nname = \"plain\"\ncommand = \"python3\"\nargs = [\"{}\"]\n\n\
+        "[[upstream]]\nname = \"plain\"\ncommand = \"python3\"\nargs = [\"{}\"]\n\
+         env = {{ TOOLS_FILE = \"{}\" }}\n\n\
          [http]\ntokens = [{{ principal = \"alice\", sha256 = \"{}\" }}]\n",
         hostile.display(),
+        tools_file.display(),
         hex_sha256(ALICE_TOKEN),
     );
     let server = start(with_config(&config).rego("package mcp.firewall\nallow := true\n"));
@@ -916,4 +928,17 @@ async fn discover_offers_the_stateless_era_only_when_nothing_is_lost() {
         .await
         .unwrap();
     assert_eq!(ping["result"]["resultType"], "complete", "{ping}");
+    // Tool definitions keep every field through the bridge
+    // (`execution.taskSupport` among them).
+    let listed: Value = stateless(&http, &server, ALICE_TOKEN, 4, "tools/list", json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["result"]["tools"][0]["execution"]["taskSupport"], "optional",
+        "{listed}"
+    );
 }
