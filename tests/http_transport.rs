@@ -888,13 +888,15 @@ async fn discover_offers_the_stateless_era_only_when_nothing_is_lost() {
             .map(|v| v.as_str().unwrap().to_string())
             .collect()
     };
-    let plain: Value = stateless(&http, &server, ALICE_TOKEN, 1, "server/discover", json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plain: Value = json_of(stateless(
+        &http,
+        &server,
+        ALICE_TOKEN,
+        1,
+        "server/discover",
+        json!({}),
+    ))
+    .await;
     assert!(
         versions(&plain).contains(&"2026-07-28".to_string()),
         "{plain}"
@@ -920,25 +922,26 @@ async fn discover_offers_the_stateless_era_only_when_nothing_is_lost() {
             .contains("sampling"),
         "{steered}"
     );
-    let ping: Value = stateless(&http, &server, ALICE_TOKEN, 3, "ping", json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ping: Value = json_of(stateless(&http, &server, ALICE_TOKEN, 3, "ping", json!({}))).await;
     assert_eq!(ping["result"]["resultType"], "complete", "{ping}");
     // Tool definitions keep every field through the bridge
     // (`execution.taskSupport` among them).
-    let listed: Value = stateless(&http, &server, ALICE_TOKEN, 4, "tools/list", json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = json_of(stateless(
+        &http,
+        &server,
+        ALICE_TOKEN,
+        4,
+        "tools/list",
+        json!({}),
+    ))
+    .await;
     assert_eq!(
         listed["result"]["tools"][0]["execution"]["taskSupport"], "optional",
         "{listed}"
     );
+}
+
+/// Send a request and read its JSON body.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
 }

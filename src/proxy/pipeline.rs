@@ -78,6 +78,13 @@ pub struct Refused {
     pub refusal: Refusal,
 }
 
+impl Refused {
+    /// The answer to the client, naming the recorded decision.
+    pub fn answer(&self, tool_call: bool) -> Result<Value, Value> {
+        self.refusal.answer(tool_call, self.decision_id.as_deref())
+    }
+}
+
 impl From<Refusal> for Refused {
     fn from(refusal: Refusal) -> Refused {
         Refused {

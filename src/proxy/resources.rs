@@ -100,11 +100,7 @@ impl Proxy {
                 };
                 let refused =
                     self.refuse_early(&subject, Refusal::ResourceNotFound(uri.to_string()));
-                return Some(
-                    refused
-                        .refusal
-                        .answer(false, refused.decision_id.as_deref()),
-                );
+                return Some(refused.answer(false));
             }
         };
         let subject = Subject {

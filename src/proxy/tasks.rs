@@ -143,11 +143,7 @@ impl Proxy {
                 "unknown task {id:?}: this session created no such task"
             ));
             let refused = self.refuse_early(&subject, refusal);
-            return Some(
-                refused
-                    .refusal
-                    .answer(false, refused.decision_id.as_deref()),
-            );
+            return Some(refused.answer(false));
         };
         let subject = Subject {
             method,

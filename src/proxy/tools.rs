@@ -63,7 +63,7 @@ impl Proxy {
                     None => Refusal::UnknownTool(name.to_string()),
                 };
                 let refused = self.refuse_unknown(name, &arguments, refusal);
-                return Some(refused.refusal.answer(true, refused.decision_id.as_deref()));
+                return Some(refused.answer(true));
             }
         };
         // What is decided is exactly what will be forwarded: the client's
@@ -79,7 +79,7 @@ impl Proxy {
         };
         if let Err(refusal) = self.validate_arguments(entry, &arguments) {
             let refused = self.refuse_early(&subject, refusal);
-            return Some(refused.refusal.answer(true, refused.decision_id.as_deref()));
+            return Some(refused.answer(true));
         }
         let answer = self.decide_and_forward(&subject, cancel).await;
         self.note_task(&answer, entry);
