@@ -945,3 +945,81 @@ async fn discover_offers_the_stateless_era_only_when_nothing_is_lost() {
 async fn json_of(request: reqwest::RequestBuilder) -> Value {
     request.send().await.unwrap().json().await.unwrap()
 }
+
+/// Issue 11, item 6: every connection the listener accepts has
+/// `TCP_NODELAY` set (axum leaves it off; Nagle's algorithm then holds small
+/// responses for a client's delayed ACK, ~40 ms each). Measures nothing:
+/// reads the option off the firewall's own socket (pidfd_getfd).
+#[test]
+fn accepted_connections_have_tcp_nodelay() {
+    use std::io::{Read, Write};
+    let server = start(wrap_fixture());
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    // One request and its answer: the connection is accepted and kept alive.
+    write!(
+        conn,
+        "GET /mcp HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 12];
+    conn.read_exact(&mut first).unwrap();
+    assert!(first.starts_with(b"HTTP/1.1"), "{first:?}");
+    let server_port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let client_port = conn.local_addr().unwrap().port();
+    let fd = accepted_socket_fd(server.child.id(), server_port, client_port)
+        .expect("the firewall holds the accepted socket");
+    assert!(tcp_nodelay_of(server.child.id(), fd), "TCP_NODELAY is off");
+}
+
+/// The firewall's file descriptor for the loopback connection
+/// `127.0.0.1:server_port <- 127.0.0.1:client_port` (from /proc/net/tcp).
+fn accepted_socket_fd(pid: u32, server_port: u16, client_port: u16) -> Option<i32> {
+    let local = format!("0100007F:{server_port:04X}");
+    let remote = format!("0100007F:{client_port:04X}");
+    let tcp = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let inode = tcp.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.get(1) == Some(&local.as_str()) && f.get(2) == Some(&remote.as_str()))
+            .then(|| f[9].to_string())
+    })?;
+    let target = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .find_map(|e| {
+            let e = e.ok()?;
+            let link = std::fs::read_link(e.path()).ok()?;
+            (link.to_str()? == target).then(|| e.file_name().to_str()?.parse().ok())?
+        })
+}
+
+/// `TCP_NODELAY` of another process's socket, via a duplicate of its fd.
+fn tcp_nodelay_of(pid: u32, fd: i32) -> bool {
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) as i32;
+        assert!(
+            pidfd >= 0,
+            "pidfd_open: {}",
+            std::io::Error::last_os_error()
+        );
+        let ours = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as i32;
+        assert!(
+            ours >= 0,
+            "pidfd_getfd: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            ours,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            &mut value as *mut _ as *mut libc::c_void,
+            &mut len,
+        );
+        libc::close(ours);
+        libc::close(pidfd);
+        assert_eq!(rc, 0, "getsockopt: {}", std::io::Error::last_os_error());
+        value != 0
+    }
+}

@@ -42,6 +42,7 @@ pub async fn serve(approvals: Arc<Approvals>, addr: SocketAddr) -> std::io::Resu
     approvals.set_callback_base(format!("http://{bound}"));
     let app = router(approvals);
     tokio::spawn(async move {
+        let listener = crate::downstream::http::no_delay(listener);
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("approval endpoint stopped: {e}");
         }

@@ -34,6 +34,8 @@ pub fn client(server: &str) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_keepalive(TCP_KEEPALIVE)
+        // Small JSON-RPC messages must not wait for Nagle's algorithm.
+        .tcp_nodelay(true)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("mcp-firewall/", env!("CARGO_PKG_VERSION")))
         .build()

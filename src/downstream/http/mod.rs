@@ -250,7 +250,7 @@ impl Listener {
         let app = self.app.clone();
         let sweeper = tokio::spawn(sweep(Arc::downgrade(&app)));
         let reaper = tokio::spawn(reap_children());
-        let result = axum::serve(self.listener, router(app.clone()))
+        let result = axum::serve(no_delay(self.listener), router(app.clone()))
             .with_graceful_shutdown(shutdown)
             .await;
         sweeper.abort();
@@ -258,6 +258,22 @@ impl Listener {
         reaper.abort();
         result
     }
+}
+
+/// The listener with `TCP_NODELAY` on every accepted connection. axum's
+/// `serve` leaves it off, and Nagle's algorithm meeting a client's delayed
+/// ACKs holds each small response for up to 40 ms: a sequential
+/// `tools/call` from an HTTP client took ~48 ms through the firewall
+/// against ~2 ms with the option on (issue 11).
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY not set on an accepted connection: {e}");
+        }
+    })
 }
 
 /// Wake this runtime on every SIGCHLD. A closed session's runtime is gone

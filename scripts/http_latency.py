@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Sequential tools/call latency through the firewall from a real HTTP client
+(httpx, as the Python SDK uses), over Streamable HTTP and, for comparison,
+over stdio: prints p50/p99 of each and the HTTP path's cost over stdio.
+
+  fixtures/python/.venv/bin/python scripts/http_latency.py \
+      [--firewall target/release/mcp-firewall] [--fixture target/release/mcp-firewall-fixture] [--calls 300]
+
+Issue 11's row "sequential tools/call over Streamable HTTP ... added over
+stdio". Prints numbers; asserts nothing.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+
+import httpx
+
+
+def percentile(samples, p):
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = argparse.ArgumentParser()
+    p.add_argument("--firewall", default=os.path.join(root, "target/release/mcp-firewall"))
+    p.add_argument("--fixture", default=os.path.join(root, "target/release/mcp-firewall-fixture"))
+    p.add_argument("--calls", type=int, default=300)
+    args = p.parse_args()
+    work = tempfile.mkdtemp(prefix="http-latency-")
+    policy = os.path.join(work, "policy")
+    os.makedirs(policy)
+    open(os.path.join(policy, "p.rego"), "w").write("package mcp.firewall\n\nallow := true\n")
+    common = ["--policy", policy, "--audit-fsync", "never"]
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "latency", "version": "1"}}}
+    call = lambda i: {"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"text": "x"}}}
+
+    # Streamable HTTP.
+    fw = subprocess.Popen([args.firewall, "run", "--listen", "127.0.0.1:0", *common,
+                           "--audit-log", os.path.join(work, "http.jsonl"),
+                           "--data-dir", os.path.join(work, "http-data"), "--", args.fixture],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = None
+    for line in fw.stderr:
+        m = re.search(rb"mcp-firewall: listening on (http://\S+)", line)
+        if m:
+            url = m.group(1).decode() + "/mcp"
+            break
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    http = []
+    with httpx.Client(timeout=30) as client:
+        r = client.post(url, json=init, headers=headers)
+        headers["mcp-session-id"] = r.headers["mcp-session-id"]
+        headers["mcp-protocol-version"] = "2025-06-18"
+        client.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        for i in range(1, args.calls + 1):
+            start = time.perf_counter()
+            r = client.post(url, json=call(i), headers=headers)
+            r.read()
+            http.append((time.perf_counter() - start) * 1000)
+    fw.kill()
+    fw.wait()
+
+    # stdio.
+    fw = subprocess.Popen([args.firewall, "run", *common,
+                           "--audit-log", os.path.join(work, "stdio.jsonl"),
+                           "--data-dir", os.path.join(work, "stdio-data"), "--", args.fixture],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def roundtrip(msg):
+        fw.stdin.write((json.dumps(msg) + "\n").encode())
+        fw.stdin.flush()
+        while True:
+            line = json.loads(fw.stdout.readline())
+            if line.get("id") == msg.get("id"):
+                return line
+
+    roundtrip(init)
+    fw.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+    stdio = []
+    for i in range(1, args.calls + 1):
+        start = time.perf_counter()
+        roundtrip(call(i))
+        stdio.append((time.perf_counter() - start) * 1000)
+    fw.kill()
+    fw.wait()
+
+    for name, s in (("streamable-http", http), ("stdio", stdio)):
+        print(f"{name:16} p50 {statistics.median(s):7.3f} ms   p99 {percentile(s, 0.99):7.3f} ms   ({len(s)} calls)")
+    print(f"HTTP over stdio  p50 {statistics.median(http) - statistics.median(stdio):+7.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
