@@ -1023,3 +1023,44 @@ fn tcp_nodelay_of(pid: u32, fd: i32) -> bool {
         value != 0
     }
 }
+
+/// Issue 11, item 6: DNS rebinding. A tokenless loopback listener used to
+/// accept any `Host`, so a web page whose name resolves to 127.0.0.1 could
+/// open sessions (and spawn upstream processes) with a same-origin request
+/// that carries no `Origin`. Now only loopback names are served.
+#[test]
+fn a_loopback_listener_refuses_foreign_host_names() {
+    use std::io::{Read, Write};
+    let server = start(wrap_fixture());
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let body = rpc(
+        1,
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "rebinding", "version": "1"}}),
+    )
+    .to_string();
+    let status = |host: &str| -> String {
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            conn,
+            "POST /mcp HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        let _ = conn.read_to_string(&mut response);
+        response.lines().next().unwrap_or("").to_string()
+    };
+    assert!(status(&format!("evil.example:{port}")).contains(" 403 "));
+    assert!(status(&format!("localhost:{port}")).contains(" 200 "));
+    let sessions = server
+        .audit()
+        .iter()
+        .filter(|r| r["event"] == "session.started")
+        .count();
+    assert_eq!(sessions, 1, "only the loopback name started a session");
+}

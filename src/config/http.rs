@@ -24,6 +24,8 @@ pub struct HttpSettings {
     pub tokens: Vec<TokenSpec>,
     /// `None`: only loopback origins (`http(s)://localhost|127.0.0.1|[::1][:port]`).
     pub allowed_origins: Option<Vec<String>>,
+    /// `None`: loopback names on a loopback listener, any name otherwise.
+    pub allowed_hosts: Option<Vec<String>>,
     pub max_sessions: Option<usize>,
 }
 
@@ -81,6 +83,7 @@ pub fn validate(raw: RawHttp) -> Result<HttpSettings, (String, String)> {
         listen,
         tokens,
         allowed_origins: raw.allowed_origins,
+        allowed_hosts: raw.allowed_hosts,
         max_sessions: raw.max_sessions,
     })
 }

@@ -108,6 +108,9 @@ pub struct RawHttp {
     pub tokens: Vec<RawToken>,
     /// Exact `Origin` values accepted; absent: loopback origins only.
     pub allowed_origins: Option<Vec<String>>,
+    /// Host names (optionally `name:port`) accepted in the `Host` header;
+    /// absent: loopback names when the listener is on loopback, else any.
+    pub allowed_hosts: Option<Vec<String>>,
     pub max_sessions: Option<usize>,
 }
 

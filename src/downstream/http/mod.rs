@@ -49,7 +49,7 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::proxy::Shared;
 use crate::proxy::session::{Principal, Session};
 use auth::Authenticator;
-use origin::Origins;
+use origin::{Hosts, Origins};
 use session::{HttpSession, StartError, Transport};
 
 /// Largest request body accepted (413 beyond). Smaller than stdio's
@@ -80,6 +80,7 @@ pub struct App {
     shared: Arc<Shared>,
     auth: Authenticator,
     origins: Origins,
+    hosts: Hosts,
     sessions: Registry,
 }
 
@@ -230,6 +231,7 @@ impl Listener {
         let http = &shared.config.http;
         let app = Arc::new(App {
             origins: Origins::from_config(http.allowed_origins.as_ref()),
+            hosts: Hosts::new(http.allowed_hosts.as_ref(), addr.ip().is_loopback()),
             sessions: Registry::new(http.max_sessions()),
             shared,
             auth,
@@ -312,9 +314,22 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Origin check, then authentication; the principal goes on to the handler
+/// Host check (DNS rebinding), Origin check, then authentication; the principal goes on to the handler
 /// as a request extension.
 async fn guard(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
+    // HTTP/2 carries the host in the URI's authority, not a `Host` header.
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    if !app.hosts.allows(host) {
+        tracing::warn!(
+            host = host.unwrap_or("(none)"),
+            "refused a request for a host name this listener does not serve"
+        );
+        return plain(StatusCode::FORBIDDEN, "host not allowed");
+    }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
         if !app.origins.allows(origin) {

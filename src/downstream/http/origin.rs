@@ -2,6 +2,60 @@
 //! DNS rebinding). A request without `Origin` is not from a browser page and
 //! passes; one with an `Origin` passes only if it is allowed.
 
+/// Which `Host` header values are accepted (DNS rebinding: a page on
+/// `evil.example` whose name resolves to 127.0.0.1 reaches a loopback
+/// listener with `Host: evil.example`, and a same-origin GET carries no
+/// `Origin`).
+#[derive(Debug, Clone)]
+pub enum Hosts {
+    /// A loopback listener's default: `localhost`, `127.0.0.1`, `[::1]`.
+    Loopback,
+    /// `[http] allowed_hosts`: these names (or `name:port`), case-insensitive.
+    List(Vec<String>),
+    /// A listener beyond loopback without `allowed_hosts` (tokens are
+    /// required there): any name.
+    Any,
+}
+
+impl Hosts {
+    pub fn new(list: Option<&Vec<String>>, loopback_listener: bool) -> Hosts {
+        match list {
+            Some(list) => Hosts::List(list.iter().map(|h| h.to_ascii_lowercase()).collect()),
+            None if loopback_listener => Hosts::Loopback,
+            None => Hosts::Any,
+        }
+    }
+
+    /// Whether a request with this `Host` header (`None`: absent) passes.
+    pub fn allows(&self, host: Option<&str>) -> bool {
+        let Some(host) = host.map(str::to_ascii_lowercase) else {
+            return matches!(self, Hosts::Any);
+        };
+        let name = host_name(&host);
+        match self {
+            Hosts::Any => true,
+            Hosts::Loopback => {
+                name == "localhost"
+                    || name
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            Hosts::List(list) => list.iter().any(|h| *h == host || h == name),
+        }
+    }
+}
+
+/// `name` of `name[:port]`, `[v6][:port]` -> `v6`.
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
 /// Which `Origin` values are accepted.
 #[derive(Debug, Clone)]
 pub enum Origins {
@@ -96,5 +150,42 @@ mod tests {
         assert!(o.allows("https://APP.example/"));
         assert!(!o.allows("https://app.example.evil"));
         assert!(!o.allows("http://localhost"));
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::Hosts;
+
+    #[test]
+    fn a_loopback_listener_serves_loopback_names_only() {
+        let hosts = Hosts::new(None, true);
+        for ok in [
+            "localhost:8080",
+            "127.0.0.1:1",
+            "[::1]:9",
+            "LOCALHOST",
+            "127.0.0.1",
+        ] {
+            assert!(hosts.allows(Some(ok)), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "[::2]:1",
+        ] {
+            assert!(!hosts.allows(Some(bad)), "{bad}");
+        }
+        assert!(!hosts.allows(None));
+    }
+
+    #[test]
+    fn configured_names_and_any() {
+        let hosts = Hosts::new(Some(&vec!["mcp.example.com".into()]), false);
+        assert!(hosts.allows(Some("mcp.example.com:443")));
+        assert!(hosts.allows(Some("MCP.example.com")));
+        assert!(!hosts.allows(Some("localhost")));
+        assert!(Hosts::new(None, false).allows(Some("anything")));
     }
 }
