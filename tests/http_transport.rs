@@ -56,6 +56,21 @@ impl Server {
             .count()
     }
 
+    /// The pids of the firewall's child processes.
+    fn child_pids(&self) -> Vec<u32> {
+        let me = self.child.id().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+                let (_, rest) = stat.rsplit_once(')')?;
+                (rest.split_whitespace().nth(1)? == me).then_some(pid)
+            })
+            .collect()
+    }
+
     /// Wait until the firewall has exactly `n` child processes.
     fn wait_children(&self, n: usize) {
         let deadline = std::time::Instant::now() + WAIT;
@@ -1063,4 +1078,47 @@ fn a_loopback_listener_refuses_foreign_host_names() {
         .filter(|r| r["event"] == "session.started")
         .count();
     assert_eq!(sessions, 1, "only the loopback name started a session");
+}
+
+/// Issue 11, item 6: SIGTERM with event streams open (a session's `GET
+/// /mcp` and a legacy `/sse` stream). Graceful shutdown used to wait for
+/// every open connection, so the process never exited while a client held a
+/// stream; now every session is closed at once and the process exits within
+/// a bounded grace, its upstream processes stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_the_listener_with_event_streams_open() {
+    let mut server = start(wrap_fixture());
+    let raw = Raw::open(&server, None).await;
+    let stream = raw.request(reqwest::Method::GET).send().await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let legacy = client()
+        .get(server.url("/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(legacy.status(), StatusCode::OK);
+    server.wait_children(2);
+    let upstreams = server.child_pids();
+    unsafe {
+        libc::kill(server.child.id() as i32, libc::SIGTERM);
+    }
+    let status = tokio::task::block_in_place(|| wait_exit(&mut server.child));
+    assert!(status.success(), "{status:?}");
+    // Each upstream was stopped, not left behind (re-parented to init).
+    let deadline = std::time::Instant::now() + WAIT;
+    let alive = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, r)| !r.starts_with('Z'))
+        })
+    };
+    while upstreams.iter().any(alive) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !upstreams.iter().any(alive),
+        "upstreams left running: {upstreams:?}"
+    );
+    drop((stream, legacy));
 }

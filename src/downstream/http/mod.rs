@@ -252,15 +252,41 @@ impl Listener {
         let app = self.app.clone();
         let sweeper = tokio::spawn(sweep(Arc::downgrade(&app)));
         let reaper = tokio::spawn(reap_children());
-        let result = axum::serve(no_delay(self.listener), router(app.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        // On the signal: close every session first (stopping its upstreams
+        // and ending its event streams), then let open connections finish,
+        // for at most SHUTDOWN_GRACE. Graceful shutdown alone would wait
+        // for every open SSE stream, which a client may hold for ever.
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let closer = app.clone();
+        let signal = async move {
+            shutdown.await;
+            closer.sessions.close_all();
+            let _ = stopping_tx.send(());
+        };
+        let server = axum::serve(no_delay(self.listener), router(app.clone()))
+            .with_graceful_shutdown(signal)
+            .into_future();
+        tokio::pin!(server);
+        let result = tokio::select! {
+            result = &mut server => result,
+            () = async {
+                let _ = stopping_rx.await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown began; closing them");
+                Ok(())
+            }
+        };
         sweeper.abort();
         app.sessions.close_all();
         reaper.abort();
         result
     }
 }
+
+/// How long open connections may take to finish after shutdown began
+/// (every session is closed by then); then the process stops regardless.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The listener with `TCP_NODELAY` on every accepted connection. axum's
 /// `serve` leaves it off, and Nagle's algorithm meeting a client's delayed
