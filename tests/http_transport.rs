@@ -1122,3 +1122,46 @@ async fn sigterm_ends_the_listener_with_event_streams_open() {
     );
     drop((stream, legacy));
 }
+
+/// Issue 11, item 6: the firewall raises its soft open-file limit to the
+/// hard limit at start (a few hundred idle connections used to exhaust the
+/// usual 1,024). Started here with a soft limit of 256 under a hard 4,096.
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let (mut cmd, _audit) = wrap_fixture().command();
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 4096,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    use std::io::BufRead;
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {
+        line.clear();
+    }
+    assert!(line.contains("listening on"), "the firewall did not start");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = open_files.split_whitespace().collect();
+    assert_eq!(fields[3], "4096", "{open_files}");
+}
