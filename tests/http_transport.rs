@@ -1128,7 +1128,8 @@ async fn sigterm_ends_the_listener_with_event_streams_open() {
 /// usual 1,024). Started here with a soft limit of 256 under a hard 4,096.
 #[test]
 fn the_open_file_limit_is_raised_to_the_hard_limit() {
-    let (mut cmd, _audit) = wrap_fixture().command();
+    let mut builder = wrap_fixture();
+    let (mut cmd, _audit) = builder.command();
     unsafe {
         use std::os::unix::process::CommandExt;
         cmd.pre_exec(|| {
@@ -1151,10 +1152,15 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     use std::io::BufRead;
+    let mut seen = String::new();
     while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {
+        seen.push_str(&line);
         line.clear();
     }
-    assert!(line.contains("listening on"), "the firewall did not start");
+    assert!(
+        line.contains("listening on"),
+        "the firewall did not start: {seen}"
+    );
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
     let _ = child.kill();
     let _ = child.wait();
@@ -1164,4 +1170,5 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
         .unwrap();
     let fields: Vec<&str> = open_files.split_whitespace().collect();
     assert_eq!(fields[3], "4096", "{open_files}");
+    drop(builder);
 }
