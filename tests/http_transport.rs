@@ -1172,3 +1172,28 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
     assert_eq!(fields[3], "4096", "{open_files}");
     drop(builder);
 }
+
+/// Issue 11, item 6: one principal cannot take every session slot. With
+/// four slots and a share of two, alice's third session is refused (503)
+/// while bob still gets one.
+#[tokio::test]
+async fn one_principal_cannot_take_every_session_slot() {
+    let server = start(with_config(&token_config(
+        "max_sessions = 4\nmax_sessions_per_principal = 2\n",
+    )));
+    let http = client();
+    let open = |token: &'static str| {
+        http.post(server.url("/mcp"))
+            .bearer_auth(token)
+            .header("accept", ACCEPT_BOTH)
+            .json(&initialize_body())
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(open(ALICE_TOKEN).await.unwrap().status(), StatusCode::OK);
+    }
+    let third = open(ALICE_TOKEN).await.unwrap();
+    assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(third.text().await.unwrap().contains("alice"));
+    assert_eq!(open(BOB_TOKEN).await.unwrap().status(), StatusCode::OK);
+}

@@ -27,11 +27,23 @@ pub struct HttpSettings {
     /// `None`: loopback names on a loopback listener, any name otherwise.
     pub allowed_hosts: Option<Vec<String>>,
     pub max_sessions: Option<usize>,
+    pub max_sessions_per_principal: Option<usize>,
 }
 
 impl HttpSettings {
     pub fn max_sessions(&self) -> usize {
         self.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS)
+    }
+
+    /// Sessions one principal may hold: as configured; by default half the
+    /// slots when several principals have tokens (so one cannot take them
+    /// all), else every slot.
+    pub fn max_sessions_per_principal(&self) -> usize {
+        match self.max_sessions_per_principal {
+            Some(n) => n.min(self.max_sessions()),
+            None if self.tokens.len() > 1 => (self.max_sessions() / 2).max(1),
+            None => self.max_sessions(),
+        }
     }
 }
 
@@ -65,6 +77,12 @@ pub fn validate(raw: RawHttp) -> Result<HttpSettings, (String, String)> {
         .enumerate()
         .map(|(i, t)| token(i, t))
         .collect::<Result<Vec<_>, _>>()?;
+    if raw.max_sessions_per_principal == Some(0) {
+        return Err((
+            "http.max_sessions_per_principal".into(),
+            "expected a positive number".into(),
+        ));
+    }
     if raw.max_sessions == Some(0) {
         return Err((
             "http.max_sessions".into(),
@@ -85,6 +103,7 @@ pub fn validate(raw: RawHttp) -> Result<HttpSettings, (String, String)> {
         allowed_origins: raw.allowed_origins,
         allowed_hosts: raw.allowed_hosts,
         max_sessions: raw.max_sessions,
+        max_sessions_per_principal: raw.max_sessions_per_principal,
     })
 }
 
@@ -164,6 +183,10 @@ mod tests {
                 "http.tokens[0].principal",
             ),
             ("[http]\nmax_sessions = 0", "http.max_sessions"),
+            (
+                "[http]\nmax_sessions_per_principal = 0",
+                "http.max_sessions_per_principal",
+            ),
             (
                 "[http]\nallowed_origins = [\"example.com\"]",
                 "http.allowed_origins",

@@ -112,6 +112,8 @@ pub struct RawHttp {
     /// absent: loopback names when the listener is on loopback, else any.
     pub allowed_hosts: Option<Vec<String>>,
     pub max_sessions: Option<usize>,
+    /// Sessions (and stateless bridges) one principal may hold at once.
+    pub max_sessions_per_principal: Option<usize>,
 }
 
 /// One bearer token: its SHA-256 written in the file, or the token itself

@@ -91,15 +91,34 @@ pub struct Registry {
     /// addressable by `Mcp-Session-Id`; each holds a session slot.
     bridges: Mutex<HashMap<String, Arc<stateless::Bridge>>>,
     slots: Arc<Semaphore>,
+    /// Sessions plus bridges one principal may hold (`[http]
+    /// max_sessions_per_principal`).
+    per_principal: usize,
 }
 
 impl Registry {
-    fn new(max: usize) -> Registry {
+    fn new(max: usize, per_principal: usize) -> Registry {
         Registry {
             sessions: Mutex::new(HashMap::new()),
             bridges: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(max)),
+            per_principal,
         }
+    }
+
+    /// Live sessions and stateless bridges held by `principal`; `bridges`
+    /// is the bridge map, which a caller creating a bridge already holds
+    /// locked (lock order: bridges, then sessions).
+    fn held_by(&self, principal: &str, bridges: &HashMap<String, Arc<stateless::Bridge>>) -> usize {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        sessions
+            .values()
+            .filter(|s| s.principal == principal && !s.is_closed())
+            .count()
+            + bridges
+                .values()
+                .filter(|b| b.session.principal == principal && !b.session.is_closed())
+                .count()
     }
 
     /// The live session with this id, if `principal` opened it. Another
@@ -161,7 +180,11 @@ impl App {
         principal: Principal,
         transport: Transport,
     ) -> Result<Arc<HttpSession>, Refused> {
-        let session = self.start_session(principal, transport)?;
+        let held = {
+            let bridges = self.sessions.bridges.lock().expect("bridges lock");
+            self.sessions.held_by(&principal.id, &bridges)
+        };
+        let session = self.start_session(principal, transport, held)?;
         self.sessions
             .sessions
             .lock()
@@ -170,13 +193,26 @@ impl App {
         Ok(session)
     }
 
-    /// Start a session (503 when full) without registering it for
+    /// Start a session (503 when full, or when `principal` already holds
+    /// `held` sessions and bridges, its share) without registering it for
     /// `Mcp-Session-Id` lookups.
     fn start_session(
         &self,
         principal: Principal,
         transport: Transport,
+        held: usize,
     ) -> Result<Arc<HttpSession>, Refused> {
+        let limit = self.sessions.per_principal;
+        if held >= limit {
+            tracing::warn!(principal = %principal.id, limit, "refused a new HTTP session: the principal holds its share of the slots");
+            return Err(Refused::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "too many sessions for principal {} (limit {limit})",
+                    principal.id
+                ),
+            ));
+        }
         let slot = self
             .sessions
             .slots
@@ -232,7 +268,7 @@ impl Listener {
         let app = Arc::new(App {
             origins: Origins::from_config(http.allowed_origins.as_ref()),
             hosts: Hosts::new(http.allowed_hosts.as_ref(), addr.ip().is_loopback()),
-            sessions: Registry::new(http.max_sessions()),
+            sessions: Registry::new(http.max_sessions(), http.max_sessions_per_principal()),
             shared,
             auth,
         });

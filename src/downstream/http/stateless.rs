@@ -283,8 +283,9 @@ async fn bridge(
         match bridges.get(&key) {
             Some(b) if !b.session.is_closed() => b.clone(),
             _ => {
+                let held = app.sessions.held_by(&principal.id, &bridges);
                 let session = app
-                    .start_session(principal, Transport::Streamable)
+                    .start_session(principal, Transport::Streamable, held)
                     .map_err(|r| {
                         let message = r.body["error"]
                             .as_str()
