@@ -17,6 +17,7 @@ import re
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 
 import httpx
@@ -56,6 +57,8 @@ def main():
         if m:
             url = m.group(1).decode() + "/mcp"
             break
+    # Keep draining stderr: a full pipe would stall the firewall's logging.
+    threading.Thread(target=lambda: [None for _ in fw.stderr], daemon=True).start()
     headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
     http = []
     with httpx.Client(timeout=30) as client:
