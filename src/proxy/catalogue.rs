@@ -184,25 +184,26 @@ impl Proxy {
         }
     }
 
-    /// Whether the upstream declared `capability` at initialize.
     /// Whether any initialized upstream declares `capability`.
     pub(super) fn offered_by_any(&self, capability: &str) -> bool {
         let cat = self.catalogue.read().expect("catalogue lock");
-        cat.ready.values().any(|init| {
-            init.get("capabilities")
-                .and_then(|c| c.get(capability))
-                .is_some()
-        })
+        cat.ready.values().any(|init| declares(init, capability))
     }
 
+    /// Whether the upstream declared `capability` at initialize.
     pub(super) fn offers(&self, server: &str, capability: &str) -> bool {
         let cat = self.catalogue.read().expect("catalogue lock");
         cat.ready
             .get(server)
-            .and_then(|init| init.get("capabilities"))
-            .and_then(|c| c.get(capability))
-            .is_some()
+            .is_some_and(|init| declares(init, capability))
     }
+}
+
+/// Whether an upstream's initialize result declares `capability`.
+fn declares(init: &Value, capability: &str) -> bool {
+    init.get("capabilities")
+        .and_then(|c| c.get(capability))
+        .is_some()
 }
 
 /// Fetch every page of one listing within `budget` (the smaller of

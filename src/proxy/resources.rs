@@ -19,14 +19,10 @@ impl Proxy {
     /// The one initialized upstream that declares resources, if exactly one
     /// does.
     fn sole_resource_server(&self) -> Option<String> {
-        let cat = self.catalogue.read().expect("catalogue lock");
-        let mut offering = self.upstreams.iter().filter(|u| {
-            cat.ready
-                .get(u.name())
-                .and_then(|init| init.get("capabilities"))
-                .and_then(|c| c.get("resources"))
-                .is_some()
-        });
+        let mut offering = self
+            .upstreams
+            .iter()
+            .filter(|u| self.offers(u.name(), "resources"));
         match (offering.next(), offering.next()) {
             (Some(only), None) => Some(only.name().to_string()),
             _ => None,

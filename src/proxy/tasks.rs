@@ -125,13 +125,7 @@ impl Proxy {
         let owner = self.tasks.lock().expect("tasks lock").owner(id).cloned();
         let empty = json!({});
         let Some(owner) = owner else {
-            let unknown = Entry {
-                exposed: String::new(),
-                server: String::new(),
-                name: String::new(),
-                def: json!({}),
-                fingerprint: String::new(),
-            };
+            let unknown = Entry::unknown("");
             let subject = Subject {
                 method,
                 server: "",

@@ -112,13 +112,7 @@ impl Proxy {
     }
 
     fn refuse_unknown(&self, name: &str, arguments: &Value, refusal: Refusal) -> Refused {
-        let unknown = Entry {
-            exposed: name.to_string(),
-            server: String::new(),
-            name: name.to_string(),
-            def: json!({"name": name}),
-            fingerprint: String::new(),
-        };
+        let unknown = Entry::unknown(name);
         let subject = Subject {
             method: "tools/call",
             server: "",

@@ -41,6 +41,18 @@ pub struct Entry {
 
 impl Entry {
     /// The definition with the name the client should see.
+    /// A name no listing has (an unknown tool, a task this session did not
+    /// create), for recording the refusal: no server, no fingerprint.
+    pub fn unknown(name: &str) -> Entry {
+        Entry {
+            exposed: name.to_string(),
+            server: String::new(),
+            name: name.to_string(),
+            def: serde_json::json!({"name": name}),
+            fingerprint: String::new(),
+        }
+    }
+
     pub fn exposed_def(&self) -> Value {
         let mut def = self.def.clone();
         def["name"] = Value::String(self.exposed.clone());

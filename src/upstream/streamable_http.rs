@@ -158,7 +158,7 @@ async fn post(
 ) -> Result<(), Failure> {
     let initialize = message.method.as_deref() == Some("initialize");
     let request_id = message.request_id;
-    let had_session = session.id.lock().expect("id lock").is_some();
+    let had_session = session.has_id();
     let request = session
         .with_session(session.client.post(&session.url))
         .header(ACCEPT, ACCEPT_BOTH)
@@ -196,12 +196,11 @@ async fn post(
             let delivered =
                 http::deliver_events(upstream, &session.events, &mut reader, note_version).await;
             let unanswered =
-                request_id.is_some_and(|id| upstream.upgrade().is_some_and(|up| up.is_pending(id)));
-            match (&reader.parser.last_id, unanswered) {
-                (Some(last_id), true) => {
+                request_id.filter(|&id| upstream.upgrade().is_some_and(|up| up.is_pending(id)));
+            match (unanswered, reader.parser.last_id.take()) {
+                (Some(id), Some(last_id)) => {
                     let retry = reader.parser.retry.unwrap_or(GET_RETRY_DELAY);
-                    let id = request_id.expect("unanswered implies a request");
-                    return resume(upstream, session, id, last_id.clone(), retry).await;
+                    return resume(upstream, session, id, last_id, retry).await;
                 }
                 _ => delivered,
             }
@@ -221,7 +220,7 @@ async fn resume(
     mut last_id: String,
     mut retry: Duration,
 ) -> Result<(), Failure> {
-    let had_session = session.id.lock().expect("id lock").is_some();
+    let had_session = session.has_id();
     let mut idle = 0;
     loop {
         tokio::time::sleep(retry.min(MAX_RETRY_DELAY)).await;
@@ -287,10 +286,7 @@ async fn listen(upstream: Weak<Upstream>, session: Arc<Session>) {
                 tracing::debug!(server = %name, "server offers no GET stream");
                 return;
             }
-            Ok(response)
-                if response.status() == StatusCode::NOT_FOUND
-                    && session.id.lock().expect("id lock").is_none() =>
-            {
+            Ok(response) if response.status() == StatusCode::NOT_FOUND && !session.has_id() => {
                 tracing::debug!(server = %name, "server issued no session and offers no GET stream");
                 return;
             }
@@ -332,7 +328,7 @@ async fn listen(upstream: Weak<Upstream>, session: Arc<Session>) {
 /// Tell the server the session is over (best effort: it may not support
 /// DELETE, and we are shutting down anyway).
 async fn end_session(session: &Session) {
-    if session.id.lock().expect("id lock").is_none() {
+    if !session.has_id() {
         return;
     }
     let request = session
@@ -344,6 +340,11 @@ async fn end_session(session: &Session) {
 }
 
 impl Session {
+    /// Whether the server assigned a session id.
+    fn has_id(&self) -> bool {
+        self.id.lock().expect("id lock").is_some()
+    }
+
     /// Configured headers, then the session id and protocol version once known.
     fn with_session(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         let mut request = request.headers(self.headers.clone());
