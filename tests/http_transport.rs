@@ -134,8 +134,17 @@ fn start(builder: Builder) -> Server {
     try_start(builder).unwrap_or_else(|e| panic!("firewall did not start listening: {e}"))
 }
 
-fn try_start(mut builder: Builder) -> Result<Server, String> {
+fn try_start(builder: Builder) -> Result<Server, String> {
+    try_start_with(builder, |_| {})
+}
+
+/// [`try_start`], with `prepare` applied to the command first.
+fn try_start_with(
+    mut builder: Builder,
+    prepare: impl FnOnce(&mut std::process::Command),
+) -> Result<Server, String> {
     let (mut cmd, audit) = builder.command();
+    prepare(&mut cmd);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -1130,19 +1139,7 @@ async fn sigterm_ends_the_listener_with_event_streams_open() {
 fn the_open_file_limit_is_raised_to_the_hard_limit() {
     let mut builder = wrap_fixture();
     let (mut cmd, _audit) = builder.command();
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 256,
-                rlim_max: 4096,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    limit_open_files(&mut cmd, 256, 4096);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -1171,6 +1168,110 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
     let fields: Vec<&str> = open_files.split_whitespace().collect();
     assert_eq!(fields[3], "4096", "{open_files}");
     drop(builder);
+}
+
+/// Start `cmd` with `RLIMIT_NOFILE` set to `soft` / `hard`.
+fn limit_open_files(cmd: &mut std::process::Command, soft: u64, hard: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Issue 11, item 6: idle and slow connections cannot lock legitimate
+/// clients out. The firewall runs with 256 file descriptors (soft = hard)
+/// and a 1 s header-read deadline; 300 connections that send nothing come
+/// first. Those beyond the connection cap are answered 503 at once (so is a
+/// legitimate client while the cap is full: an answer, not a hang), the
+/// rest are closed at the deadline, as are a connection dribbling its
+/// headers and a kept-alive connection left idle after a response; then
+/// the legitimate client gets in. Before: the idle connections used up
+/// every descriptor, `accept` failed, and the legitimate client hung.
+#[test]
+fn idle_and_slow_connections_cannot_lock_clients_out() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let config = token_config("max_sessions = 4\nheader_read_timeout_seconds = 1\n");
+    let server =
+        try_start_with(with_config(&config), |cmd| limit_open_files(cmd, 256, 256)).unwrap();
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let connect = || {
+        let stream = TcpStream::connect(&addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream
+    };
+    /// Everything the server sends until it closes the connection.
+    fn until_closed(mut stream: &TcpStream) -> String {
+        let mut got = Vec::new();
+        match stream.read_to_end(&mut got) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("the server kept the connection open: {e}"),
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+    let healthz = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+
+    let idle: Vec<TcpStream> = (0..300).map(|_| connect()).collect();
+    let legitimate = connect();
+    (&legitimate).write_all(healthz.as_bytes()).unwrap();
+    let answer = until_closed(&legitimate);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many open connections"), "{answer}");
+
+    let mut refused = 0;
+    for stream in &idle {
+        let got = until_closed(stream);
+        if got.starts_with("HTTP/1.1 503") {
+            refused += 1;
+        } else {
+            assert_eq!(got, "", "an idle connection got an answer");
+        }
+    }
+    assert!(refused > 0 && refused < idle.len(), "{refused} refused");
+    drop(idle);
+
+    let slow = connect();
+    (&slow).write_all(b"POST /mcp HTTP/1.1\r\n").unwrap();
+    let dribble = std::thread::spawn({
+        let slow = slow.try_clone().unwrap();
+        move || {
+            for i in 0..40 {
+                std::thread::sleep(Duration::from_millis(250));
+                if (&slow)
+                    .write_all(format!("x-slow-{i}: y\r\n").as_bytes())
+                    .is_err()
+                {
+                    return true;
+                }
+            }
+            false
+        }
+    });
+    let kept_alive = connect();
+    (&kept_alive).write_all(healthz.as_bytes()).unwrap();
+    let answer = until_closed(&kept_alive);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!until_closed(&slow).starts_with("HTTP/1.1 2"));
+    assert!(
+        dribble.join().unwrap(),
+        "the dribbling client was never cut off"
+    );
+
+    let legitimate = connect();
+    (&legitimate).write_all(healthz.as_bytes()).unwrap();
+    let answer = until_closed(&legitimate);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
 /// Issue 11, item 6: one principal cannot take every session slot. With

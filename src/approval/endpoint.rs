@@ -14,6 +14,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -23,10 +24,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 
+use crate::downstream::http::front_door;
+
 use super::AnswerRejection;
 use super::bot::{BotAnswerError, SignedBy};
 use super::service::Approvals;
 use super::store::StoreError;
+
+/// Open connections to the endpoint (answering bots); beyond, 503.
+const MAX_CONNECTIONS: usize = 256;
 
 /// Largest answer body accepted: an answer is three short strings.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -42,10 +48,15 @@ pub async fn serve(approvals: Arc<Approvals>, addr: SocketAddr) -> std::io::Resu
     approvals.set_callback_base(format!("http://{bound}"));
     let app = router(approvals);
     tokio::spawn(async move {
-        let listener = crate::downstream::http::no_delay(listener);
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("approval endpoint stopped: {e}");
-        }
+        let limits = front_door::Limits::new(None, Some(MAX_CONNECTIONS), 0);
+        front_door::serve(
+            listener,
+            app,
+            limits,
+            std::future::pending(),
+            Duration::ZERO,
+        )
+        .await;
     });
     tracing::info!(%bound, "approval endpoint listening");
     Ok(bound)

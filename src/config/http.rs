@@ -6,6 +6,7 @@
 //! a start-up error naming it.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -28,6 +29,8 @@ pub struct HttpSettings {
     pub allowed_hosts: Option<Vec<String>>,
     pub max_sessions: Option<usize>,
     pub max_sessions_per_principal: Option<usize>,
+    pub header_read_timeout: Option<Duration>,
+    pub max_connections: Option<usize>,
 }
 
 impl HttpSettings {
@@ -83,6 +86,20 @@ pub fn validate(raw: RawHttp) -> Result<HttpSettings, (String, String)> {
             "expected a positive number".into(),
         ));
     }
+    for (key, value) in [
+        (
+            "http.max_connections",
+            raw.max_connections.map(|n| n as u64),
+        ),
+        (
+            "http.header_read_timeout_seconds",
+            raw.header_read_timeout_seconds,
+        ),
+    ] {
+        if value == Some(0) {
+            return Err((key.into(), "expected a positive number".into()));
+        }
+    }
     if raw.max_sessions == Some(0) {
         return Err((
             "http.max_sessions".into(),
@@ -104,6 +121,8 @@ pub fn validate(raw: RawHttp) -> Result<HttpSettings, (String, String)> {
         allowed_hosts: raw.allowed_hosts,
         max_sessions: raw.max_sessions,
         max_sessions_per_principal: raw.max_sessions_per_principal,
+        header_read_timeout: raw.header_read_timeout_seconds.map(Duration::from_secs),
+        max_connections: raw.max_connections,
     })
 }
 
@@ -183,6 +202,11 @@ mod tests {
                 "http.tokens[0].principal",
             ),
             ("[http]\nmax_sessions = 0", "http.max_sessions"),
+            ("[http]\nmax_connections = 0", "http.max_connections"),
+            (
+                "[http]\nheader_read_timeout_seconds = 0",
+                "http.header_read_timeout_seconds",
+            ),
             (
                 "[http]\nmax_sessions_per_principal = 0",
                 "http.max_sessions_per_principal",

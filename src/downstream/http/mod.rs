@@ -12,6 +12,7 @@
 //!
 //! | module | job |
 //! |---|---|
+//! | [`front_door`] | accepting connections: `TCP_NODELAY`, header-read deadline, connection cap (503), bounded shutdown |
 //! | [`auth`] | bearer tokens -> principal (constant-time digest compare) |
 //! | [`origin`] | which `Origin` headers are accepted |
 //! | [`session`] | one session = one `Proxy` on its own runtime; routing its messages |
@@ -23,6 +24,7 @@
 //! [`Proxy::handle_bytes`]: crate::proxy::Proxy::handle_bytes
 
 pub mod auth;
+pub mod front_door;
 pub mod health;
 pub mod legacy_sse;
 pub mod origin;
@@ -242,6 +244,7 @@ impl App {
 pub struct Listener {
     listener: tokio::net::TcpListener,
     app: Arc<App>,
+    limits: front_door::Limits,
 }
 
 impl Listener {
@@ -265,6 +268,12 @@ impl Listener {
             );
         }
         let http = &shared.config.http;
+        let limits = front_door::Limits::new(
+            http.header_read_timeout,
+            http.max_connections,
+            http.max_sessions(),
+        );
+        tracing::debug!(?limits, "HTTP listener limits");
         let app = Arc::new(App {
             origins: Origins::from_config(http.allowed_origins.as_ref()),
             hosts: Hosts::new(http.allowed_hosts.as_ref(), addr.ip().is_loopback()),
@@ -272,7 +281,11 @@ impl Listener {
             shared,
             auth,
         });
-        Ok(Listener { listener, app })
+        Ok(Listener {
+            listener,
+            app,
+            limits,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -292,53 +305,29 @@ impl Listener {
         // and ending its event streams), then let open connections finish,
         // for at most SHUTDOWN_GRACE. Graceful shutdown alone would wait
         // for every open SSE stream, which a client may hold for ever.
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let closer = app.clone();
         let signal = async move {
             shutdown.await;
             closer.sessions.close_all();
-            let _ = stopping_tx.send(());
         };
-        let server = axum::serve(no_delay(self.listener), router(app.clone()))
-            .with_graceful_shutdown(signal)
-            .into_future();
-        tokio::pin!(server);
-        let result = tokio::select! {
-            result = &mut server => result,
-            () = async {
-                let _ = stopping_rx.await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } => {
-                tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown began; closing them");
-                Ok(())
-            }
-        };
+        front_door::serve(
+            self.listener,
+            router(app.clone()),
+            self.limits,
+            signal,
+            SHUTDOWN_GRACE,
+        )
+        .await;
         sweeper.abort();
         app.sessions.close_all();
         reaper.abort();
-        result
+        Ok(())
     }
 }
 
 /// How long open connections may take to finish after shutdown began
 /// (every session is closed by then); then the process stops regardless.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// The listener with `TCP_NODELAY` on every accepted connection. axum's
-/// `serve` leaves it off, and Nagle's algorithm meeting a client's delayed
-/// ACKs holds each small response for up to 40 ms: a sequential
-/// `tools/call` from an HTTP client took ~48 ms through the firewall
-/// against ~2 ms with the option on (issue 11).
-pub fn no_delay(
-    listener: tokio::net::TcpListener,
-) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY not set on an accepted connection: {e}");
-        }
-    })
-}
 
 /// Wake this runtime on every SIGCHLD. A closed session's runtime is gone
 /// by the time its killed upstream exits; tokio reaps such orphaned children

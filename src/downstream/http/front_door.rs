@@ -1,0 +1,232 @@
+//! The accept loop in front of the client listener and the approval
+//! endpoint: what axum's `serve` does, plus what a listener open to
+//! untrusted connections needs (issue 11, item 6).
+//!
+//! - `TCP_NODELAY` on every accepted socket (Nagle's algorithm meeting a
+//!   client's delayed ACKs held each small response for up to 40 ms).
+//! - A header-read deadline: a connection must send its first request's
+//!   headers within `header_read_timeout`, and on a keep-alive connection
+//!   the next request's headers within the same time after the last
+//!   response (hyper's HTTP/1 timer). A peer that sends nothing at all is
+//!   cut at the same deadline before protocol detection, where hyper-util
+//!   has no timer of its own.
+//! - A cap on open connections below the open-file limit: beyond it a new
+//!   connection is answered `503` and closed at once, so idle connections
+//!   can never use up the descriptors legitimate clients need.
+//! - Graceful shutdown that waits at most a bounded time for open
+//!   connections (an SSE stream may stay open for ever).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Default deadline for a request's headers (and for the idle time between
+/// requests on a keep-alive connection).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// File descriptors kept back from connections for everything else the
+/// process opens (upstream pipes, the audit log, SQLite, sockets to
+/// upstreams), per allowed session, plus a fixed base.
+const FDS_PER_SESSION: u64 = 12;
+const FDS_BASE: u64 = 128;
+/// The fewest connections a listener accepts, whatever the limit says.
+const MIN_CONNECTIONS: usize = 16;
+/// Refusals written at once; beyond, an over-capacity connection is closed
+/// without an answer.
+const MAX_REFUSALS_IN_FLIGHT: usize = 64;
+/// How long a refusal may take to write.
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(1);
+/// Pause after an accept error that is about the process (no descriptors
+/// left), not the connection, before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: text/plain; charset=utf-8\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 59\r\n\
+\r\n\
+mcp-firewall: too many open connections; try again shortly\n";
+
+/// How a listener treats the connections it accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Limits {
+    /// The configured values, or defaults derived from the open-file limit
+    /// (read after `main` raised the soft limit to the hard one).
+    pub fn new(
+        header_read_timeout: Option<Duration>,
+        max_connections: Option<usize>,
+        max_sessions: usize,
+    ) -> Limits {
+        Limits {
+            header_read_timeout: header_read_timeout.unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
+            max_connections: max_connections
+                .unwrap_or_else(|| connections_within(open_file_limit(), max_sessions)),
+        }
+    }
+}
+
+/// Connections that fit under an open-file limit of `fds` with room kept
+/// for `max_sessions` sessions' own descriptors.
+pub fn connections_within(fds: u64, max_sessions: usize) -> usize {
+    let reserve = FDS_BASE + FDS_PER_SESSION * max_sessions as u64;
+    let spare = usize::try_from(fds.saturating_sub(reserve)).unwrap_or(usize::MAX);
+    spare.max(MIN_CONNECTIONS)
+}
+
+/// The soft `RLIMIT_NOFILE`; `u64::MAX` when unlimited or unreadable.
+fn open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return u64::MAX;
+    }
+    limit.rlim_cur
+}
+
+/// Serve `router` on `listener` until `shutdown` resolves, then give open
+/// connections `grace` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    if !is_connection_error(&e) {
+                        tracing::warn!("accepting a connection failed: {e}");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY not set on an accepted connection: {e}");
+        }
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                let watcher = graceful.watcher();
+                tokio::spawn(connection(stream, router.clone(), limits, slot, watcher));
+            }
+            Err(_) => refuse(stream, peer, &refusals),
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open {grace:?} after shutdown began; closing them");
+    }
+}
+
+/// Serve one accepted connection, holding its slot until it ends.
+async fn connection(
+    stream: TcpStream,
+    router: Router,
+    limits: Limits,
+    _slot: OwnedSemaphorePermit,
+    watcher: Watcher,
+) {
+    // Until its first byte a connection is in hyper-util's protocol
+    // detection, which has no timer: bound that wait here.
+    let mut byte = [0u8; 1];
+    let first_byte = tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut byte));
+    if first_byte.await.is_err() {
+        tracing::debug!("closing a connection that sent nothing");
+        return;
+    }
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let service = TowerToHyperService::new(router);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!("connection ended: {e}");
+    }
+}
+
+/// Answer an over-capacity connection `503` and close it, without waiting
+/// on it in the accept loop.
+fn refuse(mut stream: TcpStream, peer: SocketAddr, refusals: &Arc<Semaphore>) {
+    tracing::warn!(%peer, "too many open connections; refusing one");
+    let Ok(permit) = refusals.clone().try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        let write = async {
+            stream.write_all(REFUSAL).await?;
+            stream.shutdown().await
+        };
+        let _ = tokio::time::timeout(REFUSAL_DEADLINE, write).await;
+    });
+}
+
+/// Errors about one connection (the peer went away during accept), as
+/// opposed to errors about the process such as running out of descriptors.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_leave_room_for_sessions() {
+        assert_eq!(connections_within(1024, 64), 1024 - 128 - 12 * 64);
+        assert_eq!(connections_within(256, 64), MIN_CONNECTIONS);
+        assert_eq!(connections_within(u64::MAX, 64), usize::MAX);
+    }
+
+    #[test]
+    fn the_refusal_is_well_formed() {
+        let text = std::str::from_utf8(REFUSAL).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(body.len(), length);
+    }
+}
