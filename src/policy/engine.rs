@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use regorus::{Engine, Value};
-use serde::Deserialize;
 
 use super::decision::Verdict;
 use super::error::PolicyError;
@@ -114,15 +113,18 @@ impl PolicySet {
 
     /// Decides one request. `input` is the policy input document.
     pub fn evaluate(&self, input: &serde_json::Value) -> Result<Verdict, PolicyError> {
+        self.evaluate_converted(super::to_rego(input)?)
+    }
+
+    /// Decides one request whose input is already converted (see
+    /// [`super::to_rego_spliced`]).
+    pub fn evaluate_converted(&self, input: Value) -> Result<Verdict, PolicyError> {
         let rules = self.eval_adapter(input)?;
         verdict::from_rules(&rules)
     }
 
     /// Runs the adapter rule on a clone of the engine; returns its JSON value.
-    fn eval_adapter(&self, input: &serde_json::Value) -> Result<serde_json::Value, PolicyError> {
-        let input = Value::deserialize(input).map_err(|e| PolicyError::Eval {
-            message: format!("input document is not representable: {e}"),
-        })?;
+    fn eval_adapter(&self, input: Value) -> Result<serde_json::Value, PolicyError> {
         let mut engine = self.engine.clone();
         engine.set_input(input);
         let value = engine

@@ -9,6 +9,7 @@
 //! | `decision.rs` | [`Decision`] and [`Verdict`], pure data |
 //! | `error.rs` | [`PolicyError`], every way deciding can fail |
 //! | `loader.rs` | directory walk, revision hash, engine construction |
+//! | `convert.rs` | JSON -> regorus values, with already-converted parts spliced in |
 //! | `engine.rs` | [`PolicySet`]: load once, evaluate per request |
 //! | `verdict.rs` | rule values -> [`Verdict`]: type checks and precedence |
 //! | `testing.rs` | [`run_tests`], a minimal `opa test` |
@@ -21,6 +22,7 @@
 //! nothing defaults to allow. The contract is documented in
 //! `docs/policy-input.md`.
 
+mod convert;
 mod coverage;
 mod decision;
 mod engine;
@@ -31,6 +33,7 @@ mod replay;
 mod testing;
 mod verdict;
 
+pub use convert::{Splice, to_rego, to_rego_spliced};
 pub use coverage::FileCoverage;
 pub use decision::{DEFAULT_HOLD_REASON, Decision, Verdict};
 pub use engine::{EVAL_TIME_LIMIT, PolicySet};

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::methods::ClientRequest;
 use super::session::Session;
+use crate::policy::{PolicyError, PolicySet, Splice, Verdict, to_rego_spliced};
 use crate::upstream::Entry;
 
 /// Version of the input document shape.
@@ -100,8 +101,41 @@ fn template_uri(def: &Value) -> &str {
     def.get("uriTemplate").and_then(Value::as_str).unwrap_or("")
 }
 
+/// An input document, with the part the session keeps already converted
+/// for the policy engine (`session.history`). Derefs to the JSON document,
+/// which is what the audit log records.
+pub struct Input {
+    doc: Value,
+    history: regorus::Value,
+}
+
+impl Input {
+    /// Decide this input with `policy`.
+    pub fn evaluate(&self, policy: &PolicySet) -> Result<Verdict, PolicyError> {
+        let history = Splice {
+            path: &["session", "history"],
+            value: self.history.clone(),
+        };
+        policy.evaluate_converted(to_rego_spliced(&self.doc, &[history])?)
+    }
+}
+
+impl std::ops::Deref for Input {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.doc
+    }
+}
+
+impl std::ops::DerefMut for Input {
+    fn deref_mut(&mut self) -> &mut Value {
+        &mut self.doc
+    }
+}
+
 /// The input document for one decision.
-pub fn build(subject: &Subject<'_>, session: &Session) -> Value {
+pub fn build(subject: &Subject<'_>, session: &Session) -> Input {
     let mut input = json!({
         "version": INPUT_VERSION,
         "direction": "client_to_server",
@@ -112,14 +146,17 @@ pub fn build(subject: &Subject<'_>, session: &Session) -> Value {
         "meta": subject.meta(),
         "extra_params": subject.extra_params(),
     });
-    add_context(&mut input, session);
+    let history = add_context(&mut input, session);
     match &subject.target {
         Target::Tool(entry) => input["tool"] = tool(entry),
         Target::Prompt(entry) => input["prompt"] = prompt(entry),
         Target::Resource(uri, def) => input["resource"] = resource(uri, *def),
         Target::Template(def) => input["resource_template"] = template(def),
     }
-    input
+    Input {
+        doc: input,
+        history,
+    }
 }
 
 /// The input for a request an upstream sent the client (sampling,
@@ -131,7 +168,7 @@ pub fn build_server_request(
     params: &Value,
     cause: Value,
     session: &Session,
-) -> Value {
+) -> Input {
     let mut input = json!({
         "version": INPUT_VERSION,
         "direction": "server_to_client",
@@ -141,24 +178,30 @@ pub fn build_server_request(
         "arguments": {},
         "caused_by": cause,
     });
-    add_context(&mut input, session);
-    input
+    let history = add_context(&mut input, session);
+    Input {
+        doc: input,
+        history,
+    }
 }
 
 /// The fields every input has: who, which client and session, and when.
-fn add_context(input: &mut Value, session: &Session) {
+/// Returns the history as the engine's value.
+fn add_context(input: &mut Value, session: &Session) -> regorus::Value {
     let now = Utc::now();
+    let (history, history_for_policy) = session.history_snapshot();
     input["principal"] = json!(session.principal);
     input["client"] = session.client_info();
     input["session"] = json!({
         "id": session.id,
         "transport": session.transport,
-        "history": session.history(),
+        "history": history,
     });
     input["time"] = json!({
         "rfc3339": now.to_rfc3339_opts(SecondsFormat::Secs, true),
         "unix": now.timestamp(),
     });
+    history_for_policy
 }
 
 fn template(def: &Value) -> Value {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
-use super::input::{self, Subject, Target};
+use super::input::{self, Input, Subject, Target};
 use crate::approval::Grant;
 use crate::audit::mask;
 use crate::error::Refusal;
@@ -113,7 +113,7 @@ impl Proxy {
             // Counts of earlier calls; this one is counted whatever the outcome.
             input["rate"] = self.shared.rates.observe(principal, subject.exposed_name());
         }
-        let verdict = policy.evaluate(&input);
+        let verdict = input.evaluate(&policy);
         let hidden = self.hidden_in_list(subject, &policy);
         let refusal = match &hidden {
             Ok(true) => Some(Refusal::PolicyDenied {
@@ -260,7 +260,7 @@ impl Proxy {
 impl Proxy {
     /// The policy input for `subject`: the document of [`input::build`] plus
     /// what only the configuration knows (`server_trusted`).
-    pub(super) fn input_for(&self, subject: &Subject<'_>) -> Value {
+    pub(super) fn input_for(&self, subject: &Subject<'_>) -> Input {
         let mut input = input::build(subject, &self.session);
         input["server_trusted"] = json!(self.trusts(subject.server));
         if subject.method.starts_with("tasks/") {
@@ -308,7 +308,7 @@ impl Proxy {
             arguments: &empty,
             params: &empty,
         };
-        policy.evaluate(&self.input_for(&listed)).map(|v| v.hide)
+        self.input_for(&listed).evaluate(policy).map(|v| v.hide)
     }
 
     /// Decide a request an upstream sent the client (sampling, elicitation,
@@ -326,7 +326,7 @@ impl Proxy {
         let policy = self.policy();
         let mut input = input::build_server_request(server, method, params, cause, &self.session);
         input["server_trusted"] = json!(self.trusts(server));
-        let verdict = policy.evaluate(&input);
+        let verdict = input.evaluate(&policy);
         let refusal = match refusal_for(&verdict) {
             Some(Refusal::ApprovalRequired { mut reasons, .. }) => {
                 reasons.push("requests from a server cannot wait for a human; refused".into());

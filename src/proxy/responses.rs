@@ -119,9 +119,8 @@ impl Proxy {
             obj.insert("truncated".into(), json!(inspection.truncated.is_some()));
         }
         input["result"] = shown;
-        let verdict = self
-            .policy()
-            .evaluate(&input)
+        let verdict = input
+            .evaluate(&self.policy())
             .map_err(|e| vec![format!("the response policy failed: {e}")])?;
         if let Decision::Deny { reasons } = verdict.decision {
             return Err(reasons);

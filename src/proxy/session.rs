@@ -50,7 +50,9 @@ pub struct Session {
     pub principal: Principal,
     /// `clientInfo` from `initialize`, set once.
     pub client: OnceLock<Value>,
-    history: Mutex<VecDeque<Value>>,
+    /// Each entry as JSON (for the input document and the audit log) and
+    /// as the policy engine's value (converted once, when recorded).
+    history: Mutex<VecDeque<(Value, regorus::Value)>>,
 }
 
 impl Session {
@@ -78,16 +80,32 @@ impl Session {
             .lock()
             .expect("history lock")
             .iter()
-            .cloned()
+            .map(|(json, _)| json.clone())
             .collect()
     }
 
+    /// The history as JSON and, from the same moment, as the policy
+    /// engine's value (its entries shared, not converted again).
+    pub fn history_snapshot(&self) -> (Vec<Value>, regorus::Value) {
+        let history = self.history.lock().expect("history lock");
+        let json = history.iter().map(|(json, _)| json.clone()).collect();
+        let rego = history
+            .iter()
+            .map(|(_, rego)| rego.clone())
+            .collect::<Vec<_>>();
+        (json, regorus::Value::from(rego))
+    }
+
+    /// Remember a decision. An entry the engine cannot represent (it is
+    /// built by the firewall from strings, so never in practice) is kept
+    /// as `null` for policy.
     pub fn record(&self, entry: Value) {
+        let rego = crate::policy::to_rego(&entry).unwrap_or(regorus::Value::Null);
         let mut history = self.history.lock().expect("history lock");
         if history.len() == HISTORY_LEN {
             history.pop_front();
         }
-        history.push_back(entry);
+        history.push_back((entry, rego));
     }
 }
 

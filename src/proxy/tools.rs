@@ -194,9 +194,15 @@ impl Proxy {
         let mut hidden = Vec::new();
         let mut failed = Vec::new();
         for item in items {
+            if !policy.may_hide() {
+                // Nothing in the policy can hide an item: evaluating it per
+                // item (the whole policy, every listed tool) would only say so.
+                shown.push(item);
+                continue;
+            }
             let subject = subject(item);
             let input = self.input_for(&subject);
-            match policy.evaluate(&input) {
+            match input.evaluate(&policy) {
                 Ok(verdict) if verdict.hide => {
                     hidden.push(subject.exposed_name().to_string());
                     // Shadow mode: log what would be hidden, list it anyway.
