@@ -12,8 +12,12 @@
 //! session; stdio with its one session initialized) and its peak RSS
 //! (`VmHWM`) at the end.
 //!
+//! Also: spawn-to-`initialize`-answer of the stdio form (median of 10).
+//!
 //! Knobs: `BENCH_SECONDS` per level (default 3), `BENCH_POLICY=allow-all`,
-//! `BENCH_MAX_CLIENTS` (default 64).
+//! `BENCH_MAX_CLIENTS` (default 64), `BENCH_FSYNC` (`never`, the default, or
+//! `always`), `BENCH_LEVELS` (e.g. `32,64`: exactly these levels, no knee
+//! search).
 //!
 //! Run: `cargo bench --bench http_throughput` after `cargo build --release --bins`.
 
@@ -106,7 +110,32 @@ fn main() {
         Ok("allow-all") => ("allow-all", allow_all_policy(work.path())),
         _ => ("policies/", library_policy(work.path(), "library")),
     };
+    let fsync = std::env::var("BENCH_FSYNC").unwrap_or_else(|_| "never".into());
+    let fixed_levels: Option<Vec<usize>> = std::env::var("BENCH_LEVELS")
+        .ok()
+        .map(|l| l.split(',').filter_map(|n| n.trim().parse().ok()).collect());
     println!("machine: {}", machine());
+
+    // Spawn to the answer of `initialize` (upstream started and initialized).
+    let mut spawn_ms: Vec<f64> = (0..10)
+        .map(|i| {
+            let t = std::time::Instant::now();
+            let peer = StdioPeer::start(&mut firewall_cmd(
+                &policy,
+                &work.path().join(format!("spawn-{i}.jsonl")),
+                "never",
+                &[],
+            ));
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            drop(peer);
+            ms
+        })
+        .collect();
+    spawn_ms.sort_by(f64::total_cmp);
+    println!(
+        "spawn to initialize answer (stdio, {policy_name}): median {:.1} ms",
+        pct(&spawn_ms, 0.5)
+    );
 
     // Idle RSS, stdio: one session (its upstream initialized), nothing in flight.
     let stdio = StdioPeer::start(&mut firewall_cmd(
@@ -122,7 +151,7 @@ fn main() {
     let server = HttpFirewall::start(firewall_cmd(
         &policy,
         &work.path().join("http.jsonl"),
-        "never",
+        &fsync,
         &["--listen", "127.0.0.1:0"],
     ));
     std::thread::sleep(Duration::from_secs(1));
@@ -133,7 +162,7 @@ fn main() {
         http_idle as f64 / 1024.0
     );
     println!(
-        "Streamable HTTP, {policy_name}, audit fsync never; {secs} s per level after {} ms warm-up; sequential tools/call echo per client",
+        "Streamable HTTP, {policy_name}, audit fsync {fsync}; {secs} s per level after {} ms warm-up; sequential tools/call echo per client",
         WARMUP.as_millis()
     );
     println!(
@@ -144,8 +173,13 @@ fn main() {
     let mut peers: Vec<HttpPeer> = Vec::new();
     let mut best: Option<Level> = None;
     let mut flat = 0;
-    let mut n = 1;
-    while n <= max_clients {
+    let levels: Vec<usize> = fixed_levels.unwrap_or_else(|| {
+        std::iter::successors(Some(1usize), |n| Some(n * 2))
+            .take_while(|n| *n <= max_clients)
+            .collect()
+    });
+    let search = std::env::var("BENCH_LEVELS").is_err();
+    for n in levels {
         // Sessions are opened before the level starts: each one spawns an
         // upstream process, which is not what is being measured.
         while peers.len() < n {
@@ -165,7 +199,7 @@ fn main() {
         match &best {
             Some(b) if level.rate < b.rate * 1.05 => {
                 flat += 1;
-                if flat >= 2 {
+                if flat >= 2 && search {
                     break;
                 }
             }
@@ -174,7 +208,6 @@ fn main() {
                 best = Some(level);
             }
         }
-        n *= 2;
     }
     let best = best.expect("at least one level");
     let hwm = proc_status_kb(server.pid(), "VmHWM").unwrap_or(0);

@@ -59,7 +59,7 @@ pub fn policies_dir() -> PathBuf {
 }
 
 /// A copy of the shipped library (tests left out) whose rate limits are
-/// raised out of reach: a benchmark makes thousands of calls a minute, and
+/// raised out of reach and whose working hours never end: a benchmark makes thousands of calls a minute, and
 /// with the shipped limits (30 calls per tool per minute) it would measure
 /// refusals. Every rule still runs, the counting included.
 pub fn library_policy(work: &Path, name: &str) -> PathBuf {
@@ -78,6 +78,13 @@ pub fn library_policy(work: &Path, name: &str) -> PathBuf {
         "per_tool_per_minute": 1_000_000_000u64,
         "per_tool_per_hour": 1_000_000_000u64,
         "per_principal_per_minute": 1_000_000_000u64,
+    });
+    // Working hours all week, all day: a tool that is not trusted read-only
+    // (the reference server's `echo`) is otherwise held at night.
+    v["mcp_firewall"]["timewindow"] = json!({
+        "days": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
+        "start_hour": 0,
+        "end_hour": 24,
     });
     std::fs::write(&data, v.to_string()).unwrap();
     dir
@@ -243,8 +250,11 @@ pub struct HttpPeer {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     addr: String,
+    path: String,
     session: Option<String>,
     buf: Vec<u8>,
+    /// Accept SSE answers too (other servers insist on both media types).
+    sse: bool,
 }
 
 pub struct HttpAnswer {
@@ -261,14 +271,28 @@ impl HttpPeer {
             reader: BufReader::new(stream.try_clone().unwrap()),
             writer: stream,
             addr: addr.to_string(),
+            path: "/mcp".to_string(),
             session: None,
             buf: Vec::new(),
+            sse: false,
         }
     }
 
     /// Connect, `initialize` (opening a session), `notifications/initialized`.
     pub fn open_session(addr: &str) -> HttpPeer {
+        HttpPeer::open_session_with(HttpPeer::connect(addr))
+    }
+
+    /// [`Self::open_session`] at `path`, accepting JSON or SSE answers, as
+    /// other proxies' Streamable HTTP endpoints require.
+    pub fn open_session_at(addr: &str, path: &str) -> HttpPeer {
         let mut peer = HttpPeer::connect(addr);
+        peer.path = path.to_string();
+        peer.sse = true;
+        HttpPeer::open_session_with(peer)
+    }
+
+    fn open_session_with(mut peer: HttpPeer) -> HttpPeer {
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": initialize_params()});
         let answer = peer.post(&init.to_string());
         assert_eq!(
@@ -286,7 +310,7 @@ impl HttpPeer {
         );
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         let answer = peer.post(&note.to_string());
-        assert_eq!(answer.status, 202);
+        assert!(matches!(answer.status, 200 | 202), "{}", answer.status);
         peer
     }
 
@@ -299,14 +323,28 @@ impl HttpPeer {
             "{}",
             String::from_utf8_lossy(&answer.body)
         );
-        serde_json::from_slice(&answer.body).unwrap()
+        let is_sse = answer
+            .headers
+            .get("content-type")
+            .is_some_and(|t| t.starts_with("text/event-stream"));
+        if !is_sse {
+            return serde_json::from_slice(&answer.body).unwrap();
+        }
+        // The last `data:` event carrying a response.
+        String::from_utf8_lossy(&answer.body)
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .filter(|v| v.get("id").is_some() && v.get("method").is_none())
+            .last()
+            .unwrap_or_else(|| panic!("no response in {}", String::from_utf8_lossy(&answer.body)))
     }
 
     pub fn close(mut self) {
         if let Some(session) = self.session.take() {
             let req = format!(
-                "DELETE /mcp HTTP/1.1\r\nHost: {}\r\nMcp-Session-Id: {session}\r\nContent-Length: 0\r\n\r\n",
-                self.addr
+                "DELETE {} HTTP/1.1\r\nHost: {}\r\nMcp-Session-Id: {session}\r\nContent-Length: 0\r\n\r\n",
+                self.path, self.addr
             );
             if self.writer.write_all(req.as_bytes()).is_ok() {
                 let _ = self.read_answer();
@@ -318,8 +356,10 @@ impl HttpPeer {
         self.buf.clear();
         write!(
             self.buf,
-            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json\r\nMCP-Protocol-Version: {PROTOCOL}\r\nContent-Length: {}\r\n",
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: {}\r\nMCP-Protocol-Version: {PROTOCOL}\r\nContent-Length: {}\r\n",
+            self.path,
             self.addr,
+            if self.sse { "application/json, text/event-stream" } else { "application/json" },
             body.len()
         )
         .unwrap();

@@ -1,0 +1,315 @@
+//! Calls per second through the firewall and through two peer proxies, all
+//! in front of the same npm reference server (`server-everything`, stdio),
+//! at 1 / 8 / 64 concurrent Streamable HTTP sessions, one run (issue 11).
+//!
+//! - the firewall: `run --listen` with the shipped library (rate limits out
+//!   of reach, plus one rule allowing `echo`) and the audit log on;
+//! - the TypeScript `mcp-proxy` (npm) and the Python `mcp-proxy` (PyPI),
+//!   pinned in `fixtures/peers/` and installed by the set-up command. They
+//!   decide and record nothing: the comparison is the price of doing so.
+//!
+//! Each session is one keep-alive connection making sequential
+//! `tools/call echo` requests for `BENCH_SECONDS` (default 3) after a
+//! 0.5 s warm-up. A level whose sessions cannot all be opened within 60 s
+//! is reported as failed. Knobs: `BENCH_PEER_SESSIONS` (default
+//! "1,8,64"), `BENCH_PEERS` (default "firewall,ts,python").
+//!
+//! Run: `cargo bench --bench peer_proxies` after `cargo build --release --bins`
+//! and the set-up command. Loopback only.
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const WARMUP: Duration = Duration::from_millis(500);
+const OPEN_DEADLINE: Duration = Duration::from_secs(60);
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn everything() -> PathBuf {
+    repo("fixtures/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+}
+
+/// One proxy under test: how to start it on `port`, and its MCP path.
+struct Contender {
+    name: &'static str,
+    path: &'static str,
+    command: Box<dyn Fn(u16) -> Option<Command>>,
+}
+
+fn contenders(work: &Path) -> Vec<Contender> {
+    let policy = library_policy(work, "library");
+    std::fs::write(
+        policy.join("bench_echo.rego"),
+        "package mcp.firewall\n\nallow if {\n\tinput.method == \"tools/call\"\n\tinput.tool.name == \"echo\"\n}\n",
+    )
+    .unwrap();
+    let audit = work.join("audit.jsonl");
+    let firewall = move |port: u16| {
+        let mut cmd = Command::new(firewall_bin());
+        cmd.arg("run")
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--audit-log")
+            .arg(&audit)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--")
+            .arg("node")
+            .arg(everything())
+            .arg("stdio")
+            .env_remove("RUST_LOG");
+        Some(cmd)
+    };
+    let ts = |port: u16| {
+        let bin = repo("fixtures/peers/node_modules/.bin/mcp-proxy");
+        bin.exists().then(|| {
+            let mut cmd = Command::new(bin);
+            cmd.arg("--port")
+                .arg(port.to_string())
+                .arg("--host")
+                .arg("127.0.0.1")
+                .arg("--")
+                .arg("node")
+                .arg(everything())
+                .arg("stdio");
+            cmd
+        })
+    };
+    let python = |port: u16| {
+        let bin = repo("fixtures/peers/.venv/bin/mcp-proxy");
+        bin.exists().then(|| {
+            let mut cmd = Command::new(bin);
+            cmd.arg("--port")
+                .arg(port.to_string())
+                .arg("--host")
+                .arg("127.0.0.1")
+                .arg("--log-level")
+                .arg("WARNING")
+                .arg("--")
+                .arg("node")
+                .arg(everything())
+                .arg("stdio");
+            cmd
+        })
+    };
+    vec![
+        Contender {
+            name: "firewall",
+            path: "/mcp",
+            command: Box::new(firewall),
+        },
+        Contender {
+            name: "ts",
+            path: "/mcp",
+            command: Box::new(ts),
+        },
+        Contender {
+            name: "python",
+            path: "/mcp",
+            command: Box::new(python),
+        },
+    ]
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // The proxies run their upstreams as children: end the whole group.
+        unsafe {
+            libc::kill(-(self.0.id() as i32), libc::SIGTERM);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        unsafe {
+            libc::kill(-(self.0.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn start(mut cmd: Command, port: u16) -> Option<Running> {
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let running = Running(cmd.spawn().ok()?);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(running);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// Open `n` sessions at once; `None` if they are not all open in time.
+fn open_sessions(addr: &str, path: &'static str, n: usize) -> Option<Vec<HttpPeer>> {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let addr = addr.to_string();
+            std::thread::spawn(move || {
+                std::panic::catch_unwind(|| HttpPeer::open_session_at(&addr, path)).ok()
+            })
+        })
+        .collect();
+    let peers: Option<Vec<HttpPeer>> = handles.into_iter().map(|h| h.join().ok()?).collect();
+    (started.elapsed() < OPEN_DEADLINE).then_some(peers?)
+}
+
+/// Calls per second over `secs`, and the calls that failed.
+fn run(peers: Vec<HttpPeer>, secs: f64) -> (f64, usize) {
+    let n = peers.len();
+    let barrier = Arc::new(Barrier::new(n + 1));
+    let handles: Vec<_> = peers
+        .into_iter()
+        .enumerate()
+        .map(|(k, mut peer)| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let echo = json!({"name": "echo", "arguments": {"message": "hello"}});
+                barrier.wait();
+                let measure_from = Instant::now() + WARMUP;
+                let end = measure_from + Duration::from_secs_f64(secs);
+                let (mut calls, mut failed) = (0usize, 0usize);
+                let mut id = (k as u64) << 40;
+                loop {
+                    let t = Instant::now();
+                    if t >= end {
+                        break;
+                    }
+                    id += 1;
+                    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let resp = peer.rpc(id, "tools/call", &echo);
+                        resp.get("error").is_none() && resp["result"]["isError"] != true
+                    }));
+                    match ok {
+                        Ok(true) if t >= measure_from => calls += 1,
+                        Ok(true) => {}
+                        _ => {
+                            failed += 1;
+                            break;
+                        }
+                    }
+                }
+                (calls, failed)
+            })
+        })
+        .collect();
+    barrier.wait();
+    let (calls, failed) = handles
+        .into_iter()
+        .map(|h| h.join().unwrap_or((0, 1)))
+        .fold((0, 0), |(c, f), (c2, f2)| (c + c2, f + f2));
+    (calls as f64 / secs, failed)
+}
+
+fn env_list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_string())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn main() {
+    if !benching() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|_| {}));
+    println!("machine: {}", machine());
+    let secs: f64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3.0);
+    let levels: Vec<usize> = env_list("BENCH_PEER_SESSIONS", "1,8,64")
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let wanted = env_list("BENCH_PEERS", "firewall,ts,python");
+    let work = tempfile::tempdir().unwrap();
+    let contenders: Vec<Contender> = contenders(work.path())
+        .into_iter()
+        .filter(|c| wanted.iter().any(|w| w == c.name))
+        .collect();
+    // results[level][contender]
+    let mut results: Vec<Vec<Option<f64>>> = Vec::new();
+    for &n in &levels {
+        let mut row = Vec::new();
+        for c in &contenders {
+            let port = free_port();
+            let Some(cmd) = (c.command)(port) else {
+                println!("{:<9} {n:>3} sessions: not installed (run the set-up command)", c.name);
+                row.push(None);
+                continue;
+            };
+            let Some(_running) = start(cmd, port) else {
+                println!("{:<9} {n:>3} sessions: did not start listening", c.name);
+                row.push(None);
+                continue;
+            };
+            let addr = format!("127.0.0.1:{port}");
+            let Some(peers) = open_sessions(&addr, c.path, n) else {
+                println!("{:<9} {n:>3} sessions: sessions failed to open", c.name);
+                row.push(None);
+                continue;
+            };
+            let (rate, failed) = run(peers, secs);
+            println!(
+                "{:<9} {n:>3} sessions: {rate:>8.0} calls/s{}",
+                c.name,
+                if failed > 0 {
+                    format!("  ({failed} sessions saw a failed call)")
+                } else {
+                    String::new()
+                }
+            );
+            row.push(Some(rate));
+        }
+        results.push(row);
+    }
+    println!();
+    print!("{:<10}", "sessions");
+    for c in &contenders {
+        print!("{:>12}", c.name);
+    }
+    println!("   firewall / best peer");
+    for (level, row) in levels.iter().zip(&results) {
+        print!("{level:<10}");
+        for r in row {
+            match r {
+                Some(r) => print!("{r:>12.0}"),
+                None => print!("{:>12}", "failed"),
+            }
+        }
+        let firewall = row.first().copied().flatten();
+        let best_peer = row.iter().skip(1).flatten().copied().fold(None, |m: Option<f64>, r| {
+            Some(m.map_or(r, |m| m.max(r)))
+        });
+        match (firewall, best_peer) {
+            (Some(f), Some(p)) => println!("   {:.2}x", f / p),
+            _ => println!("   -"),
+        }
+    }
+}
