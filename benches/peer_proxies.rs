@@ -260,7 +260,10 @@ fn main() {
         for c in &contenders {
             let port = free_port();
             let Some(cmd) = (c.command)(port) else {
-                println!("{:<9} {n:>3} sessions: not installed (run the set-up command)", c.name);
+                println!(
+                    "{:<9} {n:>3} sessions: not installed (run the set-up command)",
+                    c.name
+                );
                 row.push(None);
                 continue;
             };
@@ -304,9 +307,12 @@ fn main() {
             }
         }
         let firewall = row.first().copied().flatten();
-        let best_peer = row.iter().skip(1).flatten().copied().fold(None, |m: Option<f64>, r| {
-            Some(m.map_or(r, |m| m.max(r)))
-        });
+        let best_peer = row
+            .iter()
+            .skip(1)
+            .flatten()
+            .copied()
+            .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
         match (firewall, best_peer) {
             (Some(f), Some(p)) => println!("   {:.2}x", f / p),
             _ => println!("   -"),

@@ -1,35 +1,53 @@
 #!/usr/bin/env bash
-# Build release and run every benchmark in one go; prints the machine and
-# the numbers (docs/performance.md says how to read them).
+# Every performance figure of docs/performance.md in one run, then a table
+# of measured vs target (issue 11's rows). Release build; loopback only.
 #
-#   scripts/bench.sh            # all: latency, policy micro-bench, throughput
-#   ROUNDS=3 scripts/bench.sh   # repeat the latency and throughput runs
+#   scripts/bench.sh                 # all rows (~6 minutes on 2 cores)
+#   QUICK=1 scripts/bench.sh         # fewer calls and shorter levels
 #
-# Knobs passed through to the benches: BENCH_CALLS (latency rows, default
-# 5000), BENCH_SECONDS (per throughput level, default 3), BENCH_POLICY
-# (=allow-all for the throughput run), BENCH_MAX_CLIENTS (default 64).
-# Honours CARGO_TARGET_DIR. Loopback only; nothing leaves the machine.
+# Needs the set-up command first (the npm reference server, the Python
+# httpx client, the peer proxies in fixtures/peers). Knobs passed through:
+# BENCH_CALLS, BENCH_SECONDS, BENCH_PEER_SESSIONS, BENCH_PEERS.
+# Honours CARGO_TARGET_DIR. Logs of each step are kept in $BENCH_OUT
+# (default: a temp dir, printed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS="${ROUNDS:-1}"
+OUT="${BENCH_OUT:-$(mktemp -d)}"
+mkdir -p "$OUT"
+if [ -n "${QUICK:-}" ]; then
+    export BENCH_CALLS="${BENCH_CALLS:-1000}" BENCH_SECONDS="${BENCH_SECONDS:-2}"
+fi
+TARGET="${CARGO_TARGET_DIR:-target}"
 
-echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-echo "== nproc $(nproc); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); kernel $(uname -r)"
-echo "== load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git rev-parse --short HEAD 2>/dev/null || echo '?')" | tee "$OUT/machine.log"
+echo "== nproc $(nproc); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); kernel $(uname -r)" | tee -a "$OUT/machine.log"
+echo "== load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.log"
 
 cargo build --release --bins
-# Build the bench binaries before timing anything.
-cargo bench --no-run --bench stdio_latency --bench policy_eval --bench http_throughput
+cargo bench --no-run --bench stdio_latency --bench policy_eval --bench http_throughput --bench peer_proxies
 
-for r in $(seq 1 "$ROUNDS"); do
-  echo; echo "== latency (round $r/$ROUNDS)"
-  cargo bench --bench stdio_latency
-done
+echo; echo "== one decision (policy_eval)"
+cargo bench --bench policy_eval -- decision/ 2>&1 | tee "$OUT/policy.log"
 
-echo; echo "== policy evaluation (criterion)"
-cargo bench --bench policy_eval
+echo; echo "== sequential latency, stdio and HTTP (stdio_latency)"
+cargo bench --bench stdio_latency 2>&1 | tee "$OUT/latency.log"
 
-for r in $(seq 1 "$ROUNDS"); do
-  echo; echo "== throughput and memory (round $r/$ROUNDS)"
-  cargo bench --bench http_throughput
-done
+echo; echo "== sequential latency from httpx (scripts/http_latency.py)"
+fixtures/python/.venv/bin/python scripts/http_latency.py \
+    --firewall "$TARGET/release/mcp-firewall" --fixture "$TARGET/release/mcp-firewall-fixture" \
+    --calls "${BENCH_CALLS:-2000}" 2>&1 | tee "$OUT/httpx.log"
+
+echo; echo "== 64 sessions, fixture upstream, fsync never (http_throughput)"
+BENCH_LEVELS=64 cargo bench --bench http_throughput 2>&1 | tee "$OUT/throughput64.log"
+
+echo; echo "== 32 concurrent calls, fsync never vs always (http_throughput)"
+BENCH_LEVELS=32 cargo bench --bench http_throughput 2>&1 | tee "$OUT/fsync-never32.log"
+BENCH_LEVELS=32 BENCH_FSYNC=always cargo bench --bench http_throughput 2>&1 | tee "$OUT/fsync-always32.log"
+
+echo; echo "== against the peer proxies, npm reference server upstream (peer_proxies)"
+cargo bench --bench peer_proxies 2>&1 | tee "$OUT/peers.log"
+
+echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.log"
+echo
+python3 scripts/bench_summary.py "$OUT"
+echo "(logs in $OUT)"

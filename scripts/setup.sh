@@ -37,4 +37,12 @@ if [ ! -x fixtures/compat/.venv/bin/python ]; then
     python3 -m venv fixtures/compat/.venv
 fi
 fixtures/compat/.venv/bin/pip install --quiet --disable-pip-version-check -r fixtures/compat/requirements.txt
+# The peer proxies scripts/bench.sh compares against (benches/peer_proxies.rs):
+# the TypeScript mcp-proxy (npm) and the Python mcp-proxy (PyPI), both pinned
+# in fixtures/peers. Not used by the tests.
+npm ci --prefix fixtures/peers --no-audit --no-fund --loglevel=error
+if [ ! -x fixtures/peers/.venv/bin/python ]; then
+    python3 -m venv fixtures/peers/.venv
+fi
+fixtures/peers/.venv/bin/pip install --quiet --disable-pip-version-check -r fixtures/peers/requirements.txt
 echo "setup complete"

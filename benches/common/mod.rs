@@ -335,8 +335,7 @@ impl HttpPeer {
             .lines()
             .filter_map(|l| l.strip_prefix("data:"))
             .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .filter(|v| v.get("id").is_some() && v.get("method").is_none())
-            .last()
+            .rfind(|v| v.get("id").is_some() && v.get("method").is_none())
             .unwrap_or_else(|| panic!("no response in {}", String::from_utf8_lossy(&answer.body)))
     }
 

@@ -269,7 +269,11 @@ fn fsync_always_commits_concurrent_records_in_one_group() {
     for writer in writers {
         writer.join().unwrap();
     }
-    assert_eq!(log.syncs(), 2, "one fsync for the first record, one for the group");
+    assert_eq!(
+        log.syncs(),
+        2,
+        "one fsync for the first record, one for the group"
+    );
     assert_eq!(verify_file(&path).unwrap().records, 1 + WRITERS);
 }
 

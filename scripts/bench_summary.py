@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Read the logs scripts/bench.sh wrote and print issue 11's table:
+each row's measured figure next to its target. Prints; asserts nothing.
+
+  python3 scripts/bench_summary.py LOG_DIR
+"""
+
+import re
+import sys
+from pathlib import Path
+
+
+def read(out, name):
+    path = out / name
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def num(pattern, text, group=1):
+    m = re.search(pattern, text, re.M)
+    return float(m.group(group).replace(",", "")) if m else None
+
+
+def fmt(value, unit, sign=False):
+    if value is None:
+        return "not measured"
+    return f"{value:+.2f} {unit}" if sign else f"{value:.2f} {unit}"
+
+
+def main():
+    out = Path(sys.argv[1])
+    policy = read(out, "policy.log")
+    latency = read(out, "latency.log")
+    httpx = read(out, "httpx.log")
+    t64 = read(out, "throughput64.log")
+    never32 = read(out, "fsync-never32.log")
+    always32 = read(out, "fsync-always32.log")
+    peers = read(out, "peers.log")
+
+    rows = []
+    decision = num(r"build\+evaluate\+verdict, policies/, echo\s+p50\s+([\d.]+) µs", policy)
+    rows.append(("one decision, shipped library (p50)", fmt(decision, "µs"), "<= 20 µs",
+                 decision is not None and decision <= 20))
+
+    # "firewall, policies/, audit fsync never" then its "added over direct" line.
+    m = re.search(r"firewall, policies/, audit fsync never.*\n\s+added over direct: p50\s+([+-][\d.]+) µs\s+p99\s+([+-][\d.]+) µs", latency)
+    added50 = float(m.group(1)) / 1000 if m else None
+    added99 = float(m.group(2)) / 1000 if m else None
+    rows.append(("added per allowed call, stdio, library + audit, p50", fmt(added50, "ms", True), "<= 0.15 ms",
+                 added50 is not None and added50 <= 0.15))
+    rows.append(("  the same, p99", fmt(added99, "ms", True), "<= 0.5 ms", added99 is not None and added99 <= 0.5))
+
+    p50_never = num(r"^\s+32\s+[\d.]+\s+([\d.]+)", never32)
+    p50_always = num(r"^\s+32\s+[\d.]+\s+([\d.]+)", always32)
+    fsync_added = (p50_always - p50_never) / 1000 if p50_never and p50_always else None
+    rows.append(("fsync always at 32 concurrent calls, added p50 over fsync never", fmt(fsync_added, "ms", True),
+                 "<= 0.5 ms", fsync_added is not None and fsync_added <= 0.5))
+
+    http_added = num(r"HTTP over stdio\s+p50\s+([+-][\d.]+) ms", httpx)
+    rows.append(("sequential call over Streamable HTTP from httpx, added over stdio (p50)", fmt(http_added, "ms", True),
+                 "<= 0.2 ms", http_added is not None and http_added <= 0.2))
+
+    rate64 = num(r"^\s+64\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", t64)
+    p99_64 = num(r"^\s+64\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", t64, 3)
+    rows.append(("Streamable HTTP, 64 sessions, fixture, library + audit: calls/s",
+                 fmt(rate64, "calls/s"), ">= 10,000", rate64 is not None and rate64 >= 10000))
+    rows.append(("  the same, p99", fmt(p99_64 / 1000 if p99_64 else None, "ms"), "<= 5 ms",
+                 p99_64 is not None and p99_64 <= 5000))
+
+    for level in (1, 8, 64):
+        m = re.search(rf"^{level}\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)$", peers, re.M)
+        if m:
+            fw, ts, py, ratio = m.groups()
+            met = ratio.endswith("x") and float(ratio[:-1]) > 1.0
+            rows.append((f"calls/s at {level} sessions, server-everything: firewall / ts / python",
+                         f"{fw} / {ts} / {py} ({ratio})", "faster than both", met))
+        else:
+            rows.append((f"calls/s at {level} sessions vs peers", "not measured", "faster than both", False))
+
+    idle = num(r"HTTP, no session: ([\d.]+) MB", t64)
+    spawn = num(r"spawn to initialize answer .*median ([\d.]+) ms", t64)
+    rows.append(("idle RSS (HTTP, no session)", fmt(idle, "MB"), "<= 15 MB", idle is not None and idle <= 15))
+    rows.append(("spawn to initialize answer (stdio)", fmt(spawn, "ms"), "<= 20 ms", spawn is not None and spawn <= 20))
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'figure':<{width}}  {'measured':<28} {'target':<18} met")
+    for name, measured, target, met in rows:
+        print(f"{name:<{width}}  {measured:<28} {target:<18} {'yes' if met else 'no'}")
+
+
+if __name__ == "__main__":
+    main()
