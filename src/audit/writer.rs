@@ -288,6 +288,19 @@ impl AuditLog {
     }
 }
 
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        if self.fsync == FsyncMode::Always {
+            let written = self.written.load(Ordering::Acquire);
+            tracing::info!(
+                last_seq = written,
+                fsyncs = self.syncs(),
+                "audit log closed (group commit: fsyncs made for the records of this run)"
+            );
+        }
+    }
+}
+
 impl Inner {
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
         // One write_all on an O_APPEND file: the record lands contiguously at
