@@ -1274,6 +1274,36 @@ fn idle_and_slow_connections_cannot_lock_clients_out() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+/// Issue 11: a session left idle is closed and leaves nothing behind: its
+/// upstream process is stopped, its thread ends, and its id is unknown.
+/// (`[http] session_idle_timeout_seconds`; before, the timeout was a fixed
+/// 30 minutes and could not be tested or tuned.)
+#[tokio::test]
+async fn an_idle_session_is_closed_with_its_upstream_and_thread() {
+    let server = start(with_config(&token_config(
+        "session_idle_timeout_seconds = 1\n",
+    )));
+    let session_threads = || {
+        std::fs::read_dir(format!("/proc/{}/task", server.child.id()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("session-"))
+            .count()
+    };
+    let raw = Raw::open(&server, Some(ALICE_TOKEN)).await;
+    server.wait_children(1);
+    assert_eq!(session_threads(), 1);
+    // Nothing in flight, no stream open: after the timeout it is gone.
+    server.wait_children(0);
+    let deadline = std::time::Instant::now() + WAIT;
+    while session_threads() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(session_threads(), 0, "the session's thread outlived it");
+    let after = raw.post(&rpc(2, "tools/list", json!({}))).await;
+    assert_eq!(after.status(), StatusCode::NOT_FOUND);
+}
+
 /// Issue 11, item 6: one principal cannot take every session slot. With
 /// four slots and a share of two, alice's third session is refused (503)
 /// while bob still gets one.

@@ -31,11 +31,18 @@ pub struct HttpSettings {
     pub max_sessions_per_principal: Option<usize>,
     pub header_read_timeout: Option<Duration>,
     pub max_connections: Option<usize>,
+    pub session_idle_timeout: Option<Duration>,
 }
 
 impl HttpSettings {
     pub fn max_sessions(&self) -> usize {
         self.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS)
+    }
+
+    /// How long an HTTP session may sit idle before it is closed.
+    pub fn session_idle_timeout(&self) -> Duration {
+        self.session_idle_timeout
+            .unwrap_or(crate::downstream::http::session::SESSION_IDLE_TIMEOUT)
     }
 
     /// Sessions one principal may hold: as configured; by default half the
@@ -95,6 +102,10 @@ pub fn validate(raw: RawHttp) -> Result<HttpSettings, (String, String)> {
             "http.header_read_timeout_seconds",
             raw.header_read_timeout_seconds,
         ),
+        (
+            "http.session_idle_timeout_seconds",
+            raw.session_idle_timeout_seconds,
+        ),
     ] {
         if value == Some(0) {
             return Err((key.into(), "expected a positive number".into()));
@@ -123,6 +134,7 @@ pub fn validate(raw: RawHttp) -> Result<HttpSettings, (String, String)> {
         max_sessions_per_principal: raw.max_sessions_per_principal,
         header_read_timeout: raw.header_read_timeout_seconds.map(Duration::from_secs),
         max_connections: raw.max_connections,
+        session_idle_timeout: raw.session_idle_timeout_seconds.map(Duration::from_secs),
     })
 }
 

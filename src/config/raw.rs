@@ -120,6 +120,10 @@ pub struct RawHttp {
     /// Open connections accepted at once (default: what the open-file
     /// limit leaves after the sessions' own descriptors); beyond, 503.
     pub max_connections: Option<usize>,
+    /// Seconds an HTTP session (or stateless bridge) may sit with nothing
+    /// in flight, no stream open and no request before it is closed and
+    /// its upstreams stopped (default 1800).
+    pub session_idle_timeout_seconds: Option<u64>,
 }
 
 /// One bearer token: its SHA-256 written in the file, or the token itself

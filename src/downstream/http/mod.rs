@@ -60,6 +60,7 @@ use session::{HttpSession, StartError, Transport};
 pub const MAX_REQUEST_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// How often idle and closed sessions are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+const MIN_SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// The realm in `WWW-Authenticate`.
 pub const REALM: &str = "mcp-firewall";
 
@@ -96,16 +97,26 @@ pub struct Registry {
     /// Sessions plus bridges one principal may hold (`[http]
     /// max_sessions_per_principal`).
     per_principal: usize,
+    /// A session with nothing in flight, no stream open and no request for
+    /// this long is closed (`[http] session_idle_timeout_seconds`).
+    idle_timeout: Duration,
 }
 
 impl Registry {
-    fn new(max: usize, per_principal: usize) -> Registry {
+    fn new(max: usize, per_principal: usize, idle_timeout: Duration) -> Registry {
         Registry {
             sessions: Mutex::new(HashMap::new()),
             bridges: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(max)),
             per_principal,
+            idle_timeout,
         }
+    }
+
+    /// How often to look for idle sessions: often enough that one is
+    /// closed within about half its timeout beyond it.
+    fn sweep_every(&self) -> Duration {
+        SWEEP_EVERY.min(self.idle_timeout / 2).max(MIN_SWEEP_EVERY)
     }
 
     /// Live sessions and stateless bridges held by `principal`; `bridges`
@@ -143,7 +154,7 @@ impl Registry {
     fn sweep(&self) {
         let mut sessions = self.sessions.lock().expect("sessions lock");
         for s in sessions.values() {
-            if s.transport == Transport::Streamable && s.idle_for(session::SESSION_IDLE_TIMEOUT) {
+            if s.transport == Transport::Streamable && s.idle_for(self.idle_timeout) {
                 s.close("idle timeout");
             }
         }
@@ -151,7 +162,7 @@ impl Registry {
         drop(sessions);
         let mut bridges = self.bridges.lock().expect("bridges lock");
         for b in bridges.values() {
-            if b.session.idle_for(session::SESSION_IDLE_TIMEOUT) {
+            if b.session.idle_for(self.idle_timeout) {
                 b.session.close("idle timeout (stateless bridge)");
             }
         }
@@ -277,7 +288,11 @@ impl Listener {
         let app = Arc::new(App {
             origins: Origins::from_config(http.allowed_origins.as_ref()),
             hosts: Hosts::new(http.allowed_hosts.as_ref(), addr.ip().is_loopback()),
-            sessions: Registry::new(http.max_sessions(), http.max_sessions_per_principal()),
+            sessions: Registry::new(
+                http.max_sessions(),
+                http.max_sessions_per_principal(),
+                http.session_idle_timeout(),
+            ),
             shared,
             auth,
         });
@@ -343,7 +358,10 @@ async fn reap_children() {
 }
 
 async fn sweep(app: std::sync::Weak<App>) {
-    let mut every = tokio::time::interval(SWEEP_EVERY);
+    let Some(period) = app.upgrade().map(|a| a.sessions.sweep_every()) else {
+        return;
+    };
+    let mut every = tokio::time::interval(period);
     loop {
         every.tick().await;
         match app.upgrade() {
