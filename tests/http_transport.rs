@@ -144,10 +144,9 @@ fn try_start_with(
     prepare: impl FnOnce(&mut std::process::Command),
 ) -> Result<Server, String> {
     let (mut cmd, audit) = builder.command();
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
     prepare(&mut cmd);
     let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start mcp-firewall");
@@ -1190,7 +1189,7 @@ fn limit_open_files(cmd: &mut std::process::Command, soft: u64, hard: u64) {
 
 /// Issue 11, item 6: idle and slow connections cannot lock legitimate
 /// clients out. The firewall runs with 256 file descriptors (soft = hard)
-/// and a 1 s header-read deadline; 300 connections that send nothing come
+/// and a 2 s header-read deadline; 300 connections that send nothing come
 /// first. Those beyond the connection cap are answered 503 at once (so is a
 /// legitimate client while the cap is full: an answer, not a hang), the
 /// rest are closed at the deadline, as are a connection dribbling its
@@ -1201,7 +1200,7 @@ fn limit_open_files(cmd: &mut std::process::Command, soft: u64, hard: u64) {
 fn idle_and_slow_connections_cannot_lock_clients_out() {
     use std::io::{Read, Write};
     use std::net::TcpStream;
-    let config = token_config("max_sessions = 4\nheader_read_timeout_seconds = 1\n");
+    let config = token_config("max_sessions = 4\nheader_read_timeout_seconds = 2\n");
     let server =
         try_start_with(with_config(&config), |cmd| limit_open_files(cmd, 256, 256)).unwrap();
     let addr = server.base.trim_start_matches("http://").to_string();
@@ -1302,6 +1301,41 @@ async fn an_idle_session_is_closed_with_its_upstream_and_thread() {
     assert_eq!(session_threads(), 0, "the session's thread outlived it");
     let after = raw.post(&rpc(2, "tools/list", json!({}))).await;
     assert_eq!(after.status(), StatusCode::NOT_FOUND);
+}
+
+/// Issue 11, item 3: with `--listen --stdio`, the stdio session ends when
+/// stdin closes and stops its upstream, while HTTP keeps serving. Before,
+/// the session's tasks kept its upstream process alive until the whole
+/// firewall stopped.
+#[tokio::test]
+async fn the_stdio_session_beside_http_stops_its_upstream_when_stdin_closes() {
+    use std::io::Write;
+    let mut server = try_start_with(
+        listening().arg("--stdio").arg("--").arg(fixture_bin()),
+        |cmd| {
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        },
+    )
+    .unwrap();
+    let mut stdin = server.child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(server.child.stdout.take().unwrap());
+    writeln!(
+        stdin,
+        "{}",
+        rpc(1, "initialize", initialize_body()["params"].clone())
+    )
+    .unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("\"result\""), "{line}");
+    server.wait_children(1);
+    drop(stdin);
+    server.wait_children(0);
+    let health = client().get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let raw = Raw::open(&server, None).await;
+    server.wait_children(1);
+    drop(raw);
 }
 
 /// Issue 11, item 6: one principal cannot take every session slot. With

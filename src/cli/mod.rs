@@ -68,7 +68,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     match listen {
         Some(addr) if args.stdio => runtime.block_on(async {
             let stdio =
-                serve_stdio_session(shared.clone(), Session::new("stdio", principal.clone()));
+                serve_stdio_beside_http(shared.clone(), Session::new("stdio", principal.clone()));
             let (http, stdio) = tokio::join!(serve_http(addr, shared, principal), stdio);
             http.and(stdio)
         })?,
@@ -132,6 +132,32 @@ async fn shutdown_signal() {
 async fn serve_stdio(shared: Arc<Shared>, session: Session) -> anyhow::Result<()> {
     start_background(&shared).await?;
     serve_stdio_session(shared, session).await
+}
+
+/// `--listen --stdio`: the stdio session on a runtime of its own, which is
+/// shut down when stdin closes. That ends the session's tasks and stops its
+/// upstream processes (`kill_on_drop`) while the HTTP listener, on the
+/// process runtime, keeps serving; on the shared runtime the session's
+/// tasks kept its upstreams alive until the firewall stopped.
+async fn serve_stdio_beside_http(shared: Arc<Shared>, session: Session) -> anyhow::Result<()> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("stdio-session".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    let result = runtime.block_on(serve_stdio_session(shared, session));
+                    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+                    result
+                });
+            let _ = done_tx.send(result);
+        })?;
+    done_rx
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the stdio session's thread panicked")))
 }
 
 /// One session on stdin/stdout, until stdin closes.

@@ -188,11 +188,17 @@ fn refuse(mut stream: TcpStream, peer: SocketAddr, refusals: &Arc<Semaphore>) {
     };
     tokio::spawn(async move {
         let _permit = permit;
-        let write = async {
+        // Answer, and take what the client already sent: closing a socket
+        // with unread bytes (its request) sends a reset, which can destroy
+        // the answer before the client reads it. A silent connection has
+        // nothing to take and is closed at once.
+        let answer = async {
             stream.write_all(REFUSAL).await?;
+            let mut sink = [0u8; 4096];
+            while matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {}
             stream.shutdown().await
         };
-        let _ = tokio::time::timeout(REFUSAL_DEADLINE, write).await;
+        let _ = tokio::time::timeout(REFUSAL_DEADLINE, answer).await;
     });
 }
 
