@@ -70,38 +70,30 @@ fn contenders(work: &Path) -> Vec<Contender> {
             .env_remove("RUST_LOG");
         Some(cmd)
     };
-    let ts = |port: u16| {
-        let bin = repo("fixtures/peers/node_modules/.bin/mcp-proxy");
-        bin.exists().then(|| {
-            let mut cmd = Command::new(bin);
-            cmd.arg("--port")
-                .arg(port.to_string())
-                .arg("--host")
-                .arg("127.0.0.1")
-                .arg("--")
-                .arg("node")
-                .arg(everything())
-                .arg("stdio");
-            cmd
-        })
+    // Both peers: `mcp-proxy --port P --host 127.0.0.1 [extra] -- node everything stdio`.
+    let peer = |bin: &'static str, extra: &'static [&'static str]| {
+        move |port: u16| {
+            let bin = repo(bin);
+            bin.exists().then(|| {
+                let mut cmd = Command::new(bin);
+                cmd.arg("--port")
+                    .arg(port.to_string())
+                    .arg("--host")
+                    .arg("127.0.0.1")
+                    .args(extra)
+                    .arg("--")
+                    .arg("node")
+                    .arg(everything())
+                    .arg("stdio");
+                cmd
+            })
+        }
     };
-    let python = |port: u16| {
-        let bin = repo("fixtures/peers/.venv/bin/mcp-proxy");
-        bin.exists().then(|| {
-            let mut cmd = Command::new(bin);
-            cmd.arg("--port")
-                .arg(port.to_string())
-                .arg("--host")
-                .arg("127.0.0.1")
-                .arg("--log-level")
-                .arg("WARNING")
-                .arg("--")
-                .arg("node")
-                .arg(everything())
-                .arg("stdio");
-            cmd
-        })
-    };
+    let ts = peer("fixtures/peers/node_modules/.bin/mcp-proxy", &[]);
+    let python = peer(
+        "fixtures/peers/.venv/bin/mcp-proxy",
+        &["--log-level", "WARNING"],
+    );
     vec![
         Contender {
             name: "firewall",
