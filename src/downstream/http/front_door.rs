@@ -26,7 +26,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -40,11 +39,6 @@ const FDS_PER_SESSION: u64 = 12;
 const FDS_BASE: u64 = 128;
 /// The fewest connections a listener accepts, whatever the limit says.
 const MIN_CONNECTIONS: usize = 16;
-/// Refusals written at once; beyond, an over-capacity connection is closed
-/// without an answer.
-const MAX_REFUSALS_IN_FLIGHT: usize = 64;
-/// How long a refusal may take to write.
-const REFUSAL_DEADLINE: Duration = Duration::from_secs(1);
 /// Pause after an accept error that is about the process (no descriptors
 /// left), not the connection, before accepting again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -113,7 +107,6 @@ pub async fn serve(
     grace: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -138,7 +131,7 @@ pub async fn serve(
                 let watcher = graceful.watcher();
                 tokio::spawn(connection(stream, router.clone(), limits, slot, watcher));
             }
-            Err(_) => refuse(stream, peer, &refusals),
+            Err(_) => refuse(stream, peer),
         }
     }
     drop(listener);
@@ -179,27 +172,22 @@ async fn connection(
     }
 }
 
-/// Answer an over-capacity connection `503` and close it, without waiting
-/// on it in the accept loop.
-fn refuse(mut stream: TcpStream, peer: SocketAddr, refusals: &Arc<Semaphore>) {
+/// Answer an over-capacity connection `503` and close it, there and then:
+/// a few non-blocking system calls, no task, nothing to queue. Before the
+/// close, whatever the client already sent (its request) is read and
+/// dropped: closing a socket with unread bytes sends a reset, which can
+/// destroy the answer before the client reads it.
+fn refuse(stream: TcpStream, peer: SocketAddr) {
+    use std::io::{Read, Write};
     tracing::warn!(%peer, "too many open connections; refusing one");
-    let Ok(permit) = refusals.clone().try_acquire_owned() else {
+    let Ok(mut stream) = stream.into_std() else {
         return;
     };
-    tokio::spawn(async move {
-        let _permit = permit;
-        // Answer, and take what the client already sent: closing a socket
-        // with unread bytes (its request) sends a reset, which can destroy
-        // the answer before the client reads it. A silent connection has
-        // nothing to take and is closed at once.
-        let answer = async {
-            stream.write_all(REFUSAL).await?;
-            let mut sink = [0u8; 4096];
-            while matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {}
-            stream.shutdown().await
-        };
-        let _ = tokio::time::timeout(REFUSAL_DEADLINE, answer).await;
-    });
+    // A fresh socket's send buffer takes the whole answer at once.
+    let _ = stream.write_all(REFUSAL);
+    let mut sink = [0u8; 4096];
+    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
 /// Errors about one connection (the peer went away during accept), as
