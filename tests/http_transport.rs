@@ -1338,6 +1338,36 @@ async fn the_stdio_session_beside_http_stops_its_upstream_when_stdin_closes() {
     drop(raw);
 }
 
+/// Issue 11, item 6: the per-principal share holds under concurrent
+/// opens. Six simultaneous `initialize`s by alice with a share of two: two
+/// sessions, four 503s. Before, every open counted the sessions before any
+/// was registered, so more than two could pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_opens_cannot_exceed_a_principals_share() {
+    let server = start(with_config(&token_config(
+        "max_sessions = 8\nmax_sessions_per_principal = 2\n",
+    )));
+    let http = client();
+    let opens = (0..6).map(|_| {
+        http.post(server.url("/mcp"))
+            .bearer_auth(ALICE_TOKEN)
+            .header("accept", ACCEPT_BOTH)
+            .json(&initialize_body())
+            .send()
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(opens)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status())
+        .collect();
+    let opened = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert_eq!((opened, refused), (2, 4), "{statuses:?}");
+}
+
 /// Issue 11, item 6: one principal cannot take every session slot. With
 /// four slots and a share of two, alice's third session is refused (503)
 /// while bob still gets one.

@@ -193,16 +193,18 @@ impl App {
         principal: Principal,
         transport: Transport,
     ) -> Result<Arc<HttpSession>, Refused> {
-        let held = {
-            let bridges = self.sessions.bridges.lock().expect("bridges lock");
-            self.sessions.held_by(&principal.id, &bridges)
-        };
+        // Count, start and register under the bridges lock, as a new bridge
+        // is: two concurrent starts by one principal cannot both pass the
+        // count before either is registered (lock order: bridges, sessions).
+        let bridges = self.sessions.bridges.lock().expect("bridges lock");
+        let held = self.sessions.held_by(&principal.id, &bridges);
         let session = self.start_session(principal, transport, held)?;
         self.sessions
             .sessions
             .lock()
             .expect("sessions lock")
             .insert(session.id.clone(), session.clone());
+        drop(bridges);
         Ok(session)
     }
 
