@@ -146,6 +146,41 @@ fn main() {
         stdio_rows.push(row);
     }
 
+    // Group commit: 32 calls in flight at once in one session, so their
+    // records can share an fsync; per-call latency, fsync always vs never.
+    println!("\n-- stdio, 32 concurrent calls in one session, policies/ --");
+    let mut burst_rows = Vec::new();
+    for (i, fsync) in ["never", "always"].iter().enumerate() {
+        let mut peer =
+            StdioPeer::start(&mut firewall_cmd(&library, &audit(i, "burst"), fsync, &[]));
+        let rounds = (calls / 32).max(10) as u64;
+        let mut samples = Vec::new();
+        for round in 0..rounds + 5 {
+            let latencies = peer.burst(1_000 + round * 32, 32, "tools/call", &echo);
+            if round >= 5 {
+                samples.extend(latencies);
+            }
+        }
+        samples.sort_by(f64::total_cmp);
+        let row = Row {
+            name: format!("32 in flight, audit fsync {fsync}"),
+            p50: pct(&samples, 0.5),
+            p99: pct(&samples, 0.99),
+            p999: pct(&samples, 0.999),
+        };
+        println!(
+            "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  p999 {:>8.1} µs",
+            row.name, row.p50, row.p99, row.p999
+        );
+        burst_rows.push(row);
+    }
+    println!(
+        "{:<44} fsync always over never, 32 in flight: p50 {:>+8.1} µs  p99 {:>+8.1} µs",
+        "",
+        burst_rows[1].p50 - burst_rows[0].p50,
+        burst_rows[1].p99 - burst_rows[0].p99
+    );
+
     println!("\n-- Streamable HTTP (JSON answers, one keep-alive connection) --");
     let (floor_addr, _floor) = http_floor();
     let mut peer = HttpPeer::open_session(&floor_addr);

@@ -190,6 +190,37 @@ impl StdioPeer {
     }
 }
 
+impl StdioPeer {
+    /// Send `n` requests at once (ids `first..first + n`), then read the
+    /// answers; returns each call's latency in µs, send to answer.
+    pub fn burst(&mut self, first: u64, n: u64, method: &str, params: &Value) -> Vec<f64> {
+        let mut sent = HashMap::new();
+        let mut out = String::new();
+        for id in first..first + n {
+            out.clear();
+            out.push_str(
+                &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+                    .to_string(),
+            );
+            out.push('\n');
+            self.stdin.write_all(out.as_bytes()).unwrap();
+            self.stdin.flush().unwrap();
+            sent.insert(id, std::time::Instant::now());
+        }
+        let mut latencies = Vec::with_capacity(n as usize);
+        while latencies.len() < n as usize {
+            self.line.clear();
+            let read = self.stdout.read_line(&mut self.line).unwrap();
+            assert!(read > 0, "peer closed its stdout");
+            let msg: Value = serde_json::from_str(&self.line).unwrap();
+            if let Some(at) = msg["id"].as_u64().and_then(|id| sent.get(&id)) {
+                latencies.push(at.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        latencies
+    }
+}
+
 impl Drop for StdioPeer {
     fn drop(&mut self) {
         let _ = self.child.kill();
