@@ -23,19 +23,10 @@
 
 mod common;
 
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-
-const WARMUP: Duration = Duration::from_millis(500);
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use serde_json::Value;
 
 struct Level {
     clients: usize,
@@ -44,50 +35,20 @@ struct Level {
     p99: f64,
 }
 
-/// Every peer calls `echo` in a loop for warm-up + `secs`; returns the
-/// peers and the latencies measured after warm-up.
+/// Every peer calls `echo` for warm-up + `secs`; returns the peers and
+/// the latencies measured after warm-up. A failed call stops the bench.
 fn run_level(peers: Vec<HttpPeer>, secs: f64) -> (Vec<HttpPeer>, Level) {
     let n = peers.len();
-    let barrier = Arc::new(Barrier::new(n + 1));
-    let handles: Vec<_> = peers
-        .into_iter()
-        .enumerate()
-        .map(|(k, mut peer)| {
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                let echo = echo_call();
-                barrier.wait();
-                let start = Instant::now();
-                let measure_from = start + WARMUP;
-                let end = measure_from + Duration::from_secs_f64(secs);
-                let mut samples = Vec::new();
-                let mut id = (k as u64) << 40;
-                loop {
-                    let t = Instant::now();
-                    if t >= end {
-                        break;
-                    }
-                    id += 1;
-                    let resp = peer.rpc(id, "tools/call", &echo);
-                    debug_assert_eq!(resp["result"]["content"][0]["text"], "hello");
-                    if resp.get("error").is_some() || resp["result"]["isError"] == true {
-                        panic!("call failed: {resp}");
-                    }
-                    if t >= measure_from {
-                        samples.push(t.elapsed().as_secs_f64() * 1e6);
-                    }
-                }
-                (peer, samples)
-            })
-        })
-        .collect();
-    barrier.wait();
-    let mut peers = Vec::with_capacity(n);
+    let ok = |resp: &Value| {
+        debug_assert_eq!(resp["result"]["content"][0]["text"], "hello");
+        answered(resp)
+    };
+    let mut back = Vec::with_capacity(n);
     let mut all = Vec::new();
-    for h in handles {
-        let (peer, samples) = h.join().unwrap();
-        peers.push(peer);
-        all.extend(samples);
+    for run in drive(peers, &echo_call(), secs, ok) {
+        assert!(!run.failed, "a call failed");
+        back.extend(run.peer);
+        all.extend(run.samples);
     }
     all.sort_by(f64::total_cmp);
     let level = Level {
@@ -96,7 +57,7 @@ fn run_level(peers: Vec<HttpPeer>, secs: f64) -> (Vec<HttpPeer>, Level) {
         p50: pct(&all, 0.5),
         p99: pct(&all, 0.99),
     };
-    (peers, level)
+    (back, level)
 }
 
 fn main() {
@@ -163,7 +124,7 @@ fn main() {
     );
     println!(
         "Streamable HTTP, {policy_name}, audit fsync {fsync}; {secs} s per level after {} ms warm-up; sequential tools/call echo per client",
-        WARMUP.as_millis()
+        LOAD_WARMUP.as_millis()
     );
     println!(
         "{:>8} {:>10} {:>10} {:>10} {:>12}",

@@ -22,13 +22,11 @@ mod common;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
 
-const WARMUP: Duration = Duration::from_millis(500);
 const OPEN_DEADLINE: Duration = Duration::from_secs(60);
 
 fn repo(path: &str) -> PathBuf {
@@ -169,50 +167,12 @@ fn open_sessions(addr: &str, path: &'static str, n: usize) -> Option<Vec<HttpPee
     (started.elapsed() < OPEN_DEADLINE).then_some(peers?)
 }
 
-/// Calls per second over `secs`, and the calls that failed.
+/// Calls per second over `secs`, and the sessions that saw a failed call.
 fn run(peers: Vec<HttpPeer>, secs: f64) -> (f64, usize) {
-    let n = peers.len();
-    let barrier = Arc::new(Barrier::new(n + 1));
-    let handles: Vec<_> = peers
-        .into_iter()
-        .enumerate()
-        .map(|(k, mut peer)| {
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                let echo = json!({"name": "echo", "arguments": {"message": "hello"}});
-                barrier.wait();
-                let measure_from = Instant::now() + WARMUP;
-                let end = measure_from + Duration::from_secs_f64(secs);
-                let (mut calls, mut failed) = (0usize, 0usize);
-                let mut id = (k as u64) << 40;
-                loop {
-                    let t = Instant::now();
-                    if t >= end {
-                        break;
-                    }
-                    id += 1;
-                    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        let resp = peer.rpc(id, "tools/call", &echo);
-                        resp.get("error").is_none() && resp["result"]["isError"] != true
-                    }));
-                    match ok {
-                        Ok(true) if t >= measure_from => calls += 1,
-                        Ok(true) => {}
-                        _ => {
-                            failed += 1;
-                            break;
-                        }
-                    }
-                }
-                (calls, failed)
-            })
-        })
-        .collect();
-    barrier.wait();
-    let (calls, failed) = handles
-        .into_iter()
-        .map(|h| h.join().unwrap_or((0, 1)))
-        .fold((0, 0), |(c, f), (c2, f2)| (c + c2, f + f2));
+    let echo = json!({"name": "echo", "arguments": {"message": "hello"}});
+    let runs = drive(peers, &echo, secs, answered);
+    let calls: usize = runs.iter().map(|r| r.samples.len()).sum();
+    let failed = runs.iter().filter(|r| r.failed).count();
     (calls as f64 / secs, failed)
 }
 
@@ -231,10 +191,7 @@ fn main() {
     }
     std::panic::set_hook(Box::new(|_| {}));
     println!("machine: {}", machine());
-    let secs: f64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3.0);
+    let secs: f64 = env_or("BENCH_SECONDS", 3.0);
     let levels: Vec<usize> = env_list("BENCH_PEER_SESSIONS", "1,8,64")
         .iter()
         .filter_map(|s| s.parse().ok())

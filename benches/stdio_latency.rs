@@ -46,18 +46,25 @@ fn measure(name: &str, calls: usize, mut call: impl FnMut(u64) -> Value) -> Row 
         samples.push(start.elapsed().as_secs_f64() * 1e6);
         assert_eq!(resp["result"]["content"][0]["text"], "hello", "{resp}");
     }
-    samples.sort_by(f64::total_cmp);
-    let row = Row {
-        name: name.to_string(),
-        p50: pct(&samples, 0.5),
-        p99: pct(&samples, 0.99),
-        p999: pct(&samples, 0.999),
-    };
-    println!(
-        "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  p999 {:>8.1} µs",
-        row.name, row.p50, row.p99, row.p999
-    );
-    row
+    Row::printed(name, samples)
+}
+
+impl Row {
+    /// The row of latency `samples` (µs), printed.
+    fn printed(name: &str, mut samples: Vec<f64>) -> Row {
+        samples.sort_by(f64::total_cmp);
+        let row = Row {
+            name: name.to_string(),
+            p50: pct(&samples, 0.5),
+            p99: pct(&samples, 0.99),
+            p999: pct(&samples, 0.999),
+        };
+        println!(
+            "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  p999 {:>8.1} µs",
+            row.name, row.p50, row.p99, row.p999
+        );
+        row
+    }
 }
 
 fn added(row: &Row, base: &Row, what: &str) {
@@ -161,25 +168,12 @@ fn main() {
                 samples.extend(latencies);
             }
         }
-        samples.sort_by(f64::total_cmp);
-        let row = Row {
-            name: format!("32 in flight, audit fsync {fsync}"),
-            p50: pct(&samples, 0.5),
-            p99: pct(&samples, 0.99),
-            p999: pct(&samples, 0.999),
-        };
-        println!(
-            "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  p999 {:>8.1} µs",
-            row.name, row.p50, row.p99, row.p999
-        );
-        burst_rows.push(row);
+        burst_rows.push(Row::printed(
+            &format!("32 in flight, audit fsync {fsync}"),
+            samples,
+        ));
     }
-    println!(
-        "{:<44} fsync always over never, 32 in flight: p50 {:>+8.1} µs  p99 {:>+8.1} µs",
-        "",
-        burst_rows[1].p50 - burst_rows[0].p50,
-        burst_rows[1].p99 - burst_rows[0].p99
-    );
+    added(&burst_rows[1], &burst_rows[0], "fsync never, 32 in flight");
 
     println!("\n-- Streamable HTTP (JSON answers, one keep-alive connection) --");
     let (floor_addr, _floor) = http_floor();

@@ -49,7 +49,7 @@ def main():
                  added50 is not None and added50 <= 0.15))
     rows.append(("  the same, p99", fmt(added99, "ms", True), "<= 0.5 ms", added99 is not None and added99 <= 0.5))
 
-    burst = num(r"fsync always over never, 32 in flight: p50\s+([+-][\d.]+) µs", latency)
+    burst = num(r"added over fsync never, 32 in flight: p50\s+([+-][\d.]+) µs", latency)
     rows.append(("fsync always, 32 calls in flight in one stdio session, added p50 over never",
                  fmt(burst / 1000 if burst is not None else None, "ms", True), "<= 0.5 ms",
                  burst is not None and burst <= 500))

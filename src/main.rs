@@ -278,7 +278,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    raise_open_file_limit();
+    mcp_firewall::downstream::http::front_door::raise_open_file_limit();
     let outcome = match cli.command {
         Command::Run(args) => cli::run(*args),
         Command::Approvals { command } => approvals(command),
@@ -293,29 +293,6 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("mcp-firewall: {e:#}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Raise the soft limit on open files to the hard limit. Each HTTP client
-/// holds a socket and each session its upstreams' pipes; the usual soft
-/// limit of 1,024 is reached by a few hundred idle connections, locking
-/// legitimate clients out (issue 11).
-fn raise_open_file_limit() {
-    // SAFETY: getrlimit/setrlimit on our own process with a valid struct.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
-        {
-            return;
-        }
-        let before = limit.rlim_cur;
-        limit.rlim_cur = limit.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-            tracing::debug!(before, "could not raise the open-file limit");
         }
     }
 }

@@ -10,7 +10,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -485,4 +486,103 @@ pub fn machine() -> String {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         kernel.trim()
     )
+}
+
+/// Warm-up of every load level before its calls are measured.
+pub const LOAD_WARMUP: Duration = Duration::from_millis(500);
+
+/// `$name` parsed, else `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What one client did during a load level.
+pub struct ClientRun {
+    /// The client, for the next level (`None` if its connection broke).
+    pub peer: Option<HttpPeer>,
+    /// Latency of each call after the warm-up, µs.
+    pub samples: Vec<f64>,
+    /// A call failed (`ok` said no, or the connection broke); the client
+    /// stopped there.
+    pub failed: bool,
+}
+
+/// Every peer calls `tools/call` with `params` in a loop, all starting
+/// together, for [`LOAD_WARMUP`] plus `secs`; `ok` judges each answer.
+pub fn drive(
+    peers: Vec<HttpPeer>,
+    params: &Value,
+    secs: f64,
+    ok: fn(&Value) -> bool,
+) -> Vec<ClientRun> {
+    let barrier = Arc::new(Barrier::new(peers.len() + 1));
+    let handles: Vec<_> = peers
+        .into_iter()
+        .enumerate()
+        .map(|(k, mut peer)| {
+            let barrier = barrier.clone();
+            let params = params.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let measure_from = Instant::now() + LOAD_WARMUP;
+                let end = measure_from + Duration::from_secs_f64(secs);
+                let mut samples = Vec::new();
+                let mut id = (k as u64) << 40;
+                loop {
+                    let t = Instant::now();
+                    if t >= end {
+                        return ClientRun {
+                            peer: Some(peer),
+                            samples,
+                            failed: false,
+                        };
+                    }
+                    id += 1;
+                    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        peer.rpc(id, "tools/call", &params)
+                    }));
+                    match answer {
+                        Ok(resp) if ok(&resp) => {
+                            if t >= measure_from {
+                                samples.push(t.elapsed().as_secs_f64() * 1e6);
+                            }
+                        }
+                        Ok(_) => {
+                            return ClientRun {
+                                peer: Some(peer),
+                                samples,
+                                failed: true,
+                            };
+                        }
+                        Err(_) => {
+                            return ClientRun {
+                                peer: None,
+                                samples,
+                                failed: true,
+                            };
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join().unwrap_or(ClientRun {
+                peer: None,
+                samples: Vec::new(),
+                failed: true,
+            })
+        })
+        .collect()
+}
+
+/// An answer that is a result and not a tool error.
+pub fn answered(resp: &Value) -> bool {
+    resp.get("error").is_none() && resp["result"]["isError"] != true
 }

@@ -87,13 +87,12 @@ pub fn validate(raw: RawHttp) -> Result<HttpSettings, (String, String)> {
         .enumerate()
         .map(|(i, t)| token(i, t))
         .collect::<Result<Vec<_>, _>>()?;
-    if raw.max_sessions_per_principal == Some(0) {
-        return Err((
-            "http.max_sessions_per_principal".into(),
-            "expected a positive number".into(),
-        ));
-    }
     for (key, value) in [
+        ("http.max_sessions", raw.max_sessions.map(|n| n as u64)),
+        (
+            "http.max_sessions_per_principal",
+            raw.max_sessions_per_principal.map(|n| n as u64),
+        ),
         (
             "http.max_connections",
             raw.max_connections.map(|n| n as u64),
@@ -110,12 +109,6 @@ pub fn validate(raw: RawHttp) -> Result<HttpSettings, (String, String)> {
         if value == Some(0) {
             return Err((key.into(), "expected a positive number".into()));
         }
-    }
-    if raw.max_sessions == Some(0) {
-        return Err((
-            "http.max_sessions".into(),
-            "expected a positive number".into(),
-        ));
     }
     if let Some(origins) = &raw.allowed_origins
         && let Some(bad) = origins.iter().find(|o| !o.contains("://"))
@@ -218,6 +211,10 @@ mod tests {
             (
                 "[http]\nheader_read_timeout_seconds = 0",
                 "http.header_read_timeout_seconds",
+            ),
+            (
+                "[http]\nsession_idle_timeout_seconds = 0",
+                "http.session_idle_timeout_seconds",
             ),
             (
                 "[http]\nmax_sessions_per_principal = 0",

@@ -75,15 +75,6 @@ impl Session {
         })
     }
 
-    pub fn history(&self) -> Vec<Value> {
-        self.history
-            .lock()
-            .expect("history lock")
-            .iter()
-            .map(|(json, _)| json.clone())
-            .collect()
-    }
-
     /// The history as JSON and, from the same moment, as the policy
     /// engine's value (its entries shared, not converted again).
     pub fn history_snapshot(&self) -> (Vec<Value>, regorus::Value) {

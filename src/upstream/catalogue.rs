@@ -40,7 +40,6 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The definition with the name the client should see.
     /// A name no listing has (an unknown tool, a task this session did not
     /// create), for recording the refusal: no server, no fingerprint.
     pub fn unknown(name: &str) -> Entry {
@@ -53,6 +52,7 @@ impl Entry {
         }
     }
 
+    /// The definition with the name the client should see.
     pub fn exposed_def(&self) -> Value {
         let mut def = self.def.clone();
         def["name"] = Value::String(self.exposed.clone());

@@ -82,19 +82,39 @@ pub fn connections_within(fds: u64, max_sessions: usize) -> usize {
     spare.max(MIN_CONNECTIONS)
 }
 
-/// The soft `RLIMIT_NOFILE`; `u64::MAX` when unlimited or unreadable.
-fn open_file_limit() -> u64 {
+/// This process's `RLIMIT_NOFILE`, if it can be read.
+fn nofile() -> Option<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
-        || limit.rlim_cur == libc::RLIM_INFINITY
-    {
-        return u64::MAX;
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
+}
+
+/// The soft `RLIMIT_NOFILE`; `u64::MAX` when unlimited or unreadable.
+fn open_file_limit() -> u64 {
+    match nofile() {
+        Some(limit) if limit.rlim_cur != libc::RLIM_INFINITY => limit.rlim_cur,
+        _ => u64::MAX,
     }
-    limit.rlim_cur
+}
+
+/// Raise the soft limit on open files to the hard limit. Each HTTP client
+/// holds a socket and each session its upstreams' pipes; the usual soft
+/// limit of 1,024 is reached by a few hundred idle connections, locking
+/// legitimate clients out (issue 11). Called once at start, before any
+/// listener computes its connection cap from the limit.
+pub fn raise_open_file_limit() {
+    let Some(mut limit) = nofile().filter(|l| l.rlim_cur < l.rlim_max) else {
+        return;
+    };
+    let before = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: setrlimit on our own process with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        tracing::debug!(before, "could not raise the open-file limit");
+    }
 }
 
 /// Serve `router` on `listener` until `shutdown` resolves, then give open
