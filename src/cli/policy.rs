@@ -141,6 +141,8 @@ fn verdict_json(verdict: &Verdict, revision: &str) -> Value {
         "hide": verdict.hide,
         "message": verdict.message,
         "default_hold": verdict.default_hold,
+        "redact": verdict.redact,
+        "warn": verdict.warn,
         "policy_revision": revision,
     })
 }

@@ -4,12 +4,19 @@
 //! requests against it ([`PolicySet::evaluate`]).
 //!
 //! How a decision is read: at load we add one small adapter module that
-//! gathers the six decision rules into a single object,
+//! gathers the decision rules into a single object,
 //! `{"deny": [x | x := data.<pkg>.deny], ...}`. Each comprehension yields `[]`
 //! when its rule is undefined (or not declared at all), so one `eval_rule`
 //! reads every rule, shares helper-rule results between them, and never
 //! confuses "undefined" with "error". (Evaluating the rules one by one cleans
 //! regorus's state between calls and recomputes shared helpers.)
+//!
+//! The adapter has one such object per phase, and each reads only the rules
+//! that phase acts on: `verdict` (requests) the six decision rules,
+//! `response` (what an upstream returned) `deny`, `redact` and `warn`, with
+//! the others fixed at `[]` (undefined). Rules a phase ignores are never
+//! evaluated there, so a result costs only its own rules (in the shipped
+//! library, no `approve` rule runs a second time per call).
 //!
 //! Invariants:
 //! - The stored engine is already prepared (analysed and scheduled), so the
@@ -27,7 +34,7 @@ use regorus::{Engine, Value};
 use super::decision::Verdict;
 use super::error::PolicyError;
 use super::loader::{self, SourceFile};
-use super::verdict::{self, RULES};
+use super::verdict::{self, REQUEST_RULES, RESPONSE_RULES, RULES};
 
 /// Longest one decision may take. A policy decides on a request the client is
 /// waiting for; a quarter second is far above any sane policy (the shipped
@@ -111,24 +118,38 @@ impl PolicySet {
         &self.files
     }
 
-    /// Decides one request. `input` is the policy input document.
+    /// Decides one input document: a request, or with `phase = "response"`
+    /// an upstream's result (see [`Self::evaluate_response_converted`]).
     pub fn evaluate(&self, input: &serde_json::Value) -> Result<Verdict, PolicyError> {
-        self.evaluate_converted(super::to_rego(input)?)
+        let converted = super::to_rego(input)?;
+        match input.get("phase").and_then(serde_json::Value::as_str) {
+            Some("response") => self.evaluate_response_converted(converted),
+            _ => self.evaluate_converted(converted),
+        }
     }
 
     /// Decides one request whose input is already converted (see
     /// [`super::to_rego_spliced`]).
     pub fn evaluate_converted(&self, input: Value) -> Result<Verdict, PolicyError> {
-        let rules = self.eval_adapter(input)?;
+        let rules = self.eval_adapter("verdict", input)?;
         verdict::from_rules(&rules)
     }
 
-    /// Runs the adapter rule on a clone of the engine; returns its JSON value.
-    fn eval_adapter(&self, input: Value) -> Result<serde_json::Value, PolicyError> {
+    /// Decides one upstream result (input with `phase = "response"` and
+    /// `result`): only `deny`, `redact` and `warn` are evaluated; the verdict
+    /// has no `approve` or `allow`, so an empty `deny` reads as the default
+    /// hold, which the response phase ignores.
+    pub fn evaluate_response_converted(&self, input: Value) -> Result<Verdict, PolicyError> {
+        let rules = self.eval_adapter("response", input)?;
+        verdict::from_rules(&rules)
+    }
+
+    /// Runs one adapter rule on a clone of the engine; returns its JSON value.
+    fn eval_adapter(&self, rule: &str, input: Value) -> Result<serde_json::Value, PolicyError> {
         let mut engine = self.engine.clone();
         engine.set_input(input);
         let value = engine
-            .eval_rule(adapter_rule("verdict"))
+            .eval_rule(adapter_rule(rule))
             .map_err(|e| loader::eval_err(e, EVAL_TIME_LIMIT))?;
         serde_json::to_value(&value).map_err(|e| PolicyError::BadResult {
             rule: "verdict".to_string(),
@@ -163,15 +184,22 @@ fn adapter_rule(rule: &str) -> String {
     format!("data.{ADAPTER_PACKAGE}.{rule}")
 }
 
-/// Adds the module that gathers the decision rules into one object.
+/// Adds the module that gathers the rules each phase reads into one object.
 fn add_adapter(engine: &mut Engine, package: &str) -> anyhow::Result<()> {
-    let fields: Vec<String> = RULES
-        .iter()
-        .map(|r| format!("  \"{r}\": [x | x := data.{package}.{r}],"))
-        .collect();
+    let object = |read: &[&str]| -> String {
+        let fields: Vec<String> = RULES
+            .iter()
+            .map(|r| match read.contains(r) {
+                true => format!("  \"{r}\": [x | x := data.{package}.{r}],"),
+                false => format!("  \"{r}\": [],"),
+            })
+            .collect();
+        format!("{{\n{}\n}}", fields.join("\n"))
+    };
     let text = format!(
-        "package {ADAPTER_PACKAGE}\n\nready := true\n\nverdict := {{\n{}\n}}\n",
-        fields.join("\n")
+        "package {ADAPTER_PACKAGE}\n\nready := true\n\nverdict := {}\n\nresponse := {}\n",
+        object(&REQUEST_RULES),
+        object(&RESPONSE_RULES)
     );
     engine.add_policy(ADAPTER_LABEL.to_string(), text).map(drop)
 }

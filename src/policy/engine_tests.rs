@@ -406,3 +406,38 @@ fn may_hide_is_false_only_when_nothing_but_the_default_mentions_hide() {
         assert_eq!(set.may_hide(), expected, "{rego}");
     }
 }
+
+#[test]
+fn the_response_phase_evaluates_only_deny_redact_and_warn() {
+    // `approve` and `allow` mean nothing for a result; evaluating them again
+    // per result was a second full decision. The division by zero proves
+    // the approve rule is not run in the response phase (an evaluated rule
+    // that errors is an error, and withholds the result).
+    let set = load(&[(
+        "p.rego",
+        "package mcp.firewall\nallow := true\n\
+         approve contains x if x := sprintf(\"%v\", [1 / input.zero])\n\
+         redact contains \"jwt\" if input.phase == \"response\"\n\
+         warn contains \"careful\" if input.phase == \"response\"\n\
+         deny contains \"withheld\" if input.result.bad\n",
+    )])
+    .unwrap();
+    let response = json!({"phase": "response", "zero": 0, "result": {"content": []}});
+    let v = set.evaluate(&response).unwrap();
+    assert_eq!(v.redact, vec!["jwt".to_string()]);
+    assert_eq!(v.warn, vec!["careful".to_string()]);
+    assert!(!matches!(v.decision, Decision::Deny { .. }));
+    let bad = json!({"phase": "response", "zero": 0, "result": {"bad": true}});
+    assert_eq!(
+        set.evaluate(&bad).unwrap().decision,
+        Decision::Deny {
+            reasons: vec!["withheld".into()]
+        }
+    );
+    // The request phase still reads approve (and its error), not redact.
+    let request = json!({"zero": 0});
+    assert!(set.evaluate(&request).is_err());
+    let v = set.evaluate(&json!({})).unwrap();
+    assert_eq!(v.decision, Decision::Allow);
+    assert!(v.redact.is_empty() && v.warn.is_empty());
+}

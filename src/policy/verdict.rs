@@ -20,6 +20,12 @@ pub(crate) const RULES: [&str; 8] = [
     "deny", "approve", "allow", "hide", "message", "approval", "redact", "warn",
 ];
 
+/// The rules a request's decision reads.
+pub(crate) const REQUEST_RULES: [&str; 6] = ["deny", "approve", "allow", "hide", "message", "approval"];
+
+/// The rules the response phase reads (docs/policy-input.md).
+pub(crate) const RESPONSE_RULES: [&str; 3] = ["deny", "redact", "warn"];
+
 /// Longest rendering of an offending value kept in a `BadResult`.
 const MAX_SHOWN_VALUE: usize = 200;
 

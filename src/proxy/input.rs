@@ -112,11 +112,21 @@ pub struct Input {
 impl Input {
     /// Decide this input with `policy`.
     pub fn evaluate(&self, policy: &PolicySet) -> Result<Verdict, PolicyError> {
+        policy.evaluate_converted(self.converted()?)
+    }
+
+    /// Decide this input's response phase with `policy` (see
+    /// [`PolicySet::evaluate_response_converted`]).
+    pub fn evaluate_response(&self, policy: &PolicySet) -> Result<Verdict, PolicyError> {
+        policy.evaluate_response_converted(self.converted()?)
+    }
+
+    fn converted(&self) -> Result<regorus::Value, PolicyError> {
         let history = Splice {
             path: &["session", "history"],
             value: self.history.clone(),
         };
-        policy.evaluate_converted(to_rego_spliced(&self.doc, &[history])?)
+        to_rego_spliced(&self.doc, &[history])
     }
 }
 

@@ -120,7 +120,7 @@ impl Proxy {
         }
         input["result"] = shown;
         let verdict = input
-            .evaluate(&self.policy())
+            .evaluate_response(&self.policy())
             .map_err(|e| vec![format!("the response policy failed: {e}")])?;
         if let Decision::Deny { reasons } = verdict.decision {
             return Err(reasons);
