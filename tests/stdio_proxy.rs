@@ -515,3 +515,91 @@ fn assert_group_gone(leader: u32) {
     }
     assert!(members().is_empty(), "still running: {:?}", members());
 }
+
+/// A pipe: (read end, write end), close-on-exec in this process.
+fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills both fds on success; each is owned exactly once.
+    unsafe {
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// Whether the open file description behind `fd` is in non-blocking mode.
+fn nonblocking(fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETFL only reads the flags of a descriptor we own.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    assert!(flags >= 0);
+    flags & libc::O_NONBLOCK != 0
+}
+
+/// Runs one session with stdin and stdout on pipes made here (stderr on the
+/// stdout pipe too when `shared_stderr`); returns whether the firewall put
+/// its stdin and its stdout in non-blocking mode, after checking a call is
+/// answered.
+fn pipe_modes(shared_stderr: bool) -> (bool, bool) {
+    use std::io::{BufRead, Write};
+    use std::process::Stdio;
+    let (stdin_read, stdin_write) = pipe();
+    let (stdout_read, stdout_write) = pipe();
+    let mut builder = Builder::new().args(&["--", fixture_bin()]);
+    let (mut cmd, _audit) = builder.command();
+    cmd.env("RUST_LOG", "debug")
+        .stdin(Stdio::from(stdin_read.try_clone().unwrap()))
+        .stdout(Stdio::from(stdout_write.try_clone().unwrap()));
+    if shared_stderr {
+        cmd.stderr(Stdio::from(stdout_write.try_clone().unwrap()));
+    } else {
+        cmd.stderr(Stdio::null());
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut input = std::fs::File::from(stdin_write);
+    let mut output = std::io::BufReader::new(std::fs::File::from(stdout_read));
+    let mut answer = |line: Value| -> Value {
+        writeln!(input, "{line}").unwrap();
+        let mut text = String::new();
+        loop {
+            text.clear();
+            assert!(output.read_line(&mut text).unwrap() > 0, "stdout closed");
+            // With stderr on the same pipe, log lines come in between.
+            if let Ok(v) = serde_json::from_str::<Value>(&text)
+                && v.get("id") == line.get("id")
+            {
+                return v;
+            }
+        }
+    };
+    let init = answer(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "pipes", "version": "1"}}}),
+    );
+    assert!(init.get("result").is_some(), "{init}");
+    let call = answer(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "hi"}}}));
+    assert_eq!(call["result"]["content"][0]["text"], "hi", "{call}");
+    let modes = (nonblocking(&stdin_read), nonblocking(&stdout_write));
+    let _ = child.kill();
+    let _ = child.wait();
+    modes
+}
+
+#[test]
+fn piped_stdin_and_stdout_are_served_without_blocking_threads() {
+    // Non-blocking mode is how the firewall reads and writes its pipes on
+    // the reactor instead of handing each read and write to a thread.
+    assert_eq!(pipe_modes(false), (true, true));
+}
+
+#[test]
+fn a_stdout_shared_with_stderr_stays_blocking() {
+    // `2>&1`: the same pipe is the log writer's and every inheriting
+    // child's stderr, which must not start failing with EAGAIN.
+    assert_eq!(pipe_modes(true), (true, false));
+}

@@ -21,7 +21,8 @@ pub(crate) const RULES: [&str; 8] = [
 ];
 
 /// The rules a request's decision reads.
-pub(crate) const REQUEST_RULES: [&str; 6] = ["deny", "approve", "allow", "hide", "message", "approval"];
+pub(crate) const REQUEST_RULES: [&str; 6] =
+    ["deny", "approve", "allow", "hide", "message", "approval"];
 
 /// The rules the response phase reads (docs/policy-input.md).
 pub(crate) const RESPONSE_RULES: [&str; 3] = ["deny", "redact", "warn"];
