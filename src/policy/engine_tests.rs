@@ -441,3 +441,39 @@ fn the_response_phase_evaluates_only_deny_redact_and_warn() {
     assert_eq!(v.decision, Decision::Allow);
     assert!(v.redact.is_empty() && v.warn.is_empty());
 }
+
+/// Why decisions do not run on regorus's register VM (RVM), which decides
+/// the shipped library about three times faster: the VM treats an error
+/// inside a rule body (here a division by zero; equally `upper(5)`) as the
+/// body not matching, even with strict builtin errors, so a `deny` rule
+/// that errors would silently not deny. The interpreter fails the whole
+/// evaluation, which the firewall turns into a refusal. When this test
+/// fails after a regorus upgrade, the VM propagates such errors: revisit
+/// the compiled engine (docs/performance.md, "The compiled engine").
+#[test]
+fn regorus_vm_still_swallows_errors_in_rule_bodies() {
+    use regorus::languages::rego::compiler::Compiler;
+    let mut engine = regorus::Engine::new();
+    engine
+        .add_policy(
+            "p.rego".into(),
+            "package p\n\ndeny contains x if x := 1 / input.zero\n".into(),
+        )
+        .unwrap();
+    let input = regorus::Value::from_json_str(r#"{"zero": 0}"#).unwrap();
+    engine.set_input(input.clone());
+    assert!(engine.eval_rule("data.p.deny".into()).is_err());
+    let entry: std::sync::Arc<str> = "data.p.deny".into();
+    let compiled = engine.compile_with_entrypoint(&entry).unwrap();
+    let program = Compiler::compile_from_policy(&compiled, &[&entry]).unwrap();
+    let mut vm = regorus::rvm::RegoVM::new_with_policy(compiled);
+    vm.load_program(program);
+    vm.set_strict_builtin_errors(true);
+    vm.set_input(input);
+    let deny = vm.execute_entry_point_by_name("data.p.deny").unwrap();
+    assert_eq!(
+        deny,
+        regorus::Value::new_set(),
+        "the VM now reports the error"
+    );
+}
