@@ -152,6 +152,21 @@ impl ApproverRegistry {
         self.keys.is_empty()
     }
 
+    /// Adds every key of `other` (the directory's keys beside the file's).
+    pub fn extend(&mut self, other: ApproverRegistry) {
+        for (key, (name, keys)) in other.keys {
+            let slot = self
+                .keys
+                .entry(key)
+                .or_insert_with(|| (name.clone(), Vec::new()));
+            for k in keys {
+                if !slot.1.iter().any(|have| have.fingerprint == k.fingerprint) {
+                    slot.1.push(k);
+                }
+            }
+        }
+    }
+
     /// Whether `name` has at least one key (and so must answer with it).
     pub fn has_keys(&self, name: &Identity) -> bool {
         self.keys.contains_key(name.key())

@@ -65,6 +65,7 @@ pub async fn serve(approvals: Arc<Approvals>, addr: SocketAddr) -> std::io::Resu
 pub fn router(approvals: Arc<Approvals>) -> Router {
     Router::new()
         .route("/approvals/{id}", post(answer))
+        .route("/slack/interactions", post(slack_interaction))
         .layer(DefaultBodyLimit::max(MAX_ANSWER_BYTES))
         .with_state(approvals)
 }
@@ -91,6 +92,36 @@ async fn answer(
             tracing::warn!(approval = %id, "refused an answer: {e}");
             reply(bot_status(&e), &e.to_string())
         }
+    }
+}
+
+/// `POST /slack/interactions`: a button click, as Slack sends it.
+async fn slack_interaction(
+    State(approvals): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let answered = approvals.answer_from_slack(
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
+        &body,
+    );
+    if let Some((url, message)) = answered.follow_up {
+        let approvals = approvals.clone();
+        tokio::spawn(async move {
+            if let Some(slack) = &approvals.slack {
+                slack.respond(&url, &message).await;
+            }
+        });
+    }
+    let status = StatusCode::from_u16(answered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match answered.error {
+        Some(error) => {
+            tracing::warn!("Slack interaction: {error}");
+            reply(status, &error)
+        }
+        None => status.into_response(),
     }
 }
 

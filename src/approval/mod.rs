@@ -68,12 +68,15 @@
 pub mod approvers;
 pub mod bot;
 pub mod digest;
+pub mod directory;
 pub mod endpoint;
 pub mod model;
 pub mod proof;
 pub mod service;
 pub mod signing;
+pub mod slack;
 pub mod store;
+pub mod teams;
 pub mod webhook;
 
 pub use model::{

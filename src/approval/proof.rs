@@ -26,8 +26,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::approvers::{AnswerMessage, ApproverRegistry};
+use super::directory::ApproverDirectory;
 use super::model::AnswerRecord;
 use super::signing::{WebhookSecret, verify_signature_only};
+use super::slack::{self, SlackSecret};
 use super::{ApprovalRecord, Verdict};
 use crate::identity::Identity;
 
@@ -50,6 +52,93 @@ pub enum Proof {
         /// The signed body, byte for byte (UTF-8).
         body: String,
     },
+    /// A Slack interaction request as Slack signed it.
+    Slack {
+        timestamp: i64,
+        /// `v0=<hex>`.
+        signature: String,
+        /// The raw form body, byte for byte.
+        body: String,
+    },
+    /// An answer given in the console by someone signed in through the
+    /// OIDC issuer; tagged with this process's console key.
+    Console {
+        issuer: String,
+        subject: String,
+        /// The verified email the directory matched, when it was the email.
+        email: Option<String>,
+        timestamp: i64,
+        /// Hex HMAC-SHA256 by the process's console key over
+        /// [`console_message`].
+        tag: String,
+    },
+}
+
+/// The bytes a console answer's tag covers.
+#[allow(clippy::too_many_arguments)]
+pub fn console_message(
+    id: &str,
+    digest: &str,
+    approver: &str,
+    decision: &str,
+    reason: &str,
+    issuer: &str,
+    subject: &str,
+    email: Option<&str>,
+    timestamp: i64,
+) -> Vec<u8> {
+    crate::audit::canonical_json(&serde_json::json!({
+        "type": "mcp-firewall.console-answer.v1",
+        "approval_id": id, "digest": digest, "approver": approver, "decision": decision,
+        "reason": reason.trim(), "issuer": issuer, "subject": subject, "email": email,
+        "timestamp": timestamp,
+    }))
+    .into_bytes()
+}
+
+/// A key that lives only in this process's memory: console answers are
+/// tagged with it, so nothing written to the store or readable from the
+/// config or environment can forge one. A console answer therefore releases
+/// calls only in the process that took it (after a restart, answer again).
+#[derive(Clone)]
+pub struct ConsoleKey([u8; 32]);
+
+impl ConsoleKey {
+    pub fn generate() -> ConsoleKey {
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        ConsoleKey(key)
+    }
+
+    pub fn tag(&self, message: &[u8]) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("any key length");
+        mac.update(message);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn verifies(&self, message: &[u8], tag: &str) -> bool {
+        use hmac::{KeyInit, Mac};
+        let Ok(tag) = hex::decode(tag) else {
+            return false;
+        };
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("any key length");
+        mac.update(message);
+        mac.verify_slice(&tag).is_ok()
+    }
+}
+
+impl Default for ConsoleKey {
+    fn default() -> Self {
+        ConsoleKey::generate()
+    }
+}
+
+impl std::fmt::Debug for ConsoleKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsoleKey(…)")
+    }
 }
 
 /// The signed body of a bot answer (endpoint POST or synchronous response).
@@ -69,6 +158,10 @@ pub struct BotAnswer {
 pub struct AnswerVerifier {
     pub registry: ApproverRegistry,
     pub secrets: Vec<WebhookSecret>,
+    /// `[[approver]]`: who a Slack user or an OIDC identity is.
+    pub directory: ApproverDirectory,
+    pub slack: Option<SlackSecret>,
+    pub console_key: ConsoleKey,
 }
 
 /// An approving answer that passed every check.
@@ -82,7 +175,10 @@ impl Proof {
     /// When the proof was made (inside what was signed).
     pub fn timestamp(&self) -> i64 {
         match self {
-            Proof::SshKey { timestamp, .. } | Proof::WebhookSecret { timestamp, .. } => *timestamp,
+            Proof::SshKey { timestamp, .. }
+            | Proof::WebhookSecret { timestamp, .. }
+            | Proof::Slack { timestamp, .. }
+            | Proof::Console { timestamp, .. } => *timestamp,
         }
     }
 }
@@ -141,9 +237,9 @@ impl AnswerVerifier {
                 signature,
                 body,
             }) => {
-                if self.registry.has_keys(&approver) {
+                if self.registry.has_keys(&approver) || self.directory.vouched(&approver) {
                     return Err(format!(
-                        "{approver} has a registered key and must answer with it, not through a bot"
+                        "{approver} has a registered key or identity and must answer with it, not through a bot"
                     ));
                 }
                 let secret = verify_signature_only(
@@ -158,6 +254,65 @@ impl AnswerVerifier {
                     .map_err(|e| format!("signed body is not an answer: {e}"))?;
                 check_binding(&signed, id, digest, answer, &approver)?;
                 Ok(format!("webhook-secret {secret}"))
+            }
+            Some(Proof::Slack {
+                timestamp,
+                signature,
+                body,
+            }) => {
+                let secret = self
+                    .slack
+                    .as_ref()
+                    .ok_or("no Slack signing secret is configured")?;
+                slack::verify_signature_only(secret, *timestamp, signature, body.as_bytes())
+                    .map_err(|e| e.to_string())?;
+                let click = slack::parse_interaction(body.as_bytes())?;
+                if click.approval_id != id || click.digest != digest {
+                    return Err("the Slack click is for another approval or call".into());
+                }
+                if click.decision != Some(answer.decision) || click.reason() != answer.reason.trim()
+                {
+                    return Err("the recorded answer differs from the Slack click".into());
+                }
+                match self.directory.by_slack_user(&click.user) {
+                    Some(entry) if entry.name.same_person(&approver) => {
+                        Ok(format!("slack user {}", click.user))
+                    }
+                    _ => Err(format!(
+                        "Slack user {} is not {approver} in the approver directory",
+                        click.user
+                    )),
+                }
+            }
+            Some(Proof::Console {
+                issuer,
+                subject,
+                email,
+                timestamp,
+                tag,
+            }) => {
+                let message = console_message(
+                    id,
+                    digest,
+                    &answer.approver,
+                    answer.decision.as_str(),
+                    &answer.reason,
+                    issuer,
+                    subject,
+                    email.as_deref(),
+                    *timestamp,
+                );
+                if !self.console_key.verifies(&message, tag) {
+                    return Err("the console answer was not given in this firewall process".into());
+                }
+                match self.directory.by_oidc(subject, email.as_deref()) {
+                    Some(entry) if entry.name.same_person(&approver) => {
+                        Ok(format!("oidc issuer {issuer}, subject {subject}"))
+                    }
+                    _ => Err(format!(
+                        "OIDC subject {subject} is not {approver} in the approver directory"
+                    )),
+                }
             }
         }
     }

@@ -24,6 +24,7 @@ fn verifier() -> AnswerVerifier {
         secrets: vec![
             WebhookSecret::parse("whsec_bWNwLWZpcmV3YWxsLXRlc3Qtc2VjcmV0LTMyYnl0ZXM=").unwrap(),
         ],
+        ..Default::default()
     }
 }
 
@@ -181,4 +182,134 @@ fn a_bot_answer_is_bound_to_its_approval_call_and_words() {
         *signature = "v1,AAAA".into();
     }
     assert!(v.verify("apr_1", "sha256:d", &forged, NOW).is_err());
+}
+
+fn with_people() -> AnswerVerifier {
+    use crate::approval::directory::{ApproverDirectory, DirectoryEntry};
+    let bob = DirectoryEntry {
+        name: crate::identity::Identity::parse("bob").unwrap(),
+        keys: vec![],
+        oidc_subject: Some("sub-bob".into()),
+        email: None,
+        slack_user: Some("U0BOB".into()),
+        groups: vec![],
+    };
+    AnswerVerifier {
+        directory: ApproverDirectory::new(vec![bob]).unwrap(),
+        slack: Some(SlackSecret::new("slack-signing-secret-for-tests").unwrap()),
+        ..verifier()
+    }
+}
+
+fn slack_answer(
+    v: &AnswerVerifier,
+    user: &str,
+    decision: &str,
+    reason: &str,
+    id: &str,
+) -> AnswerRecord {
+    let payload = serde_json::json!({"type": "block_actions", "user": {"id": user},
+        "actions": [{"action_id": decision, "block_id": "mcpfw:sha256:d", "value": id}],
+        "state": {"values": {"reason": {"reason": {"type": "plain_text_input", "value": reason}}}}});
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish();
+    let signature = v.slack.as_ref().unwrap().sign(1000, body.as_bytes());
+    AnswerRecord {
+        approver: "bob".into(),
+        decision: decision.parse().unwrap(),
+        reason: if reason.is_empty() {
+            "approved in Slack".into()
+        } else {
+            reason.into()
+        },
+        channel: "slack".into(),
+        at: chrono::Utc::now(),
+        proof: Some(Proof::Slack {
+            timestamp: 1000,
+            signature,
+            body,
+        }),
+    }
+}
+
+#[test]
+fn a_slack_click_counts_only_for_its_mapped_approver_approval_and_words() {
+    let v = with_people();
+    let ok = slack_answer(&v, "U0BOB", "approve", "", "apr_1");
+    assert_eq!(
+        v.verify("apr_1", "sha256:d", &ok, 1000).unwrap(),
+        "slack user U0BOB"
+    );
+    // The same click moved to another approval or call.
+    assert!(v.verify("apr_2", "sha256:d", &ok, 1000).is_err());
+    assert!(v.verify("apr_1", "sha256:e", &ok, 1000).is_err());
+    // The store's copy edited after the click.
+    let edited = AnswerRecord {
+        reason: "something else".into(),
+        ..ok.clone()
+    };
+    assert!(v.verify("apr_1", "sha256:d", &edited, 1000).is_err());
+    // A user the directory does not map to bob.
+    let eve = slack_answer(&v, "U0EVE", "approve", "", "apr_1");
+    assert!(v.verify("apr_1", "sha256:d", &eve, 1000).is_err());
+    // Without the signing secret nothing verifies.
+    let no_secret = AnswerVerifier {
+        slack: None,
+        ..with_people()
+    };
+    assert!(no_secret.verify("apr_1", "sha256:d", &ok, 1000).is_err());
+    // A bot cannot answer for an approver the directory vouches for.
+    let bot = bot(
+        bot_answer_body("apr_1", "sha256:d", "approve", "bob", "ok"),
+        "bob",
+    );
+    assert!(
+        v.verify("apr_1", "sha256:d", &bot, 1000)
+            .unwrap_err()
+            .contains("must answer with it")
+    );
+}
+
+#[test]
+fn a_console_answer_verifies_only_with_this_process_key() {
+    let v = with_people();
+    let message = console_message(
+        "apr_1",
+        "sha256:d",
+        "bob",
+        "approve",
+        "ok",
+        "http://idp",
+        "sub-bob",
+        None,
+        1000,
+    );
+    let answer = AnswerRecord {
+        approver: "bob".into(),
+        decision: Verdict::Approve,
+        reason: "ok".into(),
+        channel: "console".into(),
+        at: chrono::Utc::now(),
+        proof: Some(Proof::Console {
+            issuer: "http://idp".into(),
+            subject: "sub-bob".into(),
+            email: None,
+            timestamp: 1000,
+            tag: v.console_key.tag(&message),
+        }),
+    };
+    assert_eq!(
+        v.verify("apr_1", "sha256:d", &answer, 1000).unwrap(),
+        "oidc issuer http://idp, subject sub-bob"
+    );
+    // Another process (or someone writing the store) has another key.
+    let other = with_people();
+    assert!(other.verify("apr_1", "sha256:d", &answer, 1000).is_err());
+    // Named as someone else.
+    let carol = AnswerRecord {
+        approver: "carol".into(),
+        ..answer.clone()
+    };
+    assert!(v.verify("apr_1", "sha256:d", &carol, 1000).is_err());
 }

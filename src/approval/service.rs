@@ -19,9 +19,13 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use super::approvers::{ApproverRegistry, RegistryError};
+use super::directory::{ApproverDirectory, DirectoryEntry};
 use super::model::AnswerRecord;
 use super::proof::AnswerVerifier;
+use super::proof::ConsoleKey;
+use super::slack::Slack;
 use super::store::{AnswerRejection, ApprovalStore, StoreError};
+use super::teams::Teams;
 use super::webhook::Webhook;
 use super::{AnswerOutcome, NewAnswer, WebhookSecret};
 use crate::audit::AuditLog;
@@ -54,6 +58,38 @@ pub struct ApprovalSettings {
     pub groups: BTreeMap<String, Vec<String>>,
     /// Approvers and their public keys (`allowed_signers` format).
     pub approvers_file: Option<PathBuf>,
+    /// `[[approver]]`: names, keys, OIDC/Slack identities, groups.
+    pub directory: Vec<DirectoryEntry>,
+    /// Where approvers open the console (links in messages); default the
+    /// approval listener's own address.
+    pub console_url: Option<String>,
+    pub oidc: Option<OidcSettings>,
+    pub slack: Option<SlackSettings>,
+    pub teams: Option<TeamsSettings>,
+}
+
+/// `[approval.oidc]`, validated; the secret is read at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_env: Option<String>,
+    pub redirect_url: Option<String>,
+}
+
+/// Where Slack messages go, and the signing secret's variable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlackSettings {
+    pub webhook_url: Option<String>,
+    pub bot_token_env: Option<String>,
+    pub channel: Option<String>,
+    pub signing_secret_env: String,
+    pub api_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamsSettings {
+    pub webhook_url: String,
 }
 
 impl ApprovalSettings {
@@ -81,6 +117,11 @@ impl Default for ApprovalSettings {
             listen: None,
             groups: BTreeMap::new(),
             approvers_file: None,
+            directory: Vec::new(),
+            console_url: None,
+            oidc: None,
+            slack: None,
+            teams: None,
         }
     }
 }
@@ -105,6 +146,10 @@ pub struct Approvals {
     /// The keys and bot secrets answers are verified with, as loaded at
     /// start-up; never re-read from anything the agent could write.
     pub verifier: AnswerVerifier,
+    /// Block Kit messages and button answers, when configured.
+    pub slack: Option<Slack>,
+    /// Adaptive Card notifications, when configured.
+    pub teams: Option<Teams>,
     /// Woken whenever an in-process answer lands.
     pub changed: Notify,
     /// Approvals this process has released. Single use is the store's rule;
@@ -125,19 +170,40 @@ impl Approvals {
             .iter()
             .map(|s| WebhookSecret::parse(s).map_err(|e| ApprovalSetupError::Secret(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
-        if (settings.webhook_url.is_some() || settings.listen.is_some()) && secrets.is_empty() {
+        let people_answer_there = settings.slack.is_some() || settings.oidc.is_some();
+        if (settings.webhook_url.is_some() || (settings.listen.is_some() && !people_answer_there))
+            && secrets.is_empty()
+        {
             return Err(ApprovalSetupError::Invalid(
                 "a webhook or approval endpoint needs a secret: set MCP_FIREWALL_WEBHOOK_SECRET=whsec_...".into(),
             ));
         }
+        if (settings.slack.is_some() || settings.oidc.is_some()) && settings.listen.is_none() {
+            return Err(ApprovalSetupError::Invalid(
+                "Slack answers and the console arrive at the approval listener: set --approval-listen (or [approval] listen)".into(),
+            ));
+        }
+        let directory = ApproverDirectory::new(settings.directory.clone())
+            .map_err(|(i, m)| ApprovalSetupError::Invalid(format!("approver[{i}]: {m}")))?;
+        let slack = settings
+            .slack
+            .as_ref()
+            .map(|s| Slack::new(s, |var| std::env::var(var).ok()))
+            .transpose()
+            .map_err(|e| ApprovalSetupError::Invalid(format!("[approval.slack]: {e}")))?;
+        let teams = settings.teams.as_ref().map(|t| Teams::new(&t.webhook_url));
         let webhook = settings
             .webhook_url
             .clone()
             .map(|url| Webhook::new(url, secrets.clone()));
-        let registry = match &settings.approvers_file {
+        let mut registry = match &settings.approvers_file {
             Some(path) => ApproverRegistry::load(path)?,
             None => ApproverRegistry::default(),
         };
+        registry.extend(
+            ApproverRegistry::parse(&directory.allowed_signers())
+                .map_err(|(_, m)| ApprovalSetupError::Invalid(format!("approver keys: {m}")))?,
+        );
         let store = ApprovalStore::open(&settings.data_dir)?;
         // A copy for the CLI's up-front check; the firewall trusts only its own.
         store.replace_approver_keys(&registry.entries())?;
@@ -145,7 +211,15 @@ impl Approvals {
             store,
             webhook,
             settings,
-            verifier: AnswerVerifier { registry, secrets },
+            verifier: AnswerVerifier {
+                registry,
+                secrets,
+                directory,
+                slack: slack.as_ref().map(|s| s.secret.clone()),
+                console_key: ConsoleKey::generate(),
+            },
+            slack,
+            teams,
             changed: Notify::new(),
             released: Mutex::new(HashSet::new()),
             audit,
@@ -166,6 +240,16 @@ impl Approvals {
 
     pub fn set_callback_base(&self, base: String) {
         let _ = self.callback_url.set(base);
+    }
+
+    /// The console page of approval `id`, once the listener is up.
+    pub fn console_link(&self, id: &str) -> Option<String> {
+        let base = self
+            .settings
+            .console_url
+            .clone()
+            .or_else(|| self.callback_url.get().cloned())?;
+        Some(format!("{base}/approvals/{id}"))
     }
 
     /// Record an answer given in this process: its proof must verify (bound

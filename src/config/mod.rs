@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use crate::identity::Identity;
 
 use crate::approval::ApprovalSettings;
+use crate::approval::approvers::ApproverRegistry;
+use crate::approval::directory::{ApproverDirectory, DirectoryEntry};
+use crate::approval::service::{OidcSettings, SlackSettings, TeamsSettings};
 use crate::audit::FsyncMode;
 pub use http::{HttpSettings, TokenSecret, TokenSpec};
 
@@ -194,7 +197,16 @@ impl Validator<'_> {
         if let Some(p) = &raw.session.principal {
             Identity::parse(p).map_err(|e| self.err("session.principal", e.to_string()))?;
         }
-        let approval = self.approval(&raw.approval)?;
+        let mut approval = self.approval(&raw.approval)?;
+        approval.directory = self.directory(&raw.approver)?;
+        for entry in &approval.directory {
+            for group in &entry.groups {
+                let members = approval.groups.entry(group.clone()).or_default();
+                if !members.iter().any(|m| m == entry.name.as_str()) {
+                    members.push(entry.name.as_str().to_string());
+                }
+            }
+        }
         let http = http::validate(raw.http).map_err(|(key, m)| self.err(&key, m))?;
         Ok(Config {
             http,
@@ -268,7 +280,92 @@ impl Validator<'_> {
         if let Some(file) = &raw.approvers {
             settings.approvers_file = Some(self.path(file));
         }
+        if let Some(url) = &raw.console_url {
+            check_console_url(url).map_err(|m| self.err("approval.console_url", m))?;
+            settings.console_url = Some(url.trim_end_matches('/').to_string());
+        }
+        if let Some(oidc) = &raw.oidc {
+            check_url(&oidc.issuer).map_err(|m| self.err("approval.oidc.issuer", m))?;
+            if let Some(url) = &oidc.redirect_url {
+                check_console_url(url).map_err(|m| self.err("approval.oidc.redirect_url", m))?;
+            }
+            if oidc.client_id.trim().is_empty() {
+                return Err(self.err("approval.oidc.client_id", "must not be empty".into()));
+            }
+            settings.oidc = Some(OidcSettings {
+                issuer: oidc.issuer.trim_end_matches('/').to_string(),
+                client_id: oidc.client_id.clone(),
+                client_secret_env: oidc.client_secret_env.clone(),
+                redirect_url: oidc.redirect_url.clone(),
+            });
+        }
+        if let Some(slack) = &raw.slack {
+            settings.slack = Some(self.slack(slack)?);
+        }
+        if let Some(teams) = &raw.teams {
+            check_url(&teams.webhook_url).map_err(|m| self.err("approval.teams.webhook_url", m))?;
+            settings.teams = Some(TeamsSettings {
+                webhook_url: teams.webhook_url.clone(),
+            });
+        }
         Ok(settings)
+    }
+
+    fn slack(&self, raw: &raw::RawSlack) -> Result<SlackSettings, ConfigError> {
+        match (&raw.webhook_url, &raw.bot_token_env, &raw.channel) {
+            (Some(url), None, None) => {
+                check_url(url).map_err(|m| self.err("approval.slack.webhook_url", m))?
+            }
+            (None, Some(_), Some(_)) => {}
+            _ => {
+                return Err(self.err(
+                    "approval.slack",
+                    "set either webhook_url, or bot_token_env and channel".into(),
+                ));
+            }
+        }
+        let api_url = raw
+            .api_url
+            .clone()
+            .unwrap_or_else(|| "https://slack.com/api".into());
+        check_url(&api_url).map_err(|m| self.err("approval.slack.api_url", m))?;
+        Ok(SlackSettings {
+            webhook_url: raw.webhook_url.clone(),
+            bot_token_env: raw.bot_token_env.clone(),
+            channel: raw.channel.clone(),
+            signing_secret_env: raw.signing_secret_env.clone(),
+            api_url: api_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    fn directory(&self, raw: &[raw::RawApprover]) -> Result<Vec<DirectoryEntry>, ConfigError> {
+        let mut entries = Vec::new();
+        for (i, a) in raw.iter().enumerate() {
+            let key = |field: &str| format!("approver[{i}].{field}");
+            let name =
+                Identity::parse(&a.name).map_err(|e| self.err(&key("name"), e.to_string()))?;
+            for line in &a.keys {
+                ApproverRegistry::parse(&format!("\"{}\" {line}", name.as_str()))
+                    .map_err(|(_, m)| self.err(&key("keys"), m))?;
+            }
+            let nonempty = |field: &str, v: &Option<String>| match v {
+                Some(s) if s.trim().is_empty() => {
+                    Err(self.err(&key(field), "must not be empty".into()))
+                }
+                _ => Ok(v.clone()),
+            };
+            entries.push(DirectoryEntry {
+                name,
+                keys: a.keys.clone(),
+                oidc_subject: nonempty("oidc_subject", &a.oidc_subject)?,
+                email: nonempty("email", &a.email)?,
+                slack_user: nonempty("slack_user", &a.slack_user)?,
+                groups: a.groups.clone(),
+            });
+        }
+        ApproverDirectory::new(entries.clone())
+            .map_err(|(i, m)| self.err(&format!("approver[{i}]"), m))?;
+        Ok(entries)
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -286,6 +383,18 @@ impl Validator<'_> {
             key: key.into(),
             message,
         }
+    }
+}
+
+/// A URL approvers open in a browser: http(s) with a host. Plain http off
+/// loopback is allowed (a console behind a TLS-terminating proxy is often
+/// configured by its inner address) but the session cookie is then marked
+/// `Secure`, so sign-in needs https in the browser.
+fn check_console_url(url: &str) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err(format!("{url:?}: expected an http(s) URL with a host")),
+        Err(e) => Err(format!("{url:?}: {e}")),
     }
 }
 
@@ -403,6 +512,19 @@ mod tests {
     }
 
     #[test]
+    fn the_approver_directory_adds_its_groups() {
+        let cfg = parse(
+            "[approval]\ngroups={sre=['carol']}\n[[approver]]\nname='bob'\nslack_user='U0BOB'\ngroups=['sre']\n[[upstream]]\nname='a'\ncommand='x'",
+        )
+        .unwrap();
+        assert_eq!(cfg.approval.groups["sre"], vec!["carol", "bob"]);
+        assert_eq!(
+            cfg.approval.directory[0].slack_user.as_deref(),
+            Some("U0BOB")
+        );
+    }
+
+    #[test]
     fn mistakes_name_the_file_and_key() {
         let cases = [
             ("[[upstream]]\nname='a'\ncommand='x'\nbogus=1", "bogus"),
@@ -447,6 +569,26 @@ mod tests {
                 "upstream[0].headers.Mcp-Session-Id",
             ),
             ("", "upstream"),
+            (
+                "[[approver]]\nname='bob'\n[[approver]]\nname='Bob'\n[[upstream]]\nname='a'\ncommand='x'",
+                "approver[1]",
+            ),
+            (
+                "[[approver]]\nname='bob'\nkeys=['ssh-rsa AAAA']\n[[upstream]]\nname='a'\ncommand='x'",
+                "approver[0].keys",
+            ),
+            (
+                "[[approver]]\nname='bob'\nslack_user='U1'\n[[approver]]\nname='carol'\nslack_user='U1'\n[[upstream]]\nname='a'\ncommand='x'",
+                "approver[1]",
+            ),
+            (
+                "[approval.slack]\nsigning_secret_env='S'\n[[upstream]]\nname='a'\ncommand='x'",
+                "approval.slack",
+            ),
+            (
+                "[approval.teams]\nwebhook_url='http://teams.example.com/x'\n[[upstream]]\nname='a'\ncommand='x'",
+                "approval.teams.webhook_url",
+            ),
             (
                 "[[upstream]]\nname='a'\ncommand='x'\ntimeout_seconds=0",
                 "upstream[0].timeout_seconds",

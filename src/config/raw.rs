@@ -22,6 +22,59 @@ pub struct RawConfig {
     pub upstream: Vec<RawUpstream>,
     #[serde(default)]
     pub http: RawHttp,
+    /// The approver directory (`[[approver]]`).
+    #[serde(default)]
+    pub approver: Vec<RawApprover>,
+}
+
+/// One `[[approver]]`: a person and every identity they answer with.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprover {
+    pub name: String,
+    /// OpenSSH public key lines (Ed25519).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    pub oidc_subject: Option<String>,
+    pub email: Option<String>,
+    pub slack_user: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// `[approval.oidc]`: console sign-in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    pub issuer: String,
+    pub client_id: String,
+    /// Environment variable holding the client secret (absent: a public
+    /// client, PKCE only).
+    pub client_secret_env: Option<String>,
+    /// Where the provider sends the browser back; default
+    /// `<console_url>/oidc/callback`.
+    pub redirect_url: Option<String>,
+}
+
+/// `[approval.slack]`: Block Kit messages and button answers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlack {
+    /// An incoming-webhook URL (or use `bot_token_env` + `channel`).
+    pub webhook_url: Option<String>,
+    pub bot_token_env: Option<String>,
+    pub channel: Option<String>,
+    /// Environment variable holding the app's signing secret.
+    pub signing_secret_env: String,
+    /// Slack's Web API base (default `https://slack.com/api`).
+    pub api_url: Option<String>,
+}
+
+/// `[approval.teams]`: an Adaptive Card to a Teams Workflows webhook.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTeams {
+    pub webhook_url: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +96,12 @@ pub struct RawApproval {
     pub groups: BTreeMap<String, Vec<String>>,
     /// Approvers' public keys, OpenSSH `allowed_signers` format.
     pub approvers: Option<String>,
+    /// The console's address as approvers reach it (links in Slack and
+    /// Teams messages); default `http://<listen>`.
+    pub console_url: Option<String>,
+    pub oidc: Option<RawOidc>,
+    pub slack: Option<RawSlack>,
+    pub teams: Option<RawTeams>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -60,6 +60,13 @@ impl Proxy {
             .audit()
             .append("approval.requested", audit)
             .map_err(|e| e.to_string())?;
+        if approvals.slack.is_some() || approvals.teams.is_some() {
+            tokio::spawn(notify_people(
+                approvals.clone(),
+                id.clone(),
+                document.clone(),
+            ));
+        }
         if approvals.webhook.is_some() {
             let window = approvals
                 .settings
@@ -150,6 +157,35 @@ impl Proxy {
                     webhook.notify(&body).await;
                 }
             });
+        }
+    }
+}
+
+/// Post the request to Slack and Teams. Best effort: a failure is audited
+/// and the request stays answerable on every other channel.
+async fn notify_people(approvals: Arc<Approvals>, id: String, document: Value) {
+    let link = approvals.console_link(&id);
+    let mut outcomes = Vec::new();
+    if let Some(slack) = &approvals.slack {
+        let message = crate::approval::slack::message(&document, link.as_deref());
+        outcomes.push(("slack", slack.post(&message).await));
+    }
+    if let Some(teams) = &approvals.teams {
+        let card = crate::approval::teams::card(&document, link.as_deref());
+        outcomes.push(("teams", teams.post(&card).await));
+    }
+    for (channel, outcome) in outcomes {
+        let record = match &outcome {
+            Ok(()) => json!({"approval_id": id, "channel": channel}),
+            Err(e) => json!({"approval_id": id, "channel": channel, "error": e}),
+        };
+        let event = if outcome.is_ok() {
+            "approval.notified"
+        } else {
+            "approval.notify_failed"
+        };
+        if let Err(e) = approvals.audit().append(event, record) {
+            tracing::error!("audit write failed: {e}");
         }
     }
 }
