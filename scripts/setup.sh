@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System tools the tests use: ssh-keygen (approver keys: the documented
-# `ssh-keygen -Y sign` route) and prlimit (audit-failure tests). Installed only
+# `ssh-keygen -Y sign` route), prlimit (audit-failure tests) and chromium. Installed only
 # when missing; apt-get needs root, as on CI.
 missing=()
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v prlimit >/dev/null || missing+=(util-linux)
+# Debian's chromium: the approval console's browser tests (tests/console.rs).
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
@@ -22,6 +24,10 @@ npm ci --prefix fixtures/npm --no-audit --no-fund --loglevel=error
 # The official MCP conformance suite and the Node 22 it needs (both pinned in
 # fixtures/conformance/package.json; used by scripts/conformance.sh and tests/conformance.rs).
 npm ci --prefix fixtures/conformance --no-audit --no-fund --loglevel=error
+
+# The approval console's browser tests: a real OpenID provider (oidc-provider)
+# and puppeteer-core driving chromium, both pinned in fixtures/console/package.json.
+npm ci --prefix fixtures/console --no-audit --no-fund --loglevel=error
 
 # The Python MCP SDK client used in the tests (pinned in requirements.txt).
 if [ ! -x fixtures/python/.venv/bin/python ]; then

@@ -21,13 +21,15 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::downstream::http::front_door;
 
 use super::AnswerRejection;
 use super::bot::{BotAnswerError, SignedBy};
+use super::console::oidc::Oidc;
+use super::console::{self, Console, Listener};
 use super::service::Approvals;
 use super::store::StoreError;
 
@@ -46,7 +48,8 @@ pub async fn serve(approvals: Arc<Approvals>, addr: SocketAddr) -> std::io::Resu
         tracing::warn!(%bound, "approval endpoint listens beyond loopback; answers are still signature-checked");
     }
     approvals.set_callback_base(format!("http://{bound}"));
-    let app = router(approvals);
+    let console = console_for(&approvals, bound)?;
+    let app = router(approvals, console);
     tokio::spawn(async move {
         let limits = front_door::Limits::new(None, Some(MAX_CONNECTIONS), 0);
         front_door::serve(
@@ -62,12 +65,44 @@ pub async fn serve(approvals: Arc<Approvals>, addr: SocketAddr) -> std::io::Resu
     Ok(bound)
 }
 
-pub fn router(approvals: Arc<Approvals>) -> Router {
+/// The console, when `[approval.oidc]` is configured.
+fn console_for(approvals: &Approvals, bound: SocketAddr) -> std::io::Result<Option<Arc<Console>>> {
+    let Some(settings) = approvals.settings.oidc.clone() else {
+        return Ok(None);
+    };
+    let base = approvals
+        .settings
+        .console_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+    let secret = match &settings.client_secret_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            std::io::Error::other(format!(
+                "[approval.oidc] client_secret_env: {var} is not set"
+            ))
+        })?),
+        None => None,
+    };
+    let redirect = settings
+        .redirect_url
+        .clone()
+        .unwrap_or_else(|| format!("{base}/oidc/callback"));
+    // Secure cookies unless the browser reaches the console over plain
+    // http on loopback (where a Secure cookie would never be sent back).
+    let secure = base.starts_with("https://") || !bound.ip().is_loopback();
+    Ok(Some(Arc::new(Console::new(
+        Oidc::new(settings, secret, redirect),
+        secure,
+    ))))
+}
+
+pub fn router(approvals: Arc<Approvals>, console: Option<Arc<Console>>) -> Router {
     Router::new()
-        .route("/approvals/{id}", post(answer))
+        .route("/approvals/{id}", get(console::approval_page).post(answer))
         .route("/slack/interactions", post(slack_interaction))
+        .merge(console::routes())
         .layer(DefaultBodyLimit::max(MAX_ANSWER_BYTES))
-        .with_state(approvals)
+        .with_state(Listener { approvals, console })
 }
 
 async fn answer(

@@ -67,6 +67,7 @@
 
 pub mod approvers;
 pub mod bot;
+pub mod console;
 pub mod digest;
 pub mod directory;
 pub mod endpoint;

@@ -22,7 +22,8 @@ use super::proof::Proof;
 
 /// Where an approval request is in its lifecycle. `Pending` is the only state
 /// that accepts answers; every other state is final except `Approved`, which
-/// becomes `Used` when its grant releases the call.
+/// becomes `Used` when its grant releases the call, or `Revoked` when an
+/// approver withdraws the grant before that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -32,16 +33,18 @@ pub enum Status {
     Expired,
     Withdrawn,
     Used,
+    Revoked,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Pending,
         Status::Approved,
         Status::Denied,
         Status::Expired,
         Status::Withdrawn,
         Status::Used,
+        Status::Revoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl Status {
             Status::Expired => "expired",
             Status::Withdrawn => "withdrawn",
             Status::Used => "used",
+            Status::Revoked => "revoked",
         }
     }
 }
@@ -81,7 +85,7 @@ impl FromStr for Status {
             .ok_or_else(|| UnknownWord {
                 kind: "status",
                 value: s.to_owned(),
-                expected: "pending, approved, denied, expired, withdrawn, used",
+                expected: "pending, approved, denied, expired, withdrawn, used, revoked",
             })
     }
 }

@@ -156,6 +156,9 @@ pub struct Approvals {
     /// this also holds it in-process if the store's "used" marks are rolled
     /// back by someone who can write the file.
     released: Mutex<HashSet<String>>,
+    /// Grants revoked through this process: refused at release even if the
+    /// store's revocation is rolled back by someone who can write the file.
+    revoked: Mutex<HashSet<String>>,
     audit: Arc<AuditLog>,
     callback_url: OnceLock<String>,
 }
@@ -222,6 +225,7 @@ impl Approvals {
             teams,
             changed: Notify::new(),
             released: Mutex::new(HashSet::new()),
+            revoked: Mutex::new(HashSet::new()),
             audit,
             callback_url: OnceLock::new(),
         })
@@ -307,6 +311,28 @@ impl Approvals {
         }
         self.changed.notify_waiters();
         outcome.map(|(o, _)| o)
+    }
+
+    /// Revoke the unused grant of approval `id` on behalf of `by`; audited.
+    /// False when there was no unused grant.
+    pub fn revoke(&self, id: &str, by: &str, reason: &str) -> Result<bool, StoreError> {
+        self.revoked
+            .lock()
+            .expect("revoked lock")
+            .insert(id.to_string());
+        let revoked = self.store.revoke_grant(id, by, reason, Utc::now())?;
+        if revoked {
+            let record = json!({"approval_id": id, "revoked_by": by, "reason": reason.trim()});
+            if let Err(e) = self.audit.append("approval.revoked", record) {
+                tracing::error!("audit write failed: {e}");
+            }
+        }
+        self.changed.notify_waiters();
+        Ok(revoked)
+    }
+
+    pub fn is_revoked(&self, id: &str) -> bool {
+        self.revoked.lock().expect("revoked lock").contains(id)
     }
 
     /// Mark `id` released in this process; false if it already was.

@@ -20,6 +20,9 @@ use crate::approval::bot::SignedBy;
 use crate::approval::{ApprovalRecord, Approvals, NewApproval};
 use crate::audit::mask;
 
+/// How many of the session's last calls an approval request shows.
+const RECENT_CALLS: usize = 10;
+
 /// Shortest time given to deliver the webhook, even when the client's wait
 /// is shorter: the request stays open after the client is told "pending".
 const MIN_DELIVERY_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
@@ -126,6 +129,7 @@ impl Proxy {
                 "obligations": obligations.describe(),
                 "policy_revision": self.policy().revision(),
                 "tool_pin": self.pin_for_approvers(subject),
+                "recent_calls": self.recent_calls(),
             },
             "respond": {
                 "callback_url": approvals.callback_url(id),
@@ -133,6 +137,13 @@ impl Proxy {
                 "cli": format!("mcp-firewall approvals approve {id} --as NAME --key ~/.ssh/id_ed25519 --reason TEXT --data-dir {data_dir}"),
             },
         })
+    }
+
+    /// The session's last calls, newest last, as approvers see them.
+    fn recent_calls(&self) -> Value {
+        let (history, _) = self.session.history_snapshot();
+        let skip = history.len().saturating_sub(RECENT_CALLS);
+        Value::Array(history.into_iter().skip(skip).collect())
     }
 
     /// The client gave up: withdraw the request and tell the receiver.

@@ -318,10 +318,9 @@ impl Proxy {
                 Some(Err(Refusal::ApprovalDenied { id, reasons }))
             }
             Status::Expired => Some(Err(Refusal::ApprovalExpired { id })),
-            Status::Withdrawn | Status::Used => Some(Err(Refusal::ApprovalFailed(format!(
-                "approval {id} is {}",
-                record.status.as_str()
-            )))),
+            Status::Withdrawn | Status::Used | Status::Revoked => Some(Err(
+                Refusal::ApprovalFailed(format!("approval {id} is {}", record.status.as_str())),
+            )),
         }
     }
 
@@ -358,6 +357,12 @@ impl Proxy {
         let verified = approvals
             .verifier
             .verify_release(&record, &rules)
+            .and_then(|v| {
+                if approvals.is_revoked(&id) {
+                    return Err("the grant was revoked".to_string());
+                }
+                Ok(v)
+            })
             .and_then(|v| {
                 if approvals.mark_released(&id) {
                     Ok(v)

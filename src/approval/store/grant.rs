@@ -69,7 +69,7 @@ pub(super) fn consume(
     let found = tx
         .query_row(
             "SELECT g.approval_id, g.approvers FROM grants g JOIN approvals a ON a.id = g.approval_id
-             WHERE g.digest = ?1 AND g.used_at IS NULL AND g.expires_at > ?2 AND a.status = ?3
+             WHERE g.digest = ?1 AND g.used_at IS NULL AND g.revoked_at IS NULL AND g.expires_at > ?2 AND a.status = ?3
              ORDER BY g.expires_at LIMIT 1",
             params![digest, now, Status::Approved.as_str()],
             |row| Ok((row.get::<_, String>(0)?, json_col::<Vec<String>>(row, 1)?)),

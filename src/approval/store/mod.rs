@@ -155,6 +155,37 @@ impl ApprovalStore {
         self.write(|tx| Ok(grant::consume(tx, digest, now)?))
     }
 
+    /// Approved (grant not yet used) -> Revoked, by `by`. False if there
+    /// was no unused grant.
+    pub fn revoke_grant(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = micros(now);
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE grants SET revoked_at = ?1, revoked_by = ?2
+                 WHERE approval_id = ?3 AND used_at IS NULL AND revoked_at IS NULL",
+                params![now, by, id],
+            )?;
+            if changed == 1 {
+                tx.execute(
+                    "UPDATE approvals SET status = ?1, status_reason = ?2 WHERE id = ?3 AND status = ?4",
+                    params![
+                        Status::Revoked.as_str(),
+                        format!("revoked by {by}: {}", reason.trim()),
+                        id,
+                        Status::Approved.as_str()
+                    ],
+                )?;
+            }
+            Ok(changed == 1)
+        })
+    }
+
     /// Pending -> Withdrawn (the client cancelled). False if it was not pending.
     pub fn withdraw(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.close_pending(id, Status::Withdrawn, reason, now, false)

@@ -28,7 +28,7 @@ use super::error::StoreError;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1. `answers.approver_key` is the normalised identity
 /// (`identity_key`): the primary key makes "one answer per approver" a
@@ -116,6 +116,14 @@ CREATE TABLE tool_pins (
 );
 ";
 
+/// Version 4: a grant can be revoked before it is used (status `revoked`;
+/// who and when). An older build would not know the status, so the version
+/// moves and it refuses the database.
+const SCHEMA_V4: &str = "
+ALTER TABLE grants ADD COLUMN revoked_at INTEGER;
+ALTER TABLE grants ADD COLUMN revoked_by TEXT;
+";
+
 /// Opens (creating if needed) and migrates the database at `path`.
 pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let open_err = |source| StoreError::Open {
@@ -167,6 +175,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
     }
     if found < 3 {
         tx.execute_batch(SCHEMA_V3)?;
+    }
+    if found < 4 {
+        tx.execute_batch(SCHEMA_V4)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;

@@ -421,6 +421,36 @@ fn consume_grant_is_single_use_digest_bound_and_expires() {
 }
 
 #[test]
+fn a_revoked_grant_is_never_consumed_and_a_used_one_cannot_be_revoked() {
+    let (_dir, store) = open();
+    store.create(&request("a", "d")).unwrap();
+    store.answer("a", &approve("bob"), at(10)).unwrap();
+    assert!(
+        store
+            .revoke_grant("a", "carol", "wrong host", at(11))
+            .unwrap()
+    );
+    assert_eq!(status(&store, "a"), Status::Revoked);
+    assert_eq!(store.consume_grant("d", at(12)).unwrap(), None);
+    assert!(!store.revoke_grant("a", "carol", "again", at(13)).unwrap());
+    let record = store.get("a").unwrap().unwrap();
+    assert_eq!(
+        record.status_reason.as_deref(),
+        Some("revoked by carol: wrong host")
+    );
+
+    store.create(&request("b", "e")).unwrap();
+    store.answer("b", &approve("bob"), at(10)).unwrap();
+    store.consume_grant("e", at(11)).unwrap().unwrap();
+    assert!(
+        !store
+            .revoke_grant("b", "carol", "too late", at(12))
+            .unwrap()
+    );
+    assert_eq!(status(&store, "b"), Status::Used);
+}
+
+#[test]
 fn withdraw_transitions_and_blocks_answers() {
     let (_dir, store) = open();
     store.create(&request("a", "d")).unwrap();
