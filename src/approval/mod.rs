@@ -19,8 +19,11 @@
 //!    to the firewall's approval endpoint (both [`bot`]: HMAC, freshness,
 //!    replay, bound to the approval id and digest) or by the `mcp-firewall
 //!    approvals` CLI, signed with the approver's registered SSH key
-//!    ([`approvers`]); each carries a [`Proof`] and goes through
-//!    [`ApprovalStore::answer`].
+//!    ([`approvers`]), by a Slack button click signed by Slack ([`slack`]), or
+//!    in the console by someone signed in through the OIDC provider
+//!    ([`console`]); each carries a [`Proof`] and goes through
+//!    [`ApprovalStore::answer`]. People are mapped to approver names by the
+//!    [`directory`].
 //! 5. **Grant.** One eligible deny decides `denied`; `quorum` distinct approvals
 //!    decide `approved` and leave a grant.
 //! 6. **Release.** The waiting call, or the client's identical retry after a
@@ -34,6 +37,7 @@
 //!
 //! - **Bound to a digest**: a grant releases only a call with the same digest.
 //! - **Single use**: consuming a grant is atomic; the second attempt gets none.
+//!   A grant revoked before use releases nothing (also checked in memory).
 //! - **Expiry**: a request takes no answers at or after `expires_at`; a grant
 //!   is usable only before its own expiry.
 //! - **Separation of duties**: the principal can never answer their own
@@ -57,6 +61,10 @@
 //! | [`model`] | plain data: new requests and answers, stored records, statuses |
 //! | [`signing`] | Standard Webhooks secrets, signing and verification |
 //! | [`approvers`] | the `allowed_signers` registry and SSHSIG-signed answers |
+//! | [`directory`] | `[[approver]]`: each person's keys, OIDC and Slack identities, groups |
+//! | [`console`] | the browser console: OIDC sign-in, queue, answers, revocation |
+//! | [`slack`] | Block Kit messages, Slack request signatures, button answers |
+//! | [`teams`] | Adaptive Card notifications |
 //! | [`proof`] | what an answer carries to prove its approver; verification at release |
 //! | [`bot`] | answers from bots signed with a webhook secret (endpoint, sync response) |
 //! | [`store`] | [`ApprovalStore`]: durable requests, answers, grants, replay ids |
