@@ -118,12 +118,16 @@ struct Setup {
 }
 
 fn start() -> Setup {
+    start_with(HOLD_WRITES)
+}
+
+fn start_with(policy: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let console = format!("http://127.0.0.1:{port}");
     let idp = start_idp(&format!("{console}/oidc/callback"));
     let mut fw = Builder::new()
-        .rego(HOLD_WRITES)
+        .rego(policy)
         .data_dir(&dir.path().join("data"))
         .approval_wait(0)
         .env("TEST_OIDC_CLIENT_SECRET", CLIENT_SECRET)
@@ -374,5 +378,94 @@ fn self_approval_reasonless_denies_forged_posts_strangers_and_revoked_grants_are
             .iter()
             .any(|r| r["event"] == "approval.released"),
         "a revoked grant released nothing"
+    );
+}
+
+/// The policy lets approvers approve identical calls for up to 10 minutes.
+const SCOPED: &str = r#"package mcp.firewall
+
+allow if input.tool.annotations.readOnlyHint == true
+approve contains "notes change: a human decides" if input.tool.name == "write_note"
+approval := {"max_scope_seconds": 600}
+"#;
+
+#[test]
+fn identical_calls_for_n_minutes_run_until_the_grant_is_revoked() {
+    let Setup {
+        mut fw,
+        console,
+        _idp,
+        _dir,
+    } = start_with(SCOPED);
+    let args = json!({"name": "heartbeat", "content": "ok"});
+    let id = approval_id(&fw.call("notes__write_note", args.clone()));
+    let page = format!("/approvals/{id}");
+    let steps = run(
+        &console,
+        json!([
+            {"login": "bob"},
+            {"goto": page},
+            // Wider than the policy allows (a hand-edited form): refused.
+            {"post": {"path": format!("/console/approvals/{id}/answer"),
+                      "fields": {"decision": "approve", "reason": "x", "scope_minutes": "60"}}},
+            {"answer": "approve", "reason": "routine", "scope": 10},
+        ]),
+    );
+    assert!(
+        steps[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("identical calls for 10 minutes"),
+        "{}",
+        steps[1]
+    );
+    assert_eq!(steps[2]["status"], 400, "{}", steps[2]);
+    assert!(
+        steps[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("does not allow"),
+        "{}",
+        steps[2]
+    );
+    assert!(
+        steps[3]["text"].as_str().unwrap().contains("Approved."),
+        "{}",
+        steps[3]
+    );
+    for n in 0..3 {
+        let resp = fw.call("notes__write_note", args.clone());
+        assert_eq!(
+            resp["result"]["isError"], false,
+            "identical call {n} runs: {resp}"
+        );
+    }
+    let released: Vec<Value> = fw
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["event"] == "approval.released")
+        .collect();
+    assert_eq!(released.len(), 3);
+    assert!(
+        released[0]["scope"]["identical_calls_until"].is_string(),
+        "{}",
+        released[0]
+    );
+    // A different call is not covered.
+    let other = fw.call(
+        "notes__write_note",
+        json!({"name": "heartbeat", "content": "other"}),
+    );
+    assert!(text(&other).starts_with("Approval pending"), "{other}");
+    // Revoked: the identical call is held again, not run.
+    run(&console, json!([{"login": "bob"}, {"revoke": id}]));
+    let after = fw.call("notes__write_note", args);
+    assert!(text(&after).starts_with("Approval pending"), "{after}");
+    assert_eq!(
+        fw.audit_records()
+            .iter()
+            .filter(|r| r["event"] == "approval.released")
+            .count(),
+        3
     );
 }

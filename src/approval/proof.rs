@@ -68,6 +68,10 @@ pub enum Proof {
         /// The verified email the directory matched, when it was the email.
         email: Option<String>,
         timestamp: i64,
+        /// 0: this call, once; else identical calls for this many seconds
+        /// after `timestamp` (within the policy's `max_scope_seconds`).
+        #[serde(default)]
+        scope_seconds: u64,
         /// Hex HMAC-SHA256 by the process's console key over
         /// [`console_message`].
         tag: String,
@@ -86,12 +90,13 @@ pub fn console_message(
     subject: &str,
     email: Option<&str>,
     timestamp: i64,
+    scope_seconds: u64,
 ) -> Vec<u8> {
     crate::audit::canonical_json(&serde_json::json!({
         "type": "mcp-firewall.console-answer.v1",
         "approval_id": id, "digest": digest, "approver": approver, "decision": decision,
         "reason": reason.trim(), "issuer": issuer, "subject": subject, "email": email,
-        "timestamp": timestamp,
+        "timestamp": timestamp, "scope_seconds": scope_seconds,
     }))
     .into_bytes()
 }
@@ -169,9 +174,23 @@ pub struct AnswerVerifier {
 pub struct VerifiedAnswer {
     pub approver: String,
     pub verified_by: String,
+    /// The signed scope: `Some(until)` when the approver approved identical
+    /// calls until this Unix time, `None` for this call once.
+    pub reusable_until: Option<i64>,
+    /// The signed scope in seconds (0: this call, once).
+    pub scope_seconds: u64,
 }
 
 impl Proof {
+    /// The signed scope in seconds (0: this call, once). Only console
+    /// answers offer a wider scope.
+    pub fn scope_seconds(&self) -> u64 {
+        match self {
+            Proof::Console { scope_seconds, .. } => *scope_seconds,
+            _ => 0,
+        }
+    }
+
     /// When the proof was made (inside what was signed).
     pub fn timestamp(&self) -> i64 {
         match self {
@@ -289,6 +308,7 @@ impl AnswerVerifier {
                 subject,
                 email,
                 timestamp,
+                scope_seconds,
                 tag,
             }) => {
                 let message = console_message(
@@ -301,6 +321,7 @@ impl AnswerVerifier {
                     subject,
                     email.as_deref(),
                     *timestamp,
+                    *scope_seconds,
                 );
                 if !self.console_key.verifies(&message, tag) {
                     return Err("the console answer was not given in this firewall process".into());
@@ -367,6 +388,11 @@ impl AnswerVerifier {
                         VerifiedAnswer {
                             approver: who.to_string(),
                             verified_by,
+                            reusable_until: answer.proof.as_ref().and_then(|p| {
+                                let scope = i64::try_from(p.scope_seconds()).ok()?;
+                                (scope > 0).then(|| p.timestamp().saturating_add(scope))
+                            }),
+                            scope_seconds: answer.proof.as_ref().map_or(0, Proof::scope_seconds),
                         },
                     )),
                     Err(e) => problems.push(format!("{who}: {e}")),

@@ -284,6 +284,7 @@ fn a_console_answer_verifies_only_with_this_process_key() {
         "sub-bob",
         None,
         1000,
+        0,
     );
     let answer = AnswerRecord {
         approver: "bob".into(),
@@ -296,6 +297,7 @@ fn a_console_answer_verifies_only_with_this_process_key() {
             subject: "sub-bob".into(),
             email: None,
             timestamp: 1000,
+            scope_seconds: 0,
             tag: v.console_key.tag(&message),
         }),
     };

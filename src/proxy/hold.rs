@@ -344,13 +344,16 @@ impl Proxy {
             .ok_or_else(|| Refusal::ApprovalFailed(format!("approval {id} vanished")))?;
         // A signed answer counts for at most the request's lifetime plus the
         // grant's (both `obligations.timeout`), plus the clock skew allowed.
+        // An approval of identical calls stays usable for its scope.
         let lifetime = i64::try_from(obligations.timeout.as_secs()).unwrap_or(i64::MAX / 4);
+        let scope = i64::try_from(obligations.max_scope.as_secs()).unwrap_or(0);
         let rules = ReleaseRules {
             principal: &self.session.principal.id,
             approvers: &obligations.approvers,
             quorum: obligations.quorum,
             max_age_secs: lifetime
                 .saturating_mul(2)
+                .max(lifetime.saturating_add(scope))
                 .saturating_add(MAX_FUTURE_SKEW_SECS),
             now: Utc::now().timestamp(),
         };
@@ -363,12 +366,13 @@ impl Proxy {
                 }
                 Ok(v)
             })
-            .and_then(|v| {
-                if approvals.mark_released(&id) {
-                    Ok(v)
-                } else {
-                    Err("this approval already released a call in this process".into())
-                }
+            .and_then(|v| match grant.reusable_until() {
+                // A reusable grant: every counted approver must have signed
+                // a scope that still covers now and that this call's
+                // policy allows; the store's window alone proves nothing.
+                Some(_) => reuse_is_signed(&v, obligations, rules.now).map(|()| v),
+                None if approvals.mark_released(&id) => Ok(v),
+                None => Err("this approval already released a call in this process".to_string()),
             });
         let verified = match verified {
             Ok(v) => v,
@@ -389,6 +393,10 @@ impl Proxy {
             "digest": grant.digest(),
             "approvers": verified.iter().map(|v| &v.approver).collect::<Vec<_>>(),
             "verified_by": verified.iter().map(|v| &v.verified_by).collect::<Vec<_>>(),
+            "scope": match grant.reusable_until() {
+                Some(until) => json!({"identical_calls_until": until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
+                None => json!("once"),
+            },
             "answers": record.answers.iter().map(|a| json!({"approver": a.approver,
                 "decision": a.decision.as_str(), "reason": a.reason, "channel": a.channel})).collect::<Vec<_>>(),
         });
@@ -410,5 +418,85 @@ impl Proxy {
         if let Err(e) = approvals.audit().append(event, body) {
             tracing::error!("audit write failed: {e}");
         }
+    }
+}
+
+/// A grant that stays usable for identical calls is honoured only inside
+/// every counted approver's signed scope, and only as far as the releasing
+/// call's policy allows (`max_scope_seconds`).
+fn reuse_is_signed(
+    verified: &[crate::approval::VerifiedAnswer],
+    obligations: &Obligations,
+    now: i64,
+) -> Result<(), String> {
+    let allowed = i64::try_from(obligations.max_scope.as_secs()).unwrap_or(i64::MAX);
+    for v in verified {
+        match v.reusable_until {
+            None => {
+                return Err(format!(
+                    "{} approved this call once, not identical calls",
+                    v.approver
+                ));
+            }
+            Some(until) if until <= now => {
+                return Err(format!(
+                    "{}'s approval of identical calls has ended",
+                    v.approver
+                ));
+            }
+            Some(_) if i64::try_from(v.scope_seconds).unwrap_or(i64::MAX) > allowed => {
+                return Err(format!(
+                    "{}'s approval of identical calls is wider than the policy's max_scope_seconds ({allowed})",
+                    v.approver
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approval::VerifiedAnswer;
+    use std::time::Duration;
+
+    fn verified(scope_seconds: u64, signed_at: i64) -> VerifiedAnswer {
+        VerifiedAnswer {
+            approver: "bob".into(),
+            verified_by: "oidc issuer x, subject bob".into(),
+            reusable_until: (scope_seconds > 0).then(|| signed_at + scope_seconds as i64),
+            scope_seconds,
+        }
+    }
+
+    fn allowing(max_scope: u64) -> Obligations {
+        Obligations {
+            approvers: vec![],
+            quorum: 1,
+            timeout: Duration::from_secs(300),
+            max_scope: Duration::from_secs(max_scope),
+        }
+    }
+
+    /// A store edited to make a grant reusable proves nothing: reuse needs
+    /// every counted approver's signed scope, inside the window, within
+    /// the releasing call's policy.
+    #[test]
+    fn reuse_needs_a_signed_scope_that_the_policy_allows() {
+        assert!(reuse_is_signed(&[verified(600, 1000)], &allowing(600), 1100).is_ok());
+        let once = reuse_is_signed(&[verified(0, 1000)], &allowing(600), 1100);
+        assert!(once.unwrap_err().contains("once"));
+        let over = reuse_is_signed(&[verified(600, 1000)], &allowing(600), 1600);
+        assert!(over.unwrap_err().contains("ended"));
+        let wider = reuse_is_signed(&[verified(600, 1000)], &allowing(300), 1100);
+        assert!(wider.unwrap_err().contains("max_scope_seconds"));
+        let mixed = reuse_is_signed(
+            &[verified(600, 1000), verified(0, 1000)],
+            &allowing(600),
+            1100,
+        );
+        assert!(mixed.is_err());
     }
 }

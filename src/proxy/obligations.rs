@@ -13,6 +13,8 @@ use crate::approval::ApprovalSettings;
 /// Upper bound on `timeout_seconds`: an approval is for a call a client is
 /// waiting on, not a standing permission.
 pub const MAX_APPROVAL_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Upper bound on `max_scope_seconds`: a day of identical calls.
+pub const MAX_APPROVAL_SCOPE: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Obligations {
@@ -20,6 +22,9 @@ pub struct Obligations {
     pub approvers: Vec<String>,
     pub quorum: u32,
     pub timeout: Duration,
+    /// How long an approver may let the approval release identical calls
+    /// ("identical calls for N minutes"); zero: this call, once.
+    pub max_scope: Duration,
 }
 
 impl Obligations {
@@ -31,6 +36,7 @@ impl Obligations {
             approvers: Vec::new(),
             quorum: 1,
             timeout: settings.timeout,
+            max_scope: Duration::ZERO,
         };
         let Some(value) = value else { return Ok(out) };
         let Some(obj) = value.as_object() else {
@@ -53,12 +59,18 @@ impl Obligations {
                     })?;
                     out.timeout = Duration::from_secs(secs).min(MAX_APPROVAL_TIMEOUT);
                 }
+                "max_scope_seconds" => {
+                    let secs = v.as_u64().ok_or_else(|| {
+                        format!("max_scope_seconds must be a non-negative integer, got {v}")
+                    })?;
+                    out.max_scope = Duration::from_secs(secs).min(MAX_APPROVAL_SCOPE);
+                }
                 // Silence never releases a call: the only supported meaning is deny.
                 "on_timeout" if v == "deny" => {}
                 "on_timeout" => return Err(format!("on_timeout must be \"deny\", got {v}")),
                 other => {
                     return Err(format!(
-                        "unknown key {other:?} (expected approvers, quorum, timeout_seconds, on_timeout)"
+                        "unknown key {other:?} (expected approvers, quorum, timeout_seconds, max_scope_seconds, on_timeout)"
                     ));
                 }
             }
@@ -69,7 +81,8 @@ impl Obligations {
     /// As shown to approvers.
     pub fn describe(&self) -> Value {
         json!({"approvers": self.approvers, "quorum": self.quorum,
-               "timeout_seconds": self.timeout.as_secs(), "on_timeout": "deny"})
+               "timeout_seconds": self.timeout.as_secs(), "on_timeout": "deny",
+               "max_scope_seconds": self.max_scope.as_secs()})
     }
 }
 

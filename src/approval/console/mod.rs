@@ -394,6 +394,9 @@ struct AnswerForm {
     decision: String,
     #[serde(default)]
     reason: String,
+    /// 0 or absent: this call, once.
+    #[serde(default)]
+    scope_minutes: u64,
 }
 
 async fn answer(
@@ -443,10 +446,25 @@ async fn answer(
     } else {
         typed.to_string()
     };
-    let digest = match l.approvals.store.get(&id) {
-        Ok(Some(r)) => r.digest,
+    let record = match l.approvals.store.get(&id) {
+        Ok(Some(r)) => r,
         _ => return render_approval(&l.approvals, &id, &session, None, StatusCode::NOT_FOUND),
     };
+    let scope_seconds = form.scope_minutes.saturating_mul(60);
+    if scope_seconds > 0
+        && (decision == Verdict::Deny || scope_seconds > pages::max_scope_seconds(&record))
+    {
+        return render_approval(
+            &l.approvals,
+            &id,
+            &session,
+            Some(Err(
+                "The policy does not allow approving identical calls for that long.",
+            )),
+            StatusCode::BAD_REQUEST,
+        );
+    }
+    let digest = record.digest;
     let timestamp = chrono::Utc::now().timestamp();
     let who = &session.who;
     let message = console_message(
@@ -459,6 +477,7 @@ async fn answer(
         &who.subject,
         who.email.as_deref(),
         timestamp,
+        scope_seconds,
     );
     let answer = NewAnswer {
         approver: session.approver.clone(),
@@ -470,6 +489,7 @@ async fn answer(
             subject: who.subject.clone(),
             email: who.email.clone(),
             timestamp,
+            scope_seconds,
             tag: l.approvals.verifier.console_key.tag(&message),
         }),
     };

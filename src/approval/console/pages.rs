@@ -291,11 +291,12 @@ pub fn approval(
 <input type="hidden" name="csrf" value="{csrf}">
 <label for="reason">Reason (required to deny)</label>
 <textarea id="reason" name="reason" placeholder="Why you approve or deny"></textarea>
-<div class="meta">Scope: this call, once. Approving also pins the tool's current definition.</div>
+{scope}
 <div class="buttons"><button class="approve" name="decision" value="approve">Approve</button>
 <button class="deny" name="decision" value="deny">Deny</button></div></form>"#,
             id = esc(&record.id),
             csrf = esc(viewer.csrf),
+            scope = scope_choice(record),
         ));
     }
     if record.status == Status::Approved {
@@ -335,6 +336,36 @@ pub fn approval(
     layout(&record.id, Some(viewer), &body, true)
 }
 
+/// The policy's `max_scope_seconds` for this request (0: once only).
+pub fn max_scope_seconds(record: &ApprovalRecord) -> u64 {
+    record.request["approval"]["obligations"]["max_scope_seconds"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// "This call, once" and, when the policy permits, "identical calls for N
+/// minutes" up to its `max_scope_seconds`.
+fn scope_choice(record: &ApprovalRecord) -> String {
+    let max_minutes = max_scope_seconds(record) / 60;
+    let note = "Approving also pins the tool's current definition.";
+    if max_minutes == 0 {
+        return format!(r#"<div class="meta">Scope: this call, once. {note}</div>"#);
+    }
+    let mut minutes: Vec<u64> = [5, 15, 60, 240]
+        .into_iter()
+        .filter(|m| *m < max_minutes)
+        .collect();
+    minutes.push(max_minutes);
+    let options: String = minutes
+        .iter()
+        .map(|m| format!(r#"<option value="{m}">identical calls for {m} minutes</option>"#))
+        .collect();
+    format!(
+        r#"<label for="scope">Scope</label> <select id="scope" name="scope_minutes"><option value="0" selected>this call, once</option>{options}</select>
+<div class="meta">{note}</div>"#
+    )
+}
+
 fn trail_detail(r: &Value) -> String {
     let mut parts = Vec::new();
     for key in [
@@ -349,6 +380,7 @@ fn trail_detail(r: &Value) -> String {
         "error",
         "revoked_by",
         "outcome",
+        "scope",
     ] {
         if let Some(v) = r.get(key).filter(|v| !v.is_null()) {
             // A decision's result and error objects: their headline only.

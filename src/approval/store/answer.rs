@@ -21,6 +21,7 @@ use super::error::{AnswerRejection, StoreError};
 use super::grant;
 use super::rows::{json_col, micros, word_col};
 use crate::approval::model::{AnswerOutcome, NewAnswer, Status, Verdict};
+use crate::approval::proof::Proof;
 use crate::identity::Identity;
 
 /// The stored key of an answer's approver: the confusable skeleton of the
@@ -118,8 +119,16 @@ pub(super) fn record(
                 &format!("approved by {}", approvers.join(", ")),
                 now_us,
             )?;
-            let until = now_us.saturating_add(held.grant_ttl_us);
-            grant::insert(tx, id, &held.digest, &approvers, until)?;
+            // Every approver must have approved the wider scope for it to
+            // hold; the narrowest one wins (0: this call, once).
+            let scope_us = approving_scope_secs(tx, id)?.saturating_mul(1_000_000);
+            let (until, reusable_until) = if scope_us > 0 {
+                let until = now_us.saturating_add(scope_us);
+                (until, Some(until))
+            } else {
+                (now_us.saturating_add(held.grant_ttl_us), None)
+            };
+            grant::insert(tx, id, &held.digest, &approvers, until, reusable_until)?;
             Status::Approved
         }
         Verdict::Approve => Status::Pending,
@@ -168,6 +177,23 @@ fn approving(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Vec<String>> {
     )?;
     let rows = stmt.query_map(params![id, Verdict::Approve.as_str()], |row| row.get(0))?;
     rows.collect()
+}
+
+/// The narrowest scope, in seconds, among the approving answers' proofs.
+fn approving_scope_secs(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<i64> {
+    let mut stmt =
+        tx.prepare_cached("SELECT proof FROM answers WHERE approval_id = ?1 AND decision = ?2")?;
+    let proofs = stmt.query_map(params![id, Verdict::Approve.as_str()], |row| {
+        row.get::<_, Option<String>>(0)
+    })?;
+    let mut narrowest = i64::MAX;
+    for proof in proofs {
+        let scope = proof?
+            .and_then(|p| serde_json::from_str::<Proof>(&p).ok())
+            .map_or(0, |p| i64::try_from(p.scope_seconds()).unwrap_or(0));
+        narrowest = narrowest.min(scope);
+    }
+    Ok(if narrowest == i64::MAX { 0 } else { narrowest })
 }
 
 fn decide(

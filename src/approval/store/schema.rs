@@ -117,11 +117,15 @@ CREATE TABLE tool_pins (
 ";
 
 /// Version 4: a grant can be revoked before it is used (status `revoked`;
-/// who and when). An older build would not know the status, so the version
-/// moves and it refuses the database.
+/// who and when), and can release identical calls until `reusable_until`
+/// (an approval scoped "identical calls for N minutes"; `uses` counts
+/// them). An older build would not know the status nor the reuse, so the
+/// version moves and it refuses the database.
 const SCHEMA_V4: &str = "
 ALTER TABLE grants ADD COLUMN revoked_at INTEGER;
 ALTER TABLE grants ADD COLUMN revoked_by TEXT;
+ALTER TABLE grants ADD COLUMN reusable_until INTEGER;
+ALTER TABLE grants ADD COLUMN uses INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// Opens (creating if needed) and migrates the database at `path`.

@@ -451,6 +451,38 @@ fn a_revoked_grant_is_never_consumed_and_a_used_one_cannot_be_revoked() {
 }
 
 #[test]
+fn a_grant_scoped_to_identical_calls_is_reused_until_its_window_ends() {
+    let (_dir, store) = open();
+    store.create(&request("a", "d")).unwrap();
+    let mut answer = approve("bob");
+    answer.proof = Some(crate::approval::Proof::Console {
+        issuer: "http://idp".into(),
+        subject: "bob".into(),
+        email: None,
+        timestamp: 0,
+        scope_seconds: 30,
+        tag: "00".into(),
+    });
+    store.answer("a", &answer, at(10)).unwrap(); // reusable until at(40)
+    for t in [11, 20, 39] {
+        let grant = store.consume_grant("d", at(t)).unwrap().unwrap();
+        assert_eq!(grant.reusable_until(), Some(at(40)));
+        assert_eq!(status(&store, "a"), Status::Approved);
+    }
+    assert_eq!(
+        store.consume_grant("d", at(40)).unwrap(),
+        None,
+        "window over"
+    );
+    // Revoking ends the window early.
+    store.create(&request("b", "e")).unwrap();
+    store.answer("b", &answer, at(10)).unwrap();
+    store.consume_grant("e", at(11)).unwrap().unwrap();
+    assert!(store.revoke_grant("b", "carol", "enough", at(12)).unwrap());
+    assert_eq!(store.consume_grant("e", at(13)).unwrap(), None);
+}
+
+#[test]
 fn withdraw_transitions_and_blocks_answers() {
     let (_dir, store) = open();
     store.create(&request("a", "d")).unwrap();
