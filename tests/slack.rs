@@ -99,7 +99,7 @@ fn serve_one(stream: TcpStream, record: &Mutex<Vec<(String, Value)>>) {
         .push((path, serde_json::from_slice(&body).unwrap_or(Value::Null)));
     let mut stream = stream;
     let _ =
-        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"ok\":true}");
 }
 
 fn free_port() -> u16 {
@@ -111,14 +111,22 @@ fn free_port() -> u16 {
 }
 
 /// bob answers in Slack as U0BOB; alice (the requester) is U0ALICE.
-fn config(dir: &Path, slack: &FakeSlack, listen: &str) -> String {
+fn config(dir: &Path, slack: &FakeSlack, listen: &str, bot: bool) -> String {
+    let target = if bot {
+        format!(
+            "bot_token_env = \"TEST_SLACK_BOT_TOKEN\"\nchannel = \"C0APPROVALS\"\napi_url = \"{}\"",
+            slack.url("/api")
+        )
+    } else {
+        format!("webhook_url = \"{}\"", slack.url("/webhook"))
+    };
     let text = format!(
         r#"
 [approval]
 listen = "{listen}"
 
 [approval.slack]
-webhook_url = "{webhook}"
+{target}
 signing_secret_env = "TEST_SLACK_SIGNING_SECRET"
 
 [approval.teams]
@@ -137,7 +145,6 @@ slack_user = "U0ALICE"
 name = "notes"
 command = "{fixture}"
 "#,
-        webhook = slack.url("/webhook"),
         teams = slack.url("/teams"),
         fixture = fixture_bin(),
     );
@@ -147,6 +154,10 @@ command = "{fixture}"
 }
 
 fn start(slack: &FakeSlack) -> (Firewall, u16, tempfile::TempDir) {
+    start_as(slack, false)
+}
+
+fn start_as(slack: &FakeSlack, bot: bool) -> (Firewall, u16, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -155,11 +166,12 @@ fn start(slack: &FakeSlack) -> (Firewall, u16, tempfile::TempDir) {
         .data_dir(&dir.path().join("data"))
         .approval_wait(0)
         .env("TEST_SLACK_SIGNING_SECRET", SIGNING_SECRET)
+        .env("TEST_SLACK_BOT_TOKEN", "xoxb-test-token")
         .args(&[
             "--principal",
             "alice",
             "--config",
-            &config(dir.path(), slack, &listen),
+            &config(dir.path(), slack, &listen, bot),
         ])
         .start();
     fw.initialize();
@@ -378,4 +390,25 @@ fn forged_stale_unmapped_self_and_reasonless_clicks_are_refused() {
         rejected.len() >= 4,
         "every refusal is audited: {rejected:?}"
     );
+}
+
+#[test]
+fn with_a_bot_token_the_message_goes_through_chat_post_message() {
+    let slack = FakeSlack::start();
+    let (mut fw, port, _dir) = start_as(&slack, true);
+    let args = json!({"name": "bot", "content": "posted by the app"});
+    let id = approval_id(&fw.call("notes__write_note", args.clone()));
+    let message = slack.wait("/api/chat.postMessage", |m| m.to_string().contains(&id));
+    assert_eq!(message["channel"], "C0APPROVALS");
+    let body = click(
+        &message,
+        "U0BOB",
+        "approve",
+        "fine",
+        &slack.url("/respond/bot"),
+    );
+    let (status, _) = post_click(port, &body, SIGNING_SECRET, now());
+    assert_eq!(status, 200);
+    let resp = fw.call("notes__write_note", args);
+    assert_eq!(resp["result"]["isError"], false, "{resp}");
 }
