@@ -100,14 +100,6 @@ impl Drop for Receiver {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The approver registry of every firewall here (`allowed_signers`): carol
 /// and dave answer with their keys, alice (the requester) has one too; bob
 /// has none, so he is the name the webhook bot answers as; eve's key is

@@ -10,7 +10,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -24,14 +23,6 @@ const HOLD_WRITES: &str = r#"package mcp.firewall
 allow if input.tool.annotations.readOnlyHint == true
 approve contains "notes change: a human decides" if input.tool.name in {"write_note", "delete_note"}
 "#;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The OpenID provider, stopped on drop.
 struct Idp {

@@ -102,14 +102,6 @@ fn serve_one(stream: TcpStream, record: &Mutex<Vec<(String, Value)>>) {
         stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"ok\":true}");
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// bob answers in Slack as U0BOB; alice (the requester) is U0ALICE.
 fn config(dir: &Path, slack: &FakeSlack, listen: &str, bot: bool) -> String {
     let target = if bot {

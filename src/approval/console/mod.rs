@@ -47,7 +47,7 @@ use subtle::ConstantTimeEq;
 use self::oidc::{Oidc, SignedIn, random_token};
 use self::pages::Viewer;
 use super::proof::{Proof, console_message};
-use super::{Approvals, NewAnswer, Status, Verdict};
+use super::{ApprovalRecord, Approvals, NewAnswer, Status, StoreError, Verdict};
 
 /// How long a console session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
@@ -74,11 +74,15 @@ struct ConsoleSession {
 }
 
 impl ConsoleSession {
-    fn verified_by(&self) -> String {
-        format!(
-            "OIDC issuer {}, subject {}",
-            self.who.issuer, self.who.subject
-        )
+    fn viewer(&self) -> Viewer {
+        Viewer {
+            approver: self.approver.clone(),
+            verified_by: format!(
+                "OIDC issuer {}, subject {}",
+                self.who.issuer, self.who.subject
+            ),
+            csrf: self.csrf.clone(),
+        }
     }
 }
 
@@ -210,12 +214,7 @@ fn render_approval(
         }
     };
     let (trail, verifies) = trail(approvals, id);
-    let verified_by = session.verified_by();
-    let viewer = Viewer {
-        approver: &session.approver,
-        verified_by: &verified_by,
-        csrf: &session.csrf,
-    };
+    let viewer = session.viewer();
     html(
         status,
         pages::approval(&record, &viewer, &trail, &verifies, flash),
@@ -317,12 +316,7 @@ async fn queue(State(l): State<Listener>, headers: HeaderMap) -> Response {
             );
         }
     };
-    let verified_by = session.verified_by();
-    let viewer = Viewer {
-        approver: &session.approver,
-        verified_by: &verified_by,
-        csrf: &session.csrf,
-    };
+    let viewer = session.viewer();
     html(StatusCode::OK, pages::queue(&pending, &viewer))
 }
 
@@ -331,12 +325,8 @@ async fn decided(State(l): State<Listener>, headers: HeaderMap) -> Response {
         Ok(pair) => pair,
         Err(refused) => return refused.into_response(),
     };
-    let records = match l.approvals.store.list(None) {
-        Ok(all) => all
-            .into_iter()
-            .filter(|r| r.status != Status::Pending)
-            .take(DECIDED_SHOWN)
-            .collect::<Vec<_>>(),
+    let records = match decided_records(&l.approvals) {
+        Ok(records) => records,
         Err(e) => {
             return html(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -344,13 +334,19 @@ async fn decided(State(l): State<Listener>, headers: HeaderMap) -> Response {
             );
         }
     };
-    let verified_by = session.verified_by();
-    let viewer = Viewer {
-        approver: &session.approver,
-        verified_by: &verified_by,
-        csrf: &session.csrf,
-    };
+    let viewer = session.viewer();
     html(StatusCode::OK, pages::decided(&records, &viewer, None))
+}
+
+/// The newest decided approvals.
+fn decided_records(approvals: &Approvals) -> Result<Vec<ApprovalRecord>, StoreError> {
+    Ok(approvals
+        .store
+        .list(None)?
+        .into_iter()
+        .filter(|r| r.status != Status::Pending)
+        .take(DECIDED_SHOWN)
+        .collect())
 }
 
 async fn script() -> Response {
@@ -504,11 +500,11 @@ async fn answer(
         }
         Err(e) => {
             let status = match &e {
-                super::StoreError::AnswerRejected(
+                StoreError::AnswerRejected(
                     super::AnswerRejection::SelfApproval | super::AnswerRejection::NotAnApprover,
                 ) => StatusCode::FORBIDDEN,
-                super::StoreError::AnswerRejected(_) => StatusCode::CONFLICT,
-                super::StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+                StoreError::AnswerRejected(_) => StatusCode::CONFLICT,
+                StoreError::NotFound(_) => StatusCode::NOT_FOUND,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             let text = format!("Your answer was not recorded: {e}");
@@ -550,21 +546,8 @@ async fn revoke(
         Ok(false) => format!("{id} has no unused grant to revoke."),
         Err(e) => format!("Could not revoke {id}: {e}"),
     };
-    let records = l
-        .approvals
-        .store
-        .list(None)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.status != Status::Pending)
-        .take(DECIDED_SHOWN)
-        .collect::<Vec<_>>();
-    let verified_by = session.verified_by();
-    let viewer = Viewer {
-        approver: &session.approver,
-        verified_by: &verified_by,
-        csrf: &session.csrf,
-    };
+    let records = decided_records(&l.approvals).unwrap_or_default();
+    let viewer = session.viewer();
     html(
         StatusCode::OK,
         pages::decided(&records, &viewer, Some(&flash)),

@@ -53,21 +53,21 @@ table{border-collapse:collapse;width:100%;font-size:13px;table-layout:fixed;over
 .empty{color:#5b6478;font-style:italic}
 "#;
 
-/// Who is signed in, for the page header.
-pub struct Viewer<'a> {
-    pub approver: &'a str,
-    pub verified_by: &'a str,
-    pub csrf: &'a str,
+/// Who is signed in, for the page header and the forms' CSRF token.
+pub struct Viewer {
+    pub approver: String,
+    pub verified_by: String,
+    pub csrf: String,
 }
 
-pub fn layout(title: &str, viewer: Option<&Viewer<'_>>, body: &str, live: bool) -> String {
+pub fn layout(title: &str, viewer: Option<&Viewer>, body: &str, live: bool) -> String {
     let who = match viewer {
         Some(v) => format!(
             r#"<span class="who">signed in as <b>{}</b> ({})</span>
 <form method="post" action="/console/logout"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form>"#,
-            esc(v.approver),
-            esc(v.verified_by),
-            esc(v.csrf)
+            esc(&v.approver),
+            esc(&v.verified_by),
+            esc(&v.csrf)
         ),
         None => String::new(),
     };
@@ -168,7 +168,7 @@ fn time_left(record: &ApprovalRecord) -> String {
     )
 }
 
-pub fn queue(records: &[ApprovalRecord], viewer: &Viewer<'_>) -> String {
+pub fn queue(records: &[ApprovalRecord], viewer: &Viewer) -> String {
     let mut body = String::from("<h1>Pending approvals</h1>");
     if records.is_empty() {
         body.push_str(r#"<p class="empty">Nothing is waiting for an approver.</p>"#);
@@ -241,7 +241,7 @@ fn answers(record: &ApprovalRecord) -> String {
 /// the audit trail.
 pub fn approval(
     record: &ApprovalRecord,
-    viewer: &Viewer<'_>,
+    viewer: &Viewer,
     trail: &[Value],
     log_verifies: &Result<String, String>,
     flash: Option<Result<&str, &str>>,
@@ -295,12 +295,12 @@ pub fn approval(
 <div class="buttons"><button class="approve" name="decision" value="approve">Approve</button>
 <button class="deny" name="decision" value="deny">Deny</button></div></form>"#,
             id = esc(&record.id),
-            csrf = esc(viewer.csrf),
+            csrf = esc(&viewer.csrf),
             scope = scope_choice(record),
         ));
     }
     if record.status == Status::Approved {
-        body.push_str(&revoke_form(&record.id, viewer.csrf));
+        body.push_str(&revoke_form(&record.id, &viewer.csrf));
     }
     body.push_str("<h2>Audit trail</h2>");
     body.push_str(&match log_verifies {
@@ -404,7 +404,7 @@ fn revoke_form(id: &str, csrf: &str) -> String {
     )
 }
 
-pub fn decided(records: &[ApprovalRecord], viewer: &Viewer<'_>, flash: Option<&str>) -> String {
+pub fn decided(records: &[ApprovalRecord], viewer: &Viewer, flash: Option<&str>) -> String {
     let mut body = String::from("<h1>Decided approvals and grants</h1>");
     if let Some(m) = flash {
         body.push_str(&format!(r#"<div class="ok">{}</div>"#, esc(m)));
@@ -413,7 +413,7 @@ pub fn decided(records: &[ApprovalRecord], viewer: &Viewer<'_>, flash: Option<&s
         .iter()
         .map(|r| {
             let action = if r.status == Status::Approved {
-                revoke_form(&r.id, viewer.csrf)
+                revoke_form(&r.id, &viewer.csrf)
             } else {
                 String::new()
             };
