@@ -17,6 +17,9 @@ use mcp_firewall::approval::slack::SlackSecret;
 use serde_json::{Value, json};
 
 const SIGNING_SECRET: &str = "slack-signing-secret-of-the-tests";
+const WEBHOOK_SECRET: &str = "whsec_bWNwLWZpcmV3YWxsLXRlc3Qtc2VjcmV0LTMyYnl0ZXM=";
+/// What the fake answers every POST with: the Web API's success shape.
+const WEB_API_OK: &str = r#"{"ok":true,"channel":"C0APPROVALS","ts":"1700000000.000100"}"#;
 
 const HOLD_WRITES: &str = r#"package mcp.firewall
 
@@ -99,7 +102,11 @@ fn serve_one(stream: TcpStream, record: &Mutex<Vec<(String, Value)>>) {
         .push((path, serde_json::from_slice(&body).unwrap_or(Value::Null)));
     let mut stream = stream;
     let _ =
-        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"ok\":true}");
+        stream.write_all(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{WEB_API_OK}",
+            WEB_API_OK.len()
+        )
+        .as_bytes());
 }
 
 /// bob answers in Slack as U0BOB; alice (the requester) is U0ALICE.
@@ -159,6 +166,7 @@ fn start_as(slack: &FakeSlack, bot: bool) -> (Firewall, u16, tempfile::TempDir) 
         .approval_wait(0)
         .env("TEST_SLACK_SIGNING_SECRET", SIGNING_SECRET)
         .env("TEST_SLACK_BOT_TOKEN", "xoxb-test-token")
+        .env("MCP_FIREWALL_WEBHOOK_SECRET", WEBHOOK_SECRET)
         .args(&[
             "--principal",
             "alice",
@@ -403,4 +411,51 @@ fn with_a_bot_token_the_message_goes_through_chat_post_message() {
     assert_eq!(status, 200);
     let resp = fw.call("notes__write_note", args);
     assert_eq!(resp["result"]["isError"], false, "{resp}");
+}
+
+#[test]
+fn an_answer_given_elsewhere_updates_the_bot_message() {
+    use mcp_firewall::approval::WebhookSecret;
+    use mcp_firewall::approval::signing::sign;
+    let slack = FakeSlack::start();
+    let (mut fw, port, _dir) = start_as(&slack, true);
+    let id = approval_id(&fw.call("notes__write_note", json!({"name": "x", "content": "y"})));
+    let message = slack.wait("/api/chat.postMessage", |m| m.to_string().contains(&id));
+    let digest = message
+        .to_string()
+        .split("mcpfw:")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    // A bot answers at the signed endpoint, for an approver with no Slack identity.
+    let body = serde_json::to_vec(
+        &json!({"approval_id": id, "digest": digest, "decision": "deny",
+        "approver": "deploy-bot", "reason": "not in the window"}),
+    )
+    .unwrap();
+    let ts = now();
+    let secrets = [WebhookSecret::parse(WEBHOOK_SECRET).unwrap()];
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "POST /approvals/{id} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nwebhook-id: msg_1\r\nwebhook-timestamp: {ts}\r\nwebhook-signature: {}\r\n\r\n",
+        body.len(),
+        sign(&secrets, "msg_1", ts, &body)
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let update = slack.wait("/api/chat.update", |_| true);
+    assert_eq!(update["ts"], "1700000000.000100");
+    assert_eq!(update["channel"], "C0APPROVALS");
+    let text = update["text"].as_str().unwrap();
+    assert!(
+        text.contains("Denied by deploy-bot (via endpoint): not in the window"),
+        "{text}"
+    );
 }

@@ -310,7 +310,35 @@ impl Approvals {
             tracing::error!("audit write failed for an approval answer: {e}");
         }
         self.changed.notify_waiters();
+        if let Ok((o, _)) = &outcome
+            && answer.channel != "slack"
+            && matches!(o.status, super::Status::Approved | super::Status::Denied)
+        {
+            let verb = if o.status == super::Status::Approved {
+                "Approved"
+            } else {
+                "Denied"
+            };
+            self.update_slack(
+                id,
+                &format!(
+                    "`{id}` {verb} by {} (via {}): {}",
+                    answer.approver,
+                    answer.channel,
+                    answer.reason.trim()
+                ),
+            );
+        }
         outcome.map(|(o, _)| o)
+    }
+
+    /// Replace approval `id`'s Slack message (bot token only), in the background.
+    fn update_slack(&self, id: &str, summary: &str) {
+        if let (Some(slack), Ok(runtime)) = (&self.slack, tokio::runtime::Handle::try_current())
+            && let Some(task) = slack.update(id, summary)
+        {
+            runtime.spawn(task);
+        }
     }
 
     /// Revoke the unused grant of approval `id` on behalf of `by`; audited.
@@ -322,6 +350,10 @@ impl Approvals {
             .insert(id.to_string());
         let revoked = self.store.revoke_grant(id, by, reason, Utc::now())?;
         if revoked {
+            self.update_slack(
+                id,
+                &format!("`{id}` grant revoked by {by}: {}", reason.trim()),
+            );
             let record = json!({"approval_id": id, "revoked_by": by, "reason": reason.trim()});
             if let Err(e) = self.audit.append("approval.revoked", record) {
                 tracing::error!("audit write failed: {e}");

@@ -51,6 +51,9 @@ pub const REASON_ID: &str = "reason";
 pub const DEFAULT_APPROVE_REASON: &str = "approved in Slack";
 /// Longest argument summary shown (Slack's section text limit is 3000).
 const MAX_ARGUMENTS_CHARS: usize = 1500;
+/// Approval messages remembered for `chat.update` (then forgotten at once:
+/// a missed update leaves a stale message, never a wrong answer).
+const MAX_REMEMBERED_MESSAGES: usize = 10_000;
 /// Strings longer than this are folded in the summary.
 const FOLD_AT: usize = 120;
 
@@ -336,6 +339,9 @@ pub struct Slack {
     target: Target,
     pub secret: SlackSecret,
     client: reqwest::Client,
+    /// With a bot token: where each approval's message went (channel, ts),
+    /// so an answer given elsewhere can update it. In memory only.
+    posted: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
 }
 
 enum Target {
@@ -377,11 +383,13 @@ impl Slack {
             target,
             secret,
             client,
+            posted: Default::default(),
         })
     }
 
-    /// Posts a message; an error says why Slack did not take it.
-    pub async fn post(&self, message: &Value) -> Result<(), String> {
+    /// Posts the message of approval `id`; an error says why Slack did not
+    /// take it.
+    pub async fn post(&self, id: &str, message: &Value) -> Result<(), String> {
         let (url, body, token) = match &self.target {
             Target::Webhook(url) => (url.clone(), message.clone(), None),
             Target::Bot {
@@ -407,11 +415,49 @@ impl Slack {
         // The Web API answers 200 with {"ok": false, "error": "..."}.
         if token.is_some()
             && let Ok(v) = serde_json::from_str::<Value>(&text)
-            && v["ok"] != json!(true)
         {
-            return Err(format!("Slack API error: {}", v["error"]));
+            if v["ok"] != json!(true) {
+                return Err(format!("Slack API error: {}", v["error"]));
+            }
+            if let (Some(channel), Some(ts)) = (v["channel"].as_str(), v["ts"].as_str()) {
+                let mut posted = self.posted.lock().expect("posted lock");
+                if posted.len() >= MAX_REMEMBERED_MESSAGES {
+                    posted.clear();
+                }
+                posted.insert(id.to_string(), (channel.to_string(), ts.to_string()));
+            }
         }
         Ok(())
+    }
+
+    /// With a bot token, a task that replaces approval `id`'s message with
+    /// `summary` (`chat.update`): for answers given outside Slack. `None`
+    /// with an incoming webhook (its messages cannot be edited) or when the
+    /// message is not known.
+    pub fn update(
+        &self,
+        id: &str,
+        summary: &str,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let Target::Bot { api_url, token, .. } = &self.target else {
+            return None;
+        };
+        let (channel, ts) = self.posted.lock().expect("posted lock").get(id).cloned()?;
+        let mut body = outcome_message(summary);
+        body["channel"] = json!(channel);
+        body["ts"] = json!(ts);
+        let request = self
+            .client
+            .post(format!("{api_url}/chat.update"))
+            .bearer_auth(token)
+            .json(&body);
+        Some(async move {
+            match request.send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => tracing::warn!("Slack chat.update answered HTTP {}", r.status()),
+                Err(e) => tracing::warn!("Slack chat.update: {e}"),
+            }
+        })
     }
 
     /// Posts to an interaction's `response_url` (https, or loopback http).

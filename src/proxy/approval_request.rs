@@ -179,7 +179,7 @@ async fn notify_people(approvals: Arc<Approvals>, id: String, document: Value) {
     let mut outcomes = Vec::new();
     if let Some(slack) = &approvals.slack {
         let message = crate::approval::slack::message(&document, link.as_deref());
-        outcomes.push(("slack", slack.post(&message).await));
+        outcomes.push(("slack", slack.post(&id, &message).await));
     }
     if let Some(teams) = &approvals.teams {
         let card = crate::approval::teams::card(&document, link.as_deref());
