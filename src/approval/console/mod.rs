@@ -213,7 +213,13 @@ fn render_approval(
             );
         }
     };
-    let (trail, verifies) = trail(approvals, id);
+    // The whole log is read and verified: off the async worker.
+    let read = || trail(approvals, id);
+    let (trail, verifies) = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor())
+    {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
+        _ => read(),
+    };
     let viewer = session.viewer();
     html(
         status,
@@ -255,6 +261,8 @@ enum NotSignedIn {
     NoConsole,
     /// No (live) session: off to sign in.
     SignIn,
+    /// A form without this session's CSRF token.
+    BadCsrf,
 }
 
 impl IntoResponse for NotSignedIn {
@@ -269,6 +277,7 @@ impl IntoResponse for NotSignedIn {
                 ),
             ),
             NotSignedIn::SignIn => Redirect::to("/login").into_response(),
+            NotSignedIn::BadCsrf => forbidden_csrf(),
         }
     }
 }
@@ -280,6 +289,25 @@ fn signed_in(
 ) -> Result<(Arc<Console>, ConsoleSession), NotSignedIn> {
     let console = l.console.clone().ok_or(NotSignedIn::NoConsole)?;
     let session = console.session(headers).ok_or(NotSignedIn::SignIn)?;
+    Ok((console, session))
+}
+
+/// [`signed_in`] for a state-changing form: its CSRF token must be the
+/// session's; a refusal about approval `id` is audited.
+fn signed_in_form(
+    l: &Listener,
+    headers: &HeaderMap,
+    csrf: &str,
+    id: Option<&str>,
+) -> Result<(Arc<Console>, ConsoleSession), NotSignedIn> {
+    let (console, session) = signed_in(l, headers)?;
+    if !csrf_ok(&session, csrf) {
+        if let Some(id) = id {
+            l.approvals
+                .audit_rejection(id, "console", "missing or wrong CSRF token");
+        }
+        return Err(NotSignedIn::BadCsrf);
+    }
     Ok((console, session))
 }
 
@@ -401,15 +429,10 @@ async fn answer(
     headers: HeaderMap,
     Form(form): Form<AnswerForm>,
 ) -> Response {
-    let (_, session) = match signed_in(&l, &headers) {
+    let (_, session) = match signed_in_form(&l, &headers, &form.csrf, Some(&id)) {
         Ok(pair) => pair,
         Err(refused) => return refused.into_response(),
     };
-    if !csrf_ok(&session, &form.csrf) {
-        l.approvals
-            .audit_rejection(&id, "console", "missing or wrong CSRF token");
-        return forbidden_csrf();
-    }
     let decision = match form.decision.as_str() {
         "approve" => Verdict::Approve,
         "deny" => Verdict::Deny,
@@ -527,15 +550,10 @@ async fn revoke(
     headers: HeaderMap,
     Form(form): Form<RevokeForm>,
 ) -> Response {
-    let (_, session) = match signed_in(&l, &headers) {
+    let (_, session) = match signed_in_form(&l, &headers, &form.csrf, Some(&id)) {
         Ok(pair) => pair,
         Err(refused) => return refused.into_response(),
     };
-    if !csrf_ok(&session, &form.csrf) {
-        l.approvals
-            .audit_rejection(&id, "console", "revoke without a valid CSRF token");
-        return forbidden_csrf();
-    }
     let reason = if form.reason.trim().is_empty() {
         "revoked in the console"
     } else {
@@ -565,13 +583,10 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<LogoutForm>,
 ) -> Response {
-    let (console, session) = match signed_in(&l, &headers) {
+    let (console, _) = match signed_in_form(&l, &headers, &form.csrf, None) {
         Ok(pair) => pair,
         Err(refused) => return refused.into_response(),
     };
-    if !csrf_ok(&session, &form.csrf) {
-        return forbidden_csrf();
-    }
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         console.sessions.lock().expect("sessions").remove(&token);
     }
