@@ -25,9 +25,9 @@ pub enum AuditError {
         .path.display()
     )]
     Corrupt { path: PathBuf, reason: String },
-    /// Another process (or another `AuditLog` in this one) holds the log open
-    /// for writing. Two writers would fork the chain.
-    #[error("audit log {} is already open for writing by another writer", .path.display())]
+    /// Another writer held the log's lock longer than
+    /// [`super::writer::LOCK_WAIT`] (writers hold it for one record).
+    #[error("audit log {} is locked by another writer that did not let go", .path.display())]
     InUse { path: PathBuf },
     /// The caller's record is not acceptable (not an object, sets a reserved
     /// field, too large). A caller bug, not an IO problem, but still a deny.

@@ -23,8 +23,9 @@
 //!
 //! # Invariants
 //!
-//! - one writer per file (an exclusive advisory lock), chain state advanced
-//!   only after a successful write, a damaged tail refused on reopen;
+//! - one chain however many writers (each record written under an exclusive
+//!   advisory lock, continuing from whatever record is last), chain state
+//!   advanced only after a successful write, a damaged tail refused;
 //! - every line is its own canonical form, so the verifier can catch any byte
 //!   change, not only changes that alter the parsed value;
 //! - truncating records off the end is NOT detectable from the file alone:

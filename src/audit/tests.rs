@@ -159,12 +159,49 @@ fn fsync_always_mode_writes_a_valid_chain() {
     assert_eq!(verify_file(&path).unwrap().records, 3);
 }
 
+/// Two writers on one file (a running firewall and a hook process) keep
+/// one chain: each continues from the other's last record. The old writer
+/// refused the second open; two writers that each kept their own head
+/// would fork the chain.
 #[test]
-fn second_writer_on_the_same_file_is_refused() {
+fn two_writers_on_the_same_file_keep_one_chain() {
     let (_dir, path) = temp_log();
-    let _first = AuditLog::open(&path, FsyncMode::Never).unwrap();
-    let err = AuditLog::open(&path, FsyncMode::Never).unwrap_err();
+    let first = AuditLog::open(&path, FsyncMode::Never).unwrap();
+    let second = AuditLog::open(&path, FsyncMode::Never).unwrap();
+    for i in 0..5 {
+        let a = first.append("call.decided", json!({"n": i})).unwrap();
+        let b = second.append("call.decided", json!({"n": i})).unwrap();
+        assert_eq!(b.seq, a.seq + 1);
+    }
+    let threads: Vec<_> = [first, second]
+        .into_iter()
+        .map(|log| {
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    log.append("call.decided", json!({"n": i})).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(verify_file(&path).unwrap().records, 410);
+}
+
+/// A writer that cannot get the lock fails the append (the call is
+/// refused) instead of writing unlocked or waiting forever.
+#[test]
+fn a_writer_held_off_by_a_stuck_lock_fails_closed() {
+    let (_dir, path) = temp_log();
+    let log = AuditLog::open(&path, FsyncMode::Never).unwrap();
+    let holder = fs::File::open(&path).unwrap();
+    holder.lock().unwrap();
+    let err = log.append("call.decided", json!({"n": 1})).unwrap_err();
     assert!(matches!(err, AuditError::InUse { .. }), "{err}");
+    holder.unlock().unwrap();
+    log.append("call.decided", json!({"n": 2})).unwrap();
+    assert_eq!(verify_file(&path).unwrap().records, 1);
 }
 
 #[test]

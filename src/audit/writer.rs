@@ -5,8 +5,13 @@
 //! forward a call whose decision is not on disk.
 //!
 //! Invariants:
-//! - one writer per file: [`AuditLog::open`] takes an exclusive advisory lock
-//!   (`flock`) for as long as the `AuditLog` lives;
+//! - several writers, one chain: every record is written under an exclusive
+//!   advisory lock (`flock`) on the file, taken for that one write. A writer
+//!   that finds the file longer than it left it (another process appended:
+//!   a running firewall, a Claude Code hook, a CLI answer) re-reads the last
+//!   record and chains onto it. The lock is waited for at most
+//!   [`LOCK_WAIT`]; a writer that cannot get it fails the append (and so
+//!   refuses the call), never writes unlocked;
 //! - a reopened log continues the chain from its last record (`seq` + 1,
 //!   `prev` = its `hash`); a log whose last record is damaged is refused, never
 //!   silently restarted;
@@ -41,6 +46,11 @@ use super::record::{GENESIS_HASH, MAX_RECORD_BYTES, RESERVED_FIELDS, check_line,
 /// How far back `open` reads per step while looking for the start of the last
 /// record. Records are usually well under this, so one read is typical.
 const TAIL_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The longest an append waits for another writer's lock. Writers hold it
+/// for one `write(2)`, so only a stuck or hostile process holds it longer;
+/// then the append fails closed rather than wait without a deadline.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// When a record counts as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,27 +124,10 @@ impl AuditLog {
             .create(true)
             .open(path)
             .map_err(write_failed)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(AuditError::InUse {
-                    path: path.to_path_buf(),
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(write_failed(e)),
-        }
-        let len = file.metadata().map_err(write_failed)?.len();
-        let (next_seq, last_hash) = if len == 0 {
-            (1, GENESIS_HASH.to_string())
-        } else {
-            resume_point(&mut file, len).map_err(|e| match e {
-                TailError::Io(source) => write_failed(source),
-                TailError::Corrupt(reason) => AuditError::Corrupt {
-                    path: path.to_path_buf(),
-                    reason,
-                },
-            })?
-        };
+        lock_within(&file, LOCK_WAIT).map_err(|e| lock_failed(path, e))?;
+        let resumed = chain_head(&mut file, path);
+        let _ = file.unlock();
+        let (len, next_seq, last_hash) = resumed?;
         let sync_file = file.try_clone().map_err(write_failed)?;
         let inner = Inner {
             file,
@@ -190,11 +183,17 @@ impl AuditLog {
                  restart and run `mcp-firewall audit verify`",
             )));
         }
+        lock_within(&inner.file, LOCK_WAIT).map_err(|e| lock_failed(&self.path, e))?;
+        if let Err(e) = inner.catch_up(&self.path) {
+            let _ = inner.file.unlock();
+            return Err(e);
+        }
         // The timestamp is taken under the lock so `ts` follows `seq` order
         // (as far as the wall clock itself does).
         let ts = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         let (hash, mut line) = seal(body, inner.next_seq, ts, event, &inner.last_hash);
         if line.len() > MAX_RECORD_BYTES {
+            let _ = inner.file.unlock();
             return Err(AuditError::InvalidBody(format!(
                 "record is {} bytes, more than the {MAX_RECORD_BYTES}-byte limit",
                 line.len()
@@ -203,8 +202,10 @@ impl AuditLog {
         line.push('\n');
         if let Err(source) = inner.write_line(line.as_bytes()) {
             inner.roll_back();
+            let _ = inner.file.unlock();
             return Err(self.write_failed(source));
         }
+        let _ = inner.file.unlock();
         let seq = inner.next_seq;
         inner.next_seq += 1;
         inner.last_hash.clone_from(&hash);
@@ -302,6 +303,27 @@ impl Drop for AuditLog {
 }
 
 impl Inner {
+    /// Under the file lock: if another writer appended since our last
+    /// record, continue from its last record instead.
+    fn catch_up(&mut self, path: &Path) -> Result<(), AuditError> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|source| AuditError::WriteFailed {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
+        if len == self.len {
+            return Ok(());
+        }
+        let (len, next_seq, last_hash) = chain_head(&mut self.file, path)?;
+        self.len = len;
+        self.next_seq = next_seq;
+        self.last_hash = last_hash;
+        Ok(())
+    }
+
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
         // One write_all on an O_APPEND file: the record lands contiguously at
         // the end, and a crash leaves at most one torn last line, which
@@ -328,6 +350,64 @@ fn json_kind(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// Take the file's exclusive lock, retrying for at most `wait`.
+fn lock_within(file: &File, wait: std::time::Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::Error(e)) => return Err(e),
+            Err(TryLockError::WouldBlock) if std::time::Instant::now() >= deadline => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "another writer held the log's lock too long",
+                ));
+            }
+            Err(TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+fn lock_failed(path: &Path, e: io::Error) -> AuditError {
+    if e.kind() == io::ErrorKind::TimedOut {
+        return AuditError::InUse {
+            path: path.to_path_buf(),
+        };
+    }
+    AuditError::WriteFailed {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+/// The file's length and where its chain continues (next `seq`, `prev`);
+/// read under the lock.
+fn chain_head(file: &mut File, path: &Path) -> Result<(u64, u64, String), AuditError> {
+    let len = file
+        .metadata()
+        .map_err(|source| AuditError::WriteFailed {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    if len == 0 {
+        return Ok((0, 1, GENESIS_HASH.to_string()));
+    }
+    let (next_seq, last_hash) = resume_point(file, len).map_err(|e| match e {
+        TailError::Io(source) => AuditError::WriteFailed {
+            path: path.to_path_buf(),
+            source,
+        },
+        TailError::Corrupt(reason) => AuditError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        },
+    })?;
+    Ok((len, next_seq, last_hash))
 }
 
 enum TailError {
