@@ -1,10 +1,12 @@
-# Working hours (package mcp.firewall; adds `approve` reasons).
+# Working hours (package mcp.firewall; adds `approve` reasons). OFF unless
+# data.mcp_firewall.timewindow.enabled is true (policies/data.json).
 #
 # A call to a tool that does not declare itself read-only (no
 # `readOnlyHint: true`), made outside working hours, is HELD for a human:
 # nobody should discover at 9 am what an agent deleted at 3 am.
 #
 # Working hours come from data.mcp_firewall.timewindow:
+#   enabled     true to hold calls outside the window (default false)
 #   days        weekday names, e.g. ["Monday", ..., "Friday"]
 #   start_hour  first hour inside the window (0-23, UTC)
 #   end_hour    first hour outside it (1-24, UTC); 8 and 18 mean 08:00-17:59
@@ -20,6 +22,7 @@
 package mcp.firewall
 
 timewindow_defaults := {
+	"enabled": false,
 	"days": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"],
 	"start_hour": 8,
 	"end_hour": 18,
@@ -45,6 +48,7 @@ timewindow_inside if {
 }
 
 approve contains reason if {
+	timewindow_settings.enabled == true
 	input.method == "tools/call"
 	not trusted_read_only
 	timewindow_now_ns

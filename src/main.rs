@@ -45,6 +45,9 @@ enum Command {
         #[command(subcommand)]
         command: ApprovalsCommand,
     },
+    /// Decide a client's own tool uses (Claude Code's PreToolUse/PostToolUse
+    /// hook JSON on stdin) with the same policy, approvals and audit log.
+    Hook(Box<HookArgs>),
     /// Show and manage tool pins (the definitions the firewall trusts).
     Tools {
         #[command(subcommand)]
@@ -158,21 +161,8 @@ pub struct RunArgs {
     /// TOML config naming several upstreams (see README).
     #[arg(long, conflicts_with = "command")]
     pub config: Option<PathBuf>,
-    /// Directory of Rego policies (and JSON data files).
-    #[arg(long)]
-    pub policy: Option<PathBuf>,
-    /// Rego package to evaluate.
-    #[arg(long)]
-    pub package: Option<String>,
-    /// Audit log file (JSON Lines, hash-chained).
-    #[arg(long)]
-    pub audit_log: Option<PathBuf>,
-    /// `never` (write per record, the default) or `always` (fsync per record).
-    #[arg(long)]
-    pub audit_fsync: Option<String>,
-    /// Principal of this stdio session (default: the OS user).
-    #[arg(long)]
-    pub principal: Option<String>,
+    #[command(flatten)]
+    pub decision: DecisionArgs,
     /// Evaluate and log every decision but forward every call (policy roll-out).
     #[arg(long)]
     pub shadow: bool,
@@ -194,15 +184,6 @@ pub struct RunArgs {
     /// Upstream name in the wrap form, as policies see it in `input.server`.
     #[arg(long)]
     pub name: Option<String>,
-    /// POST approval requests here (secret: env MCP_FIREWALL_WEBHOOK_SECRET=whsec_...).
-    #[arg(long)]
-    pub approval_webhook: Option<String>,
-    /// Seconds an approval request stays answerable (default 300).
-    #[arg(long)]
-    pub approval_timeout: Option<u64>,
-    /// Seconds a held call waits before answering "pending, call again" (default 50).
-    #[arg(long)]
-    pub approval_wait: Option<u64>,
     /// Serve the signed answer endpoint on HOST:PORT (loopback).
     #[arg(long)]
     pub approval_listen: Option<String>,
@@ -214,6 +195,39 @@ pub struct RunArgs {
     /// audit log and approvals). HTTP keeps serving after stdin closes.
     #[arg(long, requires = "listen")]
     pub stdio: bool,
+    /// The upstream server's command and arguments (wrap form).
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// Where decisions come from and go: the policy, the audit log and the
+/// approvals (shared by `run` and `hook`).
+#[derive(Args, Debug, Default)]
+pub struct DecisionArgs {
+    /// Directory of Rego policies (and JSON data files).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Rego package to evaluate.
+    #[arg(long)]
+    pub package: Option<String>,
+    /// Audit log file (JSON Lines, hash-chained).
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
+    /// `never` (write per record, the default) or `always` (fsync per record).
+    #[arg(long)]
+    pub audit_fsync: Option<String>,
+    /// Principal of this stdio session (default: the OS user).
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// POST approval requests here (secret: env MCP_FIREWALL_WEBHOOK_SECRET=whsec_...).
+    #[arg(long)]
+    pub approval_webhook: Option<String>,
+    /// Seconds an approval request stays answerable (default 300).
+    #[arg(long)]
+    pub approval_timeout: Option<u64>,
+    /// Seconds a held call waits before answering "pending, call again" (default 50).
+    #[arg(long)]
+    pub approval_wait: Option<u64>,
     /// Approvers' public keys (OpenSSH allowed_signers: `NAME ssh-ed25519 KEY`).
     /// CLI answers count only when signed by a key registered for the approver.
     #[arg(long)]
@@ -221,9 +235,25 @@ pub struct RunArgs {
     /// Approval store directory (default ~/.local/share/mcp-firewall).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// The upstream server's command and arguments (wrap form).
-    #[arg(last = true)]
-    pub command: Vec<String>,
+}
+
+/// `hook claude-code`: one tool use from Claude Code's hook, on stdin.
+#[derive(Args, Debug)]
+pub struct HookArgs {
+    /// The client whose hook calls this (only `claude-code` for now).
+    #[arg(value_parser = ["claude-code"])]
+    pub client: String,
+    /// The firewall's TOML config (policy, audit, approvals, approvers);
+    /// its upstreams are not started.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub decision: DecisionArgs,
+    /// A tool use no rule allows and no rule holds: `ask` hands it to the
+    /// client's own permission prompt (the person at the keyboard), `hold`
+    /// holds it for an approver like an MCP call.
+    #[arg(long, default_value = "ask", value_parser = ["ask", "hold"])]
+    pub unmatched: String,
 }
 
 #[derive(Subcommand)]
@@ -269,7 +299,13 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // A hook's stderr is what the model reads when a tool is blocked: only
+    // warnings and errors go there.
+    init_logging(if matches!(cli.command, Command::Hook(_)) {
+        "mcp_firewall=warn"
+    } else {
+        "mcp_firewall=info"
+    });
     // A file-size limit (RLIMIT_FSIZE) hit by an audit write must fail that
     // write, which refuses the call; the default action of SIGXFSZ would kill
     // the process instead.
@@ -281,6 +317,7 @@ fn main() -> ExitCode {
     mcp_firewall::downstream::http::front_door::raise_open_file_limit();
     let outcome = match cli.command {
         Command::Run(args) => cli::run(*args),
+        Command::Hook(args) => cli::hook::claude_code(*args),
         Command::Approvals { command } => approvals(command),
         Command::Tools { command } => tools(command),
         Command::Audit {
@@ -388,9 +425,9 @@ fn approvals(command: ApprovalsCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Logs go to stderr: in stdio mode stdout belongs to MCP.
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("mcp_firewall=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -41,6 +41,7 @@ fn shipped_library_tests_pass_with_one_line_each() {
         "egress",
         "ratelimit",
         "timewindow",
+        "claude_code",
     ] {
         assert!(
             text.contains(&format!("policies/{file}_test.rego")),
@@ -95,7 +96,7 @@ fn coverage_prints_a_percentage_per_policy_file() {
         .lines()
         .filter(|l| l.starts_with("coverage  "))
         .collect();
-    assert_eq!(lines.len(), 9, "{text}");
+    assert_eq!(lines.len(), 10, "{text}");
     for line in &lines {
         assert!(line.contains("%  covered: "), "{line}");
         assert!(!line.contains("_test.rego"), "{line}");

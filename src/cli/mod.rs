@@ -1,6 +1,7 @@
 //! What each subcommand does. `anyhow` lives here, at the edge.
 
 pub mod approvals;
+pub mod hook;
 pub mod policy;
 pub mod tools;
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use crate::RunArgs;
+use crate::{DecisionArgs, RunArgs};
 use mcp_firewall::approval::{Approvals, endpoint};
 use mcp_firewall::audit::{AuditLog, verify_file};
 use mcp_firewall::config::{Config, check_url, parse_fsync, parse_listen, positive_secs};
@@ -32,15 +33,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("policy in {} failed to load", config.policy_dir.display()))?;
     let audit = Arc::new(AuditLog::open(&config.audit_path, config.fsync)?);
     let approvals = Arc::new(Approvals::open(config.approval.clone(), audit.clone())?);
-    if let Some(p) = &args.principal {
-        mcp_firewall::identity::Identity::parse(p)
-            .map_err(|e| anyhow::anyhow!("--principal: {e}"))?;
-    }
-    let principal = match (&args.principal, &config.principal) {
-        (Some(p), _) => Principal::new(p, "flag"),
-        (None, Some(p)) => Principal::new(p, "config"),
-        (None, None) => Principal::os_user(),
-    };
+    let principal = principal_for(&args.decision, &config);
     let record = json!({
         "revision": policy.revision(),
         "package": policy.package(),
@@ -185,17 +178,10 @@ fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
         (Some(_), false) => bail!("give either --config FILE or -- COMMAND ARGS..., not both"),
         (None, true) => bail!("nothing to run: give --config FILE or -- COMMAND ARGS..."),
     };
-    if let Some(dir) = &args.policy {
-        config.policy_dir = dir.clone();
-    }
-    if let Some(package) = &args.package {
-        config.package = package.clone();
-    }
-    if let Some(path) = &args.audit_log {
-        config.audit_path = path.clone();
-    }
-    if let Some(mode) = &args.audit_fsync {
-        config.fsync = parse_fsync(mode).map_err(|m| anyhow::anyhow!("--audit-fsync: {m}"))?;
+    apply_decision_flags(&args.decision, &mut config)?;
+    if let Some(listen) = &args.approval_listen {
+        config.approval.listen =
+            Some(parse_listen(listen).map_err(|m| anyhow::anyhow!("--approval-listen: {m}"))?);
     }
     if let Some(listen) = &args.listen {
         config.http.listen =
@@ -222,11 +208,27 @@ fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
             upstream.trust_annotations = true;
         }
     }
-    apply_approval_flags(args, &mut config)?;
     Ok(config)
 }
 
-fn apply_approval_flags(args: &RunArgs, config: &mut Config) -> anyhow::Result<()> {
+/// The flags `run` and `hook` share, over the config's settings.
+fn apply_decision_flags(args: &DecisionArgs, config: &mut Config) -> anyhow::Result<()> {
+    if let Some(dir) = &args.policy {
+        config.policy_dir = dir.clone();
+    }
+    if let Some(package) = &args.package {
+        config.package = package.clone();
+    }
+    if let Some(path) = &args.audit_log {
+        config.audit_path = path.clone();
+    }
+    if let Some(mode) = &args.audit_fsync {
+        config.fsync = parse_fsync(mode).map_err(|m| anyhow::anyhow!("--audit-fsync: {m}"))?;
+    }
+    if let Some(p) = &args.principal {
+        mcp_firewall::identity::Identity::parse(p)
+            .map_err(|e| anyhow::anyhow!("--principal: {e}"))?;
+    }
     let approval = &mut config.approval;
     if let Some(url) = &args.approval_webhook {
         check_url(url).map_err(|m| anyhow::anyhow!("--approval-webhook: {m}"))?;
@@ -238,10 +240,6 @@ fn apply_approval_flags(args: &RunArgs, config: &mut Config) -> anyhow::Result<(
     }
     if let Some(secs) = args.approval_wait {
         approval.wait = std::time::Duration::from_secs(secs);
-    }
-    if let Some(listen) = &args.approval_listen {
-        approval.listen =
-            Some(parse_listen(listen).map_err(|m| anyhow::anyhow!("--approval-listen: {m}"))?);
     }
     if let Some(dir) = &args.data_dir {
         approval.data_dir = dir.clone();
@@ -259,6 +257,15 @@ fn apply_approval_flags(args: &RunArgs, config: &mut Config) -> anyhow::Result<(
             .collect();
     }
     Ok(())
+}
+
+/// Who the session is: `--principal`, the config's, or the OS user.
+fn principal_for(args: &DecisionArgs, config: &Config) -> Principal {
+    match (&args.principal, &config.principal) {
+        (Some(p), _) => Principal::new(p, "flag"),
+        (None, Some(p)) => Principal::new(p, "config"),
+        (None, None) => Principal::os_user(),
+    }
 }
 
 pub fn audit_verify(file: &Path) -> anyhow::Result<ExitCode> {

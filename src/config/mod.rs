@@ -128,6 +128,16 @@ impl Config {
             message,
         })?;
         Ok(Config {
+            upstreams: vec![UpstreamSpec::process(name, command, parts.collect())],
+            passthrough_names: true,
+            ..Config::without_upstreams()
+        })
+    }
+
+    /// The defaults with no upstream: what `hook` decides with when no
+    /// config file is given.
+    pub fn without_upstreams() -> Config {
+        Config {
             policy_dir: PathBuf::from("policies"),
             package: DEFAULT_PACKAGE.into(),
             shadow: false,
@@ -137,12 +147,12 @@ impl Config {
             principal: None,
             approval: ApprovalSettings::default(),
             secret_env: SECRET_ENV.into(),
-            upstreams: vec![UpstreamSpec::process(name, command, parts.collect())],
-            passthrough_names: true,
+            upstreams: Vec::new(),
+            passthrough_names: false,
             http: HttpSettings::default(),
             tools_refresh: DEFAULT_TOOLS_REFRESH,
             max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
-        })
+        }
     }
 }
 

@@ -63,6 +63,7 @@ impl Proxy {
             .audit()
             .append("approval.requested", audit)
             .map_err(|e| e.to_string())?;
+        eprintln!("{}", held_hint(approvals, req, &id));
         if approvals.slack.is_some() || approvals.teams.is_some() {
             tokio::spawn(notify_people(
                 approvals.clone(),
@@ -170,6 +171,26 @@ impl Proxy {
             });
         }
     }
+}
+
+/// The one line on stderr when a call is held: what, why, how long the
+/// client waits, and where to answer (the console when there is one, else
+/// the CLI).
+fn held_hint(approvals: &Approvals, req: &HoldRequest<'_>, id: &str) -> String {
+    let wait = approvals.settings.wait.as_secs();
+    let answer_at = match approvals.console_link(id) {
+        Some(link) => format!("answer at {link}"),
+        None => format!(
+            "answer with `mcp-firewall approvals approve {id} --as NAME --key KEY --reason TEXT --data-dir {}`",
+            approvals.settings.data_dir.display()
+        ),
+    };
+    format!(
+        "mcp-firewall: HELD {} on {} as approval {id} ({}); {answer_at}; the client waits {wait}s, then is told to retry",
+        req.subject.exposed_name(),
+        req.subject.server,
+        req.reasons.join("; "),
+    )
 }
 
 /// Post the request to Slack and Teams. Best effort: a failure is audited

@@ -207,6 +207,10 @@ fn add_context(input: &mut Value, session: &Session) -> regorus::Value {
         "transport": session.transport,
         "history": history,
     });
+    if let Some(hook) = session.hook.get() {
+        input["session"]["cwd"] = hook.get("cwd").cloned().unwrap_or(Value::Null);
+        input["hook"] = hook.clone();
+    }
     input["time"] = json!({
         "rfc3339": now.to_rfc3339_opts(SecondsFormat::Secs, true),
         "unix": now.timestamp(),

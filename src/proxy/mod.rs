@@ -18,6 +18,7 @@
 //! | [`tooldefs`] | scanning tool definitions for poisoning and shadowing (`input.tool.findings`) |
 //! | [`urls`] | URLs in arguments as a WHATWG parser reads them (`input.urls`) |
 //! | [`catalogue`] | fetching and merging listings within deadlines; refresh when stale |
+//! | [`hook`] | `hook/PreToolUse`: Claude Code's own tool uses, decided and held like `tools/call`, never forwarded |
 //! | [`tasks`] | `tasks/get`, `tasks/result`, `tasks/cancel`, `tasks/list`: routed to the upstream that created the task |
 //!
 //! Methods the firewall does not know are refused (`-32601`) and recorded,
@@ -29,6 +30,7 @@
 mod approval_request;
 mod catalogue;
 mod hold;
+pub mod hook;
 mod initialize;
 pub mod input;
 pub mod methods;

@@ -225,6 +225,10 @@ impl Proxy {
         let super::input::Target::Tool(entry) = subject.target else {
             return Value::Null;
         };
+        if subject.method.starts_with("hook/") {
+            // A client's own tool (Bash, Edit ...): nothing is pinned.
+            return Value::Null;
+        }
         let mut pin = self.pin_input(entry);
         pin["on_approve"] =
             json!("approving this call pins the tool's current definition as approved");

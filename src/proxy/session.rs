@@ -50,6 +50,9 @@ pub struct Session {
     pub principal: Principal,
     /// `clientInfo` from `initialize`, set once.
     pub client: OnceLock<Value>,
+    /// A Claude Code hook's context (`input.hook`: event, raw tool name,
+    /// tool use id, working directory, permission mode), set once.
+    pub hook: OnceLock<Value>,
     /// Each entry as JSON (for the input document and the audit log) and
     /// as the policy engine's value (converted once, when recorded).
     history: Mutex<VecDeque<(Value, regorus::Value)>>,
@@ -62,6 +65,7 @@ impl Session {
             transport,
             principal,
             client: OnceLock::new(),
+            hook: OnceLock::new(),
             history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
         }
     }
