@@ -45,6 +45,17 @@ enum Command {
         #[command(subcommand)]
         command: ApprovalsCommand,
     },
+    /// Put an AI client's MCP servers behind the firewall (backs up and
+    /// rewrites its config; prints a diff). Claude Code also gets the hook.
+    Install(InstallArgs),
+    /// Undo `install`: the client's config as it was.
+    Uninstall(InstallArgs),
+    /// Write a starter config and the policy library (default
+    /// ~/.config/mcp-firewall), then say what to do next.
+    Init {
+        /// Where to write them.
+        dir: Option<PathBuf>,
+    },
     /// Decide a client's own tool uses (Claude Code's PreToolUse/PostToolUse
     /// hook JSON on stdin) with the same policy, approvals and audit log.
     Hook(Box<HookArgs>),
@@ -155,12 +166,25 @@ struct AnswerArgs {
     data_dir: Option<PathBuf>,
 }
 
-/// `run`: either `--config FILE` or the wrap form `-- COMMAND ARGS...`.
+/// `run`: `--config FILE` naming the upstreams, or the wrap form (`--
+/// COMMAND ARGS...` or `--url URL`), whose settings may come from a
+/// `--config FILE` without upstreams.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// TOML config naming several upstreams (see README).
-    #[arg(long, conflicts_with = "command")]
+    /// TOML config: upstreams and settings, or (with the wrap form) only
+    /// settings (see README).
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Wrap a remote MCP server (Streamable HTTP or SSE) instead of a command.
+    #[arg(long, conflicts_with = "command")]
+    pub url: Option<String>,
+    /// With --url: a request header `Name: value`; `${VAR}` in the value is
+    /// read from the environment (keep secrets off the command line).
+    #[arg(long = "header", requires = "url")]
+    pub headers: Vec<String>,
+    /// With --url: `streamable-http` (default) or `sse`.
+    #[arg(long, requires = "url")]
+    pub transport: Option<String>,
     #[command(flatten)]
     pub decision: DecisionArgs,
     /// Evaluate and log every decision but forward every call (policy roll-out).
@@ -235,6 +259,48 @@ pub struct DecisionArgs {
     /// Approval store directory (default ~/.local/share/mcp-firewall).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+}
+
+/// `install` / `uninstall`.
+#[derive(Args, Debug)]
+pub struct InstallArgs {
+    /// claude-desktop, claude-code, cursor, vscode or windsurf.
+    #[arg(long, value_parser = cli::clients::CLIENT_NAMES)]
+    pub client: String,
+    /// The client's config file, instead of where the client keeps it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// `user` (default) or `project` (the current directory's `.mcp.json`,
+    /// `.cursor/mcp.json` or `.vscode/mcp.json`).
+    #[arg(long, default_value = "user", value_parser = ["user", "project"])]
+    pub scope: String,
+    /// The firewall's settings file for the wrapped servers (default: the
+    /// one `init` writes, created if missing).
+    #[arg(long)]
+    pub firewall_config: Option<PathBuf>,
+    /// Policy directory for the wrapped servers (overrides the settings file).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Print what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl InstallArgs {
+    fn request(&self) -> cli::install::Request {
+        cli::install::Request {
+            client: cli::clients::Client::parse(&self.client).expect("checked by clap"),
+            scope: if self.scope == "project" {
+                cli::clients::Scope::Project
+            } else {
+                cli::clients::Scope::User
+            },
+            config: self.config.clone(),
+            firewall_config: self.firewall_config.clone(),
+            policy: self.policy.clone(),
+            dry_run: self.dry_run,
+        }
+    }
 }
 
 /// `hook claude-code`: one tool use from Claude Code's hook, on stdin.
@@ -318,6 +384,9 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => cli::run(*args),
         Command::Hook(args) => cli::hook::claude_code(*args),
+        Command::Install(args) => cli::install::install(&args.request()),
+        Command::Uninstall(args) => cli::install::uninstall(&args.request()),
+        Command::Init { dir } => cli::install::init(dir),
         Command::Approvals { command } => approvals(command),
         Command::Tools { command } => tools(command),
         Command::Audit {

@@ -92,7 +92,7 @@ fn read_hook() -> anyhow::Result<Value> {
 /// started) or the defaults, and the flags over either.
 fn config(args: &HookArgs) -> anyhow::Result<Config> {
     let mut config = match &args.config {
-        Some(file) => Config::from_file(file)?,
+        Some(file) => Config::settings_from_file(file)?,
         None => Config::without_upstreams(),
     };
     config.upstreams.clear();

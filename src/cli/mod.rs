@@ -1,7 +1,10 @@
 //! What each subcommand does. `anyhow` lives here, at the edge.
 
 pub mod approvals;
+pub mod clients;
 pub mod hook;
+pub mod install;
+pub mod library;
 pub mod policy;
 pub mod tools;
 
@@ -172,11 +175,48 @@ async fn serve_stdio_session(shared: Arc<Shared>, session: Session) -> anyhow::R
 }
 
 fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
-    let mut config = match (&args.config, args.command.is_empty()) {
-        (Some(file), true) => Config::from_file(file)?,
-        (None, false) => Config::wrap(args.name.clone(), args.command.clone())?,
-        (Some(_), false) => bail!("give either --config FILE or -- COMMAND ARGS..., not both"),
-        (None, true) => bail!("nothing to run: give --config FILE or -- COMMAND ARGS..."),
+    let wrapped = match (&args.url, args.command.is_empty()) {
+        (Some(url), _) => {
+            let headers = args
+                .headers
+                .iter()
+                .map(|h| match h.split_once(':') {
+                    Some((name, value)) if !name.trim().is_empty() => {
+                        Ok((name.trim().to_string(), value.trim().to_string()))
+                    }
+                    _ => Err(anyhow::anyhow!(
+                        "--header: expected `Name: value`, got {h:?}"
+                    )),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Some(Config::wrap_url(
+                args.name.clone(),
+                url,
+                args.transport.clone(),
+                &headers,
+            )?)
+        }
+        (None, false) => Some(Config::wrap(args.name.clone(), args.command.clone())?),
+        (None, true) => None,
+    };
+    let mut config = match (&args.config, wrapped) {
+        (Some(file), None) => Config::from_file(file)?,
+        (None, Some(wrapped)) => wrapped,
+        (Some(file), Some(wrapped)) => {
+            let mut config = Config::settings_from_file(file)?;
+            if !config.upstreams.is_empty() {
+                bail!(
+                    "{} names [[upstream]] tables: with a wrapped server (-- COMMAND or --url) the config may hold only settings",
+                    file.display()
+                );
+            }
+            config.upstreams = wrapped.upstreams;
+            config.passthrough_names = true;
+            config
+        }
+        (None, None) => {
+            bail!("nothing to run: give --config FILE, -- COMMAND ARGS... or --url URL")
+        }
     };
     apply_decision_flags(&args.decision, &mut config)?;
     if let Some(listen) = &args.approval_listen {

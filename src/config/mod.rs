@@ -109,7 +109,66 @@ impl Config {
             message: e.to_string().trim_end().to_string(),
         })?;
         let base = file.parent().unwrap_or(Path::new("."));
+        let config = Validator { file, base }.config(raw)?;
+        if config.upstreams.is_empty() {
+            return Err(ConfigError::Invalid {
+                file: file.into(),
+                key: "upstream".into(),
+                message: "expected at least one [[upstream]] table".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// A config file's settings (policy, audit, approvals ...) for a firewall
+    /// whose upstream comes from elsewhere (the wrap form, a hook): it may
+    /// name no `[[upstream]]`.
+    pub fn settings_from_file(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        let raw: raw::RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            file: file.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let base = file.parent().unwrap_or(Path::new("."));
         Validator { file, base }.config(raw)
+    }
+
+    /// The wrap form for a remote server: one upstream at `url`.
+    /// `headers` values may name `${VAR}`s, expanded from the environment
+    /// (so a secret travels in the client's `env`, not on the command line).
+    pub fn wrap_url(
+        name: Option<String>,
+        url: &str,
+        transport: Option<String>,
+        headers: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let file = Path::new("<command line>");
+        let raw = raw::RawUpstream {
+            name: name.unwrap_or_else(|| DEFAULT_UPSTREAM_NAME.to_string()),
+            url: Some(url.to_string()),
+            transport,
+            headers: headers.iter().cloned().collect(),
+            ..raw::RawUpstream::default()
+        };
+        check_name(&raw.name).map_err(|message| ConfigError::Invalid {
+            file: file.into(),
+            key: "--name".into(),
+            message,
+        })?;
+        let spec = upstream::validate(raw, |p: &str| PathBuf::from(p), |v| std::env::var(v).ok())
+            .map_err(|(field, message)| ConfigError::Invalid {
+            file: file.into(),
+            key: format!("--{field}"),
+            message,
+        })?;
+        Ok(Config {
+            upstreams: vec![spec],
+            passthrough_names: true,
+            ..Config::without_upstreams()
+        })
     }
 
     /// The wrap form: one upstream started from a command line.
@@ -172,12 +231,6 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn config(&self, raw: raw::RawConfig) -> Result<Config, ConfigError> {
-        if raw.upstream.is_empty() {
-            return Err(self.err(
-                "upstream",
-                "expected at least one [[upstream]] table".into(),
-            ));
-        }
         let mut seen = HashSet::new();
         let mut upstreams = Vec::new();
         for (i, up) in raw.upstream.into_iter().enumerate() {

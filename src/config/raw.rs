@@ -133,7 +133,7 @@ pub struct RawSession {
     pub max_result_bytes: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub name: String,
