@@ -211,6 +211,11 @@ pub struct RunArgs {
     /// Serve the signed answer endpoint on HOST:PORT (loopback).
     #[arg(long)]
     pub approval_listen: Option<String>,
+    /// Answer a client's task-augmented tools/call with a task of the
+    /// firewall's own: a held call returns at once and waits as a task
+    /// (tools are listed with `execution.taskSupport: "optional"`).
+    #[arg(long)]
+    pub approval_tasks: bool,
     /// Serve MCP over HTTP on HOST:PORT (Streamable HTTP at /mcp, legacy SSE
     /// at /sse) instead of stdio; stdin is then ignored unless --stdio.
     #[arg(long)]

@@ -66,6 +66,10 @@ pub struct ApprovalSettings {
     pub oidc: Option<OidcSettings>,
     pub slack: Option<SlackSettings>,
     pub teams: Option<TeamsSettings>,
+    /// Run task-augmented `tools/call`s as the firewall's own tasks, so a
+    /// held call answers at once and waits for its approval as a task
+    /// (`[approval] tasks`, `--approval-tasks`).
+    pub tasks: bool,
 }
 
 /// `[approval.oidc]`, validated; the secret is read at start-up.
@@ -119,6 +123,7 @@ impl Default for ApprovalSettings {
             approvers_file: None,
             directory: Vec::new(),
             console_url: None,
+            tasks: false,
             oidc: None,
             slack: None,
             teams: None,

@@ -219,6 +219,9 @@ fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
         }
     };
     apply_decision_flags(&args.decision, &mut config)?;
+    if args.approval_tasks {
+        config.approval.tasks = true;
+    }
     if let Some(listen) = &args.approval_listen {
         config.approval.listen =
             Some(parse_listen(listen).map_err(|m| anyhow::anyhow!("--approval-listen: {m}"))?);

@@ -343,6 +343,7 @@ impl Validator<'_> {
         if let Some(file) = &raw.approvers {
             settings.approvers_file = Some(self.path(file));
         }
+        settings.tasks = raw.tasks.unwrap_or(false);
         if let Some(url) = &raw.console_url {
             check_console_url(url).map_err(|m| self.err("approval.console_url", m))?;
             settings.console_url = Some(url.trim_end_matches('/').to_string());

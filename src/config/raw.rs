@@ -99,6 +99,8 @@ pub struct RawApproval {
     /// The console's address as approvers reach it (links in Slack and
     /// Teams messages); default `http://<listen>`.
     pub console_url: Option<String>,
+    /// Held calls become MCP tasks for clients that ask for them.
+    pub tasks: Option<bool>,
     pub oidc: Option<RawOidc>,
     pub slack: Option<RawSlack>,
     pub teams: Option<RawTeams>,

@@ -45,7 +45,14 @@ pub struct HoldRequest<'a> {
     pub reasons: Vec<String>,
     pub obligations: Option<Value>,
     pub progress_token: Option<Value>,
+    /// Held as this firewall task: wait until the approval is settled (not
+    /// only the approval wait) and keep the task's message current.
+    pub task: Option<String>,
 }
+
+/// How a held call waits: for the approval wait (`None`), or as the
+/// firewall task named here, until its approval is settled.
+pub type Holding<'a> = Option<&'a str>;
 
 impl Proxy {
     /// Decide `subject`; hold it for approval when the policy says so.
@@ -54,6 +61,7 @@ impl Proxy {
         &self,
         subject: &Subject<'_>,
         cancel: &CancellationToken,
+        task: Holding<'_>,
     ) -> Result<Permit, Option<Refused>> {
         match self.decide(subject) {
             Ok(permit) => Ok(permit),
@@ -77,6 +85,7 @@ impl Proxy {
                     reasons,
                     obligations: obligations.map(|o| *o),
                     progress_token,
+                    task: task.map(str::to_string),
                 };
                 match self.hold(request, cancel).await {
                     Held::Released(permit) => Ok(permit),
@@ -96,8 +105,18 @@ impl Proxy {
         subject: &Subject<'_>,
         cancel: &CancellationToken,
     ) -> Option<Result<Value, Value>> {
+        self.decide_and_forward_holding(subject, cancel, None).await
+    }
+
+    /// [`Self::decide_and_forward`], holding as the firewall task `task`.
+    pub(super) async fn decide_and_forward_holding(
+        &self,
+        subject: &Subject<'_>,
+        cancel: &CancellationToken,
+        task: Holding<'_>,
+    ) -> Option<Result<Value, Value>> {
         let tool_call = subject.method == "tools/call";
-        let permit = match self.authorize(subject, cancel).await {
+        let permit = match self.authorize(subject, cancel, task).await {
             Ok(permit) => permit,
             Err(Some(Refused {
                 decision_id,
@@ -225,6 +244,25 @@ impl Proxy {
         };
         let id = record.id.clone();
         let started = Instant::now();
+        // A task waits until the approval is settled (answered, expired or
+        // withdrawn): its client polls instead of holding a request open.
+        let patience = match &req.task {
+            Some(task) => {
+                let message = format!(
+                    "held for human approval {id} ({}); answerable until {}",
+                    record.reasons.join("; "),
+                    record.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+                );
+                if let Err(e) = approvals
+                    .store
+                    .note_task(task, &message, Some(&id), Utc::now())
+                {
+                    tracing::error!("could not note task {task}: {e}");
+                }
+                std::time::Duration::MAX
+            }
+            None => approvals.settings.wait,
+        };
         let mut progress = 0u64;
         let mut next_progress = started + PROGRESS_INTERVAL;
         loop {
@@ -243,7 +281,7 @@ impl Proxy {
                     Err(refusal) => refuse(refusal),
                 };
             }
-            if started.elapsed() >= approvals.settings.wait {
+            if started.elapsed() >= patience {
                 let expires_at = record.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true);
                 return refuse(Refusal::ApprovalPending {
                     id,

@@ -180,6 +180,7 @@ impl Proxy {
             reasons,
             obligations: obligations.map(|o| *o),
             progress_token: None,
+            task: None,
         };
         match self.hold(request, &CancellationToken::new()).await {
             Held::Released(permit) => HookAnswer::Allow {

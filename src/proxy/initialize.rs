@@ -135,7 +135,15 @@ impl Proxy {
         if self.naming.passthrough
             && let Some(only) = ready.values().next()
         {
-            return only.clone();
+            let mut answer = only.clone();
+            if self.shared.config.approval.tasks
+                && let Some(caps) = answer
+                    .get_mut("capabilities")
+                    .and_then(Value::as_object_mut)
+            {
+                caps.insert("tasks".into(), firewall_tasks());
+            }
+            return answer;
         }
         // The oldest version any upstream settled on: the client must be able
         // to speak to all of them through us.
@@ -184,6 +192,9 @@ impl Proxy {
             }
             tracing::debug!(server = %name, "merged capabilities");
         }
+        if self.shared.config.approval.tasks {
+            caps.insert("tasks".into(), firewall_tasks());
+        }
         let instructions: Vec<String> = self
             .in_config_order(ready)
             .filter_map(|(name, r)| {
@@ -211,4 +222,10 @@ impl Proxy {
             .iter()
             .filter_map(|u| ready.get(u.name()).map(|r| (u.name(), r)))
     }
+}
+
+/// The `tasks` capability when the firewall runs task-augmented calls itself
+/// (`held_tasks`): listing, cancelling and task-augmented `tools/call`.
+fn firewall_tasks() -> Value {
+    json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}})
 }

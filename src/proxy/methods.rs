@@ -165,7 +165,9 @@ impl ClientRequest {
     /// into the approval digest.
     pub fn known_params(self) -> &'static [&'static str] {
         match self {
-            ClientRequest::ToolsCall | ClientRequest::PromptsGet => &["name", "arguments"],
+            // `task` asks for task execution (MCP tasks): how, not what.
+            ClientRequest::ToolsCall => &["name", "arguments", "task"],
+            ClientRequest::PromptsGet => &["name", "arguments"],
             ClientRequest::ResourcesRead
             | ClientRequest::ResourcesSubscribe
             | ClientRequest::ResourcesUnsubscribe => &["uri"],

@@ -18,6 +18,7 @@
 //! | [`tooldefs`] | scanning tool definitions for poisoning and shadowing (`input.tool.findings`) |
 //! | [`urls`] | URLs in arguments as a WHATWG parser reads them (`input.urls`) |
 //! | [`catalogue`] | fetching and merging listings within deadlines; refresh when stale |
+//! | [`held_tasks`] | task-augmented `tools/call`s as the firewall's own tasks: a held call answers at once, waits as a task, survives a restart |
 //! | [`hook`] | `hook/PreToolUse`: Claude Code's own tool uses, decided and held like `tools/call`, never forwarded |
 //! | [`tasks`] | `tasks/get`, `tasks/result`, `tasks/cancel`, `tasks/list`: routed to the upstream that created the task |
 //!
@@ -29,6 +30,7 @@
 
 mod approval_request;
 mod catalogue;
+mod held_tasks;
 mod hold;
 pub mod hook;
 mod initialize;
@@ -266,6 +268,7 @@ impl Proxy {
         }
         if let Some(capability) = request.listed_capability()
             && !self.offered_by_any(capability)
+            && !(capability == "tasks" && self.shared.config.approval.tasks)
         {
             return Some(Refusal::MethodNotFound(method.to_string()).answer(false, None));
         }

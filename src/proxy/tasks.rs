@@ -21,6 +21,7 @@
 //! not take it over: the first owner keeps it and the claim is logged.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -110,7 +111,7 @@ impl Proxy {
     /// `tasks/get`, `tasks/result`, `tasks/cancel`: decided, then forwarded
     /// to the upstream that created the task.
     pub(super) async fn task_call(
-        &self,
+        self: &Arc<Self>,
         request: ClientRequest,
         params: Value,
         cancel: &CancellationToken,
@@ -122,6 +123,9 @@ impl Proxy {
                     .answer(false, None),
             );
         };
+        if let Some(answer) = self.own_task_call(method, id, cancel).await {
+            return Some(answer);
+        }
         let owner = self.tasks.lock().expect("tasks lock").owner(id).cloned();
         let empty = json!({});
         let Some(owner) = owner else {
@@ -164,6 +168,9 @@ impl Proxy {
             })
             .map(|(_, task)| task)
             .collect();
-        Ok(json!({"tasks": mine}))
+        drop(tasks);
+        let mut all = self.own_tasks();
+        all.extend(mine);
+        Ok(json!({"tasks": all}))
     }
 }

@@ -31,7 +31,15 @@ impl Proxy {
             arguments: &empty,
             params: &empty,
         })?;
-        Ok(json!({"tools": visible.iter().map(|e| e.exposed_def()).collect::<Vec<_>>()}))
+        let tasks = self.shared.config.approval.tasks;
+        let defs: Vec<Value> = visible
+            .iter()
+            .map(|e| match tasks {
+                true => super::held_tasks::with_task_support(e.exposed_def()),
+                false => e.exposed_def(),
+            })
+            .collect();
+        Ok(json!({"tools": defs}))
     }
 
     pub(super) async fn tools_call(
@@ -81,6 +89,9 @@ impl Proxy {
             let refused = self.refuse_early(&subject, refusal);
             return Some(refused.answer(true));
         }
+        if self.runs_as_task(&params, entry) {
+            return Some(self.start_task(entry, arguments.clone(), &params));
+        }
         let answer = self.decide_and_forward(&subject, cancel).await;
         self.note_task(&answer, entry);
         answer
@@ -88,7 +99,7 @@ impl Proxy {
 
     /// The merged tools, refreshed once if `name` is not among them (the
     /// client may call a tool it learned of before a change).
-    async fn tools_with(&self, name: &str) -> Arc<crate::upstream::Named> {
+    pub(super) async fn tools_with(&self, name: &str) -> Arc<crate::upstream::Named> {
         let tools = self.tools(false).await;
         if tools.get(name).is_some() {
             return tools;
@@ -126,7 +137,11 @@ impl Proxy {
     /// Check the arguments against the tool's `inputSchema`. Validators are
     /// compiled once per tool definition (keyed by fingerprint). A schema the
     /// firewall cannot compile refuses the call: it cannot be checked.
-    fn validate_arguments(&self, entry: &Entry, arguments: &Value) -> Result<(), Refusal> {
+    pub(super) fn validate_arguments(
+        &self,
+        entry: &Entry,
+        arguments: &Value,
+    ) -> Result<(), Refusal> {
         let Some(schema) = entry.def.get("inputSchema") else {
             return Ok(());
         };

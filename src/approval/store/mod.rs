@@ -30,6 +30,7 @@ mod grant;
 pub mod pins;
 mod rows;
 mod schema;
+pub mod tasks;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

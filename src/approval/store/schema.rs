@@ -28,7 +28,7 @@ use super::error::StoreError;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Version 1. `answers.approver_key` is the normalised identity
 /// (`identity_key`): the primary key makes "one answer per approver" a
@@ -128,6 +128,27 @@ ALTER TABLE grants ADD COLUMN reusable_until INTEGER;
 ALTER TABLE grants ADD COLUMN uses INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Version 5: tasks the firewall runs for task-augmented `tools/call`s
+/// (held calls answered at once with a task), so a restart loses none.
+const SCHEMA_V5: &str = "
+CREATE TABLE tasks (
+    id             TEXT PRIMARY KEY NOT NULL,
+    principal      TEXT NOT NULL,
+    server         TEXT NOT NULL,
+    tool           TEXT NOT NULL,
+    params         TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    status_message TEXT,
+    approval_id    TEXT,
+    ttl_ms         INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    result         TEXT,
+    error          TEXT
+);
+CREATE INDEX tasks_by_principal ON tasks (principal, created_at);
+";
+
 /// Opens (creating if needed) and migrates the database at `path`.
 pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let open_err = |source| StoreError::Open {
@@ -182,6 +203,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
     }
     if found < 4 {
         tx.execute_batch(SCHEMA_V4)?;
+    }
+    if found < 5 {
+        tx.execute_batch(SCHEMA_V5)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;

@@ -1,0 +1,403 @@
+//! Held calls as tasks (MCP 2025-11-25 tasks): with `[approval] tasks`, a
+//! client's task-augmented `tools/call` to a tool whose server does not run
+//! tasks itself becomes a task of the firewall's own. The client gets a
+//! `CreateTaskResult` at once, however long a human takes; the call is
+//! decided, held (until its approval is settled, not only the approval
+//! wait), forwarded as a plain call, and its answer kept for `tasks/result`.
+//!
+//! - `tasks/get` reports the task (while held: "held for human approval
+//!   apr_…"); `tasks/result` blocks until it ends and returns exactly what
+//!   the call would have returned; `tasks/cancel` withdraws the approval
+//!   request; `tasks/list` includes these tasks.
+//! - A deny, an expiry or any failure ends the task `failed` with the reason
+//!   (the refusal the call would have got is its result).
+//! - State lives in the approval store, keyed by task id and principal: only
+//!   the principal that created a task can see or cancel it, from any
+//!   session. A task still running when the firewall stopped is resumed when
+//!   it is next polled: its call goes through the pipeline again (a new
+//!   decision under the policy in force), where an approval given meanwhile
+//!   releases it through its grant, once.
+//! - Tools are listed with `execution.taskSupport: "optional"` (unless their
+//!   server says otherwise) and the `tasks` capability is declared, so
+//!   clients know they may ask.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::Proxy;
+use super::input::{Subject, Target};
+use crate::approval::store::tasks::StoredTask;
+use crate::error::Refusal;
+use crate::jsonrpc::{self, code};
+use crate::upstream::Entry;
+
+/// Ids of the firewall's own tasks start with this.
+pub const TASK_PREFIX: &str = "fwt_";
+
+/// Suggested milliseconds between `tasks/get` polls.
+const POLL_INTERVAL_MS: u64 = 2000;
+
+/// How often a blocked `tasks/result` looks at the task again.
+const RESULT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The longest a task is kept after it was created.
+const MAX_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Tasks whose call runs in this process, by task id: one job per task
+/// across every session (two sessions of a principal polling the same task
+/// must not both run it).
+static JOBS: LazyLock<Mutex<HashMap<String, CancellationToken>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn jobs() -> std::sync::MutexGuard<'static, HashMap<String, CancellationToken>> {
+    JOBS.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The tool's server runs task-augmented calls itself.
+fn upstream_runs_tasks(entry: &Entry) -> bool {
+    matches!(
+        entry
+            .def
+            .get("execution")
+            .and_then(|e| e.get("taskSupport"))
+            .and_then(Value::as_str),
+        Some("optional" | "required")
+    )
+}
+
+/// A tool definition as listed when the firewall runs tasks: may be called
+/// as a task unless its server says how.
+pub fn with_task_support(mut def: Value) -> Value {
+    if def
+        .get("execution")
+        .and_then(|e| e.get("taskSupport"))
+        .is_none()
+    {
+        let execution = def
+            .as_object_mut()
+            .map(|d| d.entry("execution").or_insert_with(|| json!({})));
+        if let Some(Value::Object(e)) = execution {
+            e.insert("taskSupport".into(), json!("optional"));
+        }
+    }
+    def
+}
+
+/// The `Task` object clients see.
+fn task_json(task: &StoredTask) -> Value {
+    let at = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let mut out = json!({
+        "taskId": task.id,
+        "status": task.status,
+        "createdAt": at(task.created_at),
+        "lastUpdatedAt": at(task.updated_at),
+        "ttl": task.ttl_ms,
+        "pollInterval": POLL_INTERVAL_MS,
+    });
+    if let Some(message) = &task.status_message {
+        out["statusMessage"] = json!(message);
+    }
+    out
+}
+
+fn task_error(message: String) -> Result<Value, Value> {
+    Err(json!({"code": code::INVALID_PARAMS, "message": message}))
+}
+
+impl Proxy {
+    /// Whether this `tools/call` runs as a firewall task.
+    pub(super) fn runs_as_task(&self, params: &Value, entry: &Entry) -> bool {
+        self.shared.config.approval.tasks
+            && params.get("task").is_some_and(Value::is_object)
+            && !upstream_runs_tasks(entry)
+    }
+
+    /// Create the task, start its call, answer with `CreateTaskResult`.
+    pub(super) fn start_task(
+        self: &Arc<Self>,
+        entry: &Entry,
+        arguments: Value,
+        client_params: &Value,
+    ) -> Result<Value, Value> {
+        let Some(approvals) = self.shared.approvals.clone() else {
+            return Refusal::ApprovalFailed("no approval store".into()).answer(false, None);
+        };
+        let requested = client_params
+            .get("task")
+            .and_then(|t| t.get("ttl"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        // Long enough to outlive the approval request it may wait for.
+        let floor =
+            i64::try_from(approvals.settings.timeout.as_millis()).unwrap_or(MAX_TTL_MS) + 3_600_000;
+        let mut params = client_params.clone();
+        if let Some(p) = params.as_object_mut() {
+            p.remove("task");
+        }
+        let now = Utc::now();
+        let task = StoredTask {
+            id: format!("{TASK_PREFIX}{}", uuid::Uuid::new_v4().simple()),
+            principal: self.session.principal.id.clone(),
+            server: entry.server.clone(),
+            tool: entry.exposed.clone(),
+            params,
+            status: "working".into(),
+            status_message: Some("deciding".into()),
+            approval_id: None,
+            ttl_ms: requested.max(floor).min(MAX_TTL_MS),
+            created_at: now,
+            updated_at: now,
+            result: None,
+            error: None,
+        };
+        if let Err(e) = approvals.store.create_task(&task) {
+            return Refusal::ApprovalFailed(e.to_string()).answer(false, None);
+        }
+        let record = json!({"task_id": task.id, "session_id": self.session.id,
+                            "server": task.server, "tool": task.tool});
+        if let Err(e) = self.shared.audit.append("task.created", record) {
+            return Refusal::AuditWriteFailed(e).answer(false, None);
+        }
+        self.run_task(
+            task.id.clone(),
+            entry.clone(),
+            arguments,
+            task.params.clone(),
+        );
+        let notice = format!(
+            "mcp-firewall runs this call as task {}: it may be held for a human's approval; \
+             poll tasks/get for its status and tasks/result for its result",
+            task.id
+        );
+        Ok(json!({
+            "task": task_json(&task),
+            "_meta": {"io.modelcontextprotocol/model-immediate-response": notice},
+        }))
+    }
+
+    /// Run the task's call in the background: the whole pipeline, holding
+    /// until the approval is settled; its answer ends the task.
+    fn run_task(self: &Arc<Self>, id: String, entry: Entry, arguments: Value, params: Value) {
+        let cancel = CancellationToken::new();
+        {
+            let mut jobs = jobs();
+            if jobs.contains_key(&id) {
+                return;
+            }
+            jobs.insert(id.clone(), cancel.clone());
+        }
+        let proxy = self.clone();
+        tokio::spawn(async move {
+            let mut upstream_params = params;
+            upstream_params["name"] = json!(entry.name);
+            let subject = Subject {
+                method: "tools/call",
+                server: &entry.server,
+                target: Target::Tool(&entry),
+                arguments: &arguments,
+                params: &upstream_params,
+            };
+            let answer = match proxy.validate_arguments(&entry, &arguments) {
+                Err(refusal) => Some(proxy.refuse_early(&subject, refusal).answer(true)),
+                Ok(()) => {
+                    proxy
+                        .decide_and_forward_holding(&subject, &cancel, Some(&id))
+                        .await
+                }
+            };
+            jobs().remove(&id);
+            // None: cancelled; tasks/cancel already ended the task.
+            if let Some(answer) = answer {
+                proxy.finish_task(&id, answer).await;
+            }
+        });
+    }
+
+    async fn finish_task(&self, id: &str, answer: Result<Value, Value>) {
+        let Some(approvals) = &self.shared.approvals else {
+            return;
+        };
+        let (status, message) = match &answer {
+            Ok(r) if r.get("isError") == Some(&Value::Bool(true)) => {
+                let text = r["content"][0]["text"]
+                    .as_str()
+                    .unwrap_or("the tool failed");
+                ("failed", text.to_string())
+            }
+            Ok(_) => ("completed", "the call ran".to_string()),
+            Err(e) => (
+                "failed",
+                e["message"]
+                    .as_str()
+                    .unwrap_or("the call failed")
+                    .to_string(),
+            ),
+        };
+        match approvals
+            .store
+            .finish_task(id, status, &message, &answer, Utc::now())
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!("could not end task {id}: {e}");
+                return;
+            }
+        }
+        let record = json!({"task_id": id, "session_id": self.session.id, "status": status});
+        if let Err(e) = self.shared.audit.append("task.finished", record) {
+            tracing::error!("audit write failed: {e}");
+        }
+        if let Ok(Some(task)) = approvals.store.task(id, &self.session.principal.id) {
+            let note = jsonrpc::notification("notifications/tasks/status", &task_json(&task));
+            self.send(note).await;
+        }
+    }
+
+    /// `tasks/get`, `tasks/result`, `tasks/cancel` for a firewall task;
+    /// `None` when `id` is not one of this principal's.
+    pub(super) async fn own_task_call(
+        self: &Arc<Self>,
+        method: &str,
+        id: &str,
+        cancel: &CancellationToken,
+    ) -> Option<Result<Value, Value>> {
+        if !id.starts_with(TASK_PREFIX) {
+            return None;
+        }
+        let approvals = self.shared.approvals.clone()?;
+        let principal = self.session.principal.id.clone();
+        let task = match approvals.store.task(id, &principal) {
+            Ok(Some(task)) => task,
+            Ok(None) => return None,
+            Err(e) => return Some(task_error(format!("task {id}: {e}"))),
+        };
+        if task.expired(Utc::now()) {
+            return Some(task_error(format!("task {id} has expired")));
+        }
+        self.resume(&task).await;
+        Some(match method {
+            "tasks/get" => Ok(task_json(&task)),
+            "tasks/cancel" => self.cancel_task(task).await,
+            _ => self.task_result(id, &principal, cancel).await?,
+        })
+    }
+
+    /// A running task whose job is not in this process (the firewall was
+    /// restarted): run its call again.
+    async fn resume(self: &Arc<Self>, task: &StoredTask) {
+        if task.is_terminal() || jobs().contains_key(&task.id) {
+            return;
+        }
+        let tools = self.tools_with(&task.tool).await;
+        let Some(entry) = tools.get(&task.tool).cloned() else {
+            let gone = Refusal::UnknownTool(task.tool.clone()).answer(true, None);
+            self.finish_task(&task.id, gone).await;
+            return;
+        };
+        let arguments = task
+            .params
+            .get("arguments")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        tracing::info!(task = %task.id, "resuming a task left running by an earlier run");
+        self.run_task(task.id.clone(), entry, arguments, task.params.clone());
+    }
+
+    /// Block until the task ends; return what its call returned.
+    async fn task_result(
+        &self,
+        id: &str,
+        principal: &str,
+        cancel: &CancellationToken,
+    ) -> Option<Result<Value, Value>> {
+        let approvals = self.shared.approvals.clone()?;
+        loop {
+            let task = match approvals.store.task(id, principal) {
+                Ok(Some(task)) => task,
+                Ok(None) => return Some(task_error(format!("task {id} vanished"))),
+                Err(e) => return Some(task_error(format!("task {id}: {e}"))),
+            };
+            if task.is_terminal() {
+                let related = json!({"taskId": id});
+                return Some(match (task.result, task.error) {
+                    (Some(mut result), _) => {
+                        if let Some(r) = result.as_object_mut() {
+                            let meta = r.entry("_meta").or_insert_with(|| json!({}));
+                            meta["io.modelcontextprotocol/related-task"] = related;
+                        }
+                        Ok(result)
+                    }
+                    (None, Some(error)) => Err(error),
+                    (None, None) => Err(json!({"code": code::INTERNAL_ERROR,
+                        "message": format!("task {id} ended without an answer")})),
+                });
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RESULT_POLL) => {}
+                _ = cancel.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Cancel a running task: stop its job and withdraw its approval request.
+    async fn cancel_task(&self, task: StoredTask) -> Result<Value, Value> {
+        if task.is_terminal() {
+            return task_error(format!(
+                "task {} has already ended ({})",
+                task.id, task.status
+            ));
+        }
+        let Some(approvals) = self.shared.approvals.clone() else {
+            return task_error("no approval store".into());
+        };
+        if let Some(job) = jobs().remove(&task.id) {
+            job.cancel();
+        }
+        if let Some(approval) = &task.approval_id {
+            self.withdraw(&approvals, approval).await;
+        }
+        let cancelled = Err(json!({"code": code::INVALID_REQUEST,
+                                   "message": "the task was cancelled by the client"}));
+        let now = Utc::now();
+        if let Err(e) = approvals.store.finish_task(
+            &task.id,
+            "cancelled",
+            "cancelled by the client",
+            &cancelled,
+            now,
+        ) {
+            return task_error(format!("task {}: {e}", task.id));
+        }
+        let record =
+            json!({"task_id": task.id, "session_id": self.session.id, "status": "cancelled"});
+        if let Err(e) = self.shared.audit.append("task.finished", record) {
+            tracing::error!("audit write failed: {e}");
+        }
+        match approvals.store.task(&task.id, &task.principal) {
+            Ok(Some(t)) => Ok(task_json(&t)),
+            _ => task_error(format!("task {} vanished", task.id)),
+        }
+    }
+
+    /// This principal's firewall tasks, for `tasks/list`.
+    pub(super) fn own_tasks(&self) -> Vec<Value> {
+        let Some(approvals) = &self.shared.approvals else {
+            return Vec::new();
+        };
+        let now = Utc::now();
+        approvals
+            .store
+            .tasks_of(&self.session.principal.id)
+            .unwrap_or_default()
+            .iter()
+            .filter(|t| !t.expired(now))
+            .map(task_json)
+            .collect()
+    }
+}
