@@ -306,15 +306,7 @@ impl Inner {
     /// Under the file lock: if another writer appended since our last
     /// record, continue from its last record instead.
     fn catch_up(&mut self, path: &Path) -> Result<(), AuditError> {
-        let len = self
-            .file
-            .metadata()
-            .map_err(|source| AuditError::WriteFailed {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .len();
-        if len == self.len {
+        if file_len(&self.file, path)? == self.len {
             return Ok(());
         }
         let (len, next_seq, last_hash) = chain_head(&mut self.file, path)?;
@@ -384,16 +376,19 @@ fn lock_failed(path: &Path, e: io::Error) -> AuditError {
     }
 }
 
-/// The file's length and where its chain continues (next `seq`, `prev`);
-/// read under the lock.
-fn chain_head(file: &mut File, path: &Path) -> Result<(u64, u64, String), AuditError> {
-    let len = file
-        .metadata()
+fn file_len(file: &File, path: &Path) -> Result<u64, AuditError> {
+    file.metadata()
+        .map(|m| m.len())
         .map_err(|source| AuditError::WriteFailed {
             path: path.to_path_buf(),
             source,
-        })?
-        .len();
+        })
+}
+
+/// The file's length and where its chain continues (next `seq`, `prev`);
+/// read under the lock.
+fn chain_head(file: &mut File, path: &Path) -> Result<(u64, u64, String), AuditError> {
+    let len = file_len(file, path)?;
     if len == 0 {
         return Ok((0, 1, GENESIS_HASH.to_string()));
     }

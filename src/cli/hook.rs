@@ -26,7 +26,7 @@ use mcp_firewall::config::Config;
 use mcp_firewall::policy::PolicySet;
 use mcp_firewall::proxy::hook::{HookAnswer, ToolUse, Unmatched};
 use mcp_firewall::proxy::session::Session;
-use mcp_firewall::proxy::{PolicyCell, Proxy, RateCounters, Shared};
+use mcp_firewall::proxy::{Proxy, Shared};
 
 /// The largest hook input read (a `Write` of a big file carries it whole).
 const MAX_HOOK_INPUT: u64 = 32 * 1024 * 1024;
@@ -120,14 +120,7 @@ fn pre_tool_use(args: &HookArgs, hook: &Value) -> anyhow::Result<ExitCode> {
         .client
         .set(json!({"name": "claude-code", "version": ""}));
     let _ = session.hook.set(tool_use.context("PreToolUse"));
-    let shared = Arc::new(Shared {
-        shadow: config.shadow,
-        config,
-        policy: PolicyCell::new(policy),
-        audit,
-        approvals: Some(approvals),
-        rates: RateCounters::default(),
-    });
+    let shared = Arc::new(Shared::new(config, policy, audit, approvals));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -52,13 +52,7 @@ pub struct Request {
 
 pub fn install(req: &Request) -> anyhow::Result<ExitCode> {
     let env = Env::current();
-    let path = match &req.config {
-        Some(p) => p.clone(),
-        None => req
-            .client
-            .config_path(req.scope, &env)
-            .map_err(|e| anyhow!(e))?,
-    };
+    let (path, hooks) = client_files(req, &env)?;
     let settings = firewall_settings(req, &env)?;
     let wrapper = Wrapper {
         program: firewall_program()?,
@@ -88,15 +82,7 @@ pub fn install(req: &Request) -> anyhow::Result<ExitCode> {
         }
         Ok(notes)
     })?;
-    if client == Client::ClaudeCode {
-        let hooks = match (&req.config, req.scope) {
-            // With --config, the settings file sits beside it in .claude/.
-            (Some(p), _) => p
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join(".claude/settings.json"),
-            (None, scope) => Client::hook_settings_path(scope, &env).map_err(|e| anyhow!(e))?,
-        };
+    if let Some(hooks) = hooks {
         let command = hook_command(&wrapper.program, &settings);
         manage(&hooks, req.dry_run, |doc, _| add_hooks(doc, &command))?;
     }
@@ -114,23 +100,8 @@ pub fn install(req: &Request) -> anyhow::Result<ExitCode> {
 
 pub fn uninstall(req: &Request) -> anyhow::Result<ExitCode> {
     let env = Env::current();
-    let path = match &req.config {
-        Some(p) => p.clone(),
-        None => req
-            .client
-            .config_path(req.scope, &env)
-            .map_err(|e| anyhow!(e))?,
-    };
-    let mut files = vec![path.clone()];
-    if req.client == Client::ClaudeCode {
-        files.push(match &req.config {
-            Some(p) => p
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join(".claude/settings.json"),
-            None => Client::hook_settings_path(req.scope, &env).map_err(|e| anyhow!(e))?,
-        });
-    }
+    let (path, hooks) = client_files(req, &env)?;
+    let files = std::iter::once(path.clone()).chain(hooks);
     let mut any = false;
     for file in files {
         any |= restore(&file, req.client, req.dry_run)?;
@@ -142,6 +113,29 @@ pub fn uninstall(req: &Request) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The client's config file, and (Claude Code) the settings file its hooks
+/// go in: with `--config`, `.claude/settings.json` beside it.
+fn client_files(req: &Request, env: &Env) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
+    let path = match &req.config {
+        Some(p) => p.clone(),
+        None => req
+            .client
+            .config_path(req.scope, env)
+            .map_err(|e| anyhow!(e))?,
+    };
+    if req.client != Client::ClaudeCode {
+        return Ok((path, None));
+    }
+    let hooks = match &req.config {
+        Some(p) => p
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(".claude/settings.json"),
+        None => Client::hook_settings_path(req.scope, env).map_err(|e| anyhow!(e))?,
+    };
+    Ok((path, Some(hooks)))
 }
 
 /// The sidecar: enough to give the file back exactly.

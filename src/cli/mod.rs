@@ -24,7 +24,7 @@ use mcp_firewall::downstream::http::auth::Authenticator;
 use mcp_firewall::downstream::stdio;
 use mcp_firewall::policy::PolicySet;
 use mcp_firewall::proxy::session::{Principal, Session};
-use mcp_firewall::proxy::{CLIENT_QUEUE, PolicyCell, Proxy, RateCounters, Shared};
+use mcp_firewall::proxy::{CLIENT_QUEUE, Proxy, Shared};
 use mcp_firewall::reload;
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -50,14 +50,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let listen = config.http.listen;
-    let shared = Arc::new(Shared {
-        shadow: config.shadow,
-        config,
-        policy: PolicyCell::new(policy),
-        audit,
-        approvals: Some(approvals),
-        rates: RateCounters::default(),
-    });
+    let shared = Arc::new(Shared::new(config, policy, audit, approvals));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -22,6 +22,26 @@ pub const MAX_REMEMBERED_CALLS: usize = 10_000;
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 
+impl Shared {
+    /// The state of one firewall process: `config`, the policy it loaded,
+    /// its audit log and approvals.
+    pub fn new(
+        config: Config,
+        policy: PolicySet,
+        audit: Arc<AuditLog>,
+        approvals: Arc<Approvals>,
+    ) -> Shared {
+        Shared {
+            shadow: config.shadow,
+            config,
+            policy: PolicyCell::new(policy),
+            audit,
+            approvals: Some(approvals),
+            rates: RateCounters::default(),
+        }
+    }
+}
+
 /// The policy in force. Readers take an `Arc` and keep it for the whole
 /// request, so a reload never changes the rules under an in-flight call.
 pub struct PolicyCell(RwLock<Arc<PolicySet>>);
