@@ -405,3 +405,63 @@ fn dry_run_writes_nothing() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
 }
+
+/// Claude Code's user file `~/.claude.json` also holds each project's own
+/// servers (`projects.<path>.mcpServers`, where `claude mcp add` puts them
+/// by default): they are wrapped too, found through $HOME, with the hooks
+/// in `~/.claude/settings.json`.
+#[test]
+fn claude_code_user_scope_wraps_every_projects_servers() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join(".claude.json");
+    let original = json!({
+        "numStartups": 3,
+        "mcpServers": {"top": {"type": "stdio", "command": fixture_bin(), "args": []}},
+        "projects": {
+            "/home/u/app": {"allowedTools": [], "mcpServers": {
+                "local": {"type": "stdio", "command": fixture_bin(), "args": [], "env": {"FIXTURE_GREETING": "hi"}}
+            }},
+            "/home/u/empty": {"allowedTools": []}
+        }
+    })
+    .to_string();
+    std::fs::write(&file, &original).unwrap();
+    let settings = home.path().join("fw.toml");
+    let policy = common::policy_dir(common::ALLOW_ALL);
+    std::fs::write(&settings, format!("[policy]\ndir = {:?}\n", policy.path())).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(firewall_bin())
+            .args(args)
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let out = run(&[
+        "install",
+        "--client",
+        "claude-code",
+        "--firewall-config",
+        settings.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("projects//home/u/app/local: now runs through mcp-firewall"),
+        "{out}"
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let local = &doc["projects"]["/home/u/app"]["mcpServers"]["local"];
+    assert_eq!(local["env"]["FIXTURE_GREETING"], "hi");
+    assert!(tools_through(local).contains(&"echo".to_string()));
+    assert!(tools_through(&doc["mcpServers"]["top"]).contains(&"echo".to_string()));
+    assert!(home.path().join(".claude/settings.json").exists());
+    run(&["uninstall", "--client", "claude-code"]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    assert!(!home.path().join(".claude").exists());
+}
