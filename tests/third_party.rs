@@ -366,3 +366,74 @@ fn config_form_advertises_and_routes_tasks() {
     });
     assert_eq!(decided["server"], "everything");
 }
+
+/// Issue 16, item 3: with `--approval-tasks`, a held task-augmented call to
+/// a tool whose server requires tasks (`simulate-research-query`) is
+/// answered at once with the firewall's task; once a registered key
+/// approves it, the firewall sends the call as a task to the server and its
+/// task ends with the server's result. (Before, the client got "pending"
+/// where it expected a task.)
+#[test]
+fn a_held_call_to_a_task_running_server_is_a_firewall_task_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = std::fs::read_to_string(repo_path("fixtures/keys/carol.pub")).unwrap();
+    let approvers = dir.path().join("allowed_signers");
+    std::fs::write(&approvers, format!("carol {key}")).unwrap();
+    let data = dir.path().join("data");
+    let rego = "package mcp.firewall\nallow if input.method != \"tools/call\"\n";
+    let mut fw = Builder::new()
+        .rego(rego)
+        .data_dir(&data)
+        .args(&[
+            "--approvers",
+            approvers.to_str().unwrap(),
+            "--approval-tasks",
+        ])
+        .wrap(&["node", &npm_server("server-everything"), "stdio"]);
+    initialize_2025_11_25(&mut fw);
+    let created = fw.request(
+        "tools/call",
+        json!({"name": "simulate-research-query", "arguments": {"topic": "held research"},
+               "task": {"ttl": 60000}}),
+    );
+    let task_id = created["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no task: {created}"))
+        .to_string();
+    assert!(
+        task_id.starts_with("fwt_"),
+        "the firewall's task: {created}"
+    );
+    let approval = {
+        let deadline = std::time::Instant::now() + common::WAIT;
+        loop {
+            let got = fw.request("tasks/get", json!({"taskId": task_id}));
+            let message = got["result"]["statusMessage"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if let Some(id) = message.split_whitespace().find(|w| w.starts_with("apr_")) {
+                break id.to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "never held: {got}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let out = std::process::Command::new(common::firewall_bin())
+        .args(["approvals", "approve", &approval, "--as", "carol", "--key"])
+        .arg(repo_path("fixtures/keys/carol"))
+        .args(["--reason", "research is fine", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Blocks through the server's own task (four one-second stages).
+    let result = fw.request("tasks/result", json!({"taskId": task_id}));
+    assert!(text(&result).contains("held research"), "{result}");
+    let done = fw.request("tasks/get", json!({"taskId": task_id}));
+    assert_eq!(done["result"]["status"], "completed", "{done}");
+}

@@ -60,24 +60,28 @@ pub fn install(req: &Request) -> anyhow::Result<ExitCode> {
     };
     let client = req.client;
     let changed = manage(&path, req.dry_run, |doc, saved| {
-        let servers = servers_mut(doc, client.servers_key())?;
         let mut notes = Vec::new();
-        for (name, entry) in servers.iter_mut() {
-            match wrap(client, name, entry, &wrapper) {
-                Wrapped::Now(new) => {
-                    saved.insert(name.clone(), entry.clone());
-                    *entry = new;
-                    notes.push(format!("  {name}: now runs through mcp-firewall"));
+        let mut seen = 0;
+        for (scope, servers) in server_maps(doc, client)? {
+            for (name, entry) in servers.iter_mut() {
+                seen += 1;
+                let key = format!("{scope}{name}");
+                match wrap(client, name, entry, &wrapper) {
+                    Wrapped::Now(new) => {
+                        saved.insert(key.clone(), entry.clone());
+                        *entry = new;
+                        notes.push(format!("  {key}: now runs through mcp-firewall"));
+                    }
+                    Wrapped::Already => {
+                        notes.push(format!("  {key}: already runs through mcp-firewall"))
+                    }
+                    Wrapped::Unknown => {
+                        notes.push(format!("  {key}: left alone (neither a command nor a URL)"))
+                    }
                 }
-                Wrapped::Already => {
-                    notes.push(format!("  {name}: already runs through mcp-firewall"))
-                }
-                Wrapped::Unknown => notes.push(format!(
-                    "  {name}: left alone (neither a command nor a URL)"
-                )),
             }
         }
-        if servers.is_empty() {
+        if seen == 0 {
             notes.push("  (no MCP servers configured yet)".into());
         }
         Ok(notes)
@@ -278,15 +282,14 @@ fn restore(file: &Path, client: Client, dry_run: bool) -> anyhow::Result<bool> {
 
 /// Put back every wrapped server entry and remove the firewall's hooks.
 fn unwrap_entries(doc: &mut Value, client: Client, originals: &Map<String, Value>) {
-    if let Some(servers) = doc
-        .get_mut(client.servers_key())
-        .and_then(Value::as_object_mut)
-    {
-        for (name, entry) in servers.iter_mut() {
-            if is_wrapped(entry)
-                && let Some(original) = originals.get(name)
-            {
-                *entry = original.clone();
+    if doc.get(client.servers_key()).is_some() {
+        for (scope, servers) in server_maps(doc, client).unwrap_or_default() {
+            for (name, entry) in servers.iter_mut() {
+                if is_wrapped(entry)
+                    && let Some(original) = originals.get(&format!("{scope}{name}"))
+                {
+                    *entry = original.clone();
+                }
             }
         }
     }
@@ -364,15 +367,36 @@ fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// The servers object of a client config, created when missing.
-fn servers_mut<'a>(doc: &'a mut Value, key: &str) -> anyhow::Result<&'a mut Map<String, Value>> {
+/// Every servers object of a client config, each with the prefix its
+/// entries are saved under: the top-level one (created when missing;
+/// prefix ""), and for Claude Code's `~/.claude.json` each project's own
+/// (`projects.<path>.mcpServers`, where `claude mcp add` puts servers by
+/// default; prefix `projects/<path>/`).
+fn server_maps(
+    doc: &mut Value,
+    client: Client,
+) -> anyhow::Result<Vec<(String, &mut Map<String, Value>)>> {
+    let key = client.servers_key();
     let top = doc
         .as_object_mut()
         .ok_or_else(|| anyhow!("the config file is not a JSON object"))?;
-    top.entry(key)
-        .or_insert_with(|| json!({}))
-        .as_object_mut()
-        .ok_or_else(|| anyhow!("`{key}` is not an object"))
+    top.entry(key).or_insert_with(|| json!({}));
+    let mut maps = Vec::new();
+    for (field, value) in top.iter_mut() {
+        if field == key {
+            let servers = value
+                .as_object_mut()
+                .ok_or_else(|| anyhow!("`{key}` is not an object"))?;
+            maps.push((String::new(), servers));
+        } else if field == "projects" && client == Client::ClaudeCode {
+            for (path, project) in value.as_object_mut().into_iter().flatten() {
+                if let Some(servers) = project.get_mut(key).and_then(Value::as_object_mut) {
+                    maps.push((format!("projects/{path}/"), servers));
+                }
+            }
+        }
+    }
+    Ok(maps)
 }
 
 /// JSON, or VS Code's JSON with comments.

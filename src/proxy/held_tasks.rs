@@ -58,16 +58,18 @@ fn jobs() -> std::sync::MutexGuard<'static, HashMap<String, CancellationToken>> 
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The tool's `execution.taskSupport`, as its server lists it.
+fn task_support(entry: &Entry) -> Option<&str> {
+    entry
+        .def
+        .get("execution")
+        .and_then(|e| e.get("taskSupport"))
+        .and_then(Value::as_str)
+}
+
 /// The tool's server runs task-augmented calls itself.
 fn upstream_runs_tasks(entry: &Entry) -> bool {
-    matches!(
-        entry
-            .def
-            .get("execution")
-            .and_then(|e| e.get("taskSupport"))
-            .and_then(Value::as_str),
-        Some("optional" | "required")
-    )
+    matches!(task_support(entry), Some("optional" | "required"))
 }
 
 /// A tool definition as listed when the firewall runs tasks: may be called
@@ -110,11 +112,27 @@ fn task_error(message: String) -> Result<Value, Value> {
 }
 
 impl Proxy {
-    /// Whether this `tools/call` runs as a firewall task.
-    pub(super) fn runs_as_task(&self, params: &Value, entry: &Entry) -> bool {
-        self.shared.config.approval.tasks
-            && params.get("task").is_some_and(Value::is_object)
-            && !upstream_runs_tasks(entry)
+    /// Whether this `tools/call` runs as a firewall task: the client asked
+    /// for a task and either the tool's server does not run tasks, or the
+    /// policy would hold the call (then the firewall's task waits for the
+    /// approval and drives the server's own task once released). A call
+    /// the policy lets through to a task-running server keeps that
+    /// server's task, routed as before.
+    pub(super) fn runs_as_task(&self, subject: &Subject<'_>, entry: &Entry) -> bool {
+        if !self.shared.config.approval.tasks
+            || !subject.params.get("task").is_some_and(Value::is_object)
+        {
+            return false;
+        }
+        if !upstream_runs_tasks(entry) {
+            return true;
+        }
+        // A look ahead, recorded nowhere: the task's own run decides again,
+        // on the record.
+        matches!(
+            self.input_for(subject).evaluate(&self.policy()),
+            Ok(v) if matches!(v.decision, crate::policy::Decision::Approve { .. })
+        )
     }
 
     /// Create the task, start its call, answer with `CreateTaskResult`.
@@ -136,7 +154,11 @@ impl Proxy {
         let floor =
             i64::try_from(approvals.settings.timeout.as_millis()).unwrap_or(MAX_TTL_MS) + 3_600_000;
         let mut params = client_params.clone();
-        if let Some(p) = params.as_object_mut() {
+        // A server that requires tasks gets the call as a task (the
+        // firewall's task then waits on the server's); any other, plainly.
+        if task_support(entry) != Some("required")
+            && let Some(p) = params.as_object_mut()
+        {
             p.remove("task");
         }
         let now = Utc::now();
@@ -202,7 +224,7 @@ impl Proxy {
                 arguments: &arguments,
                 params: &upstream_params,
             };
-            let answer = match proxy.validate_arguments(&entry, &arguments) {
+            let mut answer = match proxy.validate_arguments(&entry, &arguments) {
                 Err(refusal) => Some(proxy.refuse_early(&subject, refusal).answer(true)),
                 Ok(()) => {
                     proxy
@@ -210,6 +232,34 @@ impl Proxy {
                         .await
                 }
             };
+            // Released to a server that made a task of its own: its result
+            // (fetched through the pipeline, decided like any tasks/result)
+            // is this task's.
+            if let Some(Ok(created)) = &answer
+                && let Some(upstream_task) = created
+                    .get("task")
+                    .and_then(|t| t.get("taskId"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            {
+                proxy.note_task(&answer, &entry);
+                let message = format!(
+                    "released; running as task {upstream_task} of {}",
+                    entry.server
+                );
+                let _ = proxy
+                    .shared
+                    .approvals
+                    .as_ref()
+                    .map(|a| a.store.note_task(&id, &message, None, Utc::now()));
+                answer = proxy
+                    .task_call(
+                        crate::proxy::methods::ClientRequest::TasksResult,
+                        json!({"taskId": upstream_task}),
+                        &cancel,
+                    )
+                    .await;
+            }
             jobs().remove(&id);
             // None: cancelled; tasks/cancel already ended the task.
             if let Some(answer) = answer {

@@ -89,7 +89,7 @@ impl Proxy {
             let refused = self.refuse_early(&subject, refusal);
             return Some(refused.answer(true));
         }
-        if self.runs_as_task(&params, entry) {
+        if self.runs_as_task(&subject, entry) {
             return Some(self.start_task(entry, arguments.clone(), &params));
         }
         let answer = self.decide_and_forward(&subject, cancel).await;
