@@ -487,3 +487,66 @@ fn concurrent_hooks_and_a_running_firewall_share_one_chain() {
     assert_eq!(hook_decisions, 8);
     hook.verify();
 }
+
+/// A hook whose wait ends before its request reached the approvers (the
+/// webhook answered 503 twice) stays until delivery finishes, within a
+/// bound: the approvers get the request and their answer releases the
+/// retry. (Before, the process exited with the retries still pending and
+/// the approvers never heard of the call.)
+#[test]
+fn a_hook_lets_its_webhook_delivery_finish_before_it_exits() {
+    use std::io::{BufRead, BufReader};
+    const SECRET: &str = "whsec_bWNwLWZpcmV3YWxsLXRlc3Qtc2VjcmV0LTMyYnl0ZXM=";
+    let hook = Hook::new();
+    let record = hook.dir.path().join("received.jsonl");
+    let mut receiver = Command::new("python3")
+        .arg(repo_path("fixtures/webhook/receiver.py"))
+        .args([
+            "--mode",
+            "flaky",
+            "--approver",
+            "bob",
+            "--reason",
+            "fine by the bot",
+        ])
+        .args(["--secret", SECRET, "--record"])
+        .arg(&record)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(receiver.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().strip_prefix("LISTENING ").unwrap().to_string();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let push = pre("Bash", json!({"command": "git push --force"}));
+    let run = |input: &Value| {
+        let mut child = hook
+            .command(&["--approval-webhook", &url])
+            .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.to_string().as_bytes())
+            .unwrap();
+        Answer::from(child.wait_with_output().unwrap())
+    };
+    let first = run(&push);
+    assert!(first.blocked().contains("Approval pending"), "{first:?}");
+    let delivered = hook
+        .records()
+        .into_iter()
+        .find(|r| r["event"] == "approval.delivered")
+        .expect("the request reached the approvers before the hook exited");
+    assert_eq!(delivered["attempts"], 3, "{delivered}");
+    // The webhook's answer (bob, in its response) releases the retry.
+    assert_eq!(run(&push).permission(), "allow");
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    hook.verify();
+}

@@ -157,6 +157,9 @@ pub struct Approvals {
     pub teams: Option<Teams>,
     /// Woken whenever an in-process answer lands.
     pub changed: Notify,
+    /// Deliveries and notifications in flight (webhook, Slack, Teams), so a
+    /// short-lived process (a hook) can let them finish before it exits.
+    pub deliveries: tokio_util::task::TaskTracker,
     /// Approvals this process has released. Single use is the store's rule;
     /// this also holds it in-process if the store's "used" marks are rolled
     /// back by someone who can write the file.
@@ -229,6 +232,7 @@ impl Approvals {
             slack,
             teams,
             changed: Notify::new(),
+            deliveries: tokio_util::task::TaskTracker::new(),
             released: Mutex::new(HashSet::new()),
             revoked: Mutex::new(HashSet::new()),
             audit,

@@ -31,6 +31,10 @@ use mcp_firewall::proxy::{Proxy, Shared};
 /// The largest hook input read (a `Write` of a big file carries it whole).
 const MAX_HOOK_INPUT: u64 = 32 * 1024 * 1024;
 
+/// How long a hook waits, after its answer, for deliveries to approvers
+/// still in flight (webhook retries, Slack, Teams).
+const DELIVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Exit code that blocks the tool, with stderr shown to the model.
 const BLOCK: u8 = 2;
 
@@ -127,8 +131,16 @@ fn pre_tool_use(args: &HookArgs, hook: &Value) -> anyhow::Result<ExitCode> {
     let answer = runtime.block_on(async {
         // Nothing is sent to a client: the answer is the exit code.
         let (client, _unread) = tokio::sync::mpsc::channel(16);
+        let approvals = shared.approvals.clone();
         let (proxy, _events) = Proxy::start(shared, session, client)?;
-        anyhow::Ok(proxy.decide_tool_use(&tool_use, unmatched).await)
+        let answer = proxy.decide_tool_use(&tool_use, unmatched).await;
+        // A request held past the wait is still being delivered to the
+        // approvers: let that finish (bounded) before the process ends.
+        if let Some(approvals) = approvals {
+            approvals.deliveries.close();
+            let _ = tokio::time::timeout(DELIVERY_GRACE, approvals.deliveries.wait()).await;
+        }
+        anyhow::Ok(answer)
     })?;
     Ok(match answer {
         HookAnswer::Allow { reason, .. } => decision("allow", &reason),

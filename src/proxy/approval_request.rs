@@ -65,7 +65,7 @@ impl Proxy {
             .map_err(|e| e.to_string())?;
         eprintln!("{}", held_hint(approvals, req, &id));
         if approvals.slack.is_some() || approvals.teams.is_some() {
-            tokio::spawn(notify_people(
+            approvals.deliveries.spawn(notify_people(
                 approvals.clone(),
                 id.clone(),
                 document.clone(),
@@ -77,7 +77,7 @@ impl Proxy {
                 .wait
                 .max(MIN_DELIVERY_WINDOW)
                 .min(obligations.timeout);
-            tokio::spawn(deliver(
+            approvals.deliveries.spawn(deliver(
                 approvals.clone(),
                 id,
                 document,
