@@ -421,6 +421,11 @@ fn an_answer_given_elsewhere_updates_the_bot_message() {
     let (mut fw, port, _dir) = start_as(&slack, true);
     let id = approval_id(&fw.call("notes__write_note", json!({"name": "x", "content": "y"})));
     let message = slack.wait("/api/chat.postMessage", |m| m.to_string().contains(&id));
+    // The message's ts is remembered once Slack's answer is read; the
+    // notification is on record after that (answering before it raced).
+    fw.wait_audit("the Slack notification", |r| {
+        r["event"] == "approval.notified" && r["approval_id"] == id.as_str()
+    });
     let digest = message
         .to_string()
         .split("mcpfw:")
