@@ -25,12 +25,7 @@ impl Hook {
             dir: tempfile::tempdir().unwrap(),
             policy: repo_path("policies"),
         };
-        let line = |name: &str| {
-            let key =
-                std::fs::read_to_string(repo_path(&format!("fixtures/keys/{name}.pub"))).unwrap();
-            format!("{name} {key}")
-        };
-        std::fs::write(hook.approvers(), ["carol", "dave"].map(line).join("")).unwrap();
+        common::approvers_file(&hook.approvers(), &["carol", "dave"]);
         hook
     }
 
@@ -99,18 +94,7 @@ impl Hook {
     }
 
     fn approve(&self, id: &str, who: &str) {
-        let out = Command::new(firewall_bin())
-            .args(["approvals", "approve", id, "--as", who, "--key"])
-            .arg(repo_path(&format!("fixtures/keys/{who}")))
-            .args(["--reason", "looked at it", "--data-dir"])
-            .arg(self.data())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::answer_with_key(&self.data(), "approve", id, who);
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Builder, Firewall, WAIT, firewall_bin, repo_path};
+use common::{Builder, Firewall, WAIT, firewall_bin};
 use serde_json::{Value, json};
 
 /// Lists are allowed; every tool call is held (the default).
@@ -25,8 +25,7 @@ impl Setup {
         let setup = Setup {
             dir: tempfile::tempdir().unwrap(),
         };
-        let key = std::fs::read_to_string(repo_path("fixtures/keys/carol.pub")).unwrap();
-        std::fs::write(setup.approvers(), format!("carol {key}")).unwrap();
+        common::approvers_file(&setup.approvers(), &["carol"]);
         std::fs::write(setup.dir.path().join("policy.rego"), HOLD_CALLS).unwrap();
         setup
     }
@@ -61,18 +60,7 @@ impl Setup {
     }
 
     fn answer(&self, verb: &str, id: &str) {
-        let out = Command::new(firewall_bin())
-            .args(["approvals", verb, id, "--as", "carol", "--key"])
-            .arg(repo_path("fixtures/keys/carol"))
-            .args(["--reason", "looked at it", "--data-dir"])
-            .arg(self.data())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::answer_with_key(&self.data(), verb, id, "carol");
     }
 }
 

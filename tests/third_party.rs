@@ -376,9 +376,8 @@ fn config_form_advertises_and_routes_tasks() {
 #[test]
 fn a_held_call_to_a_task_running_server_is_a_firewall_task_until_released() {
     let dir = tempfile::tempdir().unwrap();
-    let key = std::fs::read_to_string(repo_path("fixtures/keys/carol.pub")).unwrap();
     let approvers = dir.path().join("allowed_signers");
-    std::fs::write(&approvers, format!("carol {key}")).unwrap();
+    approvers_file(&approvers, &["carol"]);
     let data = dir.path().join("data");
     let rego = "package mcp.firewall\nallow if input.method != \"tools/call\"\n";
     let mut fw = Builder::new()
@@ -419,18 +418,7 @@ fn a_held_call_to_a_task_running_server_is_a_firewall_task_until_released() {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     };
-    let out = std::process::Command::new(common::firewall_bin())
-        .args(["approvals", "approve", &approval, "--as", "carol", "--key"])
-        .arg(repo_path("fixtures/keys/carol"))
-        .args(["--reason", "research is fine", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    answer_with_key(&data, "approve", &approval, "carol");
     // Blocks through the server's own task (four one-second stages).
     let result = fw.request("tasks/result", json!({"taskId": task_id}));
     assert!(text(&result).contains("held research"), "{result}");

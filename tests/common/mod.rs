@@ -459,3 +459,30 @@ pub fn wait_event(path: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Val
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// An OpenSSH `allowed_signers` file at `path` registering each name with
+/// the key `fixtures/keys/<name>.pub`.
+pub fn approvers_file(path: &Path, names: &[&str]) {
+    let line = |name: &&str| {
+        let key = std::fs::read_to_string(repo_path(&format!("fixtures/keys/{name}.pub"))).unwrap();
+        format!("{name} {key}")
+    };
+    std::fs::write(path, names.iter().map(line).collect::<String>()).unwrap();
+}
+
+/// `mcp-firewall approvals approve|deny ID --as WHO --key fixtures/keys/WHO`
+/// on the store in `data`; panics unless it succeeds.
+pub fn answer_with_key(data: &Path, verb: &str, id: &str, who: &str) {
+    let out = Command::new(firewall_bin())
+        .args(["approvals", verb, id, "--as", who, "--key"])
+        .arg(repo_path(&format!("fixtures/keys/{who}")))
+        .args(["--reason", "looked at it", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
