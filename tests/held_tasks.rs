@@ -208,3 +208,30 @@ fn a_task_survives_a_restart_and_belongs_to_its_principal() {
     let done = fw.request("tasks/get", json!({"taskId": id}));
     assert_eq!(done["result"]["status"], "completed", "{done}");
 }
+
+/// A task cancelled after a restart is not run first: its approval, given
+/// while the firewall was down, must not release the call on the way to the
+/// cancellation.
+#[test]
+fn a_task_cancelled_after_a_restart_never_runs() {
+    let setup = Setup::new();
+    let mut fw = setup.firewall("alice");
+    let task = call_as_task(&mut fw, "do not run");
+    let id = task["taskId"].as_str().unwrap().to_string();
+    let approval = approval_of(&mut fw, &id);
+    drop(fw);
+    setup.answer("approve", &approval);
+    let mut fw = setup.firewall("alice");
+    let cancelled = fw.request("tasks/cancel", json!({"taskId": id}));
+    assert_eq!(cancelled["result"]["status"], "cancelled", "{cancelled}");
+    let got = fw.request("tasks/get", json!({"taskId": id}));
+    assert_eq!(got["result"]["status"], "cancelled", "{got}");
+    std::thread::sleep(Duration::from_millis(300));
+    let records = fw.audit_records();
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["event"] == "call.completed" || r["event"] == "approval.released"),
+        "the cancelled task's call ran"
+    );
+}

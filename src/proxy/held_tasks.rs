@@ -58,18 +58,16 @@ fn jobs() -> std::sync::MutexGuard<'static, HashMap<String, CancellationToken>> 
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The tool's `execution.taskSupport`, as its server lists it.
-fn task_support(entry: &Entry) -> Option<&str> {
-    entry
-        .def
-        .get("execution")
+/// A tool definition's `execution.taskSupport`, as its server lists it.
+fn task_support(def: &Value) -> Option<&str> {
+    def.get("execution")
         .and_then(|e| e.get("taskSupport"))
         .and_then(Value::as_str)
 }
 
 /// The tool's server runs task-augmented calls itself.
 fn upstream_runs_tasks(entry: &Entry) -> bool {
-    matches!(task_support(entry), Some("optional" | "required"))
+    matches!(task_support(&entry.def), Some("optional" | "required"))
 }
 
 /// A tool definition as listed when the firewall runs tasks: may be called
@@ -156,7 +154,7 @@ impl Proxy {
         let mut params = client_params.clone();
         // A server that requires tasks gets the call as a task (the
         // firewall's task then waits on the server's); any other, plainly.
-        if task_support(entry) != Some("required")
+        if task_support(&entry.def) != Some("required")
             && let Some(p) = params.as_object_mut()
         {
             p.remove("task");
@@ -235,14 +233,7 @@ impl Proxy {
             // Released to a server that made a task of its own: its result
             // (fetched through the pipeline, decided like any tasks/result)
             // is this task's.
-            if let Some(Ok(created)) = &answer
-                && let Some(upstream_task) = created
-                    .get("task")
-                    .and_then(|t| t.get("taskId"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            {
-                proxy.note_task(&answer, &entry);
+            if let Some(upstream_task) = proxy.note_task(&answer, &entry) {
                 let message = format!(
                     "released; running as task {upstream_task} of {}",
                     entry.server
@@ -330,10 +321,14 @@ impl Proxy {
         if task.expired(Utc::now()) {
             return Some(task_error(format!("task {id} has expired")));
         }
+        if method == "tasks/cancel" {
+            // Never resumed first: re-running the call of a task being
+            // cancelled could consume its grant and run it.
+            return Some(self.cancel_task(task).await);
+        }
         self.resume(&task).await;
         Some(match method {
             "tasks/get" => Ok(task_json(&task)),
-            "tasks/cancel" => self.cancel_task(task).await,
             _ => self.task_result(id, &principal, cancel).await?,
         })
     }

@@ -85,22 +85,26 @@ impl Tasks {
 
 impl Proxy {
     /// After a forwarded `tools/call`: if the upstream answered with a
-    /// `CreateTaskResult`, remember the task as `entry`'s.
-    pub(super) fn note_task(&self, answer: &Option<Result<Value, Value>>, entry: &Entry) {
+    /// `CreateTaskResult`, remember the task as `entry`'s. Returns its id
+    /// when it is now routed to `entry`'s upstream.
+    pub(super) fn note_task(
+        &self,
+        answer: &Option<Result<Value, Value>>,
+        entry: &Entry,
+    ) -> Option<String> {
         let Some(Ok(result)) = answer else {
-            return;
+            return None;
         };
-        let Some(id) = result
+        let id = result
             .get("task")
             .and_then(|t| t.get("taskId"))
-            .and_then(Value::as_str)
-        else {
-            return;
-        };
+            .and_then(Value::as_str)?;
         if !self.tasks.lock().expect("tasks lock").insert(id, entry) {
             tracing::warn!(server = %entry.server, task = %id,
                 "upstream claimed a task id another upstream owns; not routed to it");
+            return None;
         }
+        Some(id.to_string())
     }
 
     /// Whether this session created task `id`.
