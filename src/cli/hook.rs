@@ -143,9 +143,9 @@ fn pre_tool_use(args: &HookArgs, hook: &Value) -> anyhow::Result<ExitCode> {
         anyhow::Ok(answer)
     })?;
     Ok(match answer {
-        HookAnswer::Allow { reason, .. } => decision("allow", &reason),
-        HookAnswer::Ask { reason, .. } => decision("ask", &reason),
-        HookAnswer::Deny { reason, .. } => block(&reason),
+        HookAnswer::Allow(reason) => decision("allow", &reason),
+        HookAnswer::Ask(reason) => decision("ask", &reason),
+        HookAnswer::Deny(reason) => block(&reason),
     })
 }
 

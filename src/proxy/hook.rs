@@ -112,18 +112,15 @@ pub enum Unmatched {
     Ask,
 }
 
-/// The hook's answer.
+/// The hook's answer, each with its reason (naming the recorded decision).
 #[derive(Debug, PartialEq, Eq)]
 pub enum HookAnswer {
-    /// Run it. `reason` says why (policy, or who approved).
-    Allow { decision_id: String, reason: String },
+    /// Run it: allowed by policy, or approved.
+    Allow(String),
     /// Let Claude Code ask its user.
-    Ask { decision_id: String, reason: String },
-    /// Do not run it; `reason` is shown to the model.
-    Deny {
-        decision_id: Option<String>,
-        reason: String,
-    },
+    Ask(String),
+    /// Do not run it; the reason is shown to the model.
+    Deny(String),
 }
 
 impl Proxy {
@@ -149,13 +146,10 @@ impl Proxy {
         };
         let refused = match self.decide(&subject) {
             Ok(permit) => {
-                return HookAnswer::Allow {
-                    reason: format!(
-                        "mcp-firewall: allowed by policy (decision {})",
-                        permit.decision_id()
-                    ),
-                    decision_id: permit.decision_id().to_string(),
-                };
+                return HookAnswer::Allow(format!(
+                    "mcp-firewall: allowed by policy (decision {})",
+                    permit.decision_id()
+                ));
             }
             Err(refused) => refused,
         };
@@ -183,18 +177,14 @@ impl Proxy {
             task: None,
         };
         match self.hold(request, &CancellationToken::new()).await {
-            Held::Released(permit) => HookAnswer::Allow {
-                reason: format!(
-                    "mcp-firewall: approved by a human (decision {})",
-                    permit.decision_id()
-                ),
-                decision_id: permit.decision_id().to_string(),
-            },
+            Held::Released(permit) => HookAnswer::Allow(format!(
+                "mcp-firewall: approved by a human (decision {})",
+                permit.decision_id()
+            )),
             Held::Refused(refused) => deny(refused),
-            Held::Cancelled => HookAnswer::Deny {
-                decision_id: Some(decision_id),
-                reason: "mcp-firewall: the wait for approval was cancelled".into(),
-            },
+            Held::Cancelled => HookAnswer::Deny(format!(
+                "mcp-firewall: the wait for approval was cancelled (decision {decision_id})"
+            )),
         }
     }
 
@@ -210,12 +200,9 @@ impl Proxy {
                 refusal: e.into(),
             });
         }
-        HookAnswer::Ask {
-            reason: format!(
-                "mcp-firewall: {DEFAULT_HOLD_REASON}; the user decides (decision {decision_id})"
-            ),
-            decision_id,
-        }
+        HookAnswer::Ask(format!(
+            "mcp-firewall: {DEFAULT_HOLD_REASON}; the user decides (decision {decision_id})"
+        ))
     }
 }
 
@@ -224,10 +211,7 @@ fn deny(refused: Refused) -> HookAnswer {
     if let Some(id) = &refused.decision_id {
         reason.push_str(&format!(" (decision {id})"));
     }
-    HookAnswer::Deny {
-        decision_id: refused.decision_id,
-        reason,
-    }
+    HookAnswer::Deny(reason)
 }
 
 #[cfg(test)]
