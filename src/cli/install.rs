@@ -163,6 +163,22 @@ fn sidecar_path(file: &Path) -> PathBuf {
     file.with_file_name(name)
 }
 
+/// The sidecar at `path`, `None` when there is none. One that cannot be
+/// read or parsed is an error: starting a new one would lose the original.
+fn read_sidecar(path: &Path) -> anyhow::Result<Option<Sidecar>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    serde_json::from_str(&text).map(Some).with_context(|| {
+        format!(
+            "{} is damaged; it holds the original config: repair it or move it away",
+            path.display()
+        )
+    })
+}
+
 /// Read `file`, let `change` edit it (saving originals into the map), and
 /// write it back with a diff when it changed. Returns whether it changed.
 fn manage(
@@ -182,15 +198,7 @@ fn manage(
         None => json!({}),
     };
     let sidecar_file = sidecar_path(file);
-    let mut sidecar: Option<Sidecar> = match std::fs::read_to_string(&sidecar_file) {
-        Ok(text) => Some(serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is damaged; move it away to install again",
-                sidecar_file.display()
-            )
-        })?),
-        Err(_) => None,
-    };
+    let mut sidecar = read_sidecar(&sidecar_file)?;
     let mut saved = Map::new();
     let notes = change(&mut doc, &mut saved)?;
     say!("{}:", file.display());
@@ -229,11 +237,9 @@ fn manage(
 /// Undo [`manage`] for `file`. Returns false when it was never managed.
 fn restore(file: &Path, client: Client, dry_run: bool) -> anyhow::Result<bool> {
     let sidecar_file = sidecar_path(file);
-    let Ok(text) = std::fs::read_to_string(&sidecar_file) else {
+    let Some(sidecar) = read_sidecar(&sidecar_file)? else {
         return Ok(false);
     };
-    let sidecar: Sidecar = serde_json::from_str(&text)
-        .with_context(|| format!("{} is damaged", sidecar_file.display()))?;
     let current = std::fs::read_to_string(file).ok();
     let untouched =
         current.as_deref().map(sha256_hex).as_deref() == Some(&sidecar.installed_sha256);
