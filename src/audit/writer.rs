@@ -82,7 +82,8 @@ pub struct AuditLog {
     written: AtomicU64,
     /// Group commit (FsyncMode::Always): who syncs, and what is durable.
     durable: Mutex<Durable>,
-    /// The same open file, for `fsync` outside the write lock.
+    /// The same open file, for `fsync` outside the write lock, and whose
+    /// advisory lock (shared with `inner.file`) serializes the writers.
     sync_file: File,
 }
 
@@ -124,11 +125,11 @@ impl AuditLog {
             .create(true)
             .open(path)
             .map_err(write_failed)?;
-        lock_within(&file, LOCK_WAIT).map_err(|e| lock_failed(path, e))?;
-        let resumed = chain_head(&mut file, path);
-        let _ = file.unlock();
-        let (len, next_seq, last_hash) = resumed?;
         let sync_file = file.try_clone().map_err(write_failed)?;
+        let (len, next_seq, last_hash) = {
+            let _locked = lock_within(&sync_file, LOCK_WAIT).map_err(|e| lock_failed(path, e))?;
+            chain_head(&mut file, path)?
+        };
         let inner = Inner {
             file,
             next_seq,
@@ -183,17 +184,15 @@ impl AuditLog {
                  restart and run `mcp-firewall audit verify`",
             )));
         }
-        lock_within(&inner.file, LOCK_WAIT).map_err(|e| lock_failed(&self.path, e))?;
-        if let Err(e) = inner.catch_up(&self.path) {
-            let _ = inner.file.unlock();
-            return Err(e);
-        }
+        // `sync_file` shares the open file (and so its lock) with `inner.file`.
+        let locked =
+            lock_within(&self.sync_file, LOCK_WAIT).map_err(|e| lock_failed(&self.path, e))?;
+        inner.catch_up(&self.path)?;
         // The timestamp is taken under the lock so `ts` follows `seq` order
         // (as far as the wall clock itself does).
         let ts = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         let (hash, mut line) = seal(body, inner.next_seq, ts, event, &inner.last_hash);
         if line.len() > MAX_RECORD_BYTES {
-            let _ = inner.file.unlock();
             return Err(AuditError::InvalidBody(format!(
                 "record is {} bytes, more than the {MAX_RECORD_BYTES}-byte limit",
                 line.len()
@@ -202,10 +201,9 @@ impl AuditLog {
         line.push('\n');
         if let Err(source) = inner.write_line(line.as_bytes()) {
             inner.roll_back();
-            let _ = inner.file.unlock();
             return Err(self.write_failed(source));
         }
-        let _ = inner.file.unlock();
+        drop(locked);
         let seq = inner.next_seq;
         inner.next_seq += 1;
         inner.last_hash.clone_from(&hash);
@@ -344,12 +342,21 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
+/// The file's exclusive lock, released when dropped (on every path out).
+struct Locked<'a>(&'a File);
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
 /// Take the file's exclusive lock, retrying for at most `wait`.
-fn lock_within(file: &File, wait: std::time::Duration) -> io::Result<()> {
+fn lock_within(file: &File, wait: std::time::Duration) -> io::Result<Locked<'_>> {
     let deadline = std::time::Instant::now() + wait;
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(Locked(file)),
             Err(TryLockError::Error(e)) => return Err(e),
             Err(TryLockError::WouldBlock) if std::time::Instant::now() >= deadline => {
                 return Err(io::Error::new(
