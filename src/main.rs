@@ -270,7 +270,7 @@ pub struct DecisionArgs {
 #[derive(Args, Debug)]
 pub struct InstallArgs {
     /// claude-desktop, claude-code, cursor, vscode or windsurf.
-    #[arg(long, value_parser = cli::clients::CLIENT_NAMES)]
+    #[arg(long, value_parser = cli::clients::CLIENTS.map(|(_, name)| name))]
     pub client: String,
     /// The client's config file, instead of where the client keeps it.
     #[arg(long)]

@@ -31,34 +31,25 @@ pub enum Scope {
     Project,
 }
 
-pub const CLIENT_NAMES: [&str; 5] = [
-    "claude-desktop",
-    "claude-code",
-    "cursor",
-    "vscode",
-    "windsurf",
+/// Every client and the name `--client` takes for it.
+pub const CLIENTS: [(Client, &str); 5] = [
+    (Client::ClaudeDesktop, "claude-desktop"),
+    (Client::ClaudeCode, "claude-code"),
+    (Client::Cursor, "cursor"),
+    (Client::VsCode, "vscode"),
+    (Client::Windsurf, "windsurf"),
 ];
 
 impl Client {
     pub fn parse(name: &str) -> Option<Client> {
-        Some(match name {
-            "claude-desktop" => Client::ClaudeDesktop,
-            "claude-code" => Client::ClaudeCode,
-            "cursor" => Client::Cursor,
-            "vscode" => Client::VsCode,
-            "windsurf" => Client::Windsurf,
-            _ => return None,
-        })
+        CLIENTS.iter().find(|(_, n)| *n == name).map(|(c, _)| *c)
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Client::ClaudeDesktop => "claude-desktop",
-            Client::ClaudeCode => "claude-code",
-            Client::Cursor => "cursor",
-            Client::VsCode => "vscode",
-            Client::Windsurf => "windsurf",
-        }
+        CLIENTS
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map_or("", |(_, n)| n)
     }
 
     /// The key holding the server entries.
