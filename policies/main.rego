@@ -60,10 +60,13 @@ allow if input.method in list_methods
 
 allow if input.method in read_methods
 
-# Task methods (MCP 2025-11-25): the firewall routes them only for tasks this
-# session's own, already decided, tools/call created, to the upstream that
-# created each; input.tool is that tool. Deny rules still apply.
-task_methods := {"tasks/get", "tasks/result", "tasks/cancel", "tasks/list"}
+# Task methods (MCP 2025-11-25, and tasks/update of the 2026-07-28 tasks
+# extension): the firewall routes them only for tasks this session's own,
+# already decided, tools/call created, to the upstream that created each;
+# input.tool is that tool. Deny rules still apply; what a task returns goes
+# through the response phase, and the input requests it carries are decided
+# as server-to-client requests (input.direction == "server_to_client").
+task_methods := {"tasks/get", "tasks/result", "tasks/cancel", "tasks/list", "tasks/update"}
 
 allow if input.method in task_methods
 

@@ -110,3 +110,14 @@ test_task_methods_of_a_decided_call_allowed if {
 	firewall.allow with input as task_result
 	count(firewall.approve) == 0 with input as task_result
 }
+
+task_update := object.union(task_result, {
+	"method": "tasks/update",
+	"extra_params": {},
+	"params": {"taskId": "t-1", "inputResponses": {"confirm": {"action": "accept"}}},
+})
+
+test_tasks_update_of_a_decided_call_allowed if {
+	firewall.allow with input as task_update
+	count(firewall.approve) == 0 with input as task_update
+}

@@ -708,12 +708,32 @@ fn stateless(
     token: &str,
     id: i64,
     method: &str,
-    mut params: Value,
+    params: Value,
+) -> reqwest::RequestBuilder {
+    let client = json!({"name": "stateless-test", "version": "1"});
+    stateless_as(
+        http,
+        server,
+        token,
+        (id, method, params),
+        &client,
+        &json!({}),
+    )
+}
+
+/// [`stateless`] from a client with this info and these capabilities.
+fn stateless_as(
+    http: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    (id, method, mut params): (i64, &str, Value),
+    client: &Value,
+    capabilities: &Value,
 ) -> reqwest::RequestBuilder {
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "stateless-test", "version": "1"},
-        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": client,
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
     });
     let mut r = http
         .post(server.url("/mcp"))
@@ -721,10 +741,159 @@ fn stateless(
         .header("accept", "application/json")
         .header("mcp-protocol-version", "2026-07-28")
         .header("mcp-method", method);
-    if let Some(name) = params.get("name").and_then(Value::as_str) {
+    let name = match method {
+        "tasks/get" | "tasks/update" | "tasks/cancel" => params.get("taskId"),
+        _ => params.get("name"),
+    };
+    if let Some(name) = name.and_then(Value::as_str) {
         r = r.header("mcp-name", name);
     }
     r.json(&rpc(id, method, params))
+}
+
+/// Issue 16, item 3: the 2026-07-28 tasks extension through the stateless
+/// bridge. Its methods need the client to declare the extension (`-32021`);
+/// a task is polled through the bridge that made it, whatever the poll's
+/// own client info, and only by its principal; the v1 methods are gone.
+#[tokio::test]
+async fn stateless_tasks_need_the_extension_and_stay_with_their_principal() {
+    let config = format!(
+        r#"
+[[upstream]]
+name = "conf"
+command = "{fixture}"
+
+[http]
+tokens = [
+  {{ principal = "alice", sha256 = "{alice}" }},
+  {{ principal = "bob", env = "BOB_TOKEN" }},
+]
+"#,
+        fixture = env!("CARGO_BIN_EXE_mcp-firewall-conformance-fixture"),
+        alice = hex_sha256(ALICE_TOKEN),
+    );
+    let server = start(with_config(&config).rego(ALLOW_ALL));
+    let http = client();
+    let tasks = json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+    let sdk = json!({"name": "sdk", "version": "2"});
+    let send = |token, id, method, params: Value, client: &Value, caps: &Value| {
+        json_of(stateless_as(
+            &http,
+            &server,
+            token,
+            (id, method, params),
+            client,
+            caps,
+        ))
+    };
+
+    let discover = send(ALICE_TOKEN, 1, "server/discover", json!({}), &sdk, &tasks).await;
+    let caps = &discover["result"]["capabilities"];
+    assert!(
+        caps["extensions"]["io.modelcontextprotocol/tasks"].is_object(),
+        "{discover}"
+    );
+    let created = send(
+        ALICE_TOKEN,
+        2,
+        "tools/call",
+        json!({"name": "conf__slow_compute", "arguments": {"seconds": 60}}),
+        &sdk,
+        &tasks,
+    )
+    .await;
+    assert_eq!(created["result"]["resultType"], "task", "{created}");
+    let task = created["result"]["taskId"].as_str().unwrap().to_string();
+
+    // Without the extension: -32021, naming it.
+    let undeclared = send(
+        ALICE_TOKEN,
+        3,
+        "tasks/get",
+        json!({"taskId": task}),
+        &sdk,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(undeclared["error"]["code"], -32021, "{undeclared}");
+    assert!(
+        undeclared["error"]["data"]["requiredCapabilities"]["extensions"]
+            ["io.modelcontextprotocol/tasks"]
+            .is_object(),
+        "{undeclared}"
+    );
+    // Another client of alice's (another bridge) reaches her task.
+    let other = json!({"name": "other-client", "version": "1"});
+    let got = send(
+        ALICE_TOKEN,
+        4,
+        "tasks/get",
+        json!({"taskId": task}),
+        &other,
+        &tasks,
+    )
+    .await;
+    assert_eq!(got["result"]["taskId"], task.as_str(), "{got}");
+    assert_eq!(got["result"]["status"], "working", "{got}");
+    // Bob does not, with any method.
+    for (id, method, params) in [
+        (5, "tasks/get", json!({"taskId": task})),
+        (6, "tasks/cancel", json!({"taskId": task})),
+        (
+            7,
+            "tasks/update",
+            json!({"taskId": task, "inputResponses": {}}),
+        ),
+    ] {
+        let refused = send(BOB_TOKEN, id, method, params, &sdk, &tasks).await;
+        assert_eq!(refused["error"]["code"], -32602, "{method}: {refused}");
+    }
+    // The v1 methods are not part of 2026-07-28.
+    for (id, method) in [(8, "tasks/result"), (9, "tasks/list")] {
+        let gone = send(
+            ALICE_TOKEN,
+            id,
+            method,
+            json!({"taskId": task}),
+            &sdk,
+            &tasks,
+        )
+        .await;
+        assert_eq!(gone["error"]["code"], -32601, "{method}: {gone}");
+    }
+    let ack = send(
+        ALICE_TOKEN,
+        10,
+        "tasks/cancel",
+        json!({"taskId": task}),
+        &sdk,
+        &tasks,
+    )
+    .await;
+    assert_eq!(ack["result"], json!({"resultType": "complete"}), "{ack}");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let got = send(
+            ALICE_TOKEN,
+            11,
+            "tasks/get",
+            json!({"taskId": task}),
+            &sdk,
+            &tasks,
+        )
+        .await;
+        if got["result"]["status"] == "cancelled" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.wait_audit("bob's refused poll", |r| {
+        r["event"] == "call.decided"
+            && r["method"] == "tasks/get"
+            && r["principal"]["id"] == "bob"
+            && r["result"]["decision"] == "deny"
+    });
 }
 
 #[tokio::test]

@@ -149,9 +149,10 @@ impl Proxy {
             .expect("forwarding lock")
             .remove(&seq);
         if let Forwarded::Answered(Ok(result)) = &outcome
-            && super::responses::inspected(subject.method)
+            && let Some(part) = super::responses::inspected_part(subject.method, result)
         {
-            let (answer, inspection) = self.inspect_response(subject, &decision_id, result.clone());
+            let (answer, inspection) = self.inspect_response(subject, &decision_id, part.clone());
+            let answer = super::responses::put_back(subject.method, result, answer);
             return Some(
                 match self.record_outcome(&decision_id, started, &outcome, Some(inspection)) {
                     Ok(()) => answer,

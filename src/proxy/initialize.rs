@@ -190,6 +190,13 @@ impl Proxy {
                     entry["requests"] = json!({"tools": {"call": {}}});
                 }
             }
+            // The 2026-07-28 tasks extension: routed the same way.
+            if let Some(Value::Object(extensions)) = theirs.get("extensions")
+                && extensions.contains_key(super::tasks::EXTENSION)
+            {
+                let entry = caps.entry("extensions").or_insert_with(|| json!({}));
+                entry[super::tasks::EXTENSION] = json!({});
+            }
             tracing::debug!(server = %name, "merged capabilities");
         }
         if self.shared.config.approval.tasks {

@@ -8,7 +8,7 @@
 //! | client request | `tools/list`, `prompts/list`, `resources/list`, `resources/templates/list` | filter: the firewall's own catalogue, each item through the policy (`hide`) |
 //! | client request | `tools/call`, `prompts/get`, `resources/read`, `resources/subscribe`, `resources/unsubscribe`, `completion/complete` | decide: policy, audit, `Permit`, forward |
 //! | client request | `logging/setLevel` | plumbing: a level from the closed RFC 5424 list, sent to upstreams that log |
-//! | client request | `tasks/get`, `tasks/result`, `tasks/cancel` | decide: only for a task this session's decided `tools/call` created, forwarded to the upstream that created it (`tasks`) |
+//! | client request | `tasks/get`, `tasks/result`, `tasks/cancel`, `tasks/update` | decide: only for a task this session's decided `tools/call` created, forwarded to the upstream that created it (`tasks`); a result `tasks/get` inlines (2026-07-28 tasks extension) goes through the response phase and the input requests it carries are decided as server requests |
 //! | client request | `tasks/list` | filter: the upstreams' listings, only this session's tasks |
 //! | client request | anything else | refuse: `-32601`, audited |
 //! | client notification | `notifications/initialized` | local (each upstream got its own) |
@@ -48,6 +48,9 @@ pub enum ClientRequest {
     TasksResult,
     TasksCancel,
     TasksList,
+    /// `tasks/update` (the 2026-07-28 tasks extension): the client's answers
+    /// to a task's input requests.
+    TasksUpdate,
 }
 
 /// What the firewall does with a message.
@@ -64,7 +67,7 @@ pub enum Handling {
 }
 
 impl ClientRequest {
-    pub const ALL: [ClientRequest; 17] = [
+    pub const ALL: [ClientRequest; 18] = [
         ClientRequest::Initialize,
         ClientRequest::Ping,
         ClientRequest::ToolsList,
@@ -82,6 +85,7 @@ impl ClientRequest {
         ClientRequest::TasksResult,
         ClientRequest::TasksCancel,
         ClientRequest::TasksList,
+        ClientRequest::TasksUpdate,
     ];
 
     /// `None`: not in the table, so refused.
@@ -110,6 +114,7 @@ impl ClientRequest {
             ClientRequest::TasksResult => "tasks/result",
             ClientRequest::TasksCancel => "tasks/cancel",
             ClientRequest::TasksList => "tasks/list",
+            ClientRequest::TasksUpdate => "tasks/update",
         }
     }
 
@@ -122,9 +127,10 @@ impl ClientRequest {
             | ClientRequest::ResourceTemplatesList
             | ClientRequest::PromptsList
             | ClientRequest::TasksList => Handling::Filter,
-            ClientRequest::TasksGet | ClientRequest::TasksResult | ClientRequest::TasksCancel => {
-                Handling::Decide
-            }
+            ClientRequest::TasksGet
+            | ClientRequest::TasksResult
+            | ClientRequest::TasksCancel
+            | ClientRequest::TasksUpdate => Handling::Decide,
             ClientRequest::ToolsCall
             | ClientRequest::ResourcesRead
             | ClientRequest::ResourcesSubscribe
@@ -156,7 +162,8 @@ impl ClientRequest {
             | ClientRequest::LoggingSetLevel
             | ClientRequest::TasksGet
             | ClientRequest::TasksResult
-            | ClientRequest::TasksCancel => None,
+            | ClientRequest::TasksCancel
+            | ClientRequest::TasksUpdate => None,
         }
     }
 
@@ -175,6 +182,7 @@ impl ClientRequest {
             ClientRequest::TasksGet | ClientRequest::TasksResult | ClientRequest::TasksCancel => {
                 &["taskId"]
             }
+            ClientRequest::TasksUpdate => &["taskId", "inputResponses"],
             ClientRequest::LoggingSetLevel => &["level"],
             ClientRequest::ToolsList
             | ClientRequest::ResourcesList
@@ -277,7 +285,7 @@ mod tests {
         for m in ClientRequest::ALL {
             assert_eq!(ClientRequest::parse(m.as_str()), Some(m));
         }
-        for unknown in ["tasks/update", "tools/teleport", "", "TOOLS/CALL"] {
+        for unknown in ["tasks/teleport", "tools/teleport", "", "TOOLS/CALL"] {
             assert_eq!(ClientRequest::parse(unknown), None);
         }
     }

@@ -55,6 +55,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use shared::{PolicyCell, RateCounters, Shared};
+pub use tasks::EXTENSION as TASKS_EXTENSION;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -288,9 +289,10 @@ impl Proxy {
             ClientRequest::PromptsGet => self.prompts_get(params, cancel).await,
             ClientRequest::CompletionComplete => self.completion(params, cancel).await,
             ClientRequest::LoggingSetLevel => Some(self.set_log_level(params).await),
-            ClientRequest::TasksGet | ClientRequest::TasksResult | ClientRequest::TasksCancel => {
-                self.task_call(request, params, cancel).await
-            }
+            ClientRequest::TasksGet
+            | ClientRequest::TasksResult
+            | ClientRequest::TasksCancel
+            | ClientRequest::TasksUpdate => self.task_call(request, params, cancel).await,
             ClientRequest::TasksList => Some(self.tasks_list().await),
         }
     }

@@ -24,12 +24,40 @@ use crate::error::Refusal;
 use crate::inspect::{self, Located};
 use crate::policy::Decision;
 
-/// The methods whose results are inspected.
-pub fn inspected(method: &str) -> bool {
-    matches!(
-        method,
-        "tools/call" | "resources/read" | "prompts/get" | "tasks/result"
-    )
+/// The part of a result that is inspected, if any: the whole result of
+/// `tools/call`, `resources/read`, `prompts/get` and `tasks/result`; the tool
+/// result a 2026 `tasks/get` inlines once the task has completed.
+pub fn inspected_part<'a>(method: &str, result: &'a Value) -> Option<&'a Value> {
+    match method {
+        "tools/call" | "resources/read" | "prompts/get" | "tasks/result" => Some(result),
+        "tasks/get" => result.get("result").filter(|r| r.is_object()),
+        _ => None,
+    }
+}
+
+/// The answer the client gets once [`inspected_part`] was inspected: for a
+/// `tasks/get`, the task with the inspected result inlined (a refusal that is
+/// not a tool result fails the task instead).
+pub fn put_back(
+    method: &str,
+    result: &Value,
+    inspected: Result<Value, Value>,
+) -> Result<Value, Value> {
+    if method != "tasks/get" {
+        return inspected;
+    }
+    let mut task = result.clone();
+    match inspected {
+        Ok(inlined) => task["result"] = inlined,
+        Err(error) => {
+            if let Some(t) = task.as_object_mut() {
+                t.remove("result");
+            }
+            task["status"] = json!("failed");
+            task["error"] = error;
+        }
+    }
+    Ok(task)
 }
 
 /// What the response phase did, for the audit record.
@@ -74,7 +102,8 @@ impl Proxy {
             "reasons": inspection.withheld,
             "shadow": self.shared.shadow,
         });
-        let tool_call = subject.method == "tools/call";
+        // A task's inlined result is a tool result too.
+        let tool_call = matches!(subject.method, "tools/call" | "tasks/get");
         let answer = match (original, inspection.withheld) {
             (Some(original), _) => Ok(original),
             (None, None) => Ok(result),

@@ -1,18 +1,29 @@
-//! Tasks (MCP 2025-11-25, SEP-1686): `tasks/get`, `tasks/result`,
-//! `tasks/cancel` and `tasks/list`.
+//! Tasks: MCP 2025-11-25 (SEP-1686: `tasks/get`, `tasks/result`,
+//! `tasks/cancel`, `tasks/list`) and the 2026-07-28 tasks extension
+//! (`io.modelcontextprotocol/tasks`, SEP-2663: `tasks/get`, `tasks/update`,
+//! `tasks/cancel`).
 //!
-//! A task is created by a task-augmented `tools/call` (params `task`), which
-//! the policy decided like any call; the upstream answers with a
-//! `CreateTaskResult` naming the task id. The firewall remembers which
-//! upstream (and which tool) each task id of this session came from, and:
+//! A task is created by a `tools/call` the policy decided like any call
+//! (task-augmented with params `task` in 2025-11-25; at the server's choice
+//! for a client that declared the extension in 2026-07-28); the upstream
+//! answers with a `CreateTaskResult` naming the task id (nested under `task`,
+//! or flat with `resultType: "task"`). The firewall remembers which upstream
+//! (and which tool) each task id of this session came from, and:
 //!
-//! - routes `tasks/get`, `tasks/result` and `tasks/cancel` to that upstream
-//!   only, decided by the policy with `input.method` naming the task method,
-//!   `input.tool` the tool that created the task and `input.task.id` the
-//!   task; a task id this session did not create is refused (`-32602`), so
-//!   no client reaches another session's or another upstream's tasks;
-//! - puts what `tasks/result` returns (the tool's real result) through the
-//!   response phase, exactly as a direct `tools/call` result;
+//! - routes `tasks/get`, `tasks/result`, `tasks/cancel` and `tasks/update` to
+//!   that upstream only, decided by the policy with `input.method` naming the
+//!   task method, `input.tool` the tool that created the task and
+//!   `input.task.id` the task; a task id this session did not create is
+//!   refused (`-32602`), so no client reaches another session's or another
+//!   upstream's tasks;
+//! - puts what `tasks/result` returns (the tool's real result), and the
+//!   result a 2026 `tasks/get` inlines, through the response phase, exactly
+//!   as a direct `tools/call` result;
+//! - decides every input request a 2026 `tasks/get` carries (`inputRequests`:
+//!   elicitation, sampling, roots) as the server-to-client request it is,
+//!   once per request; the client sees only those the policy allows, and an
+//!   upstream that asks for what the policy refuses has its task cancelled
+//!   (the client sees it `failed`, with the reasons);
 //! - answers `tasks/list` itself: the upstreams' listings, keeping only this
 //!   session's tasks;
 //! - relays `notifications/tasks/status` only for this session's tasks.
@@ -28,9 +39,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
 use super::input::{Subject, Target};
-use super::methods::ClientRequest;
+use super::methods::{ClientRequest, ServerRequest};
 use crate::error::Refusal;
-use crate::upstream::{Entry, ListMethod};
+use crate::jsonrpc::code;
+use crate::upstream::{Entry, ListMethod, OwnRequest};
+
+/// The 2026-07-28 tasks extension's id (`capabilities.extensions`).
+pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 
 /// Tasks remembered per session; beyond this the oldest are forgotten (and
 /// can no longer be reached through the firewall).
@@ -44,6 +59,11 @@ pub struct TaskOwner {
     pub entry: Entry,
     /// Order of creation, for forgetting the oldest.
     seq: u64,
+    /// The input requests decided so far, by key: `None` if relayed to the
+    /// client, else the reasons it was refused.
+    inputs: HashMap<String, Option<Vec<String>>>,
+    /// What `tasks/get` answers once the firewall ended the task.
+    ended: Option<Value>,
 }
 
 /// This session's tasks, by task id.
@@ -73,6 +93,8 @@ impl Tasks {
         let owner = TaskOwner {
             entry: entry.clone(),
             seq: self.next,
+            inputs: HashMap::new(),
+            ended: None,
         };
         self.owners.insert(id.to_string(), owner);
         true
@@ -95,10 +117,12 @@ impl Proxy {
         let Some(Ok(result)) = answer else {
             return None;
         };
-        let id = result
-            .get("task")
-            .and_then(|t| t.get("taskId"))
-            .and_then(Value::as_str)?;
+        // 2025-11-25 nests the task; the 2026-07-28 extension flattens it.
+        let id = match result.get("resultType").and_then(Value::as_str) {
+            Some("task") => result.get("taskId"),
+            _ => result.get("task").and_then(|t| t.get("taskId")),
+        }
+        .and_then(Value::as_str)?;
         if !self.tasks.lock().expect("tasks lock").insert(id, entry) {
             tracing::warn!(server = %entry.server, task = %id,
                 "upstream claimed a task id another upstream owns; not routed to it");
@@ -154,7 +178,117 @@ impl Proxy {
             arguments: &empty,
             params: &params,
         };
-        self.decide_and_forward(&subject, cancel).await
+        let answer = self.decide_and_forward(&subject, cancel).await;
+        match (request, answer) {
+            (ClientRequest::TasksGet, Some(Ok(task))) => {
+                Some(Ok(self.screen_input_requests(id, &owner.entry, task).await))
+            }
+            (_, answer) => answer,
+        }
+    }
+
+    /// A 2026 `tasks/get` answer with `inputRequests`: each one decided (once)
+    /// as the server-to-client request it is; the client sees the allowed
+    /// ones. A refused one ends the task: the upstream's task is cancelled and
+    /// the client sees it `failed` with the reasons.
+    async fn screen_input_requests(&self, id: &str, entry: &Entry, mut task: Value) -> Value {
+        let ended = self
+            .tasks
+            .lock()
+            .expect("tasks lock")
+            .owner(id)
+            .and_then(|o| o.ended.clone());
+        if let Some(ended) = ended {
+            return ended;
+        }
+        let Some(Value::Object(requests)) = task.get_mut("inputRequests") else {
+            return task;
+        };
+        let mut refused = Vec::new();
+        for (key, request) in requests.iter() {
+            let known = self
+                .tasks
+                .lock()
+                .expect("tasks lock")
+                .owner(id)
+                .and_then(|o| o.inputs.get(key).cloned());
+            let verdict = match known {
+                Some(verdict) => verdict,
+                None => {
+                    let verdict = self.decide_input_request(id, entry, request);
+                    if let Some(owner) = self.tasks.lock().expect("tasks lock").owners.get_mut(id) {
+                        owner.inputs.insert(key.clone(), verdict.clone());
+                    }
+                    verdict
+                }
+            };
+            if let Some(reasons) = verdict {
+                refused.extend(reasons);
+            }
+        }
+        if refused.is_empty() {
+            return task;
+        }
+        if let Some(upstream) = self.upstream(&entry.server) {
+            let cancel = upstream.own_request(
+                OwnRequest::CancelTask(id.to_string()),
+                self.spec_timeout(&entry.server),
+            );
+            if let Err(e) = cancel.await {
+                tracing::warn!(server = %entry.server, task = %id, "could not cancel the task: {e}");
+            }
+        }
+        let mut failed = json!({
+            "resultType": "complete",
+            "taskId": id,
+            "status": "failed",
+            "statusMessage": "the server asked for input the firewall's policy refused",
+            "error": {
+                "code": code::POLICY_DENIED,
+                "message": format!(
+                    "mcp-firewall ended this task: the server asked for input the policy refused: {}",
+                    refused.join("; ")
+                ),
+                "data": {"kind": "policy_denied", "reasons": refused},
+            },
+        });
+        for key in ["createdAt", "lastUpdatedAt", "ttlMs", "pollIntervalMs"] {
+            if let Some(v) = task.get(key) {
+                failed[key] = v.clone();
+            }
+        }
+        if let Some(owner) = self.tasks.lock().expect("tasks lock").owners.get_mut(id) {
+            owner.ended = Some(failed.clone());
+        }
+        failed
+    }
+
+    /// Decide one of a task's input requests; `None` if allowed, else the
+    /// reasons it is refused.
+    fn decide_input_request(
+        &self,
+        id: &str,
+        entry: &Entry,
+        request: &Value,
+    ) -> Option<Vec<String>> {
+        let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+        if ServerRequest::parse(method).is_none_or(|m| m == ServerRequest::Ping) {
+            return Some(vec![format!(
+                "input request method {method:?} is not one a server may send a client"
+            )]);
+        }
+        let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
+        let cause = json!({"name": entry.exposed, "task_id": id});
+        match self.decide_server_request(&entry.server, method, &params, cause) {
+            Ok(_) => None,
+            Err(refused) => {
+                let mut reasons = refused.refusal.reasons();
+                if reasons.is_empty() {
+                    reasons.push(refused.refusal.text());
+                }
+                Some(reasons)
+            }
+        }
     }
 
     /// `tasks/list`: the upstreams' listings of this session's tasks.

@@ -29,6 +29,9 @@ pub enum OwnRequest {
     },
     /// `logging/setLevel` with a level from the spec's closed list.
     SetLogLevel(LogLevel),
+    /// `tasks/cancel` of a task the upstream made for this session, when
+    /// the firewall ends it itself (it asked for input the policy refused).
+    CancelTask(String),
 }
 
 /// The catalogue listings the firewall fetches to build its own.
@@ -103,6 +106,7 @@ impl OwnRequest {
             OwnRequest::Initialize(_) => "initialize",
             OwnRequest::List { method, .. } => method.method(),
             OwnRequest::SetLogLevel(_) => "logging/setLevel",
+            OwnRequest::CancelTask(_) => "tasks/cancel",
         }
     }
 
@@ -114,6 +118,7 @@ impl OwnRequest {
                 cursor: Some(c), ..
             } => json!({"cursor": c}),
             OwnRequest::SetLogLevel(level) => json!({"level": level.as_str()}),
+            OwnRequest::CancelTask(id) => json!({"taskId": id}),
         }
     }
 }

@@ -93,6 +93,10 @@ pub struct Registry {
     /// Stateless (2026-07-28) bridges, by [`stateless::bridge_key`]. Not
     /// addressable by `Mcp-Session-Id`; each holds a session slot.
     bridges: Mutex<HashMap<String, Arc<stateless::Bridge>>>,
+    /// Which bridge made each task a stateless client polls (2026-07-28
+    /// tasks extension), so a poll reaches it whatever capabilities the
+    /// poll itself declares.
+    task_bridges: stateless::TaskBridges,
     slots: Arc<Semaphore>,
     /// Sessions plus bridges one principal may hold (`[http]
     /// max_sessions_per_principal`).
@@ -107,6 +111,7 @@ impl Registry {
         Registry {
             sessions: Mutex::new(HashMap::new()),
             bridges: Mutex::new(HashMap::new()),
+            task_bridges: stateless::TaskBridges::default(),
             slots: Arc::new(Semaphore::new(max)),
             per_principal,
             idle_timeout,

@@ -34,6 +34,16 @@
 //! and gets the full session lifecycle, as it would direct against a
 //! 2025-era server; `_meta["mcp-firewall/stateless"]` says why.
 //!
+//! Tasks (the `io.modelcontextprotocol/tasks` extension, SEP-2663):
+//! `tasks/get`, `tasks/update` and `tasks/cancel` are relayed (and decided)
+//! like any request, to the bridge whose `tools/call` made the task (the
+//! principal must match; anything else is an unknown task, `-32602`); a
+//! request whose `_meta` does not declare the extension gets `-32021`
+//! (missing required client capability), as the extension says. The v1
+//! methods `tasks/result` and `tasks/list` do not exist in 2026-07-28
+//! (`-32601`). An upstream's task results and input requests go through the
+//! proxy's response phase and server-request decisions (`proxy::tasks`).
+//!
 //! Not bridged (yet): server-to-client requests (sampling, elicitation,
 //! roots) are impossible in the stateless lifecycle; the bridge answers them
 //! to the upstream with an error (see `session::refuse_server_request`).
@@ -43,8 +53,9 @@
 //! Notifications from a stateless client are accepted (202) and dropped;
 //! `subscriptions/listen` is not implemented (`-32601`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -58,6 +69,7 @@ use super::streamable::{
 };
 use super::{App, sse_response};
 use crate::jsonrpc::{Message, code};
+use crate::proxy::TASKS_EXTENSION;
 use crate::proxy::session::Principal;
 
 /// Protocol versions served statelessly.
@@ -87,6 +99,12 @@ const BASE64_SUFFIX: &str = "?=";
 /// JSON-RPC codes of the 2026-07-28 transport.
 pub const HEADER_MISMATCH: i64 = -32020;
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
+/// The methods of the tasks extension, which need the client to declare it.
+const TASK_METHODS: &[&str] = &["tasks/get", "tasks/update", "tasks/cancel"];
+/// Task ids remembered for routing; beyond this, tasks of closed bridges are
+/// forgotten first, then the oldest.
+const MAX_TASK_ROUTES: usize = 16_384;
 /// Client requests of the 2026-07-28 lifecycle that the bridge relays.
 const BRIDGED_METHODS: &[&str] = &[
     "tools/list",
@@ -97,6 +115,9 @@ const BRIDGED_METHODS: &[&str] = &[
     "prompts/list",
     "prompts/get",
     "completion/complete",
+    "tasks/get",
+    "tasks/update",
+    "tasks/cancel",
 ];
 /// Results that carry caching hints (`ttlMs`, `cacheScope`).
 const CACHEABLE_METHODS: &[&str] = &[
@@ -111,6 +132,50 @@ const CACHEABLE_METHODS: &[&str] = &[
 const BRIDGE_INIT_ID: &str = "fw-bridge-initialize";
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Task id -> the bridge whose `tools/call` created it, in creation order.
+#[derive(Clone, Default)]
+pub struct TaskBridges(Arc<Mutex<TaskRoutes>>);
+
+#[derive(Default)]
+struct TaskRoutes {
+    by_id: HashMap<String, (u64, Weak<Bridge>)>,
+    next: u64,
+}
+
+impl TaskBridges {
+    /// Remember that `bridge` made task `id` (the first claim stands).
+    fn insert(&self, id: &str, bridge: &Arc<Bridge>) {
+        let mut routes = self.0.lock().expect("task routes lock");
+        if routes.by_id.contains_key(id) {
+            return;
+        }
+        if routes.by_id.len() >= MAX_TASK_ROUTES {
+            routes.by_id.retain(|_, (_, b)| b.strong_count() > 0);
+        }
+        if routes.by_id.len() >= MAX_TASK_ROUTES
+            && let Some(oldest) = routes
+                .by_id
+                .iter()
+                .min_by_key(|(_, (seq, _))| *seq)
+                .map(|(k, _)| k.clone())
+        {
+            routes.by_id.remove(&oldest);
+        }
+        routes.next += 1;
+        let seq = routes.next;
+        routes
+            .by_id
+            .insert(id.to_string(), (seq, Arc::downgrade(bridge)));
+    }
+
+    /// The live bridge that made task `id`, if `principal` owns it.
+    fn get(&self, id: &str, principal: &str) -> Option<Arc<Bridge>> {
+        let routes = self.0.lock().expect("task routes lock");
+        let bridge = routes.by_id.get(id)?.1.upgrade()?;
+        (bridge.session.principal == principal && !bridge.session.is_closed()).then_some(bridge)
+    }
+}
 
 /// One bridge: a session toward the upstreams, initialized once.
 pub struct Bridge {
@@ -174,6 +239,27 @@ pub async fn post(
         .get(META_CLIENT_CAPABILITIES)
         .cloned()
         .unwrap_or_else(|| json!({}));
+    if TASK_METHODS.contains(&method.as_str()) && !declares_tasks(&capabilities) {
+        let required = json!({"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}});
+        return error(
+            StatusCode::OK,
+            &id,
+            MISSING_REQUIRED_CLIENT_CAPABILITY,
+            &format!(
+                "Missing required client capability: {method} needs the {TASKS_EXTENSION} extension"
+            ),
+            Some(required),
+        );
+    }
+    // A task is polled through the bridge that made it.
+    let owner = TASK_METHODS
+        .contains(&method.as_str())
+        .then(|| params.get("taskId").and_then(Value::as_str))
+        .flatten()
+        .and_then(|task| app.sessions.task_bridges.get(task, &principal.id));
+    if let Some(bridge) = owner {
+        return relay(app, &bridge, headers, id, method, params).await;
+    }
     let info = meta
         .get(META_CLIENT_INFO)
         .filter(|v| v.is_object())
@@ -195,7 +281,30 @@ pub async fn post(
         let body = json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete"}});
         return (StatusCode::OK, axum::Json(body)).into_response();
     }
-    relay(&bridge.session, headers, id, method, params).await
+    relay(app, &bridge, headers, id, method, params).await
+}
+
+/// Whether these client capabilities declare the tasks extension.
+fn declares_tasks(capabilities: &Value) -> bool {
+    capabilities
+        .get("extensions")
+        .and_then(|e| e.get(TASKS_EXTENSION))
+        .is_some()
+}
+
+/// After a `tools/call` answer: remember the task it created, if any.
+fn note_task(routes: &TaskBridges, bridge: &Arc<Bridge>, method: &str, answer: &Value) {
+    if method != "tools/call" {
+        return;
+    }
+    let Some(result) = answer.get("result") else {
+        return;
+    };
+    if result.get("resultType").and_then(Value::as_str) == Some("task")
+        && let Some(task) = result.get("taskId").and_then(Value::as_str)
+    {
+        routes.insert(task, bridge);
+    }
 }
 
 /// Header and `_meta` rules of the 2026-07-28 transport, in the order the
@@ -436,12 +545,15 @@ fn discover(init: &Value, losses: &[String]) -> Value {
 /// Relay one request through the bridge's proxy and give its answer the
 /// 2026-07-28 shape.
 async fn relay(
-    session: &HttpSession,
+    app: &App,
+    bridge: &Arc<Bridge>,
     headers: &HeaderMap,
     id: Value,
     method: String,
     mut params: Value,
 ) -> Response {
+    let session = &bridge.session;
+    let routes = app.sessions.task_bridges.clone();
     let log_level = params
         .pointer("/_meta")
         .and_then(|m| m.get(META_LOG_LEVEL))
@@ -476,6 +588,7 @@ async fn relay(
     match answer {
         Answer::Stream => {
             let (tx, out) = mpsc::channel(super::session::STREAM_QUEUE);
+            let bridge = bridge.clone();
             tokio::spawn(async move {
                 while let Some(m) = rx.recv().await {
                     if !log_wanted(&m, log_level) {
@@ -489,6 +602,9 @@ async fn relay(
                         m["params"]["progressToken"] = theirs.clone();
                     }
                     let last = m.get("method").is_none();
+                    if last {
+                        note_task(&routes, &bridge, &method, &m);
+                    }
                     let m = if last { reshape(m, &id, &method) } else { m };
                     if tx.send(m).await.is_err() || last {
                         return;
@@ -500,6 +616,7 @@ async fn relay(
         }
         _ => match rx.recv().await {
             Some(m) => {
+                note_task(&routes, bridge, &method, &m);
                 let m = reshape(m, &id, &method);
                 (status_of(&m), axum::Json(m)).into_response()
             }
@@ -586,6 +703,7 @@ fn target_name<'a>(method: &str, params: &'a Value) -> Option<&'a str> {
     let key = match method {
         "tools/call" | "prompts/get" => "name",
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
+        "tasks/get" | "tasks/update" | "tasks/cancel" => "taskId",
         _ => return None,
     };
     params.get(key)?.as_str()
