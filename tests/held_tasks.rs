@@ -42,18 +42,35 @@ impl Setup {
         self.dir.path().join("audit.jsonl")
     }
 
-    fn firewall(&self, principal: &str) -> Firewall {
-        let mut fw = Builder::new()
+    /// The firewall with tasks for `principal`, not yet initialized.
+    fn start(&self, principal: &str) -> Firewall {
+        Builder::new()
             .policy_path(self.dir.path())
             .audit(&self.audit())
             .data_dir(&self.data())
             .args(&["--approvers", self.approvers().to_str().unwrap()])
             .args(&["--principal", principal, "--approval-tasks"])
-            .wrap_fixture();
+            .wrap_fixture()
+    }
+
+    fn firewall(&self, principal: &str) -> Firewall {
+        let mut fw = self.start(principal);
         let init = fw.initialize_with(json!({"tasks": {"list": {}, "cancel": {}}}));
         assert_eq!(
             init["result"]["capabilities"]["tasks"]["requests"]["tools"]["call"],
             json!({}),
+            "{init}"
+        );
+        fw
+    }
+
+    /// A firewall whose client declared the 2026-07-28 tasks extension.
+    fn extension_firewall(&self, principal: &str) -> Firewall {
+        let mut fw = self.start(principal);
+        let init = fw.initialize_with(json!({"extensions": {"io.modelcontextprotocol/tasks": {}}}));
+        assert!(
+            init["result"]["capabilities"]["extensions"]["io.modelcontextprotocol/tasks"]
+                .is_object(),
             "{init}"
         );
         fw
@@ -234,4 +251,85 @@ fn a_task_cancelled_after_a_restart_never_runs() {
             .any(|r| r["event"] == "call.completed" || r["event"] == "approval.released"),
         "the cancelled task's call ran"
     );
+}
+
+/// Poll `tasks/get` until the task is no longer working.
+fn ended(fw: &mut Firewall, task_id: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = fw.request("tasks/get", json!({"taskId": task_id}));
+        if got["result"]["status"] != "working" {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "still working: {got}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A client of the 2026-07-28 tasks extension does not ask for a task: the
+/// firewall makes one of every call it holds, in that extension's shape
+/// (flat `CreateTaskResult`, the outcome inlined in `tasks/get`, empty acks).
+#[test]
+fn an_extension_client_gets_its_held_calls_as_tasks_of_the_extensions_shape() {
+    let setup = Setup::new();
+    let mut fw = setup.extension_firewall("alice");
+    let created = fw.request(
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "held, then run"}}),
+    );
+    let result = &created["result"];
+    assert_eq!(result["resultType"], "task", "{created}");
+    assert!(result.get("task").is_none(), "flat: {created}");
+    assert!(
+        result["ttlMs"].is_u64() && result["pollIntervalMs"].is_u64(),
+        "{created}"
+    );
+    assert!(
+        result.get("ttl").is_none() && result.get("result").is_none(),
+        "{created}"
+    );
+    let id = result["taskId"].as_str().unwrap().to_string();
+    let approval = approval_of(&mut fw, &id);
+    let update = fw.request("tasks/update", json!({"taskId": id, "inputResponses": {}}));
+    assert_eq!(
+        update["result"],
+        json!({"resultType": "complete"}),
+        "{update}"
+    );
+    setup.answer("approve", &approval);
+    let done = ended(&mut fw, &id);
+    assert_eq!(done["result"]["status"], "completed", "{done}");
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    assert_eq!(
+        done["result"]["result"]["content"][0]["text"], "held, then run",
+        "{done}"
+    );
+
+    // A denied call is a completed task whose result is the refusal.
+    let denied = fw.request(
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "no"}}),
+    );
+    let denied_id = denied["result"]["taskId"].as_str().unwrap().to_string();
+    let approval = approval_of(&mut fw, &denied_id);
+    setup.answer("deny", &approval);
+    let got = ended(&mut fw, &denied_id);
+    assert_eq!(got["result"]["status"], "completed", "{got}");
+    assert_eq!(got["result"]["result"]["isError"], true, "{got}");
+    assert!(got.to_string().contains("was denied"), "{got}");
+
+    // Cancelling acknowledges with nothing else, also once it has ended.
+    let dropped = fw.request(
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "drop"}}),
+    );
+    let dropped_id = dropped["result"]["taskId"].as_str().unwrap().to_string();
+    let approval = approval_of(&mut fw, &dropped_id);
+    for _ in 0..2 {
+        let ack = fw.request("tasks/cancel", json!({"taskId": dropped_id}));
+        assert_eq!(ack["result"], json!({"resultType": "complete"}), "{ack}");
+    }
+    let got = fw.request("tasks/get", json!({"taskId": dropped_id}));
+    assert_eq!(got["result"]["status"], "cancelled", "{got}");
+    assert!(status(&setup.data(), &approval).contains("withdrawn"));
 }

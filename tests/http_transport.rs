@@ -768,11 +768,15 @@ tokens = [
   {{ principal = "alice", sha256 = "{alice}" }},
   {{ principal = "bob", env = "BOB_TOKEN" }},
 ]
+
+[approval]
+tasks = true
 "#,
         fixture = env!("CARGO_BIN_EXE_mcp-firewall-conformance-fixture"),
         alice = hex_sha256(ALICE_TOKEN),
     );
-    let server = start(with_config(&config).rego(ALLOW_ALL));
+    let hold_greetings = "package mcp.firewall\n\nallow if not input.tool.name == \"greet\"\n";
+    let server = start(with_config(&config).rego(hold_greetings));
     let http = client();
     let tasks = json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
     let sdk = json!({"name": "sdk", "version": "2"});
@@ -883,6 +887,37 @@ tokens = [
         )
         .await;
         if got["result"]["status"] == "cancelled" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A call the policy holds is a task of the firewall's own, at once.
+    let held = send(
+        ALICE_TOKEN,
+        12,
+        "tools/call",
+        json!({"name": "conf__greet", "arguments": {"name": "held"}}),
+        &sdk,
+        &tasks,
+    )
+    .await;
+    assert_eq!(held["result"]["resultType"], "task", "{held}");
+    let held_id = held["result"]["taskId"].as_str().unwrap().to_string();
+    assert!(held_id.starts_with("fwt_"), "{held}");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let got = send(
+            ALICE_TOKEN,
+            13,
+            "tasks/get",
+            json!({"taskId": held_id}),
+            &other,
+            &tasks,
+        )
+        .await;
+        assert_eq!(got["result"]["status"], "working", "{got}");
+        if got["result"]["statusMessage"].to_string().contains("apr_") {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{got}");

@@ -20,6 +20,19 @@
 //! - Tools are listed with `execution.taskSupport: "optional"` (unless their
 //!   server says otherwise) and the `tasks` capability is declared, so
 //!   clients know they may ask.
+//!
+//! A client that declared the 2026-07-28 tasks extension
+//! (`io.modelcontextprotocol/tasks`, SEP-2663) does not ask: the server
+//! decides. The firewall makes a task of exactly the calls the policy would
+//! hold, and shows its tasks in that extension's shape: a flat
+//! `CreateTaskResult` (`resultType: "task"`, `ttlMs`, `pollIntervalMs`),
+//! `tasks/get` inlining the call's result (a refusal or tool error is a
+//! `completed` task with an `isError` result) or its JSON-RPC error
+//! (`failed`), `tasks/cancel` and `tasks/update` answered with an empty ack.
+//! If the released call makes a task of the upstream's own, the firewall's
+//! task polls it (`tasks/get`, through the pipeline) and takes its outcome;
+//! an upstream task that asks for input is cancelled (a held task cannot
+//! relay input requests) and the firewall's task fails, saying so.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -105,6 +118,44 @@ fn task_json(task: &StoredTask) -> Value {
     out
 }
 
+/// A task in the 2026-07-28 extension's shape: what `CreateTaskResult`
+/// carries (`terminal: false`), or the `tasks/get` DetailedTask with the
+/// call's outcome inlined once it has ended.
+fn extension_task_json(task: &StoredTask, detailed: bool) -> Value {
+    let at = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+    // A refused call or a tool error is a tool result: the task completed.
+    let status = match (task.status.as_str(), &task.result) {
+        ("failed", Some(_)) => "completed",
+        (status, _) => status,
+    };
+    let mut out = json!({
+        "resultType": if detailed { "complete" } else { "task" },
+        "taskId": task.id,
+        "status": status,
+        "createdAt": at(task.created_at),
+        "lastUpdatedAt": at(task.updated_at),
+        "ttlMs": task.ttl_ms,
+        "pollIntervalMs": POLL_INTERVAL_MS,
+    });
+    if let Some(message) = &task.status_message {
+        out["statusMessage"] = json!(message);
+    }
+    if detailed {
+        match (status, &task.result, &task.error) {
+            ("completed", Some(result), _) => out["result"] = result.clone(),
+            ("failed", None, Some(error)) => out["error"] = error.clone(),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The empty acknowledgement of `tasks/cancel` and `tasks/update` in the
+/// 2026-07-28 extension.
+fn extension_ack() -> Result<Value, Value> {
+    Ok(json!({"resultType": "complete"}))
+}
+
 fn task_error(message: String) -> Result<Value, Value> {
     Err(json!({"code": code::INVALID_PARAMS, "message": message}))
 }
@@ -117,13 +168,18 @@ impl Proxy {
     /// the policy lets through to a task-running server keeps that
     /// server's task, routed as before.
     pub(super) fn runs_as_task(&self, subject: &Subject<'_>, entry: &Entry) -> bool {
-        if !self.shared.config.approval.tasks
-            || !subject.params.get("task").is_some_and(Value::is_object)
-        {
+        if !self.shared.config.approval.tasks {
             return false;
         }
-        if !upstream_runs_tasks(entry) {
-            return true;
+        // The 2026 extension: the server decides, and a legacy `task` hint
+        // promotes nothing; the firewall makes tasks of held calls only.
+        if !self.session.speaks_tasks_extension() {
+            if !subject.params.get("task").is_some_and(Value::is_object) {
+                return false;
+            }
+            if !upstream_runs_tasks(entry) {
+                return true;
+            }
         }
         // A look ahead, recorded nowhere: the task's own run decides again,
         // on the record.
@@ -189,6 +245,15 @@ impl Proxy {
             arguments,
             task.params.clone(),
         );
+        if self.session.speaks_tasks_extension() {
+            let mut created = extension_task_json(&task, false);
+            created["_meta"] = json!({"io.modelcontextprotocol/model-immediate-response": format!(
+                "mcp-firewall runs this call as task {}: it is held for a human's approval; \
+                 poll tasks/get for its status and result",
+                task.id
+            )});
+            return Ok(created);
+        }
         let notice = format!(
             "mcp-firewall runs this call as task {}: it may be held for a human's approval; \
              poll tasks/get for its status and tasks/result for its result",
@@ -231,8 +296,9 @@ impl Proxy {
                 }
             };
             // Released to a server that made a task of its own: its result
-            // (fetched through the pipeline, decided like any tasks/result)
-            // is this task's.
+            // (fetched through the pipeline, decided like any tasks/result
+            // or tasks/get) is this task's.
+            let flat = matches!(&answer, Some(Ok(r)) if r["resultType"] == "task");
             if let Some(upstream_task) = proxy.note_task(&answer, &entry) {
                 let message = format!(
                     "released; running as task {upstream_task} of {}",
@@ -243,13 +309,19 @@ impl Proxy {
                     .approvals
                     .as_ref()
                     .map(|a| a.store.note_task(&id, &message, None, Utc::now()));
-                answer = proxy
-                    .task_call(
-                        crate::proxy::methods::ClientRequest::TasksResult,
-                        json!({"taskId": upstream_task}),
-                        &cancel,
-                    )
-                    .await;
+                answer = if flat {
+                    proxy
+                        .await_upstream_task(&entry, &upstream_task, &cancel)
+                        .await
+                } else {
+                    proxy
+                        .task_call(
+                            crate::proxy::methods::ClientRequest::TasksResult,
+                            json!({"taskId": upstream_task}),
+                            &cancel,
+                        )
+                        .await
+                };
             }
             jobs().remove(&id);
             // None: cancelled; tasks/cancel already ended the task.
@@ -257,6 +329,74 @@ impl Proxy {
                 proxy.finish_task(&id, answer).await;
             }
         });
+    }
+
+    /// Poll an upstream's 2026 task (through the pipeline) until it ends;
+    /// its outcome as a `tools/call` answer. `None` if cancelled.
+    async fn await_upstream_task(
+        self: &Arc<Self>,
+        entry: &Entry,
+        upstream_task: &str,
+        cancel: &CancellationToken,
+    ) -> Option<Result<Value, Value>> {
+        let ended = |message: String| {
+            Some(Err(
+                json!({"code": code::INTERNAL_ERROR, "message": message}),
+            ))
+        };
+        loop {
+            let got = self
+                .task_call(
+                    crate::proxy::methods::ClientRequest::TasksGet,
+                    json!({"taskId": upstream_task}),
+                    cancel,
+                )
+                .await?;
+            let task = match got {
+                Ok(task) => task,
+                Err(error) => return Some(Err(error)),
+            };
+            match task["status"].as_str().unwrap_or("") {
+                "completed" => {
+                    return Some(Ok(task
+                        .get("result")
+                        .cloned()
+                        .unwrap_or_else(|| json!({"content": []}))));
+                }
+                "failed" => {
+                    let error = task.get("error").cloned();
+                    return match error {
+                        Some(error) => Some(Err(error)),
+                        None => ended(format!("{} failed its task", entry.server)),
+                    };
+                }
+                "cancelled" => return ended(format!("{} cancelled its task", entry.server)),
+                "input_required" => {
+                    if let Some(upstream) = self.upstream(&entry.server) {
+                        let _ = upstream
+                            .own_request(
+                                crate::upstream::OwnRequest::CancelTask(upstream_task.into()),
+                                self.spec_timeout(&entry.server),
+                            )
+                            .await;
+                    }
+                    return ended(format!(
+                        "{} asked for input during the released call, which a held task \
+                         cannot relay; its task was cancelled (call again without a hold)",
+                        entry.server
+                    ));
+                }
+                _ => {}
+            }
+            let every = task["pollIntervalMs"]
+                .as_u64()
+                .unwrap_or(500)
+                .clamp(100, 5000);
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(every)) => {}
+                _ = cancel.cancelled() => return None,
+            }
+        }
     }
 
     async fn finish_task(&self, id: &str, answer: Result<Value, Value>) {
@@ -294,6 +434,11 @@ impl Proxy {
         if let Err(e) = self.shared.audit.append("task.finished", record) {
             tracing::error!("audit write failed: {e}");
         }
+        // The 2026 extension has no status notification on the session
+        // (it would come on `subscriptions/listen`): its clients poll.
+        if self.session.speaks_tasks_extension() {
+            return;
+        }
         if let Ok(Some(task)) = approvals.store.task(id, &self.session.principal.id) {
             let note = jsonrpc::notification("notifications/tasks/status", &task_json(&task));
             self.send(note).await;
@@ -321,13 +466,35 @@ impl Proxy {
         if task.expired(Utc::now()) {
             return Some(task_error(format!("task {id} has expired")));
         }
+        let extension = self.session.speaks_tasks_extension();
         if method == "tasks/cancel" {
             // Never resumed first: re-running the call of a task being
             // cancelled could consume its grant and run it.
-            return Some(self.cancel_task(task).await);
+            if extension && task.is_terminal() {
+                return Some(extension_ack());
+            }
+            let cancelled = self.cancel_task(task).await;
+            return Some(if extension {
+                cancelled.and_then(|_| extension_ack())
+            } else {
+                cancelled
+            });
+        }
+        if method == "tasks/update" {
+            // A held call asks the client nothing: nothing to update.
+            return Some(extension_ack());
         }
         self.resume(&task).await;
         Some(match method {
+            "tasks/get" if extension => {
+                let now = approvals
+                    .store
+                    .task(id, &principal)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(task);
+                Ok(extension_task_json(&now, true))
+            }
             "tasks/get" => Ok(task_json(&task)),
             _ => self.task_result(id, &principal, cancel).await?,
         })

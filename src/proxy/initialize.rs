@@ -43,6 +43,11 @@ impl Proxy {
                 .answer(false, None);
         };
         let _ = self.session.client.set(info.clone());
+        let extension = params
+            .pointer("/capabilities/extensions")
+            .and_then(|e| e.get(super::tasks::EXTENSION))
+            .is_some();
+        let _ = self.session.tasks_extension.set(extension);
         let requested = params
             .get("protocolVersion")
             .and_then(Value::as_str)
@@ -142,6 +147,8 @@ impl Proxy {
                     .and_then(Value::as_object_mut)
             {
                 caps.insert("tasks".into(), firewall_tasks());
+                let extensions = caps.entry("extensions").or_insert_with(|| json!({}));
+                extensions[super::tasks::EXTENSION] = json!({});
             }
             return answer;
         }
@@ -201,6 +208,8 @@ impl Proxy {
         }
         if self.shared.config.approval.tasks {
             caps.insert("tasks".into(), firewall_tasks());
+            let extensions = caps.entry("extensions").or_insert_with(|| json!({}));
+            extensions[super::tasks::EXTENSION] = json!({});
         }
         let instructions: Vec<String> = self
             .in_config_order(ready)

@@ -53,6 +53,10 @@ pub struct Session {
     /// A Claude Code hook's context (`input.hook`: event, raw tool name,
     /// tool use id, working directory, permission mode), set once.
     pub hook: OnceLock<Value>,
+    /// The client declared the 2026-07-28 tasks extension
+    /// (`capabilities.extensions["io.modelcontextprotocol/tasks"]`) in
+    /// `initialize`: tasks are shown to it in that extension's shape.
+    pub tasks_extension: OnceLock<bool>,
     /// Each entry as JSON (for the input document and the audit log) and
     /// as the policy engine's value (converted once, when recorded).
     history: Mutex<VecDeque<(Value, regorus::Value)>>,
@@ -66,8 +70,14 @@ impl Session {
             principal,
             client: OnceLock::new(),
             hook: OnceLock::new(),
+            tasks_extension: OnceLock::new(),
             history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
         }
+    }
+
+    /// Whether the client declared the 2026-07-28 tasks extension.
+    pub fn speaks_tasks_extension(&self) -> bool {
+        self.tasks_extension.get().copied().unwrap_or(false)
     }
 
     /// `{name, version}` of the client, empty strings before initialize.
