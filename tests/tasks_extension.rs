@@ -19,9 +19,11 @@ const TASKS: &str = "io.modelcontextprotocol/tasks";
 /// The firewall over stdio in front of the conformance fixture, initialized
 /// by a client that declares the tasks extension.
 fn firewall(policy: &str) -> Firewall {
-    let mut fw = Builder::new()
-        .rego(policy)
-        .wrap(&[env!("CARGO_BIN_EXE_mcp-firewall-conformance-fixture")]);
+    firewall_from(Builder::new().rego(policy))
+}
+
+fn firewall_from(builder: Builder) -> Firewall {
+    let mut fw = builder.wrap(&[env!("CARGO_BIN_EXE_mcp-firewall-conformance-fixture")]);
     let init = fw.initialize_with(json!({"elicitation": {}, "extensions": {TASKS: {}}}));
     assert!(
         init["result"]["capabilities"]["extensions"][TASKS].is_object(),
@@ -155,4 +157,49 @@ deny contains "the second question is not for this client" if {
     // It stays failed: the firewall cancelled the upstream's task.
     let again = fw.request("tasks/get", json!({"taskId": task}));
     assert_eq!(again["result"]["status"], "failed", "{again}");
+}
+
+/// Calls to `slow_compute` are held; everything else (its task's polls
+/// included) is allowed.
+const HOLD_SLOW_CALLS: &str = r#"package mcp.firewall
+allow if input.method != "tools/call"
+allow if input.tool.name != "slow_compute"
+"#;
+
+/// A held call (`--approval-tasks`) is a task of the firewall's own; once
+/// approved, the upstream makes a task of its own for it, which the
+/// firewall's task follows (polling it through the pipeline) to its end.
+#[test]
+fn a_released_held_task_follows_the_upstreams_own_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let approvers = dir.path().join("allowed_signers");
+    common::approvers_file(&approvers, &["carol"]);
+    let data = dir.path().join("data");
+    let mut fw = firewall_from(Builder::new().rego(HOLD_SLOW_CALLS).data_dir(&data).args(&[
+        "--approvers",
+        approvers.to_str().unwrap(),
+        "--approval-tasks",
+    ]));
+    let task = start_task(&mut fw, "slow_compute", json!({"seconds": 1}));
+    assert!(task.starts_with("fwt_"), "the firewall's own task: {task}");
+    let deadline = Instant::now() + WAIT;
+    let approval = loop {
+        let got = fw.request("tasks/get", json!({"taskId": task}));
+        let message = got["result"]["statusMessage"].as_str().unwrap_or("");
+        if let Some(id) = message.split_whitespace().find(|w| w.starts_with("apr_")) {
+            break id.to_string();
+        }
+        assert!(Instant::now() < deadline, "never held: {got}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    common::answer_with_key(&data, "approve", &approval, "carol");
+    let done = settled(&mut fw, &task);
+    assert_eq!(done["result"]["status"], "completed", "{done}");
+    assert!(
+        done["result"]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("computed after 1"),
+        "{done}"
+    );
 }
