@@ -245,6 +245,13 @@ pub struct DecisionArgs {
     /// `never` (write per record, the default) or `always` (fsync per record).
     #[arg(long)]
     pub audit_fsync: Option<String>,
+    /// Sign checkpoints of the audit chain with this OpenSSH Ed25519 private
+    /// key (`ssh-keygen -t ed25519`); keep it unreadable to the agent.
+    #[arg(long)]
+    pub audit_signing_key: Option<PathBuf>,
+    /// The checkpoint file (default: the audit log's path + `.checkpoints`).
+    #[arg(long)]
+    pub audit_checkpoints: Option<PathBuf>,
     /// Principal of this stdio session (default: the OS user).
     #[arg(long)]
     pub principal: Option<String>,
@@ -330,7 +337,18 @@ pub struct HookArgs {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check the hash chain; exit 0 if intact, 1 naming the first bad record.
-    Verify { file: PathBuf },
+    /// With --checkpoints and --public-key, also check the signed
+    /// checkpoints: a record edited or removed with the chain recomputed, or
+    /// records cut off the end, no longer match what was signed.
+    Verify {
+        file: PathBuf,
+        /// The checkpoint file the firewall signed (`--audit-checkpoints`).
+        #[arg(long, requires = "public_key")]
+        checkpoints: Option<PathBuf>,
+        /// The signing key's OpenSSH public key (`KEY.pub`).
+        #[arg(long, requires = "checkpoints")]
+        public_key: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -395,8 +413,13 @@ fn main() -> ExitCode {
         Command::Approvals { command } => approvals(command),
         Command::Tools { command } => tools(command),
         Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => cli::audit_verify(&file),
+            command:
+                AuditCommand::Verify {
+                    file,
+                    checkpoints,
+                    public_key,
+                },
+        } => cli::audit_verify(&file, checkpoints.as_deref().zip(public_key.as_deref())),
         Command::Policy { command } => policy(command),
     };
     match outcome {

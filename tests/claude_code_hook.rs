@@ -81,16 +81,7 @@ impl Hook {
     }
 
     fn verify(&self) {
-        let out = Command::new(firewall_bin())
-            .args(["audit", "verify"])
-            .arg(self.audit())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        common::assert_chain_verifies(&self.audit());
     }
 
     fn approve(&self, id: &str, who: &str) {

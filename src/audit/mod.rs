@@ -36,12 +36,14 @@
 //! | module | job |
 //! |---|---|
 //! | [`canonical`] | canonical JSON and `sha256:` hashes |
+//! | [`checkpoint`] | signed checkpoints of the chain's head, and their verifier |
 //! | `record` | the record fields, sealing a record, checking one line |
 //! | [`writer`] | [`AuditLog`]: open/resume, append |
 //! | [`verify`] | re-walk the chain, report the first break |
 //! | [`mod@mask`] | replace secret values by key name before logging |
 
 pub mod canonical;
+pub mod checkpoint;
 mod error;
 pub mod mask;
 mod record;
@@ -52,8 +54,9 @@ pub mod writer;
 mod tests;
 
 pub use canonical::{canonical_json, sha256_tagged};
+pub use checkpoint::{CheckpointReport, CheckpointSettings, CheckpointSigner, verify_checkpoints};
 pub use error::AuditError;
 pub use mask::{DEFAULT_MASKED_FIELDS, MASK, MaskRules, mask};
 pub use record::{GENESIS_HASH, MAX_RECORD_BYTES};
-pub use verify::{VerifyError, VerifySummary, verify_file, verify_reader};
+pub use verify::{VerifyError, VerifySummary, verify_file, verify_file_hashes, verify_reader};
 pub use writer::{AuditLog, AuditReceipt, FsyncMode};

@@ -76,8 +76,26 @@ pub fn verify_file(path: &Path) -> Result<VerifySummary, VerifyError> {
     verify_reader(BufReader::new(file))
 }
 
+/// Verify the log at `path`, and return every record's hash in `seq` order
+/// (what signed checkpoints are checked against).
+pub fn verify_file_hashes(path: &Path) -> Result<(VerifySummary, Vec<String>), VerifyError> {
+    let file = File::open(path).map_err(|e| VerifyError {
+        line: 0,
+        seq: None,
+        reason: format!("cannot open {}: {e}", path.display()),
+    })?;
+    let mut hashes = Vec::new();
+    let summary = walk(BufReader::new(file), |hash| hashes.push(hash.to_string()))?;
+    Ok((summary, hashes))
+}
+
 /// Verify a log read from `r`.
 pub fn verify_reader(r: impl BufRead) -> Result<VerifySummary, VerifyError> {
+    walk(r, |_| {})
+}
+
+/// Verify a log read from `r`, handing each record's hash to `each`.
+fn walk(r: impl BufRead, mut each: impl FnMut(&str)) -> Result<VerifySummary, VerifyError> {
     let mut lines = Lines {
         reader: r,
         line_no: 0,
@@ -125,6 +143,7 @@ pub fn verify_reader(r: impl BufRead) -> Result<VerifySummary, VerifyError> {
             ));
         }
         records = head.seq;
+        each(&head.hash);
         prev_hash = head.hash;
     }
     Ok(VerifySummary {

@@ -28,6 +28,15 @@
 //!   not 32). A failed `fsync` fails every record it was to cover and every
 //!   later append: records already chained on them may not be on disk.
 //!
+//! - with a signing key ([`super::checkpoint`]), a signed checkpoint of the
+//!   chain's head is appended to the checkpoint file whenever a record's
+//!   `seq` is a multiple of `every_records` (and on [`AuditLog::checkpoint`]:
+//!   on a timer, at shutdown), under the same lock and after an `fsync` of
+//!   the records it covers; a checkpoint that cannot be written fails the
+//!   append like a record that cannot;
+//! - the log (and its checkpoint file) is created `0600`, and directories
+//!   created for it `0700`: records hold tool arguments.
+//!
 //! Masking secrets is the caller's job ([`super::mask()`]) before `append`: the
 //! writer records exactly what it is given.
 
@@ -40,6 +49,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
+use super::checkpoint::{Checkpoint, CheckpointError, CheckpointSigner};
 use super::error::AuditError;
 use super::record::{GENESIS_HASH, MAX_RECORD_BYTES, RESERVED_FIELDS, check_line, seal};
 
@@ -71,8 +81,9 @@ pub struct AuditReceipt {
 
 /// An open, append-only, hash-chained audit log. Cheap to share behind an
 /// `Arc`; `append` takes `&self` and serializes writers with a short lock.
-#[derive(Debug)]
 pub struct AuditLog {
+    /// Signs checkpoints of the chain, when configured.
+    checkpoints: Option<CheckpointSigner>,
     path: PathBuf,
     fsync: FsyncMode,
     // A std Mutex, not tokio's: the critical section is one small write and
@@ -116,15 +127,7 @@ impl AuditLog {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(write_failed)?;
-        }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(write_failed)?;
+        let mut file = create_private(path, true).map_err(write_failed)?;
         let sync_file = file.try_clone().map_err(write_failed)?;
         let (len, next_seq, last_hash) = {
             let _locked = lock_within(&sync_file, LOCK_WAIT).map_err(|e| lock_failed(path, e))?;
@@ -138,6 +141,7 @@ impl AuditLog {
             broken: false,
         };
         Ok(AuditLog {
+            checkpoints: None,
             path: path.to_path_buf(),
             fsync,
             inner: Mutex::new(inner),
@@ -203,8 +207,11 @@ impl AuditLog {
             inner.roll_back();
             return Err(self.write_failed(source));
         }
-        drop(locked);
         let seq = inner.next_seq;
+        if let Some(signer) = self.checkpoints.as_ref().filter(|c| c.due(seq)) {
+            self.sign_locked(signer, seq, &hash)?;
+        }
+        drop(locked);
         inner.next_seq += 1;
         inner.last_hash.clone_from(&hash);
         inner.len += line.len() as u64;
@@ -214,6 +221,72 @@ impl AuditLog {
             self.wait_durable(seq)?;
         }
         Ok(AuditReceipt { seq, hash })
+    }
+
+    /// Sign checkpoints of the chain with `signer` from now on.
+    pub fn with_checkpoints(mut self, signer: CheckpointSigner) -> AuditLog {
+        self.checkpoints = Some(signer);
+        self
+    }
+
+    /// With checkpoints configured: sign the chain's current head into the
+    /// checkpoint file, unless the last checkpoint already covers it (a
+    /// timer calls this, and shutdown). `Ok(None)`: nothing new to sign, or
+    /// no checkpoints configured.
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>, AuditError> {
+        let Some(signer) = &self.checkpoints else {
+            return Ok(None);
+        };
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| self.write_failed(io::Error::other("writer lock poisoned by a panic")))?;
+        let _locked =
+            lock_within(&self.sync_file, LOCK_WAIT).map_err(|e| lock_failed(&self.path, e))?;
+        inner.catch_up(&self.path)?;
+        let seq = inner.next_seq - 1;
+        if seq == 0 {
+            return Ok(None);
+        }
+        self.sign_locked(signer, seq, &inner.last_hash)
+    }
+
+    /// [`Self::checkpoint`], only if the last one is older than `age`: what
+    /// a short-lived writer (a hook process) does as it exits.
+    pub fn checkpoint_if_older(&self, age: std::time::Duration) -> Result<(), AuditError> {
+        let stale = match &self.checkpoints {
+            Some(signer) => signer.stale(age).map_err(|e| self.checkpoint_failed(e))?,
+            None => false,
+        };
+        if stale {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// How often checkpoints are due on a timer, if configured.
+    pub fn checkpoint_every(&self) -> Option<std::time::Duration> {
+        self.checkpoints.as_ref().map(|c| c.settings().every)
+    }
+
+    /// Under the log's lock: make the records up to `seq` durable, then sign
+    /// `(seq, head)` into the checkpoint file.
+    fn sign_locked(
+        &self,
+        signer: &CheckpointSigner,
+        seq: u64,
+        head: &str,
+    ) -> Result<Option<Checkpoint>, AuditError> {
+        self.sync_file
+            .sync_data()
+            .map_err(|e| self.write_failed(e))?;
+        signer
+            .write(seq, head)
+            .map_err(|e| self.checkpoint_failed(e))
+    }
+
+    fn checkpoint_failed(&self, e: CheckpointError) -> AuditError {
+        self.write_failed(io::Error::other(e.to_string()))
     }
 
     /// Return once record `seq` is on disk: at once if a finished `fsync`
@@ -285,6 +358,40 @@ impl AuditLog {
             source,
         }
     }
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .field("fsync", &self.fsync)
+            .field(
+                "checkpoints",
+                &self.checkpoints.as_ref().map(|c| c.settings()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Open `path` for appending (and reading, with `read`), creating it `0600`
+/// and any missing parent directories `0700`: what the audit log, its
+/// checkpoints and the approval store hold is not for other users.
+pub fn create_private(path: &Path, read: bool) -> io::Result<File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists()
+    {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    OpenOptions::new()
+        .read(read)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
 }
 
 impl Drop for AuditLog {

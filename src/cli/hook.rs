@@ -116,7 +116,7 @@ fn pre_tool_use(args: &HookArgs, hook: &Value) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
     let policy = PolicySet::load_dir(&config.policy_dir, &config.package)
         .with_context(|| format!("policy in {} failed to load", config.policy_dir.display()))?;
-    let audit = Arc::new(AuditLog::open(&config.audit_path, config.fsync)?);
+    let audit = Arc::new(super::open_audit(&config)?);
     let approvals = Arc::new(Approvals::open(config.approval.clone(), audit.clone())?);
     let mut session = Session::new("hook", super::principal_for(&args.decision, &config));
     session.id = tool_use.session_id.clone();
@@ -124,7 +124,7 @@ fn pre_tool_use(args: &HookArgs, hook: &Value) -> anyhow::Result<ExitCode> {
         .client
         .set(json!({"name": "claude-code", "version": ""}));
     let _ = session.hook.set(tool_use.context("PreToolUse"));
-    let shared = Arc::new(Shared::new(config, policy, audit, approvals));
+    let shared = Arc::new(Shared::new(config, policy, audit.clone(), approvals));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -142,6 +142,7 @@ fn pre_tool_use(args: &HookArgs, hook: &Value) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(answer)
     })?;
+    checkpoint_on_exit(&audit)?;
     Ok(match answer {
         HookAnswer::Allow(reason) => decision("allow", &reason),
         HookAnswer::Ask(reason) => decision("ask", &reason),
@@ -165,7 +166,7 @@ fn decision(permission: &str, reason: &str) -> ExitCode {
 /// response itself.
 fn post_tool_use(args: &HookArgs, hook: &Value, event: &str) -> anyhow::Result<()> {
     let config = config(args)?;
-    let audit = AuditLog::open(&config.audit_path, config.fsync)?;
+    let audit = super::open_audit(&config)?;
     let field = |key: &str| hook.get(key).cloned().unwrap_or(Value::Null);
     let response = field("tool_response");
     let failed = event == "PostToolUseFailure"
@@ -186,5 +187,15 @@ fn post_tool_use(args: &HookArgs, hook: &Value, event: &str) -> anyhow::Result<(
         record["error_digest"] = json!(sha256_tagged(canonical_json(error).as_bytes()));
     }
     audit.append("call.completed", record)?;
+    checkpoint_on_exit(&audit)
+}
+
+/// A hook process lives for one tool use: it signs a checkpoint as it ends
+/// only when the last one is older than the checkpoint interval (besides the
+/// every-N-records ones any writer signs).
+fn checkpoint_on_exit(audit: &AuditLog) -> anyhow::Result<()> {
+    if let Some(every) = audit.checkpoint_every() {
+        audit.checkpoint_if_older(every)?;
+    }
     Ok(())
 }

@@ -17,7 +17,10 @@ use serde_json::json;
 
 use crate::{DecisionArgs, RunArgs};
 use mcp_firewall::approval::{Approvals, endpoint};
-use mcp_firewall::audit::{AuditLog, verify_file};
+use mcp_firewall::audit::{
+    AuditLog, CheckpointSettings, CheckpointSigner, checkpoint, verify_checkpoints,
+    verify_file_hashes,
+};
 use mcp_firewall::config::{Config, check_url, parse_fsync, parse_listen, positive_secs};
 use mcp_firewall::downstream::http::Listener;
 use mcp_firewall::downstream::http::auth::Authenticator;
@@ -34,7 +37,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let policy = PolicySet::load_dir(&config.policy_dir, &config.package)
         .with_context(|| format!("policy in {} failed to load", config.policy_dir.display()))?;
-    let audit = Arc::new(AuditLog::open(&config.audit_path, config.fsync)?);
+    let audit = Arc::new(open_audit(&config)?);
     let approvals = Arc::new(Approvals::open(config.approval.clone(), audit.clone())?);
     let principal = principal_for(&args.decision, &config);
     let record = json!({
@@ -50,10 +53,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let listen = config.http.listen;
-    let shared = Arc::new(Shared::new(config, policy, audit, approvals));
+    let shared = Arc::new(Shared::new(config, policy, audit.clone(), approvals));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Some(every) = audit.checkpoint_every() {
+        runtime.spawn(checkpoint_timer(audit.clone(), every));
+    }
     match listen {
         Some(addr) if args.stdio => runtime.block_on(async {
             let stdio =
@@ -70,7 +76,34 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     // Upstream processes are killed when the runtime drops their handles.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    // The last records of the run, signed.
+    audit.checkpoint()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The audit log of `config`, signing checkpoints when it has a key (a key
+/// that cannot be loaded stops the start: no silent unsigned log).
+pub(crate) fn open_audit(config: &Config) -> anyhow::Result<AuditLog> {
+    let audit = AuditLog::open(&config.audit_path, config.fsync)?;
+    Ok(match &config.checkpoints {
+        Some(settings) => audit.with_checkpoints(CheckpointSigner::load(settings.clone())?),
+        None => audit,
+    })
+}
+
+/// Sign a checkpoint every `every` while records are being written.
+async fn checkpoint_timer(audit: Arc<AuditLog>, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let audit = audit.clone();
+        match tokio::task::spawn_blocking(move || audit.checkpoint()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("audit checkpoint failed: {e}"),
+            Err(e) => tracing::error!("audit checkpoint task failed: {e}"),
+        }
+    }
 }
 
 async fn start_background(shared: &Arc<Shared>) -> anyhow::Result<()> {
@@ -256,10 +289,28 @@ fn apply_decision_flags(args: &DecisionArgs, config: &mut Config) -> anyhow::Res
         config.package = package.clone();
     }
     if let Some(path) = &args.audit_log {
+        // Checkpoints that were to sit beside the old log move with it.
+        if let Some(settings) = &mut config.checkpoints
+            && settings.path == checkpoint::default_path(&config.audit_path)
+        {
+            settings.path = checkpoint::default_path(path);
+        }
         config.audit_path = path.clone();
     }
     if let Some(mode) = &args.audit_fsync {
         config.fsync = parse_fsync(mode).map_err(|m| anyhow::anyhow!("--audit-fsync: {m}"))?;
+    }
+    if let Some(key) = &args.audit_signing_key {
+        let settings = config
+            .checkpoints
+            .get_or_insert_with(|| CheckpointSettings::beside(&config.audit_path, key.clone()));
+        settings.key = key.clone();
+    }
+    if let Some(path) = &args.audit_checkpoints {
+        let Some(settings) = &mut config.checkpoints else {
+            anyhow::bail!("--audit-checkpoints needs --audit-signing-key (or [audit] signing_key)");
+        };
+        settings.path = path.clone();
     }
     if let Some(p) = &args.principal {
         mcp_firewall::identity::Identity::parse(p)
@@ -304,14 +355,38 @@ fn principal_for(args: &DecisionArgs, config: &Config) -> Principal {
     }
 }
 
-pub fn audit_verify(file: &Path) -> anyhow::Result<ExitCode> {
-    match verify_file(file) {
-        Ok(summary) => {
-            println!("ok: {} records, head {}", summary.records, summary.head);
+/// `audit verify FILE [--checkpoints CP --public-key KEY]`.
+pub fn audit_verify(file: &Path, signed: Option<(&Path, &Path)>) -> anyhow::Result<ExitCode> {
+    let (summary, hashes) = match verify_file_hashes(file) {
+        Ok(verified) => verified,
+        Err(e) => {
+            println!("BROKEN: {}: {e}", file.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!("ok: {} records, head {}", summary.records, summary.head);
+    let Some((checkpoints, public_key)) = signed else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    match verify_checkpoints(&hashes, checkpoints, public_key) {
+        Ok(report) => {
+            match &report.last {
+                Some((seq, time)) => println!(
+                    "ok: {} checkpoint(s) signed by {} match; the last covers seq {seq} (signed {time}); \
+                     records after it: {}",
+                    report.checkpoints,
+                    report.key,
+                    summary.records - seq
+                ),
+                None => println!(
+                    "WARNING: {} has no checkpoints yet: nothing is signed",
+                    checkpoints.display()
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("BROKEN: {}: {e}", file.display());
+            println!("TAMPERED: {}: {e}", file.display());
             Ok(ExitCode::FAILURE)
         }
     }

@@ -24,7 +24,7 @@ use crate::approval::ApprovalSettings;
 use crate::approval::approvers::ApproverRegistry;
 use crate::approval::directory::{ApproverDirectory, DirectoryEntry};
 use crate::approval::service::{OidcSettings, SlackSettings, TeamsSettings};
-use crate::audit::FsyncMode;
+use crate::audit::{CheckpointSettings, FsyncMode};
 pub use http::{HttpSettings, TokenSecret, TokenSpec};
 
 /// Package the firewall evaluates unless the config says otherwise.
@@ -50,6 +50,8 @@ pub struct Config {
     pub audit_path: PathBuf,
     pub fsync: FsyncMode,
     pub mask_fields: Vec<String>,
+    /// Signed checkpoints of the audit chain (`[audit] signing_key`).
+    pub checkpoints: Option<CheckpointSettings>,
     pub principal: Option<String>,
     pub approval: ApprovalSettings,
     /// Where secrets come from when none are written in the config.
@@ -203,6 +205,7 @@ impl Config {
             audit_path: PathBuf::from("mcp-firewall-audit.jsonl"),
             fsync: FsyncMode::Never,
             mask_fields: Vec::new(),
+            checkpoints: None,
             principal: None,
             approval: ApprovalSettings::default(),
             secret_env: SECRET_ENV.into(),
@@ -246,10 +249,17 @@ impl Validator<'_> {
                 .map_err(|(field, m)| self.err(&key(&field), m))?;
             upstreams.push(spec);
         }
-        let fsync = match raw.audit.fsync {
-            Some(mode) => parse_fsync(&mode).map_err(|m| self.err("audit.fsync", m))?,
+        let fsync = match &raw.audit.fsync {
+            Some(mode) => parse_fsync(mode).map_err(|m| self.err("audit.fsync", m))?,
             None => FsyncMode::Never,
         };
+        let audit_path = self.path(
+            raw.audit
+                .path
+                .as_deref()
+                .unwrap_or("mcp-firewall-audit.jsonl"),
+        );
+        let checkpoints = self.checkpoints(&raw.audit, &audit_path)?;
         let package = raw.policy.package.unwrap_or_else(|| DEFAULT_PACKAGE.into());
         if package.is_empty() || package.split('.').any(|p| p.is_empty()) {
             return Err(self.err(
@@ -282,14 +292,10 @@ impl Validator<'_> {
                 .unwrap_or_else(|| SECRET_ENV.into()),
             policy_dir: self.path(raw.policy.dir.as_deref().unwrap_or("policies")),
             package,
-            audit_path: self.path(
-                raw.audit
-                    .path
-                    .as_deref()
-                    .unwrap_or("mcp-firewall-audit.jsonl"),
-            ),
+            audit_path,
             fsync,
             mask_fields: raw.audit.mask_fields,
+            checkpoints,
             principal: raw.session.principal,
             upstreams,
             passthrough_names: false,
@@ -430,6 +436,32 @@ impl Validator<'_> {
         ApproverDirectory::new(entries.clone())
             .map_err(|(i, m)| self.err(&format!("approver[{i}]"), m))?;
         Ok(entries)
+    }
+
+    /// `[audit]`'s checkpoint settings: none without a signing key.
+    fn checkpoints(
+        &self,
+        audit: &raw::RawAudit,
+        log: &Path,
+    ) -> Result<Option<CheckpointSettings>, ConfigError> {
+        let Some(key) = &audit.signing_key else {
+            if audit.checkpoints.is_some() {
+                return Err(self.err("audit.checkpoints", "needs audit.signing_key".into()));
+            }
+            return Ok(None);
+        };
+        let mut settings = CheckpointSettings::beside(log, self.path(key));
+        if let Some(path) = &audit.checkpoints {
+            settings.path = self.path(path);
+        }
+        if let Some(n) = audit.checkpoint_every_records {
+            settings.every_records = n;
+        }
+        if let Some(secs) = audit.checkpoint_every_seconds {
+            settings.every =
+                positive_secs(secs).map_err(|m| self.err("audit.checkpoint_every_seconds", m))?;
+        }
+        Ok(Some(settings))
     }
 
     fn path(&self, p: &str) -> PathBuf {

@@ -123,6 +123,12 @@ pub struct RawAudit {
     /// Argument field names masked in the log, in addition to the defaults.
     #[serde(default)]
     pub mask_fields: Vec<String>,
+    /// OpenSSH Ed25519 private key that signs checkpoints of the chain.
+    pub signing_key: Option<String>,
+    /// The checkpoint file (default: the log's path + `.checkpoints`).
+    pub checkpoints: Option<String>,
+    pub checkpoint_every_records: Option<u64>,
+    pub checkpoint_every_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -486,3 +486,17 @@ pub fn answer_with_key(data: &Path, verb: &str, id: &str, who: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `mcp-firewall audit verify LOG` passes (the chain alone).
+pub fn assert_chain_verifies(log: &Path) {
+    let out = Command::new(firewall_bin())
+        .args(["audit", "verify"])
+        .arg(log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

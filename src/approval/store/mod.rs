@@ -67,11 +67,16 @@ impl ApprovalStore {
     /// Opens `data_dir/approvals.db`, creating the directory and the database
     /// as needed and migrating the schema.
     pub fn open(data_dir: &Path) -> Result<ApprovalStore, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
         let path = data_dir.join(DB_FILE_NAME);
+        // The database (requests, arguments, answers) is the user's alone:
+        // created 0600 in a directory created 0700; SQLite gives its
+        // journal files the database's mode.
+        crate::audit::writer::create_private(&path, true).map_err(|source| {
+            StoreError::CreateDir {
+                path: data_dir.to_owned(),
+                source,
+            }
+        })?;
         let conn = schema::open_connection(&path)?;
         Ok(ApprovalStore {
             conn: Mutex::new(conn),
