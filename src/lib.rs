@@ -29,6 +29,7 @@ pub mod framing;
 pub mod identity;
 pub mod inspect;
 pub mod jsonrpc;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod reload;

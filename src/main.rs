@@ -220,6 +220,10 @@ pub struct RunArgs {
     /// at /sse) instead of stdio; stdin is then ignored unless --stdio.
     #[arg(long)]
     pub listen: Option<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (names start
+    /// with `mcp_firewall_`).
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// With --listen: also serve one session on stdin/stdout (same policy,
     /// audit log and approvals). HTTP keeps serving after stdin closes.
     #[arg(long, requires = "listen")]

@@ -72,9 +72,18 @@ pub fn reload(shared: &Shared, trigger: &str) -> Outcome {
         Outcome::Unchanged => return outcome,
         Outcome::Applied { old, new } => {
             tracing::info!(%old, %new, trigger, "policy reloaded");
+            crate::metrics::metrics().policy(new);
+            crate::metrics::metrics()
+                .policy_reloads
+                .get_or_create(&crate::metrics::Result_ { result: "ok" })
+                .inc();
             json!({"outcome": "applied", "trigger": trigger, "old_revision": old, "new_revision": new})
         }
         Outcome::Rejected { reason } => {
+            crate::metrics::metrics()
+                .policy_reloads
+                .get_or_create(&crate::metrics::Result_ { result: "error" })
+                .inc();
             tracing::error!(
                 trigger,
                 "policy reload rejected, keeping {}: {reason}",

@@ -294,6 +294,24 @@ impl Approvals {
                 .answer(id, answer, now)
                 .map(|outcome| (outcome, verified_by))
         });
+        if let Ok((o, _)) = &outcome
+            && matches!(
+                o.status,
+                crate::approval::Status::Approved | crate::approval::Status::Denied
+            )
+            && let Ok(Some(record)) = self.store.get(id)
+        {
+            let took = (now - record.created_at).to_std().unwrap_or_default();
+            let decision = if o.status == crate::approval::Status::Approved {
+                "approved"
+            } else {
+                "denied"
+            };
+            crate::metrics::metrics()
+                .approval_answer_seconds
+                .get_or_create(&crate::metrics::Answer { decision })
+                .observe(took.as_secs_f64());
+        }
         let record = json!({
             "approval_id": id,
             "approver": answer.approver,

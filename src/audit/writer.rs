@@ -161,6 +161,21 @@ impl AuditLog {
     /// synced in [`FsyncMode::Always`]); any error means the record is not in
     /// the log and the caller must fail closed.
     pub fn append(&self, event: &str, body: Value) -> Result<AuditReceipt, AuditError> {
+        let started = std::time::Instant::now();
+        let written = self.append_timed(event, body);
+        let metrics = crate::metrics::metrics();
+        match &written {
+            Ok(_) => metrics
+                .audit_write_seconds
+                .observe(started.elapsed().as_secs_f64()),
+            Err(_) => {
+                metrics.audit_write_failures.inc();
+            }
+        }
+        written
+    }
+
+    fn append_timed(&self, event: &str, body: Value) -> Result<AuditReceipt, AuditError> {
         let body = match body {
             Value::Object(map) => map,
             other => {

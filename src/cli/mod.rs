@@ -60,6 +60,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(every) = audit.checkpoint_every() {
         runtime.spawn(checkpoint_timer(audit.clone(), every));
     }
+    mcp_firewall::metrics::metrics().policy(shared.policy.current().revision());
+    if let Some(addr) = shared.config.metrics_listen {
+        let bound = runtime
+            .block_on(mcp_firewall::metrics::serve(
+                addr,
+                pending_approvals(&shared),
+            ))
+            .with_context(|| format!("metrics listener on {addr}"))?;
+        // One plain line, like the MCP listener's: scripts read the port.
+        eprintln!("mcp-firewall: metrics on http://{bound}/metrics");
+    }
     match listen {
         Some(addr) if args.stdio => runtime.block_on(async {
             let stdio =
@@ -79,6 +90,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // The last records of the run, signed.
     audit.checkpoint()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What refreshes the pending-approvals gauge before a scrape: the store's
+/// count (it is shared with hook processes and the CLI).
+fn pending_approvals(shared: &Arc<Shared>) -> Arc<dyn Fn() + Send + Sync> {
+    let approvals = shared.approvals.clone();
+    Arc::new(move || {
+        let pending = approvals
+            .as_ref()
+            .and_then(|a| {
+                a.store
+                    .list(Some(mcp_firewall::approval::Status::Pending))
+                    .ok()
+            })
+            .map_or(0, |l| l.len());
+        mcp_firewall::metrics::metrics()
+            .approvals_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    })
 }
 
 /// The audit log of `config`, signing checkpoints when it has a key (a key
@@ -255,6 +285,10 @@ fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
     if let Some(listen) = &args.listen {
         config.http.listen =
             Some(parse_listen(listen).map_err(|m| anyhow::anyhow!("--listen: {m}"))?);
+    }
+    if let Some(listen) = &args.metrics_listen {
+        config.metrics_listen =
+            Some(parse_listen(listen).map_err(|m| anyhow::anyhow!("--metrics-listen: {m}"))?);
     }
     if let Some(bytes) = args.max_result_bytes {
         if bytes == 0 {

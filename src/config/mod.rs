@@ -61,6 +61,9 @@ pub struct Config {
     pub passthrough_names: bool,
     /// The HTTP listener (`[http]`, `--listen`); no `listen`: stdio.
     pub http: HttpSettings,
+    /// Where Prometheus metrics are served (`[metrics] listen`,
+    /// `--metrics-listen`); none: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// A cached tool listing older than this is fetched again before a call
     /// is decided, so a tool redefined without `list_changed` is noticed.
     pub tools_refresh: std::time::Duration,
@@ -212,6 +215,7 @@ impl Config {
             upstreams: Vec::new(),
             passthrough_names: false,
             http: HttpSettings::default(),
+            metrics_listen: None,
             tools_refresh: DEFAULT_TOOLS_REFRESH,
             max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
         }
@@ -281,8 +285,16 @@ impl Validator<'_> {
             }
         }
         let http = http::validate(raw.http).map_err(|(key, m)| self.err(&key, m))?;
+        let metrics_listen = raw
+            .metrics
+            .listen
+            .as_deref()
+            .map(parse_listen)
+            .transpose()
+            .map_err(|m| self.err("metrics.listen", m))?;
         Ok(Config {
             http,
+            metrics_listen,
             approval,
             shadow: raw.policy.shadow.unwrap_or(false),
             secret_env: raw

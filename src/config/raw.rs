@@ -25,6 +25,16 @@ pub struct RawConfig {
     /// The approver directory (`[[approver]]`).
     #[serde(default)]
     pub approver: Vec<RawApprover>,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]`: the Prometheus listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// HOST:PORT serving `GET /metrics`.
+    pub listen: Option<String>,
 }
 
 /// One `[[approver]]`: a person and every identity they answer with.

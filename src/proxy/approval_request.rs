@@ -222,6 +222,20 @@ async fn notify_people(approvals: Arc<Approvals>, id: String, document: Value) {
     }
 }
 
+/// Count a delivery's attempts: all but the last were retried; the last
+/// delivered or failed.
+fn delivery_attempts(attempts: u32, delivered: bool) {
+    use crate::metrics::{Outcome, metrics};
+    let count = |outcome, n: u32| {
+        metrics()
+            .webhook_deliveries
+            .get_or_create(&Outcome { outcome })
+            .inc_by(u64::from(n));
+    };
+    count("retried", attempts.saturating_sub(1));
+    count(if delivered { "delivered" } else { "failed" }, 1);
+}
+
 /// Deliver a new request; record the outcome; take a synchronous answer.
 async fn deliver(approvals: Arc<Approvals>, id: String, document: Value, deadline: Instant) {
     let Some(webhook) = &approvals.webhook else {
@@ -229,6 +243,7 @@ async fn deliver(approvals: Arc<Approvals>, id: String, document: Value, deadlin
     };
     match webhook.deliver(&document, deadline).await {
         Ok(delivered) => {
+            delivery_attempts(delivered.attempts, true);
             let record = json!({"approval_id": id, "webhook_id": delivered.webhook_id,
                                 "attempts": delivered.attempts, "status": delivered.status});
             if let Err(e) = approvals.audit().append("approval.delivered", record) {
@@ -245,6 +260,7 @@ async fn deliver(approvals: Arc<Approvals>, id: String, document: Value, deadlin
             }
         }
         Err(e) => {
+            delivery_attempts(e.attempts(), false);
             let record =
                 json!({"approval_id": id, "attempts": e.attempts(), "error": e.to_string()});
             if let Err(e) = approvals.audit().append("approval.delivery_failed", record) {

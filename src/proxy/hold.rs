@@ -144,6 +144,11 @@ impl Proxy {
             .insert(seq, entry);
         let timeout = self.spec_timeout(subject.server);
         let outcome = forward(permit, &upstream, timeout, cancel).await;
+        crate::metrics::metrics().forwarded(
+            subject.server,
+            started.elapsed(),
+            matches!(outcome, Forwarded::Failed(_)),
+        );
         self.forwarding
             .lock()
             .expect("forwarding lock")

@@ -91,6 +91,7 @@ impl Proxy {
         if let Err(e) = self.shared.audit.append("session.started", record) {
             return Refusal::AuditWriteFailed(e).answer(false, None);
         }
+        crate::metrics::metrics().session(self.session.transport, true);
         self.initialized
             .store(true, std::sync::atomic::Ordering::Release);
         Ok(answer)

@@ -408,6 +408,7 @@ impl Drop for Proxy {
         if !self.initialized.load(Ordering::Acquire) {
             return;
         }
+        crate::metrics::metrics().session(self.session.transport, false);
         let record = serde_json::json!({
             "session_id": self.session.id,
             "principal": {"id": self.session.principal.id, "source": self.session.principal.source},

@@ -9,6 +9,7 @@
 
 use std::time::Instant;
 
+use crate::metrics::metrics;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -105,6 +106,7 @@ impl Proxy {
     /// Decide `subject`, record the decision, and return a [`Permit`] only
     /// if the policy allowed it and the record was written.
     pub(super) fn decide(&self, subject: &Subject<'_>) -> Result<Permit, Refused> {
+        let started = std::time::Instant::now();
         let decision_id = uuid::Uuid::new_v4().to_string();
         let policy = self.policy();
         let mut input = self.input_for(subject);
@@ -161,11 +163,17 @@ impl Proxy {
         }));
         if let Err(e) = self.shared.audit.append("call.decided", record) {
             tracing::error!("audit write failed, refusing the call: {e}");
+            metrics().decided(subject.method, "error", started.elapsed());
             return Err(Refused {
                 decision_id: Some(decision_id),
                 refusal: e.into(),
             });
         }
+        let result = match (&verdict, &hidden) {
+            (Ok(_), Ok(_)) => label,
+            _ => "error",
+        };
+        metrics().decided(subject.method, result, started.elapsed());
         match refusal {
             None => Ok(Permit::new(&decision_id, subject)),
             Some(_) if self.shared.shadow => Ok(Permit::new(&decision_id, subject)),
@@ -184,6 +192,7 @@ impl Proxy {
         record["policy_revision"] = json!(self.policy().revision());
         record["result"] = json!({"decision": "deny", "reasons": refusal.reasons()});
         record["error"] = json!({"kind": refusal.kind(), "message": refusal.to_string()});
+        metrics().decided(subject.method, "deny", std::time::Duration::ZERO);
         if let Err(e) = self.shared.audit.append("call.decided", record) {
             tracing::error!("audit write failed: {e}");
             return Refused {
@@ -322,6 +331,7 @@ impl Proxy {
         params: &Value,
         cause: Value,
     ) -> Result<RelayPermit, Refused> {
+        let started = std::time::Instant::now();
         let decision_id = uuid::Uuid::new_v4().to_string();
         let policy = self.policy();
         let mut input = input::build_server_request(server, method, params, cause, &self.session);
@@ -352,6 +362,8 @@ impl Proxy {
             },
             "labels": {"app": "mcp-firewall", "version": env!("CARGO_PKG_VERSION")},
         });
+        let result = if refusal.is_none() { "allow" } else { "deny" };
+        metrics().decided(method, result, started.elapsed());
         if let Err(e) = self.shared.audit.append("server_request.decided", record) {
             tracing::error!("audit write failed, refusing the server's request: {e}");
             return Err(Refused {

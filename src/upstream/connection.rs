@@ -147,6 +147,16 @@ impl PendingReply {
     }
 }
 
+/// A connection dropped while still alive (its session closed) stops
+/// counting as running.
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if self.is_alive() {
+            crate::metrics::metrics().upstream_running(&self.name, false);
+        }
+    }
+}
+
 impl Upstream {
     /// Connect to the upstream the spec names: start its process, or set up
     /// its HTTP transport (which connects lazily, on the first message).
@@ -184,6 +194,7 @@ impl Upstream {
             alive: AtomicBool::new(true),
             exit_status: Mutex::new(String::new()),
         });
+        crate::metrics::metrics().upstream_running(name, true);
         (upstream, rx)
     }
 
@@ -405,6 +416,7 @@ impl Upstream {
             }
             *exit_status = status.clone();
             self.alive.store(false, Ordering::Release);
+            crate::metrics::metrics().upstream_running(&self.name, false);
         }
         tracing::warn!(server = %self.name, %status, "upstream server exited");
         let waiters: Vec<Waiter> = {

@@ -1,0 +1,376 @@
+//! Prometheus metrics (`--metrics-listen HOST:PORT`, `[metrics] listen`):
+//! the firewall's health for the team's monitoring.
+//!
+//! Process-wide counters, gauges and histograms, updated where things
+//! happen (the decision pipeline, the forward path, the audit writer, the
+//! approval flow, sessions, policy reloads) and served in the OpenMetrics
+//! text format at `GET /metrics` on a listener of their own (never on the
+//! MCP listener: no MCP client, and no agent, needs to reach it).
+//!
+//! Label values are bounded: methods from the firewall's closed method table
+//! (anything else is `other`), upstream names from the configuration,
+//! decision results, outcomes and transports from fixed lists, and the
+//! policy revision (one series at a time). No arguments, principals or tool
+//! names.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `mcp_firewall_decisions_total` | counter | `method`, `result` (allow, deny, approve, error) |
+//! | `mcp_firewall_decision_seconds` | histogram | `method` |
+//! | `mcp_firewall_upstream_request_seconds` | histogram | `upstream` |
+//! | `mcp_firewall_upstream_errors_total` | counter | `upstream` |
+//! | `mcp_firewall_upstream_up` | gauge | `upstream` (1 while a process/connection of it runs) |
+//! | `mcp_firewall_upstream_running` | gauge | `upstream` (how many) |
+//! | `mcp_firewall_approvals_pending` | gauge | |
+//! | `mcp_firewall_approval_answer_seconds` | histogram | `decision` (approved, denied) |
+//! | `mcp_firewall_webhook_deliveries_total` | counter | `outcome` (delivered, failed, retried) |
+//! | `mcp_firewall_audit_write_seconds` | histogram | |
+//! | `mcp_firewall_audit_write_failures_total` | counter | |
+//! | `mcp_firewall_sessions` | gauge | `transport` |
+//! | `mcp_firewall_sessions_started_total` | counter | `transport` |
+//! | `mcp_firewall_policy_info` | gauge (1) | `revision` |
+//! | `mcp_firewall_policy_reloads_total` | counter | `result` (ok, error) |
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::proxy::methods::{ClientRequest, ServerRequest};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Decision {
+    pub method: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Method {
+    pub method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Upstream {
+    pub upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Answer {
+    pub decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Transport {
+    pub transport: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Revision {
+    pub revision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Result_ {
+    pub result: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric the firewall keeps.
+pub struct Metrics {
+    registry: Registry,
+    pub decisions: Family<Decision, Counter>,
+    pub decision_seconds: Histograms<Method>,
+    pub upstream_seconds: Histograms<Upstream>,
+    pub upstream_errors: Family<Upstream, Counter>,
+    pub upstream_up: Family<Upstream, Gauge>,
+    pub upstream_running: Family<Upstream, Gauge>,
+    pub approvals_pending: Gauge,
+    pub approval_answer_seconds: Histograms<Answer>,
+    pub webhook_deliveries: Family<Outcome, Counter>,
+    pub audit_write_seconds: Histogram,
+    pub audit_write_failures: Counter,
+    pub sessions: Family<Transport, Gauge>,
+    pub sessions_started: Family<Transport, Counter>,
+    pub policy_info: Family<Revision, Gauge>,
+    pub policy_reloads: Family<Result_, Counter>,
+}
+
+/// 50 µs .. ~26 s, doubling: decisions are tens of microseconds, upstream
+/// requests milliseconds to seconds.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.00005, 2.0, 20))
+}
+
+/// 1 s .. ~9 h, doubling: how long humans take to answer.
+fn human() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 16))
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("mcp_firewall"),
+            decisions: Family::default(),
+            decision_seconds: Family::new_with_constructor(latency),
+            upstream_seconds: Family::new_with_constructor(latency),
+            upstream_errors: Family::default(),
+            upstream_up: Family::default(),
+            upstream_running: Family::default(),
+            approvals_pending: Gauge::default(),
+            approval_answer_seconds: Family::new_with_constructor(human),
+            webhook_deliveries: Family::default(),
+            audit_write_seconds: latency(),
+            audit_write_failures: Counter::default(),
+            sessions: Family::default(),
+            sessions_started: Family::default(),
+            policy_info: Family::default(),
+            policy_reloads: Family::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "decisions",
+            "Requests decided, by method and result",
+            m.decisions.clone(),
+        );
+        r.register(
+            "decision_seconds",
+            "Time to decide one request (input, policy, audit record)",
+            m.decision_seconds.clone(),
+        );
+        r.register(
+            "upstream_request_seconds",
+            "Time an upstream took to answer a forwarded request",
+            m.upstream_seconds.clone(),
+        );
+        r.register(
+            "upstream_errors",
+            "Forwarded requests that failed at the upstream (no answer, exited, timed out)",
+            m.upstream_errors.clone(),
+        );
+        r.register(
+            "upstream_up",
+            "1 while at least one process or connection of the upstream runs",
+            m.upstream_up.clone(),
+        );
+        r.register(
+            "upstream_running",
+            "Processes or connections of the upstream running (one per session)",
+            m.upstream_running.clone(),
+        );
+        r.register(
+            "approvals_pending",
+            "Approval requests waiting for an answer",
+            m.approvals_pending.clone(),
+        );
+        r.register(
+            "approval_answer_seconds",
+            "Time from an approval request to its answer",
+            m.approval_answer_seconds.clone(),
+        );
+        r.register(
+            "webhook_deliveries",
+            "Approval webhook delivery attempts, by outcome",
+            m.webhook_deliveries.clone(),
+        );
+        r.register(
+            "audit_write_seconds",
+            "Time to append one audit record (and sync it, with fsync always)",
+            m.audit_write_seconds.clone(),
+        );
+        r.register(
+            "audit_write_failures",
+            "Audit records that could not be written (each refused its call)",
+            m.audit_write_failures.clone(),
+        );
+        r.register("sessions", "Client sessions open", m.sessions.clone());
+        r.register(
+            "sessions_started",
+            "Client sessions started",
+            m.sessions_started.clone(),
+        );
+        r.register(
+            "policy_info",
+            "The policy revision in force (1)",
+            m.policy_info.clone(),
+        );
+        r.register(
+            "policy_reloads",
+            "Policy reloads, by result",
+            m.policy_reloads.clone(),
+        );
+        m
+    }
+
+    /// The exposition (OpenMetrics text format).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+
+    /// One decision of `method` ended with `result` after `took`.
+    pub fn decided(&self, method: &str, result: &'static str, took: Duration) {
+        let method = method_label(method);
+        self.decisions
+            .get_or_create(&Decision { method, result })
+            .inc();
+        self.decision_seconds
+            .get_or_create(&Method { method })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A forwarded request to `upstream` ended after `took`.
+    pub fn forwarded(&self, upstream: &str, took: Duration, failed: bool) {
+        let labels = Upstream {
+            upstream: upstream.to_string(),
+        };
+        self.upstream_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        if failed {
+            self.upstream_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// A process or connection of `upstream` started (`true`) or ended.
+    pub fn upstream_running(&self, upstream: &str, running: bool) {
+        let labels = Upstream {
+            upstream: upstream.to_string(),
+        };
+        let count = self.upstream_running.get_or_create(&labels);
+        let now = if running {
+            count.inc() + 1
+        } else {
+            count.dec() - 1
+        };
+        self.upstream_up
+            .get_or_create(&labels)
+            .set(i64::from(now > 0));
+    }
+
+    /// A session of `transport` opened (`true`) or closed.
+    pub fn session(&self, transport: &'static str, open: bool) {
+        let labels = Transport { transport };
+        if open {
+            self.sessions_started.get_or_create(&labels).inc();
+            self.sessions.get_or_create(&labels).inc();
+        } else {
+            self.sessions.get_or_create(&labels).dec();
+        }
+    }
+
+    /// The policy now in force.
+    pub fn policy(&self, revision: &str) {
+        self.policy_info.clear();
+        self.policy_info
+            .get_or_create(&Revision {
+                revision: revision.to_string(),
+            })
+            .set(1);
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// `method` if the firewall's method table knows it, else `other`: the
+/// label never carries a client's free text.
+pub fn method_label(method: &str) -> &'static str {
+    if let Some(m) = ClientRequest::parse(method) {
+        return m.as_str();
+    }
+    if let Some(m) = ServerRequest::parse(method) {
+        return m.as_str();
+    }
+    match method {
+        "hook/PreToolUse" => "hook/PreToolUse",
+        _ => "other",
+    }
+}
+
+/// Serve `GET /metrics` on `addr` until the process ends; `refresh` runs
+/// before each scrape (gauges read from elsewhere, e.g. the approval store).
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    refresh: Arc<dyn Fn() + Send + Sync>,
+) -> std::io::Result<std::net::SocketAddr> {
+    use axum::http::header;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let refresh = refresh.clone();
+            async move {
+                let body = tokio::task::spawn_blocking(move || {
+                    refresh();
+                    metrics().encode()
+                })
+                .await
+                .unwrap_or_default();
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    body,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(%bound, "metrics are served beyond loopback; they carry no secrets, \
+            but upstream names and the policy revision: restrict who can reach this port");
+    }
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("metrics listener failed: {e}");
+        }
+    });
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_stay_in_the_method_table() {
+        assert_eq!(method_label("tools/call"), "tools/call");
+        assert_eq!(method_label("elicitation/create"), "elicitation/create");
+        assert_eq!(method_label("tools/call\"} 1\nevil"), "other");
+        assert_eq!(method_label("x".repeat(10_000).as_str()), "other");
+    }
+
+    #[test]
+    fn the_exposition_names_every_metric_with_the_prefix() {
+        let m = metrics();
+        m.decided("tools/call", "allow", Duration::from_micros(30));
+        m.policy("sha256:abc");
+        let text = m.encode();
+        assert!(
+            text.contains("mcp_firewall_decisions_total{method=\"tools/call\",result=\"allow\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mcp_firewall_policy_info{revision=\"sha256:abc\"} 1"),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+}

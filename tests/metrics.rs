@@ -1,0 +1,152 @@
+//! Prometheus metrics (`--metrics-listen`): a real scrape of a running
+//! firewall, parsed as the exposition format, after allowed, denied and
+//! held calls; label values stay bounded whatever a client sends.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Builder, WAIT, free_port};
+use serde_json::json;
+
+const POLICY: &str = r#"package mcp.firewall
+
+allow if input.method != "tools/call"
+allow if input.arguments.text == "fine"
+deny contains "not that" if input.arguments.text == "forbidden"
+"#;
+
+/// `GET /metrics`: the content type and the body.
+fn scrape(port: u16) -> (String, String) {
+    let deadline = Instant::now() + WAIT;
+    let mut stream = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("metrics listener never came up: {e}"),
+        }
+    };
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    (content_type, body.to_string())
+}
+
+/// Samples by `name{labels}` (labels as written), checking the format:
+/// every sample's family has a `# TYPE`, and the text ends with `# EOF`.
+fn parse(text: &str) -> BTreeMap<String, f64> {
+    assert_eq!(text.trim_end().lines().last(), Some("# EOF"), "{text}");
+    let mut typed = Vec::new();
+    let mut samples = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            typed.push(rest.split(' ').next().unwrap().to_string());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("`series value`");
+        let name = series.split('{').next().unwrap();
+        assert!(name.starts_with("mcp_firewall_"), "{line}");
+        assert!(
+            typed.iter().any(|family| name.starts_with(family.as_str())),
+            "no # TYPE for {line}"
+        );
+        samples.insert(series.to_string(), value.parse::<f64>().expect(line));
+    }
+    samples
+}
+
+#[test]
+fn a_scrape_shows_decisions_upstreams_approvals_audit_sessions_and_the_policy() {
+    let port = free_port();
+    let mut fw = Builder::new()
+        .rego(POLICY)
+        .args(&["--metrics-listen", &format!("127.0.0.1:{port}")])
+        .wrap_fixture();
+    fw.initialize();
+    for text in ["fine", "fine", "forbidden", "held for a human"] {
+        fw.call("echo", json!({"text": text}));
+    }
+    // A method outside the table, written to break out of a label.
+    fw.request("tools/call\"} 1\nmcp_firewall_evil 1", json!({}));
+
+    let (content_type, text) = scrape(port);
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let samples = parse(&text);
+    let get = |series: &str| {
+        samples
+            .get(series)
+            .copied()
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    let decided = |result: &str| {
+        get(&format!(
+            "mcp_firewall_decisions_total{{method=\"tools/call\",result=\"{result}\"}}"
+        ))
+    };
+    assert_eq!(decided("allow"), 2.0);
+    assert_eq!(decided("deny"), 1.0);
+    assert_eq!(decided("approve"), 1.0);
+    assert!(get("mcp_firewall_decision_seconds_count{method=\"tools/call\"}") >= 4.0);
+    let upstream = samples
+        .keys()
+        .find_map(|k| k.strip_prefix("mcp_firewall_upstream_up{"))
+        .expect("an upstream")
+        .to_string();
+    assert_eq!(get(&format!("mcp_firewall_upstream_up{{{upstream}")), 1.0);
+    assert!(
+        get(&format!(
+            "mcp_firewall_upstream_request_seconds_count{{{upstream}"
+        )) >= 2.0
+    );
+    assert_eq!(get("mcp_firewall_approvals_pending"), 1.0);
+    assert!(get("mcp_firewall_audit_write_seconds_count") >= 8.0);
+    assert_eq!(get("mcp_firewall_audit_write_failures_total"), 0.0);
+    assert_eq!(get("mcp_firewall_sessions{transport=\"stdio\"}"), 1.0);
+    assert_eq!(
+        get("mcp_firewall_sessions_started_total{transport=\"stdio\"}"),
+        1.0
+    );
+    let loaded = fw.wait_audit("policy.loaded", |r| r["event"] == "policy.loaded");
+    let revision = loaded["revision"].as_str().unwrap();
+    assert_eq!(
+        get(&format!(
+            "mcp_firewall_policy_info{{revision=\"{revision}\"}}"
+        )),
+        1.0
+    );
+    // What a client writes never becomes a label or a series.
+    assert!(!text.contains("evil"), "{text}");
+    assert!(
+        samples
+            .keys()
+            .filter(|k| k.starts_with("mcp_firewall_decisions_total"))
+            .all(|k| k.contains("method=\"tools/call\"")
+                || k.contains("method=\"tools/list\"")
+                || k.contains("method=\"other\"")),
+        "{text}"
+    );
+}
