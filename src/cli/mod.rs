@@ -154,11 +154,14 @@ async fn serve_http(
     principal: Principal,
 ) -> anyhow::Result<()> {
     start_background(&shared).await?;
+    let oauth =
+        mcp_firewall::downstream::http::oauth::ResourceServer::new(&shared.config.http.oauth);
     let auth = Authenticator::from_tokens(
         &shared.config.http.tokens,
         |name| std::env::var(name).ok(),
         principal,
-    )?;
+    )?
+    .with_oauth(oauth);
     let revision = shared.policy.current().revision().to_string();
     let listener = Listener::bind(addr, shared, auth).await?;
     let bound = listener.local_addr()?;

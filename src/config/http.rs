@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::raw::{RawHttp, RawToken};
+use super::raw::{RawHttp, RawOAuth, RawToken};
 
 /// Concurrent HTTP sessions (each one a `Proxy` with its own upstream
 /// processes) unless `[http] max_sessions` says otherwise. Beyond it a new
@@ -32,6 +32,18 @@ pub struct HttpSettings {
     pub header_read_timeout: Option<Duration>,
     pub max_connections: Option<usize>,
     pub session_idle_timeout: Option<Duration>,
+    /// `[[http.oauth]]`: authorization servers whose tokens are accepted.
+    pub oauth: Vec<OAuthSpec>,
+}
+
+/// One authorization server whose JWT access tokens the listener accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthSpec {
+    /// Without a trailing `/`.
+    pub issuer: String,
+    pub audience: Option<String>,
+    pub principal_claim: String,
+    pub scopes: Vec<String>,
 }
 
 impl HttpSettings {
@@ -128,6 +140,27 @@ pub fn validate(raw: RawHttp) -> Result<HttpSettings, (String, String)> {
         header_read_timeout: raw.header_read_timeout_seconds.map(Duration::from_secs),
         max_connections: raw.max_connections,
         session_idle_timeout: raw.session_idle_timeout_seconds.map(Duration::from_secs),
+        oauth: raw
+            .oauth
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| oauth(i, o))
+            .collect::<Result<Vec<_>, _>>()?,
+    })
+}
+
+fn oauth(i: usize, raw: RawOAuth) -> Result<OAuthSpec, (String, String)> {
+    let key = |field: &str| format!("http.oauth[{i}].{field}");
+    let issuer = raw.issuer.trim_end_matches('/').to_string();
+    super::check_url(&issuer).map_err(|m| (key("issuer"), m))?;
+    if let Some(scope) = raw.scopes.iter().find(|s| s.is_empty() || s.contains(' ')) {
+        return Err((key("scopes"), format!("not a scope: {scope:?}")));
+    }
+    Ok(OAuthSpec {
+        issuer,
+        audience: raw.audience,
+        principal_claim: raw.principal_claim.unwrap_or_else(|| "sub".into()),
+        scopes: raw.scopes,
     })
 }
 

@@ -25,7 +25,7 @@ use crate::approval::approvers::ApproverRegistry;
 use crate::approval::directory::{ApproverDirectory, DirectoryEntry};
 use crate::approval::service::{OidcSettings, SlackSettings, TeamsSettings};
 use crate::audit::{CheckpointSettings, FsyncMode};
-pub use http::{HttpSettings, TokenSecret, TokenSpec};
+pub use http::{HttpSettings, OAuthSpec, TokenSecret, TokenSpec};
 
 /// Package the firewall evaluates unless the config says otherwise.
 pub const DEFAULT_PACKAGE: &str = "mcp.firewall";

@@ -201,6 +201,23 @@ pub struct RawHttp {
     /// in flight, no stream open and no request before it is closed and
     /// its upstreams stopped (default 1800).
     pub session_idle_timeout_seconds: Option<u64>,
+    /// OAuth 2.1 authorization servers whose JWT access tokens are accepted.
+    #[serde(default)]
+    pub oauth: Vec<RawOAuth>,
+}
+
+/// One `[[http.oauth]]`: an authorization server (issuer).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth {
+    pub issuer: String,
+    /// The `aud` tokens must carry (default: the listener's `/mcp` URL).
+    pub audience: Option<String>,
+    /// The claim that names the principal (default `sub`).
+    pub principal_claim: Option<String>,
+    /// Scopes every token must carry.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// One bearer token: its SHA-256 written in the file, or the token itself

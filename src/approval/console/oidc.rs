@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -40,17 +40,7 @@ const MAX_PENDING_LOGINS: usize = 1024;
 const LEEWAY_SECS: u64 = 60;
 /// Unknown-`kid` refetches of the JWKS at most this often.
 const JWKS_REFETCH: Duration = Duration::from_secs(60);
-const ALLOWED_ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+use crate::downstream::http::oauth::ASYMMETRIC_ALGORITHMS as ALLOWED_ALGORITHMS;
 
 #[derive(Debug, Clone, Deserialize)]
 struct Metadata {

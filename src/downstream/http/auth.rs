@@ -2,14 +2,16 @@
 //!
 //! Tokens are never kept: only their SHA-256 digests, compared in constant
 //! time (`subtle`) against every configured digest, so neither timing nor
-//! an early exit tells which entry came close. An [`Authenticator`] is an
-//! enum so another scheme (JWT/OIDC) is one more variant, not a rewrite.
+//! an early exit tells which entry came close. A bearer token that is no
+//! static token is tried as an OAuth access token when `[[http.oauth]]`
+//! names authorization servers ([`super::oauth`]).
 
 use axum::http::HeaderMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::oauth::{ResourceServer, TokenError};
 use crate::config::{TokenSecret, TokenSpec};
 use crate::proxy::session::Principal;
 
@@ -21,8 +23,12 @@ pub enum Authenticator {
     /// No credentials asked: every request is this principal. Only allowed
     /// on a loopback listener (checked at start-up).
     Unauthenticated(Principal),
-    /// Static bearer tokens from `[http] tokens`.
-    Tokens(Vec<TokenEntry>),
+    /// Bearer tokens: static ones from `[http] tokens`, and JWT access
+    /// tokens of the `[[http.oauth]]` authorization servers.
+    Bearer {
+        tokens: Vec<TokenEntry>,
+        oauth: Option<ResourceServer>,
+    },
 }
 
 /// One accepted token: its digest and who it is.
@@ -38,6 +44,8 @@ pub enum AuthError {
     Missing,
     #[error("invalid bearer token")]
     Invalid,
+    #[error(transparent)]
+    Token(#[from] TokenError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +90,35 @@ impl Authenticator {
                 attributes: spec.attributes.clone(),
             });
         }
-        Ok(Authenticator::Tokens(entries))
+        Ok(Authenticator::Bearer {
+            tokens: entries,
+            oauth: None,
+        })
+    }
+
+    /// Also accept the access tokens of `oauth`'s authorization servers.
+    pub fn with_oauth(self, oauth: Option<ResourceServer>) -> Authenticator {
+        let Some(oauth) = oauth else {
+            return self;
+        };
+        match self {
+            Authenticator::Unauthenticated(_) => Authenticator::Bearer {
+                tokens: Vec::new(),
+                oauth: Some(oauth),
+            },
+            Authenticator::Bearer { tokens, .. } => Authenticator::Bearer {
+                tokens,
+                oauth: Some(oauth),
+            },
+        }
+    }
+
+    /// The resource server, when OAuth is configured.
+    pub fn oauth(&self) -> Option<&ResourceServer> {
+        match self {
+            Authenticator::Bearer { oauth, .. } => oauth.as_ref(),
+            Authenticator::Unauthenticated(_) => None,
+        }
     }
 
     pub fn requires_credentials(&self) -> bool {
@@ -90,10 +126,13 @@ impl Authenticator {
     }
 
     /// The principal these headers prove, or why not.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
         match self {
             Authenticator::Unauthenticated(principal) => Ok(principal.clone()),
-            Authenticator::Tokens(entries) => {
+            Authenticator::Bearer {
+                tokens: entries,
+                oauth,
+            } => {
                 let token = bearer(headers).ok_or(AuthError::Missing)?;
                 let presented = sha256(token.as_bytes());
                 // Look at every entry, whatever matched, so the time taken
@@ -104,7 +143,13 @@ impl Authenticator {
                         found = Some(entry);
                     }
                 }
-                let entry = found.ok_or(AuthError::Invalid)?;
+                let entry = match (found, oauth) {
+                    (Some(entry), _) => entry,
+                    (None, Some(oauth)) if token.matches('.').count() == 2 => {
+                        return Ok(oauth.authenticate(token).await?);
+                    }
+                    (None, _) => return Err(AuthError::Invalid),
+                };
                 Ok(Principal {
                     id: entry.principal.clone(),
                     source: TOKEN_SOURCE,
@@ -159,21 +204,27 @@ mod tests {
         Authenticator::from_tokens(&specs, env, Principal::new("nobody", "os")).unwrap()
     }
 
-    #[test]
-    fn right_tokens_map_to_their_principals() {
+    #[tokio::test]
+    async fn right_tokens_map_to_their_principals() {
         let auth = tokens();
-        let alice = auth.authenticate(&headers("Bearer alice-token")).unwrap();
+        let alice = auth
+            .authenticate(&headers("Bearer alice-token"))
+            .await
+            .unwrap();
         assert_eq!((alice.id.as_str(), alice.source), ("alice", "token"));
         assert_eq!(alice.claims, json!({"team": "sre"}));
-        let bot = auth.authenticate(&headers("bearer bot-token")).unwrap();
+        let bot = auth
+            .authenticate(&headers("bearer bot-token"))
+            .await
+            .unwrap();
         assert_eq!(bot.id, "bot");
     }
 
-    #[test]
-    fn wrong_missing_or_malformed_tokens_are_refused() {
+    #[tokio::test]
+    async fn wrong_missing_or_malformed_tokens_are_refused() {
         let auth = tokens();
         assert_eq!(
-            auth.authenticate(&HeaderMap::new()).unwrap_err(),
+            auth.authenticate(&HeaderMap::new()).await.unwrap_err(),
             AuthError::Missing
         );
         for bad in [
@@ -182,7 +233,7 @@ mod tests {
             "Basic alice-token",
             "alice-token",
         ] {
-            assert!(auth.authenticate(&headers(bad)).is_err(), "{bad}");
+            assert!(auth.authenticate(&headers(bad)).await.is_err(), "{bad}");
         }
     }
 
@@ -199,10 +250,10 @@ mod tests {
         assert!(err.to_string().contains("NOPE"), "{err}");
     }
 
-    #[test]
-    fn no_tokens_means_the_fallback_principal() {
+    #[tokio::test]
+    async fn no_tokens_means_the_fallback_principal() {
         let auth = Authenticator::from_tokens(&[], |_| None, Principal::new("me", "os")).unwrap();
         assert!(!auth.requires_credentials());
-        assert_eq!(auth.authenticate(&HeaderMap::new()).unwrap().id, "me");
+        assert_eq!(auth.authenticate(&HeaderMap::new()).await.unwrap().id, "me");
     }
 }

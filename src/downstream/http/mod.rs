@@ -27,6 +27,7 @@ pub mod auth;
 pub mod front_door;
 pub mod health;
 pub mod legacy_sse;
+pub mod oauth;
 pub mod origin;
 pub mod session;
 pub mod stateless;
@@ -279,6 +280,9 @@ impl Listener {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| ListenError::Bind { addr, source })?;
+        if let (Some(oauth), Ok(bound)) = (auth.oauth(), listener.local_addr()) {
+            oauth.bound(&format!("http://{bound}"));
+        }
         if let Authenticator::Unauthenticated(p) = &auth {
             tracing::warn!(
                 principal = %p.id,
@@ -386,8 +390,21 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES));
     Router::new()
         .merge(health::routes())
+        .route(oauth::METADATA_PATH, axum::routing::get(protected_resource))
+        .route(
+            &format!("{}/mcp", oauth::METADATA_PATH),
+            axum::routing::get(protected_resource),
+        )
         .merge(mcp)
         .with_state(app)
+}
+
+/// RFC 9728 protected-resource metadata; 404 without `[[http.oauth]]`.
+async fn protected_resource(State(app): State<Arc<App>>) -> Response {
+    match app.auth.oauth() {
+        Some(oauth) => axum::Json(oauth.metadata()).into_response(),
+        None => plain(StatusCode::NOT_FOUND, "no authorization servers configured"),
+    }
 }
 
 /// Host check (DNS rebinding), Origin check, then authentication; the principal goes on to the handler
@@ -413,20 +430,45 @@ async fn guard(State(app): State<Arc<App>>, mut request: Request, next: Next) ->
             return plain(StatusCode::FORBIDDEN, "origin not allowed");
         }
     }
-    match app.auth.authenticate(request.headers()) {
+    match app.auth.authenticate(request.headers()).await {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
         Err(e) => {
             tracing::warn!("refused an HTTP request: {e}");
-            let challenge = match e {
-                auth::AuthError::Missing => format!("Bearer realm=\"{REALM}\""),
-                auth::AuthError::Invalid => {
-                    format!("Bearer realm=\"{REALM}\", error=\"invalid_token\"")
-                }
+            // Where an OAuth client learns which authorization server to ask.
+            let metadata = app
+                .auth
+                .oauth()
+                .map(|o| format!(", resource_metadata=\"{}\"", o.metadata_url()))
+                .unwrap_or_default();
+            let quoted = |s: &str| s.replace(['"', '\\'], "'");
+            let (status, challenge) = match &e {
+                auth::AuthError::Missing => (
+                    StatusCode::UNAUTHORIZED,
+                    format!("Bearer realm=\"{REALM}\"{metadata}"),
+                ),
+                auth::AuthError::Invalid => (
+                    StatusCode::UNAUTHORIZED,
+                    format!("Bearer realm=\"{REALM}\", error=\"invalid_token\"{metadata}"),
+                ),
+                auth::AuthError::Token(oauth::TokenError::Invalid(why)) => (
+                    StatusCode::UNAUTHORIZED,
+                    format!(
+                        "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"{metadata}",
+                        quoted(why)
+                    ),
+                ),
+                auth::AuthError::Token(oauth::TokenError::InsufficientScope(scopes)) => (
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"{metadata}",
+                        quoted(&scopes.join(" "))
+                    ),
+                ),
             };
-            let mut response = plain(StatusCode::UNAUTHORIZED, &e.to_string());
+            let mut response = plain(status, &e.to_string());
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 response
                     .headers_mut()
