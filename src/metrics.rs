@@ -30,6 +30,9 @@
 //! | `mcp_firewall_sessions_started_total` | counter | `transport` |
 //! | `mcp_firewall_policy_info` | gauge (1) | `revision` |
 //! | `mcp_firewall_policy_reloads_total` | counter | `result` (ok, error) |
+//! | `mcp_firewall_audit_sink_lag_bytes` | gauge | |
+//! | `mcp_firewall_audit_sink_shipped_records_total` | counter | |
+//! | `mcp_firewall_audit_sink_failures_total` | counter | |
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -104,6 +107,9 @@ pub struct Metrics {
     pub sessions_started: Family<Transport, Counter>,
     pub policy_info: Family<Revision, Gauge>,
     pub policy_reloads: Family<Result_, Counter>,
+    pub sink_lag_bytes: Gauge,
+    pub sink_shipped: Counter,
+    pub sink_failures: Counter,
 }
 
 /// 50 µs .. ~26 s, doubling: decisions are tens of microseconds, upstream
@@ -136,6 +142,9 @@ impl Metrics {
             sessions_started: Family::default(),
             policy_info: Family::default(),
             policy_reloads: Family::default(),
+            sink_lag_bytes: Gauge::default(),
+            sink_shipped: Counter::default(),
+            sink_failures: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -208,6 +217,21 @@ impl Metrics {
             "policy_reloads",
             "Policy reloads, by result",
             m.policy_reloads.clone(),
+        );
+        r.register(
+            "audit_sink_lag_bytes",
+            "Bytes of the audit log not yet acknowledged by the decision-log collector",
+            m.sink_lag_bytes.clone(),
+        );
+        r.register(
+            "audit_sink_shipped_records",
+            "Audit records the decision-log collector acknowledged",
+            m.sink_shipped.clone(),
+        );
+        r.register(
+            "audit_sink_failures",
+            "Batches the decision-log collector did not acknowledge (each retried)",
+            m.sink_failures.clone(),
         );
         m
     }

@@ -47,6 +47,7 @@ pub mod checkpoint;
 mod error;
 pub mod mask;
 mod record;
+pub mod sink;
 pub mod verify;
 pub mod writer;
 

@@ -60,6 +60,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(every) = audit.checkpoint_every() {
         runtime.spawn(checkpoint_timer(audit.clone(), every));
     }
+    if let Some(sink) = shared.config.sink.clone() {
+        runtime.spawn(mcp_firewall::audit::sink::run(
+            shared.config.audit_path.clone(),
+            sink,
+        ));
+    }
     mcp_firewall::metrics::metrics().policy(shared.policy.current().revision());
     if let Some(addr) = shared.config.metrics_listen {
         let bound = runtime

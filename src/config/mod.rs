@@ -24,6 +24,7 @@ use crate::approval::ApprovalSettings;
 use crate::approval::approvers::ApproverRegistry;
 use crate::approval::directory::{ApproverDirectory, DirectoryEntry};
 use crate::approval::service::{OidcSettings, SlackSettings, TeamsSettings};
+use crate::audit::sink::SinkSettings;
 use crate::audit::{CheckpointSettings, FsyncMode};
 pub use http::{HttpSettings, OAuthSpec, TokenSecret, TokenSpec};
 
@@ -52,6 +53,8 @@ pub struct Config {
     pub mask_fields: Vec<String>,
     /// Signed checkpoints of the audit chain (`[audit] signing_key`).
     pub checkpoints: Option<CheckpointSettings>,
+    /// Ship the audit log to a collector (`[audit.sink]`).
+    pub sink: Option<SinkSettings>,
     pub principal: Option<String>,
     pub approval: ApprovalSettings,
     /// Where secrets come from when none are written in the config.
@@ -209,6 +212,7 @@ impl Config {
             fsync: FsyncMode::Never,
             mask_fields: Vec::new(),
             checkpoints: None,
+            sink: None,
             principal: None,
             approval: ApprovalSettings::default(),
             secret_env: SECRET_ENV.into(),
@@ -264,6 +268,28 @@ impl Validator<'_> {
                 .unwrap_or("mcp-firewall-audit.jsonl"),
         );
         let checkpoints = self.checkpoints(&raw.audit, &audit_path)?;
+        let sink = match &raw.audit.sink {
+            None => None,
+            Some(s) => {
+                check_url(&s.url).map_err(|m| self.err("audit.sink.url", m))?;
+                if s.batch_records == Some(0) {
+                    return Err(self.err(
+                        "audit.sink.batch_records",
+                        "expected a positive number".into(),
+                    ));
+                }
+                Some(SinkSettings {
+                    url: s.url.clone(),
+                    bearer_env: s.bearer_env.clone(),
+                    batch: s.batch_records.unwrap_or(crate::audit::sink::DEFAULT_BATCH),
+                    every: match s.interval_seconds {
+                        Some(secs) => positive_secs(secs)
+                            .map_err(|m| self.err("audit.sink.interval_seconds", m))?,
+                        None => crate::audit::sink::DEFAULT_EVERY,
+                    },
+                })
+            }
+        };
         let package = raw.policy.package.unwrap_or_else(|| DEFAULT_PACKAGE.into());
         if package.is_empty() || package.split('.').any(|p| p.is_empty()) {
             return Err(self.err(
@@ -308,6 +334,7 @@ impl Validator<'_> {
             fsync,
             mask_fields: raw.audit.mask_fields,
             checkpoints,
+            sink,
             principal: raw.session.principal,
             upstreams,
             passthrough_names: false,

@@ -139,6 +139,18 @@ pub struct RawAudit {
     pub checkpoints: Option<String>,
     pub checkpoint_every_records: Option<u64>,
     pub checkpoint_every_seconds: Option<u64>,
+    /// `[audit.sink]`: ship the log to a collector.
+    pub sink: Option<RawSink>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    pub url: String,
+    /// Environment variable holding a bearer token for the collector.
+    pub bearer_env: Option<String>,
+    pub batch_records: Option<usize>,
+    pub interval_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
