@@ -33,4 +33,5 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
+pub mod telemetry;
 pub mod upstream;

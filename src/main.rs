@@ -394,7 +394,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A hook's stderr is what the model reads when a tool is blocked: only
     // warnings and errors go there.
-    init_logging(if matches!(cli.command, Command::Hook(_)) {
+    let telemetry = init_logging(if matches!(cli.command, Command::Hook(_)) {
         "mcp_firewall=warn"
     } else {
         "mcp_firewall=info"
@@ -426,6 +426,9 @@ fn main() -> ExitCode {
         } => cli::audit_verify(&file, checkpoints.as_deref().zip(public_key.as_deref())),
         Command::Policy { command } => policy(command),
     };
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
     match outcome {
         Ok(code) => code,
         Err(e) => {
@@ -525,13 +528,28 @@ fn approvals(command: ApprovalsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Logs go to stderr: in stdio mode stdout belongs to MCP.
-fn init_logging(default: &str) {
+/// Logs go to stderr: in stdio mode stdout belongs to MCP. Spans are also
+/// exported over OTLP when the `OTEL_EXPORTER_OTLP_*` variables ask for it.
+fn init_logging(default: &str) -> Option<mcp_firewall::telemetry::Telemetry> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_target(false)
+        .with_target(false);
+    // Traces do not depend on how verbose the logs are: the firewall's own
+    // spans (info and up) are exported whatever RUST_LOG says.
+    let spans = tracing_subscriber::filter::Targets::new()
+        .with_target("mcp_firewall", tracing::Level::INFO);
+    let (otel, telemetry) = match mcp_firewall::telemetry::layer() {
+        Some((layer, telemetry)) => (Some(layer.with_filter(spans)), Some(telemetry)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel)
         .init();
+    telemetry
 }

@@ -143,7 +143,14 @@ impl Proxy {
             .expect("forwarding lock")
             .insert(seq, entry);
         let timeout = self.spec_timeout(subject.server);
-        let outcome = forward(permit, &upstream, timeout, cancel).await;
+        let span = tracing::info_span!(
+            "forward",
+            mcp.server = subject.server,
+            mcp.tool = subject.name()
+        );
+        let outcome =
+            tracing::Instrument::instrument(forward(permit, &upstream, timeout, cancel), span)
+                .await;
         crate::metrics::metrics().forwarded(
             subject.server,
             started.elapsed(),
@@ -176,6 +183,7 @@ impl Proxy {
         }
     }
 
+    #[tracing::instrument(name = "hold", skip_all)]
     pub(super) async fn hold(&self, req: HoldRequest<'_>, cancel: &CancellationToken) -> Held {
         let refuse = |refusal: Refusal| {
             Held::Refused(Refused {

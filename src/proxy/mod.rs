@@ -232,7 +232,17 @@ impl Proxy {
             .lock()
             .expect("inflight lock")
             .insert(key.clone(), cancel.clone());
-        let answer = self.dispatch(&method, params, &cancel).await;
+        let span = tracing::info_span!(
+            "mcp.request",
+            otel.name = %method,
+            rpc.system = "jsonrpc",
+            rpc.method = %method,
+            rpc.jsonrpc.request_id = %key,
+            mcp.tool = params.get("name").and_then(serde_json::Value::as_str).unwrap_or(""),
+        );
+        crate::telemetry::continue_from(&span, &params);
+        let answer =
+            tracing::Instrument::instrument(self.dispatch(&method, params, &cancel), span).await;
         self.inflight.lock().expect("inflight lock").remove(&key);
         if let Some(answer) = &answer {
             self.record_unrecorded_refusal(&method, answer);

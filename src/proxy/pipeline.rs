@@ -52,6 +52,21 @@ impl Permit {
         }
     }
 
+    /// The same request carrying the trace context of the span forwarding
+    /// it (`_meta.traceparent`, `tracestate`), so a tracing upstream
+    /// continues the trace: transport metadata, not what was decided.
+    fn with_trace(mut self, trace: std::collections::HashMap<String, String>) -> Permit {
+        if let Some(params) = self.params.as_object_mut() {
+            let meta = params.entry("_meta").or_insert_with(|| json!({}));
+            if let Some(meta) = meta.as_object_mut() {
+                for (key, value) in trace {
+                    meta.insert(key, Value::String(value));
+                }
+            }
+        }
+        self
+    }
+
     /// The decided method and params, for the upstream connection to send.
     pub(crate) fn into_request(self) -> (String, Value) {
         (self.method, self.params)
@@ -108,6 +123,15 @@ impl Proxy {
     pub(super) fn decide(&self, subject: &Subject<'_>) -> Result<Permit, Refused> {
         let started = std::time::Instant::now();
         let decision_id = uuid::Uuid::new_v4().to_string();
+        let span = tracing::info_span!(
+            "decide",
+            mcp.method = subject.method,
+            mcp.server = subject.server,
+            mcp.tool = subject.name(),
+            mcp.decision_id = %decision_id,
+            mcp.decision = tracing::field::Empty,
+        );
+        let _in_span = span.enter();
         let policy = self.policy();
         let mut input = self.input_for(subject);
         let principal = &self.session.principal.id;
@@ -174,6 +198,7 @@ impl Proxy {
             _ => "error",
         };
         metrics().decided(subject.method, result, started.elapsed());
+        span.record("mcp.decision", result);
         match refusal {
             None => Ok(Permit::new(&decision_id, subject)),
             Some(_) if self.shared.shadow => Ok(Permit::new(&decision_id, subject)),
@@ -392,6 +417,10 @@ pub async fn forward(
     timeout: std::time::Duration,
     cancel: &CancellationToken,
 ) -> Forwarded {
+    let permit = match crate::telemetry::current_context() {
+        Some(trace) => permit.with_trace(trace),
+        None => permit,
+    };
     let (pending, handle) = match upstream.forward(permit).await {
         Ok(p) => p,
         Err(e) => return Forwarded::Failed(e),
