@@ -85,9 +85,15 @@ async fn every_record_arrives_in_order_across_refusals_and_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.jsonl");
     let config = dir.path().join("mcp-firewall.toml");
+    let key = dir.path().join("signing");
+    std::fs::copy(common::repo_path("fixtures/keys/carol"), &key).unwrap();
     std::fs::write(
         &config,
-        format!("[audit.sink]\nurl = \"{url}\"\ninterval_seconds = 1\nbatch_records = 5\n"),
+        format!(
+            "[audit]\nsigning_key = \"{key}\"\ncheckpoint_every_records = 4\n\n\
+             [audit.sink]\nurl = \"{url}\"\ninterval_seconds = 1\nbatch_records = 5\n",
+            key = key.display()
+        ),
     )
     .unwrap();
     // Three runs: what one run wrote as it stopped is shipped by the next.
@@ -119,9 +125,11 @@ async fn every_record_arrives_in_order_across_refusals_and_a_restart() {
     assert_eq!(s.refusals_left, 0, "the refused batches were retried");
     // First arrival of each id, in arrival order: exactly the log, in order.
     let mut seen = std::collections::HashSet::new();
-    let firsts: Vec<&Value> = s
-        .events
+    let (checkpoints, events): (Vec<&Value>, Vec<&Value>) =
+        s.events.iter().partition(|e| e["type"] == "checkpoint");
+    let firsts: Vec<&Value> = events
         .iter()
+        .copied()
         .filter(|e| seen.insert(e["id"].as_str().unwrap().to_string()))
         .collect();
     assert!(firsts.len() >= records.len(), "no record lost");
@@ -134,10 +142,24 @@ async fn every_record_arrives_in_order_across_refusals_and_a_restart() {
     }
     // A duplicate (a batch re-sent after a restart) carries the same id and
     // the same record.
-    for e in &s.events {
-        let all = read_audit(&log);
+    let all = read_audit(&log);
+    for e in &events {
         let record = &all[e["seq"].as_u64().unwrap() as usize - 1];
         assert_eq!(e["id"], record["hash"]);
+    }
+    // The signed checkpoints went along, each matching the log, none missing.
+    let mut seen = std::collections::HashSet::new();
+    let checkpoints: Vec<&Value> = checkpoints
+        .into_iter()
+        .filter(|e| seen.insert(e["id"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(checkpoints.len() >= 3, "{checkpoints:?}");
+    for (i, cp) in checkpoints.iter().enumerate() {
+        let signed = &cp["checkpoint"];
+        assert_eq!(signed["n"], i as u64 + 1, "{cp}");
+        let seq = signed["seq"].as_u64().unwrap() as usize;
+        assert_eq!(signed["head"], all[seq - 1]["hash"], "{cp}");
+        assert!(signed["sig"].is_string());
     }
     let position: Value = serde_json::from_slice(
         &std::fs::read(dir.path().join("audit.jsonl.sink-position")).unwrap(),

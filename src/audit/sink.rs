@@ -19,7 +19,12 @@
 //!  "record":{…the audit record as written…}}
 //! ```
 //!
-//! `id` is the record's own chain hash, unique and stable.
+//! `id` is the record's own chain hash, unique and stable; `type` is
+//! `record`. With signed checkpoints ([`super::checkpoint`]), each new
+//! checkpoint is shipped too, after the records it covers, as
+//! `{"type":"checkpoint","id":"checkpoint:N:HEAD","seq":…,"timestamp":…,
+//! "labels":…,"checkpoint":{…the line as signed…}}`: a copy off the machine
+//! that an editor of the local files cannot take back.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -54,6 +59,9 @@ pub struct SinkSettings {
 pub struct Position {
     pub offset: u64,
     pub seq: u64,
+    /// `n` of the last checkpoint shipped.
+    #[serde(default)]
+    pub checkpoint: u64,
 }
 
 /// The position file of the log at `log`.
@@ -121,20 +129,47 @@ fn next_batch(log: &Path, from: Position, batch: usize) -> std::io::Result<(Vec<
         position = Position {
             offset: from.offset + consumed as u64,
             seq,
+            checkpoint: from.checkpoint,
         };
     }
     Ok((events, position))
 }
 
+/// Checkpoints after `after` (by `n`), as events.
+fn new_checkpoints(log: &Path, checkpoints: &Path, after: u64) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(checkpoints) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|cp| cp["n"].as_u64().is_some_and(|n| n > after))
+        .map(|cp| {
+            json!({
+                "type": "checkpoint",
+                "id": format!("checkpoint:{}:{}", cp["n"], cp["head"].as_str().unwrap_or("")),
+                "seq": cp["seq"],
+                "timestamp": cp["time"],
+                "labels": labels(log),
+                "checkpoint": cp,
+            })
+        })
+        .collect()
+}
+
+fn labels(log: &Path) -> Value {
+    json!({"app": "mcp-firewall", "version": env!("CARGO_PKG_VERSION"),
+           "log": log.display().to_string()})
+}
+
 fn event(log: &Path, record: Value) -> Value {
     json!({
+        "type": "record",
         "id": record["hash"],
         "seq": record["seq"],
         "timestamp": record["ts"],
         "event": record["event"],
         "decision_id": record.get("decision_id").cloned().unwrap_or(Value::Null),
-        "labels": {"app": "mcp-firewall", "version": env!("CARGO_PKG_VERSION"),
-                   "log": log.display().to_string()},
+        "labels": labels(log),
         "record": record,
     })
 }
@@ -146,8 +181,9 @@ fn gzip(events: &[Value]) -> Vec<u8> {
     encoder.finish().expect("writing to memory")
 }
 
-/// Ship `log` to the collector until the process ends.
-pub async fn run(log: PathBuf, settings: SinkSettings) {
+/// Ship `log` (and its checkpoint file, if any) to the collector until the
+/// process ends.
+pub async fn run(log: PathBuf, checkpoints: Option<PathBuf>, settings: SinkSettings) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -161,9 +197,24 @@ pub async fn run(log: PathBuf, settings: SinkSettings) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let (log_c, from, batch) = (log.clone(), position, settings.batch);
+        let cps = checkpoints.clone();
         let read = tokio::task::spawn_blocking(move || {
             let len = std::fs::metadata(&log_c).map(|m| m.len()).unwrap_or(0);
-            (next_batch(&log_c, from, batch), len)
+            let batch = next_batch(&log_c, from, batch).map(|(events, next)| {
+                if !events.is_empty() {
+                    return (events, next);
+                }
+                // Records all shipped: now the checkpoints that cover them.
+                let signed =
+                    cps.map_or_else(Vec::new, |c| new_checkpoints(&log_c, &c, from.checkpoint));
+                let last = signed
+                    .iter()
+                    .filter_map(|e| e["checkpoint"]["n"].as_u64())
+                    .max();
+                let checkpoint = last.unwrap_or(from.checkpoint);
+                (signed, Position { checkpoint, ..next })
+            });
+            (batch, len)
         })
         .await;
         let (events, next, len) = match read {
@@ -242,6 +293,7 @@ mod tests {
         let moved = Position {
             offset: after_first,
             seq: 7,
+            checkpoint: 0,
         };
         let (events, _) = next_batch(&log, moved, 10).unwrap();
         assert_eq!(events[0]["seq"], 1);

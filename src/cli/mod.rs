@@ -61,8 +61,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         runtime.spawn(checkpoint_timer(audit.clone(), every));
     }
     if let Some(sink) = shared.config.sink.clone() {
+        let checkpoints = shared.config.checkpoints.as_ref().map(|c| c.path.clone());
         runtime.spawn(mcp_firewall::audit::sink::run(
             shared.config.audit_path.clone(),
+            checkpoints,
             sink,
         ));
     }
