@@ -97,23 +97,21 @@ impl Run {
 
     /// `(exit ok, stdout)` of the firewall's verifier and the Python one.
     fn verify(&self, checkpoints: &Path) -> [(bool, String); 2] {
-        let public_key = repo_path("fixtures/keys/carol.pub");
+        let args: [std::ffi::OsString; 5] = [
+            self.log().into(),
+            "--checkpoints".into(),
+            checkpoints.into(),
+            "--public-key".into(),
+            repo_path("fixtures/keys/carol.pub").into(),
+        ];
         let rust = Command::new(firewall_bin())
             .args(["audit", "verify"])
-            .arg(self.log())
-            .arg("--checkpoints")
-            .arg(checkpoints)
-            .arg("--public-key")
-            .arg(&public_key)
+            .args(&args)
             .output()
             .unwrap();
         let python = Command::new(repo_path("fixtures/python/.venv/bin/python"))
             .arg(repo_path("scripts/verify_audit.py"))
-            .arg(self.log())
-            .arg("--checkpoints")
-            .arg(checkpoints)
-            .arg("--public-key")
-            .arg(&public_key)
+            .args(&args)
             .output()
             .unwrap();
         [rust, python].map(|out| {

@@ -57,6 +57,14 @@ fn settled(fw: &mut Firewall, task: &str) -> Value {
     }
 }
 
+/// The task ends `completed`, its inlined result's text containing `text`.
+fn completes_with(fw: &mut Firewall, task: &str, text: &str) {
+    let done = settled(fw, task);
+    assert_eq!(done["result"]["status"], "completed", "{done}");
+    let shown = done["result"]["result"]["content"][0]["text"].as_str();
+    assert!(shown.is_some_and(|t| t.contains(text)), "{done}");
+}
+
 /// A task's result is a tool result: a response-phase `deny` withholds it
 /// from `tasks/get` as it would from a direct call.
 #[test]
@@ -117,15 +125,7 @@ deny contains "the second question is not for this client" if {
             "confirm": {"action": "accept", "content": {"confirm": true}}}}),
     );
     assert_eq!(ack["result"]["resultType"], "complete", "{ack}");
-    let done = settled(&mut fw, &task);
-    assert_eq!(done["result"]["status"], "completed", "{done}");
-    assert!(
-        done["result"]["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("confirm_delete a.txt"),
-        "{done}"
-    );
+    completes_with(&mut fw, &task, "confirm_delete a.txt");
     fw.wait_audit("the allowed input request", |r| {
         r["event"] == "server_request.decided"
             && r["method"] == "elicitation/create"
@@ -193,13 +193,5 @@ fn a_released_held_task_follows_the_upstreams_own_task() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     common::answer_with_key(&data, "approve", &approval, "carol");
-    let done = settled(&mut fw, &task);
-    assert_eq!(done["result"]["status"], "completed", "{done}");
-    assert!(
-        done["result"]["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("computed after 1"),
-        "{done}"
-    );
+    completes_with(&mut fw, &task, "computed after 1");
 }
