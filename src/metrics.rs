@@ -244,15 +244,18 @@ impl Metrics {
         out
     }
 
-    /// One decision of `method` ended with `result` after `took`.
-    pub fn decided(&self, method: &str, result: &'static str, took: Duration) {
+    /// One decision of `method` ended with `result`; `took` when the policy
+    /// ran (a refusal before it, e.g. an unknown tool, is counted, not timed).
+    pub fn decided(&self, method: &str, result: &'static str, took: Option<Duration>) {
         let method = method_label(method);
         self.decisions
             .get_or_create(&Decision { method, result })
             .inc();
-        self.decision_seconds
-            .get_or_create(&Method { method })
-            .observe(took.as_secs_f64());
+        if let Some(took) = took {
+            self.decision_seconds
+                .get_or_create(&Method { method })
+                .observe(took.as_secs_f64());
+        }
     }
 
     /// A forwarded request to `upstream` ended after `took`.
@@ -384,7 +387,7 @@ mod tests {
     #[test]
     fn the_exposition_names_every_metric_with_the_prefix() {
         let m = metrics();
-        m.decided("tools/call", "allow", Duration::from_micros(30));
+        m.decided("tools/call", "allow", Some(Duration::from_micros(30)));
         m.policy("sha256:abc");
         let text = m.encode();
         assert!(

@@ -298,7 +298,7 @@ impl Proxy {
             // Released to a server that made a task of its own: its result
             // (fetched through the pipeline, decided like any tasks/result
             // or tasks/get) is this task's.
-            let flat = matches!(&answer, Some(Ok(r)) if r["resultType"] == "task");
+            let flat = matches!(&answer, Some(Ok(r)) if super::tasks::is_flat_task(r));
             if let Some(upstream_task) = proxy.note_task(&answer, &entry) {
                 let message = format!(
                     "released; running as task {upstream_task} of {}",
@@ -331,8 +331,9 @@ impl Proxy {
         });
     }
 
-    /// Poll an upstream's 2026 task (through the pipeline) until it ends;
-    /// its outcome as a `tools/call` answer. `None` if cancelled.
+    /// Poll an upstream's 2026 task (through the pipeline) until it ends,
+    /// for at most as long as a task is kept ([`MAX_TTL_MS`]); its outcome
+    /// as a `tools/call` answer. `None` if cancelled.
     async fn await_upstream_task(
         self: &Arc<Self>,
         entry: &Entry,
@@ -344,7 +345,17 @@ impl Proxy {
                 json!({"code": code::INTERNAL_ERROR, "message": message}),
             ))
         };
+        let longest = std::time::Duration::from_millis(u64::try_from(MAX_TTL_MS).unwrap_or(0));
+        let deadline = tokio::time::Instant::now() + longest;
         loop {
+            if tokio::time::Instant::now() >= deadline {
+                self.cancel_upstream_task(&entry.server, upstream_task)
+                    .await;
+                return ended(format!(
+                    "{}'s task did not end within the longest a task is kept; it was cancelled",
+                    entry.server
+                ));
+            }
             let got = self
                 .task_call(
                     crate::proxy::methods::ClientRequest::TasksGet,
@@ -372,14 +383,8 @@ impl Proxy {
                 }
                 "cancelled" => return ended(format!("{} cancelled its task", entry.server)),
                 "input_required" => {
-                    if let Some(upstream) = self.upstream(&entry.server) {
-                        let _ = upstream
-                            .own_request(
-                                crate::upstream::OwnRequest::CancelTask(upstream_task.into()),
-                                self.spec_timeout(&entry.server),
-                            )
-                            .await;
-                    }
+                    self.cancel_upstream_task(&entry.server, upstream_task)
+                        .await;
                     return ended(format!(
                         "{} asked for input during the released call, which a held task \
                          cannot relay; its task was cancelled (call again without a hold)",

@@ -55,7 +55,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use shared::{PolicyCell, RateCounters, Shared};
-pub use tasks::EXTENSION as TASKS_EXTENSION;
+pub use tasks::{EXTENSION as TASKS_EXTENSION, created_task_id, is_flat_task};
 
 use serde_json::Value;
 use tokio::sync::mpsc;

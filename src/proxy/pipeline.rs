@@ -187,7 +187,7 @@ impl Proxy {
         }));
         if let Err(e) = self.shared.audit.append("call.decided", record) {
             tracing::error!("audit write failed, refusing the call: {e}");
-            metrics().decided(subject.method, "error", started.elapsed());
+            metrics().decided(subject.method, "error", Some(started.elapsed()));
             return Err(Refused {
                 decision_id: Some(decision_id),
                 refusal: e.into(),
@@ -197,7 +197,7 @@ impl Proxy {
             (Ok(_), Ok(_)) => label,
             _ => "error",
         };
-        metrics().decided(subject.method, result, started.elapsed());
+        metrics().decided(subject.method, result, Some(started.elapsed()));
         span.record("mcp.decision", result);
         match refusal {
             None => Ok(Permit::new(&decision_id, subject)),
@@ -217,7 +217,7 @@ impl Proxy {
         record["policy_revision"] = json!(self.policy().revision());
         record["result"] = json!({"decision": "deny", "reasons": refusal.reasons()});
         record["error"] = json!({"kind": refusal.kind(), "message": refusal.to_string()});
-        metrics().decided(subject.method, "deny", std::time::Duration::ZERO);
+        metrics().decided(subject.method, "deny", None);
         if let Err(e) = self.shared.audit.append("call.decided", record) {
             tracing::error!("audit write failed: {e}");
             return Refused {
@@ -388,7 +388,7 @@ impl Proxy {
             "labels": {"app": "mcp-firewall", "version": env!("CARGO_PKG_VERSION")},
         });
         let result = if refusal.is_none() { "allow" } else { "deny" };
-        metrics().decided(method, result, started.elapsed());
+        metrics().decided(method, result, Some(started.elapsed()));
         if let Err(e) = self.shared.audit.append("server_request.decided", record) {
             tracing::error!("audit write failed, refusing the server's request: {e}");
             return Err(Refused {

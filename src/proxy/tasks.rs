@@ -47,6 +47,25 @@ use crate::upstream::{Entry, ListMethod, OwnRequest};
 /// The 2026-07-28 tasks extension's id (`capabilities.extensions`).
 pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 
+/// Input requests decided per task at most; an upstream asking for more is
+/// refused them (and so ends its task).
+pub const MAX_INPUT_REQUESTS_PER_TASK: usize = 64;
+
+/// The id of the task a `CreateTaskResult` names, flat (2026-07-28
+/// extension, `resultType: "task"`) or nested under `task` (2025-11-25).
+pub fn created_task_id(result: &Value) -> Option<&str> {
+    match result.get("resultType").and_then(Value::as_str) {
+        Some("task") => result.get("taskId"),
+        _ => result.get("task").and_then(|t| t.get("taskId")),
+    }
+    .and_then(Value::as_str)
+}
+
+/// Whether `result` is the 2026 extension's flat `CreateTaskResult`.
+pub fn is_flat_task(result: &Value) -> bool {
+    result.get("resultType").and_then(Value::as_str) == Some("task")
+}
+
 /// Tasks remembered per session; beyond this the oldest are forgotten (and
 /// can no longer be reached through the firewall).
 pub const MAX_TASKS_PER_SESSION: usize = 4096;
@@ -117,12 +136,7 @@ impl Proxy {
         let Some(Ok(result)) = answer else {
             return None;
         };
-        // 2025-11-25 nests the task; the 2026-07-28 extension flattens it.
-        let id = match result.get("resultType").and_then(Value::as_str) {
-            Some("task") => result.get("taskId"),
-            _ => result.get("task").and_then(|t| t.get("taskId")),
-        }
-        .and_then(Value::as_str)?;
+        let id = created_task_id(result)?;
         if !self.tasks.lock().expect("tasks lock").insert(id, entry) {
             tracing::warn!(server = %entry.server, task = %id,
                 "upstream claimed a task id another upstream owns; not routed to it");
@@ -206,14 +220,17 @@ impl Proxy {
         };
         let mut refused = Vec::new();
         for (key, request) in requests.iter() {
-            let known = self
+            let (known, decided) = self
                 .tasks
                 .lock()
                 .expect("tasks lock")
                 .owner(id)
-                .and_then(|o| o.inputs.get(key).cloned());
+                .map_or((None, 0), |o| (o.inputs.get(key).cloned(), o.inputs.len()));
             let verdict = match known {
                 Some(verdict) => verdict,
+                None if decided >= MAX_INPUT_REQUESTS_PER_TASK => Some(vec![format!(
+                    "the server asked for more than {MAX_INPUT_REQUESTS_PER_TASK} inputs in one task"
+                )]),
                 None => {
                     let verdict = self.decide_input_request(id, entry, request);
                     if let Some(owner) = self.tasks.lock().expect("tasks lock").owners.get_mut(id) {
@@ -229,15 +246,7 @@ impl Proxy {
         if refused.is_empty() {
             return task;
         }
-        if let Some(upstream) = self.upstream(&entry.server) {
-            let cancel = upstream.own_request(
-                OwnRequest::CancelTask(id.to_string()),
-                self.spec_timeout(&entry.server),
-            );
-            if let Err(e) = cancel.await {
-                tracing::warn!(server = %entry.server, task = %id, "could not cancel the task: {e}");
-            }
-        }
+        self.cancel_upstream_task(&entry.server, id).await;
         let mut failed = json!({
             "resultType": "complete",
             "taskId": id,
@@ -261,6 +270,21 @@ impl Proxy {
             owner.ended = Some(failed.clone());
         }
         failed
+    }
+
+    /// Ask `server` to cancel its task `id` (the firewall ends it itself);
+    /// bounded by the upstream's request timeout, a failure only logged.
+    pub(super) async fn cancel_upstream_task(&self, server: &str, id: &str) {
+        let Some(upstream) = self.upstream(server) else {
+            return;
+        };
+        let cancel = upstream.own_request(
+            OwnRequest::CancelTask(id.to_string()),
+            self.spec_timeout(server),
+        );
+        if let Err(e) = cancel.await {
+            tracing::warn!(server = %server, task = %id, "could not cancel the task: {e}");
+        }
     }
 
     /// Decide one of a task's input requests; `None` if allowed, else the

@@ -300,8 +300,8 @@ fn note_task(routes: &TaskBridges, bridge: &Arc<Bridge>, method: &str, answer: &
     let Some(result) = answer.get("result") else {
         return;
     };
-    if result.get("resultType").and_then(Value::as_str) == Some("task")
-        && let Some(task) = result.get("taskId").and_then(Value::as_str)
+    if crate::proxy::is_flat_task(result)
+        && let Some(task) = crate::proxy::created_task_id(result)
     {
         routes.insert(task, bridge);
     }
