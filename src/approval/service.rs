@@ -270,7 +270,9 @@ impl Approvals {
     /// answer is audited, accepted or rejected, and held calls are woken.
     pub fn answer(&self, id: &str, answer: &NewAnswer) -> Result<AnswerOutcome, StoreError> {
         let now = Utc::now();
-        let checked = match self.store.get(id)? {
+        let found = self.store.get(id)?;
+        let requested_at = found.as_ref().map(|r| r.created_at);
+        let checked = match found {
             None => Err(StoreError::NotFound(id.to_string())),
             Some(_) if let Err(e) = Identity::parse(&answer.approver) => {
                 Err(AnswerRejection::from(e).into())
@@ -299,9 +301,9 @@ impl Approvals {
                 o.status,
                 crate::approval::Status::Approved | crate::approval::Status::Denied
             )
-            && let Ok(Some(record)) = self.store.get(id)
+            && let Some(requested_at) = requested_at
         {
-            let took = (now - record.created_at).to_std().unwrap_or_default();
+            let took = (now - requested_at).to_std().unwrap_or_default();
             let decision = if o.status == crate::approval::Status::Approved {
                 "approved"
             } else {
