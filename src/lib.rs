@@ -14,6 +14,7 @@
 //! | [`upstream`] | connections to the real MCP servers (stdio, Streamable HTTP, SSE), id mapping |
 //! | [`proxy`] | the request pipeline: route, validate, decide, audit, forward |
 //! | [`reload`] | live policy reload: watch, compile and test off the request path, swap atomically |
+//! | [`scope`] | one session's tasks: spawned into it, all ended when it closes |
 //! | [`downstream`] | the client-facing side: stdio, Streamable HTTP and legacy SSE |
 //! | [`framing`] | newline-delimited framing with a size cap that survives bad lines |
 //! | [`inspect`] | built-in findings (secrets, injection markers) over results, redaction, size cap |
@@ -33,5 +34,6 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
+pub mod scope;
 pub mod telemetry;
 pub mod upstream;

@@ -1199,3 +1199,95 @@ fn meta_and_extra_params_are_bound_into_the_approval() {
     );
     assert_eq!(same["result"]["isError"], false, "{same}");
 }
+
+/// Issue 11, item 4: a busy approval database stalls only the calls that
+/// need it. Another process holds `approvals.db`'s write lock; four held
+/// calls wait on it (SQLite's busy timeout) on a firewall with two runtime
+/// workers; a read-only call sent after them is answered before any of
+/// them. Before, each waiting call blocked a worker, and with both blocked
+/// nothing else in the process ran until the timeout refused the calls.
+#[test]
+fn a_locked_approval_database_stalls_only_the_calls_that_need_it() {
+    let data = tempfile::tempdir().unwrap();
+    let mut fw = Builder::new()
+        .rego(HOLD_WRITES)
+        .data_dir(data.path())
+        .approval_wait(1)
+        .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
+        .env("TOKIO_WORKER_THREADS", "2")
+        .arg("--principal")
+        .arg("alice")
+        .arg("--approvers")
+        .arg(&approvers_file(data.path()))
+        .wrap_fixture();
+    fw.initialize();
+    // Listed (and the tools pinned) before the database is locked.
+    fw.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
+    let listed = fw.response(&json!(1));
+    assert!(listed["result"]["tools"].is_array(), "{listed}");
+    // Take the database's write lock.
+    let db = data.path().join("approvals.db");
+    let mut locker = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('LOCKED', flush=True)\n\
+             sys.stdin.readline()\n\
+             c.execute('ROLLBACK')\n",
+        )
+        .arg(&db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(locker.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "LOCKED");
+
+    for i in 0..4 {
+        fw.send(&json!({"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call",
+                        "params": {"name": "write_note", "arguments": {"name": format!("n{i}"), "content": "x"}}}));
+    }
+    // All four decided (held): now each waits for the database.
+    let deadline = std::time::Instant::now() + WAIT;
+    while fw
+        .audit_records()
+        .iter()
+        .filter(|r| r["event"] == "call.decided" && r.to_string().contains("write_note"))
+        .count()
+        < 4
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held calls were never decided"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    fw.send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                    "params": {"name": "read_note", "arguments": {"name": "hello"}}}));
+    let first = fw.recv_where("the first answer", |m| {
+        m.get("id").is_some() && m.get("method").is_none()
+    });
+    let stdin = locker.stdin.take();
+    drop(stdin);
+    let _ = locker.wait();
+    assert_eq!(
+        first["id"], 7,
+        "the read-only call waited behind the calls stuck on the database: {first}"
+    );
+    assert!(first["result"]["content"][0]["text"].is_string(), "{first}");
+    // The held calls end one way or the other (refused when the lock
+    // outlived the busy timeout, else held); none is lost.
+    for i in 0..4 {
+        let answer = fw.response(&json!(100 + i));
+        assert!(
+            answer.get("result").is_some() || answer.get("error").is_some(),
+            "{answer}"
+        );
+    }
+}

@@ -339,10 +339,7 @@ impl AuditLog {
         };
         // On a multi-threaded runtime, let its other tasks move off this
         // worker while it waits for the disk.
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(blocking),
-            _ => blocking(),
-        }
+        crate::scope::off_worker(blocking)
     }
 
     /// Hold the sync lock (tests: queue writers behind a slow `fsync`).

@@ -24,11 +24,13 @@ use mcp_firewall::audit::{
 use mcp_firewall::config::{Config, check_url, parse_fsync, parse_listen, positive_secs};
 use mcp_firewall::downstream::http::Listener;
 use mcp_firewall::downstream::http::auth::Authenticator;
+use mcp_firewall::downstream::http::session::CLOSE_GRACE;
 use mcp_firewall::downstream::stdio;
 use mcp_firewall::policy::PolicySet;
 use mcp_firewall::proxy::session::{Principal, Session};
 use mcp_firewall::proxy::{CLIENT_QUEUE, Proxy, Shared};
 use mcp_firewall::reload;
+use mcp_firewall::scope::Scope;
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut config = resolve_config(&args)?;
@@ -82,7 +84,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     match listen {
         Some(addr) if args.stdio => runtime.block_on(async {
             let stdio =
-                serve_stdio_beside_http(shared.clone(), Session::new("stdio", principal.clone()));
+                serve_stdio_session(shared.clone(), Session::new("stdio", principal.clone()));
             let (http, stdio) = tokio::join!(serve_http(addr, shared, principal), stdio);
             http.and(stdio)
         })?,
@@ -197,47 +199,38 @@ async fn serve_stdio(shared: Arc<Shared>, session: Session) -> anyhow::Result<()
     serve_stdio_session(shared, session).await
 }
 
-/// `--listen --stdio`: the stdio session on a runtime of its own, which is
-/// shut down when stdin closes. That ends the session's tasks and stops its
-/// upstream processes (`kill_on_drop`) while the HTTP listener, on the
-/// process runtime, keeps serving; on the shared runtime the session's
-/// tasks kept its upstreams alive until the firewall stopped.
-async fn serve_stdio_beside_http(shared: Arc<Shared>, session: Session) -> anyhow::Result<()> {
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("stdio-session".into())
-        .spawn(move || {
-            let result = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|runtime| {
-                    let result = runtime.block_on(serve_stdio_session(shared, session));
-                    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-                    result
-                });
-            let _ = done_tx.send(result);
-        })?;
-    done_rx
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the stdio session's thread panicked")))
-}
+/// How long calls in flight may still answer after the client closed stdin.
+const STDIN_CLOSED_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// One session on stdin/stdout, until stdin closes.
+/// One session on stdin/stdout, until stdin closes or a signal comes, in a
+/// scope of its own: then every task of the session ends and its upstream
+/// processes are stopped and reaped, while an HTTP listener beside it
+/// (`--listen --stdio`) keeps serving.
 async fn serve_stdio_session(shared: Arc<Shared>, session: Session) -> anyhow::Result<()> {
+    let scope = Scope::new();
     let (tx, rx) = tokio::sync::mpsc::channel(CLIENT_QUEUE);
-    let writer = tokio::spawn(stdio::write_stdout(rx));
-    let (proxy, events) = Proxy::start(shared, session, tx)?;
-    tokio::spawn(proxy.clone().run_events(events));
-    // Until stdin closes or a signal comes. Either way returning drops the
-    // runtime, and with it every upstream child (`kill_on_drop`): a stopped
-    // firewall never leaves its servers running.
-    tokio::select! {
-        _ = stdio::read_stdin(proxy.clone()) => {}
-        _ = shutdown_signal() => {}
-    }
+    let mut writer = tokio::spawn(stdio::write_stdout(rx));
+    let (proxy, events) = scope.enter(|| Proxy::start(shared, session, tx))?;
+    scope.spawn(proxy.clone().run_events(events));
+    let reader = scope.spawn(stdio::read_stdin(proxy.clone()));
+    let stdin_closed = tokio::select! {
+        _ = reader => true,
+        _ = shutdown_signal() => false,
+    };
     drop(proxy);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await;
+    if stdin_closed {
+        // A client may write its requests and close stdin at once: calls
+        // in flight get a moment to answer.
+        let _ = tokio::time::timeout(STDIN_CLOSED_GRACE, &mut writer).await;
+    }
+    scope.close();
+    if !scope.finished(CLOSE_GRACE).await {
+        tracing::warn!(
+            tasks = scope.running(),
+            "the stdio session's tasks did not end within {CLOSE_GRACE:?}"
+        );
+    }
+    let _ = tokio::time::timeout(STDIN_CLOSED_GRACE, writer).await;
     Ok(())
 }
 

@@ -71,6 +71,17 @@ fn jobs() -> std::sync::MutexGuard<'static, HashMap<String, CancellationToken>> 
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A running job's entry in [`JOBS`], removed however the job ends: also
+/// when its session closes and drops it mid-way, so the task can be
+/// resumed by the principal's next poll from another session.
+struct JobEntry(String);
+
+impl Drop for JobEntry {
+    fn drop(&mut self) {
+        jobs().remove(&self.0);
+    }
+}
+
 /// A tool definition's `execution.taskSupport`, as its server lists it.
 fn task_support(def: &Value) -> Option<&str> {
     def.get("execution")
@@ -277,7 +288,8 @@ impl Proxy {
             jobs.insert(id.clone(), cancel.clone());
         }
         let proxy = self.clone();
-        tokio::spawn(async move {
+        self.scope.spawn(async move {
+            let entry_guard = JobEntry(id.clone());
             let mut upstream_params = params;
             upstream_params["name"] = json!(entry.name);
             let subject = Subject {
@@ -323,7 +335,7 @@ impl Proxy {
                         .await
                 };
             }
-            jobs().remove(&id);
+            drop(entry_guard);
             // None: cancelled; tasks/cancel already ended the task.
             if let Some(answer) = answer {
                 proxy.finish_task(&id, answer).await;

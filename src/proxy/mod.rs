@@ -118,6 +118,9 @@ pub struct Proxy {
     pin_cache: Mutex<HashMap<(String, String), Value>>,
     /// Tasks this session's calls created, and where they live.
     tasks: Mutex<tasks::Tasks>,
+    /// The session's task scope: closing it ends every task the proxy and
+    /// its upstreams started.
+    scope: crate::scope::Scope,
 }
 
 impl Proxy {
@@ -130,11 +133,16 @@ impl Proxy {
     ) -> Result<(Arc<Proxy>, mpsc::Receiver<UpstreamEvent>), UpstreamError> {
         let (events_tx, events_rx) = mpsc::channel(CLIENT_QUEUE);
         let config = &shared.config;
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(|spec| Upstream::spawn(spec, events_tx.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
+        // The caller's scope (a session's), or one of our own that lives as
+        // long as the runtime does.
+        let scope = crate::scope::Scope::current().unwrap_or_default();
+        let upstreams = scope.enter(|| {
+            config
+                .upstreams
+                .iter()
+                .map(|spec| Upstream::spawn(spec, events_tx.clone()))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
         let mut mask_fields: Vec<String> = crate::audit::DEFAULT_MASKED_FIELDS
             .iter()
             .map(|f| f.to_string())
@@ -162,6 +170,7 @@ impl Proxy {
             renamed: Mutex::new(HashMap::new()),
             pin_cache: Mutex::new(HashMap::new()),
             tasks: Mutex::new(tasks::Tasks::default()),
+            scope,
         };
         Ok((Arc::new(proxy), events_rx))
     }
@@ -198,14 +207,15 @@ impl Proxy {
                     return;
                 }
                 let proxy = self.clone();
-                tokio::spawn(async move {
+                self.scope.spawn(async move {
                     proxy.clone().handle_request(id, method, params).await;
                     proxy.initializing.send_replace(false);
                 });
             }
             Ok(Message::Request { id, method, params }) => {
                 let proxy = self.clone();
-                tokio::spawn(async move { proxy.handle_request(id, method, params).await });
+                self.scope
+                    .spawn(async move { proxy.handle_request(id, method, params).await });
             }
             Ok(Message::Notification { method, params }) => {
                 self.client_notification(&method, params).await

@@ -45,8 +45,8 @@ pub(super) fn start(
     let stdout = child.stdout.take().expect("stdout is piped");
     let group = ProcessGroup(child.id().map(|id| id as i32));
     let (upstream, rx) = Upstream::new(name);
-    tokio::spawn(write_loop(stdin, rx));
-    tokio::spawn(read_loop(upstream.clone(), stdout, child, group, events));
+    crate::scope::spawn(write_loop(stdin, rx));
+    crate::scope::spawn_lingering(read_loop(upstream.clone(), stdout, child, group, events));
     Ok(upstream)
 }
 
@@ -88,10 +88,22 @@ async fn read_loop(
 ) {
     // Dropped when this task ends or is dropped with the runtime (the
     // firewall stops): whatever is left of the server's group is killed.
-    let _group = group;
+    let group = group;
     let mut lines = LineReader::new(stdout, MAX_UPSTREAM_MESSAGE_BYTES);
     loop {
-        match lines.next().await {
+        let next = tokio::select! {
+            next = lines.next() => next,
+            _ = crate::scope::cancelled() => {
+                // The session closed: stop the whole server and reap it
+                // here, so nothing of it is left running or a zombie.
+                drop(group);
+                let _ = child.start_kill();
+                let status = child.wait().await;
+                tracing::debug!(server = %upstream.name(), "stopped with its session: {status:?}");
+                return;
+            }
+        };
+        match next {
             Ok(Some(Frame::Line(line))) => upstream.deliver(&events, &line).await,
             Ok(Some(Frame::TooLong)) => {
                 upstream.fail_by_prefix(

@@ -47,7 +47,7 @@ pub(super) fn start(
         upstream: Arc::downgrade(&upstream),
         events,
     };
-    tokio::spawn(run(link, url, rx));
+    crate::scope::spawn(run(link, url, rx));
     Ok(upstream)
 }
 
@@ -94,7 +94,7 @@ async fn read_stream(link: &Link, url: Url, rx: mpsc::Receiver<Outgoing>) -> Res
     let endpoint = tokio::time::timeout(ENDPOINT_TIMEOUT, endpoint(&mut reader, &url))
         .await
         .map_err(|_| format!("no endpoint event within {ENDPOINT_TIMEOUT:?}"))??;
-    let pump = tokio::spawn(pump(link.clone(), endpoint, rx));
+    let pump = crate::scope::spawn(pump(link.clone(), endpoint, rx));
     let result = http::deliver_events(&link.upstream, &link.events, &mut reader, |_| {}).await;
     pump.abort();
     result.map_err(|e| format!("the event stream broke: {e}"))
@@ -130,7 +130,7 @@ async fn pump(link: Link, endpoint: Url, mut rx: mpsc::Receiver<Outgoing>) {
             break;
         };
         let (link, endpoint) = (link.clone(), endpoint.clone());
-        tokio::spawn(async move {
+        crate::scope::spawn(async move {
             let request_id = message.request_id;
             if let Err(error) = post(&link, endpoint, message).await
                 && let Some(up) = link.upstream.upgrade()

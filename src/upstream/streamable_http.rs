@@ -98,20 +98,28 @@ pub(super) fn start(
         version: Mutex::new(None),
         listener: Mutex::new(None),
     });
-    tokio::spawn(pump(Arc::downgrade(&upstream), session, rx));
+    crate::scope::spawn_lingering(pump(Arc::downgrade(&upstream), session, rx));
     Ok(upstream)
 }
 
 /// Send each queued message as its own POST; when the queue closes (the
-/// upstream was dropped), stop listening and end the session.
+/// upstream was dropped) or the firewall's session closes, stop listening
+/// and end the upstream's session.
 async fn pump(upstream: Weak<Upstream>, session: Arc<Session>, mut rx: mpsc::Receiver<Outgoing>) {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_POSTS));
-    while let Some(message) = rx.recv().await {
+    loop {
+        let message = tokio::select! {
+            message = rx.recv() => message,
+            _ = crate::scope::cancelled() => None,
+        };
+        let Some(message) = message else {
+            break;
+        };
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
         let (upstream, session) = (upstream.clone(), session.clone());
-        tokio::spawn(async move {
+        crate::scope::spawn(async move {
             exchange(upstream, session, message).await;
             drop(permit);
         });
@@ -136,7 +144,7 @@ async fn exchange(upstream: Weak<Upstream>, session: Arc<Session>, message: Outg
                 up.fail(id, "the server ended its response without answering".into());
             }
             if method.as_deref() == Some("notifications/initialized") {
-                let listener = tokio::spawn(listen(upstream.clone(), session.clone()));
+                let listener = crate::scope::spawn(listen(upstream.clone(), session.clone()));
                 *session.listener.lock().expect("listener lock") = Some(listener);
             }
         }

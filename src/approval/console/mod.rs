@@ -215,11 +215,7 @@ fn render_approval(
     };
     // The whole log is read and verified: off the async worker.
     let read = || trail(approvals, id);
-    let (trail, verifies) = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor())
-    {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
-        _ => read(),
-    };
+    let (trail, verifies) = crate::scope::off_worker(read);
     let viewer = session.viewer();
     html(
         status,

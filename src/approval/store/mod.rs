@@ -11,9 +11,14 @@
 //!
 //! # Invariants
 //!
-//! - Plain synchronous code: the proxy calls it from `spawn_blocking` or briefly
-//!   under its own lock. One connection per [`ApprovalStore`] behind a mutex,
-//!   so a store is `Send + Sync`.
+//! - Plain synchronous code, run off the async workers: every transaction
+//!   goes through [`crate::scope::off_worker`], so a busy database (another
+//!   process holding the write lock for up to [`BUSY_TIMEOUT`]) stalls only
+//!   the call that needs it, never the other sessions on the runtime.
+//! - One writing connection behind a mutex; reads take a read-only
+//!   connection of their own from a small pool, so in WAL mode a read never
+//!   queues behind a write waiting for the lock (a call's pin lookup behind
+//!   a held call's grant check). A store is `Send + Sync`.
 //! - Every state change is one IMMEDIATE transaction: the write lock is taken
 //!   before the first read, so checks and writes see the same state even with
 //!   another process writing (a deferred transaction could read, then fail
@@ -60,8 +65,13 @@ const WEBHOOK_ID_RETENTION_US: i64 = 2 * TIMESTAMP_TOLERANCE_SECS * 1_000_000;
 /// Durable approval state; see the module docs.
 pub struct ApprovalStore {
     conn: Mutex<Connection>,
+    /// Idle read-only connections (at most [`IDLE_READERS`]).
+    readers: Mutex<Vec<Connection>>,
     path: PathBuf,
 }
+
+/// Read connections kept open between reads.
+const IDLE_READERS: usize = 4;
 
 impl ApprovalStore {
     /// Opens `data_dir/approvals.db`, creating the directory and the database
@@ -80,6 +90,7 @@ impl ApprovalStore {
         let conn = schema::open_connection(&path)?;
         Ok(ApprovalStore {
             conn: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
             path,
         })
     }
@@ -304,6 +315,10 @@ impl ApprovalStore {
     /// The connection. A panic while it was held cannot leave a transaction
     /// half-applied (dropping a `Transaction` rolls it back), so a poisoned
     /// lock is safe to take over.
+    fn idle_readers(&self) -> MutexGuard<'_, Vec<Connection>> {
+        self.readers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -313,11 +328,13 @@ impl ApprovalStore {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        crate::scope::off_worker(|| {
+            let mut conn = self.lock();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
     }
 
     /// Runs `f` in a read transaction, so multi-query reads see one snapshot.
@@ -325,11 +342,24 @@ impl ApprovalStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        crate::scope::off_worker(|| {
+            let idle = self.idle_readers().pop();
+            let mut conn = match idle {
+                Some(conn) => conn,
+                None => schema::open_reader(&self.path)?,
+            };
+            let out = (|| {
+                let tx = conn.transaction()?;
+                let out = f(&tx)?;
+                tx.commit()?;
+                Ok(out)
+            })();
+            let mut idle = self.idle_readers();
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+            out
+        })
     }
 }
 

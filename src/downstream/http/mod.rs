@@ -175,20 +175,24 @@ impl Registry {
         bridges.retain(|_, b| !b.session.is_closed());
     }
 
-    fn close_all(&self) {
-        let drained: Vec<_> = self
+    /// Close every session; returns them, so the caller can wait until
+    /// their upstreams are stopped. They stay registered (closed) until the
+    /// next sweep, so a second call finds them again.
+    fn close_all(&self) -> Vec<Arc<HttpSession>> {
+        let mut closed: Vec<_> = self
             .sessions
             .lock()
             .expect("sessions lock")
-            .drain()
+            .values()
+            .cloned()
             .collect();
-        for (_, s) in drained {
+        let bridges = self.bridges.lock().expect("bridges lock");
+        closed.extend(bridges.values().map(|b| b.session.clone()));
+        drop(bridges);
+        for s in &closed {
             s.close("the firewall is shutting down");
         }
-        let bridges: Vec<_> = self.bridges.lock().expect("bridges lock").drain().collect();
-        for (_, b) in bridges {
-            b.session.close("the firewall is shutting down");
-        }
+        closed
     }
 }
 
@@ -334,6 +338,7 @@ impl Listener {
         let closer = app.clone();
         let signal = async move {
             shutdown.await;
+            // Waited for below, once the connections are done.
             closer.sessions.close_all();
         };
         front_door::serve(
@@ -345,7 +350,8 @@ impl Listener {
         )
         .await;
         sweeper.abort();
-        app.sessions.close_all();
+        let closed = app.sessions.close_all();
+        futures::future::join_all(closed.iter().map(|s| s.finished())).await;
         reaper.abort();
         Ok(())
     }
@@ -355,10 +361,11 @@ impl Listener {
 /// (every session is closed by then); then the process stops regardless.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Wake this runtime on every SIGCHLD. A closed session's runtime is gone
-/// by the time its killed upstream exits; tokio reaps such orphaned children
-/// when a runtime's process driver wakes after a SIGCHLD, and without this
-/// an idle server would leave them as zombies until some other wake-up.
+/// Wake the runtime on every SIGCHLD. A closing session reaps its own
+/// upstreams; a child dropped without that (a start that failed half-way,
+/// a panicking task) is reaped by tokio when its process driver wakes after
+/// a SIGCHLD, and without this an idle server would keep it as a zombie
+/// until some other wake-up.
 async fn reap_children() {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut sigchld) = signal(SignalKind::child()) else {

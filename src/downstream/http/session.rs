@@ -2,12 +2,13 @@
 //! history, audit session id), its own upstream processes, and the routing
 //! of the proxy's outgoing messages to the HTTP streams that are open.
 //!
-//! Lifecycle: each session runs its proxy on a current-thread tokio runtime
-//! driven by a thread of its own. Closing the session (DELETE, the legacy
-//! SSE stream ending, idle timeout, a client that stops reading) stops and
-//! drops that runtime, which drops every task of the session and with them
-//! the upstream child processes (`kill_on_drop`), exactly as stdio mode ends
-//! them by dropping its runtime. Nothing of one session outlives it.
+//! Lifecycle: every session runs on the process runtime inside a
+//! [`Scope`] of its own. Closing the session (DELETE, the legacy SSE stream
+//! ending, idle timeout, a client that stops reading, SIGTERM) closes the
+//! scope: every task of the session ends, each upstream process group is
+//! killed and its child reaped, each HTTP upstream's session is ended with
+//! its `DELETE`. Nothing of one session outlives it, and no session costs a
+//! thread.
 //!
 //! Routing (see [`Routes::route`]): a response goes to the exchange that
 //! carried its request; a progress notification goes to the exchange whose
@@ -25,11 +26,11 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio_util::sync::CancellationToken;
 
 use crate::jsonrpc::Message;
 use crate::proxy::session::Session;
 use crate::proxy::{CLIENT_QUEUE, Proxy, Shared};
+use crate::scope::Scope;
 use crate::upstream::UpstreamError;
 
 /// Requests of one session being worked on at once; beyond it, 429.
@@ -44,8 +45,9 @@ pub const UNDELIVERED_BUFFER: usize = 256;
 /// A Streamable HTTP session with no request, no open stream and nothing in
 /// flight for this long is closed (clients that vanish without DELETE).
 pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// How long a closing session's runtime waits for blocking work.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long a closing session's tasks may take to end (an upstream's
+/// `DELETE`, reaping a killed process) before it is logged as stuck.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Which client-facing HTTP transport a session speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +91,6 @@ pub enum RequestError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("session runtime: {0}")]
-    Runtime(#[from] std::io::Error),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
 }
@@ -103,10 +103,10 @@ pub struct HttpSession {
     /// Who opened the session; every later request must be the same principal.
     pub principal: String,
     proxy: Arc<Proxy>,
-    runtime: tokio::runtime::Handle,
+    /// Every task of the session; closed with it.
+    scope: Scope,
     routes: Mutex<Routes>,
     inflight: Arc<Semaphore>,
-    closed: CancellationToken,
     last_seen: Mutex<Instant>,
     /// The registry's slot, given back on close.
     slot: Mutex<Option<OwnedSemaphorePermit>>,
@@ -136,8 +136,8 @@ struct Pending {
 }
 
 impl HttpSession {
-    /// Start the session's runtime and its proxy (which spawns the upstream
-    /// processes). `slot` is the registry's permit for this session.
+    /// Start the session's proxy (which spawns the upstream processes) in a
+    /// scope of its own. `slot` is the registry's permit for this session.
     pub fn start(
         shared: Arc<Shared>,
         session: Session,
@@ -146,17 +146,12 @@ impl HttpSession {
     ) -> Result<Arc<HttpSession>, StartError> {
         let id = session.id.clone();
         let principal = session.principal.id.clone();
-        let closed = CancellationToken::new();
-        let runtime = spawn_runtime(&id, closed.clone())?;
+        let scope = Scope::new();
         let (client_tx, client_rx) = mpsc::channel(CLIENT_QUEUE);
-        let started = {
-            let _context = runtime.enter();
-            Proxy::start(shared, session, client_tx)
-        };
-        let (proxy, events) = match started {
+        let (proxy, events) = match scope.enter(|| Proxy::start(shared, session, client_tx)) {
             Ok(started) => started,
             Err(e) => {
-                closed.cancel();
+                scope.close();
                 return Err(e.into());
             }
         };
@@ -165,33 +160,44 @@ impl HttpSession {
             transport,
             principal,
             proxy: proxy.clone(),
-            runtime: runtime.clone(),
+            scope: scope.clone(),
             routes: Mutex::new(Routes::default()),
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_PER_SESSION)),
-            closed,
             last_seen: Mutex::new(Instant::now()),
             slot: Mutex::new(Some(slot)),
         });
-        runtime.spawn(proxy.run_events(events));
-        runtime.spawn(route_outgoing(session.clone(), client_rx));
+        scope.spawn(proxy.run_events(events));
+        scope.spawn(route_outgoing(session.clone(), client_rx));
         tracing::info!(session = %session.id, principal = %session.principal, transport = transport.label(), "HTTP session started");
         Ok(session)
     }
 
     pub fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        self.scope.is_closed()
     }
 
-    /// Stop the session: its streams end, its runtime and upstream
-    /// processes go away. Idempotent.
+    /// Stop the session: its streams end, its tasks end and its upstream
+    /// processes are stopped (see [`HttpSession::finished`]). Idempotent.
     pub fn close(&self, why: &str) {
-        if self.closed.is_cancelled() {
+        if self.scope.is_closed() {
             return;
         }
         tracing::info!(session = %self.id, principal = %self.principal, "HTTP session closed: {why}");
-        self.closed.cancel();
+        self.scope.close();
         *self.routes.lock().expect("routes lock") = Routes::default();
         self.slot.lock().expect("slot lock").take();
+    }
+
+    /// Wait (at most [`CLOSE_GRACE`]) until a closed session's tasks have
+    /// ended: its upstream processes reaped, its upstream sessions ended.
+    pub async fn finished(&self) {
+        if !self.scope.finished(CLOSE_GRACE).await {
+            tracing::warn!(
+                session = %self.id,
+                tasks = self.scope.running(),
+                "a closed session's tasks did not end within {CLOSE_GRACE:?}"
+            );
+        }
     }
 
     /// Register a client request before it is handed to the proxy; the
@@ -241,7 +247,7 @@ impl HttpSession {
     }
 
     /// Hand one client message (already checked to be a JSON-RPC message)
-    /// to the proxy, on the session's runtime, and wait until the proxy has
+    /// to the proxy, in the session's scope, and wait until the proxy has
     /// taken it (requests then run on their own tasks), so messages POSTed
     /// one after another are handled in order.
     pub async fn feed(&self, body: Bytes, message: &Message) {
@@ -255,7 +261,7 @@ impl HttpSession {
         }
         let proxy = self.proxy.clone();
         let task = self
-            .runtime
+            .scope
             .spawn(async move { proxy.handle_bytes(&body).await });
         let _ = task.await;
     }
@@ -435,23 +441,9 @@ fn refuse_server_request(session: &HttpSession, id: &Value, message: &Value) {
     );
     // On its own task: the proxy may queue messages for this very loop.
     let proxy = session.proxy.clone();
-    tokio::spawn(async move { proxy.handle_bytes(error.to_string().as_bytes()).await });
-}
-
-/// A current-thread runtime on a thread of its own that runs until
-/// `closed` is cancelled, then drops every task it holds.
-fn spawn_runtime(id: &str, closed: CancellationToken) -> std::io::Result<tokio::runtime::Handle> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let handle = runtime.handle().clone();
-    std::thread::Builder::new()
-        .name(format!("session-{}", &id[..8.min(id.len())]))
-        .spawn(move || {
-            runtime.block_on(closed.cancelled());
-            runtime.shutdown_timeout(SHUTDOWN_GRACE);
-        })?;
-    Ok(handle)
+    session
+        .scope
+        .spawn(async move { proxy.handle_bytes(error.to_string().as_bytes()).await });
 }
 
 #[cfg(test)]
