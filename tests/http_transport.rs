@@ -1628,3 +1628,136 @@ async fn one_principal_cannot_take_every_session_slot() {
     assert!(third.text().await.unwrap().contains("alice"));
     assert_eq!(open(BOB_TOKEN).await.unwrap().status(), StatusCode::OK);
 }
+
+/// Issue 11, item 5: `shared = true` runs one upstream process for every
+/// session. Four sessions of two principals call the same slow tool at
+/// once with the same progress token: each sees only its own progress and
+/// its own answer. A sampling request goes to the one session with a call
+/// in flight. Sessions ending leave the process serving the next one.
+/// Before, `shared` was an unknown key and every session had a process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_upstream_serves_every_session_from_one_process() {
+    let config = token_config("").replace("name = \"fx\"\n", "name = \"fx\"\nshared = true\n");
+    let server = start(with_config(&config));
+    let mut sessions = Vec::new();
+    for token in [ALICE_TOKEN, ALICE_TOKEN, BOB_TOKEN, BOB_TOKEN] {
+        sessions.push(Raw::open(&server, Some(token)).await);
+    }
+    server.wait_children(1);
+
+    let mut calls = Vec::new();
+    for (i, raw) in sessions.into_iter().enumerate() {
+        calls.push(tokio::spawn(async move {
+            let steps = i + 2;
+            let response = raw
+                .post(&rpc(
+                    9,
+                    "tools/call",
+                    json!({"name": "fx__slow", "arguments": {"seconds": 0.6, "steps": steps},
+                           "_meta": {"progressToken": "tok"}}),
+                ))
+                .await;
+            let mut events = Events::new(response);
+            let mut progress = Vec::new();
+            loop {
+                let m = events.next().await.expect("progress, then the answer");
+                if m["method"] == "notifications/progress" {
+                    assert_eq!(m["params"]["progressToken"], "tok", "{m}");
+                    progress.push(m["params"]["total"].as_f64().unwrap() as usize);
+                    continue;
+                }
+                assert_eq!(m["id"], 9, "{m}");
+                assert_eq!(text(&m), format!("done after {steps} steps"));
+                break;
+            }
+            assert_eq!(
+                progress,
+                vec![steps; steps],
+                "session {i} got another's progress"
+            );
+            raw
+        }));
+    }
+    let mut sessions = Vec::new();
+    for call in calls {
+        sessions.push(call.await.unwrap());
+    }
+
+    // With one call in flight, the server's sampling request finds it.
+    let raw = &sessions[2];
+    let response = raw
+        .post(&rpc(
+            10,
+            "tools/call",
+            json!({"name": "fx__sample", "arguments": {"prompt": "p"}}),
+        ))
+        .await;
+    let mut events = Events::new(response);
+    let request = events.next().await.expect("a sampling request");
+    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    let answer = json!({"jsonrpc": "2.0", "id": request["id"], "result": {
+        "role": "assistant", "model": "test", "stopReason": "endTurn",
+        "content": {"type": "text", "text": "yes"}}});
+    assert_eq!(raw.post(&answer).await.status(), StatusCode::ACCEPTED);
+    let result = events.next().await.expect("the call's response");
+    assert_eq!(text(&result), "sampled: yes");
+
+    for s in &sessions {
+        let deleted = s.request(reqwest::Method::DELETE).send().await.unwrap();
+        assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    }
+    let next = Raw::open(&server, Some(BOB_TOKEN)).await;
+    let tools: Value = next
+        .post(&rpc(2, "tools/list", json!({})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(tools["result"]["tools"].is_array(), "{tools}");
+    assert_eq!(
+        server.children(),
+        1,
+        "the shared process serves the next session"
+    );
+}
+
+/// Issue 11, item 5, the hostile case: with two sessions' calls in flight
+/// on a shared process, a server request cannot be tied to either, so it
+/// is refused back to the server; neither session is shown it (it could be
+/// the other principal's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_upstreams_request_that_fits_no_one_session_is_refused() {
+    let config = token_config("").replace("name = \"fx\"\n", "name = \"fx\"\nshared = true\n");
+    let server = start(with_config(&config));
+    let alice = Raw::open(&server, Some(ALICE_TOKEN)).await;
+    let bob = Raw::open(&server, Some(BOB_TOKEN)).await;
+    let slow = alice
+        .post(&rpc(
+            3,
+            "tools/call",
+            json!({"name": "fx__slow", "arguments": {"seconds": 1.5, "steps": 1}}),
+        ))
+        .await;
+    // Alice's call is in flight upstream before bob's begins.
+    server.wait_audit("alice's call forwarded", |r| {
+        r["event"] == "call.decided" && r.to_string().contains("slow")
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sample = bob
+        .post(&rpc(
+            4,
+            "tools/call",
+            json!({"name": "fx__sample", "arguments": {"prompt": "p"}}),
+        ))
+        .await;
+    let mut events = Events::new(sample);
+    let answer = events.next().await.expect("bob's answer");
+    assert_eq!(answer["id"], 4, "bob was shown a server request: {answer}");
+    assert!(text(&answer).starts_with("sampling failed"), "{answer}");
+    let mut events = Events::new(slow);
+    let answer = events.next().await.expect("alice's answer");
+    assert_eq!(
+        answer["id"], 3,
+        "alice was shown a server request: {answer}"
+    );
+}

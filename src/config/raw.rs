@@ -178,6 +178,9 @@ pub struct RawUpstream {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub cwd: Option<String>,
+    /// One process for every session instead of one per session (default
+    /// false); only for servers that keep no per-session state.
+    pub shared: Option<bool>,
     /// A remote server over HTTP (exclusive with `command`).
     pub url: Option<String>,
     /// `"streamable-http"` (default) or `"sse"`; only with `url`.

@@ -46,6 +46,9 @@ pub struct ProcessSpec {
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub cwd: Option<PathBuf>,
+    /// One process serves every session (`shared = true`); see
+    /// `upstream::shared`. Default: a process per session.
+    pub shared: bool,
 }
 
 /// A remote server reached over HTTP.
@@ -113,6 +116,7 @@ impl UpstreamSpec {
                 args,
                 env: BTreeMap::new(),
                 cwd: None,
+                shared: false,
             }),
             timeout: DEFAULT_UPSTREAM_TIMEOUT,
             trust_annotations: false,
@@ -157,6 +161,7 @@ pub(super) fn validate(
                 args: raw.args,
                 env: raw.env,
                 cwd: raw.cwd.map(|c| path(&c)),
+                shared: raw.shared.unwrap_or(false),
             })
         }
         (None, Some(url)) => {
@@ -164,6 +169,7 @@ pub(super) fn validate(
                 ("args", !raw.args.is_empty()),
                 ("env", !raw.env.is_empty()),
                 ("cwd", raw.cwd.is_some()),
+                ("shared", raw.shared.is_some()),
             ] {
                 if given {
                     return Err(err(key, "only applies to a `command` upstream".into()));

@@ -165,6 +165,7 @@ impl Upstream {
         events: mpsc::Sender<UpstreamEvent>,
     ) -> Result<Arc<Upstream>, UpstreamError> {
         match &spec.kind {
+            UpstreamKind::Process(p) if p.shared => super::shared::connect(&spec.name, p, events),
             UpstreamKind::Process(p) => super::process::start(&spec.name, p, events),
             UpstreamKind::Http(h) => match h.transport {
                 HttpTransport::StreamableHttp => {
@@ -465,7 +466,7 @@ impl Upstream {
 pub(super) const ID_SEARCH_BYTES: usize = 4096;
 
 /// The first `"id": <digits>` in the first [`ID_SEARCH_BYTES`] of `message`.
-fn leading_id(message: &[u8]) -> Option<u64> {
+pub(super) fn leading_id(message: &[u8]) -> Option<u64> {
     let text = String::from_utf8_lossy(&message[..message.len().min(ID_SEARCH_BYTES)]);
     let at = text.find("\"id\"")?;
     let rest = text[at + 4..].trim_start().strip_prefix(':')?.trim_start();

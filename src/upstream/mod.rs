@@ -4,6 +4,8 @@
 //! - [`connection`]: the transport-independent core: ids, pending requests,
 //!   alive state, routing of what the server sends;
 //! - [`process`]: a child process spoken to over stdio;
+//! - [`shared`]: one child process for every session (`shared = true`),
+//!   each session's messages multiplexed over it;
 //! - [`streamable_http`]: a remote server over Streamable HTTP;
 //! - [`sse`]: a remote server over the legacy HTTP+SSE transport;
 //! - [`http`], [`event_stream`]: what the HTTP transports share (client,
@@ -18,6 +20,7 @@ pub mod event_stream;
 pub mod http;
 pub mod plumbing;
 mod process;
+mod shared;
 mod sse;
 pub mod streamable_http;
 

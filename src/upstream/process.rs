@@ -17,7 +17,7 @@ use crate::framing::{Frame, LineReader};
 
 /// An upstream's process group (led by the process we started); killed
 /// when dropped, so no part of a server outlives the firewall or its session.
-struct ProcessGroup(Option<i32>);
+pub(super) struct ProcessGroup(pub(super) Option<i32>);
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
@@ -50,7 +50,7 @@ pub(super) fn start(
     Ok(upstream)
 }
 
-fn command(spec: &ProcessSpec) -> Command {
+pub(super) fn command(spec: &ProcessSpec) -> Command {
     let mut cmd = Command::new(&spec.command);
     cmd.args(&spec.args)
         .envs(&spec.env)
