@@ -12,7 +12,8 @@
 //! `tools/call echo` requests for `BENCH_SECONDS` (default 3) after a
 //! 0.5 s warm-up. A level whose sessions cannot all be opened within 60 s
 //! is reported as failed. Knobs: `BENCH_PEER_SESSIONS` (default
-//! "1,8,64"), `BENCH_PEERS` (default "firewall,ts,python").
+//! "1,8,64"), `BENCH_PEERS` (default "firewall,fw-shared,ts,python"; `fw-shared` is the
+//! firewall with `--shared`: one upstream process for every session).
 //!
 //! Run: `cargo bench --bench peer_proxies` after `cargo build --release --bins`
 //! and the set-up command. Loopback only.
@@ -52,21 +53,27 @@ fn contenders(work: &Path) -> Vec<Contender> {
     )
     .unwrap();
     let audit = work.join("audit.jsonl");
-    let firewall = move |port: u16| {
-        let mut cmd = Command::new(firewall_bin());
-        cmd.arg("run")
-            .arg("--policy")
-            .arg(&policy)
-            .arg("--audit-log")
-            .arg(&audit)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--")
-            .arg("node")
-            .arg(everything())
-            .arg("stdio")
-            .env_remove("RUST_LOG");
-        Some(cmd)
+    let firewall = move |shared: bool| {
+        let (policy, audit) = (policy.clone(), audit.clone());
+        move |port: u16| {
+            let mut cmd = Command::new(firewall_bin());
+            cmd.arg("run")
+                .arg("--policy")
+                .arg(&policy)
+                .arg("--audit-log")
+                .arg(&audit)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"));
+            if shared {
+                cmd.arg("--shared");
+            }
+            cmd.arg("--")
+                .arg("node")
+                .arg(everything())
+                .arg("stdio")
+                .env_remove("RUST_LOG");
+            Some(cmd)
+        }
     };
     // Both peers: `mcp-proxy --port P --host 127.0.0.1 [extra] -- node everything stdio`.
     let peer = |bin: &'static str, extra: &'static [&'static str]| {
@@ -96,7 +103,12 @@ fn contenders(work: &Path) -> Vec<Contender> {
         Contender {
             name: "firewall",
             path: "/mcp",
-            command: Box::new(firewall),
+            command: Box::new(firewall(false)),
+        },
+        Contender {
+            name: "fw-shared",
+            path: "/mcp",
+            command: Box::new(firewall(true)),
         },
         Contender {
             name: "ts",
@@ -167,6 +179,40 @@ fn open_sessions(addr: &str, path: &'static str, n: usize) -> Option<Vec<HttpPee
     (started.elapsed() < OPEN_DEADLINE).then_some(peers?)
 }
 
+/// Resident memory of a process and all its descendants (the proxy and
+/// its upstreams, whatever process groups they run in), MB.
+fn tree_rss_mb(root: u32) -> f64 {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            // state ppid ...
+            Some((pid, rest.split_whitespace().nth(1)?.parse().ok()?))
+        })
+        .collect();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    let kb: u64 = tree
+        .iter()
+        .filter_map(|&pid| proc_status_kb(pid, "VmRSS:"))
+        .sum();
+    kb as f64 / 1024.0
+}
+
 /// Calls per second over `secs`, and the sessions that saw a failed call.
 fn run(peers: Vec<HttpPeer>, secs: f64) -> (f64, usize) {
     let echo = json!({"name": "echo", "arguments": {"message": "hello"}});
@@ -196,7 +242,7 @@ fn main() {
         .iter()
         .filter_map(|s| s.parse().ok())
         .collect();
-    let wanted = env_list("BENCH_PEERS", "firewall,ts,python");
+    let wanted = env_list("BENCH_PEERS", "firewall,fw-shared,ts,python");
     let work = tempfile::tempdir().unwrap();
     let contenders: Vec<Contender> = contenders(work.path())
         .into_iter()
@@ -227,9 +273,10 @@ fn main() {
                 row.push(None);
                 continue;
             };
+            let rss = tree_rss_mb(_running.0.id());
             let (rate, failed) = run(peers, secs);
             println!(
-                "{:<9} {n:>3} sessions: {rate:>8.0} calls/s{}",
+                "{:<9} {n:>3} sessions: {rate:>8.0} calls/s, {rss:>7.0} MB resident (proxy + upstreams){}",
                 c.name,
                 if failed > 0 {
                     format!("  ({failed} sessions saw a failed call)")
@@ -246,7 +293,7 @@ fn main() {
     for c in &contenders {
         print!("{:>12}", c.name);
     }
-    println!("   firewall / best peer");
+    println!("   firewall, fw-shared / best peer");
     for (level, row) in levels.iter().zip(&results) {
         print!("{level:<10}");
         for r in row {
@@ -255,16 +302,22 @@ fn main() {
                 None => print!("{:>12}", "failed"),
             }
         }
-        let firewall = row.first().copied().flatten();
-        let best_peer = row
+        let ours = |c: &Contender| c.name.starts_with("f");
+        let best_peer = contenders
             .iter()
-            .skip(1)
-            .flatten()
-            .copied()
+            .zip(row)
+            .filter(|(c, _)| !ours(c))
+            .filter_map(|(_, r)| *r)
             .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
-        match (firewall, best_peer) {
-            (Some(f), Some(p)) => println!("   {:.2}x", f / p),
-            _ => println!("   -"),
-        }
+        let ratios: Vec<String> = contenders
+            .iter()
+            .zip(row)
+            .filter(|(c, _)| ours(c))
+            .map(|(_, r)| match (r, best_peer) {
+                (Some(f), Some(p)) => format!("{:.2}x", f / p),
+                _ => "-".into(),
+            })
+            .collect();
+        println!("   {}", ratios.join(", "));
     }
 }

@@ -208,6 +208,11 @@ pub struct RunArgs {
     /// Upstream name in the wrap form, as policies see it in `input.server`.
     #[arg(long)]
     pub name: Option<String>,
+    /// In the wrap form with --listen: one upstream process for every HTTP
+    /// session instead of one per session (`shared = true`; only for
+    /// servers that keep no per-session state, see README).
+    #[arg(long, conflicts_with = "url")]
+    pub shared: bool,
     /// Serve the signed answer endpoint on HOST:PORT (loopback).
     #[arg(long)]
     pub approval_listen: Option<String>,

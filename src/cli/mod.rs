@@ -314,6 +314,11 @@ fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
         if args.trust_annotations {
             upstream.trust_annotations = true;
         }
+        if args.shared
+            && let mcp_firewall::config::UpstreamKind::Process(process) = &mut upstream.kind
+        {
+            process.shared = true;
+        }
     }
     Ok(config)
 }
