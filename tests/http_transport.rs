@@ -1761,3 +1761,21 @@ async fn a_shared_upstreams_request_that_fits_no_one_session_is_refused() {
         "alice was shown a server request: {answer}"
     );
 }
+
+/// `run --shared -- COMMAND`: the wrap form's `shared = true`.
+#[tokio::test]
+async fn the_wrap_forms_shared_flag_starts_one_process_for_all_sessions() {
+    let server = start(listening().arg("--shared").arg("--").arg(fixture_bin()));
+    let first = Raw::open(&server, None).await;
+    let second = Raw::open(&server, None).await;
+    for raw in [&first, &second] {
+        let tools: Value = raw
+            .post(&rpc(2, "tools/list", json!({})))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(tools["result"]["tools"].is_array(), "{tools}");
+    }
+    assert_eq!(server.children(), 1);
+}
