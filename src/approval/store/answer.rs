@@ -15,11 +15,11 @@
 //!   `approved` and create the grant in the same transaction.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::error::{AnswerRejection, StoreError};
 use super::grant;
-use super::rows::{json_col, micros, word_col};
+use super::rows::micros;
+use super::sql::{Db, vals};
 use crate::approval::model::{AnswerOutcome, NewAnswer, Status, Verdict};
 use crate::approval::proof::Proof;
 use crate::identity::Identity;
@@ -42,24 +42,25 @@ struct Held {
     grant_ttl_us: i64,
 }
 
-fn load_held(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Held>> {
-    tx.query_row(
+fn load_held(tx: &mut dyn Db, id: &str) -> Result<Option<Held>, StoreError> {
+    let Some(row) = tx.query_one(
         "SELECT status, digest, principal, approvers, quorum, expires_at, grant_ttl_us
          FROM approvals WHERE id = ?1",
-        params![id],
-        |row| {
-            Ok(Held {
-                status: word_col(row, 0)?,
-                digest: row.get(1)?,
-                principal: row.get(2)?,
-                approvers: json_col(row, 3)?,
-                quorum: row.get(4)?,
-                expires_at_us: row.get(5)?,
-                grant_ttl_us: row.get(6)?,
-            })
-        },
-    )
-    .optional()
+        vals![id],
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Held {
+        status: row.word(0)?,
+        digest: row.text(1)?,
+        principal: row.text(2)?,
+        approvers: row.json(3)?,
+        quorum: u32::try_from(row.int(4)?)
+            .map_err(|_| StoreError::Corrupt("quorum out of range".into()))?,
+        expires_at_us: row.int(5)?,
+        grant_ttl_us: row.int(6)?,
+    }))
 }
 
 /// The rules that need nothing but the approval and the answer.
@@ -92,7 +93,7 @@ fn check(held: &Held, answer: &NewAnswer, now_us: i64) -> Result<Identity, Answe
 
 /// Applies `answer` to approval `id`; see the module invariants.
 pub(super) fn record(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Db,
     id: &str,
     answer: &NewAnswer,
     now: DateTime<Utc>,
@@ -143,26 +144,26 @@ pub(super) fn record(
 /// Inserts the answer; false if this approver already answered (the primary
 /// key on the normalised identity says so).
 fn insert_answer(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Db,
     id: &str,
     approver: &Identity,
     answer: &NewAnswer,
     now_us: i64,
-) -> rusqlite::Result<bool> {
+) -> Result<bool, StoreError> {
     let proof = answer
         .proof
         .as_ref()
         .map(|p| serde_json::to_string(p).expect("proof serializes"));
     let inserted = tx.execute(
-        "INSERT OR IGNORE INTO answers (approval_id, approver_key, approver, decision, reason, channel, at, proof)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
+        "INSERT INTO answers (approval_id, approver_key, approver, decision, reason, channel, at, proof)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+        vals![
             id,
             answer_key(approver),
             approver.as_str(),
             answer.decision.as_str(),
             answer.reason.trim(),
-            answer.channel,
+            &answer.channel,
             now_us,
             proof
         ],
@@ -171,24 +172,26 @@ fn insert_answer(
 }
 
 /// The approvers who approved, in answer order.
-fn approving(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = tx.prepare_cached(
+fn approving(tx: &mut dyn Db, id: &str) -> Result<Vec<String>, StoreError> {
+    tx.query(
         "SELECT approver FROM answers WHERE approval_id = ?1 AND decision = ?2 ORDER BY at, rowid",
-    )?;
-    let rows = stmt.query_map(params![id, Verdict::Approve.as_str()], |row| row.get(0))?;
-    rows.collect()
+        vals![id, Verdict::Approve.as_str()],
+    )?
+    .iter()
+    .map(|row| row.text(0))
+    .collect()
 }
 
 /// The narrowest scope, in seconds, among the approving answers' proofs.
-fn approving_scope_secs(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<i64> {
-    let mut stmt =
-        tx.prepare_cached("SELECT proof FROM answers WHERE approval_id = ?1 AND decision = ?2")?;
-    let proofs = stmt.query_map(params![id, Verdict::Approve.as_str()], |row| {
-        row.get::<_, Option<String>>(0)
-    })?;
+fn approving_scope_secs(tx: &mut dyn Db, id: &str) -> Result<i64, StoreError> {
+    let proofs = tx.query(
+        "SELECT proof FROM answers WHERE approval_id = ?1 AND decision = ?2",
+        vals![id, Verdict::Approve.as_str()],
+    )?;
     let mut narrowest = i64::MAX;
-    for proof in proofs {
-        let scope = proof?
+    for row in proofs {
+        let scope = row
+            .opt_text(0)?
             .and_then(|p| serde_json::from_str::<Proof>(&p).ok())
             .map_or(0, |p| i64::try_from(p.scope_seconds()).unwrap_or(0));
         narrowest = narrowest.min(scope);
@@ -197,15 +200,15 @@ fn approving_scope_secs(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<i64>
 }
 
 fn decide(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Db,
     id: &str,
     status: Status,
     why: &str,
     now_us: i64,
-) -> rusqlite::Result<()> {
+) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE approvals SET status = ?1, status_reason = ?2, decided_at = ?3 WHERE id = ?4",
-        params![status.as_str(), why, now_us, id],
+        vals![status.as_str(), why, now_us, id],
     )?;
     Ok(())
 }

@@ -41,6 +41,13 @@ pub enum StoreError {
     /// Any other SQLite failure (including a busy database past the timeout).
     #[error("approval database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// A PostgreSQL failure: the server unreachable, a query that timed out,
+    /// a statement it refused.
+    #[error("approval database error: {0}")]
+    Postgres(String),
+    /// A stored value this build could not have written.
+    #[error("approval database holds a value it cannot read: {0}")]
+    Corrupt(String),
     /// A new approval request that cannot be honoured as written.
     #[error("invalid approval request: {0}")]
     InvalidApproval(String),

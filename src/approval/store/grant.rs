@@ -14,9 +14,9 @@
 //!   scoped "identical calls for N minutes"), where it stays `approved` and
 //!   counts the use. A revoked grant is never consumed.
 
-use rusqlite::{OptionalExtension, Transaction, params};
-
-use super::rows::{json_col, micros, to_json};
+use super::StoreError;
+use super::rows::{micros, to_json};
+use super::sql::{Db, vals};
 use crate::approval::model::Status;
 use chrono::{DateTime, Utc};
 
@@ -54,17 +54,17 @@ impl Grant {
 
 /// Records the grant for an approval that just reached its quorum.
 pub(super) fn insert(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Db,
     approval_id: &str,
     digest: &str,
     approvers: &[String],
     expires_at_us: i64,
     reusable_until_us: Option<i64>,
-) -> rusqlite::Result<()> {
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO grants (approval_id, digest, approvers, expires_at, reusable_until)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
+        vals![
             approval_id,
             digest,
             to_json(&approvers),
@@ -78,33 +78,27 @@ pub(super) fn insert(
 /// Takes the oldest-expiring usable grant for `digest`, marking it used and
 /// its approval `used`. `None` when there is none.
 pub(super) fn consume(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Db,
     digest: &str,
     now: DateTime<Utc>,
-) -> rusqlite::Result<Option<Grant>> {
+) -> Result<Option<Grant>, StoreError> {
     let now = micros(now);
-    let found = tx
-        .query_row(
-            "SELECT g.approval_id, g.approvers, g.reusable_until FROM grants g JOIN approvals a ON a.id = g.approval_id
-             WHERE g.digest = ?1 AND g.used_at IS NULL AND g.revoked_at IS NULL AND g.expires_at > ?2 AND a.status = ?3
-             ORDER BY g.expires_at LIMIT 1",
-            params![digest, now, Status::Approved.as_str()],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    json_col::<Vec<String>>(row, 1)?,
-                    row.get::<_, Option<i64>>(2)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((approval_id, approvers, reusable_until)) = found else {
+    let Some(row) = tx.query_one(
+        "SELECT g.approval_id, g.approvers, g.reusable_until FROM grants g JOIN approvals a ON a.id = g.approval_id
+         WHERE g.digest = ?1 AND g.used_at IS NULL AND g.revoked_at IS NULL AND g.expires_at > ?2 AND a.status = ?3
+         ORDER BY g.expires_at LIMIT 1",
+        vals![digest, now, Status::Approved.as_str()],
+    )?
+    else {
         return Ok(None);
     };
+    let approval_id = row.text(0)?;
+    let approvers: Vec<String> = row.json(1)?;
+    let reusable_until = row.opt_int(2)?;
     if let Some(until) = reusable_until.filter(|until| *until > now) {
         tx.execute(
             "UPDATE grants SET uses = uses + 1 WHERE approval_id = ?1",
-            params![approval_id],
+            vals![&approval_id],
         )?;
         return Ok(Some(Grant {
             approval_id,
@@ -115,11 +109,11 @@ pub(super) fn consume(
     }
     tx.execute(
         "UPDATE grants SET used_at = ?1 WHERE approval_id = ?2",
-        params![now, approval_id],
+        vals![now, &approval_id],
     )?;
     tx.execute(
         "UPDATE approvals SET status = ?1 WHERE id = ?2",
-        params![Status::Used.as_str(), approval_id],
+        vals![Status::Used.as_str(), &approval_id],
     )?;
     Ok(Some(Grant {
         approval_id,

@@ -35,6 +35,7 @@ mod grant;
 pub mod pins;
 mod rows;
 mod schema;
+pub(crate) mod sql;
 pub mod tasks;
 
 use std::collections::HashSet;
@@ -42,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 
 pub use error::{AnswerRejection, StoreError};
 pub use grant::Grant;
@@ -50,7 +51,8 @@ pub use schema::{BUSY_TIMEOUT, SCHEMA_VERSION};
 
 use crate::approval::model::{AnswerOutcome, ApprovalRecord, NewAnswer, NewApproval, Status};
 use crate::approval::signing::TIMESTAMP_TOLERANCE_SECS;
-use rows::{RECORD_SELECT, load_record, micros, record_from_row, to_json, with_answers};
+use rows::{RECORD_SELECT, load_record, micros, records, to_json};
+use sql::{Db, Lite, vals};
 
 /// The database file inside the data directory.
 pub const DB_FILE_NAME: &str = "approvals.db";
@@ -110,20 +112,17 @@ impl ApprovalStore {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
-        self.read(|conn| Ok(load_record(conn, id)?))
+        self.read(|db| load_record(db, id))
     }
 
     /// All approvals, or those with `status`, newest first.
     pub fn list(&self, status: Option<Status>) -> Result<Vec<ApprovalRecord>, StoreError> {
-        self.read(|conn| {
+        self.read(|db| {
             let sql = format!(
-                "{RECORD_SELECT} WHERE ?1 IS NULL OR a.status = ?1 ORDER BY a.created_at DESC, a.rowid DESC"
+                "{RECORD_SELECT} WHERE CAST(?1 AS TEXT) IS NULL OR a.status = ?1
+                 ORDER BY a.created_at DESC, a.rowid DESC"
             );
-            let mut stmt = conn.prepare(&sql)?;
-            let records = stmt
-                .query_map(params![status.map(Status::as_str)], record_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(with_answers(conn, records)?)
+            records(db, &sql, vals![status.map(Status::as_str)])
         })
     }
 
@@ -134,19 +133,17 @@ impl ApprovalStore {
         digest: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<ApprovalRecord>, StoreError> {
-        self.read(|conn| {
+        self.read(|db| {
             let sql = format!(
                 "{RECORD_SELECT} WHERE a.digest = ?1 AND a.status = ?2 AND a.expires_at > ?3
                  ORDER BY a.created_at DESC, a.rowid DESC LIMIT 1"
             );
-            let mut stmt = conn.prepare(&sql)?;
-            let found = stmt
-                .query_map(
-                    params![digest, Status::Pending.as_str(), micros(now)],
-                    record_from_row,
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(with_answers(conn, found)?.pop())
+            Ok(records(
+                db,
+                &sql,
+                vals![digest, Status::Pending.as_str(), micros(now)],
+            )?
+            .pop())
         })
     }
 
@@ -169,7 +166,7 @@ impl ApprovalStore {
         digest: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Grant>, StoreError> {
-        self.write(|tx| Ok(grant::consume(tx, digest, now)?))
+        self.write(|tx| grant::consume(tx, digest, now))
     }
 
     /// Approved (grant not yet used) -> Revoked, by `by`. False if there
@@ -186,12 +183,12 @@ impl ApprovalStore {
             let changed = tx.execute(
                 "UPDATE grants SET revoked_at = ?1, revoked_by = ?2
                  WHERE approval_id = ?3 AND used_at IS NULL AND revoked_at IS NULL",
-                params![now, by, id],
+                vals![now, by, id],
             )?;
             if changed == 1 {
                 tx.execute(
                     "UPDATE approvals SET status = ?1, status_reason = ?2 WHERE id = ?3 AND status = ?4",
-                    params![
+                    vals![
                         Status::Revoked.as_str(),
                         format!("revoked by {by}: {}", reason.trim()),
                         id,
@@ -239,11 +236,11 @@ impl ApprovalStore {
         self.write(|tx| {
             tx.execute(
                 "DELETE FROM webhook_ids WHERE seen_at < ?1",
-                params![now.saturating_sub(WEBHOOK_ID_RETENTION_US)],
+                vals![now.saturating_sub(WEBHOOK_ID_RETENTION_US)],
             )?;
             let inserted = tx.execute(
-                "INSERT OR IGNORE INTO webhook_ids (webhook_id, seen_at) VALUES (?1, ?2)",
-                params![webhook_id, now],
+                "INSERT INTO webhook_ids (webhook_id, seen_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                vals![webhook_id, now],
             )?;
             Ok(inserted == 1)
         })
@@ -258,11 +255,12 @@ impl ApprovalStore {
         keys: &[(String, String, String)],
     ) -> Result<(), StoreError> {
         self.write(|tx| {
-            tx.execute("DELETE FROM approver_keys", [])?;
+            tx.execute("DELETE FROM approver_keys", &[])?;
             for (name, fingerprint, line) in keys {
                 tx.execute(
-                    "INSERT OR IGNORE INTO approver_keys (approver, fingerprint, public_key) VALUES (?1, ?2, ?3)",
-                    params![name, fingerprint, line],
+                    "INSERT INTO approver_keys (approver, fingerprint, public_key) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                    vals![name, fingerprint, line],
                 )?;
             }
             Ok(())
@@ -271,17 +269,12 @@ impl ApprovalStore {
 
     /// The registry copy as `allowed_signers` text.
     pub fn approver_keys(&self) -> Result<String, StoreError> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare("SELECT approver, public_key FROM approver_keys")?;
-            let lines = stmt
-                .query_map([], |row| {
-                    Ok(format!(
-                        "\"{}\" {}",
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+        self.read(|db| {
+            let lines = db
+                .query("SELECT approver, public_key FROM approver_keys", &[])?
+                .iter()
+                .map(|row| Ok(format!("\"{}\" {}", row.text(0)?, row.text(1)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
             Ok(lines.join("\n"))
         })
     }
@@ -298,8 +291,8 @@ impl ApprovalStore {
         self.write(|tx| {
             let changed = tx.execute(
                 "UPDATE approvals SET status = ?1, status_reason = ?2, decided_at = ?3
-                 WHERE id = ?4 AND status = ?5 AND (NOT ?6 OR expires_at <= ?3)",
-                params![
+                 WHERE id = ?4 AND status = ?5 AND (?6 = 0 OR expires_at <= ?3)",
+                vals![
                     status.as_str(),
                     reason,
                     now,
@@ -312,13 +305,13 @@ impl ApprovalStore {
         })
     }
 
-    /// The connection. A panic while it was held cannot leave a transaction
-    /// half-applied (dropping a `Transaction` rolls it back), so a poisoned
-    /// lock is safe to take over.
     fn idle_readers(&self) -> MutexGuard<'_, Vec<Connection>> {
         self.readers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The connection. A panic while it was held cannot leave a transaction
+    /// half-applied (dropping a `Transaction` rolls it back), so a poisoned
+    /// lock is safe to take over.
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -326,12 +319,12 @@ impl ApprovalStore {
     /// Runs `f` in an IMMEDIATE transaction; commits only if `f` succeeds.
     fn write<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         crate::scope::off_worker(|| {
             let mut conn = self.lock();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
+            let out = f(&mut Lite(&tx))?;
             tx.commit()?;
             Ok(out)
         })
@@ -340,7 +333,7 @@ impl ApprovalStore {
     /// Runs `f` in a read transaction, so multi-query reads see one snapshot.
     fn read<T>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         crate::scope::off_worker(|| {
             let idle = self.idle_readers().pop();
@@ -350,7 +343,7 @@ impl ApprovalStore {
             };
             let out = (|| {
                 let tx = conn.transaction()?;
-                let out = f(&tx)?;
+                let out = f(&mut Lite(&tx))?;
                 tx.commit()?;
                 Ok(out)
             })();
@@ -406,18 +399,18 @@ fn eligible_approvers(new: &NewApproval) -> usize {
     keys.into_iter().filter(|k| *k != principal).count()
 }
 
-fn insert_approval(tx: &Transaction<'_>, new: &NewApproval) -> rusqlite::Result<()> {
+fn insert_approval(tx: &mut dyn Db, new: &NewApproval) -> Result<(), StoreError> {
     let ttl_us = new.grant_ttl.num_microseconds().unwrap_or(i64::MAX);
     tx.execute(
         "INSERT INTO approvals (id, digest, principal, server, tool, request, reasons, approvers,
                                 quorum, grant_ttl_us, status, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
-            new.id,
-            new.digest,
-            new.principal,
-            new.server,
-            new.tool,
+        vals![
+            &new.id,
+            &new.digest,
+            &new.principal,
+            &new.server,
+            &new.tool,
             to_json(&new.request),
             to_json(&new.reasons),
             to_json(&new.approvers),

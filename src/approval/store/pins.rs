@@ -13,11 +13,11 @@
 //!   so `tools diff` can show what changed, and reports each change once.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::rows::micros;
+use super::sql::{Row, vals};
 use super::{ApprovalStore, StoreError};
 
 /// One tool as an upstream lists it now.
@@ -59,21 +59,21 @@ pub struct Pin {
 const PIN_SELECT: &str = "SELECT upstream, tool, fingerprint, definition, first_seen, pinned_at,
     pinned_by, approved, seen_fingerprint, seen_definition, removed_at FROM tool_pins";
 
-fn pin_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Pin> {
+fn pin_from_row(row: &Row) -> Result<Pin, StoreError> {
     let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
     let time = |us: i64| DateTime::from_timestamp_micros(us).unwrap_or_default();
     Ok(Pin {
-        upstream: row.get(0)?,
-        tool: row.get(1)?,
-        fingerprint: row.get(2)?,
-        definition: json(row.get(3)?).unwrap_or(Value::Null),
-        first_seen: time(row.get(4)?),
-        pinned_at: time(row.get(5)?),
-        pinned_by: row.get(6)?,
-        approved: row.get(7)?,
-        seen_fingerprint: row.get(8)?,
-        seen_definition: json(row.get(9)?),
-        removed: row.get::<_, Option<i64>>(10)?.is_some(),
+        upstream: row.text(0)?,
+        tool: row.text(1)?,
+        fingerprint: row.text(2)?,
+        definition: json(row.opt_text(3)?).unwrap_or(Value::Null),
+        first_seen: time(row.int(4)?),
+        pinned_at: time(row.int(5)?),
+        pinned_by: row.text(6)?,
+        approved: row.int(7)? != 0,
+        seen_fingerprint: row.opt_text(8)?,
+        seen_definition: json(row.opt_text(9)?),
+        removed: row.opt_int(10)?.is_some(),
     })
 }
 
@@ -90,14 +90,14 @@ impl ApprovalStore {
         self.write(|tx| {
             let mut events = Vec::new();
             for t in tools {
-                let existing: Option<(String, Option<String>, Option<i64>)> = tx
-                    .query_row(
+                let existing = tx
+                    .query_one(
                         "SELECT fingerprint, seen_fingerprint, removed_at FROM tool_pins
                          WHERE upstream = ?1 AND tool = ?2",
-                        params![upstream, t.name],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
-                    .optional()?;
+                        vals![upstream, t.name],
+                    )?
+                    .map(|r| Ok::<_, StoreError>((r.text(0)?, r.opt_text(1)?, r.opt_int(2)?)))
+                    .transpose()?;
                 let definition = t.definition.to_string();
                 let event = |event| PinEvent {
                     tool: t.name.to_string(),
@@ -110,7 +110,7 @@ impl ApprovalStore {
                             "INSERT INTO tool_pins (upstream, tool, fingerprint, definition, first_seen,
                                  pinned_at, pinned_by, approved, seen_fingerprint, seen_definition, seen_at)
                              VALUES (?1, ?2, ?3, ?4, ?5, ?5, 'first-use', 0, ?3, ?4, ?5)",
-                            params![upstream, t.name, t.fingerprint, definition, now],
+                            vals![upstream, t.name, t.fingerprint, &definition, now],
                         )?;
                         events.push(event("tool.added"));
                     }
@@ -124,22 +124,24 @@ impl ApprovalStore {
                         tx.execute(
                             "UPDATE tool_pins SET seen_fingerprint = ?3, seen_definition = ?4,
                                  seen_at = ?5, removed_at = NULL WHERE upstream = ?1 AND tool = ?2",
-                            params![upstream, t.name, t.fingerprint, definition, now],
+                            vals![upstream, t.name, t.fingerprint, &definition, now],
                         )?;
                     }
                 }
             }
             let listed: Vec<&str> = tools.iter().map(|t| t.name).collect();
-            let mut stmt = tx.prepare(
-                "SELECT tool FROM tool_pins WHERE upstream = ?1 AND removed_at IS NULL",
-            )?;
-            let known: Vec<String> = stmt
-                .query_map(params![upstream], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            let known = tx
+                .query(
+                    "SELECT tool FROM tool_pins WHERE upstream = ?1 AND removed_at IS NULL",
+                    vals![upstream],
+                )?
+                .iter()
+                .map(|r| r.text(0))
+                .collect::<Result<Vec<_>, _>>()?;
             for tool in known.into_iter().filter(|k| !listed.contains(&k.as_str())) {
                 tx.execute(
                     "UPDATE tool_pins SET removed_at = ?3 WHERE upstream = ?1 AND tool = ?2",
-                    params![upstream, tool, now],
+                    vals![upstream, &tool, now],
                 )?;
                 events.push(PinEvent {
                     tool,
@@ -153,23 +155,20 @@ impl ApprovalStore {
 
     /// The pin of one tool, if any.
     pub fn pin(&self, upstream: &str, tool: &str) -> Result<Option<Pin>, StoreError> {
-        self.read(|conn| {
+        self.read(|db| {
             let sql = format!("{PIN_SELECT} WHERE upstream = ?1 AND tool = ?2");
-            Ok(conn
-                .query_row(&sql, params![upstream, tool], pin_from_row)
-                .optional()?)
+            db.query_one(&sql, vals![upstream, tool])?
+                .as_ref()
+                .map(pin_from_row)
+                .transpose()
         })
     }
 
     /// Every pin, by upstream and tool.
     pub fn pins(&self) -> Result<Vec<Pin>, StoreError> {
-        self.read(|conn| {
+        self.read(|db| {
             let sql = format!("{PIN_SELECT} ORDER BY upstream, tool");
-            let mut stmt = conn.prepare(&sql)?;
-            let pins = stmt
-                .query_map([], pin_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(pins)
+            db.query(&sql, &[])?.iter().map(pin_from_row).collect()
         })
     }
 
@@ -192,7 +191,7 @@ impl ApprovalStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, 1, ?3, ?4, ?5)
                  ON CONFLICT (upstream, tool) DO UPDATE SET fingerprint = ?3, definition = ?4,
                      pinned_at = ?5, pinned_by = ?6, approved = 1",
-                params![upstream, tool, fingerprint, definition.to_string(), now, by],
+                vals![upstream, tool, fingerprint, definition.to_string(), now, by],
             )?;
             Ok(())
         })
@@ -203,7 +202,7 @@ impl ApprovalStore {
         self.write(|tx| {
             let n = tx.execute(
                 "DELETE FROM tool_pins WHERE upstream = ?1 AND tool = ?2",
-                params![upstream, tool],
+                vals![upstream, tool],
             )?;
             Ok(n == 1)
         })

@@ -1,15 +1,12 @@
-//! Converting between Rust values and the columns of `approvals.db`: times as
-//! integer microseconds, lists and documents as JSON text, vocabularies as
-//! their `as_str` spelling. Reading a value the code could not have written
-//! is an error (a `FromSqlConversionFailure`), never a default.
-
-use std::str::FromStr;
+//! Converting between Rust values and the store's columns: times as integer
+//! microseconds, lists and documents as JSON text, vocabularies as their
+//! `as_str` spelling. Reading a value the code could not have written is an
+//! error ([`StoreError::Corrupt`]), never a default.
 
 use chrono::{DateTime, Utc};
-use rusqlite::types::Type;
-use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde::de::DeserializeOwned;
 
+use super::StoreError;
+use super::sql::{Db, Row, vals};
 use crate::approval::model::{AnswerRecord, ApprovalRecord};
 
 /// The approval columns [`record_from_row`] reads, in order, with the grant's
@@ -24,36 +21,6 @@ pub fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn time_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
-    let us: i64 = row.get(idx)?;
-    DateTime::from_timestamp_micros(us).ok_or(rusqlite::Error::IntegralValueOutOfRange(idx, us))
-}
-
-fn opt_time_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    match row.get::<_, Option<i64>>(idx)? {
-        None => Ok(None),
-        Some(_) => time_col(row, idx).map(Some),
-    }
-}
-
-fn conversion(idx: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e))
-}
-
-pub fn json_col<T: DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
-    let text: String = row.get(idx)?;
-    serde_json::from_str(&text).map_err(|e| conversion(idx, e))
-}
-
-pub fn word_col<T>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
-where
-    T: FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    let text: String = row.get(idx)?;
-    text.parse().map_err(|e| conversion(idx, e))
-}
-
 /// JSON text for a list or document column. Serialising these types cannot
 /// fail (string lists and `serde_json::Value`).
 pub fn to_json<T: serde::Serialize>(value: &T) -> String {
@@ -61,68 +28,69 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> String {
 }
 
 /// An approval row in [`RECORD_SELECT`] order; `answers` left empty.
-pub fn record_from_row(row: &Row<'_>) -> rusqlite::Result<ApprovalRecord> {
+pub fn record_from_row(row: &Row) -> Result<ApprovalRecord, StoreError> {
     Ok(ApprovalRecord {
-        id: row.get(0)?,
-        digest: row.get(1)?,
-        principal: row.get(2)?,
-        server: row.get(3)?,
-        tool: row.get(4)?,
-        request: json_col(row, 5)?,
-        reasons: json_col(row, 6)?,
-        approvers: json_col(row, 7)?,
-        quorum: row.get(8)?,
-        status: word_col(row, 9)?,
-        status_reason: row.get(10)?,
-        created_at: time_col(row, 11)?,
-        expires_at: time_col(row, 12)?,
-        decided_at: opt_time_col(row, 13)?,
-        grant_expires_at: opt_time_col(row, 14)?,
+        id: row.text(0)?,
+        digest: row.text(1)?,
+        principal: row.text(2)?,
+        server: row.text(3)?,
+        tool: row.text(4)?,
+        request: row.json(5)?,
+        reasons: row.json(6)?,
+        approvers: row.json(7)?,
+        quorum: u32::try_from(row.int(8)?)
+            .map_err(|_| StoreError::Corrupt("quorum out of range".into()))?,
+        status: row.word(9)?,
+        status_reason: row.opt_text(10)?,
+        created_at: row.time(11)?,
+        expires_at: row.time(12)?,
+        decided_at: row.opt_time(13)?,
+        grant_expires_at: row.opt_time(14)?,
         answers: Vec::new(),
     })
 }
 
-fn answers_for(conn: &Connection, id: &str) -> rusqlite::Result<Vec<AnswerRecord>> {
-    let mut stmt = conn.prepare_cached(
+fn answers_for(db: &mut dyn Db, id: &str) -> Result<Vec<AnswerRecord>, StoreError> {
+    db.query(
         "SELECT approver, decision, reason, channel, at, proof FROM answers
          WHERE approval_id = ?1 ORDER BY at, rowid",
-    )?;
-    let rows = stmt.query_map(params![id], |row| {
+        vals![id],
+    )?
+    .iter()
+    .map(|row| {
         Ok(AnswerRecord {
-            approver: row.get(0)?,
-            decision: word_col(row, 1)?,
-            reason: row.get(2)?,
-            channel: row.get(3)?,
-            at: time_col(row, 4)?,
+            approver: row.text(0)?,
+            decision: row.word(1)?,
+            reason: row.text(2)?,
+            channel: row.text(3)?,
+            at: row.time(4)?,
             // A proof that does not parse proves nothing: read as absent.
-            proof: row
-                .get::<_, Option<String>>(5)?
-                .and_then(|p| serde_json::from_str(&p).ok()),
+            proof: row.opt_text(5)?.and_then(|p| serde_json::from_str(&p).ok()),
         })
-    })?;
-    rows.collect()
+    })
+    .collect()
 }
 
-/// Fills in each record's answers (one query per record: the CLI lists tens
-/// of approvals, not millions).
-pub fn with_answers(
-    conn: &Connection,
-    mut records: Vec<ApprovalRecord>,
-) -> rusqlite::Result<Vec<ApprovalRecord>> {
+/// Approval rows of a query in [`RECORD_SELECT`] order, answers filled in
+/// (one query per record: the CLI lists tens of approvals, not millions).
+pub fn records(
+    db: &mut dyn Db,
+    sql: &str,
+    params: &[super::sql::Val],
+) -> Result<Vec<ApprovalRecord>, StoreError> {
+    let mut records = db
+        .query(sql, params)?
+        .iter()
+        .map(record_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     for r in &mut records {
-        r.answers = answers_for(conn, &r.id)?;
+        r.answers = answers_for(db, &r.id)?;
     }
     Ok(records)
 }
 
 /// The full record for `id`, answers included.
-pub fn load_record(conn: &Connection, id: &str) -> rusqlite::Result<Option<ApprovalRecord>> {
+pub fn load_record(db: &mut dyn Db, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
     let sql = format!("{RECORD_SELECT} WHERE a.id = ?1");
-    let record = conn
-        .query_row(&sql, params![id], record_from_row)
-        .optional()?;
-    let Some(record) = record else {
-        return Ok(None);
-    };
-    Ok(with_answers(conn, vec![record])?.pop())
+    Ok(records(db, &sql, vals![id])?.pop())
 }

@@ -7,10 +7,10 @@
 //! non-terminal status).
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
 use super::rows::micros;
+use super::sql::{Row, vals};
 use super::{ApprovalStore, StoreError};
 
 /// One task the firewall runs.
@@ -51,23 +51,23 @@ impl StoredTask {
 const TASK_SELECT: &str = "SELECT id, principal, server, tool, params, status, status_message,
     approval_id, ttl_ms, created_at, updated_at, result, error FROM tasks";
 
-fn task_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredTask> {
+fn task_from_row(row: &Row) -> Result<StoredTask, StoreError> {
     let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
     let time = |us: i64| DateTime::from_timestamp_micros(us).unwrap_or_default();
     Ok(StoredTask {
-        id: row.get(0)?,
-        principal: row.get(1)?,
-        server: row.get(2)?,
-        tool: row.get(3)?,
-        params: json(row.get(4)?).unwrap_or(Value::Null),
-        status: row.get(5)?,
-        status_message: row.get(6)?,
-        approval_id: row.get(7)?,
-        ttl_ms: row.get(8)?,
-        created_at: time(row.get(9)?),
-        updated_at: time(row.get(10)?),
-        result: json(row.get(11)?),
-        error: json(row.get(12)?),
+        id: row.text(0)?,
+        principal: row.text(1)?,
+        server: row.text(2)?,
+        tool: row.text(3)?,
+        params: json(row.opt_text(4)?).unwrap_or(Value::Null),
+        status: row.text(5)?,
+        status_message: row.opt_text(6)?,
+        approval_id: row.opt_text(7)?,
+        ttl_ms: row.int(8)?,
+        created_at: time(row.int(9)?),
+        updated_at: time(row.int(10)?),
+        result: json(row.opt_text(11)?),
+        error: json(row.opt_text(12)?),
     })
 }
 
@@ -79,13 +79,13 @@ impl ApprovalStore {
                 "INSERT INTO tasks (id, principal, server, tool, params, status, status_message,
                     approval_id, ttl_ms, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'working', ?6, NULL, ?7, ?8, ?8)",
-                params![
-                    task.id,
-                    task.principal,
-                    task.server,
-                    task.tool,
+                vals![
+                    &task.id,
+                    &task.principal,
+                    &task.server,
+                    &task.tool,
                     task.params.to_string(),
-                    task.status_message,
+                    task.status_message.clone(),
                     task.ttl_ms,
                     micros(task.created_at),
                 ],
@@ -96,25 +96,27 @@ impl ApprovalStore {
 
     /// The task `id` if `principal` created it.
     pub fn task(&self, id: &str, principal: &str) -> Result<Option<StoredTask>, StoreError> {
-        self.read(|conn| {
-            Ok(conn
-                .query_row(
-                    &format!("{TASK_SELECT} WHERE id = ?1 AND principal = ?2"),
-                    params![id, principal],
-                    task_from_row,
-                )
-                .optional()?)
+        self.read(|db| {
+            db.query_one(
+                &format!("{TASK_SELECT} WHERE id = ?1 AND principal = ?2"),
+                vals![id, principal],
+            )?
+            .as_ref()
+            .map(task_from_row)
+            .transpose()
         })
     }
 
     /// Every task of `principal`, newest first.
     pub fn tasks_of(&self, principal: &str) -> Result<Vec<StoredTask>, StoreError> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare(&format!(
-                "{TASK_SELECT} WHERE principal = ?1 ORDER BY created_at DESC"
-            ))?;
-            let rows = stmt.query_map(params![principal], task_from_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.read(|db| {
+            db.query(
+                &format!("{TASK_SELECT} WHERE principal = ?1 ORDER BY created_at DESC"),
+                vals![principal],
+            )?
+            .iter()
+            .map(task_from_row)
+            .collect()
         })
     }
 
@@ -129,10 +131,10 @@ impl ApprovalStore {
     ) -> Result<bool, StoreError> {
         self.write(|tx| {
             let n = tx.execute(
-                "UPDATE tasks SET status_message = ?2, approval_id = COALESCE(?3, approval_id),
+                "UPDATE tasks SET status_message = ?2, approval_id = COALESCE(CAST(?3 AS TEXT), approval_id),
                     updated_at = ?4
                  WHERE id = ?1 AND status = 'working'",
-                params![id, message, approval_id, micros(now)],
+                vals![id, message, approval_id, micros(now)],
             )?;
             Ok(n == 1)
         })
@@ -157,7 +159,7 @@ impl ApprovalStore {
                 "UPDATE tasks SET status = ?2, status_message = ?3, result = ?4, error = ?5,
                     updated_at = ?6
                  WHERE id = ?1 AND status = 'working'",
-                params![id, status, message, result, error, micros(now)],
+                vals![id, status, message, result, error, micros(now)],
             )?;
             Ok(n == 1)
         })
