@@ -12,6 +12,11 @@ command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v prlimit >/dev/null || missing+=(util-linux)
 # Debian's chromium: the approval console's browser tests (tests/console.rs).
 command -v chromium >/dev/null || missing+=(chromium)
+# Debian's PostgreSQL: the store tests start their own throwaway cluster
+# with its initdb and pg_ctl (src/testing.rs); nothing runs as a service.
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    missing+=(postgresql)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi

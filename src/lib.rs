@@ -36,4 +36,6 @@ pub mod proxy;
 pub mod reload;
 pub mod scope;
 pub mod telemetry;
+#[doc(hidden)]
+pub mod testing;
 pub mod upstream;

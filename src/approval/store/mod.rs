@@ -32,6 +32,7 @@
 mod answer;
 mod error;
 mod grant;
+mod pg;
 pub mod pins;
 mod rows;
 mod schema;
@@ -66,6 +67,17 @@ const WEBHOOK_ID_RETENTION_US: i64 = 2 * TIMESTAMP_TOLERANCE_SECS * 1_000_000;
 
 /// Durable approval state; see the module docs.
 pub struct ApprovalStore {
+    backend: Backend,
+}
+
+enum Backend {
+    /// `approvals.db` in the data directory: one machine.
+    Sqlite(SqliteFile),
+    /// A database several replicas share (`[store] url`).
+    Postgres(pg::PgStore),
+}
+
+struct SqliteFile {
     conn: Mutex<Connection>,
     /// Idle read-only connections (at most [`IDLE_READERS`]).
     readers: Mutex<Vec<Connection>>,
@@ -91,15 +103,29 @@ impl ApprovalStore {
         })?;
         let conn = schema::open_connection(&path)?;
         Ok(ApprovalStore {
-            conn: Mutex::new(conn),
-            readers: Mutex::new(Vec::new()),
-            path,
+            backend: Backend::Sqlite(SqliteFile {
+                conn: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+                path,
+            }),
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connects to the PostgreSQL database `url` names and migrates it
+    /// (see `pg.rs`).
+    pub fn connect(url: &str) -> Result<ApprovalStore, StoreError> {
+        Ok(ApprovalStore {
+            backend: Backend::Postgres(pg::PgStore::connect(url)?),
+        })
+    }
+
+    /// Where the store is: the SQLite file, or the PostgreSQL database
+    /// (never its password).
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(file) => file.path.display().to_string(),
+            Backend::Postgres(pg) => pg.location().to_string(),
+        }
     }
 
     /// Records a new pending approval request and returns it as stored.
@@ -305,6 +331,32 @@ impl ApprovalStore {
         })
     }
 
+    /// Runs `f` in a transaction that serialises it with every other
+    /// writer (of this process, and of the others on the same store);
+    /// commits only if `f` succeeds.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(file) => file.write(f),
+            Backend::Postgres(pg) => crate::scope::off_worker(|| pg.write(f)),
+        }
+    }
+
+    /// Runs `f` in a read transaction, so multi-query reads see one snapshot.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(file) => file.read(f),
+            Backend::Postgres(pg) => crate::scope::off_worker(|| pg.read(f)),
+        }
+    }
+}
+
+impl SqliteFile {
     fn idle_readers(&self) -> MutexGuard<'_, Vec<Connection>> {
         self.readers.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -316,7 +368,8 @@ impl ApprovalStore {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `f` in an IMMEDIATE transaction; commits only if `f` succeeds.
+    /// An IMMEDIATE transaction: the write lock is taken before the first
+    /// read.
     fn write<T>(
         &self,
         f: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,
@@ -330,7 +383,6 @@ impl ApprovalStore {
         })
     }
 
-    /// Runs `f` in a read transaction, so multi-query reads see one snapshot.
     fn read<T>(
         &self,
         f: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,

@@ -16,10 +16,35 @@ fn at(secs: i64) -> DateTime<Utc> {
     t0() + Duration::seconds(secs)
 }
 
-fn open() -> (TempDir, ApprovalStore) {
+/// Where a test's store lives: a data directory, or (while
+/// [`the_store_suite_runs_on_postgresql`] runs a test) a fresh PostgreSQL
+/// database.
+enum Place {
+    Dir(TempDir),
+    Postgres(String),
+}
+
+thread_local! {
+    /// The database the running test uses instead of SQLite.
+    static POSTGRES: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+fn open() -> (Place, ApprovalStore) {
+    if let Some(url) = POSTGRES.with(|p| p.borrow().clone()) {
+        let store = ApprovalStore::connect(&url).unwrap();
+        return (Place::Postgres(url), store);
+    }
     let dir = tempfile::tempdir().unwrap();
     let store = ApprovalStore::open(&dir.path().join("data/nested")).unwrap();
-    (dir, store)
+    (Place::Dir(dir), store)
+}
+
+/// Another handle on the same store (another process, another replica).
+fn another(place: &Place) -> ApprovalStore {
+    match place {
+        Place::Dir(dir) => ApprovalStore::open(&dir.path().join("data/nested")).unwrap(),
+        Place::Postgres(url) => ApprovalStore::connect(url).unwrap(),
+    }
 }
 
 /// Request `id` for `digest` by alice, anyone may answer, quorum 1, expiring
@@ -155,7 +180,7 @@ fn duplicate_id_is_refused() {
     store.create(&request("a1", "d1")).unwrap();
     assert!(matches!(
         store.create(&request("a1", "d2")),
-        Err(StoreError::Sql(_))
+        Err(StoreError::Sql(_) | StoreError::Postgres(_))
     ));
 }
 
@@ -551,9 +576,9 @@ fn final_states_are_not_reopened() {
 
 #[test]
 fn reopening_keeps_everything() {
-    let dir = tempfile::tempdir().unwrap();
+    let (place, first) = open();
     let before = {
-        let store = ApprovalStore::open(dir.path()).unwrap();
+        let store = first;
         store
             .create(&with(request("a", "d"), |n| n.quorum = 2))
             .unwrap();
@@ -563,8 +588,17 @@ fn reopening_keeps_everything() {
         assert!(store.remember_webhook_id("msg_1", at(2)).unwrap());
         store.list(None).unwrap()
     };
-    let store = ApprovalStore::open(dir.path()).unwrap();
-    assert_eq!(store.path(), dir.path().join(DB_FILE_NAME));
+    let store = another(&place);
+    if let Place::Dir(dir) = &place {
+        assert_eq!(
+            store.location(),
+            dir.path()
+                .join("data/nested")
+                .join(DB_FILE_NAME)
+                .display()
+                .to_string()
+        );
+    }
     assert_eq!(store.list(None).unwrap(), before);
     // Mid-quorum state survived: the second approval completes it.
     assert_eq!(
@@ -584,9 +618,8 @@ fn reopening_keeps_everything() {
 
 #[test]
 fn two_handles_on_one_directory_see_each_others_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let firewall = ApprovalStore::open(dir.path()).unwrap();
-    let cli = ApprovalStore::open(dir.path()).unwrap();
+    let (place, firewall) = open();
+    let cli = another(&place);
     firewall.create(&request("a", "d")).unwrap();
     assert_eq!(cli.list(Some(Status::Pending)).unwrap().len(), 1);
     cli.answer("a", &approve("bob"), at(1)).unwrap();
@@ -602,15 +635,14 @@ fn two_handles_on_one_directory_see_each_others_writes() {
 
 #[test]
 fn concurrent_consumers_get_exactly_one_grant() {
-    let dir = tempfile::tempdir().unwrap();
-    let setup = ApprovalStore::open(dir.path()).unwrap();
+    let (place, setup) = open();
     setup.create(&request("a", "d")).unwrap();
     setup.answer("a", &approve("bob"), at(1)).unwrap();
     let winners: usize = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 s.spawn(|| {
-                    let store = ApprovalStore::open(dir.path()).unwrap();
+                    let store = another(&place);
                     usize::from(store.consume_grant("d", at(2)).unwrap().is_some())
                 })
             })
@@ -650,9 +682,90 @@ fn a_database_from_a_newer_release_is_refused() {
 #[test]
 fn the_database_uses_wal() {
     let (_dir, store) = open();
-    let mode: String = store
+    let Backend::Sqlite(file) = &store.backend else {
+        panic!("a SQLite store")
+    };
+    let mode: String = file
         .lock()
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
+}
+
+/// The tests above that say nothing SQLite-specific, on PostgreSQL: each
+/// on a fresh database of one throwaway cluster (issue 14: the same suite
+/// against both stores).
+#[test]
+fn the_store_suite_runs_on_postgresql() {
+    let suite: &[(&str, fn())] = &[
+        ("create_get_list_round_trip", create_get_list_round_trip),
+        ("duplicate_id_is_refused", duplicate_id_is_refused),
+        ("invalid_requests_are_refused", invalid_requests_are_refused),
+        (
+            "pending_for_digest_ignores_expired_and_decided",
+            pending_for_digest_ignores_expired_and_decided,
+        ),
+        ("every_answer_rejection", every_answer_rejection),
+        (
+            "the_same_approver_cannot_answer_twice",
+            the_same_approver_cannot_answer_twice,
+        ),
+        (
+            "quorum_two_needs_two_distinct_approvers_before_a_grant_exists",
+            quorum_two_needs_two_distinct_approvers_before_a_grant_exists,
+        ),
+        (
+            "a_deny_after_one_approval_decides_denied_without_a_grant",
+            a_deny_after_one_approval_decides_denied_without_a_grant,
+        ),
+        (
+            "consume_grant_is_single_use_digest_bound_and_expires",
+            consume_grant_is_single_use_digest_bound_and_expires,
+        ),
+        (
+            "a_revoked_grant_is_never_consumed_and_a_used_one_cannot_be_revoked",
+            a_revoked_grant_is_never_consumed_and_a_used_one_cannot_be_revoked,
+        ),
+        (
+            "a_grant_scoped_to_identical_calls_is_reused_until_its_window_ends",
+            a_grant_scoped_to_identical_calls_is_reused_until_its_window_ends,
+        ),
+        (
+            "withdraw_transitions_and_blocks_answers",
+            withdraw_transitions_and_blocks_answers,
+        ),
+        (
+            "expire_only_after_the_deadline_and_blocks_answers",
+            expire_only_after_the_deadline_and_blocks_answers,
+        ),
+        (
+            "fail_denies_with_a_system_reason_and_blocks_answers",
+            fail_denies_with_a_system_reason_and_blocks_answers,
+        ),
+        (
+            "final_states_are_not_reopened",
+            final_states_are_not_reopened,
+        ),
+        ("reopening_keeps_everything", reopening_keeps_everything),
+        (
+            "two_handles_on_one_directory_see_each_others_writes",
+            two_handles_on_one_directory_see_each_others_writes,
+        ),
+        (
+            "concurrent_consumers_get_exactly_one_grant",
+            concurrent_consumers_get_exactly_one_grant,
+        ),
+        (
+            "remember_webhook_id_refuses_replays_and_prunes_old_ids",
+            remember_webhook_id_refuses_replays_and_prunes_old_ids,
+        ),
+    ];
+    let cluster = crate::testing::PgCluster::start();
+    for (name, test) in suite {
+        let url = cluster.create_database();
+        POSTGRES.with(|p| *p.borrow_mut() = Some(url));
+        eprintln!("on PostgreSQL: {name}");
+        test();
+    }
+    POSTGRES.with(|p| *p.borrow_mut() = None);
 }
