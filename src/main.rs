@@ -66,17 +66,50 @@ enum Command {
     },
 }
 
+/// Where `approvals` and `tools` find the store.
+#[derive(Args)]
+struct StoreArgs {
+    /// Approval store directory (default ~/.local/share/mcp-firewall).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The PostgreSQL store replicas share (`postgres://...`), instead of a
+    /// directory; keep a password out of argv with the environment variable.
+    #[arg(
+        long,
+        env = "MCP_FIREWALL_STORE_URL",
+        hide_env_values = true,
+        conflicts_with = "data_dir"
+    )]
+    store_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn at(&self) -> anyhow::Result<cli::StoreAt> {
+        use mcp_firewall::approval::ApprovalSettings;
+        Ok(match (&self.store_url, &self.data_dir) {
+            (Some(url), _) => cli::StoreAt::Url(
+                mcp_firewall::config::check_store_url(url)
+                    .map_err(|m| anyhow::anyhow!("--store-url: {m}"))?,
+            ),
+            (None, dir) => cli::StoreAt::Dir(
+                dir.clone()
+                    .unwrap_or_else(ApprovalSettings::default_data_dir),
+            ),
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum ToolsCommand {
     /// Every pinned tool, its status, fingerprint and who pinned it.
     List {
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Pinned tools whose definition changed since, field by field (exit 1 if any).
     Diff {
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Accept the definition a tool has now as approved (signed with your key).
     Pin(PinArgs),
@@ -96,16 +129,16 @@ struct PinArgs {
     /// Your OpenSSH Ed25519 private key, registered in the --approvers file.
     #[arg(long)]
     key: PathBuf,
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Subcommand)]
 enum ApprovalsCommand {
     /// List approval requests, newest first.
     List {
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Only this status: pending, approved, denied, expired, withdrawn, used.
         #[arg(long)]
         status: Option<String>,
@@ -113,8 +146,8 @@ enum ApprovalsCommand {
     /// Print one approval request with its answers.
     Show {
         id: String,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Approve a held call (signed with your registered SSH key).
     Approve(AnswerArgs),
@@ -133,8 +166,8 @@ enum ApprovalsCommand {
         /// Unix seconds to sign (pass the same to approve/deny --timestamp).
         #[arg(long)]
         timestamp: i64,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -162,8 +195,8 @@ struct AnswerArgs {
     /// The timestamp given to `approvals message`.
     #[arg(long, requires = "signature")]
     timestamp: Option<i64>,
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 /// `run`: `--config FILE` naming the upstreams, or the wrap form (`--
@@ -280,6 +313,11 @@ pub struct DecisionArgs {
     /// Approval store directory (default ~/.local/share/mcp-firewall).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL store shared by several replicas (`postgres://...`;
+    /// overrides `[store] url`); keep a password out of argv with the
+    /// environment variable.
+    #[arg(long, env = "MCP_FIREWALL_STORE_URL", hide_env_values = true)]
+    pub store_url: Option<String>,
 }
 
 /// `install` / `uninstall`.
@@ -468,11 +506,9 @@ fn policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn tools(command: ToolsCommand) -> anyhow::Result<ExitCode> {
-    use mcp_firewall::approval::ApprovalSettings;
-    let dir = |d: Option<PathBuf>| d.unwrap_or_else(ApprovalSettings::default_data_dir);
     let change = |a: PinArgs, action: &str| {
         cli::tools::change(
-            &dir(a.data_dir.clone()),
+            &a.store.at()?,
             action,
             &a.tool,
             a.upstream.as_deref(),
@@ -481,16 +517,15 @@ fn tools(command: ToolsCommand) -> anyhow::Result<ExitCode> {
         )
     };
     match command {
-        ToolsCommand::List { data_dir } => cli::tools::list(&dir(data_dir)),
-        ToolsCommand::Diff { data_dir } => cli::tools::diff(&dir(data_dir)),
+        ToolsCommand::List { store } => cli::tools::list(&store.at()?),
+        ToolsCommand::Diff { store } => cli::tools::diff(&store.at()?),
         ToolsCommand::Pin(a) => change(a, "pin"),
         ToolsCommand::Unpin(a) => change(a, "unpin"),
     }
 }
 
 fn approvals(command: ApprovalsCommand) -> anyhow::Result<ExitCode> {
-    use mcp_firewall::approval::{ApprovalSettings, Verdict};
-    let dir = |d: Option<PathBuf>| d.unwrap_or_else(ApprovalSettings::default_data_dir);
+    use mcp_firewall::approval::Verdict;
     let answer = |a: AnswerArgs, decision: Verdict| {
         let signer = match (&a.key, &a.signature, a.timestamp) {
             (Some(key), _, _) => cli::approvals::Signer::KeyFile(key),
@@ -502,7 +537,7 @@ fn approvals(command: ApprovalsCommand) -> anyhow::Result<ExitCode> {
             ),
         };
         cli::approvals::answer(
-            &dir(a.data_dir.clone()),
+            &a.store.at()?,
             &a.id,
             decision,
             &a.approver,
@@ -511,10 +546,10 @@ fn approvals(command: ApprovalsCommand) -> anyhow::Result<ExitCode> {
         )
     };
     match command {
-        ApprovalsCommand::List { data_dir, status } => {
-            cli::approvals::list(&dir(data_dir), status.as_deref())
+        ApprovalsCommand::List { store, status } => {
+            cli::approvals::list(&store.at()?, status.as_deref())
         }
-        ApprovalsCommand::Show { id, data_dir } => cli::approvals::show(&dir(data_dir), &id),
+        ApprovalsCommand::Show { id, store } => cli::approvals::show(&store.at()?, &id),
         ApprovalsCommand::Approve(a) => answer(a, Verdict::Approve),
         ApprovalsCommand::Deny(a) => answer(a, Verdict::Deny),
         ApprovalsCommand::Message {
@@ -523,12 +558,12 @@ fn approvals(command: ApprovalsCommand) -> anyhow::Result<ExitCode> {
             approver,
             reason,
             timestamp,
-            data_dir,
+            store,
         } => {
             let decision: Verdict = decision
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--decision: {e}"))?;
-            cli::approvals::message(&dir(data_dir), &id, decision, &approver, &reason, timestamp)
+            cli::approvals::message(&store.at()?, &id, decision, &approver, &reason, timestamp)
         }
     }
 }

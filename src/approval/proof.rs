@@ -101,14 +101,38 @@ pub fn console_message(
     .into_bytes()
 }
 
-/// A key that lives only in this process's memory: console answers are
-/// tagged with it, so nothing written to the store or readable from the
-/// config or environment can forge one. A console answer therefore releases
+/// The key console answers are tagged with. By default it lives only in
+/// this process's memory, so nothing written to the store or readable from
+/// the config or environment can forge one, and a console answer releases
 /// calls only in the process that took it (after a restart, answer again).
+/// Replicas behind one load balancer share one instead
+/// ([`CONSOLE_KEY_ENV`], a secret kept from the agent like the webhook
+/// secret), so an answer given at one releases the call held at another.
 #[derive(Clone)]
 pub struct ConsoleKey([u8; 32]);
 
+/// The environment variable holding the console key replicas share.
+pub const CONSOLE_KEY_ENV: &str = "MCP_FIREWALL_CONSOLE_KEY";
+
 impl ConsoleKey {
+    /// The shared key named by [`CONSOLE_KEY_ENV`] (at least 32
+    /// characters), else a new key of this process's own.
+    pub fn from_env() -> Result<ConsoleKey, String> {
+        match std::env::var(CONSOLE_KEY_ENV) {
+            Ok(secret) if secret.trim().len() >= 32 => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(
+                    format!("mcp-firewall console key\n{}", secret.trim()).as_bytes(),
+                );
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&digest);
+                Ok(ConsoleKey(key))
+            }
+            Ok(_) => Err(format!("{CONSOLE_KEY_ENV} must be at least 32 characters")),
+            Err(_) => Ok(ConsoleKey::generate()),
+        }
+    }
+
     pub fn generate() -> ConsoleKey {
         let mut key = [0u8; 32];
         key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());

@@ -49,6 +49,9 @@ pub const HOLD_POLL_INTERVAL: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone)]
 pub struct ApprovalSettings {
     pub data_dir: PathBuf,
+    /// `[store] url` / `--store-url`: PostgreSQL shared by replicas instead
+    /// of `approvals.db` in `data_dir`.
+    pub store_url: Option<String>,
     pub webhook_url: Option<String>,
     pub secrets: Vec<String>,
     pub timeout: Duration,
@@ -114,6 +117,7 @@ impl Default for ApprovalSettings {
     fn default() -> Self {
         ApprovalSettings {
             data_dir: ApprovalSettings::default_data_dir(),
+            store_url: None,
             webhook_url: None,
             secrets: Vec::new(),
             timeout: DEFAULT_APPROVAL_TIMEOUT,
@@ -215,7 +219,10 @@ impl Approvals {
             ApproverRegistry::parse(&directory.allowed_signers())
                 .map_err(|(_, m)| ApprovalSetupError::Invalid(format!("approver keys: {m}")))?,
         );
-        let store = ApprovalStore::open(&settings.data_dir)?;
+        let store = match &settings.store_url {
+            Some(url) => ApprovalStore::connect(url)?,
+            None => ApprovalStore::open(&settings.data_dir)?,
+        };
         // A copy for the CLI's up-front check; the firewall trusts only its own.
         store.replace_approver_keys(&registry.entries())?;
         Ok(Approvals {
@@ -227,7 +234,7 @@ impl Approvals {
                 secrets,
                 directory,
                 slack: slack.as_ref().map(|s| s.secret.clone()),
-                console_key: ConsoleKey::generate(),
+                console_key: ConsoleKey::from_env().map_err(ApprovalSetupError::Invalid)?,
             },
             slack,
             teams,

@@ -16,11 +16,11 @@ use std::process::ExitCode;
 use chrono::{SecondsFormat, Utc};
 
 use mcp_firewall::approval::approvers::{AnswerMessage, ApproverRegistry, sign_with_key_file};
-use mcp_firewall::approval::{ApprovalRecord, ApprovalStore, NewAnswer, Proof, Status, Verdict};
+use mcp_firewall::approval::{ApprovalRecord, NewAnswer, Proof, Status, Verdict};
 use mcp_firewall::identity::Identity;
 
-pub fn list(data_dir: &Path, status: Option<&str>) -> anyhow::Result<ExitCode> {
-    let store = ApprovalStore::open(data_dir)?;
+pub fn list(store_at: &super::StoreAt, status: Option<&str>) -> anyhow::Result<ExitCode> {
+    let store = store_at.open()?;
     let status = status
         .map(str::parse::<Status>)
         .transpose()
@@ -35,8 +35,8 @@ pub fn list(data_dir: &Path, status: Option<&str>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn show(data_dir: &Path, id: &str) -> anyhow::Result<ExitCode> {
-    let store = ApprovalStore::open(data_dir)?;
+pub fn show(store_at: &super::StoreAt, id: &str) -> anyhow::Result<ExitCode> {
+    let store = store_at.open()?;
     let Some(record) = store.get(id)? else {
         eprintln!("no approval {id}");
         return Ok(ExitCode::FAILURE);
@@ -55,20 +55,20 @@ pub enum Signer<'a> {
 /// `approvals approve|deny`: sign the answer, check it against the
 /// registered keys, record it. Exit 0 only when it was recorded.
 pub fn answer(
-    data_dir: &Path,
+    store_at: &super::StoreAt,
     id: &str,
     decision: Verdict,
     approver: &str,
     reason: &str,
     signer: Signer<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let store = ApprovalStore::open(data_dir)?;
+    let store = store_at.open()?;
     let refuse = |message: String| {
         eprintln!("{id}: answer refused: {message}");
         Ok(ExitCode::FAILURE)
     };
     let Some(record) = store.get(id)? else {
-        return refuse(format!("no approval {id} in {}", data_dir.display()));
+        return refuse(format!("no approval {id} in {store_at}"));
     };
     let approver = match Identity::parse(approver) {
         Ok(a) => a,
@@ -133,14 +133,14 @@ pub fn answer(
 /// `ssh-keygen -Y sign -n mcp-firewall-approval` (passphrase-protected or
 /// hardware keys, keys held by an agent).
 pub fn message(
-    data_dir: &Path,
+    store_at: &super::StoreAt,
     id: &str,
     decision: Verdict,
     approver: &str,
     reason: &str,
     timestamp: i64,
 ) -> anyhow::Result<ExitCode> {
-    let store = ApprovalStore::open(data_dir)?;
+    let store = store_at.open()?;
     let Some(record) = store.get(id)? else {
         eprintln!("no approval {id}");
         return Ok(ExitCode::FAILURE);

@@ -323,6 +323,41 @@ fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// Where a command finds the store: a data directory (SQLite) or the
+/// PostgreSQL database replicas share.
+#[derive(Debug, Clone)]
+pub enum StoreAt {
+    Dir(std::path::PathBuf),
+    Url(String),
+}
+
+impl StoreAt {
+    pub fn open(&self) -> anyhow::Result<mcp_firewall::approval::ApprovalStore> {
+        use mcp_firewall::approval::ApprovalStore;
+        Ok(match self {
+            StoreAt::Dir(dir) => ApprovalStore::open(dir)?,
+            StoreAt::Url(url) => ApprovalStore::connect(url)?,
+        })
+    }
+}
+
+/// Shown in messages: never a password.
+impl std::fmt::Display for StoreAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreAt::Dir(dir) => write!(f, "{}", dir.display()),
+            StoreAt::Url(url) => match url.parse::<tokio_postgres::Config>() {
+                Ok(c) => write!(
+                    f,
+                    "the PostgreSQL store {}",
+                    c.get_dbname().unwrap_or("postgres")
+                ),
+                Err(_) => write!(f, "the PostgreSQL store"),
+            },
+        }
+    }
+}
+
 /// The flags `run` and `hook` share, over the config's settings.
 fn apply_decision_flags(args: &DecisionArgs, config: &mut Config) -> anyhow::Result<()> {
     if let Some(dir) = &args.policy {
@@ -373,6 +408,12 @@ fn apply_decision_flags(args: &DecisionArgs, config: &mut Config) -> anyhow::Res
     }
     if let Some(dir) = &args.data_dir {
         approval.data_dir = dir.clone();
+    }
+    if let Some(url) = &args.store_url {
+        approval.store_url = Some(
+            mcp_firewall::config::check_store_url(url)
+                .map_err(|m| anyhow::anyhow!("--store-url: {m}"))?,
+        );
     }
     if let Some(file) = &args.approvers {
         approval.approvers_file = Some(file.clone());

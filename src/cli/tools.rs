@@ -16,14 +16,13 @@ use std::process::ExitCode;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use mcp_firewall::approval::ApprovalStore;
 use mcp_firewall::approval::approvers::{ApproverRegistry, sign_bytes_with_key_file};
 use mcp_firewall::approval::store::pins::Pin;
 use mcp_firewall::audit::canonical_json;
 use mcp_firewall::identity::Identity;
 
-pub fn list(data_dir: &Path) -> anyhow::Result<ExitCode> {
-    let store = ApprovalStore::open(data_dir)?;
+pub fn list(store_at: &super::StoreAt) -> anyhow::Result<ExitCode> {
+    let store = store_at.open()?;
     let pins = store.pins()?;
     if pins.is_empty() {
         println!("no pinned tools");
@@ -50,8 +49,8 @@ pub fn list(data_dir: &Path) -> anyhow::Result<ExitCode> {
 
 /// Every pinned tool whose last-seen definition differs from its pin, field
 /// by field (`-` pinned, `+` seen). Exit 1 when there is any.
-pub fn diff(data_dir: &Path) -> anyhow::Result<ExitCode> {
-    let store = ApprovalStore::open(data_dir)?;
+pub fn diff(store_at: &super::StoreAt) -> anyhow::Result<ExitCode> {
+    let store = store_at.open()?;
     let mut any = false;
     for p in store.pins()? {
         let (Some(seen_fp), Some(seen)) = (&p.seen_fingerprint, &p.seen_definition) else {
@@ -88,14 +87,14 @@ pub fn diff(data_dir: &Path) -> anyhow::Result<ExitCode> {
 
 /// `pin` or `unpin`, signed by `approver` with the key at `key`.
 pub fn change(
-    data_dir: &Path,
+    store_at: &super::StoreAt,
     action: &str,
     tool: &str,
     upstream: Option<&str>,
     approver: &str,
     key: &Path,
 ) -> anyhow::Result<ExitCode> {
-    let store = ApprovalStore::open(data_dir)?;
+    let store = store_at.open()?;
     let refuse = |message: String| {
         eprintln!("{tool}: {action} refused: {message}");
         Ok(ExitCode::FAILURE)

@@ -301,6 +301,11 @@ impl Validator<'_> {
             Identity::parse(p).map_err(|e| self.err("session.principal", e.to_string()))?;
         }
         let mut approval = self.approval(&raw.approval)?;
+        if let Some(url) = &raw.store.url {
+            let url = upstream::expand_env(url, &|v| std::env::var(v).ok())
+                .map_err(|m| self.err("store.url", m))?;
+            approval.store_url = Some(check_store_url(&url).map_err(|m| self.err("store.url", m))?);
+        }
         approval.directory = self.directory(&raw.approver)?;
         for entry in &approval.directory {
             for group in &entry.groups {
@@ -519,6 +524,19 @@ impl Validator<'_> {
             message,
         }
     }
+}
+
+/// A store URL must name PostgreSQL; returned as given.
+pub fn check_store_url(url: &str) -> Result<String, String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!(
+            "expected a postgres:// URL (the SQLite store needs none), got {:?}",
+            url.split('@').next_back().unwrap_or_default()
+        ));
+    }
+    url.parse::<tokio_postgres::Config>()
+        .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+    Ok(url.to_string())
 }
 
 /// A URL approvers open in a browser: http(s) with a host. Plain http off

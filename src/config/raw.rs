@@ -27,6 +27,17 @@ pub struct RawConfig {
     pub approver: Vec<RawApprover>,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub store: RawStore,
+}
+
+/// `[store]`: where approvals, grants, pins and tasks live.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `postgres://...` shared by several replicas (default: SQLite in the
+    /// data directory). `${VAR}` is expanded from the environment.
+    pub url: Option<String>,
 }
 
 /// `[metrics]`: the Prometheus listener.

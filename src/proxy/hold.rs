@@ -89,7 +89,10 @@ impl Proxy {
                 };
                 match self.hold(request, cancel).await {
                     Held::Released(permit) => Ok(permit),
-                    Held::Refused(refused) => Err(Some(refused)),
+                    Held::Refused(refused) => {
+                        self.record_approval_failure(subject, &refused);
+                        Err(Some(refused))
+                    }
                     Held::Cancelled => Err(None),
                 }
             }
@@ -180,6 +183,22 @@ impl Proxy {
             Forwarded::Failed(e) => {
                 Some(Refusal::Upstream(e).answer(tool_call, Some(&decision_id)))
             }
+        }
+    }
+
+    /// A held call that could not be put to approvers or released (the
+    /// store unreachable, a bad obligation, an answer that did not verify)
+    /// is refused; its decision record says "approve", so the failure gets
+    /// a record of its own.
+    fn record_approval_failure(&self, subject: &Subject<'_>, refused: &Refused) {
+        let Refusal::ApprovalFailed(why) = &refused.refusal else {
+            return;
+        };
+        let record = json!({"session_id": self.session.id, "decision_id": refused.decision_id,
+                            "server": subject.server, "target": subject.name(),
+                            "method": subject.method, "reason": why});
+        if let Err(e) = self.shared.audit.append("approval.failed", record) {
+            tracing::error!("audit write failed: {e}");
         }
     }
 

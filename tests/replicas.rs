@@ -1,0 +1,227 @@
+//! Several replicas on one PostgreSQL store (issue 14), through the real
+//! binary: three firewalls with their own audit logs and the same
+//! `--store-url`, a throwaway cluster started here (`initdb` + `pg_ctl`),
+//! the fixture behind each replica recording what it ran into one shared
+//! event log.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use mcp_firewall::testing::PgCluster;
+use serde_json::{Value, json};
+
+const SECRET: &str = "whsec_bWNwLWZpcmV3YWxsLXRlc3Qtc2VjcmV0LTMyYnl0ZXM=";
+
+/// write_note needs a human; read-only tools are allowed.
+const HOLD_WRITES: &str = r#"package mcp.firewall
+
+allow if input.tool.annotations.readOnlyHint == true
+approve contains "notes change: a human decides" if input.tool.name == "write_note"
+"#;
+
+fn approvers_file(dir: &Path) -> String {
+    let path = dir.join("allowed_signers");
+    let key = std::fs::read_to_string(repo_path("fixtures/keys/carol.pub")).unwrap();
+    std::fs::write(&path, format!("carol {key}")).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// One replica: stdio, its own audit log, the shared store.
+fn replica(url: &str, approvers: &str, events: &Path, wait: u64) -> Firewall {
+    let mut fw = Builder::new()
+        .rego(HOLD_WRITES)
+        .approval_wait(wait)
+        .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
+        .env("FIXTURE_EVENT_LOG", events.to_str().unwrap())
+        .args(&[
+            "--principal",
+            "alice",
+            "--approvers",
+            approvers,
+            "--store-url",
+            url,
+        ])
+        .wrap_fixture();
+    fw.initialize();
+    fw
+}
+
+/// `approvals <args> --store-url URL` (the CLI on the shared store).
+fn cli(url: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(firewall_bin())
+        .arg("approvals")
+        .args(args)
+        .args(["--store-url", url])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn approval_id(resp: &Value) -> String {
+    resp["result"]["_meta"]["mcp-firewall/approval_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no approval id in {resp}"))
+        .to_string()
+}
+
+fn approve(url: &str, id: &str) {
+    let key = repo_path("fixtures/keys/carol");
+    let (ok, out) = cli(
+        url,
+        &[
+            "approve",
+            id,
+            "--as",
+            "carol",
+            "--key",
+            key.to_str().unwrap(),
+            "--reason",
+            "fine by me",
+        ],
+    );
+    assert!(ok, "{out}");
+}
+
+fn writes_run(events: &Path) -> usize {
+    common::events(events)
+        .iter()
+        .filter(|e| e["event"] == "call_tool" && e["name"] == "write_note")
+        .count()
+}
+
+/// A call held at one replica is approved through the store (the CLI,
+/// as at any replica) and released where it waits; once approved, the
+/// identical call fired at all three replicas at once runs exactly once.
+/// Before, there was no `--store-url`: each replica had its own store.
+#[test]
+fn an_approval_releases_the_call_at_another_replica_exactly_once() {
+    let cluster = PgCluster::start();
+    let url = cluster.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let approvers = approvers_file(dir.path());
+    let events = dir.path().join("events.jsonl");
+    let mut a = replica(&url, &approvers, &events, 0);
+    let mut b = replica(&url, &approvers, &events, 5);
+    let mut c = replica(&url, &approvers, &events, 0);
+
+    // Held at B, which waits; the request is visible to every replica's
+    // store (the CLI lists it) and answered there.
+    let note = json!({"name": "plan", "content": "ship it"});
+    b.send(&json!({"jsonrpc": "2.0", "id": 50, "method": "tools/call",
+                   "params": {"name": "write_note", "arguments": note}}));
+    let pending = wait_for_pending(&url);
+    approve(&url, &pending);
+    let released = b.response(&json!(50));
+    assert_eq!(
+        released["result"]["isError"], false,
+        "B was not released by an answer given through the shared store: {released}"
+    );
+    assert_eq!(writes_run(&events), 1);
+
+    // A second approval, then the identical call at all three at once.
+    let other = json!({"name": "plan", "content": "ship it again"});
+    let held = a.call("write_note", other.clone());
+    let id = approval_id(&held);
+    approve(&url, &id);
+    let call = |id: i64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "write_note", "arguments": other.clone()}})
+    };
+    a.send(&call(60));
+    b.send(&call(61));
+    c.send(&call(62));
+    let answers = [
+        a.response(&json!(60)),
+        b.response(&json!(61)),
+        c.response(&json!(62)),
+    ];
+    let ran: Vec<&Value> = answers
+        .iter()
+        .filter(|r| r["result"]["_meta"]["mcp-firewall/approval_id"].is_null())
+        .collect();
+    assert_eq!(ran.len(), 1, "one approval, one execution: {answers:#?}");
+    assert_eq!(
+        writes_run(&events),
+        2,
+        "the grant was consumed more than once"
+    );
+    // Each replica keeps its own chain.
+    for fw in [&a, &b, &c] {
+        assert_chain_verifies(&fw.audit_path);
+    }
+}
+
+/// The one pending request in the store, once there is one.
+fn wait_for_pending(url: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (ok, out) = cli(url, &["list", "--status", "pending"]);
+        assert!(ok, "{out}");
+        if let Some(id) = out
+            .split_whitespace()
+            .find(|w| w.starts_with("apr_"))
+            .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_'))
+        {
+            return id.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pending approval: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The database goes away mid-run: a call that needs the store is refused
+/// (fail closed, on the record), a call that needs nothing from it still
+/// runs, and once the database is back the replica uses it again without a
+/// restart.
+#[test]
+fn losing_the_database_fails_closed_and_the_replica_reconnects() {
+    let mut cluster = PgCluster::start();
+    let url = cluster.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let approvers = approvers_file(dir.path());
+    let events = dir.path().join("events.jsonl");
+    let mut fw = replica(&url, &approvers, &events, 0);
+    assert!(
+        !fw.call("read_note", json!({"name": "hello"}))["result"]["isError"]
+            .as_bool()
+            .unwrap_or(true)
+    );
+
+    cluster.stop();
+    let refused = fw.call("write_note", json!({"name": "a", "content": "b"}));
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    let text = text(&refused);
+    assert!(
+        text.contains("approval database error") && text.contains("not run"),
+        "{text}"
+    );
+    let record = fw.wait_audit("the refusal", |r| r["event"] == "approval.failed");
+    assert_eq!(record["target"], "write_note", "{record}");
+    assert!(
+        record["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("approval database error")),
+        "{record}"
+    );
+    // Allowed calls need nothing from the store (the tool's pin was read
+    // when it was first called).
+    let read = fw.call("read_note", json!({"name": "hello"}));
+    assert_eq!(read["result"]["isError"], false, "{read}");
+    assert_eq!(writes_run(&events), 0);
+
+    cluster.restart();
+    let held = fw.call("write_note", json!({"name": "a", "content": "b"}));
+    let id = approval_id(&held);
+    approve(&url, &id);
+    let released = fw.call("write_note", json!({"name": "a", "content": "b"}));
+    assert_eq!(released["result"]["isError"], false, "{released}");
+    assert_eq!(writes_run(&events), 1);
+}
