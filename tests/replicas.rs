@@ -225,3 +225,60 @@ fn losing_the_database_fails_closed_and_the_replica_reconnects() {
     assert_eq!(released["result"]["isError"], false, "{released}");
     assert_eq!(writes_run(&events), 1);
 }
+
+/// `input.rate` counts the calls of every replica: a limit of four calls a
+/// minute holds in total while three replicas take calls at once. Before,
+/// each process counted its own (three replicas, three times the limit).
+#[test]
+fn rate_limits_hold_across_replicas() {
+    const LIMIT: &str = r#"package mcp.firewall
+
+allow if input.tool.annotations.readOnlyHint == true
+deny contains "more than 4 reads a minute" if input.rate.principal_tool_last_minute >= 4
+"#;
+    let cluster = PgCluster::start();
+    let url = cluster.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let approvers = approvers_file(dir.path());
+    let mut replicas: Vec<Firewall> = (0..3)
+        .map(|_| {
+            let mut fw = Builder::new()
+                .rego(LIMIT)
+                .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
+                .args(&[
+                    "--principal",
+                    "alice",
+                    "--approvers",
+                    &approvers,
+                    "--store-url",
+                    &url,
+                ])
+                .wrap_fixture();
+            fw.initialize();
+            fw
+        })
+        .collect();
+    for round in 0..3 {
+        for (i, fw) in replicas.iter_mut().enumerate() {
+            fw.send(
+                &json!({"jsonrpc": "2.0", "id": 100 + round * 3 + i as i64, "method": "tools/call",
+                            "params": {"name": "read_note", "arguments": {"name": "hello"}}}),
+            );
+        }
+    }
+    let mut allowed = 0;
+    for round in 0..3 {
+        for (i, fw) in replicas.iter_mut().enumerate() {
+            let answer = fw.response(&json!(100 + round * 3 + i as i64));
+            if answer["result"]["isError"] == false {
+                allowed += 1;
+            } else {
+                assert!(text(&answer).contains("more than 4 reads"), "{answer}");
+            }
+        }
+    }
+    assert_eq!(
+        allowed, 4,
+        "the limit is four calls a minute across replicas"
+    );
+}

@@ -57,6 +57,8 @@ pub struct PolicySet {
     files: Vec<PathBuf>,
     /// Whether any loaded file could define `hide` (see [`Self::may_hide`]).
     may_hide: bool,
+    /// Whether any loaded file could read `input.rate`.
+    may_read_rate: bool,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -89,6 +91,7 @@ impl PolicySet {
             package: package.to_string(),
             revision: loader::revision(&files),
             may_hide: files.iter().any(loader::may_define_hide),
+            may_read_rate: files.iter().any(loader::may_read_rate),
             files: files.into_iter().map(|f: SourceFile| f.path).collect(),
         })
     }
@@ -100,6 +103,13 @@ impl PolicySet {
     /// Deliberately lexical and conservative: any other mention says yes.
     pub fn may_hide(&self) -> bool {
         self.may_hide
+    }
+
+    /// Whether the policy could read `input.rate` (lexical and
+    /// conservative, as [`Self::may_hide`]). With a store shared by
+    /// replicas, counting a call there is skipped when it cannot matter.
+    pub fn may_read_rate(&self) -> bool {
+        self.may_read_rate
     }
 
     /// `sha256:<hex>` over the sorted relative paths and contents of every

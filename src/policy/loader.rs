@@ -181,6 +181,19 @@ pub(crate) fn build_engine(files: &[SourceFile], limit: Duration) -> Result<Engi
 
 /// Whether `file` could define the `hide` rule; see `PolicySet::may_hide`.
 pub(crate) fn may_define_hide(file: &SourceFile) -> bool {
+    mentions(file, "hide", "default hide := false")
+}
+
+/// Whether a Rego file could read `input.rate` (the same lexical,
+/// conservative test: any mention of the word `rate` outside full-line
+/// comments says yes).
+pub(crate) fn may_read_rate(file: &SourceFile) -> bool {
+    mentions(file, "rate", "")
+}
+
+/// `word` as a whole identifier on a line that is not a comment, once
+/// `except` is taken out of it.
+fn mentions(file: &SourceFile, word: &str, except: &str) -> bool {
     if !matches!(file.kind, Kind::Rego) {
         return false;
     }
@@ -189,10 +202,14 @@ pub(crate) fn may_define_hide(file: &SourceFile) -> bool {
         if code.starts_with('#') {
             return false;
         }
-        let code = code.replace("default hide := false", "");
-        code.match_indices("hide").any(|(i, _)| {
+        let code = if except.is_empty() {
+            code.to_string()
+        } else {
+            code.replace(except, "")
+        };
+        code.match_indices(word).any(|(i, _)| {
             let before = code[..i].chars().next_back();
-            let after = code[i + 4..].chars().next();
+            let after = code[i + word.len()..].chars().next();
             let ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
             !ident(before) && !ident(after)
         })

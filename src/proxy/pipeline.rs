@@ -135,11 +135,30 @@ impl Proxy {
         let policy = self.policy();
         let mut input = self.input_for(subject);
         let principal = &self.session.principal.id;
+        let mut rate_failure = None;
         if subject.method == "tools/call" {
-            // Counts of earlier calls; this one is counted whatever the outcome.
-            input["rate"] = self.shared.rates.observe(principal, subject.exposed_name());
+            // Counts of earlier calls; this one is counted whatever the
+            // outcome. Replicas sharing a store count there, when the
+            // policy could read the counts; a count that cannot be taken
+            // refuses the call (a limit must not lapse with the database).
+            input["rate"] = match &self.shared.approvals {
+                Some(approvals) if approvals.store.is_shared() && policy.may_read_rate() => {
+                    approvals
+                        .store
+                        .observe_rate(principal, subject.exposed_name(), chrono::Utc::now())
+                        .unwrap_or_else(|e| {
+                            rate_failure =
+                                Some(format!("the shared rate counts are unavailable: {e}"));
+                            Value::Null
+                        })
+                }
+                _ => self.shared.rates.observe(principal, subject.exposed_name()),
+            };
         }
-        let verdict = input.evaluate(&policy);
+        let verdict = match rate_failure {
+            Some(message) => Err(crate::policy::PolicyError::Eval { message }),
+            None => input.evaluate(&policy),
+        };
         let hidden = self.hidden_in_list(subject, &policy);
         let refusal = match &hidden {
             Ok(true) => Some(Refusal::PolicyDenied {

@@ -331,6 +331,65 @@ impl ApprovalStore {
         })
     }
 
+    /// Whether replicas share this store (PostgreSQL): then rate counts
+    /// live here too ([`Self::observe_rate`]).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Counts of `principal`'s earlier calls (to `tool` in the last minute
+    /// and hour, to anything in the last minute), then this call counted:
+    /// `input.rate` across every replica of a shared store, exact under
+    /// concurrent calls (one lock per principal). A store of one process
+    /// keeps no counts (the process counts in memory).
+    pub fn observe_rate(
+        &self,
+        principal: &str,
+        tool: &str,
+        now: DateTime<Utc>,
+    ) -> Result<serde_json::Value, StoreError> {
+        let Backend::Postgres(pg) = &self.backend else {
+            return Err(StoreError::Postgres(
+                "this store keeps no rate counts".into(),
+            ));
+        };
+        let now = micros(now);
+        let minute = now - 60_000_000;
+        let hour = now - 3_600_000_000;
+        crate::scope::off_worker(|| {
+            pg.write_keyed(&format!("rate\n{principal}"), |tx| {
+                tx.execute(
+                    "DELETE FROM rate_calls WHERE principal = ?1 AND at <= ?2",
+                    vals![principal, hour],
+                )?;
+                let mut count = |sql: &str, params: &[sql::Val]| -> Result<i64, StoreError> {
+                    tx.query_one(sql, params)?.map_or(Ok(0), |r| r.int(0))
+                };
+                let tool_minute = count(
+                    "SELECT COUNT(*) FROM rate_calls WHERE principal = ?1 AND tool = ?2 AND at > ?3",
+                    vals![principal, tool, minute],
+                )?;
+                let tool_hour = count(
+                    "SELECT COUNT(*) FROM rate_calls WHERE principal = ?1 AND tool = ?2 AND at > ?3",
+                    vals![principal, tool, hour],
+                )?;
+                let principal_minute = count(
+                    "SELECT COUNT(*) FROM rate_calls WHERE principal = ?1 AND at > ?2",
+                    vals![principal, minute],
+                )?;
+                tx.execute(
+                    "INSERT INTO rate_calls (principal, tool, at) VALUES (?1, ?2, ?3)",
+                    vals![principal, tool, now],
+                )?;
+                Ok(serde_json::json!({
+                    "principal_tool_last_minute": tool_minute,
+                    "principal_tool_last_hour": tool_hour,
+                    "principal_last_minute": principal_minute,
+                }))
+            })
+        })
+    }
+
     /// Runs `f` in a transaction that serialises it with every other
     /// writer (of this process, and of the others on the same store);
     /// commits only if `f` succeeds.

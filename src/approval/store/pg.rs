@@ -39,9 +39,10 @@ const WRITE_LOCK: i64 = 0x006d_6370_6677;
 /// The advisory lock migrations take.
 const MIGRATION_LOCK: i64 = 0x006d_6370_6678;
 
-/// The schema this build writes and understands (the same versions as the
-/// SQLite schema; see `schema.rs` for what each added).
-pub const SCHEMA_VERSION: i64 = 5;
+/// The schema this build writes and understands: SQLite's five (see
+/// `schema.rs` for what each added), then 6: `rate_calls`, the calls
+/// replicas count together for `input.rate` (one process counts in memory).
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The tables, in PostgreSQL's words. Integers are `BIGINT` (the store
 /// reads every integer as an `i64`); `rowid` keeps insertion order, as
@@ -138,6 +139,13 @@ CREATE TABLE IF NOT EXISTS tasks (
     error          TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_principal ON tasks (principal, created_at);
+
+CREATE TABLE IF NOT EXISTS rate_calls (
+    principal TEXT NOT NULL,
+    tool      TEXT NOT NULL,
+    at        BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rate_calls_by_principal ON rate_calls (principal, at);
 ";
 
 fn pg_error(e: impl std::fmt::Display) -> StoreError {
@@ -183,6 +191,25 @@ impl PgStore {
         f: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.transaction("BEGIN ISOLATION LEVEL READ COMMITTED", Some(WRITE_LOCK), f)
+    }
+
+    /// Run `f` inside a write transaction holding the lock named `key`
+    /// (the same on every replica), not the store-wide one: writes under
+    /// different keys do not wait for each other.
+    pub fn write_keyed<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        self.transaction(
+            "BEGIN ISOLATION LEVEL READ COMMITTED",
+            Some(i64::from_be_bytes(first)),
+            f,
+        )
     }
 
     /// Run `f` in a read-only snapshot.
