@@ -318,6 +318,10 @@ pub struct DecisionArgs {
     /// environment variable.
     #[arg(long, env = "MCP_FIREWALL_STORE_URL", hide_env_values = true)]
     pub store_url: Option<String>,
+    /// This replica's name in its audit records and in the store's chain
+    /// heads (default: the host name; give each replica on one host its own).
+    #[arg(long)]
+    pub replica_id: Option<String>,
 }
 
 /// `install` / `uninstall`.
@@ -388,13 +392,21 @@ enum AuditCommand {
     /// checkpoints: a record edited or removed with the chain recomputed, or
     /// records cut off the end, no longer match what was signed.
     Verify {
-        file: PathBuf,
+        /// One log, or each replica's log: every chain is checked and
+        /// reported on its own.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// The checkpoint file the firewall signed (`--audit-checkpoints`).
         #[arg(long, requires = "public_key")]
         checkpoints: Option<PathBuf>,
         /// The signing key's OpenSSH public key (`KEY.pub`).
         #[arg(long, requires = "checkpoints")]
         public_key: Option<PathBuf>,
+        /// The store replicas share: each log must still hold the chain
+        /// head its replica recorded there at its last checkpoint (a log
+        /// cut short, or rewritten, no longer does).
+        #[arg(long, env = "MCP_FIREWALL_STORE_URL", hide_env_values = true)]
+        store_url: Option<String>,
     },
 }
 
@@ -462,11 +474,16 @@ fn main() -> ExitCode {
         Command::Audit {
             command:
                 AuditCommand::Verify {
-                    file,
+                    files,
                     checkpoints,
                     public_key,
+                    store_url,
                 },
-        } => cli::audit_verify(&file, checkpoints.as_deref().zip(public_key.as_deref())),
+        } => cli::audit_verify(
+            &files,
+            checkpoints.as_deref().zip(public_key.as_deref()),
+            store_url.as_deref(),
+        ),
         Command::Policy { command } => policy(command),
     };
     if let Some(telemetry) = telemetry {

@@ -282,3 +282,81 @@ deny contains "more than 4 reads a minute" if input.rate.principal_tool_last_min
         "the limit is four calls a minute across replicas"
     );
 }
+
+/// Each replica keeps its own chain, names itself in every record and
+/// records its chain head in the store at each signed checkpoint;
+/// `audit verify` takes every replica's log, and with the store it finds a
+/// log cut short below a recorded head. Before, there was no replica id,
+/// `audit verify` took one file and knew nothing of the store.
+#[test]
+fn each_replica_has_its_chain_and_a_truncated_log_is_caught_against_the_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = PgCluster::start();
+    let url = cluster.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing");
+    std::fs::copy(repo_path("fixtures/keys/carol"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut logs = Vec::new();
+    for replica in ["r1", "r2"] {
+        let log = dir.path().join(format!("{replica}.jsonl"));
+        let config = dir.path().join(format!("{replica}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[audit]\npath = \"{}\"\nsigning_key = \"{}\"\ncheckpoint_every_records = 4\n\n[store]\nreplica = \"{replica}\"\n",
+                log.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        let mut fw = Builder::new()
+            .rego("package mcp.firewall\n\nallow := true\n")
+            .audit(&log)
+            .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
+            .args(&["--config", config.to_str().unwrap(), "--store-url", &url])
+            .wrap_fixture();
+        fw.initialize();
+        for i in 0..6 {
+            fw.call("echo", json!({"text": format!("{replica} call {i}")}));
+        }
+        let records = fw.audit_records();
+        assert!(
+            records.iter().all(|r| r["replica"] == replica),
+            "{records:#?}"
+        );
+        assert!(fw.shutdown().success());
+        logs.push(log);
+    }
+    let verify = |files: &[&Path]| {
+        let out = Command::new(firewall_bin())
+            .args(["audit", "verify"])
+            .args(files)
+            .args(["--store-url", &url])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, out) = verify(&[&logs[0], &logs[1]]);
+    assert!(ok, "{out}");
+    for replica in ["r1", "r2"] {
+        assert!(
+            out.contains(&format!(
+                "ok: replica {replica}: the head it recorded in the store"
+            )),
+            "{out}"
+        );
+    }
+    // Cut r1's log short: its chain still verifies on its own, but the
+    // store knows a later head.
+    let text = std::fs::read_to_string(&logs[0]).unwrap();
+    let kept: Vec<&str> = text.lines().take(2).collect();
+    std::fs::write(&logs[0], kept.join("\n") + "\n").unwrap();
+    let (ok, out) = verify(&[&logs[0], &logs[1]]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("TRUNCATED: replica r1"), "{out}");
+    assert!(out.contains("ok: replica r2"), "{out}");
+}

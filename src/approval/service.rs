@@ -52,6 +52,9 @@ pub struct ApprovalSettings {
     /// `[store] url` / `--store-url`: PostgreSQL shared by replicas instead
     /// of `approvals.db` in `data_dir`.
     pub store_url: Option<String>,
+    /// `[store] replica` / `--replica-id`: this firewall's name among the
+    /// replicas sharing `store_url` (default: the host name).
+    pub replica: Option<String>,
     pub webhook_url: Option<String>,
     pub secrets: Vec<String>,
     pub timeout: Duration,
@@ -118,6 +121,7 @@ impl Default for ApprovalSettings {
         ApprovalSettings {
             data_dir: ApprovalSettings::default_data_dir(),
             store_url: None,
+            replica: None,
             webhook_url: None,
             secrets: Vec::new(),
             timeout: DEFAULT_APPROVAL_TIMEOUT,

@@ -84,6 +84,12 @@ pub struct AuditReceipt {
 pub struct AuditLog {
     /// Signs checkpoints of the chain, when configured.
     checkpoints: Option<CheckpointSigner>,
+    /// Which replica writes this chain: a `replica` field in every record
+    /// (replicas sharing a store; see [`AuditLog::with_replica`]).
+    replica: Option<String>,
+    /// Told each checkpoint's `(seq, head)` once it is signed: replicas
+    /// record their chain heads in the shared store.
+    on_checkpoint: Option<HeadRecorder>,
     path: PathBuf,
     fsync: FsyncMode,
     // A std Mutex, not tokio's: the critical section is one small write and
@@ -97,6 +103,9 @@ pub struct AuditLog {
     /// advisory lock (shared with `inner.file`) serializes the writers.
     sync_file: File,
 }
+
+/// What is told each signed checkpoint's `(seq, head)`.
+pub type HeadRecorder = Box<dyn Fn(u64, &str) + Send + Sync>;
 
 #[derive(Debug, Default)]
 pub(crate) struct Durable {
@@ -142,6 +151,8 @@ impl AuditLog {
         };
         Ok(AuditLog {
             checkpoints: None,
+            replica: None,
+            on_checkpoint: None,
             path: path.to_path_buf(),
             fsync,
             inner: Mutex::new(inner),
@@ -193,6 +204,10 @@ impl AuditLog {
         if event.is_empty() {
             return Err(AuditError::InvalidBody("event name is empty".into()));
         }
+        let mut body = body;
+        if let Some(replica) = &self.replica {
+            body.insert("replica".into(), Value::String(replica.clone()));
+        }
         let mut inner = self
             .inner
             .lock()
@@ -242,6 +257,22 @@ impl AuditLog {
     pub fn with_checkpoints(mut self, signer: CheckpointSigner) -> AuditLog {
         self.checkpoints = Some(signer);
         self
+    }
+
+    /// Every record names `replica` (one of several firewalls sharing a
+    /// store, each with its own chain).
+    pub fn with_replica(mut self, replica: String) -> AuditLog {
+        self.replica = Some(replica);
+        self
+    }
+
+    /// Call `recorder` with each checkpoint's `(seq, head)` once signed.
+    pub fn on_checkpoint(&mut self, recorder: HeadRecorder) {
+        self.on_checkpoint = Some(recorder);
+    }
+
+    pub fn replica(&self) -> Option<&str> {
+        self.replica.as_deref()
     }
 
     /// With checkpoints configured: sign the chain's current head into the
@@ -295,9 +326,13 @@ impl AuditLog {
         self.sync_file
             .sync_data()
             .map_err(|e| self.write_failed(e))?;
-        signer
+        let signed = signer
             .write(seq, head)
-            .map_err(|e| self.checkpoint_failed(e))
+            .map_err(|e| self.checkpoint_failed(e))?;
+        if let (Some(recorder), Some(checkpoint)) = (&self.on_checkpoint, &signed) {
+            recorder(checkpoint.seq, &checkpoint.head);
+        }
+        Ok(signed)
     }
 
     fn checkpoint_failed(&self, e: CheckpointError) -> AuditError {

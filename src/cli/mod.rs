@@ -125,9 +125,67 @@ fn pending_approvals(shared: &Arc<Shared>) -> Arc<dyn Fn() + Send + Sync> {
 /// that cannot be loaded stops the start: no silent unsigned log).
 pub(crate) fn open_audit(config: &Config) -> anyhow::Result<AuditLog> {
     let audit = AuditLog::open(&config.audit_path, config.fsync)?;
-    Ok(match &config.checkpoints {
+    let mut audit = match &config.checkpoints {
         Some(settings) => audit.with_checkpoints(CheckpointSigner::load(settings.clone())?),
         None => audit,
+    };
+    // Replicas sharing a store: each names itself in its records and
+    // records its chain head there at every signed checkpoint.
+    if let Some(url) = &config.approval.store_url {
+        let replica = match &config.approval.replica {
+            Some(name) => name.clone(),
+            None => host_name(),
+        };
+        audit = audit.with_replica(replica.clone());
+        if config.checkpoints.is_some() {
+            let store = mcp_firewall::approval::ApprovalStore::connect(url)?;
+            audit.on_checkpoint(record_heads(store, replica, &config.audit_path));
+        }
+    }
+    Ok(audit)
+}
+
+/// This machine's name (the default replica id).
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: a buffer of the length we pass; gethostname writes at most that.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let name = if ok {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    mcp_firewall::config::check_replica(&name).unwrap_or_else(|_| "replica".into())
+}
+
+/// Hand each signed checkpoint's head to a thread that records it in the
+/// store: the audit log's lock is never held across a database round trip,
+/// and a store that is down costs a logged error, not an audit write.
+fn record_heads(
+    store: mcp_firewall::approval::ApprovalStore,
+    replica: String,
+    log: &Path,
+) -> mcp_firewall::audit::writer::HeadRecorder {
+    let log = log.display().to_string();
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, String)>();
+    std::thread::Builder::new()
+        .name("audit-heads".into())
+        .spawn(move || {
+            for (seq, head) in rx {
+                if let Err(e) =
+                    store.record_audit_head(&replica, &log, seq, &head, chrono::Utc::now())
+                {
+                    tracing::error!("could not record the audit chain head in the store: {e}");
+                }
+            }
+        })
+        .expect("a thread for the audit heads");
+    let tx = std::sync::Mutex::new(tx);
+    Box::new(move |seq, head| {
+        if let Ok(tx) = tx.lock() {
+            let _ = tx.send((seq, head.to_string()));
+        }
     })
 }
 
@@ -415,6 +473,12 @@ fn apply_decision_flags(args: &DecisionArgs, config: &mut Config) -> anyhow::Res
                 .map_err(|m| anyhow::anyhow!("--store-url: {m}"))?,
         );
     }
+    if let Some(name) = &args.replica_id {
+        approval.replica = Some(
+            mcp_firewall::config::check_replica(name)
+                .map_err(|m| anyhow::anyhow!("--replica-id: {m}"))?,
+        );
+    }
     if let Some(file) = &args.approvers {
         approval.approvers_file = Some(file.clone());
     }
@@ -440,7 +504,108 @@ fn principal_for(args: &DecisionArgs, config: &Config) -> Principal {
 }
 
 /// `audit verify FILE [--checkpoints CP --public-key KEY]`.
-pub fn audit_verify(file: &Path, signed: Option<(&Path, &Path)>) -> anyhow::Result<ExitCode> {
+pub fn audit_verify(
+    files: &[std::path::PathBuf],
+    signed: Option<(&Path, &Path)>,
+    store_url: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    if files.len() > 1 && signed.is_some() {
+        bail!("--checkpoints belongs to one log: verify one log at a time with it");
+    }
+    let store = store_url
+        .map(|url| {
+            mcp_firewall::config::check_store_url(url)
+                .map_err(|m| anyhow::anyhow!("--store-url: {m}"))
+                .and_then(|url| Ok(mcp_firewall::approval::ApprovalStore::connect(&url)?))
+        })
+        .transpose()?;
+    let mut intact = true;
+    for file in files {
+        if files.len() > 1 {
+            println!("{}:", file.display());
+        }
+        intact &= verify_log(file, signed, store.as_ref())? == ExitCode::SUCCESS;
+    }
+    Ok(if intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The replica a log's records name (its first record that names one).
+fn replica_of(file: &Path) -> Option<String> {
+    use std::io::BufRead;
+    let reader = std::io::BufReader::new(std::fs::File::open(file).ok()?);
+    reader.lines().map_while(Result::ok).find_map(|line| {
+        serde_json::from_str::<serde_json::Value>(&line)
+            .ok()?
+            .get("replica")?
+            .as_str()
+            .map(str::to_string)
+    })
+}
+
+/// Compare a verified log with the chain heads its replica recorded in the
+/// store; `false` if a recorded head is missing from it or differs.
+fn matches_store_heads(
+    file: &Path,
+    hashes: &[String],
+    store: &mcp_firewall::approval::ApprovalStore,
+) -> anyhow::Result<bool> {
+    let Some(replica) = replica_of(file) else {
+        println!("WARNING: no record names a replica: nothing to compare with the store");
+        return Ok(true);
+    };
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+    let heads: Vec<_> = store
+        .audit_heads(&replica)?
+        .into_iter()
+        .filter(|h| {
+            Path::new(&h.log)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                == name
+        })
+        .collect();
+    if heads.is_empty() {
+        println!("WARNING: the store has no chain head of replica {replica} for this log yet");
+        return Ok(true);
+    }
+    let mut intact = true;
+    for h in heads {
+        let (log, seq, head) = (h.log, h.seq, h.head);
+        let at = h.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        match usize::try_from(seq)
+            .ok()
+            .and_then(|s| hashes.get(s.checked_sub(1)?))
+        {
+            Some(found) if *found == head => println!(
+                "ok: replica {replica}: the head it recorded in the store ({log}, seq {seq}, {at}) is in this log"
+            ),
+            Some(found) => {
+                intact = false;
+                println!(
+                    "TAMPERED: replica {replica} recorded seq {seq} with head {head} in the store ({at}); this log's record {seq} has {found}"
+                );
+            }
+            None => {
+                intact = false;
+                println!(
+                    "TRUNCATED: replica {replica} recorded seq {seq} (head {head}) in the store ({at}); this log ends at seq {}",
+                    hashes.len()
+                );
+            }
+        }
+    }
+    Ok(intact)
+}
+
+fn verify_log(
+    file: &Path,
+    signed: Option<(&Path, &Path)>,
+    store: Option<&mcp_firewall::approval::ApprovalStore>,
+) -> anyhow::Result<ExitCode> {
     let (summary, hashes) = match verify_file_hashes(file) {
         Ok(verified) => verified,
         Err(e) => {
@@ -449,6 +614,11 @@ pub fn audit_verify(file: &Path, signed: Option<(&Path, &Path)>) -> anyhow::Resu
         }
     };
     println!("ok: {} records, head {}", summary.records, summary.head);
+    if let Some(store) = store
+        && !matches_store_heads(file, &hashes, store)?
+    {
+        return Ok(ExitCode::FAILURE);
+    }
     let Some((checkpoints, public_key)) = signed else {
         return Ok(ExitCode::SUCCESS);
     };

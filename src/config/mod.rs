@@ -306,6 +306,10 @@ impl Validator<'_> {
                 .map_err(|m| self.err("store.url", m))?;
             approval.store_url = Some(check_store_url(&url).map_err(|m| self.err("store.url", m))?);
         }
+        if let Some(replica) = &raw.store.replica {
+            approval.replica =
+                Some(check_replica(replica).map_err(|m| self.err("store.replica", m))?);
+        }
         approval.directory = self.directory(&raw.approver)?;
         for entry in &approval.directory {
             for group in &entry.groups {
@@ -523,6 +527,22 @@ impl Validator<'_> {
             key: key.into(),
             message,
         }
+    }
+}
+
+/// A replica name: letters, digits, `.`, `-`, `_`, at most 64.
+pub fn check_replica(name: &str) -> Result<String, String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "expected letters, digits, '.', '-' or '_' (at most 64), got {name:?}"
+        ))
     }
 }
 

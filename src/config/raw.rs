@@ -38,6 +38,9 @@ pub struct RawStore {
     /// `postgres://...` shared by several replicas (default: SQLite in the
     /// data directory). `${VAR}` is expanded from the environment.
     pub url: Option<String>,
+    /// This replica's name in its audit records and the store's chain heads
+    /// (default: the host name).
+    pub replica: Option<String>,
 }
 
 /// `[metrics]`: the Prometheus listener.

@@ -65,6 +65,16 @@ pub const DB_FILE_NAME: &str = "approvals.db";
 /// Forgetting ids older than that cannot let a replay through.
 const WEBHOOK_ID_RETENTION_US: i64 = 2 * TIMESTAMP_TOLERANCE_SECS * 1_000_000;
 
+/// A replica's audit chain head as of a signed checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditHead {
+    /// The log's path on the replica.
+    pub log: String,
+    pub seq: u64,
+    pub head: String,
+    pub at: DateTime<Utc>,
+}
+
 /// Durable approval state; see the module docs.
 pub struct ApprovalStore {
     backend: Backend,
@@ -387,6 +397,53 @@ impl ApprovalStore {
                     "principal_last_minute": principal_minute,
                 }))
             })
+        })
+    }
+
+    /// Record the head of `replica`'s audit chain in `log` as of a signed
+    /// checkpoint (never moving it back). Only a shared store keeps heads.
+    pub fn record_audit_head(
+        &self,
+        replica: &str,
+        log: &str,
+        seq: u64,
+        head: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let Backend::Postgres(pg) = &self.backend else {
+            return Ok(());
+        };
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        crate::scope::off_worker(|| {
+            pg.write_keyed(&format!("audit\n{replica}"), |tx| {
+                tx.execute(
+                    "INSERT INTO audit_heads (replica, log, seq, head, at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (replica, log) DO UPDATE SET seq = ?3, head = ?4, at = ?5
+                     WHERE audit_heads.seq < ?3",
+                    vals![replica, log, seq, head, micros(now)],
+                )?;
+                Ok(())
+            })
+        })
+    }
+
+    /// The chain heads recorded for `replica`, by log.
+    pub fn audit_heads(&self, replica: &str) -> Result<Vec<AuditHead>, StoreError> {
+        self.read(|db| {
+            db.query(
+                "SELECT log, seq, head, at FROM audit_heads WHERE replica = ?1 ORDER BY log",
+                vals![replica],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(AuditHead {
+                    log: r.text(0)?,
+                    seq: u64::try_from(r.int(1)?).unwrap_or(0),
+                    head: r.text(2)?,
+                    at: r.time(3)?,
+                })
+            })
+            .collect()
         })
     }
 

@@ -41,7 +41,9 @@ const MIGRATION_LOCK: i64 = 0x006d_6370_6678;
 
 /// The schema this build writes and understands: SQLite's five (see
 /// `schema.rs` for what each added), then 6: `rate_calls`, the calls
-/// replicas count together for `input.rate` (one process counts in memory).
+/// replicas count together for `input.rate` (one process counts in memory),
+/// and `audit_heads`, each replica's audit chain head as of its last signed
+/// checkpoint (a log cut short is detected against it).
 pub const SCHEMA_VERSION: i64 = 6;
 
 /// The tables, in PostgreSQL's words. Integers are `BIGINT` (the store
@@ -146,6 +148,15 @@ CREATE TABLE IF NOT EXISTS rate_calls (
     at        BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rate_calls_by_principal ON rate_calls (principal, at);
+
+CREATE TABLE IF NOT EXISTS audit_heads (
+    replica TEXT NOT NULL,
+    log     TEXT NOT NULL,
+    seq     BIGINT NOT NULL,
+    head    TEXT NOT NULL,
+    at      BIGINT NOT NULL,
+    PRIMARY KEY (replica, log)
+);
 ";
 
 fn pg_error(e: impl std::fmt::Display) -> StoreError {
