@@ -227,6 +227,7 @@ impl Approvals {
             Some(url) => ApprovalStore::connect(url)?,
             None => ApprovalStore::open(&settings.data_dir)?,
         };
+        store.listen_for_changes();
         // A copy for the CLI's up-front check; the firewall trusts only its own.
         store.replace_approver_keys(&registry.entries())?;
         Ok(Approvals {

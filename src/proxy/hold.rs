@@ -324,6 +324,7 @@ impl Proxy {
             }
             tokio::select! {
                 _ = approvals.changed.notified() => {}
+                _ = approvals.store.changed_elsewhere() => {}
                 _ = tokio::time::sleep(HOLD_POLL_INTERVAL) => {}
                 _ = cancel.cancelled() => {
                     self.withdraw(approvals, &id).await;

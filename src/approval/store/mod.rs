@@ -192,7 +192,28 @@ impl ApprovalStore {
         answer: &NewAnswer,
         now: DateTime<Utc>,
     ) -> Result<AnswerOutcome, StoreError> {
-        self.write(|tx| answer::record(tx, id, answer, now))
+        self.write(|tx| {
+            let outcome = answer::record(tx, id, answer, now)?;
+            tx.announce_change()?;
+            Ok(outcome)
+        })
+    }
+
+    /// Resolves when another process on a shared store announces an
+    /// approval's change (see `pg.rs`); never on SQLite, whose readers poll.
+    pub async fn changed_elsewhere(&self) {
+        match &self.backend {
+            Backend::Postgres(pg) => pg.changed().await,
+            Backend::Sqlite(_) => std::future::pending().await,
+        }
+    }
+
+    /// Start listening for changes announced by other processes (a firewall
+    /// on a shared store; the CLI does not need to).
+    pub fn listen_for_changes(&self) {
+        if let Backend::Postgres(pg) = &self.backend {
+            pg.listen();
+        }
     }
 
     /// Atomically takes the unused, unexpired grant for this digest. Single
@@ -368,33 +389,23 @@ impl ApprovalStore {
         let hour = now - 3_600_000_000;
         crate::scope::off_worker(|| {
             pg.write_keyed(&format!("rate\n{principal}"), |tx| {
-                tx.execute(
-                    "DELETE FROM rate_calls WHERE principal = ?1 AND at <= ?2",
-                    vals![principal, hour],
+                // One statement: prune, count the earlier calls (the
+                // snapshot does not see this statement's own insert), count
+                // this one.
+                let row = tx.query_one(
+                    "WITH pruned AS (DELETE FROM rate_calls WHERE principal = ?1 AND at <= ?4),
+                          counted AS (INSERT INTO rate_calls (principal, tool, at) VALUES (?1, ?2, ?5))
+                     SELECT COUNT(*) FILTER (WHERE tool = ?2 AND at > ?3),
+                            COUNT(*) FILTER (WHERE tool = ?2),
+                            COUNT(*) FILTER (WHERE at > ?3)
+                     FROM rate_calls WHERE principal = ?1 AND at > ?4",
+                    vals![principal, tool, minute, hour, now],
                 )?;
-                let mut count = |sql: &str, params: &[sql::Val]| -> Result<i64, StoreError> {
-                    tx.query_one(sql, params)?.map_or(Ok(0), |r| r.int(0))
-                };
-                let tool_minute = count(
-                    "SELECT COUNT(*) FROM rate_calls WHERE principal = ?1 AND tool = ?2 AND at > ?3",
-                    vals![principal, tool, minute],
-                )?;
-                let tool_hour = count(
-                    "SELECT COUNT(*) FROM rate_calls WHERE principal = ?1 AND tool = ?2 AND at > ?3",
-                    vals![principal, tool, hour],
-                )?;
-                let principal_minute = count(
-                    "SELECT COUNT(*) FROM rate_calls WHERE principal = ?1 AND at > ?2",
-                    vals![principal, minute],
-                )?;
-                tx.execute(
-                    "INSERT INTO rate_calls (principal, tool, at) VALUES (?1, ?2, ?3)",
-                    vals![principal, tool, now],
-                )?;
+                let count = |i| row.as_ref().map_or(Ok(0), |r| r.int(i));
                 Ok(serde_json::json!({
-                    "principal_tool_last_minute": tool_minute,
-                    "principal_tool_last_hour": tool_hour,
-                    "principal_last_minute": principal_minute,
+                    "principal_tool_last_minute": count(0)?,
+                    "principal_tool_last_hour": count(1)?,
+                    "principal_last_minute": count(2)?,
                 }))
             })
         })

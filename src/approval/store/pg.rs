@@ -20,6 +20,7 @@
 //! - Migrations run at start-up under another advisory lock: several
 //!   replicas starting at once migrate once.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -38,6 +39,13 @@ const IDLE_CONNECTIONS: usize = 8;
 const WRITE_LOCK: i64 = 0x006d_6370_6677;
 /// The advisory lock migrations take.
 const MIGRATION_LOCK: i64 = 0x006d_6370_6678;
+/// Where replicas announce an approval's change (`NOTIFY`, on commit), so a
+/// call held at one is released as soon as another records the answer;
+/// polling remains the fallback.
+const CHANNEL: &str = "mcp_firewall_approvals";
+/// How long the listener waits before connecting again after losing its
+/// connection.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
 /// The schema this build writes and understands: SQLite's five (see
 /// `schema.rs` for what each added), then 6: `rate_calls`, the calls
@@ -169,7 +177,9 @@ pub struct PgStore {
     /// Where a safe description of the database is shown (no password).
     location: String,
     runtime: tokio::runtime::Handle,
-    idle: Mutex<Vec<Arc<Client>>>,
+    idle: Mutex<Vec<Connection>>,
+    /// Woken by every `NOTIFY` on [`CHANNEL`], from any replica.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl PgStore {
@@ -186,9 +196,63 @@ impl PgStore {
             location,
             runtime,
             idle: Mutex::new(Vec::new()),
+            changed: Arc::new(tokio::sync::Notify::new()),
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Resolves at the next announced change (once [`Self::listen`] runs).
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    /// Listen for changes announced by every process on this store, for as
+    /// long as the process lives, connecting again when the connection is
+    /// lost. Idempotent per store only in effect: call it once.
+    pub fn listen(&self) {
+        let (config, changed) = (self.config.clone(), self.changed.clone());
+        self.runtime.spawn(async move {
+            loop {
+                match config.connect(NoTls).await {
+                    Ok((client, mut connection)) => {
+                        let listening = async {
+                            client.batch_execute(&format!("LISTEN {CHANNEL}")).await
+                        };
+                        let messages = futures::stream::poll_fn(|cx| connection.poll_message(cx));
+                        futures::pin_mut!(messages);
+                        let mut listening = std::pin::pin!(listening);
+                        let mut subscribed = false;
+                        loop {
+                            tokio::select! {
+                                done = &mut listening, if !subscribed => {
+                                    subscribed = true;
+                                    if let Err(e) = done {
+                                        tracing::warn!("LISTEN failed: {e}");
+                                        break;
+                                    }
+                                    // Changes made while we were away.
+                                    changed.notify_waiters();
+                                }
+                                message = futures::StreamExt::next(&mut messages) => match message {
+                                    Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                                        changed.notify_waiters();
+                                    }
+                                    Some(Ok(_)) => {}
+                                    Some(Err(e)) => {
+                                        tracing::warn!("the store's change listener lost its connection: {e}");
+                                        break;
+                                    }
+                                    None => break,
+                                },
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!("the store's change listener cannot connect: {e}"),
+                }
+                tokio::time::sleep(LISTEN_RETRY).await;
+            }
+        });
     }
 
     /// The database, for messages (host, port, name; never a password).
@@ -239,13 +303,15 @@ impl PgStore {
     ) -> Result<T, StoreError> {
         let client = self.checkout()?;
         let mut db = PgDb {
-            client: client.clone(),
+            client: client.client.clone(),
+            statements: client.statements.clone(),
             runtime: self.runtime.clone(),
         };
         let outcome = (|| {
-            db.batch(begin)?;
-            if let Some(key) = lock {
-                db.query("SELECT pg_advisory_xact_lock(?1)", &[Val::Int(key)])?;
+            // One round trip: the transaction and its lock.
+            match lock {
+                Some(key) => db.batch(&format!("{begin}; SELECT pg_advisory_xact_lock({key})"))?,
+                None => db.batch(begin)?,
             }
             let out = f(&mut db)?;
             db.batch("COMMIT")?;
@@ -263,22 +329,25 @@ impl PgStore {
         outcome
     }
 
-    fn checkout(&self) -> Result<Arc<Client>, StoreError> {
+    fn checkout(&self) -> Result<Connection, StoreError> {
         let idle = self
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
         match idle {
-            Some(client) if !client.is_closed() => Ok(client),
-            _ => self.open_connection(),
+            Some(connection) if !connection.client.is_closed() => Ok(connection),
+            _ => Ok(Connection {
+                client: self.open_connection()?,
+                statements: Arc::new(Mutex::new(HashMap::new())),
+            }),
         }
     }
 
-    fn checkin(&self, client: Arc<Client>) {
+    fn checkin(&self, connection: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < IDLE_CONNECTIONS && !client.is_closed() {
-            idle.push(client);
+        if idle.len() < IDLE_CONNECTIONS && !connection.client.is_closed() {
+            idle.push(connection);
         }
     }
 
@@ -391,9 +460,18 @@ fn block<T: Send + 'static>(
     })
 }
 
+/// A pooled connection and the statements it has prepared (by their
+/// PostgreSQL text): each is prepared once per connection.
+#[derive(Clone)]
+struct Connection {
+    client: Arc<Client>,
+    statements: Arc<Mutex<HashMap<String, tokio_postgres::Statement>>>,
+}
+
 /// One connection inside a transaction, as a [`Db`].
 struct PgDb {
     client: Arc<Client>,
+    statements: Arc<Mutex<HashMap<String, tokio_postgres::Statement>>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -414,10 +492,26 @@ impl PgDb {
         rows: bool,
     ) -> Result<(u64, Vec<Row>), StoreError> {
         let client = self.client.clone();
+        let statements = self.statements.clone();
         let sql = dollar_placeholders(sql);
         let params = params.to_vec();
         block(&self.runtime, async move {
-            let statement = client.prepare(&sql).await.map_err(pg_error)?;
+            let cached = statements
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&sql)
+                .cloned();
+            let statement = match cached {
+                Some(statement) => statement,
+                None => {
+                    let statement = client.prepare(&sql).await.map_err(pg_error)?;
+                    statements
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(sql.clone(), statement.clone());
+                    statement
+                }
+            };
             let bound = bind(statement.params(), &params)?;
             let refs: Vec<&(dyn ToSql + Sync)> = bound
                 .iter()
@@ -438,6 +532,10 @@ impl Db for PgDb {
     fn execute(&mut self, sql: &str, params: &[Val]) -> Result<usize, StoreError> {
         let (n, _) = self.run(sql, params, false)?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn announce_change(&mut self) -> Result<(), StoreError> {
+        self.batch(&format!("NOTIFY {CHANNEL}"))
     }
 
     fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {

@@ -150,6 +150,13 @@ pub trait Db {
     fn query_one(&mut self, sql: &str, params: &[Val]) -> Result<Option<Row>, StoreError> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
+
+    /// Tell the other processes on this store that approval state changed,
+    /// when the transaction commits. Nothing to do where no one listens
+    /// (SQLite: the others poll).
+    fn announce_change(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A SQLite transaction (or read snapshot) as a [`Db`].
