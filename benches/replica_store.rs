@@ -178,6 +178,7 @@ fn main() {
         waits.push(answered_at.elapsed().as_secs_f64() * 1e3);
     }
     let _ = child.kill();
+    let _ = child.wait();
     waits.sort_by(f64::total_cmp);
     println!(
         "release across replicas (answer recorded -> call answered): p50 {:.1} ms, max {:.1} ms over {releases}",
