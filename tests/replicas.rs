@@ -360,3 +360,100 @@ fn each_replica_has_its_chain_and_a_truncated_log_is_caught_against_the_store() 
     assert!(out.contains("TRUNCATED: replica r1"), "{out}");
     assert!(out.contains("ok: replica r2"), "{out}");
 }
+
+/// POST with headers over a plain socket; returns (status, body).
+fn post(port: u16, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        response.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
+}
+
+/// A quorum of two answered at two places (bob's bot answer at replica A's
+/// signed endpoint, carol's signed CLI answer) releases the call held at
+/// replica B; the bot's webhook replayed byte for byte at B's endpoint is
+/// refused as a replay, because A recorded its id in the shared store.
+#[test]
+fn quorum_and_replay_protection_span_replicas() {
+    use mcp_firewall::approval::WebhookSecret;
+    use mcp_firewall::approval::signing::sign;
+    let policy = format!(
+        "{HOLD_WRITES}\napproval := {{\"quorum\": 2, \"approvers\": [\"bob\", \"carol\"]}}\n"
+    );
+    let cluster = PgCluster::start();
+    let url = cluster.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let approvers = approvers_file(dir.path());
+    let start = |port: u16, wait: u64| {
+        let mut fw = Builder::new()
+            .rego(&policy)
+            .approval_wait(wait)
+            .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
+            .args(&[
+                "--principal",
+                "alice",
+                "--approvers",
+                &approvers,
+                "--store-url",
+                &url,
+            ])
+            .args(&["--approval-listen", &format!("127.0.0.1:{port}")])
+            .wrap_fixture();
+        fw.initialize();
+        fw
+    };
+    let (port_a, port_b) = (free_port(), free_port());
+    let _a = start(port_a, 0);
+    let mut b = start(port_b, 20);
+    b.send(&json!({"jsonrpc": "2.0", "id": 70, "method": "tools/call",
+                   "params": {"name": "write_note", "arguments": {"name": "q", "content": "2"}}}));
+    let id = wait_for_pending(&url);
+    let (ok, shown) = cli(&url, &["show", &id]);
+    assert!(ok, "{shown}");
+    let digest = serde_json::from_str::<Value>(&shown).unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = serde_json::to_vec(
+        &json!({"approval_id": id, "digest": digest, "decision": "approve",
+                                          "approver": "bob", "reason": "looks fine"}),
+    )
+    .unwrap();
+    let ts = chrono::Utc::now().timestamp();
+    let secrets = [WebhookSecret::parse(SECRET).unwrap()];
+    let headers = vec![
+        ("webhook-id", "msg-across".to_string()),
+        ("webhook-timestamp", ts.to_string()),
+        ("webhook-signature", sign(&secrets, "msg-across", ts, &body)),
+    ];
+    let path = format!("/approvals/{id}");
+    let (status, reply) = post(port_a, &path, &headers, &body);
+    assert_eq!(status, 200, "{reply}");
+    // One of two: still held.
+    let (_, shown) = cli(&url, &["show", &id]);
+    assert!(shown.contains("\"pending\""), "{shown}");
+    approve(&url, &id);
+    let released = b.response(&json!(70));
+    assert_eq!(released["result"]["isError"], false, "{released}");
+    let (status, reply) = post(port_b, &path, &headers, &body);
+    assert_eq!(
+        status, 409,
+        "the webhook seen at A was accepted again at B: {reply}"
+    );
+    assert!(reply.contains("replay"), "{reply}");
+}
