@@ -105,6 +105,15 @@ impl PgCluster {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// The same database reached through the cluster's socket directory.
+    pub fn socket_url(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres@/{db}?host={}&port={}",
+            self.data.display(),
+            self.port
+        )
+    }
+
     /// A new empty database; returns its URL.
     pub fn create_database(&self) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(1);

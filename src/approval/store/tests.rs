@@ -768,4 +768,10 @@ fn the_store_suite_runs_on_postgresql() {
         test();
     }
     POSTGRES.with(|p| *p.borrow_mut() = None);
+    // The URL may name a socket directory instead of a host.
+    let url = cluster.create_database();
+    let db = url.rsplit('/').next().unwrap();
+    let store = ApprovalStore::connect(&cluster.socket_url(db)).unwrap();
+    store.create(&request("s", "d")).unwrap();
+    assert_eq!(store.get("s").unwrap().unwrap().status, Status::Pending);
 }
