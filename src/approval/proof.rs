@@ -119,18 +119,22 @@ impl ConsoleKey {
     /// characters), else a new key of this process's own.
     pub fn from_env() -> Result<ConsoleKey, String> {
         match std::env::var(CONSOLE_KEY_ENV) {
-            Ok(secret) if secret.trim().len() >= 32 => {
-                use sha2::Digest;
-                let digest = sha2::Sha256::digest(
-                    format!("mcp-firewall console key\n{}", secret.trim()).as_bytes(),
-                );
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&digest);
-                Ok(ConsoleKey(key))
-            }
-            Ok(_) => Err(format!("{CONSOLE_KEY_ENV} must be at least 32 characters")),
+            Ok(secret) => ConsoleKey::from_secret(&secret),
             Err(_) => Ok(ConsoleKey::generate()),
         }
+    }
+
+    /// The key every replica derives from the same shared secret.
+    pub fn from_secret(secret: &str) -> Result<ConsoleKey, String> {
+        use sha2::Digest;
+        if secret.trim().len() < 32 {
+            return Err(format!("{CONSOLE_KEY_ENV} must be at least 32 characters"));
+        }
+        let digest =
+            sha2::Sha256::digest(format!("mcp-firewall console key\n{}", secret.trim()).as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&digest);
+        Ok(ConsoleKey(key))
     }
 
     pub fn generate() -> ConsoleKey {

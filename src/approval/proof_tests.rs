@@ -315,3 +315,20 @@ fn a_console_answer_verifies_only_with_this_process_key() {
     };
     assert!(v.verify("apr_1", "sha256:d", &carol, 1000).is_err());
 }
+
+/// Replicas sharing `MCP_FIREWALL_CONSOLE_KEY` derive one key: a console
+/// answer tagged at one verifies at another; a process of its own, or a
+/// short secret, does not.
+#[test]
+fn replicas_with_one_console_secret_verify_each_others_answers() {
+    let secret = "a-console-secret-of-at-least-32-characters";
+    let (a, b) = (
+        ConsoleKey::from_secret(secret).unwrap(),
+        ConsoleKey::from_secret(secret).unwrap(),
+    );
+    let tag = a.tag(b"an answer");
+    assert!(b.verifies(b"an answer", &tag));
+    assert!(!b.verifies(b"another answer", &tag));
+    assert!(!ConsoleKey::generate().verifies(b"an answer", &tag));
+    assert!(ConsoleKey::from_secret("too short").is_err());
+}
