@@ -342,6 +342,15 @@ fn each_replica_has_its_chain_and_a_truncated_log_is_caught_against_the_store() 
     };
     let (ok, out) = verify(&[&logs[0], &logs[1]]);
     assert!(ok, "{out}");
+    // The head of the final checkpoint (taken as the firewall stopped)
+    // reached the store: the whole log is covered.
+    for log in &logs {
+        let records = std::fs::read_to_string(log).unwrap().lines().count();
+        assert!(
+            out.contains(&format!("{}, seq {records}, ", log.display())),
+            "{out}"
+        );
+    }
     for replica in ["r1", "r2"] {
         assert!(
             out.contains(&format!(

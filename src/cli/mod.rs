@@ -81,6 +81,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // One plain line, like the MCP listener's: scripts read the port.
         eprintln!("mcp-firewall: metrics on http://{bound}/metrics");
     }
+    // For the final chain head (below), after `shared` is handed over.
+    let approvals = shared.approvals.clone();
     match listen {
         Some(addr) if args.stdio => runtime.block_on(async {
             let stdio =
@@ -97,8 +99,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     // Upstream processes are killed when the runtime drops their handles.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    // The last records of the run, signed.
-    audit.checkpoint()?;
+    // The last records of the run, signed; on a shared store the head is
+    // recorded here, as the recording thread may not outlive the process.
+    if let (Some(last), Some(approvals), Some(replica)) =
+        (audit.checkpoint()?, &approvals, audit.replica())
+    {
+        let log = audit.path().display().to_string();
+        if let Err(e) = approvals.store.record_audit_head(
+            replica,
+            &log,
+            last.seq,
+            &last.head,
+            chrono::Utc::now(),
+        ) {
+            tracing::error!("could not record the final audit chain head in the store: {e}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
