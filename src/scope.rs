@@ -142,6 +142,14 @@ pub fn off_worker<R>(work: impl FnOnce() -> R) -> R {
     }
 }
 
+/// `work`'s output, or `None` once the current scope closes first.
+pub async fn unless_closed<T>(work: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        out = work => Some(out),
+        _ = cancelled() => None,
+    }
+}
+
 /// Resolves when the current scope closes; never, outside a scope.
 pub async fn cancelled() {
     match Scope::current() {

@@ -420,14 +420,7 @@ impl std::fmt::Display for StoreAt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreAt::Dir(dir) => write!(f, "{}", dir.display()),
-            StoreAt::Url(url) => match url.parse::<tokio_postgres::Config>() {
-                Ok(c) => write!(
-                    f,
-                    "the PostgreSQL store {}",
-                    c.get_dbname().unwrap_or("postgres")
-                ),
-                Err(_) => write!(f, "the PostgreSQL store"),
-            },
+            StoreAt::Url(url) => f.write_str(&mcp_firewall::approval::store::describe_url(url)),
         }
     }
 }

@@ -95,23 +95,28 @@ pub(super) fn connect(
 /// Carry one session's messages to the process until the session's
 /// connection is dropped or its scope closes.
 async fn session_pump(mux: Arc<Mux>, view: u64, mut rx: mpsc::Receiver<Outgoing>) {
-    loop {
-        let message = tokio::select! {
-            message = rx.recv() => message,
-            _ = crate::scope::cancelled() => None,
-        };
-        let Some(message) = message else {
-            break;
-        };
+    while let Some(Some(message)) = crate::scope::unless_closed(rx.recv()).await {
         mux.send_for(view, message).await;
     }
     mux.detach(view).await;
 }
 
 /// One session attached to the process.
+#[derive(Clone)]
 struct View {
     upstream: Weak<Upstream>,
     events: mpsc::Sender<UpstreamEvent>,
+}
+
+impl View {
+    /// Hand `message` to the session's connection, as if its own process
+    /// had sent it (nothing, if the session is gone).
+    async fn deliver(self, message: Value) {
+        if let Some(up) = self.upstream.upgrade() {
+            up.deliver(&self.events, message.to_string().as_bytes())
+                .await;
+        }
+    }
 }
 
 struct Mux {
@@ -280,17 +285,8 @@ impl Mux {
         match &mut state.handshake {
             Handshake::Done(result) => {
                 let answer = json!({"jsonrpc": "2.0", "id": id, "result": result.clone()});
-                let target = state
-                    .views
-                    .get(&view)
-                    .map(|v| (v.upstream.clone(), v.events.clone()));
-                drop(state);
-                if let Some((upstream, events)) = target {
-                    tokio::spawn(async move {
-                        if let Some(up) = upstream.upgrade() {
-                            up.deliver(&events, answer.to_string().as_bytes()).await;
-                        }
-                    });
+                if let Some(target) = state.views.get(&view) {
+                    tokio::spawn(target.clone().deliver(answer));
                 }
                 None
             }
@@ -309,7 +305,7 @@ impl Mux {
     }
 
     /// One line from the process: to whom it goes.
-    fn route(&self, message: Value) -> Vec<(Weak<Upstream>, mpsc::Sender<UpstreamEvent>, Value)> {
+    fn route(&self, message: Value) -> Vec<(View, Value)> {
         let mut state = self.lock();
         let method = message
             .get("method")
@@ -327,8 +323,7 @@ impl Mux {
             }
             (None, None) => Route::Nowhere,
         };
-        let out =
-            |view: &View, message: Value| (view.upstream.clone(), view.events.clone(), message);
+        let out = |view: &View, message: Value| (view.clone(), message);
         match route {
             Route::To(view, message) => state
                 .views
@@ -445,12 +440,7 @@ impl State {
                 let mut copy = message.clone();
                 copy["id"] = theirs.clone();
                 if let Some(v) = self.views.get(view) {
-                    let (up, events) = (v.upstream.clone(), v.events.clone());
-                    tokio::spawn(async move {
-                        if let Some(up) = up.upgrade() {
-                            up.deliver(&events, copy.to_string().as_bytes()).await;
-                        }
-                    });
+                    tokio::spawn(v.clone().deliver(copy));
                 }
             }
             return match waiting.into_iter().next() {
@@ -580,10 +570,8 @@ async fn read_lines(
                     tracing::warn!(server = %mux.name, "shared upstream sent a line that is not JSON");
                     continue;
                 };
-                for (upstream, events, message) in mux.route(message) {
-                    if let Some(up) = upstream.upgrade() {
-                        up.deliver(&events, message.to_string().as_bytes()).await;
-                    }
+                for (view, message) in mux.route(message) {
+                    view.deliver(message).await;
                 }
             }
             Ok(Some(Frame::TooLong)) => {

@@ -107,14 +107,7 @@ pub(super) fn start(
 /// and end the upstream's session.
 async fn pump(upstream: Weak<Upstream>, session: Arc<Session>, mut rx: mpsc::Receiver<Outgoing>) {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_POSTS));
-    loop {
-        let message = tokio::select! {
-            message = rx.recv() => message,
-            _ = crate::scope::cancelled() => None,
-        };
-        let Some(message) = message else {
-            break;
-        };
+    while let Some(Some(message)) = crate::scope::unless_closed(rx.recv()).await {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };

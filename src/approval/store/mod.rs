@@ -33,6 +33,7 @@ mod answer;
 mod error;
 mod grant;
 mod pg;
+pub use pg::describe_url;
 pub mod pins;
 mod rows;
 mod schema;

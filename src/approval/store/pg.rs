@@ -399,6 +399,14 @@ impl PgStore {
     }
 }
 
+/// `postgres://host:port/dbname` of a store URL, never its password (nor,
+/// when it does not parse, anything of it).
+pub fn describe_url(url: &str) -> String {
+    url.parse::<tokio_postgres::Config>()
+        .map(|config| describe(&config))
+        .unwrap_or_else(|_| "the PostgreSQL store".into())
+}
+
 /// `host:port/dbname` of a config (a socket directory shows as its path).
 fn describe(config: &tokio_postgres::Config) -> String {
     let host = config
