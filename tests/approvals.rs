@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -201,29 +200,6 @@ fn cli(data: &Path, args: &[&str]) -> (bool, String) {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
-}
-
-/// POST with explicit headers over a plain socket; returns (status, body).
-fn post(port: u16, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
 }
 
 type Headers = Vec<(&'static str, String)>;
@@ -508,7 +484,7 @@ fn the_endpoint_refuses_every_bad_signature() {
         ("no headers", vec![], body),
     ];
     for (what, headers, sent) in cases {
-        let (status, reply) = post(port, &path, &headers, sent);
+        let (status, reply) = http_post(port, &path, &headers, sent);
         assert_eq!(status, 401, "{what}: {reply}");
     }
     let (ok, out) = cli(data.path(), &["show", &id]);
@@ -519,9 +495,9 @@ fn the_endpoint_refuses_every_bad_signature() {
 
     // The second configured secret (rotation) is accepted; its id only once.
     let headers = signed_headers(OTHER_SECRET, "m-final", now(), body);
-    let (status, reply) = post(port, &path, &headers, body);
+    let (status, reply) = http_post(port, &path, &headers, body);
     assert_eq!(status, 200, "{reply}");
-    let (status, reply) = post(port, &path, &headers, body);
+    let (status, reply) = http_post(port, &path, &headers, body);
     assert_eq!(status, 409, "replayed webhook-id: {reply}");
     assert!(reply.contains("replay"), "{reply}");
 
@@ -565,7 +541,7 @@ fn the_requester_cannot_approve_their_own_call() {
     let digest = digest_of(data.path(), &id);
     for (n, spelling) in ["Alice", "alice\u{200b}", "ａｌｉｃｅ"].iter().enumerate() {
         let body = bot_body(&id, &digest, "approve", spelling, "trust me");
-        let (status, reply) = post(
+        let (status, reply) = http_post(
             port,
             &format!("/approvals/{id}"),
             &signed_headers(SECRET, &format!("self-{n}"), now(), &body),
@@ -1001,11 +977,11 @@ fn bot_answers_are_bound_to_their_approval() {
 
     let body_a = bot_body(&id_a, &digest_a, "approve", "bob", "fine");
     let headers_a = signed_headers(SECRET, "msg-for-a", now(), &body_a);
-    let (status, reply) = post(port_b, &format!("/approvals/{id_b}"), &headers_a, &body_a);
+    let (status, reply) = http_post(port_b, &format!("/approvals/{id_b}"), &headers_a, &body_a);
     assert_eq!(status, 403, "A's answer replayed at B: {reply}");
     // Naming B, but for another call's digest.
     let misbound = bot_body(&id_b, &digest_a, "approve", "bob", "fine");
-    let (status, reply) = post(
+    let (status, reply) = http_post(
         port_b,
         &format!("/approvals/{id_b}"),
         &signed_headers(SECRET, "msg-b-1", now(), &misbound),
@@ -1016,7 +992,7 @@ fn bot_answers_are_bound_to_their_approval() {
     let still = fw_b.call("write_note", args_b);
     assert!(text(&still).starts_with("Approval pending"), "{still}");
     // A's own answer at A works, once.
-    let (status, reply) = post(port_a, &format!("/approvals/{id_a}"), &headers_a, &body_a);
+    let (status, reply) = http_post(port_a, &format!("/approvals/{id_a}"), &headers_a, &body_a);
     assert_eq!(status, 200, "{reply}");
     let released = fw_a.call("write_note", args);
     assert_eq!(released["result"]["isError"], false, "{released}");
@@ -1093,7 +1069,7 @@ fn look_alike_approvers_do_not_make_a_quorum() {
     .enumerate()
     {
         let body = bot_body(&id, &digest, "approve", name, "ok");
-        let (status, reply) = post(
+        let (status, reply) = http_post(
             port,
             &format!("/approvals/{id}"),
             &signed_headers(SECRET, &format!("q-{n}"), now(), &body),

@@ -29,13 +29,12 @@ fn approvers_file(dir: &Path) -> String {
     path.to_str().unwrap().to_string()
 }
 
-/// One replica: stdio, its own audit log, the shared store.
-fn replica(url: &str, approvers: &str, events: &Path, wait: u64) -> Firewall {
-    let mut fw = Builder::new()
-        .rego(HOLD_WRITES)
-        .approval_wait(wait)
+/// A replica of alice's firewall with `policy` on the shared store `url`
+/// (stdio, its own audit log); callers add what differs.
+fn replica_of(policy: &str, url: &str, approvers: &str) -> Builder {
+    Builder::new()
+        .rego(policy)
         .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
-        .env("FIXTURE_EVENT_LOG", events.to_str().unwrap())
         .args(&[
             "--principal",
             "alice",
@@ -44,9 +43,22 @@ fn replica(url: &str, approvers: &str, events: &Path, wait: u64) -> Firewall {
             "--store-url",
             url,
         ])
-        .wrap_fixture();
+}
+
+/// Started in front of the fixture, initialized.
+fn started(builder: Builder) -> Firewall {
+    let mut fw = builder.wrap_fixture();
     fw.initialize();
     fw
+}
+
+/// One replica holding writes, its fixture recording into `events`.
+fn replica(url: &str, approvers: &str, events: &Path, wait: u64) -> Firewall {
+    started(
+        replica_of(HOLD_WRITES, url, approvers)
+            .approval_wait(wait)
+            .env("FIXTURE_EVENT_LOG", events.to_str().unwrap()),
+    )
 }
 
 /// `approvals <args> --store-url URL` (the CLI on the shared store).
@@ -241,22 +253,7 @@ deny contains "more than 4 reads a minute" if input.rate.principal_tool_last_min
     let dir = tempfile::tempdir().unwrap();
     let approvers = approvers_file(dir.path());
     let mut replicas: Vec<Firewall> = (0..3)
-        .map(|_| {
-            let mut fw = Builder::new()
-                .rego(LIMIT)
-                .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
-                .args(&[
-                    "--principal",
-                    "alice",
-                    "--approvers",
-                    &approvers,
-                    "--store-url",
-                    &url,
-                ])
-                .wrap_fixture();
-            fw.initialize();
-            fw
-        })
+        .map(|_| started(replica_of(LIMIT, &url, &approvers)))
         .collect();
     for round in 0..3 {
         for (i, fw) in replicas.iter_mut().enumerate() {
@@ -370,29 +367,6 @@ fn each_replica_has_its_chain_and_a_truncated_log_is_caught_against_the_store() 
     assert!(out.contains("ok: replica r2"), "{out}");
 }
 
-/// POST with headers over a plain socket; returns (status, body).
-fn post(port: u16, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (
-        status,
-        response.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-    )
-}
-
 /// A quorum of two answered at two places (bob's bot answer at replica A's
 /// signed endpoint, carol's signed CLI answer) releases the call held at
 /// replica B; the bot's webhook replayed byte for byte at B's endpoint is
@@ -409,22 +383,11 @@ fn quorum_and_replay_protection_span_replicas() {
     let dir = tempfile::tempdir().unwrap();
     let approvers = approvers_file(dir.path());
     let start = |port: u16, wait: u64| {
-        let mut fw = Builder::new()
-            .rego(&policy)
-            .approval_wait(wait)
-            .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
-            .args(&[
-                "--principal",
-                "alice",
-                "--approvers",
-                &approvers,
-                "--store-url",
-                &url,
-            ])
-            .args(&["--approval-listen", &format!("127.0.0.1:{port}")])
-            .wrap_fixture();
-        fw.initialize();
-        fw
+        started(
+            replica_of(&policy, &url, &approvers)
+                .approval_wait(wait)
+                .args(&["--approval-listen", &format!("127.0.0.1:{port}")]),
+        )
     };
     let (port_a, port_b) = (free_port(), free_port());
     let _a = start(port_a, 0);
@@ -451,7 +414,7 @@ fn quorum_and_replay_protection_span_replicas() {
         ("webhook-signature", sign(&secrets, "msg-across", ts, &body)),
     ];
     let path = format!("/approvals/{id}");
-    let (status, reply) = post(port_a, &path, &headers, &body);
+    let (status, reply) = http_post(port_a, &path, &headers, &body);
     assert_eq!(status, 200, "{reply}");
     // One of two: still held.
     let (_, shown) = cli(&url, &["show", &id]);
@@ -459,7 +422,7 @@ fn quorum_and_replay_protection_span_replicas() {
     approve(&url, &id);
     let released = b.response(&json!(70));
     assert_eq!(released["result"]["isError"], false, "{released}");
-    let (status, reply) = post(port_b, &path, &headers, &body);
+    let (status, reply) = http_post(port_b, &path, &headers, &body);
     assert_eq!(
         status, 409,
         "the webhook seen at A was accepted again at B: {reply}"
