@@ -51,6 +51,9 @@ static MUXES: LazyLock<Mutex<HashMap<String, Arc<Mux>>>> =
 
 /// Lines queued for the shared process's stdin.
 const WRITE_QUEUE: usize = 1024;
+/// Server-to-client requests of one shared process waiting for their
+/// sessions' answers; beyond it, more are refused back to the server.
+const MAX_SERVER_REQUESTS: usize = 1024;
 
 /// Notifications every session is told about.
 const BROADCAST: &[&str] = &[
@@ -473,6 +476,12 @@ impl State {
                 "this server is shared between sessions and the request could not be tied to one",
             ));
         };
+        if self.server_requests.len() >= MAX_SERVER_REQUESTS {
+            return Route::Answer(refusal(
+                &id,
+                "too many requests of this server are waiting for its clients",
+            ));
+        }
         self.next_id += 1;
         let ours = self.next_id;
         self.server_requests.insert(ours, (view, id));

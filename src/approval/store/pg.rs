@@ -186,9 +186,14 @@ impl PgStore {
     /// Connect to `url` (`postgres://user@host:port/db`, or a socket
     /// directory: `postgres:///db?host=/run/postgresql`) and migrate.
     pub fn connect(url: &str) -> Result<PgStore, StoreError> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Postgres(format!("store URL: {e}")))?;
+        // Connecting has a deadline too (the change listener connects
+        // outside `block`'s), unless the URL sets its own.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(STATEMENT_TIMEOUT);
+        }
         let location = describe(&config);
         let runtime = background_runtime()?;
         let store = PgStore {
