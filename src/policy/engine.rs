@@ -34,6 +34,7 @@ use regorus::{Engine, Value};
 use super::decision::Verdict;
 use super::error::PolicyError;
 use super::loader::{self, SourceFile};
+use super::response_rules;
 use super::verdict::{self, REQUEST_RULES, RESPONSE_RULES, RULES};
 
 /// Longest one decision may take. A policy decides on a request the client is
@@ -52,6 +53,12 @@ const ADAPTER_LABEL: &str = "<mcp-firewall adapter>";
 #[derive(Clone)]
 pub struct PolicySet {
     engine: Engine,
+    /// What the response phase evaluates: the same policy without the
+    /// `deny` rules that cannot see a result (see [`response_rules`]), or
+    /// `None` when every rule may.
+    response: Option<Engine>,
+    /// How many `deny` rules the response phase leaves out.
+    response_skips: usize,
     package: String,
     revision: String,
     files: Vec<PathBuf>,
@@ -84,10 +91,23 @@ impl PolicySet {
         if !declares_package(&engine, &components) {
             return Err(no_package());
         }
+        let trimmed =
+            response_rules::response_sources(&mut engine, &files, &components, ADAPTER_PACKAGE);
         add_adapter(&mut engine, package).map_err(|e| loader::load_err(dir, e))?;
         prepare(&mut engine, dir)?;
+        let (response, response_skips) = match trimmed {
+            Some((sources, skipped)) => {
+                let mut response = loader::build_engine(&sources, EVAL_TIME_LIMIT)?;
+                add_adapter(&mut response, package).map_err(|e| loader::load_err(dir, e))?;
+                prepare(&mut response, dir)?;
+                (Some(response), skipped)
+            }
+            None => (None, 0),
+        };
         Ok(PolicySet {
             engine,
+            response,
+            response_skips,
             package: package.to_string(),
             revision: loader::revision(&files),
             may_hide: files.iter().any(loader::may_define_hide),
@@ -154,9 +174,19 @@ impl PolicySet {
         verdict::from_rules(&rules)
     }
 
+    /// How many `deny` rules the response phase leaves out because they
+    /// cannot see a result (they were decided on the request).
+    pub fn response_skips(&self) -> usize {
+        self.response_skips
+    }
+
     /// Runs one adapter rule on a clone of the engine; returns its JSON value.
     fn eval_adapter(&self, rule: &str, input: Value) -> Result<serde_json::Value, PolicyError> {
-        let mut engine = self.engine.clone();
+        let engine = match (rule, &self.response) {
+            ("response", Some(response)) => response,
+            _ => &self.engine,
+        };
+        let mut engine = engine.clone();
         engine.set_input(input);
         let value = engine
             .eval_rule(adapter_rule(rule))

@@ -363,6 +363,12 @@ fn bench_breakdown() {
         e.set_input(rego_input.clone());
         e.eval_rule(super::adapter_rule("ready")).unwrap();
     });
+    let mut response = input.clone();
+    response["phase"] = json!("response");
+    response["result"] = json!({"content": [{"type": "text", "text": "ok"}], "findings": []});
+    time("response phase", &mut || {
+        drop(set.evaluate(&response).unwrap())
+    });
     time("clone+verdict", &mut || {
         let mut e = set.engine.clone();
         e.set_input(rego_input.clone());

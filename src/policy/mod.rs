@@ -11,6 +11,7 @@
 //! | `loader.rs` | directory walk, revision hash, engine construction |
 //! | `convert.rs` | JSON -> regorus values, with already-converted parts spliced in |
 //! | `engine.rs` | [`PolicySet`]: load once, evaluate per request |
+//! | `response_rules.rs` | which `deny` rules the response phase can leave out |
 //! | `verdict.rs` | rule values -> [`Verdict`]: type checks and precedence |
 //! | `testing.rs` | [`run_tests`], a minimal `opa test` |
 //! | `coverage.rs` | [`FileCoverage`]: line coverage merged over a test run |
@@ -30,6 +31,7 @@ mod error;
 mod explain;
 mod loader;
 mod replay;
+mod response_rules;
 mod testing;
 mod verdict;
 
