@@ -231,3 +231,55 @@ fn a_call_whose_audit_record_cannot_be_written_is_refused_and_never_forwarded() 
     let (ok, out) = verify(&audit);
     assert!(ok, "a failed write leaves the chain intact: {out}");
 }
+
+/// With `--audit-fsync always`, calls in flight together wait for their
+/// records on the log's `fsync` thread (group commit) rather than each on a
+/// worker: every one is answered, ran once, and has its decision and its
+/// outcome in a chain that verifies.
+#[test]
+fn with_fsync_always_concurrent_calls_are_each_recorded_and_answered() {
+    const CALLS: usize = 24;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let events = dir.path().join("events.jsonl");
+    let mut fw = Builder::new()
+        .audit(&audit)
+        .args(&["--audit-fsync", "always"])
+        .env("FIXTURE_EVENT_LOG", events.to_str().unwrap())
+        .wrap_fixture();
+    fw.initialize();
+    let ids: Vec<_> = (0..CALLS)
+        .map(|i| {
+            fw.send_request(
+                "tools/call",
+                json!({"name": "echo", "arguments": {"text": format!("burst-{i}")}}),
+            )
+        })
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let resp = fw.response(id);
+        assert_eq!(text(&resp), format!("burst-{i}"), "{resp}");
+    }
+    assert!(fw.shutdown().success());
+    let records = read_audit(&audit);
+    for i in 0..CALLS {
+        let marker = format!("burst-{i}");
+        let decided: Vec<_> = records
+            .iter()
+            .filter(|r| r["event"] == "call.decided" && r["arguments"]["text"] == marker)
+            .collect();
+        assert_eq!(decided.len(), 1, "{marker}");
+        let id = &decided[0]["decision_id"];
+        assert!(
+            records
+                .iter()
+                .any(|r| r["event"] == "call.completed" && &r["decision_id"] == id),
+            "{marker} has its outcome recorded"
+        );
+    }
+    let ran = std::fs::read_to_string(&events).unwrap();
+    for i in 0..CALLS {
+        assert_eq!(ran.matches(&format!("\"burst-{i}\"")).count(), 1, "{ran}");
+    }
+    assert_chain_verifies(&audit);
+}

@@ -39,11 +39,13 @@
 //! | [`checkpoint`] | signed checkpoints of the chain's head, and their verifier |
 //! | `record` | the record fields, sealing a record, checking one line |
 //! | [`writer`] | [`AuditLog`]: open/resume, append |
+//! | `durability` | group commit: the `fsync` thread, [`Pending`] records |
 //! | [`verify`] | re-walk the chain, report the first break |
 //! | [`mod@mask`] | replace secret values by key name before logging |
 
 pub mod canonical;
 pub mod checkpoint;
+mod durability;
 mod error;
 pub mod mask;
 mod record;
@@ -56,6 +58,7 @@ mod tests;
 
 pub use canonical::{canonical_json, sha256_tagged};
 pub use checkpoint::{CheckpointReport, CheckpointSettings, CheckpointSigner, verify_checkpoints};
+pub use durability::Pending;
 pub use error::AuditError;
 pub use mask::{DEFAULT_MASKED_FIELDS, MASK, MaskRules, mask};
 pub use record::{GENESIS_HASH, MAX_RECORD_BYTES};

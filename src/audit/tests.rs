@@ -314,6 +314,52 @@ fn fsync_always_commits_concurrent_records_in_one_group() {
     assert_eq!(verify_file(&path).unwrap().records, 1 + WRITERS);
 }
 
+/// A task awaiting its record's `fsync` holds no thread: on a runtime with
+/// one thread, another task runs while the record waits, and the record is
+/// reported durable only after the `fsync` thread covered it. (Before, the
+/// wait blocked the thread: nothing else ran until the disk answered.)
+#[test]
+fn awaiting_a_durable_record_leaves_the_thread_free() {
+    let (_dir, path) = temp_log();
+    let log = Arc::new(AuditLog::open(&path, FsyncMode::Always).unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let paused = log.pause_syncs();
+    let (durable, other) = runtime.block_on(async {
+        let pending = log.append_pending("call.decided", json!({"i": 1})).unwrap();
+        let waiting = tokio::spawn(pending.durable());
+        let other = tokio::spawn(async { "ran" }).await.unwrap();
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "durable before any fsync covered it"
+        );
+        assert_eq!(log.syncs(), 0);
+        drop(paused);
+        (waiting.await.unwrap(), other)
+    });
+    assert_eq!(other, "ran");
+    assert_eq!(durable.unwrap().seq, 1);
+    assert!(log.syncs() >= 1);
+    assert_eq!(verify_file(&path).unwrap().records, 1);
+}
+
+/// Dropping the log syncs what was written before the `fsync` thread
+/// stops, so a record handed back as pending is never left behind.
+#[test]
+fn closing_the_log_syncs_what_is_written() {
+    let (_dir, path) = temp_log();
+    let log = AuditLog::open(&path, FsyncMode::Always).unwrap();
+    let paused = log.pause_syncs();
+    let pending = log.append_pending("call.decided", json!({})).unwrap();
+    drop(paused);
+    let waiter = std::thread::spawn(move || pending.wait().map(|r| r.seq));
+    drop(log);
+    assert_eq!(waiter.join().unwrap().unwrap(), 1);
+}
+
 #[test]
 fn concurrent_appends_make_one_valid_chain() {
     const THREADS: u64 = 8;

@@ -20,13 +20,13 @@
 //! - a failed write is rolled back by truncating to the length before it; if
 //!   even that fails, every later append fails too (the file is in an unknown
 //!   state and a restart plus `audit verify` is needed);
-//! - in [`FsyncMode::Always`], `append` returns only once its record is
-//!   durable, but records are synced in groups: a writer whose record is not
-//!   yet covered by a finished `fsync` syncs everything written so far, and
-//!   the writers that queued behind it while it did find their records
-//!   already durable (group commit; 32 concurrent calls cost a few `fsync`s,
-//!   not 32). A failed `fsync` fails every record it was to cover and every
-//!   later append: records already chained on them may not be on disk.
+//! - in [`FsyncMode::Always`], a record counts only once it is durable
+//!   (`append` returns then; `append_pending` hands back a [`Pending`] to
+//!   wait or await), but records are synced in groups by one thread
+//!   ([`super::durability`]): 32 concurrent calls cost a few `fsync`s, not
+//!   32, and a call awaiting its record does not hold a thread. A failed
+//!   `fsync` fails every record it was to cover and every later append:
+//!   records already chained on them may not be on disk.
 //!
 //! - with a signing key ([`super::checkpoint`]), a signed checkpoint of the
 //!   chain's head is appended to the checkpoint file whenever a record's
@@ -43,13 +43,13 @@
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointSigner};
+use super::durability::{Pending, Syncer};
 use super::error::AuditError;
 use super::record::{GENESIS_HASH, MAX_RECORD_BYTES, RESERVED_FIELDS, check_line, seal};
 
@@ -95,27 +95,17 @@ pub struct AuditLog {
     // A std Mutex, not tokio's: the critical section is one small write and
     // never awaits.
     inner: Mutex<Inner>,
-    /// `seq` of the last record written (visible to the next `fsync`).
-    written: AtomicU64,
-    /// Group commit (FsyncMode::Always): who syncs, and what is durable.
-    durable: Mutex<Durable>,
-    /// The same open file, for `fsync` outside the write lock, and whose
-    /// advisory lock (shared with `inner.file`) serializes the writers.
+    /// Group commit ([`FsyncMode::Always`]): the `fsync` thread's state,
+    /// and the thread (stopped and joined on drop).
+    syncer: Option<Arc<Syncer>>,
+    syncer_thread: Option<std::thread::JoinHandle<()>>,
+    /// The same open file, whose advisory lock (shared with `inner.file`)
+    /// serializes the writers, and which checkpoints sync.
     sync_file: File,
 }
 
 /// What is told each signed checkpoint's `(seq, head)`.
 pub type HeadRecorder = Box<dyn Fn(u64, &str) + Send + Sync>;
-
-#[derive(Debug, Default)]
-pub(crate) struct Durable {
-    /// Every record up to this `seq` is on disk.
-    synced: u64,
-    /// `fsync` calls made (for tests and benchmarks).
-    syncs: u64,
-    /// Set by a failed `fsync`; every later wait fails.
-    failed: Option<String>,
-}
 
 #[derive(Debug)]
 struct Inner {
@@ -149,6 +139,15 @@ impl AuditLog {
             len,
             broken: false,
         };
+        let (syncer, syncer_thread) = match fsync {
+            FsyncMode::Always => {
+                let file = sync_file.try_clone().map_err(write_failed)?;
+                let (syncer, thread) =
+                    Syncer::start(file, path.to_path_buf(), next_seq - 1).map_err(write_failed)?;
+                (Some(syncer), Some(thread))
+            }
+            FsyncMode::Never => (None, None),
+        };
         Ok(AuditLog {
             checkpoints: None,
             replica: None,
@@ -156,11 +155,8 @@ impl AuditLog {
             path: path.to_path_buf(),
             fsync,
             inner: Mutex::new(inner),
-            written: AtomicU64::new(next_seq - 1),
-            durable: Mutex::new(Durable {
-                synced: next_seq - 1,
-                ..Durable::default()
-            }),
+            syncer,
+            syncer_thread,
             sync_file,
         })
     }
@@ -172,21 +168,23 @@ impl AuditLog {
     /// synced in [`FsyncMode::Always`]); any error means the record is not in
     /// the log and the caller must fail closed.
     pub fn append(&self, event: &str, body: Value) -> Result<AuditReceipt, AuditError> {
-        let started = std::time::Instant::now();
-        let written = self.append_timed(event, body);
-        let metrics = crate::metrics::metrics();
-        match &written {
-            Ok(_) => metrics
-                .audit_write_seconds
-                .observe(started.elapsed().as_secs_f64()),
-            Err(_) => {
-                metrics.audit_write_failures.inc();
-            }
-        }
-        written
+        self.append_pending(event, body)?.wait()
     }
 
-    fn append_timed(&self, event: &str, body: Value) -> Result<AuditReceipt, AuditError> {
+    /// [`Self::append`], returning once the line is written: the record
+    /// counts once the [`Pending`] says it is durable (at once without
+    /// `fsync`), which a task can await without holding its thread.
+    pub fn append_pending(&self, event: &str, body: Value) -> Result<Pending, AuditError> {
+        let started = std::time::Instant::now();
+        let written = self.write_record(event, body);
+        if written.is_err() {
+            crate::metrics::metrics().audit_write_failures.inc();
+        }
+        let receipt = written?;
+        Ok(Pending::new(receipt, self.syncer.clone(), started))
+    }
+
+    fn write_record(&self, event: &str, body: Value) -> Result<AuditReceipt, AuditError> {
         let body = match body {
             Value::Object(map) => map,
             other => {
@@ -218,6 +216,9 @@ impl AuditLog {
                  restart and run `mcp-firewall audit verify`",
             )));
         }
+        if let Some(failed) = self.syncer.as_ref().and_then(|s| s.failure()) {
+            return Err(failed);
+        }
         // `sync_file` shares the open file (and so its lock) with `inner.file`.
         let locked =
             lock_within(&self.sync_file, LOCK_WAIT).map_err(|e| lock_failed(&self.path, e))?;
@@ -245,10 +246,9 @@ impl AuditLog {
         inner.next_seq += 1;
         inner.last_hash.clone_from(&hash);
         inner.len += line.len() as u64;
-        self.written.store(seq, Ordering::Release);
         drop(inner);
-        if self.fsync == FsyncMode::Always {
-            self.wait_durable(seq)?;
+        if let Some(syncer) = &self.syncer {
+            syncer.wrote(seq);
         }
         Ok(AuditReceipt { seq, hash })
     }
@@ -339,59 +339,21 @@ impl AuditLog {
         self.write_failed(io::Error::other(e.to_string()))
     }
 
-    /// Return once record `seq` is on disk: at once if a finished `fsync`
-    /// covered it, else sync everything written so far (group commit).
-    fn wait_durable(&self, seq: u64) -> Result<(), AuditError> {
-        let poisoned = || self.write_failed(io::Error::other("sync lock poisoned by a panic"));
-        let blocking = || {
-            let mut durable = self.durable.lock().map_err(|_| poisoned())?;
-            if let Some(why) = &durable.failed {
-                return Err(self.write_failed(io::Error::other(why.clone())));
-            }
-            if durable.synced >= seq {
-                return Ok(());
-            }
-            let upto = self.written.load(Ordering::Acquire);
-            durable.syncs += 1;
-            match self.sync_file.sync_data() {
-                Ok(()) => {
-                    durable.synced = upto;
-                    Ok(())
-                }
-                Err(e) => {
-                    let why = format!(
-                        "fsync failed ({e}); records from seq {} on may not be on disk; \
-                         restart and run `mcp-firewall audit verify`",
-                        durable.synced + 1
-                    );
-                    durable.failed = Some(why);
-                    if let Ok(mut inner) = self.inner.lock() {
-                        inner.broken = true;
-                    }
-                    Err(self.write_failed(e))
-                }
-            }
-        };
-        // On a multi-threaded runtime, let its other tasks move off this
-        // worker while it waits for the disk.
-        crate::scope::off_worker(blocking)
-    }
-
-    /// Hold the sync lock (tests: queue writers behind a slow `fsync`).
+    /// Start no `fsync` while the guard lives (tests: queue writers).
     #[cfg(test)]
-    pub(crate) fn pause_syncs(&self) -> std::sync::MutexGuard<'_, Durable> {
-        self.durable.lock().unwrap()
+    pub(crate) fn pause_syncs(&self) -> super::durability::Paused<'_> {
+        self.syncer.as_ref().expect("fsync always").pause()
     }
 
-    /// `seq` of the last record written, durable or not.
+    /// `seq` of the last record written, durable or not (fsync always).
     #[cfg(test)]
     pub(crate) fn written(&self) -> u64 {
-        self.written.load(Ordering::Acquire)
+        self.syncer.as_ref().map_or(0, |s| s.written())
     }
 
     /// `fsync` calls made so far (group commit makes far fewer than records).
     pub fn syncs(&self) -> u64 {
-        self.durable.lock().map_or(0, |d| d.syncs)
+        self.syncer.as_ref().map_or(0, |s| s.syncs())
     }
 
     /// The file this log writes to.
@@ -443,11 +405,15 @@ pub fn create_private(path: &Path, read: bool) -> io::Result<File> {
 
 impl Drop for AuditLog {
     fn drop(&mut self) {
-        if self.fsync == FsyncMode::Always {
-            let written = self.written.load(Ordering::Acquire);
+        if let Some(syncer) = &self.syncer {
+            // The thread syncs what is written before it stops.
+            syncer.close();
+            if let Some(thread) = self.syncer_thread.take() {
+                let _ = thread.join();
+            }
             tracing::info!(
-                last_seq = written,
-                fsyncs = self.syncs(),
+                last_seq = syncer.written(),
+                fsyncs = syncer.syncs(),
                 "audit log closed (group commit: fsyncs made for the records of this run)"
             );
         }

@@ -63,7 +63,7 @@ impl Proxy {
         cancel: &CancellationToken,
         task: Holding<'_>,
     ) -> Result<Permit, Option<Refused>> {
-        match self.decide(subject) {
+        match self.decide(subject).await {
             Ok(permit) => Ok(permit),
             Err(Refused {
                 decision_id: Some(decision_id),
@@ -169,14 +169,19 @@ impl Proxy {
             let (answer, inspection) = self.inspect_response(subject, &decision_id, part.clone());
             let answer = super::responses::put_back(subject.method, result, answer);
             return Some(
-                match self.record_outcome(&decision_id, started, &outcome, Some(inspection)) {
+                match self
+                    .record_outcome(&decision_id, started, &outcome, Some(inspection))
+                    .await
+                {
                     Ok(()) => answer,
                     // The response phase's record is part of its promise.
                     Err(e) => Refusal::AuditWriteFailed(e).answer(tool_call, Some(&decision_id)),
                 },
             );
         }
-        let _ = self.record_outcome(&decision_id, started, &outcome, None);
+        let _ = self
+            .record_outcome(&decision_id, started, &outcome, None)
+            .await;
         match outcome {
             Forwarded::Answered(reply) => Some(reply),
             Forwarded::Cancelled => None,

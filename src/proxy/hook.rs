@@ -144,7 +144,7 @@ impl Proxy {
             arguments: &tool_use.tool_input,
             params: &params,
         };
-        let refused = match self.decide(&subject) {
+        let refused = match self.decide(&subject).await {
             Ok(permit) => {
                 return HookAnswer::Allow(format!(
                     "mcp-firewall: allowed by policy (decision {})",

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::Proxy;
 use super::input::{self, Input, Subject, Target};
 use crate::approval::Grant;
-use crate::audit::mask;
+use crate::audit::{Pending, mask};
 use crate::error::Refusal;
 use crate::policy::PolicySet;
 use crate::policy::{Decision, PolicyError, Verdict};
@@ -117,10 +117,37 @@ pub enum Forwarded {
     Failed(UpstreamError),
 }
 
+/// A decision whose record is written, not yet known to be durable.
+struct Recorded {
+    decision_id: String,
+    decided: Result<Permit, Refused>,
+    record: Pending,
+}
+
 impl Proxy {
     /// Decide `subject`, record the decision, and return a [`Permit`] only
-    /// if the policy allowed it and the record was written.
-    pub(super) fn decide(&self, subject: &Subject<'_>) -> Result<Permit, Refused> {
+    /// if the policy allowed it and the record is durable (with `fsync`,
+    /// awaited: the worker decides other calls while the disk syncs).
+    pub(super) async fn decide(&self, subject: &Subject<'_>) -> Result<Permit, Refused> {
+        let Recorded {
+            decision_id,
+            decided,
+            record,
+        } = self.decide_and_record(subject)?;
+        match record.durable().await {
+            Ok(_) => decided,
+            Err(e) => {
+                tracing::error!("audit write failed, refusing the call: {e}");
+                Err(Refused {
+                    decision_id: Some(decision_id),
+                    refusal: e.into(),
+                })
+            }
+        }
+    }
+
+    /// Decide `subject` and write the decision's record.
+    fn decide_and_record(&self, subject: &Subject<'_>) -> Result<Recorded, Refused> {
         let started = std::time::Instant::now();
         let decision_id = uuid::Uuid::new_v4().to_string();
         let span = tracing::info_span!(
@@ -204,28 +231,36 @@ impl Proxy {
             "decision": label,
             "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }));
-        if let Err(e) = self.shared.audit.append("call.decided", record) {
-            tracing::error!("audit write failed, refusing the call: {e}");
-            metrics().decided(subject.method, "error", Some(started.elapsed()));
-            return Err(Refused {
-                decision_id: Some(decision_id),
-                refusal: e.into(),
-            });
-        }
+        let record = match self.shared.audit.append_pending("call.decided", record) {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!("audit write failed, refusing the call: {e}");
+                metrics().decided(subject.method, "error", Some(started.elapsed()));
+                return Err(Refused {
+                    decision_id: Some(decision_id),
+                    refusal: e.into(),
+                });
+            }
+        };
         let result = match (&verdict, &hidden) {
             (Ok(_), Ok(_)) => label,
             _ => "error",
         };
         metrics().decided(subject.method, result, Some(started.elapsed()));
         span.record("mcp.decision", result);
-        match refusal {
+        let decided = match refusal {
             None => Ok(Permit::new(&decision_id, subject)),
             Some(_) if self.shared.shadow => Ok(Permit::new(&decision_id, subject)),
             Some(refusal) => Err(Refused {
-                decision_id: Some(decision_id),
+                decision_id: Some(decision_id.clone()),
                 refusal,
             }),
-        }
+        };
+        Ok(Recorded {
+            decision_id,
+            decided,
+            record,
+        })
     }
 
     /// Record a request refused before policy ran (unknown tool, invalid
@@ -271,7 +306,7 @@ impl Proxy {
     /// (`inspection`: its fields join the record, one write per call). The
     /// call already ran, so a failed write cannot refuse it; the caller
     /// withholds an inspected result instead, and it is logged loudly.
-    pub(super) fn record_outcome(
+    pub(super) async fn record_outcome(
         &self,
         decision_id: &str,
         started: Instant,
@@ -302,11 +337,11 @@ impl Proxy {
         if let (Some(Value::Object(fields)), Some(out)) = (inspection, record.as_object_mut()) {
             out.insert("inspection".into(), Value::Object(fields));
         }
-        self.shared
-            .audit
-            .append("call.completed", record)
-            .map(drop)
-            .inspect_err(|e| tracing::error!("audit write failed for a completed call: {e}"))
+        let written = match self.shared.audit.append_pending("call.completed", record) {
+            Ok(record) => record.durable().await.map(drop),
+            Err(e) => Err(e),
+        };
+        written.inspect_err(|e| tracing::error!("audit write failed for a completed call: {e}"))
     }
 }
 

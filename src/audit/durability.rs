@@ -1,0 +1,286 @@
+//! Group commit for `--audit-fsync always`: one thread makes records durable.
+//!
+//! Job: a writer appends its record (one `write(2)` under the log's lock)
+//! and then waits until an `fsync` that began after that write has finished.
+//! One thread runs the `fsync`s: whenever records are written that no
+//! finished `fsync` covers, it syncs everything written so far, and the
+//! records written meanwhile wait for its next one, together. A waiter
+//! blocks a thread ([`Pending::wait`]) or awaits ([`Pending::durable`]):
+//! a call awaiting its record leaves its worker free to decide the next call
+//! while the disk works.
+//!
+//! Invariants:
+//! - `synced` only grows, and only to a `written` read before the `fsync`
+//!   began: a record counts as durable only after an `fsync` that began
+//!   after it was written;
+//! - a failed `fsync` fails every record it was to cover, every later wait
+//!   and every later append (records chained on them may not be on disk);
+//! - dropping the log stops the thread after it synced everything written,
+//!   so no waiter is left waiting.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use super::error::AuditError;
+use super::writer::AuditReceipt;
+
+/// Why records are not durable: the failed `fsync`, for every later error.
+type Failure = Arc<str>;
+
+/// What the `fsync` thread has done, for waiters.
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    /// Every record up to this `seq` is on disk.
+    synced: u64,
+    failed: Option<Failure>,
+}
+
+#[derive(Debug, Default)]
+struct Durable {
+    progress: Progress,
+    /// `fsync` calls made (for tests and benchmarks).
+    syncs: u64,
+    /// Set when the log is dropped: sync what is written, then stop.
+    closing: bool,
+    /// Tests: start no `fsync` while set.
+    paused: bool,
+}
+
+/// The state shared by the log, its `fsync` thread and the waiters.
+pub(crate) struct Syncer {
+    /// The log file (a clone of the writer's handle).
+    file: File,
+    path: PathBuf,
+    /// `seq` of the last record written.
+    written: AtomicU64,
+    state: Mutex<Durable>,
+    /// Wakes the thread (new records, closing) and blocked waiters (progress).
+    wake: Condvar,
+    /// The same progress, for waiters that await.
+    progress: watch::Sender<Progress>,
+}
+
+impl Syncer {
+    /// Start the `fsync` thread for `file`, whose records up to `synced`
+    /// are already on disk.
+    pub(crate) fn start(
+        file: File,
+        path: PathBuf,
+        synced: u64,
+    ) -> std::io::Result<(Arc<Syncer>, std::thread::JoinHandle<()>)> {
+        let progress = Progress {
+            synced,
+            failed: None,
+        };
+        let syncer = Arc::new(Syncer {
+            file,
+            path,
+            written: AtomicU64::new(synced),
+            state: Mutex::new(Durable {
+                progress: progress.clone(),
+                ..Durable::default()
+            }),
+            wake: Condvar::new(),
+            progress: watch::Sender::new(progress),
+        });
+        let thread = std::thread::Builder::new()
+            .name("audit-fsync".into())
+            .spawn({
+                let syncer = syncer.clone();
+                move || syncer.run()
+            })?;
+        Ok((syncer, thread))
+    }
+
+    /// Record `seq` was written: the thread has work.
+    pub(crate) fn wrote(&self, seq: u64) {
+        // Writers report after leaving the log's lock, so not in order:
+        // `written` must never move back past a record already reported.
+        self.written.fetch_max(seq, Ordering::AcqRel);
+        // Taking the lock orders this against the thread's check-then-wait,
+        // so the wake-up cannot fall between the two.
+        drop(self.lock());
+        self.wake.notify_all();
+    }
+
+    /// Why records may not be on disk, once an `fsync` failed.
+    pub(crate) fn failure(&self) -> Option<AuditError> {
+        // From the published progress, not the state lock: a writer never
+        // waits on the thread's bookkeeping before writing.
+        let failed = self.progress.borrow().failed.clone();
+        failed.map(|why| self.error(&why))
+    }
+
+    /// Stop the thread once everything written is on disk.
+    pub(crate) fn close(&self) {
+        self.lock().closing = true;
+        self.wake.notify_all();
+    }
+
+    pub(crate) fn syncs(&self) -> u64 {
+        self.lock().syncs
+    }
+
+    /// `seq` of the last record written, durable or not.
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// Start no `fsync` until the guard is dropped (tests: let writers
+    /// queue up behind the thread).
+    #[cfg(test)]
+    pub(crate) fn pause(&self) -> Paused<'_> {
+        self.lock().paused = true;
+        Paused(self)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Durable> {
+        // Nothing panics while holding it; a poisoned lock still holds
+        // consistent numbers.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn run(&self) {
+        let mut state = self.lock();
+        loop {
+            let upto = self.written.load(Ordering::Acquire);
+            if state.progress.failed.is_some() || (state.closing && upto <= state.progress.synced) {
+                return;
+            }
+            if upto <= state.progress.synced || state.paused {
+                state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            drop(state);
+            let synced = self.file.sync_data();
+            state = self.lock();
+            state.syncs += 1;
+            match synced {
+                Ok(()) => state.progress.synced = upto,
+                Err(e) => {
+                    let why = format!(
+                        "fsync failed ({e}); records from seq {} on may not be on disk; \
+                         restart and run `mcp-firewall audit verify`",
+                        state.progress.synced + 1
+                    );
+                    state.progress.failed = Some(why.into());
+                }
+            }
+            self.progress.send_replace(state.progress.clone());
+            self.wake.notify_all();
+        }
+    }
+
+    /// Block until record `seq` is on disk.
+    fn wait(&self, seq: u64) -> Result<(), AuditError> {
+        let blocking = || {
+            let mut state = self.lock();
+            loop {
+                match state.progress.failed.clone() {
+                    _ if state.progress.synced >= seq => return Ok(()),
+                    Some(why) => return Err(self.error(&why)),
+                    None => state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
+                }
+            }
+        };
+        // On a multi-threaded runtime, let its other tasks move off this
+        // worker while it waits for the disk.
+        crate::scope::off_worker(blocking)
+    }
+
+    /// Wait, without holding a thread, until record `seq` is on disk.
+    async fn durable(&self, seq: u64) -> Result<(), AuditError> {
+        let mut progress = self.progress.subscribe();
+        let reached = progress
+            .wait_for(|p| p.synced >= seq || p.failed.is_some())
+            .await
+            .map(|p| p.clone());
+        match reached {
+            Ok(p) if p.synced >= seq => Ok(()),
+            Ok(p) => Err(self.error(p.failed.as_deref().unwrap_or("fsync failed"))),
+            // The sender lives as long as `self`: not reached.
+            Err(_) => Err(self.error("the audit log closed")),
+        }
+    }
+
+    fn error(&self, why: &str) -> AuditError {
+        AuditError::WriteFailed {
+            path: self.path.clone(),
+            source: std::io::Error::other(why.to_string()),
+        }
+    }
+}
+
+/// While alive, the `fsync` thread starts no `fsync`.
+#[cfg(test)]
+pub(crate) struct Paused<'a>(&'a Syncer);
+
+#[cfg(test)]
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.0.lock().paused = false;
+        self.0.wake.notify_all();
+    }
+}
+
+/// A record written to the log, durable once [`Pending::wait`] or
+/// [`Pending::durable`] returns `Ok` (at once when the log does not `fsync`).
+#[must_use = "a record counts only once it is durable: wait for it"]
+pub struct Pending {
+    receipt: AuditReceipt,
+    syncer: Option<Arc<Syncer>>,
+    started: Instant,
+}
+
+impl Pending {
+    pub(crate) fn new(
+        receipt: AuditReceipt,
+        syncer: Option<Arc<Syncer>>,
+        started: Instant,
+    ) -> Self {
+        Pending {
+            receipt,
+            syncer,
+            started,
+        }
+    }
+
+    /// Block the calling thread until the record is durable.
+    pub fn wait(self) -> Result<AuditReceipt, AuditError> {
+        let waited = match &self.syncer {
+            Some(syncer) => syncer.wait(self.receipt.seq),
+            None => Ok(()),
+        };
+        self.finish(waited)
+    }
+
+    /// Await the record's durability; the task's thread stays free.
+    pub async fn durable(self) -> Result<AuditReceipt, AuditError> {
+        let waited = match &self.syncer {
+            Some(syncer) => syncer.durable(self.receipt.seq).await,
+            None => Ok(()),
+        };
+        self.finish(waited)
+    }
+
+    fn finish(self, waited: Result<(), AuditError>) -> Result<AuditReceipt, AuditError> {
+        let metrics = crate::metrics::metrics();
+        match waited {
+            Ok(()) => {
+                metrics
+                    .audit_write_seconds
+                    .observe(self.started.elapsed().as_secs_f64());
+                Ok(self.receipt)
+            }
+            Err(e) => {
+                metrics.audit_write_failures.inc();
+                Err(e)
+            }
+        }
+    }
+}
