@@ -14,9 +14,12 @@
 //!   `input` or to a known rule (bare `input` or `data`, a computed key into
 //!   either, a `with` modifier, an import of either) counts as reading the
 //!   result, so a rule is left out only when it provably cannot see it.
-//! - Only `deny` rules of the decision package are ever left out; `redact`,
-//!   `warn` and every helper stay. If a rule the response phase keeps
-//!   depends on `deny` itself, nothing is left out.
+//! - Of the rules the response phase reads, only `deny` rules of the
+//!   decision package are ever left out. If a rule it keeps depends on
+//!   `deny` itself, nothing is left out. Rules none of the kept ones can
+//!   reach (the request's `approve`, `allow` and their helpers) are left out
+//!   of the response engine too, so it stays small; not when a kept rule
+//!   refers to rules by a path the walk cannot follow.
 //! - Removed text is blanked with spaces (newlines kept), so line and column
 //!   numbers in the response engine's errors are the files' own.
 
@@ -43,6 +46,9 @@ struct Facts {
     reads_response: bool,
     /// Rules it refers to.
     uses: BTreeSet<Key>,
+    /// Refers to something that may be any rule (bare `data`, a whole
+    /// package, a computed rule name, `with`): `uses` is not the whole story.
+    opaque: bool,
 }
 
 /// The policy files with every `deny` rule of `package` that cannot see the
@@ -85,40 +91,56 @@ pub(crate) fn response_sources(
             let key = (here.clone(), rule_name(rule)?);
             let merged = by_key.entry(key.clone()).or_default();
             merged.reads_response |= walk.facts.reads_response;
+            merged.opaque |= walk.facts.opaque;
             merged.uses.extend(walk.facts.uses.iter().cloned());
             definitions.push((key, rule.clone(), walk.facts));
         }
     }
     let deny: Key = (package.clone(), "deny".to_string());
-    let mut kept_roots: BTreeSet<Key> = RESPONSE_ONLY_RULES
+    let mut roots: BTreeSet<Key> = RESPONSE_ONLY_RULES
         .iter()
         .map(|r| (package.clone(), r.to_string()))
         .collect();
-    let mut blank = Vec::new();
-    for (key, rule, facts) in &definitions {
-        if *key != deny || matches!(rule.as_ref(), Rule::Default { .. }) {
+    let mut left_out = BTreeSet::new();
+    let mut opaque = false;
+    for (i, (key, rule, facts)) in definitions.iter().enumerate() {
+        if *key != deny {
             continue;
         }
-        let sees_result = facts.reads_response
+        let sees_result = matches!(rule.as_ref(), Rule::Default { .. })
+            || facts.reads_response
             || facts
                 .uses
                 .iter()
                 .any(|used| used == &deny || reads_response(used, &by_key, &mut BTreeSet::new()));
         if sees_result {
-            kept_roots.extend(facts.uses.iter().cloned());
+            roots.extend(facts.uses.iter().cloned());
+            opaque |= facts.opaque;
         } else {
-            blank.push(extent(&modules, rule)?);
+            left_out.insert(i);
         }
     }
     // What the kept rules use must not include `deny`, whose definitions change.
     let mut reached = BTreeSet::new();
-    for root in &kept_roots {
+    for root in &roots {
         reach(root, &by_key, &mut reached);
     }
-    if blank.is_empty() || reached.contains(&deny) {
+    if left_out.is_empty() || reached.contains(&deny) {
         return None;
     }
-    let count = blank.len();
+    // Rules nothing kept can reach go too (a smaller engine), unless a kept
+    // rule may reach rules by a path the walk could not follow.
+    opaque |= reached
+        .iter()
+        .any(|k| by_key.get(k).is_some_and(|f| f.opaque));
+    let mut blank = Vec::new();
+    for (i, (key, rule, _)) in definitions.iter().enumerate() {
+        let unreached = !opaque && *key != deny && !reached.contains(key);
+        if left_out.contains(&i) || unreached {
+            blank.push(extent(&modules, rule)?);
+        }
+    }
+    let count = left_out.len();
     let mut out = files.to_vec();
     for (label, start, end) in blank {
         let file = out.iter_mut().find(|f| f.label() == label)?;
@@ -356,6 +378,7 @@ impl Walk<'_> {
             if !stmt.with_mods.is_empty() {
                 // `with input as ...`, `with data.x as ...`: not followed.
                 self.facts.reads_response = true;
+                self.facts.opaque = true;
             }
             match &stmt.literal {
                 Literal::SomeVars { .. } => {}
@@ -482,13 +505,13 @@ impl Walk<'_> {
             .filter(|p| p.len() <= literal.len() && p.iter().zip(&literal).all(|(a, b)| a == b))
             .max_by_key(|p| p.len());
         match package {
-            Some(p) if p.len() == 1 && p[0] == self.adapter => self.facts.reads_response = true,
+            Some(p) if p.len() == 1 && p[0] == self.adapter => self.reads_any_rule(),
             Some(p) => match literal.get(p.len()) {
                 Some(rule) => {
                     self.facts.uses.insert((p.clone(), rule.to_string()));
                 }
                 // A whole package (or a computed rule name in it).
-                None => self.facts.reads_response = true,
+                None => self.reads_any_rule(),
             },
             None => {
                 // A prefix of some package's path (`data`, `data.mcp`,
@@ -497,10 +520,16 @@ impl Walk<'_> {
                     literal.len() < p.len() && p.iter().zip(&literal).all(|(a, b)| a == b)
                 };
                 if self.packages.keys().any(|p| under(&p)) {
-                    self.facts.reads_response = true;
+                    self.reads_any_rule();
                 }
             }
         }
+    }
+
+    /// A reference that may reach any rule, so any input.
+    fn reads_any_rule(&mut self) {
+        self.facts.reads_response = true;
+        self.facts.opaque = true;
     }
 
     fn call(&mut self, fcn: &Expr, params: &[Ref<Expr>]) {
