@@ -45,7 +45,7 @@ pub const EVAL_TIME_LIMIT: Duration = Duration::from_millis(250);
 
 /// Package of the adapter module; chosen so it cannot clash with `mcp.*` or
 /// any package a user is likely to write.
-const ADAPTER_PACKAGE: &str = "mcp_firewall_adapter";
+pub(super) const ADAPTER_PACKAGE: &str = "mcp_firewall_adapter";
 /// Source label of the adapter module (appears in regorus error pointers).
 const ADAPTER_LABEL: &str = "<mcp-firewall adapter>";
 

@@ -78,7 +78,11 @@ pub fn explain(
 ) -> Result<Explanation, PolicyError> {
     let set = PolicySet::load_dir(dir, package)?;
     let verdict = set.evaluate(input)?;
-    let files = loader::collect(dir, false)?;
+    let mut files = loader::collect(dir, false)?;
+    if input.get("phase").and_then(serde_json::Value::as_str) == Some("response") {
+        // Explain what the response phase ran, not the request's rules too.
+        files = response_files(&files, package)?;
+    }
     let (mut engine, renamed) = renamed_engine(&files, package)?;
     engine.set_input(Value::deserialize(input).map_err(|e| PolicyError::Eval {
         message: format!("input document is not representable: {e}"),
@@ -175,6 +179,20 @@ fn is_interesting(value: &serde_json::Value) -> bool {
         serde_json::Value::Object(o) => !o.is_empty(),
         _ => true,
     }
+}
+
+/// `files` as the response phase's engine holds them (the `deny` rules that
+/// cannot see a result blanked; see [`super::response_rules`]).
+fn response_files(files: &[SourceFile], package: &str) -> Result<Vec<SourceFile>, PolicyError> {
+    let mut engine = loader::build_engine(files, EVAL_TIME_LIMIT)?;
+    let components: Vec<&str> = package.split('.').collect();
+    let trimmed = super::response_rules::response_sources(
+        &mut engine,
+        files,
+        &components,
+        super::engine::ADAPTER_PACKAGE,
+    );
+    Ok(trimmed.map_or_else(|| files.to_vec(), |(files, _)| files))
 }
 
 /// An engine over `files` with the package's `deny`/`approve` heads renamed,

@@ -58,3 +58,23 @@ fn complete_rules_are_unattributed_and_verdict_is_unchanged() {
     assert_eq!(e.unattributed.len(), 1);
     assert_eq!(e.unattributed[0].reason, "whole");
 }
+
+/// A result is explained by what the response phase ran: a request-only
+/// `deny` rule whose condition holds in the input is neither in the verdict
+/// nor credited with a reason.
+#[test]
+fn a_result_is_explained_by_the_rules_the_response_phase_runs() {
+    let rego = "package mcp.firewall\n\ndeny contains \"request\" if input.bad\n\ndeny contains \"result\" if input.result.bad\n";
+    let dir = dir_with(&[("a.rego", rego)]);
+    let input = json!({"bad": true, "phase": "response", "result": {"bad": true}});
+    let e = explain(dir.path(), "mcp.firewall", &input).unwrap();
+    let reasons: Vec<&str> = e.sources.iter().map(|s| s.reason.as_str()).collect();
+    assert_eq!(reasons, ["result"]);
+    assert_eq!(e.sources[0].line, Some(5));
+    assert_eq!(
+        e.verdict.decision,
+        crate::policy::Decision::Deny {
+            reasons: vec!["result".into()]
+        }
+    );
+}
