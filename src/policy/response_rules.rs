@@ -495,34 +495,34 @@ impl Walk<'_> {
         }
     }
 
-    /// `data.<path>`: a rule of a loaded package, or plain data (which the
-    /// response phase shares with the request).
+    /// `data.<path>`: rules of loaded packages, or plain data (which the
+    /// response phase shares with the request). Every package the path runs
+    /// through counts: `data.a.b.c` is rule `b` of package `a` and rule `c`
+    /// of package `a.b` when both exist.
     fn data(&mut self, path: &[Option<String>]) {
         let literal: Vec<&str> = path.iter().map_while(|s| s.as_deref()).collect();
-        let package = self
-            .packages
-            .keys()
-            .filter(|p| p.len() <= literal.len() && p.iter().zip(&literal).all(|(a, b)| a == b))
-            .max_by_key(|p| p.len());
-        match package {
-            Some(p) if p.len() == 1 && p[0] == self.adapter => self.reads_any_rule(),
-            Some(p) => match literal.get(p.len()) {
-                Some(rule) => {
-                    self.facts.uses.insert((p.clone(), rule.to_string()));
-                }
-                // A whole package (or a computed rule name in it).
-                None => self.reads_any_rule(),
-            },
-            None => {
-                // A prefix of some package's path (`data`, `data.mcp`,
-                // `data[x]`) may reach any rule under it.
-                let under = |p: &&Vec<String>| {
-                    literal.len() < p.len() && p.iter().zip(&literal).all(|(a, b)| a == b)
-                };
-                if self.packages.keys().any(|p| under(&p)) {
-                    self.reads_any_rule();
+        let same = |package: &[String], n: usize| {
+            package.iter().zip(&literal).take(n).all(|(a, b)| a == b)
+        };
+        let mut any_rule = false;
+        let mut uses = Vec::new();
+        for package in self.packages.keys() {
+            if package.len() > literal.len() {
+                // A package below the path (`data`, `data.mcp`, `data[x]`):
+                // the path may reach any rule in it.
+                any_rule |= same(package, literal.len());
+            } else if same(package, package.len()) {
+                match literal.get(package.len()) {
+                    _ if package.len() == 1 && package[0] == self.adapter => any_rule = true,
+                    Some(rule) => uses.push((package.clone(), rule.to_string())),
+                    // A whole package, or a computed rule name in it.
+                    None => any_rule = true,
                 }
             }
+        }
+        self.facts.uses.extend(uses);
+        if any_rule {
+            self.reads_any_rule();
         }
     }
 

@@ -167,3 +167,21 @@ fn errors_in_the_response_phase_point_at_the_file_lines() {
     let err = set.evaluate(&input).unwrap_err().to_string();
     assert!(err.contains("a.rego:9:"), "{err}");
 }
+
+/// `data.mcp.firewall.h.seen` is both rule `h` of `mcp.firewall` (a ref
+/// head `h.seen`) and rule `seen` of package `mcp.firewall.h`: the walk
+/// follows both, not only the longer package.
+#[test]
+fn a_path_through_two_packages_reaches_the_rules_of_both() {
+    let rego = r#"package mcp.firewall
+h.seen := input.result
+deny contains "hit" if {
+	r := data.mcp.firewall.h.seen
+	contains(json.marshal(r), "LEAK")
+}
+"#;
+    let sub = "package mcp.firewall.h\nother := 1\n";
+    let set = load(&[("a.rego", REQUEST_ONLY), ("b.rego", rego), ("c.rego", sub)]);
+    assert_eq!(denied(&set), vec!["hit".to_string()]);
+    assert_eq!(set.response_skips(), 1);
+}
