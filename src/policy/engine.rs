@@ -95,15 +95,16 @@ impl PolicySet {
             response_rules::response_sources(&mut engine, &files, &components, ADAPTER_PACKAGE);
         add_adapter(&mut engine, package).map_err(|e| loader::load_err(dir, e))?;
         prepare(&mut engine, dir)?;
-        let (response, response_skips) = match trimmed {
-            Some((sources, skipped)) => {
-                let mut response = loader::build_engine(&sources, EVAL_TIME_LIMIT)?;
-                add_adapter(&mut response, package).map_err(|e| loader::load_err(dir, e))?;
-                prepare(&mut response, dir)?;
-                (Some(response), skipped)
-            }
-            None => (None, 0),
-        };
+        // The policy itself loaded; should the trimmed copy not (a bug of
+        // ours, not the author's), results are judged by the whole policy.
+        let response = trimmed.and_then(|(sources, skipped)| {
+            let mut response = loader::build_engine(&sources, EVAL_TIME_LIMIT).ok()?;
+            add_adapter(&mut response, package).ok()?;
+            prepare(&mut response, dir).ok()?;
+            Some((response, skipped))
+        });
+        let (response, response_skips) =
+            response.map_or((None, 0), |(engine, skipped)| (Some(engine), skipped));
         Ok(PolicySet {
             engine,
             response,
