@@ -44,6 +44,10 @@ echo; echo "== 32 concurrent calls, fsync never vs always (http_throughput)"
 BENCH_LEVELS=32 cargo bench --bench http_throughput 2>&1 | tee "$OUT/fsync-never32.log"
 BENCH_LEVELS=32 BENCH_FSYNC=always cargo bench --bench http_throughput 2>&1 | tee "$OUT/fsync-always32.log"
 
+echo; echo "== group commit: 32 calls in flight in one stdio session (scripts/fsync_burst.py)"
+python3 scripts/fsync_burst.py --firewall "$TARGET/release/mcp-firewall" \
+    --fixture "$TARGET/release/mcp-firewall-fixture" 2>&1 | tee "$OUT/fsync-burst.log"
+
 echo; echo "== against the peer proxies, npm reference server upstream (peer_proxies)"
 cargo bench --bench peer_proxies 2>&1 | tee "$OUT/peers.log"
 
