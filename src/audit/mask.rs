@@ -57,7 +57,20 @@ impl MaskRules {
     }
 
     fn matches(&self, key: &str) -> bool {
-        self.fields.contains(&normalize(key))
+        // Every key of every record goes through here: normalize on the
+        // stack, allocating only for keys too long for the buffer.
+        let mut buf = [0u8; 64];
+        let mut len = 0;
+        for c in key.chars().filter(|c| *c != '-' && *c != '_') {
+            for lower in c.to_lowercase() {
+                let Some(slot) = buf.get_mut(len..len + lower.len_utf8()) else {
+                    return self.fields.contains(&normalize(key));
+                };
+                lower.encode_utf8(slot);
+                len += lower.len_utf8();
+            }
+        }
+        std::str::from_utf8(&buf[..len]).is_ok_and(|k| self.fields.contains(k))
     }
 }
 
@@ -86,6 +99,29 @@ pub fn mask(value: &Value, rules: &MaskRules) -> Value {
         }
         Value::Array(items) => Value::Array(items.iter().map(|v| mask(v, rules)).collect()),
         other => other.clone(),
+    }
+}
+
+/// [`mask`] of a value the caller no longer needs: masked where it lies,
+/// without copying the rest.
+pub fn mask_owned(mut value: Value, rules: &MaskRules) -> Value {
+    mask_in_place(&mut value, rules);
+    value
+}
+
+fn mask_in_place(value: &mut Value, rules: &MaskRules) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                if rules.matches(key) {
+                    *value = Value::String(MASK.into());
+                } else {
+                    mask_in_place(value, rules);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| mask_in_place(v, rules)),
+        _ => {}
     }
 }
 
@@ -148,6 +184,24 @@ mod tests {
             mask(&v, &rules),
             json!({"x_session_id": "***", "password": "p"})
         );
+    }
+
+    /// Masking in place gives what masking a copy gives, long keys and
+    /// keys whose lower case is longer (`İ`) included.
+    #[test]
+    fn masking_in_place_matches_masking_a_copy() {
+        let long = "x".repeat(100);
+        let rules = MaskRules::new([long.clone(), "İd".to_string(), "token".to_string()]);
+        let v = json!({
+            long.to_uppercase(): 1, "İD": 2, "i̇d": 3, "TOKEN": [{"token": 4}],
+            "list": [{"To-Ken": 5}, {"keep": 6}], "x": {"y": {"token": 7}},
+        });
+        let copied = mask(&v, &rules);
+        assert_eq!(mask_owned(v, &rules), copied);
+        assert_eq!(copied[long.to_uppercase()], "***");
+        assert_eq!(copied["İD"], "***");
+        assert_eq!(copied["list"][1]["keep"], 6);
+        assert_eq!(copied["x"]["y"]["token"], "***");
     }
 
     #[test]

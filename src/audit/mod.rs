@@ -60,7 +60,7 @@ pub use canonical::{canonical_json, sha256_tagged};
 pub use checkpoint::{CheckpointReport, CheckpointSettings, CheckpointSigner, verify_checkpoints};
 pub use durability::Pending;
 pub use error::AuditError;
-pub use mask::{DEFAULT_MASKED_FIELDS, MASK, MaskRules, mask};
+pub use mask::{DEFAULT_MASKED_FIELDS, MASK, MaskRules, mask, mask_owned};
 pub use record::{GENESIS_HASH, MAX_RECORD_BYTES};
 pub use verify::{VerifyError, VerifySummary, verify_file, verify_file_hashes, verify_reader};
 pub use writer::{AuditLog, AuditReceipt, FsyncMode};

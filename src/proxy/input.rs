@@ -110,6 +110,11 @@ pub struct Input {
 }
 
 impl Input {
+    /// The JSON document, for a caller done deciding with it.
+    pub fn into_doc(self) -> Value {
+        self.doc
+    }
+
     /// Decide this input with `policy`.
     pub fn evaluate(&self, policy: &PolicySet) -> Result<Verdict, PolicyError> {
         policy.evaluate_converted(self.converted()?)

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::Proxy;
 use super::input::{self, Input, Subject, Target};
 use crate::approval::Grant;
-use crate::audit::{Pending, mask};
+use crate::audit::{Pending, mask, mask_owned};
 use crate::error::Refusal;
 use crate::policy::PolicySet;
 use crate::policy::{Decision, PolicyError, Verdict};
@@ -204,7 +204,7 @@ impl Proxy {
         record["policy_revision"] = json!(policy.revision());
         // The whole input (secrets masked), as OPA decision logs keep it, so
         // `policy replay` can run past decisions through a new policy.
-        record["input"] = mask(&input, &self.mask);
+        record["input"] = mask_owned(input.into_doc(), &self.mask);
         record["result"] = match &verdict {
             Ok(v) => json!({
                 "decision": label,
@@ -434,7 +434,7 @@ impl Proxy {
             "method": method,
             "server": server,
             "policy_revision": policy.revision(),
-            "input": mask(&input, &self.mask),
+            "input": mask_owned(input.into_doc(), &self.mask),
             "result": {
                 "decision": if refusal.is_none() { "allow" } else { "deny" },
                 "reasons": refusal.as_ref().map(Refusal::reasons).unwrap_or_default(),
