@@ -156,14 +156,14 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         source,
     };
     let mut conn = Connection::open(path).map_err(open_err)?;
-    let journal = configure(&conn).map_err(open_err)?;
+    let journal = while_busy(|| configure(&conn)).map_err(open_err)?;
     if !journal.eq_ignore_ascii_case("wal") {
         return Err(StoreError::NotWal {
             path: path.to_owned(),
             journal,
         });
     }
-    let found = migrate(&mut conn).map_err(open_err)?;
+    let found = while_busy(|| migrate(&mut conn)).map_err(open_err)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::UnsupportedSchema {
             path: path.to_owned(),
@@ -187,6 +187,28 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
     Ok(conn)
+}
+
+/// Runs `step` again while SQLite reports the database busy, for at most
+/// [`BUSY_TIMEOUT`]. Processes opening a new database together (hooks
+/// started at once) can meet in rollback mode, each holding a shared lock
+/// the other must see go: SQLite answers one of them "busy" at once,
+/// without its busy handler, rather than wait for a deadlock.
+fn while_busy<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        match step() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Applies the connection settings; returns the journal mode SQLite actually

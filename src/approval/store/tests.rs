@@ -775,3 +775,30 @@ fn the_store_suite_runs_on_postgresql() {
     store.create(&request("s", "d")).unwrap();
     assert_eq!(store.get("s").unwrap().unwrap().status, Status::Pending);
 }
+
+/// Sixteen processes' worth of handles opening one new database at once
+/// (Claude Code starts hooks together): every one opens it. SQLite answers
+/// one of two openers meeting in rollback mode "busy" at once, without
+/// waiting; before, that failed the open ("database is locked").
+#[test]
+fn many_openers_of_a_new_database_all_get_in() {
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(16));
+        let openers: Vec<_> = (0..16)
+            .map(|_| {
+                let dir = dir.path().to_path_buf();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    ApprovalStore::open(&dir)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for opener in openers {
+            opener.join().unwrap().unwrap();
+        }
+    }
+}
