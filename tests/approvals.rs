@@ -11,8 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use mcp_firewall::approval::WebhookSecret;
-use mcp_firewall::approval::signing::sign;
 use serde_json::{Value, json};
 
 const SECRET: &str = "whsec_bWNwLWZpcmV3YWxsLXRlc3Qtc2VjcmV0LTMyYnl0ZXM=";
@@ -203,15 +201,6 @@ fn cli(data: &Path, args: &[&str]) -> (bool, String) {
 }
 
 type Headers = Vec<(&'static str, String)>;
-
-fn signed_headers(secret: &str, id: &str, ts: i64, body: &[u8]) -> Vec<(&'static str, String)> {
-    let secrets = [WebhookSecret::parse(secret).unwrap()];
-    vec![
-        ("webhook-id", id.to_string()),
-        ("webhook-timestamp", ts.to_string()),
-        ("webhook-signature", sign(&secrets, id, ts, body)),
-    ]
-}
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()

@@ -373,8 +373,6 @@ fn each_replica_has_its_chain_and_a_truncated_log_is_caught_against_the_store() 
 /// refused as a replay, because A recorded its id in the shared store.
 #[test]
 fn quorum_and_replay_protection_span_replicas() {
-    use mcp_firewall::approval::WebhookSecret;
-    use mcp_firewall::approval::signing::sign;
     let policy = format!(
         "{HOLD_WRITES}\napproval := {{\"quorum\": 2, \"approvers\": [\"bob\", \"carol\"]}}\n"
     );
@@ -406,13 +404,7 @@ fn quorum_and_replay_protection_span_replicas() {
                                           "approver": "bob", "reason": "looks fine"}),
     )
     .unwrap();
-    let ts = chrono::Utc::now().timestamp();
-    let secrets = [WebhookSecret::parse(SECRET).unwrap()];
-    let headers = vec![
-        ("webhook-id", "msg-across".to_string()),
-        ("webhook-timestamp", ts.to_string()),
-        ("webhook-signature", sign(&secrets, "msg-across", ts, &body)),
-    ];
+    let headers = signed_headers(SECRET, "msg-across", chrono::Utc::now().timestamp(), &body);
     let path = format!("/approvals/{id}");
     let (status, reply) = http_post(port_a, &path, &headers, &body);
     assert_eq!(status, 200, "{reply}");

@@ -502,6 +502,20 @@ pub fn assert_chain_verifies(log: &Path) {
 }
 
 /// POST with explicit headers over a plain socket; returns (status, body).
+/// The headers of a webhook answer signed with `secret` (Standard Webhooks:
+/// message id, timestamp, signature), for [`http_post`].
+pub fn signed_headers(secret: &str, id: &str, ts: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+    let secrets = [mcp_firewall::approval::WebhookSecret::parse(secret).unwrap()];
+    vec![
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", ts.to_string()),
+        (
+            "webhook-signature",
+            mcp_firewall::approval::signing::sign(&secrets, id, ts, body),
+        ),
+    ]
+}
+
 pub fn http_post(port: u16, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
