@@ -306,10 +306,8 @@ impl PgStore {
         lock: Option<i64>,
         f: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let client = self.checkout()?;
         let mut db = PgDb {
-            client: client.client.clone(),
-            statements: client.statements.clone(),
+            connection: self.checkout()?,
             runtime: self.runtime.clone(),
         };
         let outcome = (|| {
@@ -323,11 +321,11 @@ impl PgStore {
             Ok(out)
         })();
         match &outcome {
-            Ok(_) => self.checkin(client),
+            Ok(_) => self.checkin(db.connection),
             Err(_) => {
                 // Roll back and keep the connection only if it still works.
                 if db.batch("ROLLBACK").is_ok() {
-                    self.checkin(client);
+                    self.checkin(db.connection);
                 }
             }
         }
@@ -483,14 +481,13 @@ struct Connection {
 
 /// One connection inside a transaction, as a [`Db`].
 struct PgDb {
-    client: Arc<Client>,
-    statements: Arc<Mutex<HashMap<String, tokio_postgres::Statement>>>,
+    connection: Connection,
     runtime: tokio::runtime::Handle,
 }
 
 impl PgDb {
     fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        let client = self.client.clone();
+        let client = self.connection.client.clone();
         let sql = sql.to_string();
         block(&self.runtime, async move {
             client.batch_execute(&sql).await.map_err(pg_error)
@@ -504,8 +501,7 @@ impl PgDb {
         params: &[Val],
         rows: bool,
     ) -> Result<(u64, Vec<Row>), StoreError> {
-        let client = self.client.clone();
-        let statements = self.statements.clone();
+        let Connection { client, statements } = self.connection.clone();
         let sql = dollar_placeholders(sql);
         let params = params.to_vec();
         block(&self.runtime, async move {
