@@ -175,6 +175,11 @@ fn host_name() -> String {
     mcp_firewall::config::check_replica(&name).unwrap_or_else(|_| "replica".into())
 }
 
+/// Signed heads waiting for the recording thread; heads only move forward,
+/// so when the store falls this far behind, a later head stands in for the
+/// ones dropped (and the last of a run is recorded at exit).
+const PENDING_HEADS: usize = 16;
+
 /// Hand each signed checkpoint's head to a thread that records it in the
 /// store: the audit log's lock is never held across a database round trip,
 /// and a store that is down costs a logged error, not an audit write.
@@ -184,7 +189,7 @@ fn record_heads(
     log: &Path,
 ) -> mcp_firewall::audit::writer::HeadRecorder {
     let log = log.display().to_string();
-    let (tx, rx) = std::sync::mpsc::channel::<(u64, String)>();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, String)>(PENDING_HEADS);
     std::thread::Builder::new()
         .name("audit-heads".into())
         .spawn(move || {
@@ -197,10 +202,12 @@ fn record_heads(
             }
         })
         .expect("a thread for the audit heads");
-    let tx = std::sync::Mutex::new(tx);
     Box::new(move |seq, head| {
-        if let Ok(tx) = tx.lock() {
-            let _ = tx.send((seq, head.to_string()));
+        if let Err(std::sync::mpsc::TrySendError::Full(_)) = tx.try_send((seq, head.to_string())) {
+            tracing::warn!(
+                seq,
+                "the store is behind on audit chain heads; this one is skipped"
+            );
         }
     })
 }
