@@ -17,7 +17,7 @@
 
 use std::collections::HashSet;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// What a masked value is replaced with.
 pub const MASK: &str = "***";
@@ -61,14 +61,12 @@ impl MaskRules {
         // stack, allocating only for keys too long for the buffer.
         let mut buf = [0u8; 64];
         let mut len = 0;
-        for c in key.chars().filter(|c| *c != '-' && *c != '_') {
-            for lower in c.to_lowercase() {
-                let Some(slot) = buf.get_mut(len..len + lower.len_utf8()) else {
-                    return self.fields.contains(&normalize(key));
-                };
-                lower.encode_utf8(slot);
-                len += lower.len_utf8();
-            }
+        for c in normalized(key) {
+            let Some(slot) = buf.get_mut(len..len + c.len_utf8()) else {
+                return self.fields.contains(&normalize(key));
+            };
+            c.encode_utf8(slot);
+            len += c.len_utf8();
         }
         std::str::from_utf8(&buf[..len]).is_ok_and(|k| self.fields.contains(k))
     }
@@ -82,24 +80,7 @@ impl Default for MaskRules {
 
 /// A copy of `value` with every matching key's value replaced by [`MASK`].
 pub fn mask(value: &Value, rules: &MaskRules) -> Value {
-    match value {
-        Value::Object(map) => {
-            let masked: Map<String, Value> = map
-                .iter()
-                .map(|(k, v)| {
-                    let v = if rules.matches(k) {
-                        Value::String(MASK.into())
-                    } else {
-                        mask(v, rules)
-                    };
-                    (k.clone(), v)
-                })
-                .collect();
-            Value::Object(masked)
-        }
-        Value::Array(items) => Value::Array(items.iter().map(|v| mask(v, rules)).collect()),
-        other => other.clone(),
-    }
+    mask_owned(value.clone(), rules)
 }
 
 /// [`mask`] of a value the caller no longer needs: masked where it lies,
@@ -126,10 +107,14 @@ fn mask_in_place(value: &mut Value, rules: &MaskRules) {
 }
 
 fn normalize(name: &str) -> String {
+    normalized(name).collect()
+}
+
+/// `name` lower-cased, without `-` and `_`.
+fn normalized(name: &str) -> impl Iterator<Item = char> + '_ {
     name.chars()
         .filter(|c| *c != '-' && *c != '_')
         .flat_map(char::to_lowercase)
-        .collect()
 }
 
 #[cfg(test)]
@@ -186,8 +171,8 @@ mod tests {
         );
     }
 
-    /// Masking in place gives what masking a copy gives, long keys and
-    /// keys whose lower case is longer (`İ`) included.
+    /// Masking in place masks at every depth, long keys and keys whose
+    /// lower case is longer (`İ`) included, as masking a copy does.
     #[test]
     fn masking_in_place_matches_masking_a_copy() {
         let long = "x".repeat(100);
