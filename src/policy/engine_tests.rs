@@ -483,3 +483,45 @@ fn regorus_vm_still_swallows_errors_in_rule_bodies() {
         "the VM now reports the error"
     );
 }
+
+#[test]
+#[ignore]
+fn bench_without_each_file() {
+    let input = call(
+        "write_file",
+        json!({"destructiveHint": true}),
+        json!({"path": "/srv/a/b.txt", "content": "hello there"}),
+    );
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let names: Vec<String> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.ends_with("_test.rego"))
+        .collect();
+    let measure = |skip: Option<&str>| {
+        let dir = TempDir::new().unwrap();
+        for n in &names {
+            if Some(n.as_str()) != skip {
+                std::fs::copy(src.join(n), dir.path().join(n)).unwrap();
+            }
+        }
+        let set = match PolicySet::load_dir(dir.path(), PKG) {
+            Ok(s) => s,
+            Err(e) => return println!("without {skip:?}: {e}"),
+        };
+        let n = 3_000;
+        let started = Instant::now();
+        for _ in 0..n {
+            let _ = set.evaluate(&input);
+        }
+        println!(
+            "without {skip:?}: {:.1} us",
+            started.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+    };
+    measure(None);
+    for n in &names {
+        measure(Some(n));
+    }
+    measure(None);
+}

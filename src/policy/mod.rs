@@ -11,6 +11,7 @@
 //! | `loader.rs` | directory walk, revision hash, engine construction |
 //! | `convert.rs` | JSON -> regorus values, with already-converted parts spliced in |
 //! | `engine.rs` | [`PolicySet`]: load once, evaluate per request |
+//! | `rule_graph.rs` | what each rule definition reads and uses (regorus's syntax tree) |
 //! | `response_rules.rs` | which `deny` rules the response phase can leave out |
 //! | `verdict.rs` | rule values -> [`Verdict`]: type checks and precedence |
 //! | `testing.rs` | [`run_tests`], a minimal `opa test` |
@@ -32,6 +33,7 @@ mod explain;
 mod loader;
 mod replay;
 mod response_rules;
+mod rule_graph;
 mod testing;
 mod verdict;
 
