@@ -27,6 +27,7 @@
 //!   evaluation with empty input reaches.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use regorus::{Engine, Value};
@@ -35,6 +36,7 @@ use super::decision::Verdict;
 use super::error::PolicyError;
 use super::loader::{self, SourceFile};
 use super::response_rules;
+use super::specialize::Specializer;
 use super::verdict::{self, REQUEST_RULES, RESPONSE_RULES, RULES};
 
 /// Longest one decision may take. A policy decides on a request the client is
@@ -57,6 +59,9 @@ pub struct PolicySet {
     /// `deny` rules that cannot see a result (see [`response_rules`]), or
     /// `None` when every rule may.
     response: Option<Engine>,
+    /// Request engines specialized to one tool or method (see
+    /// [`specialize`]); `None` when the policy cannot be specialized.
+    specializer: Option<Arc<Specializer>>,
     /// How many `deny` rules the response phase leaves out.
     response_skips: usize,
     package: String,
@@ -93,6 +98,24 @@ impl PolicySet {
         }
         let trimmed =
             response_rules::response_sources(&mut engine, &files, &components, ADAPTER_PACKAGE);
+        let finish = {
+            let (package, dir) = (package.to_string(), dir.to_path_buf());
+            Box::new(move |sources: &[SourceFile]| -> Option<Engine> {
+                let mut engine = loader::build_engine(sources, EVAL_TIME_LIMIT).ok()?;
+                add_adapter(&mut engine, &package).ok()?;
+                prepare(&mut engine, &dir).ok()?;
+                Some(engine)
+            })
+        };
+        let specializer = Specializer::new(
+            &mut engine,
+            &files,
+            &components,
+            ADAPTER_PACKAGE,
+            &REQUEST_RULES,
+            finish,
+        )
+        .map(Arc::new);
         add_adapter(&mut engine, package).map_err(|e| loader::load_err(dir, e))?;
         prepare(&mut engine, dir)?;
         // The policy itself loaded; should the trimmed copy not (a bug of
@@ -108,6 +131,7 @@ impl PolicySet {
         Ok(PolicySet {
             engine,
             response,
+            specializer,
             response_skips,
             package: package.to_string(),
             revision: loader::revision(&files),
@@ -162,6 +186,10 @@ impl PolicySet {
     /// Decides one request whose input is already converted (see
     /// [`super::to_rego_spliced`]).
     pub fn evaluate_converted(&self, input: Value) -> Result<Verdict, PolicyError> {
+        if let Some(engine) = self.specialized(&input) {
+            let rules = run_adapter(&engine, "verdict", input)?;
+            return verdict::from_rules(&rules);
+        }
         let rules = self.eval_adapter("verdict", input)?;
         verdict::from_rules(&rules)
     }
@@ -181,23 +209,60 @@ impl PolicySet {
         self.response_skips
     }
 
+    /// The request engine specialized to `input`'s tool or method, when
+    /// there is one (see [`Specializer::engine_for`]).
+    fn specialized(&self, input: &Value) -> Option<Arc<Engine>> {
+        self.specializer.as_ref()?.engine_for(input, &self.engine)
+    }
+
+    /// Decides a request with the full engine, never a specialized one.
+    #[cfg(test)]
+    pub(super) fn evaluate_unspecialized(
+        &self,
+        input: &serde_json::Value,
+    ) -> Result<Verdict, PolicyError> {
+        let rules = self.eval_adapter("verdict", super::to_rego(input)?)?;
+        verdict::from_rules(&rules)
+    }
+
+    /// The specializer, for tests that look at what it built.
+    #[cfg(test)]
+    pub(super) fn specializer(&self) -> Option<&Specializer> {
+        self.specializer.as_deref()
+    }
+
+    /// How many specialized request engines are cached.
+    #[cfg(test)]
+    pub(super) fn specialized_engines(&self) -> usize {
+        self.specializer.as_ref().map_or(0, |s| s.cached())
+    }
+
     /// Runs one adapter rule on a clone of the engine; returns its JSON value.
     fn eval_adapter(&self, rule: &str, input: Value) -> Result<serde_json::Value, PolicyError> {
         let engine = match (rule, &self.response) {
             ("response", Some(response)) => response,
             _ => &self.engine,
         };
-        let mut engine = engine.clone();
-        engine.set_input(input);
-        let value = engine
-            .eval_rule(adapter_rule(rule))
-            .map_err(|e| loader::eval_err(e, EVAL_TIME_LIMIT))?;
-        serde_json::to_value(&value).map_err(|e| PolicyError::BadResult {
-            rule: "verdict".to_string(),
-            expected: "JSON-representable values",
-            got: e.to_string(),
-        })
+        run_adapter(engine, rule, input)
     }
+}
+
+/// Runs one adapter rule on a clone of `engine`; returns its JSON value.
+fn run_adapter(
+    engine: &Engine,
+    rule: &str,
+    input: Value,
+) -> Result<serde_json::Value, PolicyError> {
+    let mut engine = engine.clone();
+    engine.set_input(input);
+    let value = engine
+        .eval_rule(adapter_rule(rule))
+        .map_err(|e| loader::eval_err(e, EVAL_TIME_LIMIT))?;
+    serde_json::to_value(&value).map_err(|e| PolicyError::BadResult {
+        rule: "verdict".to_string(),
+        expected: "JSON-representable values",
+        got: e.to_string(),
+    })
 }
 
 /// `mcp.firewall` -> `["mcp", "firewall"]`; `None` unless every component is
@@ -221,7 +286,7 @@ fn declares_package(engine: &Engine, components: &[&str]) -> bool {
         .unwrap_or(false)
 }
 
-fn adapter_rule(rule: &str) -> String {
+pub(super) fn adapter_rule(rule: &str) -> String {
     format!("data.{ADAPTER_PACKAGE}.{rule}")
 }
 

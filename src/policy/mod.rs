@@ -12,6 +12,7 @@
 //! | `convert.rs` | JSON -> regorus values, with already-converted parts spliced in |
 //! | `engine.rs` | [`PolicySet`]: load once, evaluate per request |
 //! | `rule_graph.rs` | what each rule definition reads and uses (regorus's syntax tree) |
+//! | `specialize.rs` | request engines specialized to one tool or method, cached |
 //! | `response_rules.rs` | which `deny` rules the response phase can leave out |
 //! | `verdict.rs` | rule values -> [`Verdict`]: type checks and precedence |
 //! | `testing.rs` | [`run_tests`], a minimal `opa test` |
@@ -34,6 +35,7 @@ mod loader;
 mod replay;
 mod response_rules;
 mod rule_graph;
+mod specialize;
 mod testing;
 mod verdict;
 

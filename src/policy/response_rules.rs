@@ -102,7 +102,8 @@ fn reads_response(key: &Key, rules: &BTreeMap<Key, Facts>, seen: &mut BTreeSet<K
     if !seen.insert(key.clone()) {
         return true;
     }
-    let reads = facts.reads_any(&RESPONSE_FIELDS) || facts.uses.iter().any(|u| reads_response(u, rules, seen));
+    let reads = facts.reads_any(&RESPONSE_FIELDS)
+        || facts.uses.iter().any(|u| reads_response(u, rules, seen));
     seen.remove(key);
     reads
 }

@@ -61,7 +61,7 @@ impl Facts {
 
 /// Builtins whose answer may change between two calls with the same
 /// arguments, or that reach outside the policy.
-const NONDETERMINISTIC: [&str; 7] = [
+pub(super) const NONDETERMINISTIC: [&str; 7] = [
     "time.now_ns",
     "rand.intn",
     "uuid.rfc4122",
@@ -76,12 +76,16 @@ pub(super) struct Definition {
     pub(super) key: Key,
     pub(super) rule: Ref<Rule>,
     pub(super) facts: Facts,
+    /// The names its module's imports of `input` and `data` bind.
+    pub(super) imported: BTreeSet<String>,
 }
 
 /// Every rule definition of an engine's modules, and the facts merged per
 /// rule.
 pub(super) struct Graph {
     pub(super) modules: Vec<Ref<Module>>,
+    /// Every package and the names of its rules.
+    pub(super) packages: BTreeMap<Vec<String>, BTreeSet<String>>,
     pub(super) definitions: Vec<Definition>,
     pub(super) by_key: BTreeMap<Key, Facts>,
 }
@@ -123,11 +127,13 @@ impl Graph {
                     key,
                     rule: rule.clone(),
                     facts: walk.facts,
+                    imported: imports.keys().cloned().collect(),
                 });
             }
         }
         Some(Graph {
             modules,
+            packages,
             definitions,
             by_key,
         })
@@ -604,4 +610,3 @@ impl Walk<'_> {
         true
     }
 }
-

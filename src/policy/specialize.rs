@@ -1,0 +1,881 @@
+//! Request engines specialized to one tool (or one method).
+//!
+//! Job: regorus's interpreter runs every rule a decision reaches, so a call
+//! to `echo` pays for the Claude Code hook rules, the rules about resources
+//! and the rules about write tools, each of which gives up only after its
+//! own guard fails. Much of the input is the same for every call to one
+//! tool: the method, the server, whether it is trusted, the tool's
+//! definition and pin. [`Specializer`] builds, per such *known part*, an
+//! engine whose policy text says only what can still matter:
+//!
+//! - a rule that reads nothing but the known part, constant data and
+//!   deterministic builtins is *folded*: evaluated once and replaced by its
+//!   value (`write_tool := true`);
+//! - a rule definition whose leading statements include one that is false
+//!   for the known part is *dead* and blanked: a statement reading only the
+//!   known part and folded rules is evaluated once (`input.method ==
+//!   "hook/PreToolUse"`); one that refers to a rule all of whose definitions
+//!   are dead is false by Rego's semantics (an undefined term makes its
+//!   expression undefined; `some x in s` over an empty `s` fails). This runs
+//!   to a fixed point, so `cc_tool in cc_write_tools` dies with `cc_tool`;
+//! - rules no kept rule can reach any more are blanked too.
+//!
+//! Invariants:
+//! - The same decision, or none: an engine is used only for inputs whose
+//!   known part equals the one it was built for (the whole known part, as
+//!   canonical JSON, is the cache key: no hashing a hostile upstream could
+//!   collide). A policy using `with` anywhere is never specialized (a rule
+//!   could be evaluated under another input). Anything the analysis cannot
+//!   vouch for stays as written. Each new engine is cross-checked against
+//!   the full one on the input that caused it; on any difference, that
+//!   known part keeps the full engine.
+//! - Errors: a statement is judged only after the statements before it
+//!   evaluated true without error, and statements with no variables run
+//!   first in regorus's scheduler, so blanking a dead definition never hides
+//!   an error the full policy would raise on a closed guard. (A `some x in
+//!   s` guard over an empty `s` can be scheduled after a later statement
+//!   defining another variable; should that later statement fail with an
+//!   error, the full policy refuses the call where the specialized one
+//!   decides by the other rules, exactly as if that definition were absent,
+//!   which it is for this tool.)
+//! - Bounded: at most [`MAX_ENGINES`] specialized engines; a known part is
+//!   specialized the second time it is seen, so a one-off call (`policy
+//!   eval`, a listing) never pays for a build.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use regorus::unstable::{Expr, Literal, Rule, RuleHead};
+use regorus::{Engine, Value};
+
+use super::loader::SourceFile;
+use super::rule_graph::{Graph, Key, literal_path, rewrite};
+
+/// The input fields every `tools/call` of one tool shares.
+const TOOL_FIELDS: [&str; 6] = [
+    "version",
+    "method",
+    "direction",
+    "server",
+    "server_trusted",
+    "tool",
+];
+
+/// The input fields every request of one method shares.
+const METHOD_FIELDS: [&str; 3] = ["version", "method", "direction"];
+
+/// How many specialized engines one policy keeps (each is a few hundred KB).
+pub(super) const MAX_ENGINES: usize = 64;
+
+/// Known parts seen once, remembered to build on the second sighting.
+const MAX_SEEN: usize = 1024;
+
+/// Prefix of the probe rules added to the analysis engine.
+const PROBE: &str = "__mcp_firewall_probe_";
+
+/// What a rule's definitions produce.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// `r := v`, `r if ...`: one value, or undefined.
+    Complete,
+    /// `r contains x if ...`: a set, empty when nothing matches.
+    Set,
+    /// Anything else (functions, `a.b := 1`, `a[k] := v`, mixed kinds).
+    Other,
+}
+
+/// One leading statement of a definition, and what can decide it.
+#[derive(Debug, Default)]
+struct Statement {
+    /// Its probe, when it reads only the known part and folded rules.
+    probe: Option<usize>,
+    /// Rules it refers to where an undefined value makes it undefined.
+    refs: BTreeSet<Key>,
+    /// Rules it indexes or iterates (`r[x]`, `some x in r`): an empty set
+    /// makes it fail too.
+    iterated: BTreeSet<Key>,
+}
+
+/// One definition as the specializer sees it.
+#[derive(Debug)]
+struct Def {
+    key: Key,
+    /// Its text: file label, start, end (`None`: end of file).
+    extent: (String, usize, Option<usize>),
+    /// Whether blanking it leaves its rule's other definitions meaning the
+    /// same (a plain head and one body).
+    can_die: bool,
+    is_default: bool,
+    uses: BTreeSet<Key>,
+    opaque: bool,
+    /// Its leading statements, up to the first the analysis cannot judge.
+    statements: Vec<Statement>,
+}
+
+/// Everything about one choice of known fields that does not depend on
+/// their values: computed once per load.
+#[derive(Debug)]
+struct Plan {
+    fields: &'static [&'static str],
+    foldable: BTreeSet<Key>,
+    defs: Vec<Def>,
+    kinds: BTreeMap<Key, Kind>,
+    /// `(file label, package path, rule text)` of each probe.
+    probes: Vec<(String, Vec<String>, String)>,
+    roots: BTreeSet<Key>,
+}
+
+/// What the analysis concluded for one known part.
+struct Outcome {
+    dead: BTreeSet<usize>,
+    folded: BTreeMap<Key, Value>,
+    dead_rules: BTreeMap<Key, Kind>,
+    reached: Option<BTreeSet<Key>>,
+}
+
+/// Builds and caches specialized request engines for one loaded policy.
+pub(crate) struct Specializer {
+    tool: Plan,
+    method: Plan,
+    files: Vec<SourceFile>,
+    finish: Finish,
+    cache: Mutex<Cache>,
+    /// Builds the cross-check refused (each one a bug of the analysis).
+    disagreements: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Cache {
+    /// `None`: this known part is decided by the full engine.
+    engines: HashMap<String, Option<Arc<Engine>>>,
+    seen: HashSet<String>,
+    /// Known parts whose engine is being built.
+    building: HashSet<String>,
+}
+
+/// Turns policy text into a finished engine (the adapter added, prepared).
+pub(super) type Finish = Box<dyn Fn(&[SourceFile]) -> Option<Engine> + Send + Sync>;
+
+impl Specializer {
+    /// The plans for `files` as loaded in `engine` (before the adapter);
+    /// `None` when the policy cannot be specialized (`with` anywhere, or a
+    /// shape the walk does not know).
+    pub(super) fn new(
+        engine: &mut Engine,
+        files: &[SourceFile],
+        package: &[&str],
+        adapter_package: &str,
+        roots: &[&str],
+        finish: Finish,
+    ) -> Option<Specializer> {
+        let graph = Graph::build(engine, adapter_package)?;
+        if graph.definitions.iter().any(|d| d.facts.with) {
+            return None;
+        }
+        let package: Vec<String> = package.iter().map(|c| c.to_string()).collect();
+        let roots: BTreeSet<Key> = roots
+            .iter()
+            .map(|r| (package.clone(), r.to_string()))
+            .collect();
+        Some(Specializer {
+            tool: Plan::new(&graph, &TOOL_FIELDS, &roots)?,
+            method: Plan::new(&graph, &METHOD_FIELDS, &roots)?,
+            files: files.to_vec(),
+            finish,
+            cache: Mutex::new(Cache::default()),
+            disagreements: AtomicUsize::new(0),
+        })
+    }
+
+    /// The specialized engine for `input`'s known part, if one is built;
+    /// `None`: decide with the full engine. The second sighting of a known
+    /// part starts its build on a thread of its own, so no call waits for
+    /// one.
+    pub(super) fn engine_for(
+        self: &Arc<Self>,
+        input: &Value,
+        full: &Engine,
+    ) -> Option<Arc<Engine>> {
+        let (key, _) = self.key(input)?;
+        let mut cache = self.cache.lock().ok()?;
+        if let Some(engine) = cache.engines.get(&key) {
+            return engine.clone();
+        }
+        if cache.building.contains(&key) {
+            return None;
+        }
+        if cache.seen.remove(&key) {
+            cache.building.insert(key.clone());
+            let (this, full, input) = (self.clone(), full.clone(), input.clone());
+            let spawned = std::thread::Builder::new()
+                .name("policy-specialize".to_string())
+                .spawn(move || this.build_and_keep(key, &input, &full));
+            if spawned.is_err() {
+                tracing::warn!("could not start a thread to specialize the policy");
+            }
+            return None;
+        }
+        if cache.seen.len() >= MAX_SEEN {
+            cache.seen.clear();
+        }
+        cache.seen.insert(key);
+        None
+    }
+
+    /// The cache key of `input`'s known part (every known field, as
+    /// canonical JSON) and the plan for it.
+    fn key(&self, input: &Value) -> Option<(String, &Plan)> {
+        let plan = match input["method"].as_string().ok()?.as_ref() {
+            "tools/call" => &self.tool,
+            _ => &self.method,
+        };
+        let known = known_part(input, plan.fields);
+        let key = format!(
+            "{}\n{}",
+            plan.fields.len(),
+            serde_json::to_string(&known).ok()?
+        );
+        Some((key, plan))
+    }
+
+    fn build_and_keep(&self, key: String, input: &Value, full: &Engine) {
+        let built = self
+            .key(input)
+            .and_then(|(_, plan)| self.build(plan, input, full));
+        let Ok(mut cache) = self.cache.lock() else {
+            return;
+        };
+        cache.building.remove(&key);
+        if cache.engines.len() >= MAX_ENGINES {
+            let evict = cache.engines.keys().next().cloned();
+            evict.map(|k| cache.engines.remove(&k));
+        }
+        cache.engines.insert(key, built.map(Arc::new));
+    }
+
+    /// Waits until no build is under way.
+    #[cfg(test)]
+    pub(super) fn settle(&self) {
+        while self.cache.lock().is_ok_and(|c| !c.building.is_empty()) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// How many builds the cross-check refused.
+    #[cfg(test)]
+    pub(super) fn disagreements(&self) -> usize {
+        self.disagreements.load(Ordering::Relaxed)
+    }
+
+    /// How many specialized engines are cached.
+    #[cfg(test)]
+    pub(super) fn cached(&self) -> usize {
+        self.cache
+            .lock()
+            .map(|c| c.engines.values().filter(|e| e.is_some()).count())
+            .unwrap_or(0)
+    }
+
+    /// The policy text specialized to `input`'s known part, when the
+    /// analysis vouches for one.
+    #[cfg(test)]
+    pub(super) fn text_for(&self, input: &Value) -> Option<String> {
+        let (_, plan) = self.key(input)?;
+        let outcome = plan.analyse(&self.files, &known_part(input, plan.fields))?;
+        let sources = plan.sources(&self.files, &outcome)?;
+        Some(
+            sources
+                .iter()
+                .map(|f| f.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    }
+
+    /// The engine for `input`'s known part, cross-checked on `input`.
+    fn build(&self, plan: &Plan, input: &Value, full: &Engine) -> Option<Engine> {
+        let outcome = plan.analyse(&self.files, &known_part(input, plan.fields))?;
+        let sources = plan.sources(&self.files, &outcome)?;
+        let engine = (self.finish)(&sources)?;
+        // The cross-check: both engines decide the input that caused this.
+        let decide = |engine: &Engine| {
+            let mut engine = engine.clone();
+            engine.set_input(input.clone());
+            engine
+                .eval_rule(super::engine::adapter_rule("verdict"))
+                .map_err(|e| e.to_string())
+        };
+        let (theirs, ours) = (decide(full), decide(&engine));
+        if theirs.is_ok() != ours.is_ok() || (theirs.is_ok() && theirs != ours) {
+            self.disagreements.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                full = ?theirs,
+                specialized = ?ours,
+                "a specialized policy engine disagreed with the full policy; using the full policy for this tool"
+            );
+            return None;
+        }
+        Some(engine)
+    }
+}
+
+/// The `fields` of `input`, as an object (absent fields stay absent).
+fn known_part(input: &Value, fields: &[&str]) -> Value {
+    let mut known = BTreeMap::new();
+    for field in fields {
+        let value = &input[*field];
+        if *value != Value::Undefined {
+            known.insert(Value::from(*field), value.clone());
+        }
+    }
+    Value::from(known)
+}
+
+impl Plan {
+    fn new(graph: &Graph, fields: &'static [&'static str], roots: &BTreeSet<Key>) -> Option<Plan> {
+        let mut kinds: BTreeMap<Key, Kind> = BTreeMap::new();
+        for definition in &graph.definitions {
+            let kind = match definition.rule.as_ref() {
+                Rule::Spec { head, .. } => head_kind(head),
+                Rule::Default { refr, args, .. } if args.is_empty() && is_plain(refr) => {
+                    Kind::Complete
+                }
+                Rule::Default { .. } => Kind::Other,
+            };
+            kinds
+                .entry(definition.key.clone())
+                .and_modify(|k| {
+                    if *k != kind {
+                        *k = Kind::Other;
+                    }
+                })
+                .or_insert(kind);
+        }
+        let foldable: BTreeSet<Key> = kinds
+            .iter()
+            .filter(|(key, kind)| {
+                **kind != Kind::Other
+                    && graph.reached([*key]).iter().all(|k| {
+                        graph.by_key.get(k).is_none_or(|f| {
+                            !f.any_input
+                                && !f.opaque
+                                && !f.with
+                                && !f.nondeterministic
+                                && f.inputs.iter().all(|i| fields.contains(&i.as_str()))
+                        })
+                    })
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut probes = Vec::new();
+        let mut defs = Vec::new();
+        for definition in &graph.definitions {
+            let extent = graph.extent(&definition.rule)?;
+            let (can_die, is_default, stmts) = match definition.rule.as_ref() {
+                Rule::Spec { head, bodies, .. } => {
+                    let single = bodies.len() == 1 && !bodies[0].is_else;
+                    let can_die = single && head_kind(head) != Kind::Other;
+                    let stmts = if can_die {
+                        Some(&bodies[0].query.stmts)
+                    } else {
+                        None
+                    };
+                    (can_die, false, stmts)
+                }
+                Rule::Default { .. } => (false, true, None),
+            };
+            let mut statements = Vec::new();
+            let check = Closed {
+                graph,
+                here: &definition.key.0,
+                imported: &definition.imported,
+                fields,
+                foldable: &foldable,
+            };
+            for stmt in stmts.into_iter().flatten() {
+                if !stmt.with_mods.is_empty() {
+                    break;
+                }
+                let mut statement = Statement::default();
+                let closed = match &stmt.literal {
+                    Literal::Expr { expr, .. } => {
+                        check.refs(expr, &mut statement, false);
+                        check.expr(expr)
+                    }
+                    Literal::SomeIn {
+                        key,
+                        value,
+                        collection,
+                        ..
+                    } => {
+                        check.refs(collection, &mut statement, true);
+                        let binds = |e: &Expr| matches!(e, Expr::Var { .. }) && !check.names(e);
+                        key.as_ref().is_none_or(|k| binds(k))
+                            && binds(value)
+                            && check.expr(collection)
+                    }
+                    _ => break,
+                };
+                if closed {
+                    statement.probe = Some(probes.len());
+                    let name = format!("{PROBE}{}", probes.len());
+                    let text = format!("{name} if {{\n{}\n}}", statement_text(&stmt.span)?);
+                    probes.push((extent.0.clone(), definition.key.0.clone(), text));
+                }
+                let judged = statement.probe.is_some()
+                    || !statement.refs.is_empty()
+                    || !statement.iterated.is_empty();
+                if !judged {
+                    break;
+                }
+                statements.push(statement);
+            }
+            defs.push(Def {
+                key: definition.key.clone(),
+                extent,
+                can_die,
+                is_default,
+                uses: definition.facts.uses.clone(),
+                opaque: definition.facts.opaque,
+                statements,
+            });
+        }
+        Some(Plan {
+            fields,
+            foldable,
+            defs,
+            kinds,
+            probes,
+            roots: roots.clone(),
+        })
+    }
+
+    /// Runs the probes on `known` and finds the dead definitions and the
+    /// folded values.
+    fn analyse(&self, files: &[SourceFile], known: &Value) -> Option<Outcome> {
+        let appended: Vec<(String, String)> = self
+            .probes
+            .iter()
+            .map(|(label, _, text)| (label.clone(), text.clone()))
+            .collect();
+        let sources = rewrite(files, &[], &appended)?;
+        let mut probe =
+            super::loader::build_engine(&sources, super::engine::EVAL_TIME_LIMIT).ok()?;
+        probe.set_input(known.clone());
+        // Some(true): the statement holds; Some(false): it fails; None: error.
+        let answers: Vec<Option<bool>> = self
+            .probes
+            .iter()
+            .enumerate()
+            .map(|(i, (_, package, _))| {
+                let path = format!("data.{}.{PROBE}{i}", package.join("."));
+                match probe.eval_rule(path) {
+                    Ok(Value::Undefined) => Some(false),
+                    Ok(_) => Some(true),
+                    Err(_) => None,
+                }
+            })
+            .collect();
+        // Dead definitions and rules, to a fixed point.
+        let mut dead: BTreeSet<usize> = BTreeSet::new();
+        let mut dead_rules: BTreeMap<Key, Kind> = BTreeMap::new();
+        loop {
+            let mut changed = false;
+            for (i, def) in self.defs.iter().enumerate() {
+                if dead.contains(&i) || !def.can_die || self.foldable.contains(&def.key) {
+                    continue;
+                }
+                for statement in &def.statements {
+                    // An undefined rule makes the statement undefined; an
+                    // empty set only where it is iterated or indexed.
+                    let fails = statement
+                        .refs
+                        .iter()
+                        .any(|r| dead_rules.get(r) == Some(&Kind::Complete))
+                        || statement
+                            .iterated
+                            .iter()
+                            .any(|r| dead_rules.contains_key(r));
+                    let answer = statement.probe.and_then(|p| answers[p]);
+                    if fails || answer == Some(false) {
+                        dead.insert(i);
+                        changed = true;
+                        break;
+                    }
+                    if answer != Some(true) {
+                        break;
+                    }
+                }
+            }
+            for (key, kind) in &self.kinds {
+                if *kind == Kind::Other || dead_rules.contains_key(key) {
+                    continue;
+                }
+                let mut defs = self.defs.iter().enumerate().filter(|(_, d)| d.key == *key);
+                if defs.all(|(i, d)| !d.is_default && dead.contains(&i)) {
+                    dead_rules.insert(key.clone(), *kind);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        // What the kept definitions still reach; folded and dead rules end
+        // the walk (their text goes).
+        let mut reached = BTreeSet::new();
+        let mut opaque = false;
+        let mut stack: Vec<Key> = self.roots.iter().cloned().collect();
+        while let Some(key) = stack.pop() {
+            if !reached.insert(key.clone())
+                || self.foldable.contains(&key)
+                || dead_rules.contains_key(&key)
+            {
+                continue;
+            }
+            for (i, def) in self.defs.iter().enumerate() {
+                if def.key == key && !dead.contains(&i) {
+                    opaque |= def.opaque;
+                    stack.extend(def.uses.iter().cloned());
+                }
+            }
+        }
+        let mut folded = BTreeMap::new();
+        for key in self.foldable.iter().filter(|k| reached.contains(*k)) {
+            let path = format!("data.{}.{}", key.0.join("."), key.1);
+            // A rule that fails to evaluate here stays as written: the
+            // decision raises its error as before.
+            if let Ok(value) = probe.eval_rule(path) {
+                folded.insert(key.clone(), value);
+            }
+        }
+        Some(Outcome {
+            dead,
+            folded,
+            dead_rules,
+            reached: (!opaque).then_some(reached),
+        })
+    }
+
+    /// The policy text for `outcome`: dead definitions, folded and dead
+    /// rules and (unless something opaque is kept) unreached rules blanked;
+    /// the values of folded and dead rules still reached appended.
+    fn sources(&self, files: &[SourceFile], outcome: &Outcome) -> Option<Vec<SourceFile>> {
+        let mut blank = Vec::new();
+        let mut appended: BTreeMap<Key, (String, String)> = BTreeMap::new();
+        for (i, def) in self.defs.iter().enumerate() {
+            let unreached = outcome
+                .reached
+                .as_ref()
+                .is_some_and(|r| !r.contains(&def.key));
+            let replaced =
+                outcome.folded.contains_key(&def.key) || outcome.dead_rules.contains_key(&def.key);
+            if !(outcome.dead.contains(&i) || replaced || unreached) {
+                continue;
+            }
+            blank.push(def.extent.clone());
+            if replaced && !unreached && !appended.contains_key(&def.key) {
+                let text = match (
+                    outcome.folded.get(&def.key),
+                    outcome.dead_rules.get(&def.key),
+                ) {
+                    (Some(Value::Undefined), _) | (None, Some(Kind::Complete)) => {
+                        format!("{} if false", def.key.1)
+                    }
+                    (Some(value), _) => format!("{} := {}", def.key.1, rego_text(value)?),
+                    (None, _) => format!("{} := set()", def.key.1),
+                };
+                appended.insert(def.key.clone(), (def.extent.0.clone(), text));
+            }
+        }
+        let appended: Vec<(String, String)> = appended.into_values().collect();
+        rewrite(files, &blank, &appended)
+    }
+}
+
+/// A statement's source text. regorus's spans stop before a closing quote
+/// or backtick, so one that follows the span is taken too (nothing else
+/// can follow an expression directly). Should the text be cut wrong anyway,
+/// the probe engine does not load and the policy is not specialized.
+fn statement_text(span: &regorus::unstable::Span) -> Option<String> {
+    let contents = span.source.contents();
+    let (start, mut end) = (span.start as usize, span.end as usize);
+    if matches!(contents.as_bytes().get(end), Some(b'"' | b'`')) {
+        end += 1;
+    }
+    contents.get(start..end).map(str::to_string)
+}
+
+fn is_plain(refr: &Expr) -> bool {
+    matches!(refr, Expr::Var { .. })
+}
+
+fn head_kind(head: &RuleHead) -> Kind {
+    match head {
+        RuleHead::Compr { refr, .. } if is_plain(refr) => Kind::Complete,
+        RuleHead::Set {
+            refr, key: Some(_), ..
+        } if is_plain(refr) => Kind::Set,
+        _ => Kind::Other,
+    }
+}
+
+/// Which expressions read only the known part, folded rules and constants.
+struct Closed<'a> {
+    graph: &'a Graph,
+    here: &'a [String],
+    imported: &'a BTreeSet<String>,
+    fields: &'a [&'a str],
+    foldable: &'a BTreeSet<Key>,
+}
+
+impl Closed<'_> {
+    fn expr(&self, expr: &Expr) -> bool {
+        match expr {
+            Expr::String { .. }
+            | Expr::RawString { .. }
+            | Expr::Number { .. }
+            | Expr::Bool { .. }
+            | Expr::Null { .. } => true,
+            Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. } => self.reference(expr),
+            Expr::Array { items, .. } | Expr::Set { items, .. } => {
+                items.iter().all(|i| self.expr(i))
+            }
+            Expr::Object { fields, .. } => fields
+                .iter()
+                .all(|(_, key, value)| self.expr(key) && self.expr(value)),
+            Expr::Call { fcn, params, .. } => {
+                self.builtin(fcn) && params.iter().all(|p| self.expr(p))
+            }
+            Expr::UnaryExpr { expr, .. } => self.expr(expr),
+            Expr::BinExpr { lhs, rhs, .. }
+            | Expr::BoolExpr { lhs, rhs, .. }
+            | Expr::ArithExpr { lhs, rhs, .. } => self.expr(lhs) && self.expr(rhs),
+            Expr::Membership {
+                key,
+                value,
+                collection,
+                ..
+            } => key.is_none() && self.expr(value) && self.expr(collection),
+            // Assignments and comprehensions bind variables.
+            Expr::AssignExpr { .. }
+            | Expr::ArrayCompr { .. }
+            | Expr::SetCompr { .. }
+            | Expr::ObjectCompr { .. } => false,
+        }
+    }
+
+    /// A call to a deterministic builtin (not a rule of a package).
+    fn builtin(&self, fcn: &Expr) -> bool {
+        let (root, path) = literal_path(fcn);
+        let Expr::Var { span, .. } = root else {
+            return false;
+        };
+        let name = span.text();
+        let is_rule = self
+            .graph
+            .packages
+            .get(self.here)
+            .is_some_and(|rules| rules.contains(name));
+        if is_rule || self.imported.contains(name) || name == "data" || name == "input" {
+            return false;
+        }
+        let full: Vec<&str> = std::iter::once(name)
+            .chain(path.iter().map(|s| s.as_deref().unwrap_or("")))
+            .collect();
+        !super::rule_graph::NONDETERMINISTIC.contains(&full.join(".").as_str())
+    }
+
+    /// Whether `expr` names something other than a fresh variable.
+    fn names(&self, expr: &Expr) -> bool {
+        let Expr::Var { span, .. } = expr else {
+            return true;
+        };
+        let name = span.text();
+        name == "_"
+            || name == "input"
+            || name == "data"
+            || self.imported.contains(name)
+            || self
+                .graph
+                .packages
+                .get(self.here)
+                .is_some_and(|rules| rules.contains(name))
+    }
+
+    fn reference(&self, expr: &Expr) -> bool {
+        let (root, path) = literal_path(expr);
+        let Expr::Var { span, .. } = root else {
+            return false;
+        };
+        if path.iter().any(Option::is_none) {
+            return false;
+        }
+        let path: Vec<&str> = path.iter().map_while(|s| s.as_deref()).collect();
+        match span.text() {
+            "input" => path.first().is_some_and(|f| self.fields.contains(f)),
+            "data" => self.data(&path),
+            name if self.imported.contains(name) => false,
+            name => self
+                .foldable
+                .contains(&(self.here.to_vec(), name.to_string())),
+        }
+    }
+
+    /// Plain data (no package on the path), or a foldable rule.
+    fn data(&self, path: &[&str]) -> bool {
+        self.graph.packages.keys().all(|package| {
+            let n = package.len().min(path.len());
+            let related = package.iter().zip(path).take(n).all(|(a, b)| a == b);
+            // Unrelated, or a rule of this package that folds (a path that
+            // stops at or above a package may reach any of its rules).
+            !related
+                || (path.len() > package.len()
+                    && self
+                        .foldable
+                        .contains(&(package.clone(), path[package.len()].to_string())))
+        })
+    }
+
+    /// The rules `expr` refers to outside comprehensions: an undefined one
+    /// makes the expression undefined; `iterated` (or an index into the
+    /// rule) fails on an empty set too.
+    fn refs(&self, expr: &Expr, into: &mut Statement, iterated: bool) {
+        match expr {
+            Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. } => {
+                let (root, path) = literal_path(expr);
+                let mut walk = expr;
+                // Computed keys are expressions too.
+                while let Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } = walk {
+                    if let Expr::RefBrack { index, .. } = walk {
+                        self.refs(index, into, false);
+                    }
+                    walk = refr;
+                }
+                let Expr::Var { span, .. } = root else {
+                    return;
+                };
+                let name = span.text();
+                if self.imported.contains(name) {
+                    return;
+                }
+                let key = match name {
+                    "data" => {
+                        let literal: Vec<&str> = path.iter().map_while(|s| s.as_deref()).collect();
+                        let Some(key) = self.data_rule(&literal) else {
+                            return;
+                        };
+                        let below = literal.len() > key.0.len() + 1;
+                        if iterated || below {
+                            into.iterated.insert(key.clone());
+                        }
+                        into.refs.insert(key);
+                        return;
+                    }
+                    "input" => return,
+                    name => (self.here.to_vec(), name.to_string()),
+                };
+                if !self
+                    .graph
+                    .packages
+                    .get(self.here)
+                    .is_some_and(|rules| rules.contains(&key.1))
+                {
+                    return;
+                }
+                if iterated || !path.is_empty() {
+                    into.iterated.insert(key.clone());
+                }
+                into.refs.insert(key);
+            }
+            Expr::Array { items, .. } | Expr::Set { items, .. } => {
+                items.iter().for_each(|i| self.refs(i, into, false));
+            }
+            Expr::Object { fields, .. } => {
+                for (_, key, value) in fields {
+                    self.refs(key, into, false);
+                    self.refs(value, into, false);
+                }
+            }
+            Expr::Call { params, .. } => params.iter().for_each(|p| self.refs(p, into, false)),
+            Expr::UnaryExpr { expr, .. } => self.refs(expr, into, false),
+            Expr::BinExpr { lhs, rhs, .. }
+            | Expr::BoolExpr { lhs, rhs, .. }
+            | Expr::ArithExpr { lhs, rhs, .. }
+            | Expr::AssignExpr { lhs, rhs, .. } => {
+                self.refs(lhs, into, false);
+                self.refs(rhs, into, false);
+            }
+            Expr::Membership {
+                key,
+                value,
+                collection,
+                ..
+            } => {
+                if let Some(key) = key {
+                    self.refs(key, into, false);
+                }
+                self.refs(value, into, false);
+                self.refs(collection, into, false);
+            }
+            Expr::String { .. }
+            | Expr::RawString { .. }
+            | Expr::Number { .. }
+            | Expr::Bool { .. }
+            | Expr::Null { .. }
+            | Expr::ArrayCompr { .. }
+            | Expr::SetCompr { .. }
+            | Expr::ObjectCompr { .. } => {}
+        }
+    }
+
+    /// The rule a literal `data` path names, when it runs through exactly
+    /// one package and names a rule of it.
+    fn data_rule(&self, path: &[&str]) -> Option<Key> {
+        let mut found = None;
+        for (package, rules) in &self.graph.packages {
+            let through =
+                package.len() < path.len() && package.iter().zip(path).all(|(a, b)| a == b);
+            let above =
+                package.len() >= path.len() && path.iter().zip(package).all(|(a, b)| a == b);
+            if above || (through && found.is_some()) {
+                return None;
+            }
+            if through && rules.contains(path[package.len()]) {
+                found = Some((package.clone(), path[package.len()].to_string()));
+            }
+        }
+        found
+    }
+}
+
+/// A value as Rego source text; `None` for `undefined` inside it.
+fn rego_text(value: &Value) -> Option<String> {
+    Some(match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {
+            serde_json::to_string(value).ok()?
+        }
+        Value::Array(items) => {
+            let items: Option<Vec<String>> = items.iter().map(rego_text).collect();
+            format!("[{}]", items?.join(", "))
+        }
+        Value::Set(items) if items.is_empty() => "set()".to_string(),
+        Value::Set(items) => {
+            let items: Option<Vec<String>> = items.iter().map(rego_text).collect();
+            format!("{{{}}}", items?.join(", "))
+        }
+        Value::Object(fields) => {
+            let fields: Option<Vec<String>> = fields
+                .iter()
+                .map(|(k, v)| Some(format!("{}: {}", rego_text(k)?, rego_text(v)?)))
+                .collect();
+            format!("{{{}}}", fields?.join(", "))
+        }
+        Value::Undefined => return None,
+    })
+}
+
+#[cfg(test)]
+#[path = "specialize_tests.rs"]
+mod tests;
