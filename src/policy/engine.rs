@@ -141,6 +141,13 @@ impl PolicySet {
         })
     }
 
+    /// This policy without specialized request engines: every request is
+    /// decided by the whole policy (for comparisons in benchmarks).
+    pub fn unspecialized(mut self) -> PolicySet {
+        self.specializer = None;
+        self
+    }
+
     /// Whether the policy could ever hide an item. `false` only when no
     /// Rego file mentions `hide` outside full-line comments and the
     /// statement `default hide := false`: then the per-call "is this item

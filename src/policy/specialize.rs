@@ -124,6 +124,11 @@ struct Plan {
     /// `(file label, package path, rule text)` of each probe.
     probes: Vec<(String, Vec<String>, String)>,
     roots: BTreeSet<Key>,
+    /// Whether any definition has a statement the analysis can judge:
+    /// without one, a specialized engine could only fold rules that cost
+    /// next to nothing (an allow-all policy), and computing the key per
+    /// call would cost more than it saves.
+    useful: bool,
 }
 
 /// What the analysis concluded for one known part.
@@ -230,6 +235,9 @@ impl Specializer {
             "tools/call" => &self.tool,
             _ => &self.method,
         };
+        if !plan.useful {
+            return None;
+        }
         let known = known_part(input, plan.fields);
         let key = format!(
             "{}\n{}",
@@ -441,7 +449,9 @@ impl Plan {
                 statements,
             });
         }
+        let useful = defs.iter().any(|d| !d.statements.is_empty());
         Some(Plan {
+            useful,
             fields,
             foldable,
             defs,

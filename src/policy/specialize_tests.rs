@@ -427,3 +427,11 @@ fn bench_specialized() {
         println!("{label}: full {full:.1} us, specialized {ours:.1} us");
     }
 }
+
+#[test]
+fn a_policy_with_nothing_to_judge_is_not_specialized() {
+    let set = load(&[("p.rego", "package mcp.firewall\nallow := true\n")]);
+    let input = call(tool("echo", json!({})), json!({}));
+    assert!(same_every_way(&set, &input).contains("Allow"));
+    assert_eq!(set.specialized_engines(), 0);
+}
