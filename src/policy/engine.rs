@@ -36,7 +36,7 @@ use super::decision::Verdict;
 use super::error::PolicyError;
 use super::loader::{self, SourceFile};
 use super::response_rules;
-use super::specialize::Specializer;
+use super::specialize::{Phase, Specializer};
 use super::verdict::{self, REQUEST_RULES, RESPONSE_RULES, RULES};
 
 /// Longest one decision may take. A policy decides on a request the client is
@@ -62,6 +62,8 @@ pub struct PolicySet {
     /// Request engines specialized to one tool or method (see
     /// [`specialize`]); `None` when the policy cannot be specialized.
     specializer: Option<Arc<Specializer>>,
+    /// The same for the response phase (built from `response`'s text).
+    results: Option<Arc<Specializer>>,
     /// How many `deny` rules the response phase leaves out.
     response_skips: usize,
     package: String,
@@ -98,34 +100,35 @@ impl PolicySet {
         }
         let trimmed =
             response_rules::response_sources(&mut engine, &files, &components, ADAPTER_PACKAGE);
-        let finish = {
-            let (package, dir) = (package.to_string(), dir.to_path_buf());
-            Box::new(move |sources: &[SourceFile]| -> Option<Engine> {
-                let mut engine = loader::build_engine(sources, EVAL_TIME_LIMIT).ok()?;
-                add_adapter(&mut engine, &package).ok()?;
-                prepare(&mut engine, &dir).ok()?;
-                Some(engine)
-            })
-        };
         // `MCP_FIREWALL_SPECIALIZE=0`: every request runs the whole policy
         // (slower, never less strict; for comparisons and for doubt).
         let wanted = std::env::var_os("MCP_FIREWALL_SPECIALIZE").is_none_or(|v| v != "0");
-        let specializer = Specializer::new(
-            &mut engine,
-            &files,
-            &components,
-            ADAPTER_PACKAGE,
-            &REQUEST_RULES,
-            finish,
-        )
-        .filter(|_| wanted)
-        .map(Arc::new);
+        let specialize = |engine: &mut Engine, sources: &[SourceFile], phase: Phase| {
+            let finish = {
+                let (package, dir) = (package.to_string(), dir.to_path_buf());
+                Box::new(move |sources: &[SourceFile]| -> Option<Engine> {
+                    let mut engine = loader::build_engine(sources, EVAL_TIME_LIMIT).ok()?;
+                    add_adapter(&mut engine, &package).ok()?;
+                    prepare(&mut engine, &dir).ok()?;
+                    Some(engine)
+                })
+            };
+            let specializer =
+                Specializer::new(engine, sources, &components, ADAPTER_PACKAGE, phase, finish);
+            specializer.filter(|_| wanted).map(Arc::new)
+        };
+        let specializer = specialize(&mut engine, &files, Phase::Request);
+        let mut results = match trimmed {
+            None => specialize(&mut engine, &files, Phase::Response),
+            Some(_) => None,
+        };
         add_adapter(&mut engine, package).map_err(|e| loader::load_err(dir, e))?;
         prepare(&mut engine, dir)?;
         // The policy itself loaded; should the trimmed copy not (a bug of
         // ours, not the author's), results are judged by the whole policy.
         let response = trimmed.and_then(|(sources, skipped)| {
             let mut response = loader::build_engine(&sources, EVAL_TIME_LIMIT).ok()?;
+            results = specialize(&mut response, &sources, Phase::Response);
             add_adapter(&mut response, package).ok()?;
             prepare(&mut response, dir).ok()?;
             Some((response, skipped))
@@ -136,6 +139,7 @@ impl PolicySet {
             engine,
             response,
             specializer,
+            results,
             response_skips,
             package: package.to_string(),
             revision: loader::revision(&files),
@@ -149,6 +153,7 @@ impl PolicySet {
     /// decided by the whole policy (for comparisons in benchmarks).
     pub fn unspecialized(mut self) -> PolicySet {
         self.specializer = None;
+        self.results = None;
         self
     }
 
@@ -210,6 +215,15 @@ impl PolicySet {
     /// has no `approve` or `allow`, so an empty `deny` reads as the default
     /// hold, which the response phase ignores.
     pub fn evaluate_response_converted(&self, input: Value) -> Result<Verdict, PolicyError> {
+        let whole = self.response.as_ref().unwrap_or(&self.engine);
+        if let Some(engine) = self
+            .results
+            .as_ref()
+            .and_then(|s| s.engine_for(&input, whole))
+        {
+            let rules = run_adapter(&engine, "response", input)?;
+            return verdict::from_rules(&rules);
+        }
         let rules = self.eval_adapter("response", input)?;
         verdict::from_rules(&rules)
     }
@@ -232,8 +246,32 @@ impl PolicySet {
         &self,
         input: &serde_json::Value,
     ) -> Result<Verdict, PolicyError> {
-        let rules = self.eval_adapter("verdict", super::to_rego(input)?)?;
+        let rule = match input.get("phase").and_then(serde_json::Value::as_str) {
+            Some("response") => "response",
+            _ => "verdict",
+        };
+        let rules = self.eval_adapter(rule, super::to_rego(input)?)?;
         verdict::from_rules(&rules)
+    }
+
+    /// Waits for specialized builds under way; returns how many builds the
+    /// cross-check refused so far.
+    #[cfg(test)]
+    pub(super) fn settle_specialized(&self) -> usize {
+        [&self.specializer, &self.results]
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                s.settle();
+                s.disagreements()
+            })
+            .sum()
+    }
+
+    /// The response phase's specializer, for tests.
+    #[cfg(test)]
+    pub(super) fn results_specializer(&self) -> Option<&Specializer> {
+        self.results.as_deref()
     }
 
     /// The specializer, for tests that look at what it built.
@@ -242,10 +280,11 @@ impl PolicySet {
         self.specializer.as_deref()
     }
 
-    /// How many specialized request engines are cached.
+    /// How many specialized engines (requests and results) are cached.
     #[cfg(test)]
     pub(super) fn specialized_engines(&self) -> usize {
-        self.specializer.as_ref().map_or(0, |s| s.cached())
+        let count = |s: &Option<Arc<Specializer>>| s.as_ref().map_or(0, |s| s.cached());
+        count(&self.specializer) + count(&self.results)
     }
 
     /// Runs one adapter rule on a clone of the engine; returns its JSON value.

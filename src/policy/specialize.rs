@@ -22,8 +22,8 @@
 //!
 //! Invariants:
 //! - The same decision, or none: an engine is used only for inputs whose
-//!   known part equals the one it was built for (the whole known part, as
-//!   canonical JSON, is the cache key: no hashing a hostile upstream could
+//!   known part equals the one it was built for (the whole known part,
+//!   compared as values, is the cache key: no hash a hostile upstream could
 //!   collide). A policy using `with` anywhere is never specialized (a rule
 //!   could be evaluated under another input). Anything the analysis cannot
 //!   vouch for stays as written. Each new engine is cross-checked against
@@ -42,7 +42,7 @@
 //!   specialized the second time it is seen, so a one-off call (`policy
 //!   eval`, a listing) never pays for a build.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -52,18 +52,45 @@ use regorus::{Engine, Value};
 use super::loader::SourceFile;
 use super::rule_graph::{Graph, Key, literal_path, rewrite};
 
-/// The input fields every `tools/call` of one tool shares.
-const TOOL_FIELDS: [&str; 6] = [
+/// The input fields every `tools/call` of one tool shares (and its
+/// results: `phase`).
+const TOOL_FIELDS: [&str; 7] = [
     "version",
     "method",
     "direction",
+    "phase",
     "server",
     "server_trusted",
     "tool",
 ];
 
 /// The input fields every request of one method shares.
-const METHOD_FIELDS: [&str; 3] = ["version", "method", "direction"];
+const METHOD_FIELDS: [&str; 4] = ["version", "method", "direction", "phase"];
+
+/// Which of the firewall's two evaluations an engine serves.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Phase {
+    /// Requests: the adapter's `verdict`, from the six decision rules.
+    Request,
+    /// Results: the adapter's `response`, from `deny`, `redact`, `warn`.
+    Response,
+}
+
+impl Phase {
+    fn adapter_rule(self) -> &'static str {
+        match self {
+            Phase::Request => "verdict",
+            Phase::Response => "response",
+        }
+    }
+
+    fn roots(self) -> &'static [&'static str] {
+        match self {
+            Phase::Request => &super::verdict::REQUEST_RULES,
+            Phase::Response => &super::verdict::RESPONSE_RULES,
+        }
+    }
+}
 
 /// How many specialized engines one policy keeps (each is a few hundred KB).
 pub(super) const MAX_ENGINES: usize = 64;
@@ -144,6 +171,7 @@ pub(crate) struct Specializer {
     tool: Plan,
     method: Plan,
     files: Vec<SourceFile>,
+    phase: Phase,
     finish: Finish,
     cache: Mutex<Cache>,
     /// Builds the cross-check refused (each one a bug of the analysis).
@@ -153,10 +181,10 @@ pub(crate) struct Specializer {
 #[derive(Default)]
 struct Cache {
     /// `None`: this known part is decided by the full engine.
-    engines: HashMap<String, Option<Arc<Engine>>>,
-    seen: HashSet<String>,
+    engines: BTreeMap<Value, Option<Arc<Engine>>>,
+    seen: BTreeSet<Value>,
     /// Known parts whose engine is being built.
-    building: HashSet<String>,
+    building: BTreeSet<Value>,
 }
 
 /// Turns policy text into a finished engine (the adapter added, prepared).
@@ -171,7 +199,7 @@ impl Specializer {
         files: &[SourceFile],
         package: &[&str],
         adapter_package: &str,
-        roots: &[&str],
+        phase: Phase,
         finish: Finish,
     ) -> Option<Specializer> {
         let graph = Graph::build(engine, adapter_package)?;
@@ -179,7 +207,8 @@ impl Specializer {
             return None;
         }
         let package: Vec<String> = package.iter().map(|c| c.to_string()).collect();
-        let roots: BTreeSet<Key> = roots
+        let roots: BTreeSet<Key> = phase
+            .roots()
             .iter()
             .map(|r| (package.clone(), r.to_string()))
             .collect();
@@ -187,6 +216,7 @@ impl Specializer {
             tool: Plan::new(&graph, &TOOL_FIELDS, &roots)?,
             method: Plan::new(&graph, &METHOD_FIELDS, &roots)?,
             files: files.to_vec(),
+            phase,
             finish,
             cache: Mutex::new(Cache::default()),
             disagreements: AtomicUsize::new(0),
@@ -228,9 +258,9 @@ impl Specializer {
         None
     }
 
-    /// The cache key of `input`'s known part (every known field, as
-    /// canonical JSON) and the plan for it.
-    fn key(&self, input: &Value) -> Option<(String, &Plan)> {
+    /// The cache key of `input`'s known part (every known field, compared
+    /// as values: no hash to collide) and the plan for it.
+    fn key(&self, input: &Value) -> Option<(Value, &Plan)> {
         let plan = match input["method"].as_string().ok()?.as_ref() {
             "tools/call" => &self.tool,
             _ => &self.method,
@@ -239,15 +269,11 @@ impl Specializer {
             return None;
         }
         let known = known_part(input, plan.fields);
-        let key = format!(
-            "{}\n{}",
-            plan.fields.len(),
-            serde_json::to_string(&known).ok()?
-        );
+        let key = Value::from(vec![Value::from(plan.fields.len()), known]);
         Some((key, plan))
     }
 
-    fn build_and_keep(&self, key: String, input: &Value, full: &Engine) {
+    fn build_and_keep(&self, key: Value, input: &Value, full: &Engine) {
         let built = self
             .key(input)
             .and_then(|(_, plan)| self.build(plan, input, full));
@@ -311,7 +337,7 @@ impl Specializer {
             let mut engine = engine.clone();
             engine.set_input(input.clone());
             engine
-                .eval_rule(super::engine::adapter_rule("verdict"))
+                .eval_rule(super::engine::adapter_rule(self.phase.adapter_rule()))
                 .map_err(|e| e.to_string())
         };
         let (theirs, ours) = (decide(full), decide(&engine));

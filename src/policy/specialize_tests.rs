@@ -55,14 +55,7 @@ fn same_every_way(set: &PolicySet, input: &Value) -> String {
     for round in 0..3 {
         let got = outcome(set.evaluate(input));
         assert_eq!(got, full, "round {round} differs for {input}");
-        if let Some(specializer) = set.specializer() {
-            specializer.settle();
-            assert_eq!(
-                specializer.disagreements(),
-                0,
-                "a build disagreed on {input}"
-            );
-        }
+        assert_eq!(set.settle_specialized(), 0, "a build disagreed on {input}");
     }
     full
 }
@@ -205,6 +198,33 @@ fn the_shipped_library_decides_the_same_specialized() {
         "{}",
         set.specialized_engines()
     );
+}
+
+#[test]
+fn results_are_judged_the_same_specialized() {
+    let set = shipped();
+    let rego = "package mcp.firewall\n\
+        allow := true\n\
+        deny contains \"big\" if { input.phase == \"response\"; input.tool.name == \"dump\"; input.result.size_bytes > 10 }\n\
+        warn contains \"w\" if { input.phase == \"response\"; input.result.note }\n";
+    let own = load(&[("p.rego", rego)]);
+    let mut labels = std::collections::BTreeSet::new();
+    for name in ["echo", "dump"] {
+        for result in [
+            json!({"content": [], "findings": [], "size_bytes": 5}),
+            json!({"content": [], "findings": [{"kind": "aws_access_key", "path": "/content/0/text"}], "size_bytes": 50}),
+            json!({"content": [], "findings": [{"kind": "prompt_injection", "path": "/content/0/text"}], "note": true, "size_bytes": 50}),
+        ] {
+            let mut input = call(tool(name, json!({"readOnlyHint": true})), json!({"m": 1}));
+            input["phase"] = json!("response");
+            input["result"] = result;
+            same_every_way(&set, &input);
+            labels.insert(same_every_way(&own, &input));
+        }
+    }
+    assert!(labels.iter().any(|l| l.contains("big")), "{labels:?}");
+    // Only results were decided: the engines are the response phase's.
+    assert!(set.specialized_engines() >= 1 && own.specialized_engines() >= 1);
 }
 
 #[test]
@@ -400,6 +420,15 @@ fn bench_specialized() {
                 json!({"path": "/srv/a/b.txt", "content": "x"}),
             ),
         ),
+        ("echo result", {
+            let mut input = call(
+                tool("echo", json!({"readOnlyHint": true})),
+                json!({"message": "hello there"}),
+            );
+            input["phase"] = json!("response");
+            input["result"] = json!({"content": [{"type": "text", "text": "ok"}], "findings": []});
+            input
+        }),
         (
             "tools/list item",
             json!({"version": 1, "method": "tools/list", "direction": "client_to_server",
@@ -408,11 +437,10 @@ fn bench_specialized() {
     ];
     let n = 3_000;
     for (label, input) in &inputs {
-        let converted = crate::policy::to_rego(input).unwrap();
         let started = std::time::Instant::now();
-        let _ = set.evaluate_converted(converted.clone());
-        let _ = set.evaluate_converted(converted.clone());
-        set.specializer().unwrap().settle();
+        let _ = set.evaluate(input);
+        let _ = set.evaluate(input);
+        set.settle_specialized();
         println!("{label}: first sightings and build {:?}", started.elapsed());
         let started = std::time::Instant::now();
         for _ in 0..n {
@@ -434,4 +462,34 @@ fn a_policy_with_nothing_to_judge_is_not_specialized() {
     let input = call(tool("echo", json!({})), json!({}));
     assert!(same_every_way(&set, &input).contains("Allow"));
     assert_eq!(set.specialized_engines(), 0);
+}
+
+#[test]
+#[ignore]
+fn show_echo_text() {
+    let set = shipped();
+    let input = crate::policy::to_rego(&call(
+        tool("echo", json!({"readOnlyHint": true})),
+        json!({"message": "hi"}),
+    ))
+    .unwrap();
+    let mut result_input = call(
+        tool("echo", json!({"readOnlyHint": true})),
+        json!({"message": "hi"}),
+    );
+    result_input["phase"] = json!("response");
+    result_input["result"] = json!({"content": [], "findings": []});
+    let result_input = crate::policy::to_rego(&result_input).unwrap();
+    // SHOW_RESULT=1: the response phase's text instead.
+    let text = match std::env::var("SHOW_RESULT") {
+        Ok(_) => set.results_specializer().unwrap().text_for(&result_input),
+        Err(_) => set.specializer().unwrap().text_for(&input),
+    };
+    for line in text
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
+    {
+        println!("{line}");
+    }
 }
