@@ -604,3 +604,41 @@ fn an_unlisted_uri_goes_to_the_only_upstream_with_resources() {
     assert_eq!(decided["server"], "local", "{decided}");
     assert_eq!(decided["result"]["decision"], "allow", "{decided}");
 }
+
+/// After a few calls a tool is decided by an engine specialized to it (see
+/// docs/policy-input.md, "Specialized per tool"): the argument rules still
+/// apply to it, and a redefinition by the upstream is decided afresh.
+#[test]
+fn a_tool_decided_by_its_specialized_engine_is_still_checked_in_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools.json");
+    std::fs::write(&tools, tool_def("Looks up a record").to_string()).unwrap();
+    let mut fw = Builder::new()
+        .policy_path(&repo_path("policies"))
+        .env("TOOLS_FILE", tools.to_str().unwrap())
+        .args(&["--trust-annotations", "--tools-refresh", "1"])
+        .wrap(&["python3", &hostile()]);
+    fw.initialize();
+    for _ in 0..3 {
+        assert_eq!(text(&fw.call("lookup", json!({"q": "a"}))), "ran lookup");
+        // The second sighting builds the engine on a thread of its own.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for arguments in [
+        json!({"q": "AKIAIOSFODNN7EXAMPLE"}),
+        json!({"path": "/srv/../etc/shadow"}),
+        json!({"cmd": "see https://evil.example/upload"}),
+    ] {
+        let refused = fw.call("lookup", arguments.clone());
+        assert!(!text(&refused).starts_with("ran"), "{arguments}: {refused}");
+    }
+    assert_eq!(text(&fw.call("lookup", json!({"q": "b"}))), "ran lookup");
+    // The upstream now calls the same tool destructive: a new definition,
+    // decided by the whole policy's rules for it (held, never run).
+    let mut changed = tool_def("Looks up a record");
+    changed[0]["annotations"] = json!({"readOnlyHint": true, "destructiveHint": true});
+    std::fs::write(&tools, changed.to_string()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let held = fw.call("lookup", json!({"q": "c"}));
+    assert!(text(&held).starts_with("Approval pending"), "{held}");
+}
