@@ -92,8 +92,10 @@ impl Phase {
     }
 }
 
-/// How many specialized engines one policy keeps (each is a few hundred KB).
-pub(super) const MAX_ENGINES: usize = 64;
+/// How many specialized engines one policy keeps, the least recently used
+/// going first (each holds its own copy of the policy and data: about
+/// 0.5 MB with the shipped library).
+pub(super) const MAX_ENGINES: usize = 32;
 
 /// Known parts seen once, remembered to build on the second sighting.
 const MAX_SEEN: usize = 1024;
@@ -178,10 +180,19 @@ pub(crate) struct Specializer {
     disagreements: AtomicUsize,
 }
 
+/// A specialized engine (`None`: this known part is decided by the full
+/// engine) and when it was last used.
+struct Cached {
+    engine: Option<Arc<Engine>>,
+    used: u64,
+}
+
 #[derive(Default)]
 struct Cache {
     /// `None`: this known part is decided by the full engine.
-    engines: BTreeMap<Value, Option<Arc<Engine>>>,
+    engines: BTreeMap<Value, Cached>,
+    /// Counts lookups, to find the least recently used engine.
+    clock: u64,
     seen: BTreeSet<Value>,
     /// Known parts whose engine is being built.
     building: BTreeSet<Value>,
@@ -234,8 +245,11 @@ impl Specializer {
     ) -> Option<Arc<Engine>> {
         let (key, _) = self.key(input)?;
         let mut cache = self.cache.lock().ok()?;
-        if let Some(engine) = cache.engines.get(&key) {
-            return engine.clone();
+        cache.clock += 1;
+        let now = cache.clock;
+        if let Some(cached) = cache.engines.get_mut(&key) {
+            cached.used = now;
+            return cached.engine.clone();
         }
         if cache.building.contains(&key) {
             return None;
@@ -282,10 +296,16 @@ impl Specializer {
         };
         cache.building.remove(&key);
         if cache.engines.len() >= MAX_ENGINES {
-            let evict = cache.engines.keys().next().cloned();
-            evict.map(|k| cache.engines.remove(&k));
+            let oldest = cache
+                .engines
+                .iter()
+                .min_by_key(|(_, c)| c.used)
+                .map(|(k, _)| k.clone());
+            oldest.map(|k| cache.engines.remove(&k));
         }
-        cache.engines.insert(key, built.map(Arc::new));
+        let used = cache.clock;
+        let engine = built.map(Arc::new);
+        cache.engines.insert(key, Cached { engine, used });
     }
 
     /// Waits until no build is under way.
@@ -302,12 +322,23 @@ impl Specializer {
         self.disagreements.load(Ordering::Relaxed)
     }
 
+    /// Whether an engine for `input`'s known part is cached.
+    #[cfg(test)]
+    pub(super) fn has_engine_for(&self, input: &Value) -> bool {
+        let Some((key, _)) = self.key(input) else {
+            return false;
+        };
+        self.cache
+            .lock()
+            .is_ok_and(|c| c.engines.get(&key).is_some_and(|c| c.engine.is_some()))
+    }
+
     /// How many specialized engines are cached.
     #[cfg(test)]
     pub(super) fn cached(&self) -> usize {
         self.cache
             .lock()
-            .map(|c| c.engines.values().filter(|e| e.is_some()).count())
+            .map(|c| c.engines.values().filter(|c| c.engine.is_some()).count())
             .unwrap_or(0)
     }
 

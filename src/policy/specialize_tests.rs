@@ -493,3 +493,49 @@ fn show_echo_text() {
         println!("{line}");
     }
 }
+
+#[test]
+fn the_cache_is_bounded_and_keeps_what_is_used() {
+    let set = shipped();
+    let input = |i: usize| call(tool(&format!("tool_{i}"), json!({})), json!({"q": "x"}));
+    let specialize = |i: usize| {
+        same_every_way(&set, &input(i));
+    };
+    for i in 0..super::MAX_ENGINES {
+        specialize(i);
+    }
+    assert_eq!(set.specialized_engines(), super::MAX_ENGINES);
+    // tool_0 is used again; tool_1 is now the least recently used.
+    same_every_way(&set, &input(0));
+    specialize(super::MAX_ENGINES);
+    assert_eq!(set.specialized_engines(), super::MAX_ENGINES);
+    let cached = |i: usize| {
+        let converted = crate::policy::to_rego(&input(i)).unwrap();
+        set.specializer().unwrap().has_engine_for(&converted)
+    };
+    assert!(cached(0) && !cached(1) && cached(2) && cached(super::MAX_ENGINES));
+}
+
+/// Resident memory of the cache when full:
+/// `cargo test --release --lib policy::specialize::tests::memory_of_a_full_cache -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn memory_of_a_full_cache() {
+    let rss = || {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm.split(' ').nth(1).unwrap().parse::<f64>().unwrap() * 4096.0 / 1e6
+    };
+    let set = shipped();
+    let before = rss();
+    for i in 0..super::MAX_ENGINES {
+        let input = call(tool(&format!("tool_{i}"), json!({})), json!({"q": "x"}));
+        let _ = set.evaluate(&input);
+        let _ = set.evaluate(&input);
+        set.settle_specialized();
+    }
+    println!(
+        "{} engines: +{:.1} MB resident",
+        set.specialized_engines(),
+        rss() - before
+    );
+}
