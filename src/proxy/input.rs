@@ -207,11 +207,12 @@ fn add_context(input: &mut Value, session: &Session) -> regorus::Value {
     let (history, history_for_policy) = session.history_snapshot();
     input["principal"] = json!(session.principal);
     input["client"] = session.client_info();
-    input["session"] = json!({
-        "id": session.id,
-        "transport": session.transport,
-        "history": history,
-    });
+    // `json!` would copy `history` a second time (through `to_value`).
+    let mut fields = serde_json::Map::new();
+    fields.insert("id".to_string(), json!(session.id));
+    fields.insert("transport".to_string(), json!(session.transport));
+    fields.insert("history".to_string(), Value::Array(history));
+    input["session"] = Value::Object(fields);
     if let Some(hook) = session.hook.get() {
         input["session"]["cwd"] = hook.get("cwd").cloned().unwrap_or(Value::Null);
         input["hook"] = hook.clone();
