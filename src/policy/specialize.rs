@@ -865,6 +865,9 @@ impl Closed<'_> {
                     self.refs(value, into, false);
                 }
             }
+            // `print` succeeds whatever it is given, undefined included.
+            Expr::Call { fcn, .. } if matches!(fcn.as_ref(), Expr::Var { span, .. } if span.text() == "print") =>
+                {}
             Expr::Call { params, .. } => params.iter().for_each(|p| self.refs(p, into, false)),
             Expr::UnaryExpr { expr, .. } => self.refs(expr, into, false),
             Expr::BinExpr { lhs, rhs, .. }

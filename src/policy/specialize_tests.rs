@@ -539,3 +539,30 @@ fn memory_of_a_full_cache() {
         rss() - before
     );
 }
+
+#[test]
+fn statements_over_an_undefined_rule_fail_as_regorus_says() {
+    // `r` cannot match a tools/call. Each deny below starts with a statement
+    // over `r`; whether that statement fails is regorus's to say, and the
+    // specialized engine must agree (`print` succeeds whatever it is given,
+    // so the `print` definition must stay).
+    let rego = "package mcp.firewall\n\
+        r := input.arguments.v if input.method == \"other\"\n\
+        allow := true\n\
+        deny contains \"print\" if { print(r); input.arguments.bad }\n\
+        deny contains \"count\" if { count(r) == 0; input.arguments.bad }\n\
+        deny contains \"is_string\" if { is_string(r); input.arguments.bad }\n\
+        deny contains \"get\" if { object.get(r, \"a\", 1) == 1; input.arguments.bad }\n\
+        deny contains \"array\" if { [r] == [r]; input.arguments.bad }\n\
+        deny contains \"object\" if { {\"a\": r}.a == r; input.arguments.bad }\n\
+        deny contains \"neq\" if { r != 1; input.arguments.bad }\n\
+        deny contains \"in\" if { 1 in r; input.arguments.bad }\n\
+        deny contains \"sum\" if { r + 1 > 0; input.arguments.bad }\n\
+        deny contains \"call\" if { f(r); input.arguments.bad }\n\
+        f(_) := true\n";
+    let set = load(&[("p.rego", rego)]);
+    for arguments in [json!({}), json!({"bad": true})] {
+        same_every_way(&set, &call(tool("echo", json!({})), arguments));
+    }
+    assert!(set.specialized_engines() >= 1);
+}
