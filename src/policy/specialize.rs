@@ -97,6 +97,9 @@ impl Phase {
 /// 0.5 MB with the shipped library).
 pub(super) const MAX_ENGINES: usize = 32;
 
+/// Builds under way at once, at most.
+const MAX_BUILDING: usize = 2;
+
 /// Known parts seen once, remembered to build on the second sighting.
 const MAX_SEEN: usize = 1024;
 
@@ -196,6 +199,8 @@ struct Cache {
     seen: BTreeSet<Value>,
     /// Known parts whose engine is being built.
     building: BTreeSet<Value>,
+    /// The most builds ever under way at once.
+    peak_building: usize,
 }
 
 /// Turns policy text into a finished engine (the adapter added, prepared).
@@ -254,14 +259,20 @@ impl Specializer {
         if cache.building.contains(&key) {
             return None;
         }
-        if cache.seen.remove(&key) {
+        // At most MAX_BUILDING builds at once: a flood of new tools costs a
+        // bounded amount of CPU; the others wait for their next sighting.
+        if cache.seen.contains(&key) && cache.building.len() < MAX_BUILDING {
+            cache.seen.remove(&key);
             cache.building.insert(key.clone());
+            cache.peak_building = cache.peak_building.max(cache.building.len());
             let (this, full, input) = (self.clone(), full.clone(), input.clone());
+            let building = key.clone();
             let spawned = std::thread::Builder::new()
                 .name("policy-specialize".to_string())
-                .spawn(move || this.build_and_keep(key, &input, &full));
+                .spawn(move || this.build_and_keep(building, &input, &full));
             if spawned.is_err() {
                 tracing::warn!("could not start a thread to specialize the policy");
+                cache.building.remove(&key);
             }
             return None;
         }
@@ -314,6 +325,12 @@ impl Specializer {
         while self.cache.lock().is_ok_and(|c| !c.building.is_empty()) {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+    }
+
+    /// The most builds ever under way at once.
+    #[cfg(test)]
+    pub(super) fn peak_building(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.peak_building)
     }
 
     /// How many builds the cross-check refused.

@@ -566,3 +566,28 @@ fn statements_over_an_undefined_rule_fail_as_regorus_says() {
     }
     assert!(set.specialized_engines() >= 1);
 }
+
+#[test]
+fn a_flood_of_new_tools_builds_two_engines_at_a_time() {
+    let set = shipped();
+    let inputs: Vec<Value> = (0..24)
+        .map(|i| call(tool(&format!("flood_{i}"), json!({})), json!({"q": "x"})))
+        .collect();
+    let whole: Vec<String> = inputs
+        .iter()
+        .map(|i| outcome(set.evaluate_unspecialized(i)))
+        .collect();
+    for _ in 0..3 {
+        for (input, expected) in inputs.iter().zip(&whole) {
+            assert_eq!(&outcome(set.evaluate(input)), expected);
+        }
+    }
+    assert_eq!(set.settle_specialized(), 0);
+    let specializer = set.specializer().unwrap();
+    assert!(
+        specializer.peak_building() <= 2,
+        "{}",
+        specializer.peak_building()
+    );
+    assert!(set.specialized_engines() >= 1);
+}
