@@ -4,35 +4,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 use super::PolicySet;
 use crate::policy::{Decision, PolicyError};
 
-const PKG: &str = "mcp.firewall";
-
-fn dir_with(files: &[(&str, &str)]) -> TempDir {
-    let dir = TempDir::new().unwrap();
-    for (name, text) in files {
-        let path = dir.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    dir
-}
-
-fn load(files: &[(&str, &str)]) -> Result<PolicySet, PolicyError> {
-    let dir = dir_with(files);
-    PolicySet::load_dir(dir.path(), PKG)
-}
+use crate::policy::test_support::{PKG, dir_with, shipped, try_load as load};
 
 fn eval_one(rego: &str, input: Value) -> Result<crate::policy::Verdict, PolicyError> {
     load(&[("p.rego", rego)]).unwrap().evaluate(&input)
-}
-
-fn shipped() -> PolicySet {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    PolicySet::load_dir(&dir, PKG).unwrap()
 }
 
 #[test]
@@ -482,46 +461,4 @@ fn regorus_vm_still_swallows_errors_in_rule_bodies() {
         regorus::Value::new_set(),
         "the VM now reports the error"
     );
-}
-
-#[test]
-#[ignore]
-fn bench_without_each_file() {
-    let input = call(
-        "write_file",
-        json!({"destructiveHint": true}),
-        json!({"path": "/srv/a/b.txt", "content": "hello there"}),
-    );
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let names: Vec<String> = std::fs::read_dir(&src)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| !n.ends_with("_test.rego"))
-        .collect();
-    let measure = |skip: Option<&str>| {
-        let dir = TempDir::new().unwrap();
-        for n in &names {
-            if Some(n.as_str()) != skip {
-                std::fs::copy(src.join(n), dir.path().join(n)).unwrap();
-            }
-        }
-        let set = match PolicySet::load_dir(dir.path(), PKG) {
-            Ok(s) => s,
-            Err(e) => return println!("without {skip:?}: {e}"),
-        };
-        let n = 3_000;
-        let started = Instant::now();
-        for _ in 0..n {
-            let _ = set.evaluate(&input);
-        }
-        println!(
-            "without {skip:?}: {:.1} us",
-            started.elapsed().as_secs_f64() * 1e6 / n as f64
-        );
-    };
-    measure(None);
-    for n in &names {
-        measure(Some(n));
-    }
-    measure(None);
 }

@@ -36,6 +36,8 @@ mod replay;
 mod response_rules;
 mod rule_graph;
 mod specialize;
+#[cfg(test)]
+mod test_support;
 mod testing;
 mod verdict;
 

@@ -4,19 +4,10 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 use crate::policy::{Decision, PolicySet};
 
-const PKG: &str = "mcp.firewall";
-
-fn load(files: &[(&str, &str)]) -> PolicySet {
-    let dir = TempDir::new().unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    PolicySet::load_dir(dir.path(), PKG).unwrap()
-}
+use crate::policy::test_support::{load, shipped};
 
 /// A result for `tools/call echo` whose text is "LEAK", and whose
 /// arguments would trip the request-only rule `deny contains "arguments"`.
@@ -43,7 +34,7 @@ deny contains "arguments" if input.arguments.x == 1
 #[test]
 fn the_shipped_library_runs_no_request_deny_rule_per_result() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let set = PolicySet::load_dir(&dir, PKG).unwrap();
+    let set = shipped();
     let deny_rules: usize = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

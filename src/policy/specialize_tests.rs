@@ -1,26 +1,10 @@
 //! Specialized request engines decide exactly as the full policy does.
 
-use std::path::Path;
-
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 use crate::policy::{PolicyError, PolicySet, Verdict};
 
-const PKG: &str = "mcp.firewall";
-
-fn load(files: &[(&str, &str)]) -> PolicySet {
-    let dir = TempDir::new().unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    PolicySet::load_dir(dir.path(), PKG).unwrap()
-}
-
-fn shipped() -> PolicySet {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    PolicySet::load_dir(&dir, PKG).unwrap()
-}
+use crate::policy::test_support::{load, shipped};
 
 fn call(tool: Value, arguments: Value) -> Value {
     json!({
