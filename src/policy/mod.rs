@@ -12,6 +12,7 @@
 //! | `convert.rs` | JSON -> regorus values, with already-converted parts spliced in |
 //! | `engine.rs` | [`PolicySet`]: load once, evaluate per request |
 //! | `rule_graph.rs` | what each rule definition reads and uses (regorus's syntax tree) |
+//! | `closed.rs` | which statements a known part of the input decides |
 //! | `specialize.rs` | request engines specialized to one tool or method, cached |
 //! | `response_rules.rs` | which `deny` rules the response phase can leave out |
 //! | `verdict.rs` | rule values -> [`Verdict`]: type checks and precedence |
@@ -25,6 +26,7 @@
 //! nothing defaults to allow. The contract is documented in
 //! `docs/policy-input.md`.
 
+mod closed;
 mod convert;
 mod coverage;
 mod decision;

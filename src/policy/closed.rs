@@ -1,0 +1,251 @@
+//! Which statements of a rule body a known part of the input decides.
+//!
+//! Job: for [`super::specialize`], classify expressions: *closed* ones read
+//! only the known input fields, rules that fold to a value, constants and
+//! deterministic builtins, so evaluating them once on the known part gives
+//! their value for every call that shares it; and the rules an expression
+//! refers to where an undefined value (or an empty set, where iterated)
+//! makes the whole statement fail.
+//!
+//! Invariant: conservative. Anything not recognised (local variables,
+//! comprehensions, user functions, imports, computed keys) is not closed,
+//! and references inside comprehensions or `print` never fail a statement.
+
+use std::collections::BTreeSet;
+
+use regorus::unstable::Expr;
+
+use super::rule_graph::{Graph, Key, NONDETERMINISTIC, literal_path};
+use super::specialize::Statement;
+
+/// Which expressions read only the known part, folded rules and constants.
+pub(super) struct Closed<'a> {
+    pub(super) graph: &'a Graph,
+    pub(super) here: &'a [String],
+    pub(super) imported: &'a BTreeSet<String>,
+    pub(super) fields: &'a [&'a str],
+    pub(super) foldable: &'a BTreeSet<Key>,
+}
+
+impl Closed<'_> {
+    pub(super) fn expr(&self, expr: &Expr) -> bool {
+        match expr {
+            Expr::String { .. }
+            | Expr::RawString { .. }
+            | Expr::Number { .. }
+            | Expr::Bool { .. }
+            | Expr::Null { .. } => true,
+            Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. } => self.reference(expr),
+            Expr::Array { items, .. } | Expr::Set { items, .. } => {
+                items.iter().all(|i| self.expr(i))
+            }
+            Expr::Object { fields, .. } => fields
+                .iter()
+                .all(|(_, key, value)| self.expr(key) && self.expr(value)),
+            Expr::Call { fcn, params, .. } => {
+                self.builtin(fcn) && params.iter().all(|p| self.expr(p))
+            }
+            Expr::UnaryExpr { expr, .. } => self.expr(expr),
+            Expr::BinExpr { lhs, rhs, .. }
+            | Expr::BoolExpr { lhs, rhs, .. }
+            | Expr::ArithExpr { lhs, rhs, .. } => self.expr(lhs) && self.expr(rhs),
+            Expr::Membership {
+                key,
+                value,
+                collection,
+                ..
+            } => key.is_none() && self.expr(value) && self.expr(collection),
+            // Assignments and comprehensions bind variables.
+            Expr::AssignExpr { .. }
+            | Expr::ArrayCompr { .. }
+            | Expr::SetCompr { .. }
+            | Expr::ObjectCompr { .. } => false,
+        }
+    }
+
+    /// A call to a deterministic builtin (not a rule of a package).
+    fn builtin(&self, fcn: &Expr) -> bool {
+        let (root, path) = literal_path(fcn);
+        let Expr::Var { span, .. } = root else {
+            return false;
+        };
+        let name = span.text();
+        let is_rule = self
+            .graph
+            .packages
+            .get(self.here)
+            .is_some_and(|rules| rules.contains(name));
+        if is_rule || self.imported.contains(name) || name == "data" || name == "input" {
+            return false;
+        }
+        let full: Vec<&str> = std::iter::once(name)
+            .chain(path.iter().map(|s| s.as_deref().unwrap_or("")))
+            .collect();
+        !NONDETERMINISTIC.contains(&full.join(".").as_str())
+    }
+
+    /// Whether `expr` names something other than a fresh variable.
+    pub(super) fn names(&self, expr: &Expr) -> bool {
+        let Expr::Var { span, .. } = expr else {
+            return true;
+        };
+        let name = span.text();
+        name == "_"
+            || name == "input"
+            || name == "data"
+            || self.imported.contains(name)
+            || self
+                .graph
+                .packages
+                .get(self.here)
+                .is_some_and(|rules| rules.contains(name))
+    }
+
+    fn reference(&self, expr: &Expr) -> bool {
+        let (root, path) = literal_path(expr);
+        let Expr::Var { span, .. } = root else {
+            return false;
+        };
+        if path.iter().any(Option::is_none) {
+            return false;
+        }
+        let path: Vec<&str> = path.iter().map_while(|s| s.as_deref()).collect();
+        match span.text() {
+            "input" => path.first().is_some_and(|f| self.fields.contains(f)),
+            "data" => self.data(&path),
+            name if self.imported.contains(name) => false,
+            name => self
+                .foldable
+                .contains(&(self.here.to_vec(), name.to_string())),
+        }
+    }
+
+    /// Plain data (no package on the path), or a foldable rule.
+    fn data(&self, path: &[&str]) -> bool {
+        self.graph.packages.keys().all(|package| {
+            let n = package.len().min(path.len());
+            let related = package.iter().zip(path).take(n).all(|(a, b)| a == b);
+            // Unrelated, or a rule of this package that folds (a path that
+            // stops at or above a package may reach any of its rules).
+            !related
+                || (path.len() > package.len()
+                    && self
+                        .foldable
+                        .contains(&(package.clone(), path[package.len()].to_string())))
+        })
+    }
+
+    /// The rules `expr` refers to outside comprehensions: an undefined one
+    /// makes the expression undefined; `iterated` (or an index into the
+    /// rule) fails on an empty set too.
+    pub(super) fn refs(&self, expr: &Expr, into: &mut Statement, iterated: bool) {
+        match expr {
+            Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. } => {
+                let (root, path) = literal_path(expr);
+                let mut walk = expr;
+                // Computed keys are expressions too.
+                while let Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } = walk {
+                    if let Expr::RefBrack { index, .. } = walk {
+                        self.refs(index, into, false);
+                    }
+                    walk = refr;
+                }
+                let Expr::Var { span, .. } = root else {
+                    return;
+                };
+                let name = span.text();
+                if self.imported.contains(name) {
+                    return;
+                }
+                let key = match name {
+                    "data" => {
+                        let literal: Vec<&str> = path.iter().map_while(|s| s.as_deref()).collect();
+                        let Some(key) = self.data_rule(&literal) else {
+                            return;
+                        };
+                        let below = literal.len() > key.0.len() + 1;
+                        if iterated || below {
+                            into.iterated.insert(key.clone());
+                        }
+                        into.refs.insert(key);
+                        return;
+                    }
+                    "input" => return,
+                    name => (self.here.to_vec(), name.to_string()),
+                };
+                if !self
+                    .graph
+                    .packages
+                    .get(self.here)
+                    .is_some_and(|rules| rules.contains(&key.1))
+                {
+                    return;
+                }
+                if iterated || !path.is_empty() {
+                    into.iterated.insert(key.clone());
+                }
+                into.refs.insert(key);
+            }
+            Expr::Array { items, .. } | Expr::Set { items, .. } => {
+                items.iter().for_each(|i| self.refs(i, into, false));
+            }
+            Expr::Object { fields, .. } => {
+                for (_, key, value) in fields {
+                    self.refs(key, into, false);
+                    self.refs(value, into, false);
+                }
+            }
+            // `print` succeeds whatever it is given, undefined included.
+            Expr::Call { fcn, .. } if matches!(fcn.as_ref(), Expr::Var { span, .. } if span.text() == "print") =>
+                {}
+            Expr::Call { params, .. } => params.iter().for_each(|p| self.refs(p, into, false)),
+            Expr::UnaryExpr { expr, .. } => self.refs(expr, into, false),
+            Expr::BinExpr { lhs, rhs, .. }
+            | Expr::BoolExpr { lhs, rhs, .. }
+            | Expr::ArithExpr { lhs, rhs, .. }
+            | Expr::AssignExpr { lhs, rhs, .. } => {
+                self.refs(lhs, into, false);
+                self.refs(rhs, into, false);
+            }
+            Expr::Membership {
+                key,
+                value,
+                collection,
+                ..
+            } => {
+                if let Some(key) = key {
+                    self.refs(key, into, false);
+                }
+                self.refs(value, into, false);
+                self.refs(collection, into, false);
+            }
+            Expr::String { .. }
+            | Expr::RawString { .. }
+            | Expr::Number { .. }
+            | Expr::Bool { .. }
+            | Expr::Null { .. }
+            | Expr::ArrayCompr { .. }
+            | Expr::SetCompr { .. }
+            | Expr::ObjectCompr { .. } => {}
+        }
+    }
+
+    /// The rule a literal `data` path names, when it runs through exactly
+    /// one package and names a rule of it.
+    fn data_rule(&self, path: &[&str]) -> Option<Key> {
+        let mut found = None;
+        for (package, rules) in &self.graph.packages {
+            let through =
+                package.len() < path.len() && package.iter().zip(path).all(|(a, b)| a == b);
+            let above =
+                package.len() >= path.len() && path.iter().zip(package).all(|(a, b)| a == b);
+            if above || (through && found.is_some()) {
+                return None;
+            }
+            if through && rules.contains(path[package.len()]) {
+                found = Some((package.clone(), path[package.len()].to_string()));
+            }
+        }
+        found
+    }
+}
