@@ -32,12 +32,12 @@
 //! - Errors: a statement is judged only after the statements before it
 //!   evaluated true without error, and statements with no variables run
 //!   first in regorus's scheduler, so blanking a dead definition never hides
-//!   an error the full policy would raise on a closed guard. (A `some x in
-//!   s` guard over an empty `s` can be scheduled after a later statement
-//!   defining another variable; should that later statement fail with an
-//!   error, the full policy refuses the call where the specialized one
-//!   decides by the other rules, exactly as if that definition were absent,
-//!   which it is for this tool.)
+//!   an error the full policy would raise on a closed guard. (A statement
+//!   binding a variable from a dead rule, `some x in s` or `x := r`, can be
+//!   scheduled after a later statement binding another variable; should
+//!   that later statement fail with an error, the full policy refuses the
+//!   call where the specialized one decides by the other rules, exactly as
+//!   if that definition were absent, which it is for this tool.)
 //! - Bounded: at most [`MAX_ENGINES`] specialized engines; a known part is
 //!   specialized the second time it is seen, so a one-off call (`policy
 //!   eval`, a listing) never pays for a build.
