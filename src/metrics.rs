@@ -30,6 +30,7 @@
 //! | `mcp_firewall_sessions_started_total` | counter | `transport` |
 //! | `mcp_firewall_policy_info` | gauge (1) | `revision` |
 //! | `mcp_firewall_policy_reloads_total` | counter | `result` (ok, error) |
+//! | `mcp_firewall_policy_specializations_total` | counter | `result` (built, refused: the cross-check disagreed, a bug to report; failed: not specializable) |
 //! | `mcp_firewall_audit_sink_lag_bytes` | gauge | |
 //! | `mcp_firewall_audit_sink_shipped_records_total` | counter | |
 //! | `mcp_firewall_audit_sink_failures_total` | counter | |
@@ -107,6 +108,7 @@ pub struct Metrics {
     pub sessions_started: Family<Transport, Counter>,
     pub policy_info: Family<Revision, Gauge>,
     pub policy_reloads: Family<Result_, Counter>,
+    pub policy_specializations: Family<Result_, Counter>,
     pub sink_lag_bytes: Gauge,
     pub sink_shipped: Counter,
     pub sink_failures: Counter,
@@ -142,6 +144,7 @@ impl Metrics {
             sessions_started: Family::default(),
             policy_info: Family::default(),
             policy_reloads: Family::default(),
+            policy_specializations: Family::default(),
             sink_lag_bytes: Gauge::default(),
             sink_shipped: Counter::default(),
             sink_failures: Counter::default(),
@@ -217,6 +220,11 @@ impl Metrics {
             "policy_reloads",
             "Policy reloads, by result",
             m.policy_reloads.clone(),
+        );
+        r.register(
+            "policy_specializations",
+            "Engines specialized to one tool or method, by result (refused: the cross-check disagreed)",
+            m.policy_specializations.clone(),
         );
         r.register(
             "audit_sink_lag_bytes",

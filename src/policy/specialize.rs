@@ -300,9 +300,16 @@ impl Specializer {
     }
 
     fn build_and_keep(&self, key: Value, input: &Value, full: &Engine) {
-        let built = self
-            .key(input)
-            .and_then(|(_, plan)| self.build(plan, input, full));
+        let built = match self.key(input) {
+            Some((_, plan)) => self.build(plan, input, full),
+            None => Err("failed"),
+        };
+        let result = built.as_ref().map_or_else(|e| *e, |_| "built");
+        crate::metrics::metrics()
+            .policy_specializations
+            .get_or_create(&crate::metrics::Result_ { result })
+            .inc();
+        let built = built.ok();
         let Ok(mut cache) = self.cache.lock() else {
             return;
         };
@@ -376,11 +383,15 @@ impl Specializer {
         )
     }
 
-    /// The engine for `input`'s known part, cross-checked on `input`.
-    fn build(&self, plan: &Plan, input: &Value, full: &Engine) -> Option<Engine> {
-        let outcome = plan.analyse(&self.files, &known_part(input, plan.fields))?;
-        let sources = plan.sources(&self.files, &outcome)?;
-        let engine = (self.finish)(&sources)?;
+    /// The engine for `input`'s known part, cross-checked on `input`; the
+    /// error is the metric's label: `failed` (the analysis or the build
+    /// could not vouch for one) or `refused` (the cross-check disagreed).
+    fn build(&self, plan: &Plan, input: &Value, full: &Engine) -> Result<Engine, &'static str> {
+        let outcome = plan
+            .analyse(&self.files, &known_part(input, plan.fields))
+            .ok_or("failed")?;
+        let sources = plan.sources(&self.files, &outcome).ok_or("failed")?;
+        let engine = (self.finish)(&sources).ok_or("failed")?;
         // The cross-check: both engines decide the input that caused this.
         let decide = |engine: &Engine| {
             let mut engine = engine.clone();
@@ -397,9 +408,9 @@ impl Specializer {
                 specialized = ?ours,
                 "a specialized policy engine disagreed with the full policy; using the full policy for this tool"
             );
-            return None;
+            return Err("refused");
         }
-        Some(engine)
+        Ok(engine)
     }
 }
 

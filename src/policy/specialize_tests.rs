@@ -182,6 +182,12 @@ fn the_shipped_library_decides_the_same_specialized() {
         "{}",
         set.specialized_engines()
     );
+    // Operators see the builds in /metrics.
+    let built = crate::metrics::metrics()
+        .policy_specializations
+        .get_or_create(&crate::metrics::Result_ { result: "built" })
+        .get();
+    assert!(built >= 10, "{built}");
 }
 
 #[test]
