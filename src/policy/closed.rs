@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use regorus::unstable::Expr;
 
-use super::rule_graph::{Graph, Key, NONDETERMINISTIC, literal_path};
+use super::rule_graph::{Graph, Key, is_nondeterministic, literal_path};
 use super::specialize::Statement;
 
 /// Which expressions read only the known part, folded rules and constants.
@@ -65,23 +65,20 @@ impl Closed<'_> {
 
     /// A call to a deterministic builtin (not a rule of a package).
     fn builtin(&self, fcn: &Expr) -> bool {
-        let (root, path) = literal_path(fcn);
-        let Expr::Var { span, .. } = root else {
+        let Expr::Var { span, .. } = literal_path(fcn).0 else {
             return false;
         };
         let name = span.text();
-        let is_rule = self
-            .graph
+        let user = self.is_rule(name) || self.imported.contains(name);
+        !(user || name == "data" || name == "input" || is_nondeterministic(fcn))
+    }
+
+    /// Whether `name` is a rule of this package.
+    fn is_rule(&self, name: &str) -> bool {
+        self.graph
             .packages
             .get(self.here)
-            .is_some_and(|rules| rules.contains(name));
-        if is_rule || self.imported.contains(name) || name == "data" || name == "input" {
-            return false;
-        }
-        let full: Vec<&str> = std::iter::once(name)
-            .chain(path.iter().map(|s| s.as_deref().unwrap_or("")))
-            .collect();
-        !NONDETERMINISTIC.contains(&full.join(".").as_str())
+            .is_some_and(|rules| rules.contains(name))
     }
 
     /// Whether `expr` names something other than a fresh variable.
@@ -90,15 +87,7 @@ impl Closed<'_> {
             return true;
         };
         let name = span.text();
-        name == "_"
-            || name == "input"
-            || name == "data"
-            || self.imported.contains(name)
-            || self
-                .graph
-                .packages
-                .get(self.here)
-                .is_some_and(|rules| rules.contains(name))
+        matches!(name, "_" | "input" | "data") || self.imported.contains(name) || self.is_rule(name)
     }
 
     fn reference(&self, expr: &Expr) -> bool {
@@ -153,35 +142,25 @@ impl Closed<'_> {
                 let Expr::Var { span, .. } = root else {
                     return;
                 };
-                let name = span.text();
-                if self.imported.contains(name) {
-                    return;
-                }
-                let key = match name {
+                // The rule referred to, and whether the reference goes
+                // below it (`r.x`, `r[i]`).
+                let (key, below) = match span.text() {
+                    name if self.imported.contains(name) => return,
+                    "input" => return,
                     "data" => {
                         let literal: Vec<&str> = path.iter().map_while(|s| s.as_deref()).collect();
                         let Some(key) = self.data_rule(&literal) else {
                             return;
                         };
                         let below = literal.len() > key.0.len() + 1;
-                        if iterated || below {
-                            into.iterated.insert(key.clone());
-                        }
-                        into.refs.insert(key);
-                        return;
+                        (key, below)
                     }
-                    "input" => return,
-                    name => (self.here.to_vec(), name.to_string()),
+                    name if self.is_rule(name) => {
+                        ((self.here.to_vec(), name.to_string()), !path.is_empty())
+                    }
+                    _ => return,
                 };
-                if !self
-                    .graph
-                    .packages
-                    .get(self.here)
-                    .is_some_and(|rules| rules.contains(&key.1))
-                {
-                    return;
-                }
-                if iterated || !path.is_empty() {
+                if iterated || below {
                     into.iterated.insert(key.clone());
                 }
                 into.refs.insert(key);

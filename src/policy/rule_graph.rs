@@ -61,7 +61,7 @@ impl Facts {
 
 /// Builtins whose answer may change between two calls with the same
 /// arguments, or that reach outside the policy.
-pub(super) const NONDETERMINISTIC: [&str; 7] = [
+const NONDETERMINISTIC: [&str; 7] = [
     "time.now_ns",
     "rand.intn",
     "uuid.rfc4122",
@@ -70,6 +70,18 @@ pub(super) const NONDETERMINISTIC: [&str; 7] = [
     "opa.runtime",
     "trace",
 ];
+
+/// Whether the call target `fcn` is one of [`NONDETERMINISTIC`].
+pub(super) fn is_nondeterministic(fcn: &Expr) -> bool {
+    let (root, path) = literal_path(fcn);
+    let Expr::Var { span, .. } = root else {
+        return false;
+    };
+    let name: Vec<&str> = std::iter::once(span.text())
+        .chain(path.iter().map(|s| s.as_deref().unwrap_or("")))
+        .collect();
+    NONDETERMINISTIC.contains(&name.join(".").as_str())
+}
 
 /// One rule definition: where it is and what it reads.
 pub(super) struct Definition {
@@ -565,12 +577,7 @@ impl Walk<'_> {
             self.expr(&params[2]);
             return;
         }
-        if let Expr::Var { span, .. } = root {
-            let name: Vec<&str> = std::iter::once(span.text())
-                .chain(path.iter().map(|s| s.as_deref().unwrap_or("")))
-                .collect();
-            self.facts.nondeterministic |= NONDETERMINISTIC.contains(&name.join(".").as_str());
-        }
+        self.facts.nondeterministic |= is_nondeterministic(fcn);
         self.reference(fcn);
         params.iter().for_each(|p| self.expr(p));
     }

@@ -191,9 +191,10 @@ struct Cached {
     used: u64,
 }
 
+/// Keyed by the known part itself (it holds `method`, so the two plans'
+/// keys never meet).
 #[derive(Default)]
 struct Cache {
-    /// `None`: this known part is decided by the full engine.
     engines: BTreeMap<Value, Cached>,
     /// Counts lookups, to find the least recently used engine.
     clock: u64,
@@ -249,7 +250,7 @@ impl Specializer {
         input: &Value,
         full: &Engine,
     ) -> Option<Arc<Engine>> {
-        let (key, _) = self.key(input)?;
+        let key = self.plan_for(input)?.known_part(input);
         let mut cache = self.cache.lock().ok()?;
         cache.clock += 1;
         let now = cache.clock;
@@ -284,24 +285,20 @@ impl Specializer {
         None
     }
 
-    /// The cache key of `input`'s known part (every known field, compared
-    /// as values: no hash to collide) and the plan for it.
-    fn key(&self, input: &Value) -> Option<(Value, &Plan)> {
+    /// The plan for `input`'s method; `None` when it has nothing to judge.
+    fn plan_for(&self, input: &Value) -> Option<&Plan> {
         let plan = match input["method"].as_string().ok()?.as_ref() {
             "tools/call" => &self.tool,
             _ => &self.method,
         };
-        if !plan.useful {
-            return None;
-        }
-        let known = known_part(input, plan.fields);
-        let key = Value::from(vec![Value::from(plan.fields.len()), known]);
-        Some((key, plan))
+        plan.useful.then_some(plan)
     }
 
-    fn build_and_keep(&self, key: Value, input: &Value, full: &Engine) {
-        let built = match self.key(input) {
-            Some((_, plan)) => self.build(plan, input, full),
+    /// Builds the engine for `known` (the known part of `input`, also its
+    /// cache key) and keeps it.
+    fn build_and_keep(&self, known: Value, input: &Value, full: &Engine) {
+        let built = match self.plan_for(input) {
+            Some(plan) => self.build(plan, &known, input, full),
             None => Err("failed"),
         };
         let result = built.as_ref().map_or_else(|e| *e, |_| "built");
@@ -313,7 +310,7 @@ impl Specializer {
         let Ok(mut cache) = self.cache.lock() else {
             return;
         };
-        cache.building.remove(&key);
+        cache.building.remove(&known);
         if cache.engines.len() >= MAX_ENGINES {
             let oldest = cache
                 .engines
@@ -324,7 +321,7 @@ impl Specializer {
         }
         let used = cache.clock;
         let engine = built.map(Arc::new);
-        cache.engines.insert(key, Cached { engine, used });
+        cache.engines.insert(known, Cached { engine, used });
     }
 
     /// Waits until no build is under way.
@@ -350,7 +347,7 @@ impl Specializer {
     /// Whether an engine for `input`'s known part is cached.
     #[cfg(test)]
     pub(super) fn has_engine_for(&self, input: &Value) -> bool {
-        let Some((key, _)) = self.key(input) else {
+        let Some(key) = self.plan_for(input).map(|p| p.known_part(input)) else {
             return false;
         };
         self.cache
@@ -371,9 +368,8 @@ impl Specializer {
     /// analysis vouches for one.
     #[cfg(test)]
     pub(super) fn text_for(&self, input: &Value) -> Option<String> {
-        let (_, plan) = self.key(input)?;
-        let outcome = plan.analyse(&self.files, &known_part(input, plan.fields))?;
-        let sources = plan.sources(&self.files, &outcome)?;
+        let plan = self.plan_for(input)?;
+        let sources = plan.specialized(&self.files, &plan.known_part(input))?;
         Some(
             sources
                 .iter()
@@ -386,11 +382,14 @@ impl Specializer {
     /// The engine for `input`'s known part, cross-checked on `input`; the
     /// error is the metric's label: `failed` (the analysis or the build
     /// could not vouch for one) or `refused` (the cross-check disagreed).
-    fn build(&self, plan: &Plan, input: &Value, full: &Engine) -> Result<Engine, &'static str> {
-        let outcome = plan
-            .analyse(&self.files, &known_part(input, plan.fields))
-            .ok_or("failed")?;
-        let sources = plan.sources(&self.files, &outcome).ok_or("failed")?;
+    fn build(
+        &self,
+        plan: &Plan,
+        known: &Value,
+        input: &Value,
+        full: &Engine,
+    ) -> Result<Engine, &'static str> {
+        let sources = plan.specialized(&self.files, known).ok_or("failed")?;
         let engine = (self.finish)(&sources).ok_or("failed")?;
         // The cross-check: both engines decide the input that caused this.
         let decide = |engine: &Engine| {
@@ -414,19 +413,27 @@ impl Specializer {
     }
 }
 
-/// The `fields` of `input`, as an object (absent fields stay absent).
-fn known_part(input: &Value, fields: &[&str]) -> Value {
-    let mut known = BTreeMap::new();
-    for field in fields {
-        let value = &input[*field];
-        if *value != Value::Undefined {
-            known.insert(Value::from(*field), value.clone());
-        }
-    }
-    Value::from(known)
-}
-
 impl Plan {
+    /// This plan's fields of `input`, as an object (absent fields stay
+    /// absent): what every input sharing them is decided alike on.
+    fn known_part(&self, input: &Value) -> Value {
+        let mut known = BTreeMap::new();
+        for field in self.fields {
+            let value = &input[*field];
+            if *value != Value::Undefined {
+                known.insert(Value::from(*field), value.clone());
+            }
+        }
+        Value::from(known)
+    }
+
+    /// The policy text specialized to `known`, when the analysis vouches
+    /// for one.
+    fn specialized(&self, files: &[SourceFile], known: &Value) -> Option<Vec<SourceFile>> {
+        let outcome = self.analyse(files, known)?;
+        self.sources(files, &outcome)
+    }
+
     fn new(graph: &Graph, fields: &'static [&'static str], roots: &BTreeSet<Key>) -> Option<Plan> {
         let mut kinds: BTreeMap<Key, Kind> = BTreeMap::new();
         for definition in &graph.definitions {
