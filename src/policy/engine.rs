@@ -202,11 +202,7 @@ impl PolicySet {
     /// Decides one request whose input is already converted (see
     /// [`super::to_rego_spliced`]).
     pub fn evaluate_converted(&self, input: Value) -> Result<Verdict, PolicyError> {
-        if let Some(engine) = self.specialized(&input) {
-            let rules = run_adapter(&engine, "verdict", input)?;
-            return verdict::from_rules(&rules);
-        }
-        let rules = self.eval_adapter("verdict", input)?;
+        let rules = self.eval_adapter(Phase::Request, input, true)?;
         verdict::from_rules(&rules)
     }
 
@@ -215,16 +211,7 @@ impl PolicySet {
     /// has no `approve` or `allow`, so an empty `deny` reads as the default
     /// hold, which the response phase ignores.
     pub fn evaluate_response_converted(&self, input: Value) -> Result<Verdict, PolicyError> {
-        let whole = self.response.as_ref().unwrap_or(&self.engine);
-        if let Some(engine) = self
-            .results
-            .as_ref()
-            .and_then(|s| s.engine_for(&input, whole))
-        {
-            let rules = run_adapter(&engine, "response", input)?;
-            return verdict::from_rules(&rules);
-        }
-        let rules = self.eval_adapter("response", input)?;
+        let rules = self.eval_adapter(Phase::Response, input, true)?;
         verdict::from_rules(&rules)
     }
 
@@ -234,23 +221,17 @@ impl PolicySet {
         self.response_skips
     }
 
-    /// The request engine specialized to `input`'s tool or method, when
-    /// there is one (see [`Specializer::engine_for`]).
-    fn specialized(&self, input: &Value) -> Option<Arc<Engine>> {
-        self.specializer.as_ref()?.engine_for(input, &self.engine)
-    }
-
     /// Decides a request with the full engine, never a specialized one.
     #[cfg(test)]
     pub(super) fn evaluate_unspecialized(
         &self,
         input: &serde_json::Value,
     ) -> Result<Verdict, PolicyError> {
-        let rule = match input.get("phase").and_then(serde_json::Value::as_str) {
-            Some("response") => "response",
-            _ => "verdict",
+        let phase = match input.get("phase").and_then(serde_json::Value::as_str) {
+            Some("response") => Phase::Response,
+            _ => Phase::Request,
         };
-        let rules = self.eval_adapter(rule, super::to_rego(input)?)?;
+        let rules = self.eval_adapter(phase, super::to_rego(input)?, false)?;
         verdict::from_rules(&rules)
     }
 
@@ -287,32 +268,37 @@ impl PolicySet {
         count(&self.specializer) + count(&self.results)
     }
 
-    /// Runs one adapter rule on a clone of the engine; returns its JSON value.
-    fn eval_adapter(&self, rule: &str, input: Value) -> Result<serde_json::Value, PolicyError> {
-        let engine = match (rule, &self.response) {
-            ("response", Some(response)) => response,
-            _ => &self.engine,
+    /// Runs the adapter rule of `phase` on a clone of that phase's engine
+    /// (the one specialized to `input`, when `specialized` and one is built;
+    /// see [`Specializer::engine_for`]); returns its JSON value.
+    fn eval_adapter(
+        &self,
+        phase: Phase,
+        input: Value,
+        specialized: bool,
+    ) -> Result<serde_json::Value, PolicyError> {
+        let (whole, specializer) = match phase {
+            Phase::Request => (&self.engine, &self.specializer),
+            Phase::Response => (
+                self.response.as_ref().unwrap_or(&self.engine),
+                &self.results,
+            ),
         };
-        run_adapter(engine, rule, input)
+        let specialized = specializer
+            .as_ref()
+            .filter(|_| specialized)
+            .and_then(|s| s.engine_for(&input, whole));
+        let mut engine = specialized.as_deref().unwrap_or(whole).clone();
+        engine.set_input(input);
+        let value = engine
+            .eval_rule(adapter_rule(phase.adapter_rule()))
+            .map_err(|e| loader::eval_err(e, EVAL_TIME_LIMIT))?;
+        serde_json::to_value(&value).map_err(|e| PolicyError::BadResult {
+            rule: "verdict".to_string(),
+            expected: "JSON-representable values",
+            got: e.to_string(),
+        })
     }
-}
-
-/// Runs one adapter rule on a clone of `engine`; returns its JSON value.
-fn run_adapter(
-    engine: &Engine,
-    rule: &str,
-    input: Value,
-) -> Result<serde_json::Value, PolicyError> {
-    let mut engine = engine.clone();
-    engine.set_input(input);
-    let value = engine
-        .eval_rule(adapter_rule(rule))
-        .map_err(|e| loader::eval_err(e, EVAL_TIME_LIMIT))?;
-    serde_json::to_value(&value).map_err(|e| PolicyError::BadResult {
-        rule: "verdict".to_string(),
-        expected: "JSON-representable values",
-        got: e.to_string(),
-    })
 }
 
 /// `mcp.firewall` -> `["mcp", "firewall"]`; `None` unless every component is

@@ -78,7 +78,7 @@ pub(super) enum Phase {
 }
 
 impl Phase {
-    fn adapter_rule(self) -> &'static str {
+    pub(super) fn adapter_rule(self) -> &'static str {
         match self {
             Phase::Request => "verdict",
             Phase::Response => "response",
