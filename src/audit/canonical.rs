@@ -74,7 +74,17 @@ fn write_value(v: &Value, out: &mut String) {
     }
 }
 
-fn write_string(s: &str, out: &mut String) {
+pub(super) fn write_string(s: &str, out: &mut String) {
+    // Performance: most strings (keys, ids, names) need no escape, and
+    // serde_json escapes only `"`, `\\` and control characters; such a
+    // string is written as it is, without serde_json's own buffer.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     // Serializing a `&str` cannot fail; the fallback is unreachable but keeps
     // this function total without a panic path.
     match serde_json::to_string(s) {
@@ -122,6 +132,29 @@ mod tests {
     fn strings_and_numbers_as_serde_json_writes_them() {
         let v = json!(["a\"b\\c\n\u{1}", "ü/", 1.5, -0.0, 1e300, u64::MAX, i64::MIN]);
         assert_eq!(canonical_json(&v), serde_json::to_string(&v).unwrap());
+    }
+
+    #[test]
+    fn every_string_as_serde_json_writes_it() {
+        // The unescaped fast path and serde_json's escaping agree on every
+        // ASCII byte, alone and next to text, and on non-ASCII text.
+        let mut cases: Vec<String> = (0u8..0x80)
+            .flat_map(|b| {
+                let c = char::from(b);
+                [c.to_string(), format!("a{c}b")]
+            })
+            .collect();
+        cases.extend(
+            ["", "ü/é", "\u{2028}\u{2029}", "\u{7f}", "日本", "😀 \u{0}"].map(String::from),
+        );
+        for case in cases {
+            let v = Value::String(case.clone());
+            assert_eq!(
+                canonical_json(&v),
+                serde_json::to_string(&v).unwrap(),
+                "{case:?}"
+            );
+        }
     }
 
     #[test]

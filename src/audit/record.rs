@@ -20,7 +20,7 @@
 
 use serde_json::{Map, Value};
 
-use super::canonical::{canonical_json, sha256_tagged};
+use super::canonical::{canonical_json, sha256_tagged, write_string};
 
 pub const SEQ: &str = "seq";
 pub const TS: &str = "ts";
@@ -84,7 +84,7 @@ pub fn seal(
             if out.len() > 1 {
                 out.push(',');
             }
-            out.push_str(&canonical_json(&Value::String((*key).clone())));
+            write_string(key, out);
             out.push(':');
             out.push_str(value);
         }
@@ -100,9 +100,9 @@ pub fn seal(
     if line.len() > 1 {
         line.push(',');
     }
-    line.push_str(&canonical_json(&Value::String(HASH.into())));
+    write_string(HASH, &mut line);
     line.push(':');
-    line.push_str(&canonical_json(&Value::String(hash.clone())));
+    write_string(&hash, &mut line);
     join(&entries[at..], &mut line);
     line.push('}');
     (hash, line)
