@@ -21,7 +21,8 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion};
+use criterion::{BatchSize, BenchmarkId, Criterion};
+use mcp_firewall::audit::{MaskRules, canonical_json, mask_owned};
 use mcp_firewall::policy::PolicySet;
 use mcp_firewall::proxy::RateCounters;
 use mcp_firewall::proxy::input::{self, Input, Subject, Target};
@@ -55,12 +56,16 @@ fn echo_entry() -> Entry {
 fn session() -> Session {
     let session = Session::new("stdio", Principal::new("bench", "flag"));
     for _ in 0..HISTORY_LEN {
-        session.record(json!({
-            "method": "tools/call", "server": "fixture", "tool": "echo",
-            "decision": "allow", "time": "2026-01-01T00:00:00Z",
-        }));
+        session.record(history_entry(), &MaskRules::default_rules());
     }
     session
+}
+
+fn history_entry() -> Value {
+    json!({
+        "method": "tools/call", "server": "fixture", "tool": "echo",
+        "decision": "allow", "time": "2026-01-01T00:00:00Z",
+    })
 }
 
 /// What `Proxy::decide` does before evaluating: build + rate counts (which
@@ -236,8 +241,28 @@ fn main() {
         });
         // The same input converted whole, as before the session kept its
         // history converted (issue 11): the difference is what that saves.
+        let mut whole_doc = (*input).clone();
+        whole_doc["session"]["history"] = json!(vec![history_entry(); HISTORY_LEN]);
         g.bench_function("evaluate_allow_all_whole_conversion", |b| {
-            b.iter(|| black_box(allow_all.evaluate(&input).unwrap()))
+            b.iter(|| black_box(allow_all.evaluate(&whole_doc).unwrap()))
+        });
+        // The audit record's input: masked and rendered with the session's
+        // history rendered once, vs the whole document masked and rendered
+        // per decision (before 2026-12-04).
+        let mask = MaskRules::default_rules();
+        g.bench_function("record_input", |b| {
+            b.iter_batched(
+                || build(&entry, &session, &rates, &echo_args),
+                |input| black_box(input.into_record(&mask)),
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function("record_input_whole", |b| {
+            b.iter_batched(
+                || whole_doc.clone(),
+                |doc| black_box(canonical_json(&mask_owned(doc, &mask))),
+                BatchSize::SmallInput,
+            )
         });
         g.bench_function("build_evaluate_verdict_policies", |b| {
             b.iter(|| black_box(decide(&library, &entry, &session, &rates, &echo_args)))

@@ -191,8 +191,9 @@ deny contains "echo after read_note is exfiltration" if {
     h.tool == "read_note"
 }
 "#;
+    let policy = policy_dir(rego);
     let mut fw = Builder::new()
-        .rego(rego)
+        .policy_path(policy.path())
         .arg("--principal")
         .arg("alice")
         .wrap_fixture();
@@ -206,6 +207,51 @@ deny contains "echo after read_note is exfiltration" if {
     assert_eq!(
         text(&after),
         "Denied by policy: echo after read_note is exfiltration"
+    );
+
+    // The log keeps the history each decision read (rendered once per
+    // entry, issue 11), so replaying the log decides every call as live.
+    let denied = fw.wait_audit("the denied echo", |r| {
+        r["event"] == "call.decided" && r["result"]["decision"] == "deny"
+    });
+    let history = denied["input"]["session"]["history"].as_array().unwrap();
+    let seen: Vec<_> = history
+        .iter()
+        .map(|h| {
+            (
+                h["method"].as_str(),
+                h["tool"].as_str(),
+                h["decision"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen[seen.len() - 2..],
+        [
+            (Some("tools/call"), Some("echo"), Some("allow")),
+            (Some("tools/call"), Some("read_note"), Some("allow")),
+        ],
+        "{denied}"
+    );
+    let out = std::process::Command::new(firewall_bin())
+        .args(["policy", "replay"])
+        .arg(&fw.audit_path)
+        .arg("--policy")
+        .arg(policy.path())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains(" 0 changed, "), "{report}");
+    let out = std::process::Command::new(firewall_bin())
+        .args(["audit", "verify"])
+        .arg(&fw.audit_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }
 

@@ -33,6 +33,71 @@ pub fn canonical_json(v: &Value) -> String {
     out
 }
 
+/// Text in canonical form, made only here: a part of a record rendered
+/// ahead of time (a session's remembered decisions are rendered once, not
+/// once per record that repeats them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canonical(String);
+
+impl Canonical {
+    /// `v` in canonical form.
+    pub fn of(v: &Value) -> Canonical {
+        Canonical(canonical_json(v))
+    }
+
+    /// The array of `items`, in order.
+    pub fn array<'a>(items: impl IntoIterator<Item = &'a Canonical>) -> Canonical {
+        let mut out = String::from("[");
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&item.0);
+        }
+        out.push(']');
+        Canonical(out)
+    }
+
+    /// `v` in canonical form, with `part` written in place of the `null` at
+    /// `path` (object keys from the root): exactly `Canonical::of` of `v`
+    /// with that value put there. Where `path` does not lead to a `null`
+    /// (masking replaced an object on the way, say), `v` as it is.
+    pub fn spliced(v: &Value, path: &[&str], part: &Canonical) -> Canonical {
+        let mut out = String::new();
+        write_spliced(v, path, part, &mut out);
+        Canonical(out)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn write_spliced(v: &Value, path: &[&str], part: &Canonical, out: &mut String) {
+    match (path.split_first(), v) {
+        (None, Value::Null) => out.push_str(&part.0),
+        (Some((key, below)), Value::Object(map)) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(k, out);
+                out.push(':');
+                if k == key {
+                    write_spliced(value, below, part, out);
+                } else {
+                    write_value(value, out);
+                }
+            }
+            out.push('}');
+        }
+        _ => write_value(v, out),
+    }
+}
+
 /// `"sha256:" + 64 lowercase hex digits` of `bytes`.
 pub fn sha256_tagged(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
@@ -155,6 +220,30 @@ mod tests {
                 "{case:?}"
             );
         }
+    }
+
+    /// A spliced rendering is the rendering of the whole value; where the
+    /// path does not end at a `null`, nothing is spliced.
+    #[test]
+    fn spliced_parts_render_as_the_whole() {
+        let items = [json!({"b": 1, "a": "x\"y"}), json!([true, null])];
+        let part = Canonical::array(items.iter().map(Canonical::of).collect::<Vec<_>>().iter());
+        let whole = |history: Value| json!({"z": 0, "session": {"id": "s", "history": history, "cwd": "/"}, "a": [1]});
+        let spliced = Canonical::spliced(&whole(json!(null)), &["session", "history"], &part);
+        assert_eq!(
+            spliced.as_str(),
+            canonical_json(&whole(Value::Array(items.to_vec())))
+        );
+        for unspliced in [
+            whole(json!("***")),
+            json!({"session": "***"}),
+            json!({"session": {"id": "s"}}),
+            json!({"z": null}),
+        ] {
+            let rendered = Canonical::spliced(&unspliced, &["session", "history"], &part);
+            assert_eq!(rendered.as_str(), canonical_json(&unspliced));
+        }
+        assert_eq!(Canonical::array([]).as_str(), "[]");
     }
 
     #[test]

@@ -18,9 +18,11 @@
 //! Invariant: a line accepted by [`check_line`] is byte-for-byte the canonical
 //! form of the object it parses to, and its `hash` matches its content.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
-use super::canonical::{canonical_json, sha256_tagged, write_string};
+use super::canonical::{Canonical, canonical_json, sha256_tagged, write_string};
 
 pub const SEQ: &str = "seq";
 pub const TS: &str = "ts";
@@ -60,8 +62,11 @@ pub struct LineFault {
 
 /// Add the log's fields to `body`, hash it, and return `(hash, line)` where
 /// `line` is the canonical record including `hash`, without the trailing `\n`.
+/// `rendered` holds fields already in canonical form (key, value), beside
+/// `body`'s; a key must not be in both.
 pub fn seal(
     mut body: Map<String, Value>,
+    rendered: Vec<(String, Canonical)>,
     seq: u64,
     ts: String,
     event: &str,
@@ -76,10 +81,13 @@ pub fn seal(
     // the canonical record without `hash`; the line is the same entries
     // with `"hash":...` spliced in at its sorted place, which is exactly
     // `canonical_json` of the record with `hash` (checked by the tests).
-    let mut entries: Vec<(&String, String)> =
-        body.iter().map(|(k, v)| (k, canonical_json(v))).collect();
+    let mut entries: Vec<(&String, Cow<'_, str>)> = body
+        .iter()
+        .map(|(k, v)| (k, Cow::Owned(canonical_json(v))))
+        .collect();
+    entries.extend(rendered.iter().map(|(k, v)| (k, Cow::Borrowed(v.as_str()))));
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let join = |entries: &[(&String, String)], out: &mut String| {
+    let join = |entries: &[(&String, Cow<'_, str>)], out: &mut String| {
         for (key, value) in entries {
             if out.len() > 1 {
                 out.push(',');
@@ -175,6 +183,7 @@ mod tests {
         let ts = "2026-11-22T10:00:00.123Z".to_string();
         let (hash, line) = seal(
             body(json!({"tool": "x"})),
+            Vec::new(),
             1,
             ts,
             "call.decided",
@@ -193,7 +202,14 @@ mod tests {
 
     #[test]
     fn faults_name_the_reason() {
-        let (_, line) = seal(body(json!({"a": 1})), 3, "t".into(), "e", GENESIS_HASH);
+        let (_, line) = seal(
+            body(json!({"a": 1})),
+            Vec::new(),
+            3,
+            "t".into(),
+            "e",
+            GENESIS_HASH,
+        );
         let spaced = line.replacen(',', ", ", 1);
         let f = check_line(spaced.as_bytes()).unwrap_err();
         assert_eq!(f.seq, Some(3));
@@ -214,7 +230,7 @@ mod tests {
     #[test]
     fn sealed_line_is_the_canonical_record() {
         let b = body(json!({"a": {"z": 1, "b": [true, null]}, "zz": "é\"", "h": 2, "i": 3}));
-        let (hash, line) = seal(b.clone(), 7, "t".into(), "e", GENESIS_HASH);
+        let (hash, line) = seal(b.clone(), Vec::new(), 7, "t".into(), "e", GENESIS_HASH);
         let mut record = b;
         record.insert(SEQ.into(), json!(7));
         record.insert(TS.into(), json!("t"));
@@ -226,6 +242,24 @@ mod tests {
         );
         record.insert(HASH.into(), json!(hash));
         assert_eq!(line, canonical_json(&Value::Object(record)));
+    }
+
+    /// Fields handed over already rendered seal exactly as the same fields
+    /// in the body, wherever they sort (before and after `hash` too).
+    #[test]
+    fn rendered_fields_seal_as_the_body_would() {
+        let whole =
+            body(json!({"a": [1, {"y": 2, "x": "é"}], "input": {"k": null}, "m": 1, "z": "t"}));
+        for moved in [&["a"][..], &["input", "z"], &["a", "input", "m", "z"]] {
+            let mut rest = whole.clone();
+            let rendered = moved
+                .iter()
+                .map(|k| (k.to_string(), Canonical::of(&rest.remove(*k).unwrap())))
+                .collect();
+            let split = seal(rest, rendered, 9, "t".into(), "e", GENESIS_HASH);
+            let together = seal(whole.clone(), Vec::new(), 9, "t".into(), "e", GENESIS_HASH);
+            assert_eq!(split, together, "{moved:?}");
+        }
     }
 
     #[test]

@@ -251,6 +251,20 @@ fn invalid_bodies_are_refused_and_write_nothing() {
         let err = log.append("e", json!({ key: 1 })).unwrap_err();
         assert!(err.to_string().contains(key), "{err}");
     }
+    // Fields handed over rendered obey the same rules, and cannot repeat
+    // a body's field (the record would hold the key twice).
+    for (key, body) in [
+        ("seq", json!({})),
+        ("hash", json!({})),
+        ("replica", json!({})),
+        ("input", json!({"input": 1})),
+    ] {
+        let rendered = vec![(key.to_string(), Canonical::of(&json!(1)))];
+        let Err(err) = log.append_pending_with("e", body, rendered) else {
+            panic!("{key} accepted");
+        };
+        assert!(err.to_string().contains(key), "{err}");
+    }
     assert!(matches!(
         log.append("", json!({})),
         Err(AuditError::InvalidBody(_))

@@ -48,6 +48,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
+use super::canonical::Canonical;
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointSigner};
 use super::durability::{Pending, Syncer};
 use super::error::AuditError;
@@ -175,8 +176,21 @@ impl AuditLog {
     /// counts once the [`Pending`] says it is durable (at once without
     /// `fsync`), which a task can await without holding its thread.
     pub fn append_pending(&self, event: &str, body: Value) -> Result<Pending, AuditError> {
+        self.append_pending_with(event, body, Vec::new())
+    }
+
+    /// [`Self::append_pending`], with fields of the record already in
+    /// canonical form beside `body`'s (a decision's input, whose session
+    /// history was rendered once). Their keys follow `body`'s rules and
+    /// must not also be in `body`.
+    pub fn append_pending_with(
+        &self,
+        event: &str,
+        body: Value,
+        rendered: Vec<(String, Canonical)>,
+    ) -> Result<Pending, AuditError> {
         let started = std::time::Instant::now();
-        let written = self.write_record(event, body);
+        let written = self.write_record(event, body, rendered);
         if written.is_err() {
             crate::metrics::metrics().audit_write_failures.inc();
         }
@@ -184,7 +198,12 @@ impl AuditLog {
         Ok(Pending::new(receipt, self.syncer.clone(), started))
     }
 
-    fn write_record(&self, event: &str, body: Value) -> Result<AuditReceipt, AuditError> {
+    fn write_record(
+        &self,
+        event: &str,
+        body: Value,
+        rendered: Vec<(String, Canonical)>,
+    ) -> Result<AuditReceipt, AuditError> {
         let body = match body {
             Value::Object(map) => map,
             other => {
@@ -197,6 +216,13 @@ impl AuditLog {
         if let Some(field) = RESERVED_FIELDS.iter().find(|f| body.contains_key(**f)) {
             return Err(AuditError::InvalidBody(format!(
                 "body sets reserved field `{field}`"
+            )));
+        }
+        if let Some((field, _)) = rendered.iter().find(|(k, _)| {
+            RESERVED_FIELDS.contains(&k.as_str()) || k == "replica" || body.contains_key(k)
+        }) {
+            return Err(AuditError::InvalidBody(format!(
+                "rendered field `{field}` is reserved or set twice"
             )));
         }
         if event.is_empty() {
@@ -226,7 +252,7 @@ impl AuditLog {
         // The timestamp is taken under the lock so `ts` follows `seq` order
         // (as far as the wall clock itself does).
         let ts = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-        let (hash, mut line) = seal(body, inner.next_seq, ts, event, &inner.last_hash);
+        let (hash, mut line) = seal(body, rendered, inner.next_seq, ts, event, &inner.last_hash);
         if line.len() > MAX_RECORD_BYTES {
             return Err(AuditError::InvalidBody(format!(
                 "record is {} bytes, more than the {MAX_RECORD_BYTES}-byte limit",

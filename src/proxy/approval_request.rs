@@ -142,9 +142,7 @@ impl Proxy {
 
     /// The session's last calls, newest last, as approvers see them.
     fn recent_calls(&self) -> Value {
-        let (history, _) = self.session.history_snapshot();
-        let skip = history.len().saturating_sub(RECENT_CALLS);
-        Value::Array(history.into_iter().skip(skip).collect())
+        Value::Array(self.session.recent(RECENT_CALLS))
     }
 
     /// The client gave up: withdraw the request and tell the receiver.

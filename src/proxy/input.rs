@@ -7,7 +7,8 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::methods::ClientRequest;
-use super::session::Session;
+use super::session::{HistorySnapshot, Session};
+use crate::audit::{Canonical, MaskRules, mask_owned};
 use crate::policy::{PolicyError, PolicySet, Splice, Verdict, to_rego_spliced};
 use crate::upstream::Entry;
 
@@ -101,18 +102,27 @@ fn template_uri(def: &Value) -> &str {
     def.get("uriTemplate").and_then(Value::as_str).unwrap_or("")
 }
 
-/// An input document, with the part the session keeps already converted
-/// for the policy engine (`session.history`). Derefs to the JSON document,
-/// which is what the audit log records.
+/// An input document, with the part the session keeps (`session.history`)
+/// already converted for the policy engine and rendered for the audit log.
+/// Derefs to the JSON document, which holds `null` for the history.
 pub struct Input {
     doc: Value,
-    history: regorus::Value,
+    history: HistorySnapshot,
 }
 
+/// Where the history goes in the document.
+const HISTORY_PATH: &[&str] = &["session", "history"];
+
 impl Input {
-    /// The JSON document, for a caller done deciding with it.
-    pub fn into_doc(self) -> Value {
-        self.doc
+    /// The whole input as the audit log records it, masked by `mask`, in
+    /// canonical form: the document with the session's rendered history
+    /// in its place (unless masking replaced it).
+    pub fn into_record(self, mask: &MaskRules) -> Canonical {
+        Canonical::spliced(
+            &mask_owned(self.doc, mask),
+            HISTORY_PATH,
+            &self.history.text,
+        )
     }
 
     /// Decide this input with `policy`.
@@ -128,8 +138,8 @@ impl Input {
 
     fn converted(&self) -> Result<regorus::Value, PolicyError> {
         let history = Splice {
-            path: &["session", "history"],
-            value: self.history.clone(),
+            path: HISTORY_PATH,
+            value: self.history.rego.clone(),
         };
         to_rego_spliced(&self.doc, &[history])
     }
@@ -201,18 +211,17 @@ pub fn build_server_request(
 }
 
 /// The fields every input has: who, which client and session, and when.
-/// Returns the history as the engine's value.
-fn add_context(input: &mut Value, session: &Session) -> regorus::Value {
+/// The history is a `null` in the document; returns it as the engine and
+/// the audit log read it.
+fn add_context(input: &mut Value, session: &Session) -> HistorySnapshot {
     let now = Utc::now();
-    let (history, history_for_policy) = session.history_snapshot();
     input["principal"] = json!(session.principal);
     input["client"] = session.client_info();
-    // `json!` would copy `history` a second time (through `to_value`).
-    let mut fields = serde_json::Map::new();
-    fields.insert("id".to_string(), json!(session.id));
-    fields.insert("transport".to_string(), json!(session.transport));
-    fields.insert("history".to_string(), Value::Array(history));
-    input["session"] = Value::Object(fields);
+    input["session"] = json!({
+        "id": session.id,
+        "transport": session.transport,
+        "history": null,
+    });
     if let Some(hook) = session.hook.get() {
         input["session"]["cwd"] = hook.get("cwd").cloned().unwrap_or(Value::Null);
         input["hook"] = hook.clone();
@@ -221,7 +230,7 @@ fn add_context(input: &mut Value, session: &Session) -> regorus::Value {
         "rfc3339": now.to_rfc3339_opts(SecondsFormat::Secs, true),
         "unix": now.timestamp(),
     });
-    history_for_policy
+    session.history_snapshot()
 }
 
 fn template(def: &Value) -> Value {
@@ -273,4 +282,51 @@ fn resource(uri: &str, def: Option<&Value>) -> Value {
         "description": field(&def, "description"),
         "mime_type": field(&def, "mimeType"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::canonical_json;
+    use crate::policy::to_rego;
+    use crate::proxy::session::Principal;
+
+    /// The audit record's input is the whole document, history in place,
+    /// masked as the whole would be (keys inside history entries, the
+    /// history itself, the session around it); policy reads the history
+    /// unmasked.
+    #[test]
+    fn the_record_is_the_whole_input_masked_and_policy_reads_it_unmasked() {
+        let entries = [
+            json!({"method": "tools/call", "tool": "echo", "decision": "allow"}),
+            json!({"method": "x", "Token": "abc", "nested": [{"Api-Key": 1}]}),
+        ];
+        let template = json!({"uriTemplate": "file:///{p}", "name": "t"});
+        let args = json!({"text": "t", "token": "s"});
+        let subject = Subject {
+            method: "resources/read",
+            server: "srv",
+            target: Target::Template(&template),
+            arguments: &args,
+            params: &args,
+        };
+        for fields in [
+            &["token", "api_key", "tool"][..],
+            &["history"],
+            &["session"],
+            &[],
+        ] {
+            let mask = MaskRules::new(fields.iter().map(|f| f.to_string()));
+            let session = Session::new("stdio", Principal::new("p", "flag"));
+            for entry in &entries {
+                session.record(entry.clone(), &mask);
+            }
+            let input = build(&subject, &session);
+            let mut whole = input.doc.clone();
+            whole["session"]["history"] = json!(entries);
+            assert_eq!(input.converted().unwrap(), to_rego(&whole).unwrap());
+            let expected = canonical_json(&mask_owned(whole, &mask));
+            assert_eq!(input.into_record(&mask).as_str(), expected, "{fields:?}");
+        }
+    }
 }

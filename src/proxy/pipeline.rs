@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::Proxy;
 use super::input::{self, Input, Subject, Target};
 use crate::approval::Grant;
-use crate::audit::{Pending, mask, mask_owned};
+use crate::audit::{Pending, mask};
 use crate::error::Refusal;
 use crate::policy::PolicySet;
 use crate::policy::{Decision, PolicyError, Verdict};
@@ -204,7 +204,7 @@ impl Proxy {
         record["policy_revision"] = json!(policy.revision());
         // The whole input (secrets masked), as OPA decision logs keep it, so
         // `policy replay` can run past decisions through a new policy.
-        record["input"] = mask_owned(input.into_doc(), &self.mask);
+        let input = input.into_record(&self.mask);
         record["result"] = match &verdict {
             Ok(v) => json!({
                 "decision": label,
@@ -224,14 +224,22 @@ impl Proxy {
             record["shadow"] = json!(true);
             record["result"]["enforced"] = json!(false);
         }
-        self.session.record(json!({
-            "method": subject.method,
-            "server": subject.server,
-            "tool": subject.name(),
-            "decision": label,
-            "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        }));
-        let record = match self.shared.audit.append_pending("call.decided", record) {
+        self.session.record(
+            json!({
+                "method": subject.method,
+                "server": subject.server,
+                "tool": subject.name(),
+                "decision": label,
+                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            }),
+            &self.mask,
+        );
+        let rendered = vec![("input".to_string(), input)];
+        let record = match self
+            .shared
+            .audit
+            .append_pending_with("call.decided", record, rendered)
+        {
             Ok(record) => record,
             Err(e) => {
                 tracing::error!("audit write failed, refusing the call: {e}");
@@ -434,7 +442,6 @@ impl Proxy {
             "method": method,
             "server": server,
             "policy_revision": policy.revision(),
-            "input": mask_owned(input.into_doc(), &self.mask),
             "result": {
                 "decision": if refusal.is_none() { "allow" } else { "deny" },
                 "reasons": refusal.as_ref().map(Refusal::reasons).unwrap_or_default(),
@@ -443,7 +450,13 @@ impl Proxy {
         });
         let result = if refusal.is_none() { "allow" } else { "deny" };
         metrics().decided(method, result, Some(started.elapsed()));
-        if let Err(e) = self.shared.audit.append("server_request.decided", record) {
+        let rendered = vec![("input".to_string(), input.into_record(&self.mask))];
+        let written = self
+            .shared
+            .audit
+            .append_pending_with("server_request.decided", record, rendered)
+            .and_then(|pending| pending.wait());
+        if let Err(e) = written {
             tracing::error!("audit write failed, refusing the server's request: {e}");
             return Err(Refused {
                 decision_id: Some(decision_id),

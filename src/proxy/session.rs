@@ -2,10 +2,13 @@
 //! and the bounded history of recent decisions that policy can read.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 use serde_json::{Value, json};
+
+use crate::audit::Canonical;
+use crate::audit::mask::{MaskRules, mask_owned};
 
 /// Entries kept in `input.session.history`. Enough for flow rules ("after a
 /// call that read secrets ...") while keeping the input small and the
@@ -57,9 +60,31 @@ pub struct Session {
     /// (`capabilities.extensions["io.modelcontextprotocol/tasks"]`) in
     /// `initialize`: tasks are shown to it in that extension's shape.
     pub tasks_extension: OnceLock<bool>,
-    /// Each entry as JSON (for the input document and the audit log) and
-    /// as the policy engine's value (converted once, when recorded).
-    history: Mutex<VecDeque<(Value, regorus::Value)>>,
+    /// The remembered decisions, in every form a decision needs them.
+    history: Mutex<History>,
+}
+
+/// The session's last [`HISTORY_LEN`] decisions. Each form is built when a
+/// decision is remembered, never per decision that reads them (issue 11):
+/// the policy engine's array shares its entries, and the audit log's text
+/// is rendered (masked, canonical) once.
+struct History {
+    /// Each entry as JSON (for approvers) and as the engine's value.
+    entries: VecDeque<(Value, regorus::Value)>,
+    /// Each entry masked, in canonical form.
+    texts: VecDeque<Canonical>,
+    /// The whole history as the engine's array.
+    rego: regorus::Value,
+    /// The whole history, masked, as a canonical JSON array.
+    text: Arc<Canonical>,
+}
+
+/// The session's history as one decision reads it.
+pub struct HistorySnapshot {
+    /// For the policy engine.
+    pub rego: regorus::Value,
+    /// For the audit record: masked, canonical.
+    pub text: Arc<Canonical>,
 }
 
 impl Session {
@@ -71,7 +96,12 @@ impl Session {
             client: OnceLock::new(),
             hook: OnceLock::new(),
             tasks_extension: OnceLock::new(),
-            history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
+            history: Mutex::new(History {
+                entries: VecDeque::with_capacity(HISTORY_LEN),
+                texts: VecDeque::with_capacity(HISTORY_LEN),
+                rego: regorus::Value::from(Vec::<regorus::Value>::new()),
+                text: Arc::new(Canonical::array([])),
+            }),
         }
     }
 
@@ -89,28 +119,44 @@ impl Session {
         })
     }
 
-    /// The history as JSON and, from the same moment, as the policy
-    /// engine's value (its entries shared, not converted again).
-    pub fn history_snapshot(&self) -> (Vec<Value>, regorus::Value) {
+    /// The history as the policy engine and the audit log read it, both
+    /// from the same moment.
+    pub fn history_snapshot(&self) -> HistorySnapshot {
         let history = self.history.lock().expect("history lock");
-        let json = history.iter().map(|(json, _)| json.clone()).collect();
-        let rego = history
-            .iter()
-            .map(|(_, rego)| rego.clone())
-            .collect::<Vec<_>>();
-        (json, regorus::Value::from(rego))
+        HistorySnapshot {
+            rego: history.rego.clone(),
+            text: history.text.clone(),
+        }
     }
 
-    /// Remember a decision. An entry the engine cannot represent (it is
-    /// built by the firewall from strings, so never in practice) is kept
-    /// as `null` for policy.
-    pub fn record(&self, entry: Value) {
+    /// The last `n` decisions as JSON, oldest first.
+    pub fn recent(&self, n: usize) -> Vec<Value> {
+        let history = self.history.lock().expect("history lock");
+        let skip = history.entries.len().saturating_sub(n);
+        history
+            .entries
+            .iter()
+            .skip(skip)
+            .map(|(json, _)| json.clone())
+            .collect()
+    }
+
+    /// Remember a decision; `mask` is what the audit log masks. An entry
+    /// the engine cannot represent (it is built by the firewall from
+    /// strings, so never in practice) is kept as `null` for policy.
+    pub fn record(&self, entry: Value, mask: &MaskRules) {
         let rego = crate::policy::to_rego(&entry).unwrap_or(regorus::Value::Null);
+        let text = Canonical::of(&mask_owned(entry.clone(), mask));
         let mut history = self.history.lock().expect("history lock");
-        if history.len() == HISTORY_LEN {
-            history.pop_front();
+        if history.entries.len() == HISTORY_LEN {
+            history.entries.pop_front();
+            history.texts.pop_front();
         }
-        history.push_back((entry, rego));
+        history.entries.push_back((entry, rego));
+        history.texts.push_back(text);
+        let rego = history.entries.iter().map(|(_, rego)| rego.clone());
+        history.rego = regorus::Value::from(rego.collect::<Vec<_>>());
+        history.text = Arc::new(Canonical::array(&history.texts));
     }
 }
 
