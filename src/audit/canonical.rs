@@ -71,6 +71,10 @@ impl Canonical {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub(super) fn into_string(self) -> String {
+        self.0
+    }
 }
 
 fn write_spliced(v: &Value, path: &[&str], part: &Canonical, out: &mut String) {

@@ -18,8 +18,6 @@
 //! Invariant: a line accepted by [`check_line`] is byte-for-byte the canonical
 //! form of the object it parses to, and its `hash` matches its content.
 
-use std::borrow::Cow;
-
 use serde_json::{Map, Value};
 
 use super::canonical::{Canonical, canonical_json, sha256_tagged, write_string};
@@ -60,34 +58,59 @@ pub struct LineFault {
     pub reason: String,
 }
 
-/// Add the log's fields to `body`, hash it, and return `(hash, line)` where
-/// `line` is the canonical record including `hash`, without the trailing `\n`.
-/// `rendered` holds fields already in canonical form (key, value), beside
-/// `body`'s; a key must not be in both.
-pub fn seal(
-    mut body: Map<String, Value>,
-    rendered: Vec<(String, Canonical)>,
-    seq: u64,
-    ts: String,
-    event: &str,
-    prev: &str,
-) -> (String, String) {
-    body.insert(SEQ.into(), Value::from(seq));
-    body.insert(TS.into(), Value::String(ts));
-    body.insert(EVENT.into(), Value::String(event.into()));
-    body.insert(PREV.into(), Value::String(prev.into()));
-    body.remove(HASH);
-    // Performance: serialize each top-level entry once. The hashed text is
-    // the canonical record without `hash`; the line is the same entries
-    // with `"hash":...` spliced in at its sorted place, which is exactly
-    // `canonical_json` of the record with `hash` (checked by the tests).
-    let mut entries: Vec<(&String, Cow<'_, str>)> = body
+/// A record's own fields in canonical form, sorted by key: all but the
+/// log's (`seq`, `ts`, `event`, `prev`, `hash`), which only the writer
+/// knows, under its lock. Rendered before the lock is taken, so concurrent
+/// writers wait only for sealing and the write.
+pub struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    /// `body`'s fields and `rendered`'s (key, value already in canonical
+    /// form); a key must not be in both. The log's fields in `body` are
+    /// left out (the writer refuses such a body before this).
+    pub fn render(body: Map<String, Value>, rendered: Vec<(String, Canonical)>) -> Fields {
+        let mut entries: Vec<(String, String)> = body
+            .into_iter()
+            .filter(|(k, _)| !RESERVED_FIELDS.contains(&k.as_str()))
+            .map(|(k, v)| {
+                let text = canonical_json(&v);
+                (k, text)
+            })
+            .chain(rendered.into_iter().map(|(k, v)| (k, v.into_string())))
+            .collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Fields(entries)
+    }
+}
+
+/// Add the log's fields to `fields`, hash the record, and return
+/// `(hash, line)` where `line` is the canonical record including `hash`,
+/// without the trailing `\n`.
+pub fn seal(fields: &Fields, seq: u64, ts: &str, event: &str, prev: &str) -> (String, String) {
+    let quoted = |s: &str| {
+        let mut out = String::with_capacity(s.len() + 2);
+        write_string(s, &mut out);
+        out
+    };
+    let log = [
+        (SEQ, seq.to_string()),
+        (TS, quoted(ts)),
+        (EVENT, quoted(event)),
+        (PREV, quoted(prev)),
+    ];
+    // Performance: each top-level entry is serialized once. The hashed
+    // text is the canonical record without `hash`; the line is the same
+    // entries with `"hash":...` spliced in at its sorted place, which is
+    // exactly `canonical_json` of the record with `hash` (checked by the
+    // tests).
+    let mut entries: Vec<(&str, &str)> = fields
+        .0
         .iter()
-        .map(|(k, v)| (k, Cow::Owned(canonical_json(v))))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(log.iter().map(|(k, v)| (*k, v.as_str())))
         .collect();
-    entries.extend(rendered.iter().map(|(k, v)| (k, Cow::Borrowed(v.as_str()))));
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let join = |entries: &[(&String, Cow<'_, str>)], out: &mut String| {
+    let join = |entries: &[(&str, &str)], out: &mut String| {
         for (key, value) in entries {
             if out.len() > 1 {
                 out.push(',');
@@ -101,7 +124,7 @@ pub fn seal(
     join(&entries, &mut unhashed);
     unhashed.push('}');
     let hash = sha256_tagged(unhashed.as_bytes());
-    let at = entries.partition_point(|(k, _)| k.as_str() < HASH);
+    let at = entries.partition_point(|(k, _)| *k < HASH);
     let mut line = String::with_capacity(unhashed.len() + hash.len() + 10);
     line.push('{');
     join(&entries[..at], &mut line);
@@ -182,10 +205,9 @@ mod tests {
     fn sealed_line_checks() {
         let ts = "2026-11-22T10:00:00.123Z".to_string();
         let (hash, line) = seal(
-            body(json!({"tool": "x"})),
-            Vec::new(),
+            &Fields::render(body(json!({"tool": "x"})), Vec::new()),
             1,
-            ts,
+            &ts,
             "call.decided",
             GENESIS_HASH,
         );
@@ -203,10 +225,9 @@ mod tests {
     #[test]
     fn faults_name_the_reason() {
         let (_, line) = seal(
-            body(json!({"a": 1})),
-            Vec::new(),
+            &Fields::render(body(json!({"a": 1})), Vec::new()),
             3,
-            "t".into(),
+            "t",
             "e",
             GENESIS_HASH,
         );
@@ -230,7 +251,8 @@ mod tests {
     #[test]
     fn sealed_line_is_the_canonical_record() {
         let b = body(json!({"a": {"z": 1, "b": [true, null]}, "zz": "é\"", "h": 2, "i": 3}));
-        let (hash, line) = seal(b.clone(), Vec::new(), 7, "t".into(), "e", GENESIS_HASH);
+        let fields = Fields::render(b.clone(), Vec::new());
+        let (hash, line) = seal(&fields, 7, "t", "e", GENESIS_HASH);
         let mut record = b;
         record.insert(SEQ.into(), json!(7));
         record.insert(TS.into(), json!("t"));
@@ -256,8 +278,9 @@ mod tests {
                 .iter()
                 .map(|k| (k.to_string(), Canonical::of(&rest.remove(*k).unwrap())))
                 .collect();
-            let split = seal(rest, rendered, 9, "t".into(), "e", GENESIS_HASH);
-            let together = seal(whole.clone(), Vec::new(), 9, "t".into(), "e", GENESIS_HASH);
+            let split = seal(&Fields::render(rest, rendered), 9, "t", "e", GENESIS_HASH);
+            let whole_fields = Fields::render(whole.clone(), Vec::new());
+            let together = seal(&whole_fields, 9, "t", "e", GENESIS_HASH);
             assert_eq!(split, together, "{moved:?}");
         }
     }

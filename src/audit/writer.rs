@@ -52,7 +52,7 @@ use super::canonical::Canonical;
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointSigner};
 use super::durability::{Pending, Syncer};
 use super::error::AuditError;
-use super::record::{GENESIS_HASH, MAX_RECORD_BYTES, RESERVED_FIELDS, check_line, seal};
+use super::record::{Fields, GENESIS_HASH, MAX_RECORD_BYTES, RESERVED_FIELDS, check_line, seal};
 
 /// How far back `open` reads per step while looking for the start of the last
 /// record. Records are usually well under this, so one read is typical.
@@ -232,6 +232,7 @@ impl AuditLog {
         if let Some(replica) = &self.replica {
             body.insert("replica".into(), Value::String(replica.clone()));
         }
+        let fields = Fields::render(body, rendered);
         let mut inner = self
             .inner
             .lock()
@@ -252,7 +253,7 @@ impl AuditLog {
         // The timestamp is taken under the lock so `ts` follows `seq` order
         // (as far as the wall clock itself does).
         let ts = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-        let (hash, mut line) = seal(body, rendered, inner.next_seq, ts, event, &inner.last_hash);
+        let (hash, mut line) = seal(&fields, inner.next_seq, &ts, event, &inner.last_hash);
         if line.len() > MAX_RECORD_BYTES {
             return Err(AuditError::InvalidBody(format!(
                 "record is {} bytes, more than the {MAX_RECORD_BYTES}-byte limit",
