@@ -243,16 +243,7 @@ deny contains "echo after read_note is exfiltration" if {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{report}");
     assert!(report.contains(" 0 changed, "), "{report}");
-    let out = std::process::Command::new(firewall_bin())
-        .args(["audit", "verify"])
-        .arg(&fw.audit_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_chain_verifies(&fw.audit_path);
 }
 
 #[test]
