@@ -80,24 +80,13 @@ impl Canonical {
 fn write_spliced(v: &Value, path: &[&str], part: &Canonical, out: &mut String) {
     match (path.split_first(), v) {
         (None, Value::Null) => out.push_str(&part.0),
-        (Some((key, below)), Value::Object(map)) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (k, value)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(k, out);
-                out.push(':');
-                if k == key {
-                    write_spliced(value, below, part, out);
-                } else {
-                    write_value(value, out);
-                }
+        (Some((key, below)), Value::Object(map)) => write_object(map, out, |k, value, out| {
+            if k == *key {
+                write_spliced(value, below, part, out);
+            } else {
+                write_value(value, out);
             }
-            out.push('}');
-        }
+        }),
         _ => write_value(v, out),
     }
 }
@@ -125,22 +114,29 @@ fn write_value(v: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            // `str`'s Ord is byte order of the UTF-8 encoding.
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (key, value)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(key, out);
-                out.push(':');
-                write_value(value, out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map, out, |_, value, out| write_value(value, out)),
     }
+}
+
+/// `map` with its keys in order, each value written by `value`.
+fn write_object(
+    map: &serde_json::Map<String, Value>,
+    out: &mut String,
+    mut value: impl FnMut(&str, &Value, &mut String),
+) {
+    // `str`'s Ord is byte order of the UTF-8 encoding.
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push('{');
+    for (i, (key, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(key, out);
+        out.push(':');
+        value(key, v, out);
+    }
+    out.push('}');
 }
 
 pub(super) fn write_string(s: &str, out: &mut String) {

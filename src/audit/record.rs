@@ -72,10 +72,7 @@ impl Fields {
         let mut entries: Vec<(String, String)> = body
             .into_iter()
             .filter(|(k, _)| !RESERVED_FIELDS.contains(&k.as_str()))
-            .map(|(k, v)| {
-                let text = canonical_json(&v);
-                (k, text)
-            })
+            .map(|(k, v)| (k, canonical_json(&v)))
             .chain(rendered.into_iter().map(|(k, v)| (k, v.into_string())))
             .collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));

@@ -54,6 +54,9 @@ use super::durability::{Pending, Syncer};
 use super::error::AuditError;
 use super::record::{Fields, GENESIS_HASH, MAX_RECORD_BYTES, RESERVED_FIELDS, check_line, seal};
 
+/// The field naming the replica that wrote a record (`with_replica`).
+const REPLICA: &str = "replica";
+
 /// How far back `open` reads per step while looking for the start of the last
 /// record. Records are usually well under this, so one read is typical.
 const TAIL_CHUNK_BYTES: usize = 64 * 1024;
@@ -219,7 +222,7 @@ impl AuditLog {
             )));
         }
         if let Some((field, _)) = rendered.iter().find(|(k, _)| {
-            RESERVED_FIELDS.contains(&k.as_str()) || k == "replica" || body.contains_key(k)
+            RESERVED_FIELDS.contains(&k.as_str()) || k == REPLICA || body.contains_key(k)
         }) {
             return Err(AuditError::InvalidBody(format!(
                 "rendered field `{field}` is reserved or set twice"
@@ -230,7 +233,7 @@ impl AuditLog {
         }
         let mut body = body;
         if let Some(replica) = &self.replica {
-            body.insert("replica".into(), Value::String(replica.clone()));
+            body.insert(REPLICA.into(), Value::String(replica.clone()));
         }
         let fields = Fields::render(body, rendered);
         let mut inner = self

@@ -69,14 +69,21 @@ pub struct Session {
 /// the policy engine's array shares its entries, and the audit log's text
 /// is rendered (masked, canonical) once.
 struct History {
-    /// Each entry as JSON (for approvers) and as the engine's value.
-    entries: VecDeque<(Value, regorus::Value)>,
-    /// Each entry masked, in canonical form.
-    texts: VecDeque<Canonical>,
+    entries: VecDeque<Remembered>,
     /// The whole history as the engine's array.
     rego: regorus::Value,
     /// The whole history, masked, as a canonical JSON array.
     text: Arc<Canonical>,
+}
+
+/// One remembered decision.
+struct Remembered {
+    /// As JSON, for approvers.
+    json: Value,
+    /// As the policy engine's value.
+    rego: regorus::Value,
+    /// Masked, in canonical form, for the audit log.
+    text: Canonical,
 }
 
 /// The session's history as one decision reads it.
@@ -98,7 +105,6 @@ impl Session {
             tasks_extension: OnceLock::new(),
             history: Mutex::new(History {
                 entries: VecDeque::with_capacity(HISTORY_LEN),
-                texts: VecDeque::with_capacity(HISTORY_LEN),
                 rego: regorus::Value::from(Vec::<regorus::Value>::new()),
                 text: Arc::new(Canonical::array([])),
             }),
@@ -137,7 +143,7 @@ impl Session {
             .entries
             .iter()
             .skip(skip)
-            .map(|(json, _)| json.clone())
+            .map(|e| e.json.clone())
             .collect()
     }
 
@@ -150,13 +156,15 @@ impl Session {
         let mut history = self.history.lock().expect("history lock");
         if history.entries.len() == HISTORY_LEN {
             history.entries.pop_front();
-            history.texts.pop_front();
         }
-        history.entries.push_back((entry, rego));
-        history.texts.push_back(text);
-        let rego = history.entries.iter().map(|(_, rego)| rego.clone());
+        history.entries.push_back(Remembered {
+            json: entry,
+            rego,
+            text,
+        });
+        let rego = history.entries.iter().map(|e| e.rego.clone());
         history.rego = regorus::Value::from(rego.collect::<Vec<_>>());
-        history.text = Arc::new(Canonical::array(&history.texts));
+        history.text = Arc::new(Canonical::array(history.entries.iter().map(|e| &e.text)));
     }
 }
 
