@@ -246,6 +246,40 @@ deny contains "echo after read_note is exfiltration" if {
     assert_chain_verifies(&fw.audit_path);
 }
 
+/// Rules that read nothing of the input are decided once, at load
+/// (`PolicySet::constant_verdict`): every call still gets their verdict,
+/// every result their warning, and every decision its full audit record.
+#[test]
+fn a_policy_reading_nothing_of_the_input_still_decides_and_records_every_call() {
+    let rego = "package mcp.firewall\n\nallow := true\n\nwarn contains \"results are reviewed later\" if true\n";
+    let mut fw = Builder::new().rego(rego).wrap_fixture();
+    fw.initialize();
+    for word in ["one", "two"] {
+        let resp = fw.call("echo", json!({"text": word}));
+        assert_eq!(
+            text(&resp),
+            "[mcp-firewall] results are reviewed later",
+            "{resp}"
+        );
+        assert_eq!(resp["result"]["content"][1]["text"], word, "{resp}");
+        let record = fw.wait_audit("the decision", |r| {
+            r["event"] == "call.decided" && r["input"]["arguments"]["text"] == word
+        });
+        assert_eq!(record["result"]["decision"], "allow");
+        assert_eq!(record["input"]["tool"]["name"], "echo");
+    }
+
+    let rego = "package mcp.firewall\n\ndeny contains \"closed for maintenance\" if true\n";
+    let mut fw = Builder::new().rego(rego).wrap_fixture();
+    fw.initialize();
+    let denied = fw.call("echo", json!({"text": "x"}));
+    assert_eq!(denied["result"]["isError"], true, "{denied}");
+    assert_eq!(text(&denied), "Denied by policy: closed for maintenance");
+    let record = fw.wait_audit("the denial", |r| r["event"] == "call.decided");
+    assert_eq!(record["result"]["decision"], "deny");
+    assert_eq!(record["input"]["arguments"]["text"], "x");
+}
+
 #[test]
 fn the_wrong_principal_falls_to_the_default_hold() {
     let rego = "package mcp.firewall\n\nallow if input.principal.id == \"alice\"\n";

@@ -36,6 +36,7 @@ use super::decision::Verdict;
 use super::error::PolicyError;
 use super::loader::{self, SourceFile};
 use super::response_rules;
+use super::rule_graph::Graph;
 use super::specialize::{Phase, Specializer};
 use super::verdict::{self, REQUEST_RULES, RESPONSE_RULES, RULES};
 
@@ -66,6 +67,11 @@ pub struct PolicySet {
     results: Option<Arc<Specializer>>,
     /// How many `deny` rules the response phase leaves out.
     response_skips: usize,
+    /// What every request gets, when the request rules read nothing of
+    /// the input (see [`Self::constant_verdict`]).
+    constant_request: Option<Verdict>,
+    /// What every result gets, likewise.
+    constant_response: Option<Verdict>,
     package: String,
     revision: String,
     files: Vec<PathBuf>,
@@ -98,6 +104,7 @@ impl PolicySet {
         if !declares_package(&engine, &components) {
             return Err(no_package());
         }
+        let (request_free, whole_response_free) = input_free(&mut engine, &components);
         let trimmed =
             response_rules::response_sources(&mut engine, &files, &components, ADAPTER_PACKAGE);
         // `MCP_FIREWALL_SPECIALIZE=0`: every request runs the whole policy
@@ -128,19 +135,30 @@ impl PolicySet {
         // ours, not the author's), results are judged by the whole policy.
         let response = trimmed.and_then(|(sources, skipped)| {
             let mut response = loader::build_engine(&sources, EVAL_TIME_LIMIT).ok()?;
+            let (_, free) = input_free(&mut response, &components);
             results = specialize(&mut response, &sources, Phase::Response);
             add_adapter(&mut response, package).ok()?;
             prepare(&mut response, dir).ok()?;
-            Some((response, skipped))
+            Some((response, skipped, free))
         });
-        let (response, response_skips) =
-            response.map_or((None, 0), |(engine, skipped)| (Some(engine), skipped));
+        let (response, response_skips, response_free) = match response {
+            Some((engine, skipped, free)) => (Some(engine), skipped, free),
+            None => (None, 0, whole_response_free),
+        };
+        let constant_request = request_free
+            .then(|| constant(&engine, Phase::Request))
+            .flatten();
+        let constant_response = response_free
+            .then(|| constant(response.as_ref().unwrap_or(&engine), Phase::Response))
+            .flatten();
         Ok(PolicySet {
             engine,
             response,
             specializer,
             results,
             response_skips,
+            constant_request,
+            constant_response,
             package: package.to_string(),
             revision: loader::revision(&files),
             may_hide: files.iter().any(loader::may_define_hide),
@@ -202,6 +220,9 @@ impl PolicySet {
     /// Decides one request whose input is already converted (see
     /// [`super::to_rego_spliced`]).
     pub fn evaluate_converted(&self, input: Value) -> Result<Verdict, PolicyError> {
+        if let Some(verdict) = &self.constant_request {
+            return Ok(verdict.clone());
+        }
         let rules = self.eval_adapter(Phase::Request, input, true)?;
         verdict::from_rules(&rules)
     }
@@ -211,8 +232,27 @@ impl PolicySet {
     /// has no `approve` or `allow`, so an empty `deny` reads as the default
     /// hold, which the response phase ignores.
     pub fn evaluate_response_converted(&self, input: Value) -> Result<Verdict, PolicyError> {
+        if let Some(verdict) = &self.constant_response {
+            return Ok(verdict.clone());
+        }
         let rules = self.eval_adapter(Phase::Response, input, true)?;
         verdict::from_rules(&rules)
+    }
+
+    /// The verdict every request gets, when nothing the request rules
+    /// reach reads the input, calls a builtin whose answer may change, or
+    /// refers where the analysis cannot follow (an allow-all policy, a
+    /// deny-all one): evaluated once at load, so a call neither converts
+    /// its input nor runs the engine. `None`: each request is evaluated.
+    pub fn constant_verdict(&self) -> Option<&Verdict> {
+        self.constant_request.as_ref()
+    }
+
+    /// The verdict every result gets, likewise (`deny`, `redact` and `warn`
+    /// as the response phase reads them): then the response phase need not
+    /// even build its input.
+    pub fn constant_response(&self) -> Option<&Verdict> {
+        self.constant_response.as_ref()
     }
 
     /// How many `deny` rules the response phase leaves out because they
@@ -303,6 +343,35 @@ impl PolicySet {
 
 /// `mcp.firewall` -> `["mcp", "firewall"]`; `None` unless every component is
 /// a plain Rego identifier (so it can be spliced into a rule path safely).
+/// Whether the request rules and the response rules of `engine` (before
+/// the adapter is added) decide every input alike ([`Graph::input_free`]);
+/// `false` when the walk does not know a module's shape.
+fn input_free(engine: &mut Engine, package: &[&str]) -> (bool, bool) {
+    let Some(graph) = Graph::build(engine, ADAPTER_PACKAGE) else {
+        return (false, false);
+    };
+    let package: Vec<String> = package.iter().map(|c| c.to_string()).collect();
+    let free = |phase: Phase| {
+        let roots = phase
+            .roots()
+            .iter()
+            .map(|rule| (package.clone(), rule.to_string()))
+            .collect();
+        graph.input_free(&roots)
+    };
+    (free(Phase::Request), free(Phase::Response))
+}
+
+/// The verdict a prepared `engine` gives in `phase` to an empty input,
+/// which is every input's when its rules read none ([`input_free`]).
+/// `None` when it fails: then each input is evaluated, and fails alike.
+fn constant(engine: &Engine, phase: Phase) -> Option<Verdict> {
+    let mut engine = engine.clone();
+    engine.set_input(Value::new_object());
+    let rules = engine.eval_rule(adapter_rule(phase.adapter_rule())).ok()?;
+    verdict::from_rules(&serde_json::to_value(&rules).ok()?).ok()
+}
+
 fn package_components(package: &str) -> Option<Vec<&str>> {
     let ident = |c: &str| {
         let mut chars = c.chars();

@@ -462,3 +462,122 @@ fn regorus_vm_still_swallows_errors_in_rule_bodies() {
         "the VM now reports the error"
     );
 }
+
+/// Inputs unlike each other in every field a policy could read.
+fn varied_inputs() -> Vec<Value> {
+    vec![
+        json!({}),
+        json!({"method": "tools/call", "tool": {"name": "echo"}, "arguments": {"text": "hi"}}),
+        json!({"method": "tools/call", "tool": {"name": "rm"}, "arguments": {"text": "forbidden", "n": 3}}),
+        json!({"method": "tools/list", "tool": {"name": "echo"}, "x": true}),
+        json!({"phase": "response", "method": "tools/call", "result": {"content": [], "findings": [{"kind": "jwt"}]}}),
+    ]
+}
+
+#[test]
+fn a_policy_that_reads_nothing_of_the_input_is_decided_once_at_load() {
+    let policies = [
+        ("allow := true\n", true, true),
+        (
+            "deny contains \"closed for maintenance\" if true\nmessage := \"try later\"\n",
+            true,
+            true,
+        ),
+        (
+            "approve contains \"everything is reviewed\" if true\napproval := {\"approvers\": 2}\n",
+            true,
+            true,
+        ),
+        // Data and deterministic builtins are constant too.
+        (
+            "limits := {\"a\": 1}\nallow if count(limits) == 1\nwarn contains upper(\"note\") if true\n",
+            true,
+            true,
+        ),
+        // The request rules read nothing; the result rules read the result.
+        (
+            "allow := true\nredact contains f.kind if { some f in input.result.findings }\n",
+            true,
+            false,
+        ),
+        // A deny rule that cannot see the result is left out of the
+        // response phase, which then reads nothing either.
+        (
+            "allow := true\ndeny contains \"no\" if input.arguments.text == \"forbidden\"\n",
+            false,
+            true,
+        ),
+    ];
+    for (body, request, response) in policies {
+        let set = load(&[("p.rego", &format!("package mcp.firewall\n{body}"))]).unwrap();
+        assert_eq!(set.constant_verdict().is_some(), request, "{body}");
+        assert_eq!(set.constant_response().is_some(), response, "{body}");
+        for mut input in varied_inputs() {
+            let decided = |input: &Value| format!("{:?}", set.evaluate(input));
+            let whole = |input: &Value| format!("{:?}", set.evaluate_unspecialized(input));
+            assert_eq!(decided(&input), whole(&input), "{body}: {input}");
+            input["phase"] = json!("response");
+            assert_eq!(decided(&input), whole(&input), "{body}: {input}");
+        }
+    }
+}
+
+/// Every way a rule can read the input, or change between two calls, keeps
+/// the policy evaluated per call: each of these decides two inputs apart.
+#[test]
+fn any_reading_of_the_input_keeps_the_policy_evaluated_per_call() {
+    let readers = [
+        "deny contains \"no\" if input.arguments.text == \"forbidden\"",
+        "deny contains \"no\" if input[\"arguments\"][\"text\"] == \"forbidden\"",
+        "deny contains \"no\" if { k := \"arguments\"; input[k].text == \"forbidden\" }",
+        "deny contains \"no\" if { x := input; x.arguments.text == \"forbidden\" }",
+        "deny contains \"no\" if object.get(input, [\"arguments\", \"text\"], \"\") == \"forbidden\"",
+        "deny contains \"no\" if { walk(input, [_, v]); v == \"forbidden\" }",
+        "deny contains \"no\" if is_forbidden\nis_forbidden if input.arguments.text == \"forbidden\"",
+        "deny contains \"no\" if forbidden(\"forbidden\")\nforbidden(t) if input.arguments.text == t",
+        "import input.arguments as args\ndeny contains \"no\" if args.text == \"forbidden\"",
+        "import input\ndeny contains \"no\" if input.arguments.text == \"forbidden\"",
+        "deny contains \"no\" if data.helpers.forbidden",
+        "deny contains \"no\" if data.helpers[\"forbidden\"]",
+        "deny contains \"no\" if { some name, v in data.helpers; name == \"forbidden\"; v }",
+        "deny contains \"no\" if { p := \"helpers\"; data[p].forbidden }",
+        "deny contains \"no\" if data.mcp.firewall.is_forbidden with input.arguments.text as input.arguments.text\nis_forbidden if input.arguments.text == \"forbidden\"",
+    ];
+    let helpers = "package helpers\nforbidden if input.arguments.text == \"forbidden\"\n";
+    let call = |text: &str| json!({"method": "tools/call", "arguments": {"text": text}});
+    for reader in readers {
+        let body = format!("package mcp.firewall\n{reader}\nallow := true\n");
+        let set = load(&[("p.rego", &body), ("helpers.rego", helpers)]).unwrap();
+        assert!(set.constant_verdict().is_none(), "{reader}");
+        let forbidden = set.evaluate(&call("forbidden")).unwrap();
+        assert!(
+            matches!(forbidden.decision, Decision::Deny { .. }),
+            "{reader}"
+        );
+        assert_eq!(
+            set.evaluate(&call("fine")).unwrap().decision,
+            Decision::Allow,
+            "{reader}"
+        );
+    }
+    // Builtins whose answer changes from call to call.
+    for clock in [
+        "allow if time.now_ns() > 0",
+        "allow if rand.intn(\"x\", 2) >= 0",
+    ] {
+        let set = load(&[("p.rego", &format!("package mcp.firewall\n{clock}\n"))]).unwrap();
+        assert!(set.constant_verdict().is_none(), "{clock}");
+        assert_eq!(set.evaluate(&json!({})).unwrap().decision, Decision::Allow);
+    }
+}
+
+/// A policy whose every evaluation fails (a wrong type, the time limit)
+/// is not made constant: each call is evaluated and refused with the error.
+#[test]
+fn a_constant_policy_that_fails_is_evaluated_and_fails_per_call() {
+    for body in ["allow := \"yes\"\n", "deny contains 7 if true\n"] {
+        let set = load(&[("p.rego", &format!("package mcp.firewall\n{body}"))]).unwrap();
+        assert!(set.constant_verdict().is_none(), "{body}");
+        assert!(set.evaluate(&json!({})).is_err(), "{body}");
+    }
+}

@@ -160,6 +160,18 @@ impl Graph {
         reached
     }
 
+    /// Whether `roots` decide every input alike: nothing they reach reads
+    /// `input` (by name, whole, through an import or a computed key), calls
+    /// a builtin whose answer may change ([`NONDETERMINISTIC`]), has a
+    /// `with` modifier, or refers to rules the walk could not follow.
+    pub(super) fn input_free(&self, roots: &BTreeSet<Key>) -> bool {
+        self.reached(roots).iter().all(|key| {
+            self.by_key.get(key).is_none_or(|f| {
+                !f.any_input && f.inputs.is_empty() && !f.opaque && !f.with && !f.nondeterministic
+            })
+        })
+    }
+
     /// Whether any of `keys` refers to rules the walk could not follow.
     pub(super) fn any_opaque(&self, keys: &BTreeSet<Key>) -> bool {
         keys.iter()

@@ -85,7 +85,7 @@ impl Phase {
         }
     }
 
-    fn roots(self) -> &'static [&'static str] {
+    pub(super) fn roots(self) -> &'static [&'static str] {
         match self {
             Phase::Request => &super::verdict::REQUEST_RULES,
             Phase::Response => &super::verdict::RESPONSE_RULES,

@@ -18,7 +18,7 @@
 use serde_json::{Value, json};
 
 use super::Proxy;
-use super::input::Subject;
+use super::input::{Input, Subject};
 use crate::audit::{canonical_json, sha256_tagged};
 use crate::error::Refusal;
 use crate::inspect::{self, Located};
@@ -127,6 +127,38 @@ impl Proxy {
         result: &mut Value,
         inspection: &mut Inspection,
     ) -> Result<(), Vec<String>> {
+        let policy = self.policy();
+        let verdict = match policy.constant_response() {
+            // Rules that read nothing of the result need no input built.
+            Some(verdict) => verdict.clone(),
+            None => self
+                .response_input(subject, result, inspection)
+                .evaluate_response(&policy)
+                .map_err(|e| vec![format!("the response policy failed: {e}")])?,
+        };
+        if let Decision::Deny { reasons } = verdict.decision {
+            return Err(reasons);
+        }
+        inspection.redacted =
+            inspect::redact(result, &verdict.redact, &inspection.findings).map_err(|e| vec![e])?;
+        if !verdict.warn.is_empty()
+            && let Some(Value::Array(blocks)) = result.get_mut("content")
+        {
+            let note = format!("[mcp-firewall] {}", verdict.warn.join(" "));
+            blocks.insert(0, json!({"type": "text", "text": note}));
+        }
+        inspection.warnings = verdict.warn;
+        Ok(())
+    }
+
+    /// The response phase's input: the request's, with `phase` and the
+    /// result as the policy sees it (findings, size, truncation).
+    fn response_input(
+        &self,
+        subject: &Subject<'_>,
+        result: &Value,
+        inspection: &Inspection,
+    ) -> Input {
         let mut input = self.input_for(subject);
         input["phase"] = json!("response");
         let mut shown = result.clone();
@@ -148,21 +180,6 @@ impl Proxy {
             obj.insert("truncated".into(), json!(inspection.truncated.is_some()));
         }
         input["result"] = shown;
-        let verdict = input
-            .evaluate_response(&self.policy())
-            .map_err(|e| vec![format!("the response policy failed: {e}")])?;
-        if let Decision::Deny { reasons } = verdict.decision {
-            return Err(reasons);
-        }
-        inspection.redacted =
-            inspect::redact(result, &verdict.redact, &inspection.findings).map_err(|e| vec![e])?;
-        if !verdict.warn.is_empty()
-            && let Some(Value::Array(blocks)) = result.get_mut("content")
-        {
-            let note = format!("[mcp-firewall] {}", verdict.warn.join(" "));
-            blocks.insert(0, json!({"type": "text", "text": note}));
-        }
-        inspection.warnings = verdict.warn;
-        Ok(())
+        input
     }
 }
