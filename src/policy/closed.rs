@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use regorus::unstable::Expr;
 
-use super::rule_graph::{Graph, Key, is_nondeterministic, literal_path};
+use super::rule_graph::{Graph, Key, input_field, is_nondeterministic, literal_path};
 use super::specialize::Statement;
 
 /// Which expressions read only the known part, folded rules and constants.
@@ -100,7 +100,9 @@ impl Closed<'_> {
         }
         let path: Vec<&str> = path.iter().map_while(|s| s.as_deref()).collect();
         match span.text() {
-            "input" => path.first().is_some_and(|f| self.fields.contains(f)),
+            "input" => path
+                .first()
+                .is_some_and(|f| self.fields.contains(&input_field(f, path.get(1).copied()))),
             "data" => self.data(&path),
             name if self.imported.contains(name) => false,
             name => self

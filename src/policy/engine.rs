@@ -37,7 +37,7 @@ use super::error::PolicyError;
 use super::loader::{self, SourceFile};
 use super::response_rules;
 use super::rule_graph::Graph;
-use super::specialize::{Phase, Specializer};
+use super::specialize::{Phase, Specialized, Specializer};
 use super::verdict::{self, REQUEST_RULES, RESPONSE_RULES, RULES};
 
 /// Longest one decision may take. A policy decides on a request the client is
@@ -310,7 +310,8 @@ impl PolicySet {
 
     /// Runs the adapter rule of `phase` on a clone of that phase's engine
     /// (the one specialized to `input`, when `specialized` and one is built;
-    /// see [`Specializer::engine_for`]); returns its JSON value.
+    /// see [`Specializer::engine_for`]); returns its JSON value, which for
+    /// some known parts is known without running an engine.
     fn eval_adapter(
         &self,
         phase: Phase,
@@ -328,7 +329,11 @@ impl PolicySet {
             .as_ref()
             .filter(|_| specialized)
             .and_then(|s| s.engine_for(&input, whole));
-        let mut engine = specialized.as_deref().unwrap_or(whole).clone();
+        let mut engine = match &specialized {
+            Some(Specialized::Constant(rules)) => return Ok((**rules).clone()),
+            Some(Specialized::Engine(engine)) => engine.as_ref().clone(),
+            None => whole.clone(),
+        };
         engine.set_input(input);
         let value = engine
             .eval_rule(adapter_rule(phase.adapter_rule()))

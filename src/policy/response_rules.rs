@@ -29,10 +29,10 @@ use regorus::Engine;
 use regorus::unstable::Rule;
 
 use super::loader::SourceFile;
-use super::rule_graph::{Facts, Graph, Key, rewrite};
+use super::rule_graph::{Facts, Graph, Key, RESULT_FINDINGS, rewrite};
 
 /// The top-level `input` fields only the response phase has.
-const RESPONSE_FIELDS: [&str; 2] = ["result", "phase"];
+const RESPONSE_FIELDS: [&str; 3] = ["result", RESULT_FINDINGS, "phase"];
 
 /// The rules the response phase reads besides `deny`.
 const RESPONSE_ONLY_RULES: [&str; 2] = ["redact", "warn"];

@@ -136,6 +136,36 @@ fn every_way_to_reach_the_result_keeps_the_rule() {
     }
 }
 
+/// The walk names reads of `input.result.findings` apart from the rest of
+/// the result (the specializer knows findings before the rules run); a
+/// `deny` rule reading them sees the result all the same.
+#[test]
+fn a_rule_over_the_findings_is_kept() {
+    for rule in [
+        "deny contains \"hit\" if { some f in input.result.findings\n f.kind == \"jwt\" }",
+        "deny contains \"hit\" if count(input.result.findings) > 0",
+        "deny contains \"hit\" if input.result.findings[0].kind == \"jwt\"",
+        "deny contains \"hit\" if input.result[\"findings\"][_].kind == \"jwt\"",
+    ] {
+        let rego = format!("package mcp.firewall\n{rule}\n");
+        let set = load(&[("a.rego", REQUEST_ONLY), ("b.rego", &rego)]);
+        assert_eq!(set.response_skips(), 1, "{rule}");
+        let mut input = response();
+        input["result"]["findings"] = json!([{"kind": "jwt", "pointer": "/content/0/text"}]);
+        for _ in 0..3 {
+            let verdict = set.evaluate(&input).unwrap();
+            assert_eq!(
+                verdict.decision,
+                Decision::Deny {
+                    reasons: vec!["hit".into()]
+                },
+                "{rule}"
+            );
+        }
+        assert_eq!(denied(&set), Vec::<String>::new(), "{rule}: no findings");
+    }
+}
+
 #[test]
 fn nothing_is_left_out_when_a_kept_rule_reads_deny() {
     let rego = r#"package mcp.firewall

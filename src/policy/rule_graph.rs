@@ -22,6 +22,20 @@ use super::loader::SourceFile;
 /// A rule: its package path (`["mcp", "firewall"]`) and name.
 pub(super) type Key = (Vec<String>, String);
 
+/// The one input path below the top level the walk names apart from its
+/// field: a result's `findings` (the response phase), known before its
+/// rules run and most often empty. A read of `input.result.findings` is
+/// recorded under this name; any other read of `input.result`, as `result`.
+pub(super) const RESULT_FINDINGS: &str = "result.findings";
+
+/// The name a read of `input.<first>.<second>...` is recorded under.
+pub(super) fn input_field<'a>(first: &'a str, second: Option<&str>) -> &'a str {
+    match (first, second) {
+        ("result", Some("findings")) => RESULT_FINDINGS,
+        _ => first,
+    }
+}
+
 /// What the walk learned about one rule definition.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Facts {
@@ -534,7 +548,10 @@ impl Walk<'_> {
     fn input(&mut self, path: &[Option<String>]) {
         match path.first() {
             Some(Some(field)) => {
-                self.facts.inputs.insert(field.clone());
+                let second = path.get(1).and_then(Option::as_deref);
+                self.facts
+                    .inputs
+                    .insert(input_field(field, second).to_string());
             }
             _ => self.facts.any_input = true,
         }

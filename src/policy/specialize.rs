@@ -51,7 +51,7 @@ use regorus::{Engine, Value};
 
 use super::closed::Closed;
 use super::loader::SourceFile;
-use super::rule_graph::{Graph, Key, rewrite};
+use super::rule_graph::{Graph, Key, RESULT_FINDINGS, rewrite};
 
 /// The input fields every `tools/call` of one tool shares (and its
 /// results: `phase`).
@@ -68,6 +68,25 @@ const TOOL_FIELDS: [&str; 7] = [
 /// The input fields every request of one method shares.
 const METHOD_FIELDS: [&str; 4] = ["version", "method", "direction", "phase"];
 
+/// In the response phase, also the result's findings: results without any
+/// (most of them) share `[]`, so rules over findings fold away for them.
+/// Results with findings are decided by the whole response engine (see
+/// [`Specializer::plan_for`]): each set of findings would be a key of its
+/// own.
+const RESPONSE_TOOL_FIELDS: [&str; 8] = [
+    "version",
+    "method",
+    "direction",
+    "phase",
+    "server",
+    "server_trusted",
+    "tool",
+    RESULT_FINDINGS,
+];
+
+const RESPONSE_METHOD_FIELDS: [&str; 5] =
+    ["version", "method", "direction", "phase", RESULT_FINDINGS];
+
 /// Which of the firewall's two evaluations an engine serves.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Phase {
@@ -82,6 +101,14 @@ impl Phase {
         match self {
             Phase::Request => "verdict",
             Phase::Response => "response",
+        }
+    }
+
+    /// The known fields of its two plans: one tool's calls, one method's.
+    fn fields(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            Phase::Request => (&TOOL_FIELDS, &METHOD_FIELDS),
+            Phase::Response => (&RESPONSE_TOOL_FIELDS, &RESPONSE_METHOD_FIELDS),
         }
     }
 
@@ -184,11 +211,22 @@ pub(crate) struct Specializer {
     disagreements: AtomicUsize,
 }
 
-/// A specialized engine (`None`: this known part is decided by the full
-/// engine) and when it was last used.
+/// How a known part is decided (`None`: by the full engine) and when it
+/// was last used.
 struct Cached {
-    engine: Option<Arc<Engine>>,
+    engine: Option<Specialized>,
     used: u64,
+}
+
+/// What decides the inputs of one known part.
+#[derive(Clone)]
+pub(super) enum Specialized {
+    /// An engine whose policy text is specialized to it.
+    Engine(Arc<Engine>),
+    /// The adapter's value itself: every rule the phase reads is folded or
+    /// dead, so every input with this known part gets this value and no
+    /// engine need run.
+    Constant(Arc<serde_json::Value>),
 }
 
 /// Keyed by the known part itself (it holds `method`, so the two plans'
@@ -230,9 +268,10 @@ impl Specializer {
             .iter()
             .map(|r| (package.clone(), r.to_string()))
             .collect();
+        let (tool, method) = phase.fields();
         Some(Specializer {
-            tool: Plan::new(&graph, &TOOL_FIELDS, &roots)?,
-            method: Plan::new(&graph, &METHOD_FIELDS, &roots)?,
+            tool: Plan::new(&graph, tool, &roots)?,
+            method: Plan::new(&graph, method, &roots)?,
             files: files.to_vec(),
             phase,
             finish,
@@ -249,7 +288,7 @@ impl Specializer {
         self: &Arc<Self>,
         input: &Value,
         full: &Engine,
-    ) -> Option<Arc<Engine>> {
+    ) -> Option<Specialized> {
         let key = self.plan_for(input)?.known_part(input);
         let mut cache = self.cache.lock().ok()?;
         cache.clock += 1;
@@ -285,8 +324,17 @@ impl Specializer {
         None
     }
 
-    /// The plan for `input`'s method; `None` when it has nothing to judge.
+    /// The plan for `input`'s method; `None` when it has nothing to judge,
+    /// or `input` is a result with findings.
     fn plan_for(&self, input: &Value) -> Option<&Plan> {
+        if let Phase::Response = self.phase
+            && !matches!(&input["result"]["findings"], Value::Undefined)
+            && !input["result"]["findings"]
+                .as_array()
+                .is_ok_and(|findings| findings.is_empty())
+        {
+            return None;
+        }
         let plan = match input["method"].as_string().ok()?.as_ref() {
             "tools/call" => &self.tool,
             _ => &self.method,
@@ -320,8 +368,13 @@ impl Specializer {
             oldest.map(|k| cache.engines.remove(&k));
         }
         let used = cache.clock;
-        let engine = built.map(Arc::new);
-        cache.engines.insert(known, Cached { engine, used });
+        cache.engines.insert(
+            known,
+            Cached {
+                engine: built,
+                used,
+            },
+        );
     }
 
     /// Waits until no build is under way.
@@ -355,6 +408,19 @@ impl Specializer {
             .is_ok_and(|c| c.engines.get(&key).is_some_and(|c| c.engine.is_some()))
     }
 
+    /// Whether `input`'s known part is decided by a constant.
+    #[cfg(test)]
+    pub(super) fn is_constant_for(&self, input: &Value) -> bool {
+        let Some(key) = self.plan_for(input).map(|p| p.known_part(input)) else {
+            return false;
+        };
+        self.cache.lock().is_ok_and(|c| {
+            c.engines
+                .get(&key)
+                .is_some_and(|c| matches!(c.engine, Some(Specialized::Constant(_))))
+        })
+    }
+
     /// How many specialized engines are cached.
     #[cfg(test)]
     pub(super) fn cached(&self) -> usize {
@@ -369,7 +435,7 @@ impl Specializer {
     #[cfg(test)]
     pub(super) fn text_for(&self, input: &Value) -> Option<String> {
         let plan = self.plan_for(input)?;
-        let sources = plan.specialized(&self.files, &plan.known_part(input))?;
+        let (sources, _) = plan.specialized(&self.files, &plan.known_part(input))?;
         Some(
             sources
                 .iter()
@@ -388,8 +454,8 @@ impl Specializer {
         known: &Value,
         input: &Value,
         full: &Engine,
-    ) -> Result<Engine, &'static str> {
-        let sources = plan.specialized(&self.files, known).ok_or("failed")?;
+    ) -> Result<Specialized, &'static str> {
+        let (sources, alike) = plan.specialized(&self.files, known).ok_or("failed")?;
         let engine = (self.finish)(&sources).ok_or("failed")?;
         // The cross-check: both engines decide the input that caused this.
         let decide = |engine: &Engine| {
@@ -409,7 +475,14 @@ impl Specializer {
             );
             return Err("refused");
         }
-        Ok(engine)
+        match ours
+            .ok()
+            .filter(|_| alike)
+            .map(|v| serde_json::to_value(&v))
+        {
+            Some(Ok(rules)) => Ok(Specialized::Constant(Arc::new(rules))),
+            _ => Ok(Specialized::Engine(Arc::new(engine))),
+        }
     }
 }
 
@@ -419,9 +492,22 @@ impl Plan {
     fn known_part(&self, input: &Value) -> Value {
         let mut known = BTreeMap::new();
         for field in self.fields {
-            let value = &input[*field];
-            if *value != Value::Undefined {
-                known.insert(Value::from(*field), value.clone());
+            let (name, value) = match *field {
+                RESULT_FINDINGS => {
+                    let findings = &input["result"]["findings"];
+                    let result = BTreeMap::from([(Value::from("findings"), findings.clone())]);
+                    (
+                        "result",
+                        (*findings != Value::Undefined).then(|| Value::from(result)),
+                    )
+                }
+                name => {
+                    let value = &input[name];
+                    (name, (*value != Value::Undefined).then(|| value.clone()))
+                }
+            };
+            if let Some(value) = value {
+                known.insert(Value::from(name), value);
             }
         }
         Value::from(known)
@@ -429,9 +515,16 @@ impl Plan {
 
     /// The policy text specialized to `known`, when the analysis vouches
     /// for one.
-    fn specialized(&self, files: &[SourceFile], known: &Value) -> Option<Vec<SourceFile>> {
+    /// Also whether the roots then decide every input alike: each is
+    /// folded, dead, or never defined.
+    fn specialized(&self, files: &[SourceFile], known: &Value) -> Option<(Vec<SourceFile>, bool)> {
         let outcome = self.analyse(files, known)?;
-        self.sources(files, &outcome)
+        let alike = self.roots.iter().all(|root| {
+            outcome.folded.contains_key(root)
+                || outcome.dead_rules.contains_key(root)
+                || !self.kinds.contains_key(root)
+        });
+        Some((self.sources(files, &outcome)?, alike))
     }
 
     fn new(graph: &Graph, fields: &'static [&'static str], roots: &BTreeSet<Key>) -> Option<Plan> {

@@ -581,3 +581,95 @@ fn a_flood_of_new_tools_builds_two_engines_at_a_time() {
     );
     assert!(set.specialized_engines() >= 1);
 }
+
+/// The response phase of `tool_name` with `result`.
+fn result_of(tool_name: &str, result: Value) -> Value {
+    let mut input = call(
+        tool(tool_name, json!({"readOnlyHint": true})),
+        json!({"m": 1}),
+    );
+    input["phase"] = json!("response");
+    input["result"] = result;
+    input
+}
+
+/// A result without findings, in the shipped library, is decided by a
+/// constant (no rule over findings can fire); one with findings still gets
+/// its redaction, however warm the constant of its tool is.
+#[test]
+fn results_without_findings_need_no_engine_and_findings_are_still_judged() {
+    let set = shipped();
+    let plain = |text: &str| {
+        result_of(
+            "echo",
+            json!({"content": [{"type": "text", "text": text}], "findings": [], "size_bytes": 9}),
+        )
+    };
+    same_every_way(&set, &plain("first"));
+    let converted = crate::policy::to_rego(&plain("other text")).unwrap();
+    assert!(
+        set.results_specializer()
+            .unwrap()
+            .is_constant_for(&converted)
+    );
+    same_every_way(&set, &plain("other text"));
+    let secret = result_of(
+        "echo",
+        json!({"content": [{"type": "text", "text": "AKIAIOSFODNN7EXAMPLE"}],
+               "findings": [{"kind": "aws_access_key", "path": "/content/0/text"}], "size_bytes": 30}),
+    );
+    for _ in 0..3 {
+        let verdict = set.evaluate(&secret).unwrap();
+        assert_eq!(verdict.redact, vec!["aws_access_key".to_string()]);
+    }
+    same_every_way(&set, &secret);
+}
+
+/// Only rules over findings are known with them: a rule reading the
+/// result's content (or the result whole), or the call's arguments, keeps
+/// its known part on an engine, and decides each input by what it reads.
+#[test]
+fn a_constant_is_used_only_where_every_rule_read_is_known() {
+    let rego = "package mcp.firewall\n\
+        allow if input.tool.name == \"echo\"\n\
+        deny contains \"bad argument\" if { input.tool.name == \"shell\"; input.arguments.m == \"bad\" }\n\
+        deny contains \"leak\" if { input.phase == \"response\"; input.tool.name == \"dump\"; contains(input.result.content[0].text, \"leak\") }\n\
+        warn contains \"big\" if { input.phase == \"response\"; input.tool.name == \"big\"; r := input.result; r.size_bytes > 10 }\n\
+        redact contains f.kind if { input.phase == \"response\"; some f in input.result.findings }\n";
+    let set = load(&[("p.rego", rego)]);
+    let text = |t: &str, size: u64| json!({"content": [{"type": "text", "text": t}], "findings": [], "size_bytes": size});
+    let (specializer, results) = (
+        set.specializer().unwrap(),
+        set.results_specializer().unwrap(),
+    );
+    let constant = |s: &super::Specializer, input: &Value| {
+        s.is_constant_for(&crate::policy::to_rego(input).unwrap())
+    };
+
+    // echo: every rule folds, requests and results alike.
+    let echo = call(tool("echo", json!({})), json!({"m": "bad"}));
+    assert!(same_every_way(&set, &echo).contains("Allow"));
+    assert!(constant(specializer, &echo));
+    let echoed = result_of("echo", text("fine", 4));
+    same_every_way(&set, &echoed);
+    assert!(constant(results, &echoed));
+
+    // shell: the deny rule reads the arguments.
+    let shell = |m: &str| call(tool("shell", json!({})), json!({"m": m}));
+    same_every_way(&set, &shell("good"));
+    assert!(!constant(specializer, &shell("good")));
+    assert!(same_every_way(&set, &shell("bad")).contains("bad argument"));
+
+    // dump: the result's content; big: the result whole.
+    for (name, quiet, loud, label) in [
+        ("dump", text("fine", 4), text("a leak", 6), "leak"),
+        ("big", text("fine", 4), text("fine", 40), "big"),
+    ] {
+        same_every_way(&set, &result_of(name, quiet.clone()));
+        assert!(!constant(results, &result_of(name, quiet)), "{name}");
+        assert!(
+            same_every_way(&set, &result_of(name, loud)).contains(label),
+            "{name}"
+        );
+    }
+}
