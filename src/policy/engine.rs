@@ -346,8 +346,6 @@ impl PolicySet {
     }
 }
 
-/// `mcp.firewall` -> `["mcp", "firewall"]`; `None` unless every component is
-/// a plain Rego identifier (so it can be spliced into a rule path safely).
 /// Whether the request rules and the response rules of `engine` (before
 /// the adapter is added) decide every input alike ([`Graph::input_free`]);
 /// `false` when the walk does not know a module's shape.
@@ -377,6 +375,8 @@ fn constant(engine: &Engine, phase: Phase) -> Option<Verdict> {
     verdict::from_rules(&serde_json::to_value(&rules).ok()?).ok()
 }
 
+/// `mcp.firewall` -> `["mcp", "firewall"]`; `None` unless every component is
+/// a plain Rego identifier (so it can be spliced into a rule path safely).
 fn package_components(package: &str) -> Option<Vec<&str>> {
     let ident = |c: &str| {
         let mut chars = c.chars();

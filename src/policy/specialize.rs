@@ -214,7 +214,7 @@ pub(crate) struct Specializer {
 /// How a known part is decided (`None`: by the full engine) and when it
 /// was last used.
 struct Cached {
-    engine: Option<Specialized>,
+    decided_by: Option<Specialized>,
     used: u64,
 }
 
@@ -295,7 +295,7 @@ impl Specializer {
         let now = cache.clock;
         if let Some(cached) = cache.engines.get_mut(&key) {
             cached.used = now;
-            return cached.engine.clone();
+            return cached.decided_by.clone();
         }
         if cache.building.contains(&key) {
             return None;
@@ -371,7 +371,7 @@ impl Specializer {
         cache.engines.insert(
             known,
             Cached {
-                engine: built,
+                decided_by: built,
                 used,
             },
         );
@@ -405,7 +405,7 @@ impl Specializer {
         };
         self.cache
             .lock()
-            .is_ok_and(|c| c.engines.get(&key).is_some_and(|c| c.engine.is_some()))
+            .is_ok_and(|c| c.engines.get(&key).is_some_and(|c| c.decided_by.is_some()))
     }
 
     /// Whether `input`'s known part is decided by a constant.
@@ -417,7 +417,7 @@ impl Specializer {
         self.cache.lock().is_ok_and(|c| {
             c.engines
                 .get(&key)
-                .is_some_and(|c| matches!(c.engine, Some(Specialized::Constant(_))))
+                .is_some_and(|c| matches!(c.decided_by, Some(Specialized::Constant(_))))
         })
     }
 
@@ -426,7 +426,12 @@ impl Specializer {
     pub(super) fn cached(&self) -> usize {
         self.cache
             .lock()
-            .map(|c| c.engines.values().filter(|c| c.engine.is_some()).count())
+            .map(|c| {
+                c.engines
+                    .values()
+                    .filter(|c| c.decided_by.is_some())
+                    .count()
+            })
             .unwrap_or(0)
     }
 

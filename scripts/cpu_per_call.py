@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Firewall CPU time and round trip per sequential stdio `tools/call`.
+
+Starts the firewall (release build) in front of the fixture server, makes
+warm-up calls, then N calls to `echo` one at a time, and prints the p50
+round trip and the firewall's own CPU time per call (user + system of all
+its threads, from /proc/<pid>/task/*/stat before and after). CPU per call is
+steadier than latency on a shared machine: compare builds with it.
+
+  scripts/cpu_per_call.py --policy policies [--bin-dir target/release] [--calls 3000]
+
+With the shipped library, raise the rate limits first (a copy of policies/
+with data.json changed as benches/common/mod.rs `library_policy` does), or
+the calls after the 30th are refusals.
+"""
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+
+def firewall_cpu(pid):
+    ticks = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--policy", required=True)
+    ap.add_argument("--bin-dir", default="target/release")
+    ap.add_argument("--calls", type=int, default=3000)
+    ap.add_argument("--fsync", default="never")
+    args = ap.parse_args()
+    audit = os.path.join(tempfile.mkdtemp(), "audit.jsonl")
+    cmd = [
+        os.path.join(args.bin_dir, "mcp-firewall"), "run", "--policy", args.policy,
+        "--audit-log", audit, "--audit-fsync", args.fsync, "--trust-annotations",
+        "--", os.path.join(args.bin_dir, "mcp-firewall-fixture"),
+    ]
+    fw = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, bufsize=0)
+
+    def rpc(message):
+        fw.stdin.write((json.dumps(message) + "\n").encode())
+        if "id" in message:
+            return json.loads(fw.stdout.readline())
+
+    rpc({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "cpu_per_call", "version": "1"}}})
+    rpc({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def call(i):
+        answer = rpc({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"text": "hello"}}})
+        assert answer["result"]["content"][-1]["text"] == "hello", answer
+
+    for i in range(300):
+        call(i + 1)
+    before = firewall_cpu(fw.pid)
+    latencies = []
+    for i in range(args.calls):
+        started = time.perf_counter()
+        call(1000 + i)
+        latencies.append(time.perf_counter() - started)
+    cpu = firewall_cpu(fw.pid) - before
+    latencies.sort()
+    print(f"{args.calls} calls: round trip p50 {latencies[len(latencies) // 2] * 1e6:.0f} µs; "
+          f"firewall CPU per call {cpu / args.calls * 1e6:.0f} µs")
+    fw.stdin.close()
+    fw.wait()
+
+
+if __name__ == "__main__":
+    main()
