@@ -73,19 +73,22 @@ const METHOD_FIELDS: [&str; 4] = ["version", "method", "direction", "phase"];
 /// Results with findings are decided by the whole response engine (see
 /// [`Specializer::plan_for`]): each set of findings would be a key of its
 /// own.
-const RESPONSE_TOOL_FIELDS: [&str; 8] = [
-    "version",
-    "method",
-    "direction",
-    "phase",
-    "server",
-    "server_trusted",
-    "tool",
-    RESULT_FINDINGS,
-];
+const RESPONSE_TOOL_FIELDS: [&str; 8] = and_findings(TOOL_FIELDS);
 
-const RESPONSE_METHOD_FIELDS: [&str; 5] =
-    ["version", "method", "direction", "phase", RESULT_FINDINGS];
+const RESPONSE_METHOD_FIELDS: [&str; 5] = and_findings(METHOD_FIELDS);
+
+/// `fields` and [`RESULT_FINDINGS`] (`M` is one more than `N`).
+const fn and_findings<const N: usize, const M: usize>(
+    fields: [&'static str; N],
+) -> [&'static str; M] {
+    let mut out = [RESULT_FINDINGS; M];
+    let mut i = 0;
+    while i < N {
+        out[i] = fields[i];
+        i += 1;
+    }
+    out
+}
 
 /// Which of the firewall's two evaluations an engine serves.
 #[derive(Debug, Clone, Copy)]
