@@ -8,6 +8,7 @@ its threads, from /proc/<pid>/task/*/stat before and after). CPU per call is
 steadier than latency on a shared machine: compare builds with it.
 
   scripts/cpu_per_call.py --policy policies [--bin-dir target/release] [--calls 3000]
+                          [--text-bytes N]   (echo N bytes: a big argument and result)
 
 With the shipped library, raise the rate limits first (a copy of policies/
 with data.json changed as benches/common/mod.rs `library_policy` does), or
@@ -36,6 +37,7 @@ def main():
     ap.add_argument("--bin-dir", default="target/release")
     ap.add_argument("--calls", type=int, default=3000)
     ap.add_argument("--fsync", default="never")
+    ap.add_argument("--text-bytes", type=int, default=5)
     args = ap.parse_args()
     audit = os.path.join(tempfile.mkdtemp(), "audit.jsonl")
     cmd = [
@@ -56,10 +58,12 @@ def main():
         "clientInfo": {"name": "cpu_per_call", "version": "1"}}})
     rpc({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
+    text = ("hello " * (args.text_bytes // 6 + 1))[:args.text_bytes]
+
     def call(i):
         answer = rpc({"jsonrpc": "2.0", "id": i, "method": "tools/call",
-                      "params": {"name": "echo", "arguments": {"text": "hello"}}})
-        assert answer["result"]["content"][-1]["text"] == "hello", answer
+                      "params": {"name": "echo", "arguments": {"text": text}}})
+        assert answer["result"]["content"][-1]["text"] == text, answer
 
     for i in range(300):
         call(i + 1)

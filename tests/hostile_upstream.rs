@@ -359,7 +359,9 @@ fn rug_pulls_are_held_until_a_human_approves_the_new_definition() {
 
 /// With the shipped library, secrets in a result are redacted, injection
 /// markers get a warning, and the audit log has the findings and a digest of
-/// the original, never the secret.
+/// the original, never the secret. Clean results of the same tool first:
+/// the verdict kept for its results without findings (no engine runs for
+/// them) must not decide one with findings.
 #[test]
 fn secrets_in_results_are_redacted_and_injection_marked() {
     let mut fw = Builder::new()
@@ -367,6 +369,11 @@ fn secrets_in_results_are_redacted_and_injection_marked() {
         .arg("--trust-annotations")
         .wrap(&["python3", &hostile()]);
     fw.initialize();
+    for _ in 0..4 {
+        let clean = fw.call("secrets", json!({"clean": true}));
+        assert_eq!(text(&clean), "nothing to see", "{clean}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let resp = fw.call("secrets", json!({}));
     let blocks = resp["result"]["content"].as_array().unwrap();
     let all: String = blocks
@@ -388,7 +395,10 @@ fn secrets_in_results_are_redacted_and_injection_marked() {
         "warning first: {all}"
     );
     let completed = fw.wait_audit("inspection", |r| {
-        r["event"] == "call.completed" && r["inspection"].is_object()
+        r["event"] == "call.completed"
+            && r["inspection"]["findings"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty())
     });
     let inspected = &completed["inspection"];
     let kinds: Vec<&str> = inspected["findings"]

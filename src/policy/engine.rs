@@ -255,6 +255,16 @@ impl PolicySet {
         self.constant_response.as_ref()
     }
 
+    /// The verdict kept for `input`'s known part in the response phase,
+    /// when every rule it reads folds or dies for it (see
+    /// [`Specializer`]): a lookup, which neither evaluates nor starts a
+    /// build. `input` needs only the known fields (`result.findings` of
+    /// the result); `None`: evaluate the whole input.
+    pub fn kept_response(&self, input: &Value) -> Option<Verdict> {
+        let rules = self.results.as_ref()?.kept_constant(input)?;
+        verdict::from_rules(&rules).ok()
+    }
+
     /// How many `deny` rules the response phase leaves out because they
     /// cannot see a result (they were decided on the request).
     pub fn response_skips(&self) -> usize {

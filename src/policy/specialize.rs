@@ -327,6 +327,24 @@ impl Specializer {
         None
     }
 
+    /// The value kept for `input`'s known part, when it is decided by one
+    /// ([`Specialized::Constant`]); a lookup only (no sighting counted, no
+    /// build started).
+    pub(super) fn kept_constant(&self, input: &Value) -> Option<Arc<serde_json::Value>> {
+        let key = self.plan_for(input)?.known_part(input);
+        let mut cache = self.cache.lock().ok()?;
+        cache.clock += 1;
+        let now = cache.clock;
+        let cached = cache.engines.get_mut(&key)?;
+        match &cached.decided_by {
+            Some(Specialized::Constant(rules)) => {
+                cached.used = now;
+                Some(rules.clone())
+            }
+            _ => None,
+        }
+    }
+
     /// The plan for `input`'s method; `None` when it has nothing to judge,
     /// or `input` is a result with findings.
     fn plan_for(&self, input: &Value) -> Option<&Plan> {

@@ -623,6 +623,16 @@ fn results_without_findings_need_no_engine_and_findings_are_still_judged() {
         assert_eq!(verdict.redact, vec!["aws_access_key".to_string()]);
     }
     same_every_way(&set, &secret);
+    // The proxy looks the kept verdict up with the findings alone.
+    let findings_only = |input: &Value| {
+        let mut reduced = input.clone();
+        reduced["result"] = json!({"findings": input["result"]["findings"]});
+        crate::policy::to_rego(&reduced).unwrap()
+    };
+    let kept = set.kept_response(&findings_only(&plain("a third text")));
+    let whole = set.evaluate(&plain("a third text")).unwrap();
+    assert_eq!(format!("{kept:?}"), format!("{:?}", Some(whole)));
+    assert!(set.kept_response(&findings_only(&secret)).is_none());
 }
 
 /// Only rules over findings are known with them: a rule reading the
@@ -666,7 +676,12 @@ fn a_constant_is_used_only_where_every_rule_read_is_known() {
         ("big", text("fine", 4), text("fine", 40), "big"),
     ] {
         same_every_way(&set, &result_of(name, quiet.clone()));
-        assert!(!constant(results, &result_of(name, quiet)), "{name}");
+        assert!(
+            !constant(results, &result_of(name, quiet.clone())),
+            "{name}"
+        );
+        let converted = crate::policy::to_rego(&result_of(name, quiet)).unwrap();
+        assert!(set.kept_response(&converted).is_none(), "{name}");
         assert!(
             same_every_way(&set, &result_of(name, loud)).contains(label),
             "{name}"

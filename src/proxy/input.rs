@@ -142,7 +142,8 @@ impl Input {
         policy.evaluate_response_converted(self.converted()?)
     }
 
-    fn converted(&self) -> Result<regorus::Value, PolicyError> {
+    /// This input converted for the policy engine.
+    pub(super) fn converted(&self) -> Result<regorus::Value, PolicyError> {
         let history = Splice {
             path: HISTORY_PATH,
             value: self.history.rego.clone(),

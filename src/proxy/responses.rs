@@ -18,11 +18,11 @@
 use serde_json::{Value, json};
 
 use super::Proxy;
-use super::input::{Input, Subject};
+use super::input::Subject;
 use crate::audit::{canonical_json, sha256_tagged};
 use crate::error::Refusal;
 use crate::inspect::{self, Located};
-use crate::policy::Decision;
+use crate::policy::{Decision, PolicyError, PolicySet, Verdict, to_rego};
 
 /// The part of a result that is inspected, if any: the whole result of
 /// `tools/call`, `resources/read`, `prompts/get` and `tasks/result`; the tool
@@ -132,8 +132,7 @@ impl Proxy {
             // Rules that read nothing of the result need no input built.
             Some(verdict) => verdict.clone(),
             None => self
-                .response_input(subject, result, inspection)
-                .evaluate_response(&policy)
+                .decide_response(subject, result, inspection, &policy)
                 .map_err(|e| vec![format!("the response policy failed: {e}")])?,
         };
         if let Decision::Deny { reasons } = verdict.decision {
@@ -151,35 +150,49 @@ impl Proxy {
         Ok(())
     }
 
-    /// The response phase's input: the request's, with `phase` and the
-    /// result as the policy sees it (findings, size, truncation).
-    fn response_input(
+    /// The response phase's verdict for `result`. Its input is the
+    /// request's with `phase` and the result as the policy sees it
+    /// (findings, size, truncation); but a verdict kept for the result's
+    /// known part (its tool, its findings; see `PolicySet::kept_response`)
+    /// is looked up first with the findings alone, so the content of a
+    /// result decided that way is neither copied, measured nor converted.
+    fn decide_response(
         &self,
         subject: &Subject<'_>,
         result: &Value,
         inspection: &Inspection,
-    ) -> Input {
+        policy: &PolicySet,
+    ) -> Result<Verdict, PolicyError> {
         let mut input = self.input_for(subject);
         input["phase"] = json!("response");
+        if !result.is_object() {
+            input["result"] = result.clone();
+            return input.evaluate_response(policy);
+        }
+        let findings = json!(
+            inspection
+                .findings
+                .iter()
+                .map(Located::to_json)
+                .collect::<Vec<_>>()
+        );
+        input["result"] = json!({"findings": findings});
+        let mut converted = input.converted()?;
+        if let Some(verdict) = policy.kept_response(&converted) {
+            return Ok(verdict);
+        }
         let mut shown = result.clone();
         if let Some(obj) = shown.as_object_mut() {
-            obj.insert(
-                "findings".into(),
-                json!(
-                    inspection
-                        .findings
-                        .iter()
-                        .map(Located::to_json)
-                        .collect::<Vec<_>>()
-                ),
-            );
+            obj.insert("findings".into(), findings);
             obj.insert(
                 "size_bytes".into(),
                 json!(serde_json::to_vec(result).map_or(0, |v| v.len())),
             );
             obj.insert("truncated".into(), json!(inspection.truncated.is_some()));
         }
-        input["result"] = shown;
-        input
+        if let Ok(fields) = converted.as_object_mut() {
+            fields.insert(regorus::Value::from("result"), to_rego(&shown)?);
+        }
+        policy.evaluate_response_converted(converted)
     }
 }
