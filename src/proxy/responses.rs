@@ -190,9 +190,10 @@ impl Proxy {
             );
             obj.insert("truncated".into(), json!(inspection.truncated.is_some()));
         }
-        if let Ok(fields) = converted.as_object_mut() {
-            fields.insert(regorus::Value::from("result"), to_rego(&shown)?);
-        }
+        let fields = converted.as_object_mut().map_err(|e| PolicyError::Eval {
+            message: format!("the response input is not an object: {e}"),
+        })?;
+        fields.insert(regorus::Value::from("result"), to_rego(&shown)?);
         policy.evaluate_response_converted(converted)
     }
 }
