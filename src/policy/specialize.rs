@@ -1,4 +1,5 @@
-//! Request engines specialized to one tool (or one method).
+//! Engines specialized to one tool (or one method), for requests and for
+//! results.
 //!
 //! Job: regorus's interpreter runs every rule a decision reaches, so a call
 //! to `echo` pays for the Claude Code hook rules, the rules about resources
@@ -19,6 +20,13 @@
 //!   expression undefined; `some x in s` over an empty `s` fails). This runs
 //!   to a fixed point, so `cc_tool in cc_write_tools` dies with `cc_tool`;
 //! - rules no kept rule can reach any more are blanked too.
+//!
+//! Where that leaves every decision rule folded or dead, no engine is kept
+//! at all: the adapter's value for the known part is
+//! ([`Specialized::Constant`]). In the response phase the known part also
+//! holds the result's findings when there are none, so rules over findings
+//! fold away for most results; a result with findings is decided by the
+//! whole response engine.
 //!
 //! Invariants:
 //! - The same decision, or none: an engine is used only for inputs whose
