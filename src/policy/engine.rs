@@ -257,7 +257,7 @@ impl PolicySet {
 
     /// The verdict kept for `input`'s known part in the response phase,
     /// when every rule it reads folds or dies for it (see
-    /// [`Specializer`]): a lookup, which neither evaluates nor starts a
+    /// `Specializer`): a lookup, which neither evaluates nor starts a
     /// build. `input` needs only the known fields (`result.findings` of
     /// the result); `None`: evaluate the whole input.
     pub fn kept_response(&self, input: &Value) -> Option<Verdict> {
