@@ -212,30 +212,48 @@ impl PolicySet {
     pub fn evaluate(&self, input: &serde_json::Value) -> Result<Verdict, PolicyError> {
         let converted = super::to_rego(input)?;
         match input.get("phase").and_then(serde_json::Value::as_str) {
-            Some("response") => self.evaluate_response_converted(converted),
-            _ => self.evaluate_converted(converted),
+            Some("response") => self.evaluate_response_converted(|| Ok(converted)),
+            _ => self.evaluate_converted(|| Ok(converted)),
         }
     }
 
-    /// Decides one request whose input is already converted (see
-    /// [`super::to_rego_spliced`]).
-    pub fn evaluate_converted(&self, input: Value) -> Result<Verdict, PolicyError> {
-        if let Some(verdict) = &self.constant_request {
-            return Ok(verdict.clone());
-        }
-        let rules = self.eval_adapter(Phase::Request, input, true)?;
-        verdict::from_rules(&rules)
+    /// Decides one request whose input `convert` gives, converted (see
+    /// [`super::to_rego_spliced`]); `convert` runs only when the policy
+    /// reads the input.
+    pub fn evaluate_converted(
+        &self,
+        convert: impl FnOnce() -> Result<Value, PolicyError>,
+    ) -> Result<Verdict, PolicyError> {
+        self.decide(Phase::Request, convert)
     }
 
     /// Decides one upstream result (input with `phase = "response"` and
     /// `result`): only `deny`, `redact` and `warn` are evaluated; the verdict
     /// has no `approve` or `allow`, so an empty `deny` reads as the default
     /// hold, which the response phase ignores.
-    pub fn evaluate_response_converted(&self, input: Value) -> Result<Verdict, PolicyError> {
-        if let Some(verdict) = &self.constant_response {
+    pub fn evaluate_response_converted(
+        &self,
+        convert: impl FnOnce() -> Result<Value, PolicyError>,
+    ) -> Result<Verdict, PolicyError> {
+        self.decide(Phase::Response, convert)
+    }
+
+    /// The verdict of `phase` for the input `convert` gives, which runs
+    /// only when the phase's verdict is not the same for every input
+    /// (see [`Self::constant_verdict`]).
+    fn decide(
+        &self,
+        phase: Phase,
+        convert: impl FnOnce() -> Result<Value, PolicyError>,
+    ) -> Result<Verdict, PolicyError> {
+        let constant = match phase {
+            Phase::Request => &self.constant_request,
+            Phase::Response => &self.constant_response,
+        };
+        if let Some(verdict) = constant {
             return Ok(verdict.clone());
         }
-        let rules = self.eval_adapter(Phase::Response, input, true)?;
+        let rules = self.eval_adapter(phase, convert()?, true)?;
         verdict::from_rules(&rules)
     }
 

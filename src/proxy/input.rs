@@ -127,19 +127,13 @@ impl Input {
 
     /// Decide this input with `policy`.
     pub fn evaluate(&self, policy: &PolicySet) -> Result<Verdict, PolicyError> {
-        if let Some(verdict) = policy.constant_verdict() {
-            return Ok(verdict.clone());
-        }
-        policy.evaluate_converted(self.converted()?)
+        policy.evaluate_converted(|| self.converted())
     }
 
     /// Decide this input's response phase with `policy` (see
     /// [`PolicySet::evaluate_response_converted`]).
     pub fn evaluate_response(&self, policy: &PolicySet) -> Result<Verdict, PolicyError> {
-        if let Some(verdict) = policy.constant_response() {
-            return Ok(verdict.clone());
-        }
-        policy.evaluate_response_converted(self.converted()?)
+        policy.evaluate_response_converted(|| self.converted())
     }
 
     /// This input converted for the policy engine.

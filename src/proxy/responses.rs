@@ -194,6 +194,6 @@ impl Proxy {
             message: format!("the response input is not an object: {e}"),
         })?;
         fields.insert(regorus::Value::from("result"), to_rego(&shown)?);
-        policy.evaluate_response_converted(converted)
+        policy.evaluate_response_converted(|| Ok(converted))
     }
 }
