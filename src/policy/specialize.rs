@@ -356,11 +356,10 @@ impl Specializer {
     /// The plan for `input`'s method; `None` when it has nothing to judge,
     /// or `input` is a result with findings.
     fn plan_for(&self, input: &Value) -> Option<&Plan> {
+        let findings = &input["result"]["findings"];
         if let Phase::Response = self.phase
-            && !matches!(&input["result"]["findings"], Value::Undefined)
-            && !input["result"]["findings"]
-                .as_array()
-                .is_ok_and(|findings| findings.is_empty())
+            && *findings != Value::Undefined
+            && !findings.as_array().is_ok_and(|f| f.is_empty())
         {
             return None;
         }
@@ -529,11 +528,13 @@ impl Plan {
             let (name, value) = match *field {
                 RESULT_FINDINGS => {
                     let findings = &input["result"]["findings"];
-                    let result = BTreeMap::from([(Value::from("findings"), findings.clone())]);
-                    (
-                        "result",
-                        (*findings != Value::Undefined).then(|| Value::from(result)),
-                    )
+                    let result = || {
+                        Value::from(BTreeMap::from([(
+                            Value::from("findings"),
+                            findings.clone(),
+                        )]))
+                    };
+                    ("result", (*findings != Value::Undefined).then(result))
                 }
                 name => {
                     let value = &input[name];
