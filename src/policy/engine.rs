@@ -104,13 +104,16 @@ impl PolicySet {
         if !declares_package(&engine, &components) {
             return Err(no_package());
         }
-        let (request_free, whole_response_free) = input_free(&mut engine, &components);
-        let trimmed =
-            response_rules::response_sources(&mut engine, &files, &components, ADAPTER_PACKAGE);
+        // One walk of the policy serves every analysis of it below.
+        let graph = Graph::build(&mut engine, ADAPTER_PACKAGE);
+        let (request_free, whole_response_free) = input_free(graph.as_ref(), &components);
+        let trimmed = graph
+            .as_ref()
+            .and_then(|g| response_rules::response_sources(g, &files, &components));
         // `MCP_FIREWALL_SPECIALIZE=0`: every request runs the whole policy
         // (slower, never less strict; for comparisons and for doubt).
         let wanted = std::env::var_os("MCP_FIREWALL_SPECIALIZE").is_none_or(|v| v != "0");
-        let specialize = |engine: &mut Engine, sources: &[SourceFile], phase: Phase| {
+        let specialize = |graph: Option<&Graph>, sources: &[SourceFile], phase: Phase| {
             let finish = {
                 let (package, dir) = (package.to_string(), dir.to_path_buf());
                 Box::new(move |sources: &[SourceFile]| -> Option<Engine> {
@@ -120,13 +123,12 @@ impl PolicySet {
                     Some(engine)
                 })
             };
-            let specializer =
-                Specializer::new(engine, sources, &components, ADAPTER_PACKAGE, phase, finish);
+            let specializer = Specializer::new(graph?, sources, &components, phase, finish);
             specializer.filter(|_| wanted).map(Arc::new)
         };
-        let specializer = specialize(&mut engine, &files, Phase::Request);
+        let specializer = specialize(graph.as_ref(), &files, Phase::Request);
         let mut results = match trimmed {
-            None => specialize(&mut engine, &files, Phase::Response),
+            None => specialize(graph.as_ref(), &files, Phase::Response),
             Some(_) => None,
         };
         add_adapter(&mut engine, package).map_err(|e| loader::load_err(dir, e))?;
@@ -135,8 +137,9 @@ impl PolicySet {
         // ours, not the author's), results are judged by the whole policy.
         let response = trimmed.and_then(|(sources, skipped)| {
             let mut response = loader::build_engine(&sources, EVAL_TIME_LIMIT).ok()?;
-            let (_, free) = input_free(&mut response, &components);
-            results = specialize(&mut response, &sources, Phase::Response);
+            let graph = Graph::build(&mut response, ADAPTER_PACKAGE);
+            let (_, free) = input_free(graph.as_ref(), &components);
+            results = specialize(graph.as_ref(), &sources, Phase::Response);
             add_adapter(&mut response, package).ok()?;
             prepare(&mut response, dir).ok()?;
             Some((response, skipped, free))
@@ -374,11 +377,11 @@ impl PolicySet {
     }
 }
 
-/// Whether the request rules and the response rules of `engine` (before
-/// the adapter is added) decide every input alike ([`Graph::input_free`]);
-/// `false` when the walk does not know a module's shape.
-fn input_free(engine: &mut Engine, package: &[&str]) -> (bool, bool) {
-    let Some(graph) = Graph::build(engine, ADAPTER_PACKAGE) else {
+/// Whether the request rules and the response rules of a policy walked as
+/// `graph` decide every input alike ([`Graph::input_free`]); `false` when
+/// the walk did not know a module's shape (`None`).
+fn input_free(graph: Option<&Graph>, package: &[&str]) -> (bool, bool) {
+    let Some(graph) = graph else {
         return (false, false);
     };
     let package: Vec<String> = package.iter().map(|c| c.to_string()).collect();

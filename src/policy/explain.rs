@@ -186,12 +186,10 @@ fn is_interesting(value: &serde_json::Value) -> bool {
 fn response_files(files: &[SourceFile], package: &str) -> Result<Vec<SourceFile>, PolicyError> {
     let mut engine = loader::build_engine(files, EVAL_TIME_LIMIT)?;
     let components: Vec<&str> = package.split('.').collect();
-    let trimmed = super::response_rules::response_sources(
-        &mut engine,
-        files,
-        &components,
-        super::engine::ADAPTER_PACKAGE,
-    );
+    let graph = super::rule_graph::Graph::build(&mut engine, super::engine::ADAPTER_PACKAGE);
+    let trimmed = graph
+        .as_ref()
+        .and_then(|g| super::response_rules::response_sources(g, files, &components));
     Ok(trimmed.map_or_else(|| files.to_vec(), |(files, _)| files))
 }
 

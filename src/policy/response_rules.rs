@@ -25,7 +25,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use regorus::Engine;
 use regorus::unstable::Rule;
 
 use super::loader::SourceFile;
@@ -41,13 +40,11 @@ const RESPONSE_ONLY_RULES: [&str; 2] = ["redact", "warn"];
 /// result blanked out, and how many were; `None` when none can be left out
 /// (or the analysis cannot vouch for leaving any out).
 pub(crate) fn response_sources(
-    engine: &mut Engine,
+    graph: &Graph,
     files: &[SourceFile],
     package: &[&str],
-    adapter_package: &str,
 ) -> Option<(Vec<SourceFile>, usize)> {
     let package: Vec<String> = package.iter().map(|c| c.to_string()).collect();
-    let graph = Graph::build(engine, adapter_package)?;
     let deny: Key = (package.clone(), "deny".to_string());
     let mut roots: BTreeSet<Key> = RESPONSE_ONLY_RULES
         .iter()

@@ -258,18 +258,16 @@ struct Cache {
 pub(super) type Finish = Box<dyn Fn(&[SourceFile]) -> Option<Engine> + Send + Sync>;
 
 impl Specializer {
-    /// The plans for `files` as loaded in `engine` (before the adapter);
+    /// The plans for `files` as `graph` walked them (before the adapter);
     /// `None` when the policy cannot be specialized (`with` anywhere, or a
-    /// shape the walk does not know).
+    /// shape the plans do not know).
     pub(super) fn new(
-        engine: &mut Engine,
+        graph: &Graph,
         files: &[SourceFile],
         package: &[&str],
-        adapter_package: &str,
         phase: Phase,
         finish: Finish,
     ) -> Option<Specializer> {
-        let graph = Graph::build(engine, adapter_package)?;
         if graph.definitions.iter().any(|d| d.facts.with) {
             return None;
         }
@@ -281,8 +279,8 @@ impl Specializer {
             .collect();
         let (tool, method) = phase.fields();
         Some(Specializer {
-            tool: Plan::new(&graph, tool, &roots)?,
-            method: Plan::new(&graph, method, &roots)?,
+            tool: Plan::new(graph, tool, &roots)?,
+            method: Plan::new(graph, method, &roots)?,
             files: files.to_vec(),
             phase,
             finish,
