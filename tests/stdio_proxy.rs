@@ -603,3 +603,42 @@ fn a_stdout_shared_with_stderr_stays_blocking() {
     // child's stderr, which must not start failing with EAGAIN.
     assert_eq!(pipe_modes(true), (true, false));
 }
+
+/// `build.rs`: where glibc loads packed relative relocations (2.36 on),
+/// the binary carries them (`DT_RELR`) instead of one 24-byte `.rela.dyn`
+/// entry per pointer, which the loader reads in full at every start (1.6 MB
+/// of every process's resident memory before). Where glibc is older the
+/// binary must not carry them: it would not start.
+#[test]
+fn the_binary_packs_its_relocations_where_glibc_can_load_them() {
+    let glibc = std::process::Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let version: Vec<u32> = glibc
+        .strip_prefix("glibc ")
+        .unwrap_or("0.0")
+        .split('.')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let dynamic = std::process::Command::new("readelf")
+        .args(["--dynamic", "--wide"])
+        .arg(firewall_bin())
+        .output()
+        .expect("readelf (binutils) runs");
+    let dynamic = String::from_utf8_lossy(&dynamic.stdout);
+    let relr = dynamic.contains("(RELR)");
+    if version.as_slice() >= [2, 36].as_slice() {
+        assert!(relr, "{glibc}: no DT_RELR in\n{dynamic}");
+        let rela = dynamic
+            .lines()
+            .find(|l| l.contains("(RELASZ)"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        assert!(rela < 64 * 1024, "{rela} bytes of .rela.dyn left");
+    } else {
+        assert!(!relr, "{glibc} cannot load DT_RELR");
+    }
+}
