@@ -70,6 +70,10 @@ def main():
     http_added = num(r"HTTP over stdio\s+p50\s+([+-][\d.]+) ms", httpx)
     rows.append(("sequential call over Streamable HTTP from httpx, added over stdio (p50)", fmt(http_added, "ms", True),
                  "<= 0.2 ms", http_added is not None and http_added <= 0.2))
+    beyond = num(r"beyond a bare round trip\s+p50\s+([+-][\d.]+) ms", httpx)
+    if beyond is not None:
+        rows.append(("  the same, less a bare GET /healthz round trip (httpx's own cost)", fmt(beyond, "ms", True),
+                     "(no target)", None))
 
     rate64 = num(r"^\s+64\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", t64)
     p99_64 = num(r"^\s+64\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", t64, 3)
