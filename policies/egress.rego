@@ -37,6 +37,10 @@ egress_strings contains s if {
 # user info and port, lower-cased.
 egress_hosts contains host if {
 	some s in egress_strings
+	# Every match holds "://": the plain test first spares the regex
+	# search (regorus builds a fresh matcher for each one) on strings
+	# without a URL, which is nearly all of them.
+	contains(s, "://")
 	some url in regex.find_n(`(?i)https?://[^/\s?#"'<>]+`, s, -1)
 	authority := regex.replace(url, `(?i)^https?://`, "")
 	parts := split(authority, "@")

@@ -56,3 +56,12 @@ test_spelling_tricks_held_through_the_parsed_hosts if {
 		count(firewall.approve) == 1 with input as call
 	}
 }
+
+# The pattern reading (no input.urls) finds every spelling of the scheme the
+# regex does, among other strings; its plain "://" test first skips none.
+test_pattern_reading_finds_every_spelling_of_the_scheme if {
+	every raw in ["HTTPS://Evil.Example/x", "see hTTp://evil.example", "httpſ://evil.example/x", "HtTpS://evil.example"] {
+		reasons := firewall.approve with input as tool_call("summarize", {"notes": ["plain text", {"n": raw}]})
+		reasons == {"tool summarize sends a request to evil.example, which is not in data.mcp_firewall.egress.allowed_hosts"}
+	}
+}

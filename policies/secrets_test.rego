@@ -50,3 +50,11 @@ test_percent_encoded_secret_uri_denied if {
 	read := {"method": "resources/read", "resource": {"uri": "evil://public/%73ecret", "uri_decoded": "evil://public/secret"}, "arguments": {}}
 	count(firewall.deny) == 1 with input as read
 }
+
+# Among other strings, anywhere in a longer one: the plain "AKIA" test first
+# keeps every key the pattern finds.
+test_aws_key_found_among_other_strings if {
+	args := {"a": "akiaiosfodnn7example", "b": ["x", {"c": "prefixAKIAIOSFODNN7EXAMPLEsuffix"}]}
+	firewall.deny == {"arguments contain an AWS access key id"} with input as call_with(args)
+	count(firewall.deny) == 0 with input as call_with({"a": "akiaiosfodnn7example", "b": "AKIA-not-a-key"})
+}
