@@ -191,10 +191,22 @@ impl Proxy {
             return;
         }
         match jsonrpc::parse_bytes(line) {
+            Ok(message) => self.handle_message(message).await,
+            Err(e) => {
+                tracing::warn!("refused a malformed message from the client: {e}");
+                self.send(e.to_response()).await;
+            }
+        }
+    }
+
+    /// Handle one client message already parsed (the HTTP transports parse
+    /// a body once, to route it, and hand the message on).
+    pub async fn handle_message(self: &Arc<Self>, message: Message) {
+        match message {
             // initialize runs on its own task like every request, but opens
             // the gate the requests behind it wait at (`dispatch`) before the
             // next line is read. One at a time.
-            Ok(Message::Request { id, method, params }) if method == "initialize" => {
+            Message::Request { id, method, params } if method == "initialize" => {
                 let started = self
                     .initializing
                     .send_if_modified(|busy| !std::mem::replace(busy, true));
@@ -212,19 +224,15 @@ impl Proxy {
                     proxy.initializing.send_replace(false);
                 });
             }
-            Ok(Message::Request { id, method, params }) => {
+            Message::Request { id, method, params } => {
                 let proxy = self.clone();
                 self.scope
                     .spawn(async move { proxy.handle_request(id, method, params).await });
             }
-            Ok(Message::Notification { method, params }) => {
+            Message::Notification { method, params } => {
                 self.client_notification(&method, params).await
             }
-            Ok(Message::Response { id, body }) => self.client_response(id, body).await,
-            Err(e) => {
-                tracing::warn!("refused a malformed message from the client: {e}");
-                self.send(e.to_response()).await;
-            }
+            Message::Response { id, body } => self.client_response(id, body).await,
         }
     }
 

@@ -80,7 +80,7 @@ async fn post_message(
     {
         return request_error(id, e);
     }
-    session.feed(body, &message).await;
+    session.feed(message).await;
     StatusCode::ACCEPTED.into_response()
 }
 

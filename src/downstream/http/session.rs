@@ -23,7 +23,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
@@ -246,13 +245,13 @@ impl HttpSession {
         Ok(rx)
     }
 
-    /// Hand one client message (already checked to be a JSON-RPC message)
-    /// to the proxy, in the session's scope, and wait until the proxy has
-    /// taken it (requests then run on their own tasks), so messages POSTed
-    /// one after another are handled in order.
-    pub async fn feed(&self, body: Bytes, message: &Message) {
+    /// Hand one client message (parsed once, by the transport) to the
+    /// proxy, in the session's scope, and wait until the proxy has taken it
+    /// (requests then run on their own tasks), so messages POSTed one after
+    /// another are handled in order.
+    pub async fn feed(&self, message: Message) {
         self.touch();
-        if let Message::Notification { method, params } = message
+        if let Message::Notification { method, params } = &message
             && method == "notifications/cancelled"
             && let Some(id) = params.get("requestId")
         {
@@ -262,7 +261,7 @@ impl HttpSession {
         let proxy = self.proxy.clone();
         let task = self
             .scope
-            .spawn(async move { proxy.handle_bytes(&body).await });
+            .spawn(async move { proxy.handle_message(message).await });
         let _ = task.await;
     }
 

@@ -57,7 +57,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -67,7 +66,7 @@ use super::session::{Answer, HttpSession, Transport};
 use super::streamable::{
     PROTOCOL_HEADER, PROTOCOL_VERSIONS, STREAMED_METHODS, accepts_sse, request_error,
 };
-use super::{App, sse_response};
+use super::{App, stream_or_json};
 use crate::jsonrpc::{Message, code};
 use crate::proxy::TASKS_EXTENSION;
 use crate::proxy::session::Principal;
@@ -450,7 +449,6 @@ async fn initialize(
         "capabilities": capabilities,
         "clientInfo": info,
     });
-    let request = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": params});
     let message = Message::Request {
         id: id.clone(),
         method: "initialize".into(),
@@ -462,22 +460,17 @@ async fn initialize(
         .begin_request(&id, &params, Answer::Json)
         .map_err(|e| unavailable(&e.to_string()))?
         .expect("a JSON exchange");
-    session
-        .feed(Bytes::from(request.to_string()), &message)
-        .await;
+    session.feed(message).await;
     let answer = rx
         .recv()
         .await
         .ok_or_else(|| unavailable("initialize was not answered"))?;
     if let Some(result) = answer.get("result") {
-        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         let message = Message::Notification {
             method: "notifications/initialized".into(),
             params: Value::Null,
         };
-        session
-            .feed(Bytes::from(initialized.to_string()), &message)
-            .await;
+        session.feed(message).await;
         return Ok(result.clone());
     }
     Err(
@@ -578,13 +571,12 @@ async fn relay(
         Ok(rx) => rx.expect("an exchange for JSON and stream answers"),
         Err(e) => return request_error(&id, e),
     };
-    let body = json!({"jsonrpc": "2.0", "id": inner, "method": method, "params": params});
     let message = Message::Request {
         id: inner.clone(),
         method: method.clone(),
         params,
     };
-    session.feed(Bytes::from(body.to_string()), &message).await;
+    session.feed(message).await;
     match answer {
         Answer::Stream => {
             let (tx, out) = mpsc::channel(super::session::STREAM_QUEUE);
@@ -612,15 +604,14 @@ async fn relay(
                 }
                 let _ = tx.send(unanswered(&id)).await;
             });
-            sse_response(None, out, None)
+            stream_or_json(out, json).await
         }
         _ => match rx.recv().await {
             Some(m) => {
                 note_task(&routes, bridge, &method, &m);
-                let m = reshape(m, &id, &method);
-                (status_of(&m), axum::Json(m)).into_response()
+                json(reshape(m, &id, &method))
             }
-            None => (StatusCode::OK, axum::Json(unanswered(&id))).into_response(),
+            None => json(unanswered(&id)),
         },
     }
 }
@@ -669,6 +660,10 @@ fn reshape(mut response: Value, id: &Value, method: &str) -> Value {
 }
 
 /// HTTP status of a JSON answer, as the 2026-07-28 transport maps errors.
+fn json(response: Value) -> Response {
+    (status_of(&response), axum::Json(response)).into_response()
+}
+
 fn status_of(response: &Value) -> StatusCode {
     match response.pointer("/error/code").and_then(Value::as_i64) {
         Some(code::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,

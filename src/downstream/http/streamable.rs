@@ -5,9 +5,11 @@
 //!   everything after must carry it (400 without, 404 for an unknown or
 //!   ended session). A request is answered with `application/json`, or with
 //!   `text/event-stream` (related notifications and server requests, then
-//!   the response) when the client accepts it and the method is one that
+//!   the response) when the client accepts it, the method is one that
 //!   reaches an upstream and may make it talk back (`tools/call`,
-//!   `resources/read`, `prompts/get`). Notifications and responses get 202.
+//!   `resources/read`, `prompts/get`), and something related comes before
+//!   the response or the response takes more than a second (see
+//!   [`super::stream_or_json`]). Notifications and responses get 202.
 //! - `GET` opens the session stream for messages tied to no request.
 //! - `DELETE` ends the session: its proxy and upstream processes go away.
 //!
@@ -26,7 +28,7 @@ use axum::routing::post;
 use serde_json::Value;
 
 use super::session::{Answer, HttpSession, RequestError, Transport};
-use super::{App, Refused, plain, sse_response, stateless};
+use super::{App, Refused, plain, sse_response, stateless, stream_or_json};
 use crate::jsonrpc::{self, Message};
 use crate::proxy::session::Principal;
 
@@ -63,7 +65,7 @@ async fn post_message(
     }
     let session = match (&message, session_id(&headers)) {
         (Message::Request { method, .. }, None) if method == "initialize" => {
-            return initialize(&app, principal, body, message).await;
+            return initialize(&app, principal, message).await;
         }
         (_, None) => return plain(StatusCode::BAD_REQUEST, "Mcp-Session-Id header required"),
         (_, Some(id)) => match app.sessions.get(id, &principal) {
@@ -72,7 +74,7 @@ async fn post_message(
         },
     };
     let Message::Request { id, method, params } = &message else {
-        session.feed(body, &message).await;
+        session.feed(message).await;
         return StatusCode::ACCEPTED.into_response();
     };
     let answer = if accepts_sse(&headers) && STREAMED_METHODS.contains(&method.as_str()) {
@@ -84,16 +86,16 @@ async fn post_message(
         Ok(rx) => rx.expect("an exchange for JSON and stream answers"),
         Err(e) => return request_error(id, e),
     };
-    session.feed(body, &message).await;
+    session.feed(message).await;
     match answer {
-        Answer::Stream => sse_response(None, rx, None),
+        Answer::Stream => stream_or_json(rx, json).await,
         _ => json_answer(rx).await,
     }
 }
 
 /// Open a session, run `initialize` in it, and answer with its id. A
 /// failed initialize closes the session again.
-async fn initialize(app: &App, principal: Principal, body: Bytes, message: Message) -> Response {
+async fn initialize(app: &App, principal: Principal, message: Message) -> Response {
     let Message::Request { id, params, .. } = &message else {
         unreachable!("initialize is a request")
     };
@@ -105,7 +107,7 @@ async fn initialize(app: &App, principal: Principal, body: Bytes, message: Messa
         Ok(rx) => rx.expect("a JSON exchange"),
         Err(e) => return request_error(id, e),
     };
-    session.feed(body, &message).await;
+    session.feed(message).await;
     let mut rx = rx;
     let Some(answer) = rx.recv().await else {
         end(app, &session, "initialize was not answered");
@@ -172,9 +174,13 @@ fn end(app: &App, session: &HttpSession, why: &str) {
 /// 202 with no body.
 async fn json_answer(mut rx: tokio::sync::mpsc::Receiver<Value>) -> Response {
     match rx.recv().await {
-        Some(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
+        Some(answer) => json(answer),
         None => StatusCode::ACCEPTED.into_response(),
     }
+}
+
+fn json(answer: Value) -> Response {
+    (StatusCode::OK, axum::Json(answer)).into_response()
 }
 
 /// One JSON-RPC message, or the 400 that answers it.
