@@ -298,40 +298,26 @@ impl Raw {
     }
 }
 
-/// The messages of an answer, one at a time: the `data:` payloads of an SSE
-/// stream, or a plain JSON answer as the only one (the firewall sends a
-/// response that comes back alone as JSON even when SSE is accepted).
+/// Read SSE `data:` payloads from a streaming response, one at a time.
 struct Events {
-    response: Option<reqwest::Response>,
-    stream: bool,
+    response: reqwest::Response,
     buffer: String,
 }
 
 impl Events {
     fn new(response: reqwest::Response) -> Events {
-        let kind = content_type(&response);
-        assert!(
-            kind.starts_with("text/event-stream") || kind.starts_with("application/json"),
-            "{kind}"
-        );
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(kind.starts_with("text/event-stream"), "{kind}");
         Events {
-            stream: kind.starts_with("text/event-stream"),
-            response: Some(response),
+            response,
             buffer: String::new(),
         }
     }
 
-    /// A response that must be an SSE stream.
-    fn stream(response: reqwest::Response) -> Events {
-        let events = Events::new(response);
-        assert!(events.stream, "expected an SSE stream");
-        events
-    }
-
     async fn next(&mut self) -> Option<Value> {
-        if !self.stream {
-            return Some(self.response.take()?.json().await.unwrap());
-        }
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let event: String = self.buffer.drain(..end + 2).collect();
@@ -345,17 +331,10 @@ impl Events {
                 }
                 return Some(serde_json::from_str(&data.join("\n")).unwrap());
             }
-            let chunk = self.response.as_mut()?.chunk().await.unwrap()?;
+            let chunk = self.response.chunk().await.unwrap()?;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
-}
-
-fn content_type(response: &reqwest::Response) -> String {
-    response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_string()
 }
 
 fn python() -> PathBuf {
@@ -468,6 +447,7 @@ async fn bearer_tokens_decide_who_the_principal_is() {
         "tools/call",
         json!({"name": "fx__echo", "arguments": {"text": "hi"}}),
     );
+    // Accept allows SSE and this is a tools/call: the answer is a stream.
     let answer = Events::new(alice.post(&call).await).next().await.unwrap();
     assert_eq!(text(&answer), "hi");
     let decided = server.wait_audit("alice's call", |r| {
@@ -658,8 +638,7 @@ async fn concurrent_sessions_each_see_only_their_own_sampling_request() {
                 ))
                 .await;
             assert_eq!(response.status(), StatusCode::OK);
-            // The sampling request comes before the response: a stream.
-            let mut events = Events::stream(response);
+            let mut events = Events::new(response);
             let request = events.next().await.expect("a sampling request");
             assert_eq!(request["method"], "sampling/createMessage", "{request}");
             assert_eq!(
@@ -689,69 +668,6 @@ async fn concurrent_sessions_each_see_only_their_own_sampling_request() {
     assert_eq!(sessions.len(), 8);
 }
 
-/// A client accepting SSE gets a stream only when it carries something:
-/// a response that comes back alone and soon is plain JSON (one write, no
-/// stream to parse; the spec lets the server choose). Progress before the
-/// response, or a response slower than the firewall waits (a hung or held
-/// call), makes the answer a stream, so the client has its headers and
-/// keep-alives while it waits. The same holds on the stateless bridge.
-#[tokio::test]
-async fn a_response_that_comes_back_alone_is_plain_json_else_a_stream() {
-    let server = start(with_config(&token_config("")));
-    let raw = Raw::open(&server, Some(ALICE_TOKEN)).await;
-    let echo = json!({"name": "fx__echo", "arguments": {"text": "alone"}});
-    let response = raw.post(&rpc(2, "tools/call", echo.clone())).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        content_type(&response).starts_with("application/json"),
-        "{}",
-        content_type(&response)
-    );
-    let answer: Value = response.json().await.unwrap();
-    assert_eq!(
-        (answer["id"].clone(), text(&answer)),
-        (json!(2), "alone".into())
-    );
-
-    // Progress first: a stream, progress then the response.
-    let progress = json!({"name": "fx__slow", "arguments": {"seconds": 0.2, "steps": 2},
-        "_meta": {"progressToken": "p-1"}});
-    let mut events = Events::stream(raw.post(&rpc(3, "tools/call", progress)).await);
-    let first = events.next().await.unwrap();
-    assert_eq!(first["method"], "notifications/progress", "{first}");
-    assert_eq!(first["params"]["progressToken"], "p-1");
-    let mut last = first;
-    while last.get("method").is_some() {
-        last = events.next().await.expect("the response ends the stream");
-    }
-    assert_eq!(last["id"], 3, "{last}");
-    assert!(
-        events.next().await.is_none(),
-        "the stream ends after the response"
-    );
-
-    // Nothing for longer than the firewall waits: a stream, then the response.
-    let slow = json!({"name": "fx__slow", "arguments": {"seconds": 1.6, "steps": 1}});
-    let mut events = Events::stream(raw.post(&rpc(4, "tools/call", slow)).await);
-    let answer = events.next().await.unwrap();
-    assert_eq!(answer["id"], 4, "{answer}");
-    assert!(answer.get("error").is_none(), "{answer}");
-
-    // The stateless bridge answers the same way.
-    let response = stateless(&client(), &server, ALICE_TOKEN, 5, "tools/call", echo)
-        .header("accept", ACCEPT_BOTH)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(content_type(&response).starts_with("application/json"));
-    let answer: Value = response.json().await.unwrap();
-    assert_eq!(
-        (answer["id"].clone(), text(&answer)),
-        (json!(5), "alone".into())
-    );
-}
-
 /// A server request with no POST stream to carry it waits for the session's
 /// GET stream.
 #[tokio::test]
@@ -774,7 +690,7 @@ async fn get_stream_carries_messages_not_tied_to_a_streaming_request() {
     assert_eq!(stream.status(), StatusCode::OK);
     let second = raw.request(reqwest::Method::GET).send().await.unwrap();
     assert_eq!(second.status(), StatusCode::CONFLICT);
-    let mut events = Events::stream(stream);
+    let mut events = Events::new(stream);
     let request = events.next().await.unwrap();
     assert_eq!(request["method"], "sampling/createMessage");
     let answer = json!({"jsonrpc": "2.0", "id": request["id"], "result": {

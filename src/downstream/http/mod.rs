@@ -3,7 +3,7 @@
 //!
 //! Hand-written on axum: rmcp has no SSE server transport, and the firewall
 //! relays messages as JSON values rather than rmcp's typed models (see
-//! `jsonrpc`), so this is only HTTP plumbing around [`Proxy::handle_bytes`].
+//! `jsonrpc`), so this is only HTTP plumbing around [`Proxy::handle_message`].
 //!
 //! Every MCP request passes, in order: the `Origin` check (403), bearer
 //! authentication (401 + `WWW-Authenticate`), the body cap (413), then the
@@ -21,7 +21,7 @@
 //! | [`legacy_sse`] | `GET /sse`, `POST /messages?sessionId=` |
 //! | [`health`] | `/healthz`, `/readyz` |
 //!
-//! [`Proxy::handle_bytes`]: crate::proxy::Proxy::handle_bytes
+//! [`Proxy::handle_message`]: crate::proxy::Proxy::handle_message
 
 pub mod auth;
 pub mod front_door;
@@ -529,35 +529,6 @@ pub(crate) fn sse_response(
         .into_response()
 }
 
-/// How long the answer to a request the client would take as a stream may
-/// keep it waiting, with nothing else to send, before it gets the stream.
-const ALONE_WITHIN: Duration = Duration::from_secs(1);
-
-/// The answer to a request the client accepts as an SSE stream (the spec
-/// leaves the choice to the server; clients must take either). A response
-/// that comes back alone within [`ALONE_WITHIN`] is sent as
-/// `application/json` (`json` builds it): one write with a length instead
-/// of a stream's head, its event and its end, and nothing for the client
-/// to parse as SSE. Once a related message comes first, or the answer
-/// takes longer, the answer is the stream, carrying everything from the
-/// first message on with keep-alives, so a held or slow call still gets
-/// its headers at once and stays alive through intermediaries. A request
-/// cancelled first ends an empty stream, as before.
-pub(crate) async fn stream_or_json(
-    mut rx: mpsc::Receiver<Value>,
-    json: impl FnOnce(Value) -> Response,
-) -> Response {
-    match tokio::time::timeout(ALONE_WITHIN, rx.recv()).await {
-        Ok(Some(message)) if message.get("method").is_none() => json(message),
-        Ok(Some(message)) => sse_response(Some(event(&message)), rx, None),
-        Ok(None) | Err(_) => sse_response(None, rx, None),
-    }
-}
-
-fn event(message: &Value) -> Event {
-    Event::default().event("message").data(message.to_string())
-}
-
 fn events(
     first: Option<Event>,
     rx: mpsc::Receiver<Value>,
@@ -566,7 +537,8 @@ fn events(
     let head = futures::stream::iter(first.map(Ok));
     let body = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
         let message = rx.recv().await?;
-        Some((Ok(event(&message)), (rx, guard)))
+        let event = Event::default().event("message").data(message.to_string());
+        Some((Ok(event), (rx, guard)))
     });
     futures::StreamExt::chain(head, body)
 }

@@ -66,7 +66,7 @@ use super::session::{Answer, HttpSession, Transport};
 use super::streamable::{
     PROTOCOL_HEADER, PROTOCOL_VERSIONS, STREAMED_METHODS, accepts_sse, request_error,
 };
-use super::{App, stream_or_json};
+use super::{App, sse_response};
 use crate::jsonrpc::{Message, code};
 use crate::proxy::TASKS_EXTENSION;
 use crate::proxy::session::Principal;
@@ -604,7 +604,7 @@ async fn relay(
                 }
                 let _ = tx.send(unanswered(&id)).await;
             });
-            stream_or_json(out, json).await
+            sse_response(None, out, None)
         }
         _ => match rx.recv().await {
             Some(m) => {
