@@ -585,6 +585,16 @@ fn approvals(command: ApprovalsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Colour in logs only for a person at a terminal: MCP clients keep a
+/// server's stderr in log files (Claude Desktop's `mcp-server-*.log`), and
+/// escape codes there are noise to read and to grep. `NO_COLOR` turns it
+/// off at a terminal too. (Colouring every span's fields also cost CPU on
+/// every call.)
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Logs go to stderr: in stdio mode stdout belongs to MCP. Spans are also
 /// exported over OTLP when the `OTEL_EXPORTER_OTLP_*` variables ask for it.
 fn init_logging(default: &str) -> Option<mcp_firewall::telemetry::Telemetry> {
@@ -595,6 +605,7 @@ fn init_logging(default: &str) -> Option<mcp_firewall::telemetry::Telemetry> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .with_target(false);
     // Traces do not depend on how verbose the logs are: the firewall's own
     // spans (info and up) are exported whatever RUST_LOG says.

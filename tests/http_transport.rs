@@ -668,6 +668,45 @@ async fn concurrent_sessions_each_see_only_their_own_sampling_request() {
     assert_eq!(sessions.len(), 8);
 }
 
+/// Logs read by no terminal carry no colour codes: MCP clients keep a
+/// server's stderr in log files, where escape codes are noise to read and
+/// to grep.
+#[test]
+fn logs_to_a_pipe_carry_no_terminal_escape_codes() {
+    let mut builder = wrap_fixture();
+    let (mut cmd, _audit) = builder.command();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env_remove("NO_COLOR")
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.starts_with("mcp-firewall: listening on ");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = lines.join("\n");
+    // The tokenless listener's warning, with its field, is logged before.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("principal=root")),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in piped logs: {text:?}"
+    );
+}
+
 /// A server request with no POST stream to carry it waits for the session's
 /// GET stream.
 #[tokio::test]
