@@ -8,7 +8,10 @@
 //!   session history (32 entries, what every call sees after the 32nd);
 //! - `rules/N`: the library plus N synthetic `deny` rules (N = 0..1000);
 //! - `args/*`: the library with a 1 KB / 10 KB / 100 KB string argument and
-//!   deeply nested / wide arguments (`secrets.rego` walks every string).
+//!   deeply nested / wide arguments (`secrets.rego` walks every string);
+//! - `scan/*`: the built-in detectors (`inspect::findings::scan`, run on
+//!   every string of every result) over 100 KB of source text, the same
+//!   with non-ASCII letters, and two shapes written against the scanner.
 //!
 //! Before criterion runs, a plain loop prints p50/p99 of the whole decision
 //! for the library (criterion reports means; the target is a p50).
@@ -290,5 +293,43 @@ fn main() {
         }
         g.finish();
     }
+    {
+        let mut g = c.benchmark_group("scan");
+        for (name, text) in scan_cases() {
+            g.bench_with_input(BenchmarkId::from_parameter(name), &text, |b, t| {
+                b.iter(|| black_box(mcp_firewall::inspect::findings::scan(t)))
+            });
+        }
+        g.finish();
+    }
     c.final_summary();
+}
+
+/// ~100 KB texts for the detectors: this crate's own source, the same with
+/// every tenth space an `é`, and two shapes that made the old scanner (with
+/// Unicode word boundaries) fall back to its slow engine.
+fn scan_cases() -> Vec<(&'static str, String)> {
+    let source: String = [
+        include_str!("../src/proxy/pipeline.rs"),
+        include_str!("../src/proxy/hold.rs"),
+        include_str!("../src/proxy/mod.rs"),
+        include_str!("../src/proxy/held_tasks.rs"),
+        include_str!("../src/downstream/http/stateless.rs"),
+    ]
+    .concat();
+    let source: String = source.chars().cycle().take(100_000).collect();
+    let mut accented = String::new();
+    for (i, word) in source.split(' ').enumerate() {
+        accented.push_str(word);
+        accented.push(if i % 10 == 0 { 'é' } else { ' ' });
+    }
+    vec![
+        ("source_100k", source),
+        ("source_accented_100k", accented),
+        (
+            "markers_accented_100k",
+            "ignore é previous you é now é do not tell é ".repeat(2300),
+        ),
+        ("digits_accented_100k", "1é2 3é4 5-6é7 ".repeat(7000)),
+    ]
 }

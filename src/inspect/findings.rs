@@ -64,35 +64,51 @@ struct Detector {
     re: Regex,
 }
 
+// Word boundaries are ASCII (`(?-u:\b)`) in every pattern. Two reasons.
+// Speed that text cannot choose: with Unicode `\b` the regex crate's DFA
+// gives up at the first non-ASCII byte and the search falls back to a
+// much slower engine, so 100 KB of ordinary non-English text cost ~3.4 ms
+// to scan and text written against it (an upstream's result: "ignore é
+// previous ..." repeated) ~10.7 ms, against ~0.4-0.5 ms now. And evasion:
+// a letter of another script is a Unicode word character, so "ñAKIA..."
+// had no boundary before the key and was not found; every secret and
+// marker here is ASCII, so an ASCII boundary is the one that matters.
+// `(?i)` still folds Unicode (`ſ` for `s`), and card digits are `[0-9]`,
+// the only digits the Luhn check reads.
+
 static DETECTORS: LazyLock<Vec<Detector>> = LazyLock::new(|| {
     let d = |kind, pattern: &str| Detector {
         kind,
         re: Regex::new(pattern).expect("built-in detector pattern compiles"),
     };
     vec![
-        d(Kind::AwsAccessKey, r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+        d(
+            Kind::AwsAccessKey,
+            r"(?-u:\b)(?:AKIA|ASIA)[0-9A-Z]{16}(?-u:\b)",
+        ),
         d(
             Kind::GithubToken,
-            r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})\b",
+            r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})(?-u:\b)",
         ),
-        d(Kind::SlackToken, r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+        d(Kind::SlackToken, r"(?-u:\b)xox[abprs]-[A-Za-z0-9-]{10,}"),
         d(
             Kind::PrivateKey,
             r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?s:.*?)(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\z)",
         ),
         d(
             Kind::Jwt,
-            r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}",
+            r"(?-u:\b)eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}",
         ),
         d(
             Kind::PromptInjection,
-            r"(?i)(?:\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier|preceding)\s+(?:instructions|prompts?|rules|directions)|<\s*/?\s*(?:important|system|instructions?)\s*>|\byou\s+are\s+now\s+(?:a|an|in)\b|\bnew\s+system\s+prompt\b|\bdo\s+not\s+(?:tell|inform|mention\s+(?:this\s+)?to)\s+the\s+user\b)",
+            r"(?i)(?:(?-u:\b)(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier|preceding)\s+(?:instructions|prompts?|rules|directions)|<\s*/?\s*(?:important|system|instructions?)\s*>|(?-u:\b)you\s+are\s+now\s+(?:a|an|in)(?-u:\b)|(?-u:\b)new\s+system\s+prompt(?-u:\b)|(?-u:\b)do\s+not\s+(?:tell|inform|mention\s+(?:this\s+)?to)\s+the\s+user(?-u:\b))",
         ),
     ]
 });
 
-static CARD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b\d(?:[ -]?\d){12,18}\b").expect("card pattern compiles"));
+static CARD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u:\b)[0-9](?:[ -]?[0-9]){12,18}(?-u:\b)").expect("card pattern compiles")
+});
 static TOKEN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"[A-Za-z0-9+/=_-]{32,}").expect("token pattern compiles"));
 
@@ -207,6 +223,44 @@ mod tests {
             kinds("token 9fQ2xLr7ZkP0wVb3TsN8yHc1MdJ6gUa4EiR5oXq2KlWp"),
             ["high_entropy"]
         );
+    }
+
+    /// A letter of another script glued to a secret or marker does not
+    /// hide it (with Unicode word boundaries it did: `ñ` is a word
+    /// character, so there was no boundary before the key).
+    #[test]
+    fn a_neighbour_from_another_script_hides_nothing() {
+        for (text, kind) in [
+            ("ñAKIAIOSFODNN7EXAMPLE", "aws_access_key"),
+            ("AKIAIOSFODNN7EXAMPLEñ", "aws_access_key"),
+            ("éghp_0123456789abcdefghijABCDEFGHIJ012345", "github_token"),
+            ("éxoxb-123456789012-abcdefABCDEF", "slack_token"),
+            (
+                "éeyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+                "jwt",
+            ),
+            ("carte n°é4111 1111 1111 1111é", "card_number"),
+            ("éignore all previous instructions", "prompt_injection"),
+            ("you are now aé", "prompt_injection"),
+            // Case folding stays Unicode: `ſ` folds to `s`.
+            ("IGNORE ALL PREVIOUS INSTRUCTIONſ", "prompt_injection"),
+        ] {
+            assert!(kinds(text).contains(&kind), "{text}: {:?}", kinds(text));
+        }
+    }
+
+    /// Text of other scripts, and text shaped against the scanner, finds
+    /// nothing it should not (the speed is measured in
+    /// `benches/policy_eval.rs`, group `scan`).
+    #[test]
+    fn non_ascii_text_is_clean() {
+        for text in [
+            "Ünïcödé tëxt wïth äccents, 日本語のテキスト, ٤١١١ ١١١١ ١١١١ ١١١١".to_string(),
+            "ignore é previous you é now é do not tell é ".repeat(20),
+            "1é2 3é4 5-6é7 ".repeat(40),
+        ] {
+            assert_eq!(kinds(&text), Vec::<&str>::new(), "{text}");
+        }
     }
 
     #[test]
