@@ -212,6 +212,14 @@ mod tests {
         cases.extend(
             ["", "ü/é", "\u{2028}\u{2029}", "\u{7f}", "日本", "😀 \u{0}"].map(String::from),
         );
+        // Every pair of ASCII bytes, and long text with escapes between
+        // runs of plain and non-ASCII text.
+        for a in 0u8..0x80 {
+            for b in 0u8..0x80 {
+                cases.push([char::from(a), char::from(b)].iter().collect());
+            }
+        }
+        cases.push("fn main() {\n\t\"é\\\u{1}\u{1f}\"\r\n}\u{8}\u{c}日本".repeat(500));
         for case in cases {
             let v = Value::String(case.clone());
             assert_eq!(

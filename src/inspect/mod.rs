@@ -174,11 +174,32 @@ const ALL_KINDS: [Kind; 8] = [
     Kind::PromptInjection,
 ];
 
+/// How many bytes `value` takes as compact JSON (what `serde_json::to_vec`
+/// would write), counted without writing it anywhere: a result is measured
+/// on every call, and a 100 KB one was copied into a buffer only to be
+/// measured.
+pub fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to a writer that cannot fail cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 /// Cut a result down to about `cap` bytes of JSON: text blocks are
 /// shortened, later blocks dropped, and a note says so. `Some((before,
 /// after))` when it cut.
 pub fn truncate(result: &mut Value, cap: usize) -> Option<(usize, usize)> {
-    let before = serde_json::to_vec(result).map(|v| v.len()).unwrap_or(0);
+    let before = json_len(result);
     if before <= cap {
         return None;
     }
@@ -186,9 +207,7 @@ pub fn truncate(result: &mut Value, cap: usize) -> Option<(usize, usize)> {
     if let Some(Value::Array(blocks)) = result.get_mut("content") {
         let mut kept = Vec::new();
         for mut block in std::mem::take(blocks) {
-            let size = serde_json::to_vec(&block)
-                .map(|v| v.len())
-                .unwrap_or(usize::MAX);
+            let size = json_len(&block);
             if size <= budget {
                 budget -= size;
                 kept.push(block);
@@ -211,10 +230,7 @@ pub fn truncate(result: &mut Value, cap: usize) -> Option<(usize, usize)> {
     if let Some(obj) = result.as_object_mut() {
         // Structured content cannot be shortened meaningfully: drop it when
         // it alone is over the cap.
-        let structured = obj
-            .get("structuredContent")
-            .and_then(|v| serde_json::to_vec(v).ok())
-            .map_or(0, |v| v.len());
+        let structured = obj.get("structuredContent").map_or(0, json_len);
         if structured > cap {
             obj.remove("structuredContent");
         }
@@ -225,13 +241,25 @@ pub fn truncate(result: &mut Value, cap: usize) -> Option<(usize, usize)> {
     if let Some(Value::Array(blocks)) = result.get_mut("content") {
         blocks.push(json!({"type": "text", "text": note}));
     }
-    let after = serde_json::to_vec(result).map(|v| v.len()).unwrap_or(0);
+    let after = json_len(result);
     Some((before, after))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_len_is_the_length_serde_json_writes() {
+        for v in [
+            json!(null),
+            json!("a \"quoted\" line\nbreak \u{1} é 日本"),
+            json!({"content": [{"type": "text", "text": "x".repeat(100_000)}], "isError": false}),
+            json!([1, 2.5, -3, {"k": [true, null]}]),
+        ] {
+            assert_eq!(json_len(&v), serde_json::to_vec(&v).unwrap().len(), "{v}");
+        }
+    }
 
     fn result() -> Value {
         json!({"content": [

@@ -184,10 +184,7 @@ impl Proxy {
         let mut shown = result.clone();
         if let Some(obj) = shown.as_object_mut() {
             obj.insert("findings".into(), findings);
-            obj.insert(
-                "size_bytes".into(),
-                json!(serde_json::to_vec(result).map_or(0, |v| v.len())),
-            );
+            obj.insert("size_bytes".into(), json!(inspect::json_len(result)));
             obj.insert("truncated".into(), json!(inspection.truncated.is_some()));
         }
         let fields = converted.as_object_mut().map_err(|e| PolicyError::Eval {
