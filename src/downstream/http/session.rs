@@ -430,19 +430,20 @@ fn refuse_server_request(session: &HttpSession, id: &Value, message: &Value) {
         session = %session.id,
         "refused a server-to-client request ({method}): the client is a stateless MCP 2026-07-28 client"
     );
-    let error = crate::jsonrpc::error_response(
-        id,
-        crate::jsonrpc::code::METHOD_NOT_FOUND,
-        &format!(
-            "{method} is not available: the client uses the stateless MCP 2026-07-28 lifecycle, which has no server-to-client requests"
-        ),
-        None,
-    );
+    let error = Message::Response {
+        id: id.clone(),
+        body: Err(crate::jsonrpc::error_object(
+            crate::jsonrpc::code::METHOD_NOT_FOUND,
+            &format!(
+                "{method} is not available: the client uses the stateless MCP 2026-07-28 lifecycle, which has no server-to-client requests"
+            ),
+        )),
+    };
     // On its own task: the proxy may queue messages for this very loop.
     let proxy = session.proxy.clone();
     session
         .scope
-        .spawn(async move { proxy.handle_bytes(error.to_string().as_bytes()).await });
+        .spawn(async move { proxy.handle_message(error).await });
 }
 
 #[cfg(test)]

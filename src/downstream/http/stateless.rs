@@ -659,11 +659,12 @@ fn reshape(mut response: Value, id: &Value, method: &str) -> Value {
     response
 }
 
-/// HTTP status of a JSON answer, as the 2026-07-28 transport maps errors.
+/// A JSON answer with the status [`status_of`] gives it.
 fn json(response: Value) -> Response {
     (status_of(&response), axum::Json(response)).into_response()
 }
 
+/// HTTP status of a JSON answer, as the 2026-07-28 transport maps errors.
 fn status_of(response: &Value) -> StatusCode {
     match response.pointer("/error/code").and_then(Value::as_i64) {
         Some(code::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
