@@ -127,27 +127,23 @@ static TOKEN_BYTES: [bool; 256] = {
 /// `[A-Za-z0-9+/=_-]` at least [`ENTROPY_MIN_LEN`] bytes long, what the
 /// regex `[A-Za-z0-9+/=_-]{32,}` finds (its class is ASCII, so a greedy
 /// leftmost match is exactly a maximal run), in one pass over the bytes:
-/// ~100 µs per 100 KB of source text against the regex's ~170, and ~30-55
-/// against ~165-225 on text with no or very long runs.
+/// ~70 µs per 100 KB of source text against the regex's ~170, and ~30-80
+/// against ~165-235 on the other shapes measured (docs/performance.md).
 fn token_runs(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let token = |b: &u8| TOKEN_BYTES[usize::from(*b)];
+    let token = |b: u8| TOKEN_BYTES[usize::from(b)];
     let bytes = text.as_bytes();
     let mut at = 0;
     std::iter::from_fn(move || {
         while at < bytes.len() {
-            let start = at
-                + bytes[at..]
-                    .iter()
-                    .position(token)
-                    .unwrap_or(bytes.len() - at);
-            let end = start
-                + bytes[start..]
-                    .iter()
-                    .position(|b| !token(b))
-                    .unwrap_or(bytes.len() - start);
-            at = end;
-            if end - start >= ENTROPY_MIN_LEN {
-                return Some((start, end));
+            while at < bytes.len() && !token(bytes[at]) {
+                at += 1;
+            }
+            let start = at;
+            while at < bytes.len() && token(bytes[at]) {
+                at += 1;
+            }
+            if at - start >= ENTROPY_MIN_LEN {
+                return Some((start, at));
             }
         }
         None
