@@ -11,7 +11,9 @@
 //!   deeply nested / wide arguments (`secrets.rego` walks every string);
 //! - `scan/*`: the built-in detectors (`inspect::findings::scan`, run on
 //!   every string of every result) over 100 KB of source text, the same
-//!   with non-ASCII letters, and two shapes written against the scanner.
+//!   with non-ASCII letters, two shapes written against the scanner, and
+//!   1 MB of high-entropy tokens (every one a finding);
+//! - `redact/*`: finding and redacting 1 MB of AWS key ids in one result.
 //!
 //! Before criterion runs, a plain loop prints p50/p99 of the whole decision
 //! for the library (criterion reports means; the target is a p50).
@@ -302,8 +304,49 @@ fn main() {
         }
         g.finish();
     }
+    {
+        // A result an upstream filled with secrets: every key found, every
+        // one redacted (both were quadratic in the number of findings).
+        // AWS access key ids: `AKIA` and 16 of `[A-Z2-7]`.
+        let text = tokens(1_000_000, "AKIA", &BASE64[..26], 16);
+        let result = serde_json::json!({"content": [{"type": "text", "text": text}]});
+        let rules = vec!["aws_access_key".to_string()];
+        let mut g = c.benchmark_group("redact");
+        g.sample_size(20);
+        g.bench_function("aws_keys_1m", |b| {
+            b.iter_batched(
+                || result.clone(),
+                |mut r| {
+                    let found = mcp_firewall::inspect::findings_in(&r);
+                    black_box(mcp_firewall::inspect::redact(&mut r, &rules, &found))
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.finish();
+    }
     c.final_summary();
 }
+
+/// Pseudo-random tokens, each `prefix` and `n` bytes of `alphabet`,
+/// separated by spaces, `len` bytes in all.
+fn tokens(len: usize, prefix: &str, alphabet: &[u8], n: usize) -> String {
+    let mut state = 0x2545_f491_u32;
+    let mut out = String::with_capacity(len + prefix.len() + n + 1);
+    while out.len() < len {
+        out.push_str(prefix);
+        for _ in 0..n {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            out.push(char::from(alphabet[state as usize % alphabet.len()]));
+        }
+        out.push(' ');
+    }
+    out
+}
+
+const BASE64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// ~100 KB texts for the detectors: this crate's own source, the same with
 /// every tenth space an `é`, and two shapes that made the old scanner (with
@@ -331,5 +374,7 @@ fn scan_cases() -> Vec<(&'static str, String)> {
             "ignore é previous you é now é do not tell é ".repeat(2300),
         ),
         ("digits_accented_100k", "1é2 3é4 5-6é7 ".repeat(7000)),
+        // ~30,000 high-entropy tokens: every one a finding.
+        ("tokens_1m", tokens(1_000_000, "", BASE64, 32)),
     ]
 }
