@@ -192,6 +192,21 @@ const ALL_KINDS: [Kind; 8] = [
     Kind::PromptInjection,
 ];
 
+/// A small deterministic generator for the detectors' tests (xorshift32).
+#[cfg(test)]
+pub(crate) struct Pseudo(pub u32);
+
+#[cfg(test)]
+impl Pseudo {
+    /// The next number below `n`.
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 17;
+        self.0 ^= self.0 << 5;
+        self.0 as usize % n
+    }
+}
+
 /// How many bytes `value` takes as compact JSON (what `serde_json::to_vec`
 /// would write), counted without writing it anywhere: a result is measured
 /// on every call, and a 100 KB one was copied into a buffer only to be
@@ -337,14 +352,11 @@ mod tests {
     #[test]
     fn redaction_rebuilds_each_string_as_span_by_span_replacement_would() {
         let text = "é AKIAIOSFODNN7EXAMPLE ".repeat(300);
-        let mut state = 0x2545_f491_u32;
+        let mut rng = Pseudo(0x2545_f491);
         let mut found = Vec::new();
         for i in 0..900 {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            let start = state as usize % text.len();
-            let end = (start + 1 + (state >> 8) as usize % 40).min(text.len() + 1);
+            let start = rng.below(text.len());
+            let end = (start + 1 + rng.below(40)).min(text.len() + 1);
             let kind = if i % 2 == 0 {
                 Kind::AwsAccessKey
             } else {
