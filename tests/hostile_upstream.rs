@@ -467,35 +467,63 @@ deny contains "no private keys leave this server" if {
 }
 
 /// Tools that appear after the first listing, disappear, or come back under
-/// another name are reported in the audit log and in `input.tool.pin`.
+/// another name are reported in the audit log and in `input.tool.pin`;
+/// several renamed in one listing are each matched with their own old name.
 #[test]
 fn added_removed_and_renamed_tools_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let tools = dir.path().join("tools.json");
-    let def = |name: &str| {
-        json!({"name": name, "description": "Looks up a record", "inputSchema": {"type": "object"},
+    let described = |name: &str, description: &str| {
+        json!({"name": name, "description": description, "inputSchema": {"type": "object"},
                "annotations": {"readOnlyHint": true}})
     };
+    let def = |name: &str| described(name, "Looks up a record");
     let announce =
         json!({"name": "announce", "description": "announces", "inputSchema": {"type": "object"}});
-    std::fs::write(&tools, json!([def("lookup"), announce]).to_string()).unwrap();
+    let others = |prefix: &str| -> Vec<Value> {
+        (0..5)
+            .map(|i| described(&format!("{prefix}{i}"), &format!("Tool number {i}")))
+            .collect()
+    };
+    let listing = |first: Value, prefix: &str| {
+        let mut all = vec![first, announce.clone()];
+        all.extend(others(prefix));
+        Value::Array(all).to_string()
+    };
+    std::fs::write(&tools, listing(def("lookup"), "old_")).unwrap();
     let mut fw = Builder::new()
         .rego(ALLOW_ALL)
         .env("TOOLS_FILE", tools.to_str().unwrap())
         .wrap(&["python3", &hostile()]);
     fw.initialize();
     assert_eq!(text(&fw.call("lookup", json!({}))), "ran lookup");
-    std::fs::write(&tools, json!([def("find_record"), announce]).to_string()).unwrap();
+    std::fs::write(&tools, listing(def("find_record"), "new_")).unwrap();
     fw.call("announce", json!({}));
     assert_eq!(text(&fw.call("find_record", json!({}))), "ran find_record");
     fw.wait_audit("removed", |r| {
         r["event"] == "tool.removed" && r["tool"] == "lookup"
     });
-    let renamed = fw.wait_audit("renamed", |r| r["event"] == "tool.renamed");
-    assert_eq!(
-        (renamed["from"].as_str(), renamed["to"].as_str()),
-        (Some("lookup"), Some("find_record"))
-    );
+    fw.wait_audit("renames", |r| {
+        r["event"] == "tool.renamed" && r["to"] == "new_4"
+    });
+    let mut renames: Vec<(String, String)> = fw
+        .audit_records()
+        .iter()
+        .filter(|r| r["event"] == "tool.renamed")
+        .map(|r| {
+            (
+                r["from"].as_str().unwrap().into(),
+                r["to"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    renames.sort();
+    let mut expected: Vec<(String, String)> = (0..5)
+        .map(|i| (format!("old_{i}"), format!("new_{i}")))
+        .collect();
+    expected.push(("lookup".into(), "find_record".into()));
+    expected.sort();
+    assert_eq!(renames, expected);
     let decided = fw.wait_audit("decision", |r| {
         r["event"] == "call.decided" && r["exposed_name"] == "find_record"
     });

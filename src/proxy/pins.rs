@@ -11,6 +11,8 @@
 //! Pinned fields: name, title, description, inputSchema, outputSchema,
 //! annotations. Other fields (icons, `_meta`) may change freely.
 
+use std::collections::HashMap;
+
 use chrono::SecondsFormat;
 use serde_json::{Map, Value, json};
 
@@ -145,10 +147,24 @@ impl Proxy {
         if removed.is_empty() {
             return;
         }
+        // Removed definitions by their canonical text: each added one is
+        // compared with those that read the same, not with every removed
+        // one (an upstream that swaps 10,000 tools for 10,000 others made
+        // that 10^8 comparisons of cloned definitions).
+        let mut by_text: HashMap<String, Vec<(&Pin, Value)>> = HashMap::new();
+        for r in &removed {
+            let def = without_name(&r.definition);
+            by_text
+                .entry(canonical_json(&def))
+                .or_default()
+                .push((r, def));
+        }
         for added in pins_of("tool.added") {
-            let Some(old) = removed
-                .iter()
-                .find(|r| without_name(&r.definition) == without_name(&added.definition))
+            let def = without_name(&added.definition);
+            let Some(old) = by_text
+                .get(&canonical_json(&def))
+                .and_then(|same| same.iter().find(|(_, d)| *d == def))
+                .map(|(r, _)| *r)
             else {
                 continue;
             };

@@ -9,22 +9,23 @@
 use serde_json::{Value, json};
 
 use super::Proxy;
-use crate::inspect::tooldefs::scan_tool;
+use crate::inspect::tooldefs::{ToolNames, scan_tool};
 use crate::upstream::{Entry, Named};
 
 impl Proxy {
     /// Scan every tool of a fresh listing; audit the flagged ones (once per
     /// definition and session).
     pub(super) fn scan_tools(&self, named: &Named) {
-        let mut scanned = Vec::new();
-        for entry in named.iter() {
-            let others: Vec<String> = named
-                .iter()
-                .filter(|o| o.server != entry.server)
-                .flat_map(|o| [o.name.clone(), o.exposed.clone()])
-                .collect();
-            scanned.push((entry, scan_tool(&entry.def, &others)));
-        }
+        let names = ToolNames::new(named.iter().flat_map(|e| {
+            [
+                (e.server.as_str(), e.name.as_str()),
+                (e.server.as_str(), e.exposed.as_str()),
+            ]
+        }));
+        let scanned: Vec<_> = named
+            .iter()
+            .map(|entry| (entry, scan_tool(&entry.def, &names, &entry.server)))
+            .collect();
         let mut cache = self.tool_findings.lock().expect("tool findings lock");
         for (entry, findings) in scanned {
             let known = cache
@@ -47,7 +48,7 @@ impl Proxy {
         let cache = self.tool_findings.lock().expect("tool findings lock");
         match cache.get(&entry.exposed) {
             Some((fp, findings)) if *fp == entry.fingerprint => json!(findings),
-            _ => json!(scan_tool(&entry.def, &[])),
+            _ => json!(scan_tool(&entry.def, &ToolNames::default(), &entry.server)),
         }
     }
 }

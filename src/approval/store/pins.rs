@@ -12,6 +12,8 @@
 //! - Observing a listing records the definition last seen next to the pin,
 //!   so `tools diff` can show what changed, and reports each change once.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -129,7 +131,10 @@ impl ApprovalStore {
                     }
                 }
             }
-            let listed: Vec<&str> = tools.iter().map(|t| t.name).collect();
+            // A set: an upstream chooses how many tools it lists, and a
+            // search of the list per known tool was quadratic (100,000
+            // listed tools took minutes).
+            let listed: HashSet<&str> = tools.iter().map(|t| t.name).collect();
             let known = tx
                 .query(
                     "SELECT tool FROM tool_pins WHERE upstream = ?1 AND removed_at IS NULL",
