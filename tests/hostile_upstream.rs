@@ -680,3 +680,59 @@ fn a_tool_decided_by_its_specialized_engine_is_still_checked_in_full() {
     let held = fw.call("lookup", json!({"q": "c"}));
     assert!(text(&held).starts_with("Approval pending"), "{held}");
 }
+
+/// An upstream that pages its listing forever is cut off after 100 pages,
+/// and one whose pages add up to more than 64 MiB of JSON is cut off once
+/// they do: the tools of the pages before are served, the cut is on record
+/// (`upstream.degraded`), and the listing stays bounded (100 pages of the
+/// 64 MiB a message may take were 6.4 GB the firewall would have parsed
+/// and kept).
+#[test]
+fn a_listing_that_never_ends_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools.json");
+    let tool = json!({"name": "t", "description": "a tool", "inputSchema": {"type": "object"}});
+    std::fs::write(&tools, json!([tool]).to_string()).unwrap();
+    let mut fw = Builder::new()
+        .rego(ALLOW_ALL)
+        .env("TOOLS_FILE", tools.to_str().unwrap())
+        .env("PAGES", "150")
+        .wrap(&["python3", &hostile()]);
+    fw.initialize();
+    let listed = fw.request("tools/list", json!({}));
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 100, "{names:?}");
+    assert_eq!((names[0], names[99]), ("t_p1", "t_p100"));
+    let cut = fw.wait_audit("degraded", |r| r["event"] == "upstream.degraded");
+    assert!(
+        cut["error"].as_str().unwrap().contains("after 100 pages"),
+        "{cut}"
+    );
+}
+
+#[test]
+fn a_listing_larger_than_64_mib_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools.json");
+    let tool = json!({"name": "t", "description": "a tool", "inputSchema": {"type": "object"}});
+    std::fs::write(&tools, json!([tool]).to_string()).unwrap();
+    // Pages of 1 MiB (one tool and a padding string): 70 are over the limit.
+    let mut fw = Builder::new()
+        .rego(ALLOW_ALL)
+        .env("TOOLS_FILE", tools.to_str().unwrap())
+        .env("PAGES", "70")
+        .env("PAGE_PAD", &(1 << 20).to_string())
+        .wrap(&["python3", &hostile()]);
+    fw.initialize();
+    let listed = fw.request("tools/list", json!({}));
+    let count = listed["result"]["tools"].as_array().unwrap().len();
+    assert!((60..70).contains(&count), "{count} tools listed");
+    let cut = fw.wait_audit("degraded", |r| r["event"] == "upstream.degraded");
+    let error = cut["error"].as_str().unwrap();
+    assert!(error.contains("over the 67108864-byte limit"), "{cut}");
+}

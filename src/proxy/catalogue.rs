@@ -12,11 +12,18 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::Proxy;
+use crate::inspect::json_len;
+use crate::upstream::connection::MAX_UPSTREAM_MESSAGE_BYTES;
 use crate::upstream::{ListMethod, Named, OwnRequest, Resources, Upstream};
 
 /// Pages fetched from one upstream for one listing. A server that keeps
 /// returning cursors beyond this is cut off rather than looping forever.
 const MAX_LIST_PAGES: usize = 100;
+/// Bytes of JSON one upstream's listing may take, every page together. A
+/// server that lists more is cut off, as one that pages forever is: what
+/// the firewall holds of a listing stays bounded (100 pages of the 64 MiB a
+/// message may take were 6.4 GB it would have parsed and kept).
+const MAX_LISTING_BYTES: usize = MAX_UPSTREAM_MESSAGE_BYTES;
 /// How long one upstream's whole listing (every page) may take. One slow or
 /// silent upstream must not hold up the others' tools: past this, it is left
 /// out of this listing and reported as degraded.
@@ -218,6 +225,7 @@ async fn fetch_pages(
     let deadline = tokio::time::Instant::now() + budget;
     let mut items = Vec::new();
     let mut cursor: Option<Value> = None;
+    let mut bytes = 0;
     for _ in 0..MAX_LIST_PAGES {
         let request = OwnRequest::List {
             method: list,
@@ -225,9 +233,16 @@ async fn fetch_pages(
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match upstream.own_request(request, left).await {
-            Ok(Ok(result)) => {
-                if let Some(Value::Array(page)) = result.get(key) {
-                    items.extend(page.iter().cloned());
+            Ok(Ok(mut result)) => {
+                bytes += json_len(&result);
+                if let Some(Value::Array(page)) = result.get_mut(key) {
+                    items.append(page);
+                }
+                if bytes > MAX_LISTING_BYTES {
+                    let problem = format!(
+                        "listing cut off after {bytes} bytes, over the {MAX_LISTING_BYTES}-byte limit"
+                    );
+                    return (items, Some(problem));
                 }
                 cursor = result.get("nextCursor").filter(|c| !c.is_null()).cloned();
                 if cursor.is_none() {
