@@ -681,6 +681,32 @@ fn a_tool_decided_by_its_specialized_engine_is_still_checked_in_full() {
     assert!(text(&held).starts_with("Approval pending"), "{held}");
 }
 
+/// The tool names a client is listed, and the `upstream.degraded` record,
+/// when the hostile upstream pages its one tool `t` over `pages` pages
+/// (`t_p1`, `t_p2`, ...), each also carrying `pad` bytes of padding.
+fn paged_listing(pages: usize, pad: usize) -> (Vec<String>, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools.json");
+    let tool = json!({"name": "t", "description": "a tool", "inputSchema": {"type": "object"}});
+    std::fs::write(&tools, json!([tool]).to_string()).unwrap();
+    let mut fw = Builder::new()
+        .rego(ALLOW_ALL)
+        .env("TOOLS_FILE", tools.to_str().unwrap())
+        .env("PAGES", &pages.to_string())
+        .env("PAGE_PAD", &pad.to_string())
+        .wrap(&["python3", &hostile()]);
+    fw.initialize();
+    let listed = fw.request("tools/list", json!({}));
+    let names = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    let cut = fw.wait_audit("degraded", |r| r["event"] == "upstream.degraded");
+    (names, cut)
+}
+
 /// An upstream that pages its listing forever is cut off after 100 pages,
 /// and one whose pages add up to more than 64 MiB of JSON is cut off once
 /// they do: the tools of the pages before are served, the cut is on record
@@ -689,26 +715,9 @@ fn a_tool_decided_by_its_specialized_engine_is_still_checked_in_full() {
 /// and kept).
 #[test]
 fn a_listing_that_never_ends_is_cut_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let tools = dir.path().join("tools.json");
-    let tool = json!({"name": "t", "description": "a tool", "inputSchema": {"type": "object"}});
-    std::fs::write(&tools, json!([tool]).to_string()).unwrap();
-    let mut fw = Builder::new()
-        .rego(ALLOW_ALL)
-        .env("TOOLS_FILE", tools.to_str().unwrap())
-        .env("PAGES", "150")
-        .wrap(&["python3", &hostile()]);
-    fw.initialize();
-    let listed = fw.request("tools/list", json!({}));
-    let names: Vec<&str> = listed["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let (names, cut) = paged_listing(150, 0);
     assert_eq!(names.len(), 100, "{names:?}");
-    assert_eq!((names[0], names[99]), ("t_p1", "t_p100"));
-    let cut = fw.wait_audit("degraded", |r| r["event"] == "upstream.degraded");
+    assert_eq!((names[0].as_str(), names[99].as_str()), ("t_p1", "t_p100"));
     assert!(
         cut["error"].as_str().unwrap().contains("after 100 pages"),
         "{cut}"
@@ -717,22 +726,13 @@ fn a_listing_that_never_ends_is_cut_off() {
 
 #[test]
 fn a_listing_larger_than_64_mib_is_cut_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let tools = dir.path().join("tools.json");
-    let tool = json!({"name": "t", "description": "a tool", "inputSchema": {"type": "object"}});
-    std::fs::write(&tools, json!([tool]).to_string()).unwrap();
     // Pages of 1 MiB (one tool and a padding string): 70 are over the limit.
-    let mut fw = Builder::new()
-        .rego(ALLOW_ALL)
-        .env("TOOLS_FILE", tools.to_str().unwrap())
-        .env("PAGES", "70")
-        .env("PAGE_PAD", &(1 << 20).to_string())
-        .wrap(&["python3", &hostile()]);
-    fw.initialize();
-    let listed = fw.request("tools/list", json!({}));
-    let count = listed["result"]["tools"].as_array().unwrap().len();
-    assert!((60..70).contains(&count), "{count} tools listed");
-    let cut = fw.wait_audit("degraded", |r| r["event"] == "upstream.degraded");
+    let (names, cut) = paged_listing(70, 1 << 20);
+    assert!(
+        (60..70).contains(&names.len()),
+        "{} tools listed",
+        names.len()
+    );
     let error = cut["error"].as_str().unwrap();
     assert!(error.contains("over the 67108864-byte limit"), "{cut}");
 }
