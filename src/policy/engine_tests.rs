@@ -581,3 +581,129 @@ fn a_constant_policy_that_fails_is_evaluated_and_fails_per_call() {
         assert!(set.evaluate(&json!({})).is_err(), "{body}");
     }
 }
+
+/// An engine holding `modules` (file name, text) and `data`, as the loader
+/// builds one.
+fn engine_with(modules: &[(&str, &str)], data: Value) -> regorus::Engine {
+    let mut engine = regorus::Engine::new();
+    for (name, text) in modules {
+        engine
+            .add_policy(name.to_string(), text.to_string())
+            .unwrap();
+    }
+    let data = regorus::Value::from_json_str(&data.to_string()).unwrap();
+    engine.add_data(data).unwrap();
+    engine
+}
+
+#[test]
+fn the_adapter_looks_up_only_rules_the_policy_can_define() {
+    // A rule, a package below the decision package, data at its path.
+    let mut engine = engine_with(
+        &[
+            (
+                "a.rego",
+                "package mcp.firewall\ndeny contains \"no\" if input.bad\nhelper := 1\n",
+            ),
+            ("b.rego", "package mcp.firewall.approval\napprovers := 2\n"),
+            ("c.rego", "package other\nallow := true\n"),
+        ],
+        json!({"mcp": {"firewall": {"message": "from data"}}}),
+    );
+    let defined = super::defined_rules(&mut engine, &["mcp", "firewall"]).unwrap();
+    let names: Vec<&str> = defined.iter().map(String::as_str).collect();
+    assert_eq!(names, ["approval", "deny", "helper", "message"]);
+    let text = super::adapter_text(PKG, Some(&defined));
+    for rule in ["deny", "message", "approval"] {
+        assert!(
+            text.contains(&format!("data.{PKG}.{rule}]")),
+            "{rule}: {text}"
+        );
+    }
+    for rule in ["allow", "hide", "approve", "warn"] {
+        assert!(
+            !text.contains(&format!("data.{PKG}.{rule}]")),
+            "{rule}: {text}"
+        );
+    }
+    // A rule of an enclosing package whose path leads into the decision
+    // package could define any of its names: every rule is looked up.
+    let mut engine = engine_with(
+        &[(
+            "a.rego",
+            "package mcp\nfirewall.deny contains \"x\" if true\n",
+        )],
+        json!({}),
+    );
+    assert!(super::defined_rules(&mut engine, &["mcp", "firewall"]).is_none());
+    assert!(super::adapter_text(PKG, None).contains(&format!("data.{PKG}.allow]")));
+    // The shipped library defines neither `message` nor `approval`.
+    let mut engine = engine_with(&[], json!({}));
+    for (name, text) in shipped_sources() {
+        engine.add_policy(name, text).unwrap();
+    }
+    let defined = super::defined_rules(&mut engine, &["mcp", "firewall"]).unwrap();
+    assert!(defined.contains("deny") && defined.contains("redact"));
+    assert!(!defined.contains("message") && !defined.contains("approval"));
+}
+
+/// The shipped library's policy files (tests excluded), name and text.
+fn shipped_sources() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rego"))
+        .filter(|p| !p.to_string_lossy().ends_with("_test.rego"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            (
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn rules_defined_by_data_a_sub_package_or_an_enclosing_package_are_read() {
+    // Were any of these left out of the adapter, its rule would read as
+    // undefined: a message lost, an approval's obligations dropped, a deny
+    // not seen.
+    let set = crate::policy::test_support::load(&[
+        (
+            "p.rego",
+            "package mcp.firewall\napprove contains \"held\" if input.hold\n",
+        ),
+        ("q.rego", "package mcp.firewall.approval\napprovers := 2\n"),
+        (
+            "data.json",
+            r#"{"mcp": {"firewall": {"message": "from data"}}}"#,
+        ),
+    ]);
+    let held = set.evaluate(&json!({"hold": true})).unwrap();
+    assert_eq!(held.message.as_deref(), Some("from data"));
+    assert_eq!(
+        held.decision,
+        Decision::Approve {
+            reasons: vec!["held".into()],
+            obligations: Some(json!({"approvers": 2})),
+        }
+    );
+    let set = crate::policy::test_support::load(&[
+        ("p.rego", "package mcp.firewall\nx := 1\n"),
+        (
+            "q.rego",
+            "package mcp\nfirewall.deny contains \"from mcp\" if input.bad\n",
+        ),
+    ]);
+    assert_eq!(
+        set.evaluate(&json!({"bad": true})).unwrap().decision,
+        Decision::Deny {
+            reasons: vec!["from mcp".into()]
+        }
+    );
+}

@@ -206,3 +206,18 @@ deny contains "hit" if {
     assert_eq!(denied(&set), vec!["hit".to_string()]);
     assert_eq!(set.response_skips(), 1);
 }
+
+/// A `deny` rule defined from an enclosing package (`package mcp` with
+/// `firewall.deny`) is a decision rule the walk does not key as `deny`:
+/// results are then judged by the whole policy, that rule included.
+#[test]
+fn a_deny_rule_defined_from_an_enclosing_package_judges_results() {
+    let outer = "package mcp\nfirewall.deny contains \"leak\" if contains(json.marshal(input.result), \"LEAK\")\n";
+    let set = load(&[("a.rego", REQUEST_ONLY), ("b.rego", outer)]);
+    assert!(
+        denied(&set).contains(&"leak".to_string()),
+        "{:?}",
+        denied(&set)
+    );
+    assert_eq!(set.response_skips(), 0);
+}

@@ -165,6 +165,18 @@ impl Graph {
         })
     }
 
+    /// Whether a rule of a package enclosing `package` leads into it
+    /// (`package mcp` with `firewall.deny contains ...`): then a decision
+    /// rule can be defined outside its own package, where roots keyed by the
+    /// decision package (`(package, "deny")`) do not look.
+    pub(super) fn defines_into(&self, package: &[&str]) -> bool {
+        (1..package.len()).any(|len| {
+            self.packages
+                .iter()
+                .any(|(path, names)| *path == package[..len] && names.contains(package[len]))
+        })
+    }
+
     /// Every rule `roots` reach through the rules they use, roots included.
     pub(super) fn reached<'a>(&self, roots: impl IntoIterator<Item = &'a Key>) -> BTreeSet<Key> {
         let mut reached = BTreeSet::new();
@@ -266,7 +278,7 @@ fn blank_out(text: &mut String, start: usize, end: usize) -> Option<()> {
     Some(())
 }
 
-fn package_path(module: &Module) -> Option<Vec<String>> {
+pub(super) fn package_path(module: &Module) -> Option<Vec<String>> {
     let (root, path) = literal_path(&module.package.refr);
     let Expr::Var { span, .. } = root else {
         return None;
