@@ -106,10 +106,10 @@ impl PolicySet {
             return Err(no_package());
         }
         // One walk of the policy serves every analysis of it below.
-        // A decision rule defined from an enclosing package is beyond the
-        // analyses: the whole policy decides every input.
-        let graph =
-            Graph::build(&mut engine, ADAPTER_PACKAGE).filter(|g| !g.defines_into(&components));
+        // A decision rule defined from an enclosing package or by a package
+        // below is beyond the analyses: the whole policy decides every input.
+        let graph = Graph::build(&mut engine, ADAPTER_PACKAGE)
+            .filter(|g| !g.defines_into(&components, &RULES));
         let (request_free, whole_response_free) = input_free(graph.as_ref(), &components);
         let trimmed = graph
             .as_ref()
@@ -142,7 +142,7 @@ impl PolicySet {
         let response = trimmed.and_then(|(sources, skipped)| {
             let mut response = loader::build_engine(&sources, EVAL_TIME_LIMIT).ok()?;
             let graph = Graph::build(&mut response, ADAPTER_PACKAGE)
-                .filter(|g| !g.defines_into(&components));
+                .filter(|g| !g.defines_into(&components, &RULES));
             let (_, free) = input_free(graph.as_ref(), &components);
             results = specialize(graph.as_ref(), &sources, Phase::Response);
             add_adapter(&mut response, package).ok()?;

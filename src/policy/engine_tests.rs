@@ -707,3 +707,27 @@ fn rules_defined_by_data_a_sub_package_or_an_enclosing_package_are_read() {
         }
     );
 }
+
+#[test]
+fn obligations_from_a_package_named_after_the_rule_are_read_from_the_input() {
+    // `data.mcp.firewall.approval` is this package's rules; it reads the
+    // input, so the decision cannot be known at load (it was: `{}`, the
+    // two-approver requirement dropped).
+    let set = crate::policy::test_support::load(&[
+        (
+            "p.rego",
+            "package mcp.firewall\napprove contains \"held\" if true\n",
+        ),
+        (
+            "q.rego",
+            "package mcp.firewall.approval\napprovers := input.n\n",
+        ),
+    ]);
+    assert_eq!(
+        set.evaluate(&json!({"n": 2})).unwrap().decision,
+        Decision::Approve {
+            reasons: vec!["held".into()],
+            obligations: Some(json!({"approvers": 2})),
+        }
+    );
+}

@@ -165,16 +165,23 @@ impl Graph {
         })
     }
 
-    /// Whether a rule of a package enclosing `package` leads into it
-    /// (`package mcp` with `firewall.deny contains ...`): then a decision
-    /// rule can be defined outside its own package, where roots keyed by the
-    /// decision package (`(package, "deny")`) do not look.
-    pub(super) fn defines_into(&self, package: &[&str]) -> bool {
-        (1..package.len()).any(|len| {
+    /// Whether one of `rules` of `package` can be defined where roots keyed
+    /// by the package (`(package, "deny")`) do not look: by a rule of an
+    /// enclosing package whose path leads into it (`package mcp` with
+    /// `firewall.deny contains ...`), or by a package below it named after
+    /// the rule (`package mcp.firewall.approval` with `approvers := ...`).
+    pub(super) fn defines_into(&self, package: &[&str], rules: &[&str]) -> bool {
+        let from_outside = (1..package.len()).any(|len| {
             self.packages
                 .iter()
                 .any(|(path, names)| *path == package[..len] && names.contains(package[len]))
-        })
+        });
+        let from_below = self.packages.keys().any(|path| {
+            path.len() > package.len()
+                && path[..package.len()] == *package
+                && rules.contains(&path[package.len()].as_str())
+        });
+        from_outside || from_below
     }
 
     /// Every rule `roots` reach through the rules they use, roots included.
