@@ -736,3 +736,51 @@ fn a_listing_larger_than_64_mib_is_cut_off() {
     let error = cut["error"].as_str().unwrap();
     assert!(error.contains("over the 67108864-byte limit"), "{cut}");
 }
+
+/// A definition over 256 KiB is left out of the listing and cannot be
+/// called: every call's input and audit record carry the definition of what
+/// it calls, so a 60 MB description would cost the firewall a 60 MB record
+/// per call. The rest of the listing is served; the omission is on record.
+#[test]
+fn a_tool_definition_over_256_kib_is_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools.json");
+    let definition = |name: &str, description: String| {
+        json!({"name": name, "description": description, "inputSchema": {"type": "object"},
+               "annotations": {"readOnlyHint": true}})
+    };
+    let listed = json!([
+        definition("huge", "word ".repeat(60_000)),
+        // Just under the limit: still served.
+        definition("large", "x".repeat(256 * 1024 - 200)),
+        definition("echo", "echoes".into()),
+    ]);
+    std::fs::write(&tools, listed.to_string()).unwrap();
+    let mut fw = Builder::new()
+        .rego(ALLOW_ALL)
+        .env("TOOLS_FILE", tools.to_str().unwrap())
+        .wrap(&["python3", &hostile()]);
+    fw.initialize();
+    let names: Vec<String> = fw.request("tools/list", json!({}))["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["large", "echo"]);
+    let left_out = fw.wait_audit("degraded", |r| r["event"] == "upstream.degraded");
+    let error = left_out["error"].as_str().unwrap();
+    assert!(
+        error.contains("1 definition(s) over the 262144-byte limit left out: huge (300"),
+        "{left_out}"
+    );
+    let call = fw.call("huge", json!({}));
+    assert!(
+        call["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown tool"),
+        "{call}"
+    );
+    assert_eq!(text(&fw.call("large", json!({}))), "ran large");
+}

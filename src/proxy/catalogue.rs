@@ -24,6 +24,16 @@ const MAX_LIST_PAGES: usize = 100;
 /// the firewall holds of a listing stays bounded (100 pages of the 64 MiB a
 /// message may take were 6.4 GB it would have parsed and kept).
 const MAX_LISTING_BYTES: usize = MAX_UPSTREAM_MESSAGE_BYTES;
+/// Bytes of JSON one listed item (a tool, prompt, resource or template
+/// definition) may take. Every decision's input and audit record carry the
+/// definition of what is called, so an upstream listing a 60 MB description
+/// would make each call to that tool cost the firewall a 60 MB record (a
+/// 1 MB one: 2 ms of CPU and 1 MB of log per call). Real definitions are a
+/// few KB; one over this is left out of the listing (it cannot be called)
+/// and the omission is on record.
+const MAX_ITEM_BYTES: usize = 256 * 1024;
+/// How many left-out items an `upstream.degraded` record names.
+const NAMED_OMISSIONS: usize = 10;
 /// How long one upstream's whole listing (every page) may take. One slow or
 /// silent upstream must not hold up the others' tools: past this, it is left
 /// out of this listing and reported as degraded.
@@ -215,15 +225,41 @@ fn declares(init: &Value, capability: &str) -> bool {
 
 /// Fetch every page of one listing within `budget` (the smaller of
 /// [`CATALOGUE_TIMEOUT`] and the upstream's own deadline); what was fetched,
-/// and why the listing is incomplete if it is.
+/// and why the listing is incomplete if it is (cut off, failed, or items
+/// over [`MAX_ITEM_BYTES`] left out).
 async fn fetch_pages(
     upstream: &Upstream,
     list: ListMethod,
     key: &str,
     budget: std::time::Duration,
 ) -> (Vec<Value>, Option<String>) {
+    let (items, problem, mut oversized) = fetch_bounded(upstream, list, key, budget).await;
+    let omitted = (!oversized.is_empty()).then(|| {
+        let count = oversized.len();
+        oversized.truncate(NAMED_OMISSIONS);
+        format!(
+            "{count} definition(s) over the {MAX_ITEM_BYTES}-byte limit left out: {}",
+            oversized.join(", ")
+        )
+    });
+    let problem = match (problem, omitted) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    };
+    (items, problem)
+}
+
+/// [`fetch_pages`]'s pages, with the items over [`MAX_ITEM_BYTES`] taken
+/// out (named with their size in the third part).
+async fn fetch_bounded(
+    upstream: &Upstream,
+    list: ListMethod,
+    key: &str,
+    budget: std::time::Duration,
+) -> (Vec<Value>, Option<String>, Vec<String>) {
     let deadline = tokio::time::Instant::now() + budget;
     let mut items = Vec::new();
+    let mut oversized = Vec::new();
     let mut cursor: Option<Value> = None;
     let mut bytes = 0;
     for _ in 0..MAX_LIST_PAGES {
@@ -236,25 +272,46 @@ async fn fetch_pages(
             Ok(Ok(mut result)) => {
                 bytes += json_len(&result);
                 if let Some(Value::Array(page)) = result.get_mut(key) {
+                    page.retain(|item| {
+                        let size = json_len(item);
+                        let fits = size <= MAX_ITEM_BYTES;
+                        if !fits {
+                            oversized.push(format!("{} ({size} bytes)", item_label(item)));
+                        }
+                        fits
+                    });
                     items.append(page);
                 }
                 if bytes > MAX_LISTING_BYTES {
                     let problem = format!(
                         "listing cut off after {bytes} bytes, over the {MAX_LISTING_BYTES}-byte limit"
                     );
-                    return (items, Some(problem));
+                    return (items, Some(problem), oversized);
                 }
                 cursor = result.get("nextCursor").filter(|c| !c.is_null()).cloned();
                 if cursor.is_none() {
-                    return (items, None);
+                    return (items, None, oversized);
                 }
             }
-            Ok(Err(error)) => return (items, Some(format!("listing failed: {error}"))),
-            Err(e) => return (items, Some(format!("listing failed: {e}"))),
+            Ok(Err(error)) => {
+                return (items, Some(format!("listing failed: {error}")), oversized);
+            }
+            Err(e) => return (items, Some(format!("listing failed: {e}")), oversized),
         }
     }
-    (
-        items,
-        Some(format!("listing cut off after {MAX_LIST_PAGES} pages")),
-    )
+    let problem = format!("listing cut off after {MAX_LIST_PAGES} pages");
+    (items, Some(problem), oversized)
+}
+
+/// A listed item's name (or URI, or URI template) for a record, at most 100
+/// characters of it: the name itself may be what is oversized.
+fn item_label(item: &Value) -> String {
+    let label = ["name", "uri", "uriTemplate"]
+        .iter()
+        .find_map(|k| item.get(*k).and_then(Value::as_str))
+        .unwrap_or("(unnamed)");
+    match label.char_indices().nth(100) {
+        Some((cut, _)) => format!("{}...", &label[..cut]),
+        None => label.to_string(),
+    }
 }
