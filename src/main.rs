@@ -306,6 +306,10 @@ pub struct DecisionArgs {
     /// Seconds a held call waits before answering "pending, call again" (default 50).
     #[arg(long)]
     pub approval_wait: Option<u64>,
+    /// Unexpired pending approval requests one principal may have; calls held
+    /// past it are refused (default 50).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub approval_max_pending: Option<u64>,
     /// Approvers' public keys (OpenSSH allowed_signers: `NAME ssh-ed25519 KEY`).
     /// CLI answers count only when signed by a key registered for the approver.
     #[arg(long)]

@@ -1259,3 +1259,66 @@ fn a_locked_approval_database_stalls_only_the_calls_that_need_it() {
         );
     }
 }
+
+/// One principal's pending requests are bounded: past the limit a call that
+/// would be held is refused and recorded, so a looping agent cannot bury the
+/// approvers in requests. A repeat of a pending call is not a new request;
+/// a decided request frees its place; another principal sharing the store
+/// still files its own.
+#[test]
+fn a_principal_cannot_file_more_pending_requests_than_the_limit() {
+    let data = tempfile::tempdir().unwrap();
+    let limit = ["--approval-max-pending", "2"];
+    let mut fw = firewall(HOLD_WRITES, data.path(), 0, &limit);
+    let note = |name: &str| json!({"name": name, "content": "x"});
+    let first = fw.call("write_note", note("a"));
+    assert!(text(&first).starts_with("Approval pending"), "{first}");
+    let second = fw.call("write_note", note("b"));
+    assert!(text(&second).starts_with("Approval pending"), "{second}");
+    let repeat = fw.call("write_note", note("a"));
+    assert_eq!(approval_id(&repeat), approval_id(&first));
+
+    let third = fw.call("write_note", note("c"));
+    assert_eq!(third["result"]["isError"], true, "{third}");
+    assert!(
+        text(&third).contains("alice already has 2 approval requests pending (the limit is 2)"),
+        "{third}"
+    );
+    let failed = fw.wait_audit("approval.failed", |r| r["event"] == "approval.failed");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the limit is 2"),
+        "{failed}"
+    );
+
+    let (ok, out) = answer(
+        data.path(),
+        "deny",
+        &approval_id(&first),
+        "carol",
+        "carol",
+        "no",
+    );
+    assert!(ok, "{out}");
+    let after = fw.call("write_note", note("c"));
+    assert!(text(&after).starts_with("Approval pending"), "{after}");
+
+    let mut bob = Builder::new()
+        .rego(HOLD_WRITES)
+        .data_dir(data.path())
+        .approval_wait(0)
+        .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
+        .args(&[
+            "--principal",
+            "bob",
+            "--approvers",
+            &approvers_file(data.path()),
+        ])
+        .args(&limit)
+        .wrap_fixture();
+    bob.initialize();
+    let theirs = bob.call("write_note", note("d"));
+    assert!(text(&theirs).starts_with("Approval pending"), "{theirs}");
+}

@@ -76,6 +76,10 @@ pub struct ApprovalSettings {
     /// held call answers at once and waits for its approval as a task
     /// (`[approval] tasks`, `--approval-tasks`).
     pub tasks: bool,
+    /// `[approval] max_pending_per_principal`: how many unexpired pending
+    /// requests one principal may have; a call held past it is refused, so
+    /// one agent cannot bury the approvers (and the others' requests).
+    pub max_pending_per_principal: usize,
 }
 
 /// `[approval.oidc]`, validated; the secret is read at start-up.
@@ -116,6 +120,11 @@ impl ApprovalSettings {
     }
 }
 
+/// Pending approval requests one principal may have at once, by default:
+/// far more than approvers answer in one sitting, far fewer than a looping
+/// agent would file.
+pub const DEFAULT_MAX_PENDING_PER_PRINCIPAL: usize = 50;
+
 impl Default for ApprovalSettings {
     fn default() -> Self {
         ApprovalSettings {
@@ -132,6 +141,7 @@ impl Default for ApprovalSettings {
             directory: Vec::new(),
             console_url: None,
             tasks: false,
+            max_pending_per_principal: DEFAULT_MAX_PENDING_PER_PRINCIPAL,
             oidc: None,
             slack: None,
             teams: None,

@@ -480,6 +480,9 @@ fn apply_decision_flags(args: &DecisionArgs, config: &mut Config) -> anyhow::Res
     if let Some(secs) = args.approval_wait {
         approval.wait = std::time::Duration::from_secs(secs);
     }
+    if let Some(n) = args.approval_max_pending {
+        approval.max_pending_per_principal = usize::try_from(n).unwrap_or(usize::MAX);
+    }
     if let Some(dir) = &args.data_dir {
         approval.data_dir = dir.clone();
     }

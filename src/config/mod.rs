@@ -398,6 +398,18 @@ impl Validator<'_> {
             settings.approvers_file = Some(self.path(file));
         }
         settings.tasks = raw.tasks.unwrap_or(false);
+        match raw.max_pending_per_principal {
+            None => {}
+            Some(0) => {
+                return Err(self.err(
+                    "approval.max_pending_per_principal",
+                    "expected a positive number of requests".into(),
+                ));
+            }
+            Some(n) => {
+                settings.max_pending_per_principal = usize::try_from(n).unwrap_or(usize::MAX)
+            }
+        }
         if let Some(url) = &raw.console_url {
             check_console_url(url).map_err(|m| self.err("approval.console_url", m))?;
             settings.console_url = Some(url.trim_end_matches('/').to_string());

@@ -125,6 +125,8 @@ pub struct RawApproval {
     pub console_url: Option<String>,
     /// Held calls become MCP tasks for clients that ask for them.
     pub tasks: Option<bool>,
+    /// Unexpired pending requests one principal may have.
+    pub max_pending_per_principal: Option<u64>,
     pub oidc: Option<RawOidc>,
     pub slack: Option<RawSlack>,
     pub teams: Option<RawTeams>,

@@ -57,7 +57,11 @@ impl Proxy {
             grant_ttl: chrono::Duration::from_std(obligations.timeout)
                 .map_err(|e| e.to_string())?,
         };
-        let record = approvals.store.create(&new).map_err(|e| e.to_string())?;
+        let limit = approvals.settings.max_pending_per_principal;
+        let record = approvals
+            .store
+            .create_within(&new, limit)
+            .map_err(|e| e.to_string())?;
         let audit = json!({"approval_id": id, "decision_id": req.decision_id, "digest": digest, "approval": document["approval"]});
         approvals
             .audit()

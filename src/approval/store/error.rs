@@ -51,6 +51,16 @@ pub enum StoreError {
     /// A new approval request that cannot be honoured as written.
     #[error("invalid approval request: {0}")]
     InvalidApproval(String),
+    /// The requester has as many pending requests as it may have.
+    #[error(
+        "{principal} already has {pending} approval requests pending (the limit is {limit}); \
+         wait until approvers answer them or they expire"
+    )]
+    TooManyPending {
+        principal: String,
+        pending: usize,
+        limit: usize,
+    },
     /// No approval with this id.
     #[error("no approval request with id {0:?}")]
     NotFound(String),

@@ -148,6 +148,41 @@ impl ApprovalStore {
         })
     }
 
+    /// [`ApprovalStore::create`], unless the requester already has `limit`
+    /// pending requests that have not expired: then nothing is recorded and
+    /// the count is the error. Counted in the insert's own transaction.
+    pub fn create_within(
+        &self,
+        new: &NewApproval,
+        limit: usize,
+    ) -> Result<ApprovalRecord, StoreError> {
+        validate(new)?;
+        self.write(|tx| {
+            let pending = tx
+                .query(
+                    "SELECT COUNT(*) FROM approvals
+                     WHERE principal = ?1 AND status = ?2 AND expires_at > ?3",
+                    vals![
+                        new.principal.as_str(),
+                        Status::Pending.as_str(),
+                        micros(new.created_at)
+                    ],
+                )?
+                .first()
+                .map_or(Ok(0), |row| row.int(0))?;
+            let pending = usize::try_from(pending).unwrap_or(usize::MAX);
+            if pending >= limit {
+                return Err(StoreError::TooManyPending {
+                    principal: new.principal.clone(),
+                    pending,
+                    limit,
+                });
+            }
+            insert_approval(tx, new)?;
+            load_record(tx, &new.id)?.ok_or_else(|| StoreError::NotFound(new.id.clone()))
+        })
+    }
+
     pub fn get(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
         self.read(|db| load_record(db, id))
     }

@@ -237,6 +237,35 @@ fn pending_for_digest_ignores_expired_and_decided() {
 }
 
 #[test]
+fn pending_requests_are_counted_per_principal_up_to_the_limit() {
+    let (_dir, store) = open();
+    let by = |id: &str, who: &str, secs: i64| {
+        with(request(id, id), |n| {
+            n.principal = who.into();
+            n.created_at = at(secs);
+        })
+    };
+    store.create_within(&by("a1", "alice", 0), 2).unwrap();
+    store.create_within(&by("a2", "alice", 1), 2).unwrap();
+    match store.create_within(&by("a3", "alice", 2), 2) {
+        Err(StoreError::TooManyPending {
+            principal,
+            pending: 2,
+            limit: 2,
+        }) => assert_eq!(principal, "alice"),
+        other => panic!("{other:?}"),
+    }
+    assert!(store.get("a3").unwrap().is_none(), "nothing recorded");
+    // Another principal has its own count.
+    store.create_within(&by("b1", "bob", 2), 2).unwrap();
+    // A decided request no longer counts; nor does an expired one.
+    store.answer("a1", &deny("bob"), at(3)).unwrap();
+    store.create_within(&by("a3", "alice", 4), 2).unwrap();
+    let late = with(by("a4", "alice", 600), |n| n.expires_at = at(1200));
+    store.create_within(&late, 2).unwrap();
+}
+
+#[test]
 fn every_answer_rejection() {
     let (_dir, store) = open();
     store
@@ -701,6 +730,10 @@ fn the_store_suite_runs_on_postgresql() {
         ("create_get_list_round_trip", create_get_list_round_trip),
         ("duplicate_id_is_refused", duplicate_id_is_refused),
         ("invalid_requests_are_refused", invalid_requests_are_refused),
+        (
+            "pending_requests_are_counted_per_principal_up_to_the_limit",
+            pending_requests_are_counted_per_principal_up_to_the_limit,
+        ),
         (
             "pending_for_digest_ignores_expired_and_decided",
             pending_for_digest_ignores_expired_and_decided,
