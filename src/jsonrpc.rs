@@ -31,6 +31,9 @@ pub mod code {
     /// The request was refused before forwarding because the audit record
     /// could not be written (fail closed).
     pub const AUDIT_UNAVAILABLE: i64 = -32004;
+    /// The session has as many requests in flight as it may: this one was
+    /// not worked on; send it again once answers come back.
+    pub const TOO_MANY_REQUESTS: i64 = -32005;
 }
 
 /// One classified JSON-RPC message.

@@ -784,3 +784,46 @@ fn a_tool_definition_over_256_kib_is_left_out() {
     );
     assert_eq!(text(&fw.call("large", json!({}))), "ran large");
 }
+
+/// A client that sends requests without waiting for answers (here: to a
+/// tool the upstream never answers) gets at most 256 worked on at once; the
+/// rest are refused at once with `-32005` (each in-flight call holds ~25 KB:
+/// 20,000 of them held 522 MB). The first refusal of the run is on record,
+/// and places come back as calls end.
+#[test]
+fn a_session_works_on_at_most_256_requests_at_once() {
+    let mut fw = start(&["--upstream-timeout", "2"], &[]);
+    let ids: Vec<Value> = (0..300)
+        .map(|_| fw.send_request("tools/call", json!({"name": "hang", "arguments": {}})))
+        .collect();
+    let mut refused = 0;
+    for id in &ids[256..] {
+        let resp = fw.response(id);
+        assert_eq!(resp["error"]["code"], -32005, "{resp}");
+        assert!(
+            resp["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("too many requests in flight in this session (256)"),
+            "{resp}"
+        );
+        refused += 1;
+    }
+    assert_eq!(refused, 44);
+    let throttled = fw.wait_audit("throttled", |r| r["event"] == "session.throttled");
+    assert_eq!(throttled["limit"], 256, "{throttled}");
+    // The 256 time out upstream; then the session takes calls again.
+    for id in &ids[..256] {
+        assert_eq!(fw.response(id)["error"]["code"], -32003);
+    }
+    assert_eq!(
+        text(&fw.call("echo", json!({"again": true}))),
+        r#"{"again": true}"#
+    );
+    let records = fw.audit_records();
+    let runs = records
+        .iter()
+        .filter(|r| r["event"] == "session.throttled")
+        .count();
+    assert_eq!(runs, 1, "one record for the run of refusals");
+}

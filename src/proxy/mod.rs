@@ -51,7 +51,7 @@ mod tools;
 pub mod urls;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use shared::{PolicyCell, RateCounters, Shared};
@@ -78,6 +78,24 @@ use session::Session;
 /// Messages queued for the client before the proxy waits for the writer.
 pub const CLIENT_QUEUE: usize = 1024;
 
+/// Client requests one session may have in flight. Each is a task holding
+/// its input, its decision and its upstream request until answered (~25 KB:
+/// 20,000 calls an upstream never answered held 522 MB), so a client that
+/// sends without waiting for answers is refused past this instead of
+/// growing the firewall without bound. Responses and notifications from the
+/// client are still read (a call in flight may be waiting for one).
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 256;
+
+/// One client request's place among [`MAX_REQUESTS_IN_FLIGHT`], given back
+/// when its task ends (or is dropped with the session).
+struct RequestSlot(Arc<AtomicUsize>);
+
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The firewall for one client session.
 pub struct Proxy {
     upstreams: Vec<Arc<Upstream>>,
@@ -97,6 +115,11 @@ pub struct Proxy {
     /// Client requests being worked on, by the client's id, so a
     /// `notifications/cancelled` can stop them.
     inflight: Mutex<HashMap<String, CancellationToken>>,
+    /// How many client requests have a task now (at most
+    /// [`MAX_REQUESTS_IN_FLIGHT`]), and whether the last one was refused for
+    /// it (so each run of refusals is recorded once).
+    working: Arc<AtomicUsize>,
+    throttled: AtomicBool,
     /// Server-to-client requests relayed to the client, by our id.
     relayed: Mutex<HashMap<String, notifications::Relayed>>,
     relay_seq: AtomicU64,
@@ -162,6 +185,8 @@ impl Proxy {
             initialized: AtomicBool::new(false),
             initializing: tokio::sync::watch::Sender::new(false),
             inflight: Mutex::new(HashMap::new()),
+            working: Arc::new(AtomicUsize::new(0)),
+            throttled: AtomicBool::new(false),
             relayed: Mutex::new(HashMap::new()),
             relay_seq: AtomicU64::new(1),
             forwarding: Mutex::new(HashMap::new()),
@@ -225,15 +250,56 @@ impl Proxy {
                 });
             }
             Message::Request { id, method, params } => {
+                let Some(slot) = self.request_slot() else {
+                    self.refuse_busy(&id, &method).await;
+                    return;
+                };
                 let proxy = self.clone();
-                self.scope
-                    .spawn(async move { proxy.handle_request(id, method, params).await });
+                self.scope.spawn(async move {
+                    proxy.handle_request(id, method, params).await;
+                    drop(slot);
+                });
             }
             Message::Notification { method, params } => {
                 self.client_notification(&method, params).await
             }
             Message::Response { id, body } => self.client_response(id, body).await,
         }
+    }
+
+    /// A place for one more client request, if the session has one.
+    fn request_slot(&self) -> Option<RequestSlot> {
+        self.working
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_REQUESTS_IN_FLIGHT).then_some(n + 1)
+            })
+            .ok()?;
+        self.throttled.store(false, Ordering::Release);
+        Some(RequestSlot(self.working.clone()))
+    }
+
+    /// Refuse a request the session has no place for. The first refusal of
+    /// a run is on the log (`session.throttled`); the rest are answered only.
+    async fn refuse_busy(&self, id: &Value, method: &str) {
+        if !self.throttled.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                session = %self.session.id,
+                "the client has {MAX_REQUESTS_IN_FLIGHT} requests in flight; refusing more until some are answered"
+            );
+            let record = serde_json::json!({"session_id": self.session.id, "method": method,
+                                "limit": MAX_REQUESTS_IN_FLIGHT});
+            if let Err(e) = self.shared.audit.append("session.throttled", record) {
+                tracing::error!("audit write failed: {e}");
+            }
+        }
+        let error = jsonrpc::error_object(
+            jsonrpc::code::TOO_MANY_REQUESTS,
+            &format!(
+                "too many requests in flight in this session ({MAX_REQUESTS_IN_FLIGHT}); \
+                 this one was not run: send it again once answers come back"
+            ),
+        );
+        self.send(jsonrpc::response_message(id, Err(error))).await;
     }
 
     /// Answer a message the transport could not even read (e.g. too large).
