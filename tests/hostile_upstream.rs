@@ -827,3 +827,51 @@ fn a_session_works_on_at_most_256_requests_at_once() {
         .count();
     assert_eq!(runs, 1, "one record for the run of refusals");
 }
+
+/// A task-augmented call is answered at once and runs on as the firewall's
+/// task, so tasks have a bound of their own (256 running per session): past
+/// it a call is refused with `-32005`, and the client can still look at and
+/// cancel the tasks it has, which gives their places back.
+#[test]
+fn a_session_runs_at_most_256_calls_as_tasks_at_once() {
+    let data = tempfile::tempdir().unwrap();
+    let mut fw = Builder::new()
+        .rego(ALLOW_ALL)
+        .data_dir(data.path())
+        .args(&["--approval-tasks", "--upstream-timeout", "600"])
+        .wrap(&["python3", &hostile()]);
+    fw.initialize_with(json!({"tasks": {"list": {}, "cancel": {}}}));
+    let hang = json!({"name": "hang", "arguments": {}, "task": {"ttl": 60000}});
+    let tasks: Vec<String> = (0..256)
+        .map(|_| {
+            let created = fw.request("tools/call", hang.clone());
+            created["result"]["task"]["taskId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{created}"))
+                .to_string()
+        })
+        .collect();
+    let over = fw.request("tools/call", hang.clone());
+    assert_eq!(over["error"]["code"], -32005, "{over}");
+    assert!(
+        over["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many tasks running in this session (256)"),
+        "{over}"
+    );
+    let got = fw.request("tasks/get", json!({"taskId": tasks[0]}));
+    assert_eq!(got["result"]["status"], "working", "{got}");
+    let cancelled = fw.request("tasks/cancel", json!({"taskId": tasks[0]}));
+    assert!(cancelled.get("error").is_none(), "{cancelled}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let again = fw.request("tools/call", hang.clone());
+        if again["result"]["task"]["taskId"].is_string() {
+            break;
+        }
+        assert_eq!(again["error"]["code"], -32005, "{again}");
+        assert!(std::time::Instant::now() < deadline, "no place came back");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -210,6 +210,12 @@ impl Proxy {
         let Some(approvals) = self.shared.approvals.clone() else {
             return Refusal::ApprovalFailed("no approval store".into()).answer(false, None);
         };
+        // Answered at once, the task runs on: it holds a place among the
+        // session's running tasks until it ends, or tasks would be a way
+        // around the bound on requests in flight.
+        let Some(slot) = self.task_slot() else {
+            return Err(self.busy("tools/call", "tasks running", super::MAX_TASKS_RUNNING));
+        };
         let requested = client_params
             .get("task")
             .and_then(|t| t.get("ttl"))
@@ -255,6 +261,7 @@ impl Proxy {
             entry.clone(),
             arguments,
             task.params.clone(),
+            Some(slot),
         );
         if self.session.speaks_tasks_extension() {
             let mut created = extension_task_json(&task, false);
@@ -278,7 +285,14 @@ impl Proxy {
 
     /// Run the task's call in the background: the whole pipeline, holding
     /// until the approval is settled; its answer ends the task.
-    fn run_task(self: &Arc<Self>, id: String, entry: Entry, arguments: Value, params: Value) {
+    fn run_task(
+        self: &Arc<Self>,
+        id: String,
+        entry: Entry,
+        arguments: Value,
+        params: Value,
+        slot: Option<super::Slot>,
+    ) {
         let cancel = CancellationToken::new();
         {
             let mut jobs = jobs();
@@ -289,6 +303,7 @@ impl Proxy {
         }
         let proxy = self.clone();
         self.scope.spawn(async move {
+            let _slot = slot;
             let entry_guard = JobEntry(id.clone());
             let mut upstream_params = params;
             upstream_params["name"] = json!(entry.name);
@@ -535,7 +550,10 @@ impl Proxy {
             .cloned()
             .unwrap_or_else(|| json!({}));
         tracing::info!(task = %task.id, "resuming a task left running by an earlier run");
-        self.run_task(task.id.clone(), entry, arguments, task.params.clone());
+        // A resumed task takes a place when there is one; it exists already,
+        // so it runs either way.
+        let slot = self.task_slot();
+        self.run_task(task.id.clone(), entry, arguments, task.params.clone(), slot);
     }
 
     /// Block until the task ends; return what its call returned.

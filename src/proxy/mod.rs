@@ -86,11 +86,27 @@ pub const CLIENT_QUEUE: usize = 1024;
 /// client are still read (a call in flight may be waiting for one).
 pub const MAX_REQUESTS_IN_FLIGHT: usize = 256;
 
-/// One client request's place among [`MAX_REQUESTS_IN_FLIGHT`], given back
-/// when its task ends (or is dropped with the session).
-struct RequestSlot(Arc<AtomicUsize>);
+/// Calls one session may have running as the firewall's own tasks. A task
+/// is answered at once and runs on, so tasks have their own bound (a
+/// client must still be able to poll and cancel them when it is reached).
+pub const MAX_TASKS_RUNNING: usize = 256;
 
-impl Drop for RequestSlot {
+/// A place among a bounded number (requests in flight, running tasks),
+/// given back when dropped (its task ended, or the session dropped it).
+pub(super) struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(counter: &Arc<AtomicUsize>, limit: usize) -> Option<Slot> {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Slot(counter.clone()))
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -120,6 +136,9 @@ pub struct Proxy {
     /// it (so each run of refusals is recorded once).
     working: Arc<AtomicUsize>,
     throttled: AtomicBool,
+    /// How many calls run as the firewall's tasks now (at most
+    /// [`MAX_TASKS_RUNNING`]).
+    running_tasks: Arc<AtomicUsize>,
     /// Server-to-client requests relayed to the client, by our id.
     relayed: Mutex<HashMap<String, notifications::Relayed>>,
     relay_seq: AtomicU64,
@@ -187,6 +206,7 @@ impl Proxy {
             inflight: Mutex::new(HashMap::new()),
             working: Arc::new(AtomicUsize::new(0)),
             throttled: AtomicBool::new(false),
+            running_tasks: Arc::new(AtomicUsize::new(0)),
             relayed: Mutex::new(HashMap::new()),
             relay_seq: AtomicU64::new(1),
             forwarding: Mutex::new(HashMap::new()),
@@ -268,38 +288,45 @@ impl Proxy {
     }
 
     /// A place for one more client request, if the session has one.
-    fn request_slot(&self) -> Option<RequestSlot> {
-        self.working
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_REQUESTS_IN_FLIGHT).then_some(n + 1)
-            })
-            .ok()?;
+    fn request_slot(&self) -> Option<Slot> {
+        let slot = Slot::take(&self.working, MAX_REQUESTS_IN_FLIGHT)?;
         self.throttled.store(false, Ordering::Release);
-        Some(RequestSlot(self.working.clone()))
+        Some(slot)
     }
 
-    /// Refuse a request the session has no place for. The first refusal of
-    /// a run is on the log (`session.throttled`); the rest are answered only.
+    /// A place for one more call run as the firewall's task, if any.
+    pub(super) fn task_slot(&self) -> Option<Slot> {
+        Slot::take(&self.running_tasks, MAX_TASKS_RUNNING)
+    }
+
+    /// Refuse a request the session has no place for.
     async fn refuse_busy(&self, id: &Value, method: &str) {
+        let error = self.busy(method, "requests in flight", MAX_REQUESTS_IN_FLIGHT);
+        self.send(jsonrpc::response_message(id, Err(error))).await;
+    }
+
+    /// The error for a `method` refused because the session already has
+    /// `limit` `what`. The first refusal of a run is on the log
+    /// (`session.throttled`); the rest are answered only.
+    pub(super) fn busy(&self, method: &str, what: &str, limit: usize) -> Value {
         if !self.throttled.swap(true, Ordering::AcqRel) {
             tracing::warn!(
                 session = %self.session.id,
-                "the client has {MAX_REQUESTS_IN_FLIGHT} requests in flight; refusing more until some are answered"
+                "the client has {limit} {what}; refusing more until some end"
             );
             let record = serde_json::json!({"session_id": self.session.id, "method": method,
-                                "limit": MAX_REQUESTS_IN_FLIGHT});
+                                            "what": what, "limit": limit});
             if let Err(e) = self.shared.audit.append("session.throttled", record) {
                 tracing::error!("audit write failed: {e}");
             }
         }
-        let error = jsonrpc::error_object(
+        jsonrpc::error_object(
             jsonrpc::code::TOO_MANY_REQUESTS,
             &format!(
-                "too many requests in flight in this session ({MAX_REQUESTS_IN_FLIGHT}); \
-                 this one was not run: send it again once answers come back"
+                "too many {what} in this session ({limit}); this one was not run: \
+                 send it again once some have ended"
             ),
-        );
-        self.send(jsonrpc::response_message(id, Err(error))).await;
+        )
     }
 
     /// Answer a message the transport could not even read (e.g. too large).
