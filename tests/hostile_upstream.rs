@@ -875,3 +875,98 @@ fn a_session_runs_at_most_256_calls_as_tasks_at_once() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A name no listing has (an unknown tool) sends the firewall to fetch the
+/// listings again, since a server may add tools without saying so; at most
+/// once a second, and requests arriving meanwhile share that fetch. Before,
+/// each such request was a listing of every upstream (200 calls to unknown
+/// tools were 201 listings).
+#[test]
+fn unknown_names_do_not_turn_every_request_into_a_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("received.jsonl");
+    let tools = dir.path().join("tools.json");
+    let tool = |name: &str| json!({"name": name, "inputSchema": {"type": "object"}});
+    std::fs::write(&tools, json!([tool("echo")]).to_string()).unwrap();
+    let mut fw = Builder::new()
+        .rego(ALLOW_ALL)
+        .env("RECORD", record.to_str().unwrap())
+        .env("TOOLS_FILE", tools.to_str().unwrap())
+        .wrap(&["python3", &hostile()]);
+    fw.initialize();
+    let listings = || {
+        std::fs::read_to_string(&record)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("tools/list"))
+            .count()
+    };
+    let started = std::time::Instant::now();
+    // Pipelined, then one at a time.
+    let ids: Vec<Value> = (0..25)
+        .map(|i| {
+            fw.send_request(
+                "tools/call",
+                json!({"name": format!("nope{i}"), "arguments": {}}),
+            )
+        })
+        .collect();
+    for id in &ids {
+        let resp = fw.response(id);
+        assert!(
+            resp["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Unknown tool"),
+            "{resp}"
+        );
+    }
+    for i in 25..50 {
+        let resp = fw.call(&format!("nope{i}"), json!({}));
+        assert!(
+            resp["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Unknown tool"),
+            "{resp}"
+        );
+    }
+    // The first listing, then at most one forced fetch per second begun.
+    let bound = 2 + started.elapsed().as_secs() as usize;
+    assert!(
+        listings() <= bound,
+        "{} listings for 50 unknown names in {:?}",
+        listings(),
+        started.elapsed()
+    );
+    // A tool the server added without a word is found once a second passed.
+    std::fs::write(&tools, json!([tool("echo"), tool("fresh")]).to_string()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(text(&fw.call("fresh", json!({}))), "ran fresh");
+}
+
+/// A listing during whose fetch the upstream said its tools changed may
+/// predate the change: it serves the call that fetched it and is not kept,
+/// so the next call fetches again (before, it was kept until the next
+/// notification or refresh).
+#[test]
+fn a_listing_overtaken_by_a_change_is_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("received.jsonl");
+    let mut fw = start(
+        &[],
+        &[
+            ("RECORD", record.to_str().unwrap()),
+            ("CHANGE_WHILE_LISTING", "1"),
+        ],
+    );
+    for _ in 0..3 {
+        assert_eq!(text(&fw.call("echo", json!({}))), "{}");
+    }
+    let listings = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("tools/list"))
+        .count();
+    assert!(listings >= 3, "{listings} listings for 3 calls");
+}

@@ -34,6 +34,12 @@ const MAX_LISTING_BYTES: usize = MAX_UPSTREAM_MESSAGE_BYTES;
 const MAX_ITEM_BYTES: usize = 256 * 1024;
 /// How many left-out items an `upstream.degraded` record names.
 const NAMED_OMISSIONS: usize = 10;
+/// How often a listing is fetched again for a name it lacks (an unknown tool
+/// or prompt, a URI no upstream lists): a client naming unknown things must
+/// not turn each of its requests into a listing of every upstream (200
+/// calls to unknown tools were 201 listings). A listing an upstream says
+/// changed (`list_changed`) is fetched at its next use regardless.
+const FORCED_REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long one upstream's whole listing (every page) may take. One slow or
 /// silent upstream must not hold up the others' tools: past this, it is left
 /// out of this listing and reported as degraded.
@@ -51,6 +57,40 @@ pub struct Catalogue {
     /// When `tools` was fetched: older than `tools_refresh`, it is fetched
     /// again before use.
     pub tools_at: Option<std::time::Instant>,
+    pub prompts_at: Option<std::time::Instant>,
+    pub resources_at: Option<std::time::Instant>,
+    /// How many `list_changed` notifications were taken. A listing whose
+    /// fetch saw one arrive is used for the request that fetched it but not
+    /// kept: it may predate the change.
+    pub changes: u64,
+}
+
+/// One fetch of each listing at a time per session: requests that need the
+/// same listing while it is being fetched wait for that fetch and use it.
+#[derive(Default)]
+pub struct Fetching {
+    tools: tokio::sync::Mutex<()>,
+    prompts: tokio::sync::Mutex<()>,
+    resources: tokio::sync::Mutex<()>,
+}
+
+/// Whether a listing whose fetch began at `at` serves a request: one made
+/// (`asked`) before that fetch began waited for it; a forced refresh (`refresh`,
+/// a name the listing lacks) uses it while younger than
+/// [`FORCED_REFRESH_INTERVAL`]; any other while younger than `max_age`.
+fn serves(
+    at: std::time::Instant,
+    refresh: bool,
+    asked: Option<std::time::Instant>,
+    max_age: std::time::Duration,
+) -> bool {
+    if asked.is_some_and(|asked| at >= asked) {
+        return true;
+    }
+    match refresh {
+        true => at.elapsed() < FORCED_REFRESH_INTERVAL,
+        false => at.elapsed() < max_age,
+    }
 }
 
 /// Which listing a `list_changed` notification invalidates.
@@ -63,6 +103,7 @@ pub enum Kind {
 impl Proxy {
     pub(super) fn invalidate(&self, kind: Kind) {
         let mut cat = self.catalogue.write().expect("catalogue lock");
+        cat.changes += 1;
         match kind {
             Kind::Tools => cat.tools = None,
             Kind::Prompts => cat.prompts = None,
@@ -70,19 +111,18 @@ impl Proxy {
         }
     }
 
-    /// The merged tools, fetched if not cached.
+    /// The merged tools, fetched if not cached (or `refresh`: fetched again
+    /// unless fetched within [`FORCED_REFRESH_INTERVAL`]).
     pub(super) async fn tools(&self, refresh: bool) -> Arc<Named> {
-        if !refresh {
-            let cat = self.catalogue.read().expect("catalogue lock");
-            let fresh = cat
-                .tools_at
-                .is_some_and(|at| at.elapsed() < self.shared.config.tools_refresh);
-            if let Some(t) = cat.tools.clone()
-                && fresh
-            {
-                return t;
-            }
+        if let Some(tools) = self.cached_tools(refresh, None) {
+            return tools;
         }
+        let asked = std::time::Instant::now();
+        let _one = self.fetching.tools.lock().await;
+        if let Some(tools) = self.cached_tools(refresh, Some(asked)) {
+            return tools;
+        }
+        let (began, changes) = self.fetch_began();
         let listings = self.fetch_all(ListMethod::Tools, "tools").await;
         let named = Arc::new(Named::merge(self.naming, listings));
         self.scan_tools(&named);
@@ -90,8 +130,10 @@ impl Proxy {
             // Pins remember definitions across sessions and restarts.
             self.observe_pins(&named);
             let mut cat = self.catalogue.write().expect("catalogue lock");
-            cat.tools = Some(named.clone());
-            cat.tools_at = Some(std::time::Instant::now());
+            if cat.changes == changes {
+                cat.tools = Some(named.clone());
+                cat.tools_at = Some(began);
+            }
             cat.last_tools = named.clone();
             return named;
         }
@@ -115,46 +157,83 @@ impl Proxy {
             }
         }
         let mut cat = self.catalogue.write().expect("catalogue lock");
-        cat.tools = Some(named.clone());
-        cat.tools_at = Some(std::time::Instant::now());
+        if cat.changes == changes {
+            cat.tools = Some(named.clone());
+            cat.tools_at = Some(began);
+        }
         cat.last_tools = named.clone();
         named
     }
 
+    /// When a fetch begins, and how many changes were taken by then.
+    fn fetch_began(&self) -> (std::time::Instant, u64) {
+        let changes = self.catalogue.read().expect("catalogue lock").changes;
+        (std::time::Instant::now(), changes)
+    }
+
+    fn cached_tools(&self, refresh: bool, asked: Option<std::time::Instant>) -> Option<Arc<Named>> {
+        let cat = self.catalogue.read().expect("catalogue lock");
+        let max_age = self.shared.config.tools_refresh;
+        let fresh = cat
+            .tools_at
+            .is_some_and(|at| serves(at, refresh, asked, max_age));
+        cat.tools.clone().filter(|_| fresh)
+    }
+
     pub(super) async fn prompts(&self, refresh: bool) -> Arc<Named> {
-        if !refresh
-            && let Some(p) = self
-                .catalogue
-                .read()
-                .expect("catalogue lock")
-                .prompts
-                .clone()
-        {
-            return p;
+        let cached = |asked| {
+            let cat = self.catalogue.read().expect("catalogue lock");
+            let fresh = cat
+                .prompts_at
+                .is_some_and(|at| serves(at, refresh, asked, std::time::Duration::MAX));
+            cat.prompts.clone().filter(|_| fresh)
+        };
+        if let Some(prompts) = cached(None) {
+            return prompts;
         }
+        let asked = std::time::Instant::now();
+        let _one = self.fetching.prompts.lock().await;
+        if let Some(prompts) = cached(Some(asked)) {
+            return prompts;
+        }
+        let (began, changes) = self.fetch_began();
         let listings = self.fetch_all(ListMethod::Prompts, "prompts").await;
         let named = Arc::new(Named::merge(self.naming, listings));
-        self.catalogue.write().expect("catalogue lock").prompts = Some(named.clone());
+        let mut cat = self.catalogue.write().expect("catalogue lock");
+        if cat.changes == changes {
+            cat.prompts = Some(named.clone());
+            cat.prompts_at = Some(began);
+        }
         named
     }
 
     pub(super) async fn resources(&self, refresh: bool) -> Arc<Resources> {
-        if !refresh
-            && let Some(r) = self
-                .catalogue
-                .read()
-                .expect("catalogue lock")
-                .resources
-                .clone()
-        {
-            return r;
+        let cached = |asked| {
+            let cat = self.catalogue.read().expect("catalogue lock");
+            let fresh = cat
+                .resources_at
+                .is_some_and(|at| serves(at, refresh, asked, std::time::Duration::MAX));
+            cat.resources.clone().filter(|_| fresh)
+        };
+        if let Some(resources) = cached(None) {
+            return resources;
         }
+        let asked = std::time::Instant::now();
+        let _one = self.fetching.resources.lock().await;
+        if let Some(resources) = cached(Some(asked)) {
+            return resources;
+        }
+        let (began, changes) = self.fetch_began();
         let listings = self.fetch_all(ListMethod::Resources, "resources").await;
         let templates = self
             .fetch_all(ListMethod::ResourceTemplates, "resourceTemplates")
             .await;
         let merged = Arc::new(Resources::merge(listings, templates));
-        self.catalogue.write().expect("catalogue lock").resources = Some(merged.clone());
+        let mut cat = self.catalogue.write().expect("catalogue lock");
+        if cat.changes == changes {
+            cat.resources = Some(merged.clone());
+            cat.resources_at = Some(began);
+        }
         merged
     }
 
