@@ -74,6 +74,14 @@ pub struct Fetching {
     resources: tokio::sync::Mutex<()>,
 }
 
+/// Where the catalogue keeps one listing, and how old it may grow.
+struct Slot<'a, T> {
+    lock: &'a tokio::sync::Mutex<()>,
+    max_age: std::time::Duration,
+    get: fn(&Catalogue) -> (Option<T>, Option<std::time::Instant>),
+    set: fn(&mut Catalogue, T, std::time::Instant),
+}
+
 /// Whether a listing whose fetch began at `at` serves a request: one made
 /// (`asked`) before that fetch began waited for it; a forced refresh (`refresh`,
 /// a name the listing lacks) uses it while younger than
@@ -114,127 +122,112 @@ impl Proxy {
     /// The merged tools, fetched if not cached (or `refresh`: fetched again
     /// unless fetched within [`FORCED_REFRESH_INTERVAL`]).
     pub(super) async fn tools(&self, refresh: bool) -> Arc<Named> {
-        if let Some(tools) = self.cached_tools(refresh, None) {
-            return tools;
-        }
-        let asked = std::time::Instant::now();
-        let _one = self.fetching.tools.lock().await;
-        if let Some(tools) = self.cached_tools(refresh, Some(asked)) {
-            return tools;
-        }
-        let (began, changes) = self.fetch_began();
+        let slot = Slot {
+            lock: &self.fetching.tools,
+            max_age: self.shared.config.tools_refresh,
+            get: |cat| (cat.tools.clone(), cat.tools_at),
+            set: |cat, tools, at| (cat.tools, cat.tools_at) = (Some(tools), Some(at)),
+        };
+        self.listing(slot, refresh, self.fetch_tools()).await
+    }
+
+    /// Fetch and merge the tools, and note what changed since the last
+    /// listing (pins, or `tool.changed`/`tool.added` records).
+    async fn fetch_tools(&self) -> Arc<Named> {
         let listings = self.fetch_all(ListMethod::Tools, "tools").await;
         let named = Arc::new(Named::merge(self.naming, listings));
         self.scan_tools(&named);
         if self.shared.approvals.is_some() {
             // Pins remember definitions across sessions and restarts.
             self.observe_pins(&named);
-            let mut cat = self.catalogue.write().expect("catalogue lock");
-            if cat.changes == changes {
-                cat.tools = Some(named.clone());
-                cat.tools_at = Some(began);
-            }
-            cat.last_tools = named.clone();
-            return named;
-        }
-        let old = self
-            .catalogue
-            .read()
-            .expect("catalogue lock")
-            .last_tools
-            .clone();
-        if !old.is_empty() {
-            for (name, before, after) in named.changes_since(&old) {
-                let record = json!({"session_id": self.session.id, "tool": name, "old_fingerprint": before, "new_fingerprint": after});
-                let event = if before.is_some() {
-                    "tool.changed"
-                } else {
-                    "tool.added"
-                };
-                if let Err(e) = self.shared.audit.append(event, record) {
-                    tracing::error!("audit write failed: {e}");
+        } else {
+            let old = self
+                .catalogue
+                .read()
+                .expect("catalogue lock")
+                .last_tools
+                .clone();
+            if !old.is_empty() {
+                for (name, before, after) in named.changes_since(&old) {
+                    let record = json!({"session_id": self.session.id, "tool": name, "old_fingerprint": before, "new_fingerprint": after});
+                    let event = if before.is_some() {
+                        "tool.changed"
+                    } else {
+                        "tool.added"
+                    };
+                    if let Err(e) = self.shared.audit.append(event, record) {
+                        tracing::error!("audit write failed: {e}");
+                    }
                 }
             }
         }
-        let mut cat = self.catalogue.write().expect("catalogue lock");
-        if cat.changes == changes {
-            cat.tools = Some(named.clone());
-            cat.tools_at = Some(began);
-        }
-        cat.last_tools = named.clone();
+        self.catalogue.write().expect("catalogue lock").last_tools = named.clone();
         named
-    }
-
-    /// When a fetch begins, and how many changes were taken by then.
-    fn fetch_began(&self) -> (std::time::Instant, u64) {
-        let changes = self.catalogue.read().expect("catalogue lock").changes;
-        (std::time::Instant::now(), changes)
-    }
-
-    fn cached_tools(&self, refresh: bool, asked: Option<std::time::Instant>) -> Option<Arc<Named>> {
-        let cat = self.catalogue.read().expect("catalogue lock");
-        let max_age = self.shared.config.tools_refresh;
-        let fresh = cat
-            .tools_at
-            .is_some_and(|at| serves(at, refresh, asked, max_age));
-        cat.tools.clone().filter(|_| fresh)
     }
 
     pub(super) async fn prompts(&self, refresh: bool) -> Arc<Named> {
-        let cached = |asked| {
-            let cat = self.catalogue.read().expect("catalogue lock");
-            let fresh = cat
-                .prompts_at
-                .is_some_and(|at| serves(at, refresh, asked, std::time::Duration::MAX));
-            cat.prompts.clone().filter(|_| fresh)
+        let slot = Slot {
+            lock: &self.fetching.prompts,
+            max_age: std::time::Duration::MAX,
+            get: |cat| (cat.prompts.clone(), cat.prompts_at),
+            set: |cat, prompts, at| (cat.prompts, cat.prompts_at) = (Some(prompts), Some(at)),
         };
-        if let Some(prompts) = cached(None) {
-            return prompts;
-        }
-        let asked = std::time::Instant::now();
-        let _one = self.fetching.prompts.lock().await;
-        if let Some(prompts) = cached(Some(asked)) {
-            return prompts;
-        }
-        let (began, changes) = self.fetch_began();
-        let listings = self.fetch_all(ListMethod::Prompts, "prompts").await;
-        let named = Arc::new(Named::merge(self.naming, listings));
-        let mut cat = self.catalogue.write().expect("catalogue lock");
-        if cat.changes == changes {
-            cat.prompts = Some(named.clone());
-            cat.prompts_at = Some(began);
-        }
-        named
+        let fetch = async {
+            let listings = self.fetch_all(ListMethod::Prompts, "prompts").await;
+            Arc::new(Named::merge(self.naming, listings))
+        };
+        self.listing(slot, refresh, fetch).await
     }
 
     pub(super) async fn resources(&self, refresh: bool) -> Arc<Resources> {
-        let cached = |asked| {
-            let cat = self.catalogue.read().expect("catalogue lock");
-            let fresh = cat
-                .resources_at
-                .is_some_and(|at| serves(at, refresh, asked, std::time::Duration::MAX));
-            cat.resources.clone().filter(|_| fresh)
+        let slot = Slot {
+            lock: &self.fetching.resources,
+            max_age: std::time::Duration::MAX,
+            get: |cat| (cat.resources.clone(), cat.resources_at),
+            set: |cat, resources, at| {
+                (cat.resources, cat.resources_at) = (Some(resources), Some(at))
+            },
         };
-        if let Some(resources) = cached(None) {
-            return resources;
+        let fetch = async {
+            let listings = self.fetch_all(ListMethod::Resources, "resources").await;
+            let templates = self
+                .fetch_all(ListMethod::ResourceTemplates, "resourceTemplates")
+                .await;
+            Arc::new(Resources::merge(listings, templates))
+        };
+        self.listing(slot, refresh, fetch).await
+    }
+
+    /// The listing `slot` keeps if it serves this request ([`serves`]),
+    /// else `fetch`ed: one fetch at a time, whose result requests waiting
+    /// for it use, kept unless a `list_changed` arrived while it ran.
+    async fn listing<T: Clone>(
+        &self,
+        slot: Slot<'_, T>,
+        refresh: bool,
+        fetch: impl std::future::Future<Output = T>,
+    ) -> T {
+        let cached = |asked| {
+            let (kept, at) = (slot.get)(&self.catalogue.read().expect("catalogue lock"));
+            let fresh = at.is_some_and(|at| serves(at, refresh, asked, slot.max_age));
+            kept.filter(|_| fresh)
+        };
+        if let Some(kept) = cached(None) {
+            return kept;
         }
         let asked = std::time::Instant::now();
-        let _one = self.fetching.resources.lock().await;
-        if let Some(resources) = cached(Some(asked)) {
-            return resources;
+        let _one = slot.lock.lock().await;
+        if let Some(kept) = cached(Some(asked)) {
+            return kept;
         }
-        let (began, changes) = self.fetch_began();
-        let listings = self.fetch_all(ListMethod::Resources, "resources").await;
-        let templates = self
-            .fetch_all(ListMethod::ResourceTemplates, "resourceTemplates")
-            .await;
-        let merged = Arc::new(Resources::merge(listings, templates));
+        let changes = self.catalogue.read().expect("catalogue lock").changes;
+        let began = std::time::Instant::now();
+        let fetched = fetch.await;
         let mut cat = self.catalogue.write().expect("catalogue lock");
         if cat.changes == changes {
-            cat.resources = Some(merged.clone());
-            cat.resources_at = Some(began);
+            (slot.set)(&mut cat, fetched.clone(), began);
         }
-        merged
+        fetched
     }
 
     /// Every item of `method` from every live upstream that offers the
