@@ -860,6 +860,16 @@ fn a_session_runs_at_most_256_calls_as_tasks_at_once() {
             .contains("too many tasks running in this session (256)"),
         "{over}"
     );
+    // A second refusal in the same run is answered, not recorded again.
+    let again = fw.request("tools/call", hang.clone());
+    assert_eq!(again["error"]["code"], -32005, "{again}");
+    fw.wait_audit("throttled", |r| r["event"] == "session.throttled");
+    let runs = fw
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["event"] == "session.throttled" && r["what"] == "tasks running")
+        .count();
+    assert_eq!(runs, 1, "one record for the run of refusals");
     let got = fw.request("tasks/get", json!({"taskId": tasks[0]}));
     assert_eq!(got["result"]["status"], "working", "{got}");
     let cancelled = fw.request("tasks/cancel", json!({"taskId": tasks[0]}));

@@ -213,8 +213,8 @@ impl Proxy {
         // Answered at once, the task runs on: it holds a place among the
         // session's running tasks until it ends, or tasks would be a way
         // around the bound on requests in flight.
-        let Some(slot) = self.task_slot() else {
-            return Err(self.busy("tools/call", "tasks running", super::MAX_TASKS_RUNNING));
+        let Some(slot) = self.running_tasks.take() else {
+            return Err(self.busy(&self.running_tasks, "tools/call"));
         };
         let requested = client_params
             .get("task")
@@ -552,7 +552,7 @@ impl Proxy {
         tracing::info!(task = %task.id, "resuming a task left running by an earlier run");
         // A resumed task takes a place when there is one; it exists already,
         // so it runs either way.
-        let slot = self.task_slot();
+        let slot = self.running_tasks.take();
         self.run_task(task.id.clone(), entry, arguments, task.params.clone(), slot);
     }
 

@@ -91,20 +91,46 @@ pub const MAX_REQUESTS_IN_FLIGHT: usize = 256;
 /// client must still be able to poll and cancel them when it is reached).
 pub const MAX_TASKS_RUNNING: usize = 256;
 
-/// A place among a bounded number (requests in flight, running tasks),
-/// given back when dropped (its task ended, or the session dropped it).
-pub(super) struct Slot(Arc<AtomicUsize>);
+/// A bound on how many of something a session holds at once (requests in
+/// flight, calls running as tasks), and whether it is refusing now (so each
+/// run of refusals is recorded once).
+pub(super) struct Bound {
+    held: Arc<AtomicUsize>,
+    limit: usize,
+    what: &'static str,
+    refusing: AtomicBool,
+}
 
-impl Slot {
-    fn take(counter: &Arc<AtomicUsize>, limit: usize) -> Option<Slot> {
-        counter
+impl Bound {
+    fn new(limit: usize, what: &'static str) -> Bound {
+        Bound {
+            held: Arc::new(AtomicUsize::new(0)),
+            limit,
+            what,
+            refusing: AtomicBool::new(false),
+        }
+    }
+
+    /// A place, if one is free; taking one ends a run of refusals.
+    fn take(&self) -> Option<Slot> {
+        self.held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < limit).then_some(n + 1)
+                (n < self.limit).then_some(n + 1)
             })
             .ok()?;
-        Some(Slot(counter.clone()))
+        self.refusing.store(false, Ordering::Release);
+        Some(Slot(self.held.clone()))
+    }
+
+    /// Whether this refusal begins a run of them.
+    fn first_refusal(&self) -> bool {
+        !self.refusing.swap(true, Ordering::AcqRel)
     }
 }
+
+/// A place held under a [`Bound`], given back when dropped (its task ended,
+/// or the session dropped it).
+pub(super) struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -132,14 +158,10 @@ pub struct Proxy {
     /// Client requests being worked on, by the client's id, so a
     /// `notifications/cancelled` can stop them.
     inflight: Mutex<HashMap<String, CancellationToken>>,
-    /// How many client requests have a task now (at most
-    /// [`MAX_REQUESTS_IN_FLIGHT`]), and whether the last one was refused for
-    /// it (so each run of refusals is recorded once).
-    working: Arc<AtomicUsize>,
-    throttled: AtomicBool,
-    /// How many calls run as the firewall's tasks now (at most
-    /// [`MAX_TASKS_RUNNING`]).
-    running_tasks: Arc<AtomicUsize>,
+    /// Client requests with a task now ([`MAX_REQUESTS_IN_FLIGHT`]).
+    requests: Bound,
+    /// Calls running as the firewall's tasks now ([`MAX_TASKS_RUNNING`]).
+    pub(super) running_tasks: Bound,
     /// Server-to-client requests relayed to the client, by our id.
     relayed: Mutex<HashMap<String, notifications::Relayed>>,
     relay_seq: AtomicU64,
@@ -206,9 +228,8 @@ impl Proxy {
             initialized: AtomicBool::new(false),
             initializing: tokio::sync::watch::Sender::new(false),
             inflight: Mutex::new(HashMap::new()),
-            working: Arc::new(AtomicUsize::new(0)),
-            throttled: AtomicBool::new(false),
-            running_tasks: Arc::new(AtomicUsize::new(0)),
+            requests: Bound::new(MAX_REQUESTS_IN_FLIGHT, "requests in flight"),
+            running_tasks: Bound::new(MAX_TASKS_RUNNING, "tasks running"),
             relayed: Mutex::new(HashMap::new()),
             relay_seq: AtomicU64::new(1),
             forwarding: Mutex::new(HashMap::new()),
@@ -272,8 +293,9 @@ impl Proxy {
                 });
             }
             Message::Request { id, method, params } => {
-                let Some(slot) = self.request_slot() else {
-                    self.refuse_busy(&id, &method).await;
+                let Some(slot) = self.requests.take() else {
+                    let error = self.busy(&self.requests, &method);
+                    self.send(jsonrpc::response_message(&id, Err(error))).await;
                     return;
                 };
                 let proxy = self.clone();
@@ -289,29 +311,12 @@ impl Proxy {
         }
     }
 
-    /// A place for one more client request, if the session has one.
-    fn request_slot(&self) -> Option<Slot> {
-        let slot = Slot::take(&self.working, MAX_REQUESTS_IN_FLIGHT)?;
-        self.throttled.store(false, Ordering::Release);
-        Some(slot)
-    }
-
-    /// A place for one more call run as the firewall's task, if any.
-    pub(super) fn task_slot(&self) -> Option<Slot> {
-        Slot::take(&self.running_tasks, MAX_TASKS_RUNNING)
-    }
-
-    /// Refuse a request the session has no place for.
-    async fn refuse_busy(&self, id: &Value, method: &str) {
-        let error = self.busy(method, "requests in flight", MAX_REQUESTS_IN_FLIGHT);
-        self.send(jsonrpc::response_message(id, Err(error))).await;
-    }
-
-    /// The error for a `method` refused because the session already has
-    /// `limit` `what`. The first refusal of a run is on the log
+    /// The error for a `method` refused because the session holds all
+    /// `bound` allows. The first refusal of a run is on the log
     /// (`session.throttled`); the rest are answered only.
-    pub(super) fn busy(&self, method: &str, what: &str, limit: usize) -> Value {
-        if !self.throttled.swap(true, Ordering::AcqRel) {
+    pub(super) fn busy(&self, bound: &Bound, method: &str) -> Value {
+        let (what, limit) = (bound.what, bound.limit);
+        if bound.first_refusal() {
             tracing::warn!(
                 session = %self.session.id,
                 "the client has {limit} {what}; refusing more until some end"
