@@ -477,24 +477,16 @@ fn adapter_text(package: &str, defined: Option<&BTreeSet<String>>) -> String {
 /// whose path leads into `package` (`package mcp` with
 /// `firewall.deny contains ...`).
 fn defined_rules(engine: &mut Engine, package: &[&str]) -> Option<BTreeSet<String>> {
+    let packages = rule_graph::packages(engine.get_modules())?;
+    if rule_graph::defined_from_outside(&packages, package) {
+        return None;
+    }
     let mut defined = BTreeSet::new();
-    for module in engine.get_modules().clone() {
-        let path = rule_graph::package_path(&module)?;
-        let path: Vec<&str> = path.iter().map(String::as_str).collect();
-        let names = || module.policy.iter().map(|rule| rule_graph::rule_name(rule));
-        if path == package {
-            for name in names() {
-                defined.insert(name?);
-            }
-        } else if path.starts_with(package) {
-            defined.insert(path[package.len()].to_string());
-        } else if package.starts_with(&path) {
-            let next = package[path.len()];
-            for name in names() {
-                if name? == next {
-                    return None;
-                }
-            }
+    for (path, names) in &packages {
+        if *path == package {
+            defined.extend(names.iter().cloned());
+        } else if path.len() > package.len() && path[..package.len()] == *package {
+            defined.insert(path[package.len()].clone());
         }
     }
     let data = engine.get_data();

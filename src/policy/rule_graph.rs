@@ -122,14 +122,7 @@ impl Graph {
     /// `None` when a module has a shape the walk does not know.
     pub(super) fn build(engine: &mut Engine, adapter_package: &str) -> Option<Graph> {
         let modules = engine.get_modules().clone();
-        let mut packages: BTreeMap<Vec<String>, BTreeSet<String>> = BTreeMap::new();
-        for module in &modules {
-            let path = package_path(module)?;
-            let names = packages.entry(path).or_default();
-            for rule in &module.policy {
-                names.insert(rule_name(rule)?);
-            }
-        }
+        let mut packages = packages(&modules)?;
         packages
             .entry(vec![adapter_package.to_string()])
             .or_default();
@@ -171,11 +164,7 @@ impl Graph {
     /// `firewall.deny contains ...`), or by a package below it named after
     /// the rule (`package mcp.firewall.approval` with `approvers := ...`).
     pub(super) fn defines_into(&self, package: &[&str], rules: &[&str]) -> bool {
-        let from_outside = (1..package.len()).any(|len| {
-            self.packages
-                .iter()
-                .any(|(path, names)| *path == package[..len] && names.contains(package[len]))
-        });
+        let from_outside = defined_from_outside(&self.packages, package);
         let from_below = self.packages.keys().any(|path| {
             path.len() > package.len()
                 && path[..package.len()] == *package
@@ -285,7 +274,34 @@ fn blank_out(text: &mut String, start: usize, end: usize) -> Option<()> {
     Some(())
 }
 
-pub(super) fn package_path(module: &Module) -> Option<Vec<String>> {
+/// Each package of `modules` and the names of the rules defined in it.
+/// `None` when a package or a rule's name is not a plain path.
+pub(super) fn packages(modules: &[Ref<Module>]) -> Option<BTreeMap<Vec<String>, BTreeSet<String>>> {
+    let mut packages: BTreeMap<Vec<String>, BTreeSet<String>> = BTreeMap::new();
+    for module in modules {
+        let names = packages.entry(package_path(module)?).or_default();
+        for rule in &module.policy {
+            names.insert(rule_name(rule)?);
+        }
+    }
+    Some(packages)
+}
+
+/// Whether a rule of a package enclosing `package` leads into it
+/// (`package mcp` with `firewall.deny contains ...`), and so may define any
+/// of its names.
+pub(super) fn defined_from_outside(
+    packages: &BTreeMap<Vec<String>, BTreeSet<String>>,
+    package: &[&str],
+) -> bool {
+    (1..package.len()).any(|len| {
+        packages
+            .iter()
+            .any(|(path, names)| *path == package[..len] && names.contains(package[len]))
+    })
+}
+
+fn package_path(module: &Module) -> Option<Vec<String>> {
     let (root, path) = literal_path(&module.package.refr);
     let Expr::Var { span, .. } = root else {
         return None;
