@@ -75,7 +75,7 @@ pub struct Fetching {
 }
 
 /// Where the catalogue keeps one listing, and how old it may grow.
-struct Slot<'a, T> {
+struct Kept<'a, T> {
     lock: &'a tokio::sync::Mutex<()>,
     max_age: std::time::Duration,
     get: fn(&Catalogue) -> (Option<T>, Option<std::time::Instant>),
@@ -122,7 +122,7 @@ impl Proxy {
     /// The merged tools, fetched if not cached (or `refresh`: fetched again
     /// unless fetched within [`FORCED_REFRESH_INTERVAL`]).
     pub(super) async fn tools(&self, refresh: bool) -> Arc<Named> {
-        let slot = Slot {
+        let slot = Kept {
             lock: &self.fetching.tools,
             max_age: self.shared.config.tools_refresh,
             get: |cat| (cat.tools.clone(), cat.tools_at),
@@ -166,7 +166,7 @@ impl Proxy {
     }
 
     pub(super) async fn prompts(&self, refresh: bool) -> Arc<Named> {
-        let slot = Slot {
+        let slot = Kept {
             lock: &self.fetching.prompts,
             max_age: std::time::Duration::MAX,
             get: |cat| (cat.prompts.clone(), cat.prompts_at),
@@ -180,7 +180,7 @@ impl Proxy {
     }
 
     pub(super) async fn resources(&self, refresh: bool) -> Arc<Resources> {
-        let slot = Slot {
+        let slot = Kept {
             lock: &self.fetching.resources,
             max_age: std::time::Duration::MAX,
             get: |cat| (cat.resources.clone(), cat.resources_at),
@@ -203,7 +203,7 @@ impl Proxy {
     /// for it use, kept unless a `list_changed` arrived while it ran.
     async fn listing<T: Clone>(
         &self,
-        slot: Slot<'_, T>,
+        slot: Kept<'_, T>,
         refresh: bool,
         fetch: impl std::future::Future<Output = T>,
     ) -> T {
@@ -305,7 +305,8 @@ async fn fetch_pages(
     key: &str,
     budget: std::time::Duration,
 ) -> (Vec<Value>, Option<String>) {
-    let (items, problem, mut oversized) = fetch_bounded(upstream, list, key, budget).await;
+    let mut oversized = Vec::new();
+    let (items, problem) = fetch_bounded(upstream, list, key, budget, &mut oversized).await;
     let omitted = (!oversized.is_empty()).then(|| {
         let count = oversized.len();
         oversized.truncate(NAMED_OMISSIONS);
@@ -322,16 +323,16 @@ async fn fetch_pages(
 }
 
 /// [`fetch_pages`]'s pages, with the items over [`MAX_ITEM_BYTES`] taken
-/// out (named with their size in the third part).
+/// out and named, with their size, in `oversized`.
 async fn fetch_bounded(
     upstream: &Upstream,
     list: ListMethod,
     key: &str,
     budget: std::time::Duration,
-) -> (Vec<Value>, Option<String>, Vec<String>) {
+    oversized: &mut Vec<String>,
+) -> (Vec<Value>, Option<String>) {
     let deadline = tokio::time::Instant::now() + budget;
     let mut items = Vec::new();
-    let mut oversized = Vec::new();
     let mut cursor: Option<Value> = None;
     let mut bytes = 0;
     for _ in 0..MAX_LIST_PAGES {
@@ -358,21 +359,21 @@ async fn fetch_bounded(
                     let problem = format!(
                         "listing cut off after {bytes} bytes, over the {MAX_LISTING_BYTES}-byte limit"
                     );
-                    return (items, Some(problem), oversized);
+                    return (items, Some(problem));
                 }
                 cursor = result.get("nextCursor").filter(|c| !c.is_null()).cloned();
                 if cursor.is_none() {
-                    return (items, None, oversized);
+                    return (items, None);
                 }
             }
-            Ok(Err(error)) => {
-                return (items, Some(format!("listing failed: {error}")), oversized);
-            }
-            Err(e) => return (items, Some(format!("listing failed: {e}")), oversized),
+            Ok(Err(error)) => return (items, Some(format!("listing failed: {error}"))),
+            Err(e) => return (items, Some(format!("listing failed: {e}"))),
         }
     }
-    let problem = format!("listing cut off after {MAX_LIST_PAGES} pages");
-    (items, Some(problem), oversized)
+    (
+        items,
+        Some(format!("listing cut off after {MAX_LIST_PAGES} pages")),
+    )
 }
 
 /// A listed item's name (or URI, or URI template) for a record, at most 100
