@@ -34,7 +34,12 @@ fn start(extra: &[&str], env: &[(&str, &str)]) -> Firewall {
 
 /// An upstream failure is a JSON-RPC error (`-32003`) naming the decision.
 fn failure(resp: &Value) -> String {
-    assert_eq!(resp["error"]["code"], -32003, "{resp}");
+    error_message(resp, -32003)
+}
+
+/// The message of `resp`, a JSON-RPC error with `code`.
+fn error_message(resp: &Value, code: i64) -> String {
+    assert_eq!(resp["error"]["code"], code, "{resp}");
     resp["error"]["message"].as_str().unwrap().to_string()
 }
 
@@ -546,14 +551,7 @@ fn an_upstream_that_never_initializes_gets_the_client_a_clear_error() {
         json!({"protocolVersion": "2025-06-18", "capabilities": {},
                "clientInfo": {"name": "harness", "version": "1.0"}}),
     );
-    assert_eq!(resp["error"]["code"], -32003, "{resp}");
-    assert!(
-        resp["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("could be initialized"),
-        "{resp}"
-    );
+    assert!(failure(&resp).contains("could be initialized"), "{resp}");
     let failed = fw.wait_audit("upstream.failed", |r| r["event"] == "upstream.failed");
     assert!(
         failed["error"]
@@ -776,10 +774,7 @@ fn a_tool_definition_over_256_kib_is_left_out() {
     );
     let call = fw.call("huge", json!({}));
     assert!(
-        call["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Unknown tool"),
+        error_message(&call, -32602).contains("Unknown tool"),
         "{call}"
     );
     assert_eq!(text(&fw.call("large", json!({}))), "ran large");
@@ -799,11 +794,8 @@ fn a_session_works_on_at_most_256_requests_at_once() {
     let mut refused = 0;
     for id in &ids[256..] {
         let resp = fw.response(id);
-        assert_eq!(resp["error"]["code"], -32005, "{resp}");
         assert!(
-            resp["error"]["message"]
-                .as_str()
-                .unwrap()
+            error_message(&resp, -32005)
                 .contains("too many requests in flight in this session (256)"),
             "{resp}"
         );
@@ -852,12 +844,8 @@ fn a_session_runs_at_most_256_calls_as_tasks_at_once() {
         })
         .collect();
     let over = fw.request("tools/call", hang.clone());
-    assert_eq!(over["error"]["code"], -32005, "{over}");
     assert!(
-        over["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("too many tasks running in this session (256)"),
+        error_message(&over, -32005).contains("too many tasks running in this session (256)"),
         "{over}"
     );
     // A second refusal in the same run is answered, not recorded again.
@@ -924,20 +912,14 @@ fn unknown_names_do_not_turn_every_request_into_a_listing() {
     for id in &ids {
         let resp = fw.response(id);
         assert!(
-            resp["error"]["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("Unknown tool"),
+            error_message(&resp, -32602).starts_with("Unknown tool"),
             "{resp}"
         );
     }
     for i in 25..50 {
         let resp = fw.call(&format!("nope{i}"), json!({}));
         assert!(
-            resp["error"]["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("Unknown tool"),
+            error_message(&resp, -32602).starts_with("Unknown tool"),
             "{resp}"
         );
     }
