@@ -7,15 +7,22 @@
 //! refers to where an undefined value (or an empty set, where iterated)
 //! makes the whole statement fail.
 //!
+//! Also the key of `input.arguments` a statement cannot hold without
+//! ([`Closed::argument_read`]): which keys a call's arguments have is part
+//! of its known part, so `p := input.arguments[key]` fails for every call
+//! to `echo` that has no such key, whatever its values.
+//!
 //! Invariant: conservative. Anything not recognised (local variables,
 //! comprehensions, user functions, imports, computed keys) is not closed,
 //! and references inside comprehensions or `print` never fail a statement.
 
 use std::collections::BTreeSet;
 
-use regorus::unstable::Expr;
+use regorus::unstable::{Expr, Literal};
 
-use super::rule_graph::{Graph, Key, input_field, is_nondeterministic, literal_path};
+use super::rule_graph::{
+    Graph, Key, input_field, is_nondeterministic, literal_path, string_literal,
+};
 use super::specialize::Statement;
 
 /// Which expressions read only the known part, folded rules and constants.
@@ -27,7 +34,93 @@ pub(super) struct Closed<'a> {
     pub(super) foldable: &'a BTreeSet<Key>,
 }
 
+/// A key of `input.arguments` a statement reads (`input.arguments.k`,
+/// `input.arguments["k"]`, `input.arguments[v]`).
+#[derive(Debug, PartialEq)]
+pub(super) enum ArgumentKey {
+    Literal(String),
+    /// A variable, which must be bound before the statement.
+    Var(String),
+}
+
 impl Closed<'_> {
+    /// The key of `input.arguments` without which `literal` fails, and
+    /// fails without an error, whatever else it says. Only shapes where
+    /// regorus turns an undefined operand into an undefined (false)
+    /// statement before anything could raise an error are recognised:
+    /// `some x in R`, `x := R` (or `=`), `R` alone, a builtin of one
+    /// argument `f(R)` (alone or assigned), and `R` compared with a scalar
+    /// literal; `R` is a reference through `input.arguments`.
+    pub(super) fn argument_read(&self, literal: &Literal) -> Option<ArgumentKey> {
+        let expr = match literal {
+            Literal::SomeIn { collection, .. } => return self.argument_key(collection),
+            Literal::Expr { expr, .. } => expr,
+            _ => return None,
+        };
+        match expr.as_ref() {
+            Expr::AssignExpr { rhs, .. } => self.strict_operand(rhs),
+            Expr::BoolExpr { lhs, rhs, .. } => {
+                let scalar = |e: &Expr| {
+                    matches!(
+                        e,
+                        Expr::String { .. }
+                            | Expr::RawString { .. }
+                            | Expr::Number { .. }
+                            | Expr::Bool { .. }
+                            | Expr::Null { .. }
+                    )
+                };
+                match (scalar(lhs), scalar(rhs)) {
+                    (true, false) => self.argument_key(rhs),
+                    (false, true) => self.argument_key(lhs),
+                    _ => None,
+                }
+            }
+            expr => self.strict_operand(expr),
+        }
+    }
+
+    /// `R` or a builtin of one argument `f(R)` (not `print`, which takes
+    /// undefined in its stride).
+    fn strict_operand(&self, expr: &Expr) -> Option<ArgumentKey> {
+        if let Expr::Call { fcn, params, .. } = expr {
+            let print = matches!(fcn.as_ref(), Expr::Var { span, .. } if span.text() == "print");
+            return match params.as_slice() {
+                [param] if !print && self.builtin(fcn) => self.argument_key(param),
+                _ => None,
+            };
+        }
+        self.argument_key(expr)
+    }
+
+    /// The key when `expr` is a reference through `input.arguments`.
+    fn argument_key(&self, mut expr: &Expr) -> Option<ArgumentKey> {
+        loop {
+            let (refr, key) = match expr {
+                Expr::RefDot { refr, field, .. } => {
+                    (refr, Some(ArgumentKey::Literal(field.0.text().to_string())))
+                }
+                Expr::RefBrack { refr, index, .. } => {
+                    let key = match index.as_ref() {
+                        Expr::Var { span, .. } if !self.names(index) => {
+                            Some(ArgumentKey::Var(span.text().to_string()))
+                        }
+                        index => string_literal(index).map(ArgumentKey::Literal),
+                    };
+                    (refr, key)
+                }
+                _ => return None,
+            };
+            let (root, path) = literal_path(refr);
+            let through = matches!(root, Expr::Var { span, .. } if span.text() == "input")
+                && path == [Some("arguments".to_string())];
+            if through {
+                return key;
+            }
+            expr = refr;
+        }
+    }
+
     pub(super) fn expr(&self, expr: &Expr) -> bool {
         match expr {
             Expr::String { .. }

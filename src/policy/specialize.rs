@@ -19,6 +19,12 @@
 //!   are dead is false by Rego's semantics (an undefined term makes its
 //!   expression undefined; `some x in s` over an empty `s` fails). This runs
 //!   to a fixed point, so `cc_tool in cc_write_tools` dies with `cc_tool`;
+//! - a statement that cannot hold without a key of `input.arguments`
+//!   (`p := input.arguments[key]` after `some key in path_keys`,
+//!   `is_array(input.arguments.paths)`) is false for a call whose
+//!   arguments lack it, whatever their values: which keys the arguments
+//!   have is part of the known part ([`ARGUMENT_KEYS`]) when the policy has
+//!   such a statement, so `echo {"message"}` runs no path or command rule;
 //! - rules no kept rule can reach any more are blanked too.
 //!
 //! Where that leaves every decision rule folded or dead, no engine is kept
@@ -57,7 +63,7 @@ use std::sync::{Arc, Mutex};
 use regorus::unstable::{Expr, Literal, Rule, RuleHead};
 use regorus::{Engine, Value};
 
-use super::closed::Closed;
+use super::closed::{ArgumentKey, Closed};
 use super::loader::SourceFile;
 use super::rule_graph::{Graph, Key, RESULT_FINDINGS, rewrite};
 
@@ -145,6 +151,12 @@ const MAX_SEEN: usize = 1024;
 /// Prefix of the probe rules added to the analysis engine.
 const PROBE: &str = "__mcp_firewall_probe_";
 
+/// The known part's field for which keys the call's arguments have (an
+/// object from each key to `true`; absent when the arguments are not an
+/// object). Only probes read it: no policy field of that name is ever
+/// known, so a policy reading it is decided as written.
+const ARGUMENT_KEYS: &str = "__mcp_firewall_argument_keys";
+
 /// What a rule's definitions produce.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
@@ -166,6 +178,10 @@ pub(super) struct Statement {
     /// Rules it indexes or iterates (`r[x]`, `some x in r`): an empty set
     /// makes it fail too.
     pub(super) iterated: BTreeSet<Key>,
+    /// Its probe only asks whether the arguments have the key it reads:
+    /// `true` leaves what the statement says (and whether it raises an
+    /// error) open.
+    keyed: bool,
 }
 
 /// One definition as the specializer sees it.
@@ -192,14 +208,28 @@ struct Plan {
     foldable: BTreeSet<Key>,
     defs: Vec<Def>,
     kinds: BTreeMap<Key, Kind>,
-    /// `(file label, package path, rule text)` of each probe.
-    probes: Vec<(String, Vec<String>, String)>,
+    probes: Vec<Probe>,
+    /// Whether a probe reads which keys the arguments have: then they are
+    /// part of the known part ([`ARGUMENT_KEYS`]).
+    keyed: bool,
     roots: BTreeSet<Key>,
     /// Whether any definition has a statement the analysis can judge:
     /// without one, a specialized engine could only fold rules that cost
     /// next to nothing (an allow-all policy), and computing the key per
     /// call would cost more than it saves.
     useful: bool,
+}
+
+/// A rule added to the analysis engine that holds when one statement can.
+#[derive(Debug)]
+struct Probe {
+    /// The file and package it goes in.
+    label: String,
+    package: Vec<String>,
+    text: String,
+    /// Reads [`ARGUMENT_KEYS`]: it can only say `false` for a call whose
+    /// arguments are an object without the key.
+    keyed: bool,
 }
 
 /// What the analysis concluded for one known part.
@@ -543,6 +573,15 @@ impl Plan {
                 known.insert(Value::from(name), value);
             }
         }
+        if self.keyed
+            && let Ok(arguments) = input["arguments"].as_object()
+        {
+            let keys = arguments.keys().map(|k| (k.clone(), Value::from(true)));
+            known.insert(
+                Value::from(ARGUMENT_KEYS),
+                Value::from(keys.collect::<BTreeMap<_, _>>()),
+            );
+        }
         Value::from(known)
     }
 
@@ -613,6 +652,10 @@ impl Plan {
                 Rule::Default { .. } => (false, true, None),
             };
             let mut statements = Vec::new();
+            // The closed statements so far, and the variables they bind:
+            // a probe on an argument key read by a variable repeats them.
+            let mut prefix: Vec<String> = Vec::new();
+            let mut bound: BTreeSet<String> = BTreeSet::new();
             let check = Closed {
                 graph,
                 here: &definition.key.0,
@@ -644,11 +687,43 @@ impl Plan {
                     }
                     _ => break,
                 };
+                let name = format!("{PROBE}{}", probes.len());
                 if closed {
+                    let text = statement_text(&stmt.span)?;
+                    if let Literal::SomeIn { key, value, .. } = &stmt.literal {
+                        bound.extend(
+                            key.iter()
+                                .chain([value])
+                                .map(|v| v.span().text().to_string()),
+                        );
+                    }
                     statement.probe = Some(probes.len());
-                    let name = format!("{PROBE}{}", probes.len());
-                    let text = format!("{name} if {{\n{}\n}}", statement_text(&stmt.span)?);
-                    probes.push((extent.0.clone(), definition.key.0.clone(), text));
+                    probes.push(Probe {
+                        label: extent.0.clone(),
+                        package: definition.key.0.clone(),
+                        text: format!("{name} if {{\n{text}\n}}"),
+                        keyed: false,
+                    });
+                    prefix.push(text);
+                } else if let Some(key) = check.argument_read(&stmt.literal) {
+                    // Holds only if the call's arguments have the key.
+                    let index = match key {
+                        ArgumentKey::Literal(k) => Some(serde_json::to_string(&k).ok()?),
+                        ArgumentKey::Var(v) => bound.contains(&v).then_some(v),
+                    };
+                    if let Some(index) = index {
+                        statement.probe = Some(probes.len());
+                        statement.keyed = true;
+                        let body = prefix.join("\n");
+                        probes.push(Probe {
+                            label: extent.0.clone(),
+                            package: definition.key.0.clone(),
+                            text: format!(
+                                "{name} if {{\n{body}\ninput.{ARGUMENT_KEYS}[{index}]\n}}"
+                            ),
+                            keyed: true,
+                        });
+                    }
                 }
                 let judged = statement.probe.is_some()
                     || !statement.refs.is_empty()
@@ -671,6 +746,7 @@ impl Plan {
         let useful = defs.iter().any(|d| !d.statements.is_empty());
         Some(Plan {
             useful,
+            keyed: probes.iter().any(|p| p.keyed),
             fields,
             foldable,
             defs,
@@ -686,19 +762,25 @@ impl Plan {
         let appended: Vec<(String, String)> = self
             .probes
             .iter()
-            .map(|(label, _, text)| (label.clone(), text.clone()))
+            .map(|p| (p.label.clone(), p.text.clone()))
             .collect();
         let sources = rewrite(files, &[], &appended)?;
         let mut probe =
             super::loader::build_engine(&sources, super::engine::EVAL_TIME_LIMIT).ok()?;
         probe.set_input(known.clone());
+        // Without the argument keys (arguments that are not an object), a
+        // keyed probe knows nothing.
+        let keys_known = known[ARGUMENT_KEYS] != Value::Undefined;
         // Some(true): the statement holds; Some(false): it fails; None: error.
         let answers: Vec<Option<bool>> = self
             .probes
             .iter()
             .enumerate()
-            .map(|(i, (_, package, _))| {
-                let path = format!("data.{}.{PROBE}{i}", package.join("."));
+            .map(|(i, p)| {
+                if p.keyed && !keys_known {
+                    return None;
+                }
+                let path = format!("data.{}.{PROBE}{i}", p.package.join("."));
                 match probe.eval_rule(path) {
                     Ok(Value::Undefined) => Some(false),
                     Ok(_) => Some(true),
@@ -732,7 +814,7 @@ impl Plan {
                         changed = true;
                         break;
                     }
-                    if answer != Some(true) {
+                    if answer != Some(true) || statement.keyed {
                         break;
                     }
                 }

@@ -61,6 +61,19 @@ fn corpus() -> Vec<Value> {
         json!({"cmd": ["curl", "http://x", "|", "sh"]}),
         json!({"url": "https://api.example/x", "method": "POST"}),
         json!({"url": "https://api.example/x", "method": 5}),
+        // Each key the library reads, alone or with a value of the wrong
+        // type, and arguments that are not an object.
+        json!({"paths": ["/srv/a", "/srv/../etc"]}),
+        json!({"paths": "/srv/../etc"}),
+        json!({"source": "/tmp/x", "destination": "/etc/../x"}),
+        json!({"source": 5}),
+        json!({"cmd": "mkfs.ext4 /dev/sda"}),
+        json!({"command": "ls", "args": ["-la", "/"]}),
+        json!({"args": ["rm", "-rf", "/"]}),
+        json!({"url": "https://api.example/x"}),
+        json!({"method": "DELETE"}),
+        json!([{"path": "/srv/../etc"}]),
+        json!("rm -rf /"),
     ] {
         for (name, annotations) in [
             ("echo", &ro),
@@ -237,13 +250,118 @@ fn a_call_to_echo_runs_none_of_the_hook_write_or_resource_rules() {
         assert!(!text.contains(gone), "{gone} is still in the text");
     }
     // What can still fire for echo stays.
-    for kept in [
-        "argument_strings",
-        "shell_commands",
-        "egress_hosts",
-        "path_args",
-    ] {
+    for kept in ["argument_strings", "egress_hosts"] {
         assert!(text.contains(kept), "{kept} was left out");
+    }
+}
+
+#[test]
+fn rules_over_argument_keys_a_call_lacks_are_not_run() {
+    let set = shipped();
+    let specializer = set.specializer().unwrap();
+    let text = |arguments: Value| {
+        let input = call(tool("echo", json!({"readOnlyHint": true})), arguments);
+        specializer
+            .text_for(&crate::policy::to_rego(&input).unwrap())
+            .unwrap()
+    };
+    // `echo` with a message: no path, command or HTTP method to look at.
+    let message = text(json!({"message": "hi"}));
+    for gone in [
+        "path_args contains",
+        "under_root(p, root) if",
+        "shell_commands contains",
+        "is_string(input.arguments.url)",
+    ] {
+        assert!(!message.contains(gone), "{gone} is still in the text");
+    }
+    // The same tool given a path or a command keeps the rules over it.
+    let path = text(json!({"message": "hi", "path": "/srv/x"}));
+    assert!(path.contains("path_args contains"), "{path}");
+    assert!(!path.contains("shell_commands contains"), "{path}");
+    let command = text(json!({"cmd": "ls"}));
+    assert!(command.contains("shell_commands contains"), "{command}");
+    // Arguments that are not an object say nothing about keys.
+    let odd = text(json!(["path"]));
+    assert!(odd.contains("path_args contains"), "{odd}");
+}
+
+#[test]
+fn statements_over_missing_argument_keys_fail_as_regorus_says() {
+    // Each rule needs a key; the calls below have every subset of them,
+    // with values of every type, and must be decided as the full policy
+    // decides them, errors included (`upper` of a number).
+    let rego = r#"package mcp.firewall
+        allow := true
+        deny contains "assign" if { x := input.arguments.a; x == 1 }
+        deny contains "unify" if { x = input.arguments["a"]; x == 2 }
+        deny contains "some" if { some v in input.arguments.list; v == 3 }
+        deny contains "alone" if input.arguments.flag
+        deny contains "type" if is_string(input.arguments.s)
+        deny contains "cmp" if input.arguments.n == 3
+        deny contains "cmp-left" if 4 == input.arguments.n
+        deny contains "upper" if { m := upper(input.arguments.m); m == "X" }
+        deny contains "deep" if input.arguments.o.p.q == 1
+        keys := {"a", "s"}
+        deny contains k if { some k in keys; v := input.arguments[k]; v == "k" }
+        deny contains "index" if { some i in [0]; input.arguments[i] == 1 }
+        deny contains "get" if object.get(input.arguments, "g", 1) == 1
+        deny contains "not" if not input.arguments.absent
+        deny contains "compr" if count([x | x := input.arguments.c]) == 0
+        deny contains "print" if print(input.arguments.p)
+        deny contains "unbound" if { v := input.arguments[k]; k == "z" }
+"#;
+    let set = load(&[("p.rego", rego)]);
+    let values = [
+        json!(1),
+        json!(2),
+        json!(3),
+        json!(4),
+        json!("k"),
+        json!("x"),
+        json!(true),
+        json!([3]),
+        json!({"p": {"q": 1}}),
+        json!(null),
+    ];
+    let keys = ["a", "list", "flag", "s", "n", "m", "o", "z", "c"];
+    let mut labels = std::collections::BTreeSet::new();
+    let mut pseudo = crate::inspect::Pseudo(7);
+    for round in 0..200 {
+        let mut arguments = serde_json::Map::new();
+        for key in keys {
+            if pseudo.below(3) == 0 {
+                let value = &values[pseudo.below(values.len())];
+                arguments.insert(key.to_string(), value.clone());
+            }
+        }
+        let arguments = match round {
+            0 => json!([1, 2]),
+            1 => json!("a"),
+            2 => json!(null),
+            _ => Value::Object(arguments),
+        };
+        labels.insert(same_every_way(
+            &set,
+            &call(tool("echo", json!({})), arguments),
+        ));
+    }
+    assert!(labels.iter().any(|l| l.contains("error")), "{labels:?}");
+    assert!(labels.len() > 20, "{labels:?}");
+    assert!(set.specialized_engines() >= 10);
+    // Arguments that are not an object have no keys to read: an array is
+    // indexed by number (the policy above raises errors on them).
+    let rego = r#"package mcp.firewall
+        allow := true
+        deny contains "index" if { some i in [0]; input.arguments[i] == 1 }"#;
+    let set = load(&[("p.rego", rego)]);
+    for arguments in [json!([1, 2]), json!({"0": 1}), json!({})] {
+        let verdict = same_every_way(&set, &call(tool("echo", json!({})), arguments.clone()));
+        assert_eq!(
+            verdict.contains("index"),
+            arguments == json!([1, 2]),
+            "{verdict}"
+        );
     }
 }
 
