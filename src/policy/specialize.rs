@@ -142,6 +142,10 @@ impl Phase {
 /// 0.5 MB with the shipped library).
 pub(super) const MAX_ENGINES: usize = 32;
 
+/// Rounds of specialization of one known part, at most (see
+/// [`Plan::specialized`]): the shipped library needs three for `echo`.
+const MAX_ROUNDS: usize = 4;
+
 /// Builds under way at once, at most.
 const MAX_BUILDING: usize = 2;
 
@@ -589,7 +593,34 @@ impl Plan {
     /// for one.
     /// Also whether the roots then decide every input alike: each is
     /// folded, dead, or never defined.
+    ///
+    /// In rounds: a rule that died is a constant in the text one round
+    /// gives (`shell_commands := set()`), so the next round, walking that
+    /// text afresh, can judge the statements over it
+    /// (`count(shell_commands) > 0`). Each round's text decides every
+    /// input with this known part as the one before it did; the rounds
+    /// stop when one changes nothing, after [`MAX_ROUNDS`], or when one
+    /// cannot vouch for its text (the last text that could is kept).
     fn specialized(&self, files: &[SourceFile], known: &Value) -> Option<(Vec<SourceFile>, bool)> {
+        let (mut sources, mut alike) = self.round(files, known)?;
+        for _ in 1..MAX_ROUNDS {
+            if alike {
+                break;
+            }
+            let Some((next, next_alike)) = self.next_round(&sources, known) else {
+                break;
+            };
+            let unchanged = next.iter().zip(&sources).all(|(a, b)| a.text == b.text);
+            (sources, alike) = (next, next_alike);
+            if unchanged {
+                break;
+            }
+        }
+        Some((sources, alike))
+    }
+
+    /// One round of [`Plan::specialized`] with this plan.
+    fn round(&self, files: &[SourceFile], known: &Value) -> Option<(Vec<SourceFile>, bool)> {
         let outcome = self.analyse(files, known)?;
         let alike = self.roots.iter().all(|root| {
             outcome.folded.contains_key(root)
@@ -597,6 +628,17 @@ impl Plan {
                 || !self.kinds.contains_key(root)
         });
         Some((self.sources(files, &outcome)?, alike))
+    }
+
+    /// The round after the one that gave `sources`: a plan for that text.
+    fn next_round(&self, sources: &[SourceFile], known: &Value) -> Option<(Vec<SourceFile>, bool)> {
+        let mut engine =
+            super::loader::build_engine(sources, super::engine::EVAL_TIME_LIMIT).ok()?;
+        let graph = Graph::build(&mut engine, super::engine::ADAPTER_PACKAGE)?;
+        if graph.definitions.iter().any(|d| d.facts.with) {
+            return None;
+        }
+        Plan::new(&graph, self.fields, &self.roots)?.round(sources, known)
     }
 
     fn new(graph: &Graph, fields: &'static [&'static str], roots: &BTreeSet<Key>) -> Option<Plan> {
