@@ -26,7 +26,7 @@
 //!   package, and calls to functions regorus does not have that an
 //!   evaluation with empty input reaches.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +38,7 @@ use super::error::PolicyError;
 use super::loader::{self, SourceFile};
 use super::response_rules;
 use super::rule_graph::{self, Graph};
-use super::specialize::{Phase, Specialized, Specializer};
+use super::specialize::{Phase, Specialized, Specializer, Text};
 use super::verdict::{self, REQUEST_RULES, RESPONSE_RULES, RULES};
 
 /// Longest one decision may take. A policy decides on a request the client is
@@ -120,9 +120,9 @@ impl PolicySet {
         let specialize = |graph: Option<&Graph>, sources: &[SourceFile], phase: Phase| {
             let finish = {
                 let (package, dir) = (package.to_string(), dir.to_path_buf());
-                Box::new(move |sources: &[SourceFile]| -> Option<Engine> {
-                    let mut engine = loader::build_engine(sources, EVAL_TIME_LIMIT).ok()?;
-                    add_adapter(&mut engine, &package).ok()?;
+                Box::new(move |text: &Text| -> Option<Engine> {
+                    let mut engine = loader::build_engine(&text.sources, EVAL_TIME_LIMIT).ok()?;
+                    add_adapter(&mut engine, &package, &text.roots).ok()?;
                     prepare(&mut engine, &dir).ok()?;
                     Some(engine)
                 })
@@ -135,7 +135,8 @@ impl PolicySet {
             None => specialize(graph.as_ref(), &files, Phase::Response),
             Some(_) => None,
         };
-        add_adapter(&mut engine, package).map_err(|e| loader::load_err(dir, e))?;
+        add_adapter(&mut engine, package, &BTreeMap::new())
+            .map_err(|e| loader::load_err(dir, e))?;
         prepare(&mut engine, dir)?;
         // The policy itself loaded; should the trimmed copy not (a bug of
         // ours, not the author's), results are judged by the whole policy.
@@ -145,7 +146,7 @@ impl PolicySet {
                 .filter(|g| !g.defines_into(&components, &RULES));
             let (_, free) = input_free(graph.as_ref(), &components);
             results = specialize(graph.as_ref(), &sources, Phase::Response);
-            add_adapter(&mut response, package).ok()?;
+            add_adapter(&mut response, package, &BTreeMap::new()).ok()?;
             prepare(&mut response, dir).ok()?;
             Some((response, skipped, free))
         });
@@ -436,11 +437,17 @@ pub(super) fn adapter_rule(rule: &str) -> String {
     format!("data.{ADAPTER_PACKAGE}.{rule}")
 }
 
-/// Adds the module that gathers the rules each phase reads into one object.
-fn add_adapter(engine: &mut Engine, package: &str) -> anyhow::Result<()> {
+/// Adds the module that gathers the rules each phase reads into one object;
+/// `known` holds, by name, rules whose gathered value is known without a
+/// lookup (see [`Text::roots`]).
+fn add_adapter(
+    engine: &mut Engine,
+    package: &str,
+    known: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
     let components: Vec<&str> = package.split('.').collect();
     let defined = defined_rules(engine, &components);
-    let text = adapter_text(package, defined.as_ref());
+    let text = adapter_text(package, defined.as_ref(), known);
     engine.add_policy(ADAPTER_LABEL.to_string(), text).map(drop)
 }
 
@@ -448,16 +455,21 @@ fn add_adapter(engine: &mut Engine, package: &str) -> anyhow::Result<()> {
 /// `defined` (when known) says the policy can give it a value; elsewhere it
 /// is undefined, which the adapter writes as `[]` without a lookup. Each
 /// lookup of `data.<pkg>.<rule>` costs regorus a walk over every module
-/// (~3-4 µs), undefined rule or not.
-fn adapter_text(package: &str, defined: Option<&BTreeSet<String>>) -> String {
+/// (~3-4 µs), undefined rule or not; a rule in `known` is written down.
+fn adapter_text(
+    package: &str,
+    defined: Option<&BTreeSet<String>>,
+    known: &BTreeMap<String, String>,
+) -> String {
     let object = |read: &[&str]| -> String {
         let fields: Vec<String> = RULES
             .iter()
             .map(|r| {
                 let may_be_defined = defined.is_none_or(|d| d.contains(*r));
-                match read.contains(r) && may_be_defined {
-                    true => format!("  \"{r}\": [x | x := data.{package}.{r}],"),
-                    false => format!("  \"{r}\": [],"),
+                match (read.contains(r) && may_be_defined, known.get(*r)) {
+                    (true, Some(value)) => format!("  \"{r}\": {value},"),
+                    (true, None) => format!("  \"{r}\": [x | x := data.{package}.{r}],"),
+                    (false, _) => format!("  \"{r}\": [],"),
                 }
             })
             .collect();

@@ -613,7 +613,7 @@ fn the_adapter_looks_up_only_rules_the_policy_can_define() {
     let defined = super::defined_rules(&mut engine, &["mcp", "firewall"]).unwrap();
     let names: Vec<&str> = defined.iter().map(String::as_str).collect();
     assert_eq!(names, ["approval", "deny", "helper", "message"]);
-    let text = super::adapter_text(PKG, Some(&defined));
+    let text = super::adapter_text(PKG, Some(&defined), &Default::default());
     for rule in ["deny", "message", "approval"] {
         assert!(
             text.contains(&format!("data.{PKG}.{rule}]")),
@@ -636,7 +636,9 @@ fn the_adapter_looks_up_only_rules_the_policy_can_define() {
         json!({}),
     );
     assert!(super::defined_rules(&mut engine, &["mcp", "firewall"]).is_none());
-    assert!(super::adapter_text(PKG, None).contains(&format!("data.{PKG}.allow]")));
+    assert!(
+        super::adapter_text(PKG, None, &Default::default()).contains(&format!("data.{PKG}.allow]"))
+    );
     // The shipped library defines neither `message` nor `approval`.
     let mut engine = engine_with(&[], json!({}));
     for (name, text) in shipped_sources() {

@@ -236,6 +236,17 @@ struct Probe {
     keyed: bool,
 }
 
+/// The policy text specialized to one known part.
+pub(super) struct Text {
+    pub(super) sources: Vec<SourceFile>,
+    /// Whether the decision rules then decide every input alike: each is
+    /// folded, dead, or never defined.
+    alike: bool,
+    /// The decision rules whose value the text knows, each as the adapter
+    /// gathers it (`[true]`, `[]`, `[set()]`), by name.
+    pub(super) roots: BTreeMap<String, String>,
+}
+
 /// What the analysis concluded for one known part.
 struct Outcome {
     dead: BTreeSet<usize>,
@@ -288,8 +299,9 @@ struct Cache {
     peak_building: usize,
 }
 
-/// Turns policy text into a finished engine (the adapter added, prepared).
-pub(super) type Finish = Box<dyn Fn(&[SourceFile]) -> Option<Engine> + Send + Sync>;
+/// Turns policy text into a finished engine (the adapter added, writing
+/// down the decision rules the text knows; prepared).
+pub(super) type Finish = Box<dyn Fn(&Text) -> Option<Engine> + Send + Sync>;
 
 impl Specializer {
     /// The plans for `files` as `graph` walked them (before the adapter);
@@ -500,13 +512,24 @@ impl Specializer {
     #[cfg(test)]
     pub(super) fn text_for(&self, input: &Value) -> Option<String> {
         let plan = self.plan_for(input)?;
-        let (sources, _) = plan.specialized(&self.files, &plan.known_part(input))?;
+        let text = plan.specialized(&self.files, &plan.known_part(input))?;
         Some(
-            sources
+            text.sources
                 .iter()
                 .map(|f| f.text.as_str())
                 .collect::<Vec<_>>()
                 .join("\n"),
+        )
+    }
+
+    /// The decision rules the text for `input`'s known part knows, as the
+    /// adapter writes them down.
+    #[cfg(test)]
+    pub(super) fn roots_for(&self, input: &Value) -> Option<BTreeMap<String, String>> {
+        let plan = self.plan_for(input)?;
+        Some(
+            plan.specialized(&self.files, &plan.known_part(input))?
+                .roots,
         )
     }
 
@@ -520,8 +543,8 @@ impl Specializer {
         input: &Value,
         full: &Engine,
     ) -> Result<Specialized, &'static str> {
-        let (sources, alike) = plan.specialized(&self.files, known).ok_or("failed")?;
-        let engine = (self.finish)(&sources).ok_or("failed")?;
+        let text = plan.specialized(&self.files, known).ok_or("failed")?;
+        let engine = (self.finish)(&text).ok_or("failed")?;
         // The cross-check: both engines decide the input that caused this.
         let decide = |engine: &Engine| {
             let mut engine = engine.clone();
@@ -542,7 +565,7 @@ impl Specializer {
         }
         match ours
             .ok()
-            .filter(|_| alike)
+            .filter(|_| text.alike)
             .map(|v| serde_json::to_value(&v))
         {
             Some(Ok(rules)) => Ok(Specialized::Constant(Arc::new(rules))),
@@ -590,9 +613,7 @@ impl Plan {
     }
 
     /// The policy text specialized to `known`, when the analysis vouches
-    /// for one.
-    /// Also whether the roots then decide every input alike: each is
-    /// folded, dead, or never defined.
+    /// for one, with what it knows of the decision rules.
     ///
     /// In rounds: a rule that died is a constant in the text one round
     /// gives (`shell_commands := set()`), so the next round, walking that
@@ -601,37 +622,59 @@ impl Plan {
     /// input with this known part as the one before it did; the rounds
     /// stop when one changes nothing, after [`MAX_ROUNDS`], or when one
     /// cannot vouch for its text (the last text that could is kept).
-    fn specialized(&self, files: &[SourceFile], known: &Value) -> Option<(Vec<SourceFile>, bool)> {
-        let (mut sources, mut alike) = self.round(files, known)?;
+    fn specialized(&self, files: &[SourceFile], known: &Value) -> Option<Text> {
+        let mut text = self.round(files, known)?;
         for _ in 1..MAX_ROUNDS {
-            if alike {
+            if text.alike {
                 break;
             }
-            let Some((next, next_alike)) = self.next_round(&sources, known) else {
+            let Some(next) = self.next_round(&text.sources, known) else {
                 break;
             };
-            let unchanged = next.iter().zip(&sources).all(|(a, b)| a.text == b.text);
-            (sources, alike) = (next, next_alike);
+            let unchanged = next
+                .sources
+                .iter()
+                .zip(&text.sources)
+                .all(|(a, b)| a.text == b.text);
+            text = next;
             if unchanged {
                 break;
             }
         }
-        Some((sources, alike))
+        Some(text)
     }
 
     /// One round of [`Plan::specialized`] with this plan.
-    fn round(&self, files: &[SourceFile], known: &Value) -> Option<(Vec<SourceFile>, bool)> {
+    fn round(&self, files: &[SourceFile], known: &Value) -> Option<Text> {
         let outcome = self.analyse(files, known)?;
         let alike = self.roots.iter().all(|root| {
             outcome.folded.contains_key(root)
                 || outcome.dead_rules.contains_key(root)
                 || !self.kinds.contains_key(root)
         });
-        Some((self.sources(files, &outcome)?, alike))
+        // What the adapter can write down instead of looking up.
+        let mut roots = BTreeMap::new();
+        for root in &self.roots {
+            let gathered = match (outcome.folded.get(root), outcome.dead_rules.get(root)) {
+                (Some(Value::Undefined), _) | (None, Some(Kind::Complete)) => "[]".to_string(),
+                (Some(value), _) => match rego_text(value) {
+                    Some(text) => format!("[{text}]"),
+                    None => continue,
+                },
+                (None, Some(Kind::Set)) => "[set()]".to_string(),
+                _ => continue,
+            };
+            roots.insert(root.1.clone(), gathered);
+        }
+        Some(Text {
+            sources: self.sources(files, &outcome)?,
+            alike,
+            roots,
+        })
     }
 
     /// The round after the one that gave `sources`: a plan for that text.
-    fn next_round(&self, sources: &[SourceFile], known: &Value) -> Option<(Vec<SourceFile>, bool)> {
+    fn next_round(&self, sources: &[SourceFile], known: &Value) -> Option<Text> {
         let mut engine =
             super::loader::build_engine(sources, super::engine::EVAL_TIME_LIMIT).ok()?;
         let graph = Graph::build(&mut engine, super::engine::ADAPTER_PACKAGE)?;

@@ -279,6 +279,18 @@ fn rules_over_argument_keys_a_call_lacks_are_not_run() {
     ] {
         assert!(!message.contains(gone), "{gone} is still in the text");
     }
+    // `allow` and `hide` fold for a trusted read-only tool: the adapter
+    // writes them down instead of looking them up; `deny` it must look up.
+    let input = call(
+        tool("echo", json!({"readOnlyHint": true})),
+        json!({"message": "hi"}),
+    );
+    let roots = specializer
+        .roots_for(&crate::policy::to_rego(&input).unwrap())
+        .unwrap();
+    assert_eq!(roots.get("allow").map(String::as_str), Some("[true]"));
+    assert_eq!(roots.get("hide").map(String::as_str), Some("[false]"));
+    assert!(!roots.contains_key("deny"), "{roots:?}");
     // The same tool given a path or a command keeps the rules over it.
     let path = text(json!({"message": "hi", "path": "/srv/x"}));
     assert!(path.contains("path_args contains"), "{path}");
