@@ -98,6 +98,11 @@ struct SqliteFile {
 /// Read connections kept open between reads.
 const IDLE_READERS: usize = 4;
 
+/// How many unexpired requests of a principal are pending (index
+/// `approvals_by_principal`).
+const PENDING_OF_PRINCIPAL: &str = "SELECT COUNT(*) FROM approvals
+     WHERE principal = ?1 AND status = ?2 AND expires_at > ?3";
+
 impl ApprovalStore {
     /// Opens `data_dir/approvals.db`, creating the directory and the database
     /// as needed and migrating the schema.
@@ -160,8 +165,7 @@ impl ApprovalStore {
         self.write(|tx| {
             let pending = tx
                 .query(
-                    "SELECT COUNT(*) FROM approvals
-                     WHERE principal = ?1 AND status = ?2 AND expires_at > ?3",
+                    PENDING_OF_PRINCIPAL,
                     vals![
                         new.principal.as_str(),
                         Status::Pending.as_str(),

@@ -51,8 +51,9 @@ const LISTEN_RETRY: Duration = Duration::from_secs(1);
 /// `schema.rs` for what each added), then 6: `rate_calls`, the calls
 /// replicas count together for `input.rate` (one process counts in memory),
 /// and `audit_heads`, each replica's audit chain head as of its last signed
-/// checkpoint (a log cut short is detected against it).
-pub const SCHEMA_VERSION: i64 = 6;
+/// checkpoint (a log cut short is detected against it); 7: the index
+/// `approvals_by_principal` (SQLite's version 6).
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The tables, in PostgreSQL's words. Integers are `BIGINT` (the store
 /// reads every integer as an `i64`); `rowid` keeps insertion order, as
@@ -78,6 +79,7 @@ CREATE TABLE IF NOT EXISTS approvals (
 );
 CREATE INDEX IF NOT EXISTS approvals_by_digest ON approvals (digest, status);
 CREATE INDEX IF NOT EXISTS approvals_by_created ON approvals (created_at);
+CREATE INDEX IF NOT EXISTS approvals_by_principal ON approvals (principal, status, expires_at);
 
 CREATE TABLE IF NOT EXISTS answers (
     rowid        BIGSERIAL,

@@ -28,7 +28,7 @@ use super::error::StoreError;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Version 1. `answers.approver_key` is the normalised identity
 /// (`identity_key`): the primary key makes "one answer per approver" a
@@ -149,6 +149,13 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_by_principal ON tasks (principal, created_at);
 ";
 
+/// Version 6: the count of a principal's pending requests, taken for every
+/// held call (`ApprovalStore::create_within`), reads an index instead of
+/// every request ever filed.
+const SCHEMA_V6: &str = "
+CREATE INDEX approvals_by_principal ON approvals (principal, status, expires_at);
+";
+
 /// Opens (creating if needed) and migrates the database at `path`.
 pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let open_err = |source| StoreError::Open {
@@ -243,6 +250,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
     }
     if found < 5 {
         tx.execute_batch(SCHEMA_V5)?;
+    }
+    if found < 6 {
+        tx.execute_batch(SCHEMA_V6)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;

@@ -266,6 +266,40 @@ fn pending_requests_are_counted_per_principal_up_to_the_limit() {
 }
 
 #[test]
+fn the_pending_count_reads_an_index_not_every_request() {
+    // Every held call counts its principal's pending requests: with the
+    // table scanned, a store of 100,000 answered requests made each held
+    // call read all of them.
+    // A database of schema version 5 gains the index when opened.
+    let dir = tempfile::tempdir().unwrap();
+    drop(ApprovalStore::open(dir.path()).unwrap());
+    let conn = Connection::open(dir.path().join(DB_FILE_NAME)).unwrap();
+    conn.execute_batch("DROP INDEX approvals_by_principal; PRAGMA user_version = 5;")
+        .unwrap();
+    drop(conn);
+    let store = ApprovalStore::open(dir.path()).unwrap();
+    let Backend::Sqlite(file) = &store.backend else {
+        panic!("a SQLite store")
+    };
+    let conn = file.lock();
+    let plan: Vec<String> = conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::PENDING_OF_PRINCIPAL
+        ))
+        .unwrap()
+        .query_map(["alice", "pending", "0"], |row| row.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("approvals_by_principal")),
+        "{plan:?}"
+    );
+}
+
+#[test]
 fn every_answer_rejection() {
     let (_dir, store) = open();
     store
