@@ -55,6 +55,14 @@ pub(super) struct Facts {
     /// Calls a builtin whose answer is not a function of its arguments
     /// (`time.now_ns`, `rand.intn`, `http.send` ...).
     pub(super) nondeterministic: bool,
+    /// Where it names a rule of its own package by a plain variable
+    /// (`r`, `r[k]`, `r.f`): byte start, end and the name. Not merged
+    /// across definitions.
+    pub(super) rule_vars: Vec<(usize, usize, String)>,
+    /// The names it binds (`some x in`, `x :=`, either side of `=`, a
+    /// function's arguments ...): a rule of such a name may be shadowed
+    /// in it. Not merged across definitions.
+    pub(super) bound: BTreeSet<String>,
 }
 
 impl Facts {
@@ -244,11 +252,36 @@ pub(super) fn rewrite(
     blank: &[(String, usize, Option<usize>)],
     append: &[(String, String)],
 ) -> Option<Vec<SourceFile>> {
+    rewrite_with(files, blank, &[], append)
+}
+
+/// [`rewrite`], also putting text in place of byte ranges
+/// (`(file label, start, end, text)`) that no blanked range overlaps.
+pub(super) fn rewrite_with(
+    files: &[SourceFile],
+    blank: &[(String, usize, Option<usize>)],
+    replace: &[(String, usize, usize, String)],
+    append: &[(String, String)],
+) -> Option<Vec<SourceFile>> {
     let mut out = files.to_vec();
     for (label, start, end) in blank {
         let file = out.iter_mut().find(|f| f.label() == *label)?;
         let end = end.unwrap_or(file.text.len());
         blank_out(&mut file.text, *start, end)?;
+    }
+    // Last first, so each range still means what it meant.
+    let mut replace: Vec<&(String, usize, usize, String)> = replace.iter().collect();
+    replace.sort_by(|a, b| (&a.0, b.1).cmp(&(&b.0, a.1)));
+    let mut previous: Option<(&str, usize)> = None;
+    for (label, start, end, text) in replace {
+        // Overlapping ranges cannot both be replaced.
+        if previous.is_some_and(|(l, s)| l == label && *end > s) {
+            return None;
+        }
+        let file = out.iter_mut().find(|f| f.label() == *label)?;
+        file.text.get(*start..*end)?;
+        file.text.replace_range(*start..*end, text);
+        previous = Some((label, *start));
     }
     for (label, text) in append {
         let file = out.iter_mut().find(|f| f.label() == *label)?;
@@ -423,6 +456,7 @@ impl Walk<'_> {
                         refr, args, assign, ..
                     } => {
                         self.head(refr);
+                        args.iter().for_each(|a| self.binds(a));
                         args.iter().for_each(|a| self.expr(a));
                         if let Some(assign) = assign {
                             self.expr(&assign.value);
@@ -473,15 +507,30 @@ impl Walk<'_> {
                 self.facts.with = true;
             }
             match &stmt.literal {
-                Literal::SomeVars { .. } => {}
+                Literal::SomeVars { vars, .. } => {
+                    let names = vars.iter().map(|v| v.text().to_string());
+                    self.facts.bound.extend(names);
+                }
                 Literal::SomeIn {
                     key,
                     value,
                     collection,
                     ..
-                } => self.membership(key.as_ref(), value, collection),
+                } => {
+                    key.iter().for_each(|k| self.binds(k));
+                    self.binds(value);
+                    self.membership(key.as_ref(), value, collection);
+                }
                 Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => self.expr(expr),
-                Literal::Every { domain, query, .. } => {
+                Literal::Every {
+                    key,
+                    value,
+                    domain,
+                    query,
+                    ..
+                } => {
+                    let names = key.iter().chain([value]).map(|v| v.text().to_string());
+                    self.facts.bound.extend(names);
                     self.expr(domain);
                     self.query(query);
                 }
@@ -519,10 +568,22 @@ impl Walk<'_> {
             }
             Expr::Call { fcn, params, .. } => self.call(fcn, params),
             Expr::UnaryExpr { expr, .. } => self.expr(expr),
+            Expr::AssignExpr { lhs, rhs, .. } => {
+                // `:=` binds its left side; `=` may bind either.
+                self.binds(lhs);
+                if let Expr::AssignExpr {
+                    op: regorus::unstable::AssignOp::Eq,
+                    ..
+                } = expr
+                {
+                    self.binds(rhs);
+                }
+                self.expr(lhs);
+                self.expr(rhs);
+            }
             Expr::BinExpr { lhs, rhs, .. }
             | Expr::BoolExpr { lhs, rhs, .. }
-            | Expr::ArithExpr { lhs, rhs, .. }
-            | Expr::AssignExpr { lhs, rhs, .. } => {
+            | Expr::ArithExpr { lhs, rhs, .. } => {
                 self.expr(lhs);
                 self.expr(rhs);
             }
@@ -544,12 +605,47 @@ impl Walk<'_> {
         self.expr(collection);
     }
 
+    /// Every variable `pattern` names, as bound (a pattern may bind
+    /// variables anywhere in arrays and objects; a reference binds none of
+    /// its own, but its computed keys may).
+    fn binds(&mut self, pattern: &Expr) {
+        match pattern {
+            Expr::Var { span, .. } => {
+                self.facts.bound.insert(span.text().to_string());
+            }
+            Expr::Array { items, .. } | Expr::Set { items, .. } => {
+                items.iter().for_each(|i| self.binds(i));
+            }
+            Expr::Object { fields, .. } => fields.iter().for_each(|(_, k, v)| {
+                self.binds(k);
+                self.binds(v);
+            }),
+            Expr::RefDot { refr, .. } => self.binds(refr),
+            Expr::RefBrack { refr, index, .. } => {
+                self.binds(refr);
+                self.binds(index);
+            }
+            _ => {}
+        }
+    }
+
     /// A variable or a reference (`input.tool.name`, `data.x.y`, `rule.f`).
     fn reference(&mut self, expr: &Expr) {
         self.computed_keys(expr);
         let (root, path) = literal_path(expr);
         match root {
-            Expr::Var { span, .. } => self.name(span.text(), &path),
+            Expr::Var { span, .. } => {
+                let name = span.text();
+                self.name(name, &path);
+                let own_rule = self
+                    .packages
+                    .get(self.here)
+                    .is_some_and(|rules| rules.contains(name));
+                if own_rule && !self.imports.contains_key(name) {
+                    let (start, end) = (span.start as usize, span.end as usize);
+                    self.facts.rule_vars.push((start, end, name.to_string()));
+                }
+            }
             other => self.expr(other),
         }
     }

@@ -65,7 +65,7 @@ use regorus::{Engine, Value};
 
 use super::closed::{ArgumentKey, Closed};
 use super::loader::SourceFile;
-use super::rule_graph::{Graph, Key, RESULT_FINDINGS, rewrite};
+use super::rule_graph::{Graph, Key, RESULT_FINDINGS, rewrite, rewrite_with};
 
 /// The input fields every `tools/call` of one tool shares (and its
 /// results: `phase`).
@@ -146,6 +146,11 @@ pub(super) const MAX_ENGINES: usize = 32;
 /// [`Plan::specialized`]): the shipped library needs three for `echo`.
 const MAX_ROUNDS: usize = 4;
 
+/// The longest value written in place of a folded rule's name, in bytes
+/// of Rego: a literal is built afresh wherever it is evaluated (once per
+/// iteration inside a loop), where the rule is evaluated once per decision.
+const MAX_WRITTEN_IN: usize = 512;
+
 /// Builds under way at once, at most.
 const MAX_BUILDING: usize = 2;
 
@@ -200,6 +205,11 @@ struct Def {
     is_default: bool,
     uses: BTreeSet<Key>,
     opaque: bool,
+    /// Where it names a rule of its package, and the names it binds (see
+    /// [`super::rule_graph::Facts`]): a folded rule it names is written in
+    /// as its value, unless the name is bound there.
+    rule_vars: Vec<(usize, usize, String)>,
+    bound: BTreeSet<String>,
     /// Its leading statements, up to the first the analysis cannot judge.
     statements: Vec<Statement>,
 }
@@ -825,6 +835,8 @@ impl Plan {
                 is_default,
                 uses: definition.facts.uses.clone(),
                 opaque: definition.facts.opaque,
+                rule_vars: definition.facts.rule_vars.clone(),
+                bound: definition.facts.bound.clone(),
                 statements,
             });
         }
@@ -956,9 +968,13 @@ impl Plan {
 
     /// The policy text for `outcome`: dead definitions, folded and dead
     /// rules and (unless something opaque is kept) unreached rules blanked;
-    /// the values of folded and dead rules still reached appended.
+    /// the values of folded and dead rules still reached appended; in the
+    /// definitions kept, a folded rule named by a plain variable written in
+    /// as its value (regorus looks a rule up at a cost of microseconds;
+    /// a small literal costs less).
     fn sources(&self, files: &[SourceFile], outcome: &Outcome) -> Option<Vec<SourceFile>> {
         let mut blank = Vec::new();
+        let mut written_in = Vec::new();
         let mut appended: BTreeMap<Key, (String, String)> = BTreeMap::new();
         for (i, def) in self.defs.iter().enumerate() {
             let unreached = outcome
@@ -968,6 +984,19 @@ impl Plan {
             let replaced =
                 outcome.folded.contains_key(&def.key) || outcome.dead_rules.contains_key(&def.key);
             if !(outcome.dead.contains(&i) || replaced || unreached) {
+                for (start, end, name) in &def.rule_vars {
+                    let key = (def.key.0.clone(), name.clone());
+                    let value = outcome
+                        .folded
+                        .get(&key)
+                        .filter(|_| !def.bound.contains(name));
+                    let Some(text) = value.and_then(rego_text) else {
+                        continue;
+                    };
+                    if text.len() <= MAX_WRITTEN_IN {
+                        written_in.push((def.extent.0.clone(), *start, *end, text));
+                    }
+                }
                 continue;
             }
             blank.push(def.extent.clone());
@@ -986,7 +1015,7 @@ impl Plan {
             }
         }
         let appended: Vec<(String, String)> = appended.into_values().collect();
-        rewrite(files, &blank, &appended)
+        rewrite_with(files, &blank, &written_in, &appended)
     }
 }
 

@@ -323,6 +323,62 @@ fn rules_over_rules_that_died_die_in_the_next_round() {
 }
 
 #[test]
+fn folded_rules_are_written_in_where_they_are_read_unless_a_name_is_bound() {
+    // The library's rate limits, folded, are written into the rule that
+    // reads them for every call (two lookups fewer).
+    let set = shipped();
+    let input = call(
+        tool("echo", json!({"readOnlyHint": true})),
+        json!({"m": "hi"}),
+    );
+    let text = set
+        .specializer()
+        .unwrap()
+        .text_for(&crate::policy::to_rego(&input).unwrap())
+        .unwrap();
+    assert!(
+        text.contains(r#"some counter, check in {"principal_last_minute": ["#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"limit := {"per_principal_per_minute": 120"#),
+        "{text}"
+    );
+    // Where a definition binds a variable of a rule's name, that rule is
+    // not written in there, and decisions are the full policy's.
+    let rego = r#"package mcp.firewall
+        limit := 3 if input.tool.name
+        k := "a" if input.tool.name
+        allow := true
+        deny contains "over" if { n := input.arguments.n; n > limit }
+        deny contains "either" if { [k, 1] = [input.arguments.e, 1]; k == "c" }
+        f(limit) := limit + 1
+        deny contains "f" if f(input.arguments.f) == 4"#;
+    let set = load(&[("p.rego", rego)]);
+    let input = call(tool("echo", json!({})), json!({"n": 1}));
+    let text = set
+        .specializer()
+        .unwrap()
+        .text_for(&crate::policy::to_rego(&input).unwrap())
+        .unwrap();
+    assert!(text.contains("n > 3"), "{text}");
+    assert!(
+        text.contains("[k, 1] = [input.arguments.e, 1]; k == \"c\""),
+        "{text}"
+    );
+    assert!(text.contains("f(limit) := limit + 1"), "{text}");
+    for arguments in [
+        json!({"n": 1}),
+        json!({"n": 4}),
+        json!({"e": "c"}),
+        json!({"e": "a"}),
+        json!({"f": 3}),
+    ] {
+        same_every_way(&set, &call(tool("echo", json!({})), arguments));
+    }
+}
+
+#[test]
 fn statements_over_missing_argument_keys_fail_as_regorus_says() {
     // Each rule needs a key; the calls below have every subset of them,
     // with values of every type, and must be decided as the full policy
@@ -439,8 +495,9 @@ fn an_empty_set_is_defined_and_an_undefined_rule_is_not() {
         .unwrap()
         .text_for(&crate::policy::to_rego(&call(tool("echo", json!({})), json!({}))).unwrap())
         .unwrap();
+    // `s` is written in where it is read; `r`, undefined, cannot be.
     assert!(
-        text.contains("s := set()") && text.contains("r if false"),
+        text.contains("count(set()) == 0") && text.contains("r if false"),
         "{text}"
     );
     assert!(!text.contains("deny contains \"s\""), "{text}");
@@ -461,7 +518,7 @@ fn rules_reading_the_call_or_the_clock_are_not_folded() {
         .unwrap()
         .text_for(&crate::policy::to_rego(&input).unwrap())
         .unwrap();
-    assert!(text.contains("named := true"), "{text}");
+    assert!(text.contains("allow if { true; not big }"), "{text}");
     assert!(text.contains("big if count(input.arguments)"), "{text}");
     assert!(text.contains("now_positive if time.now_ns()"), "{text}");
     for arguments in [
@@ -539,7 +596,11 @@ fn values_of_every_shape_fold_to_rego_text() {
         .unwrap()
         .text_for(&crate::policy::to_rego(&input).unwrap())
         .unwrap();
-    assert!(text.contains("shape := {"), "{text}");
+    // Written in where it is read, in Rego that reads back as the value.
+    assert!(
+        text.contains(r#"{"a": [1, 2.5, "x\"y\n"], "e": set(), "n": -3, "o": {}, "s": {null, true}}.a[1] == 2.5"#),
+        "{text}"
+    );
     assert!(same_every_way(&set, &input).contains("Allow"));
     assert!(set.specialized_engines() == 1);
 }
