@@ -159,6 +159,10 @@ const MAX_BUILDING: usize = 2;
 /// Known parts seen once, remembered to build on the second sighting.
 const MAX_SEEN: usize = 1024;
 
+/// Sets of argument keys one tool's calls are specialized on, at most
+/// (see `Cache::key_for`).
+const MAX_KEY_SETS: usize = 8;
+
 /// Prefix of the probe rules added to the analysis engine.
 const PROBE: &str = "__mcp_firewall_probe_";
 
@@ -307,8 +311,45 @@ struct Cache {
     seen: BTreeSet<Value>,
     /// Known parts whose engine is being built.
     building: BTreeSet<Value>,
+    /// The argument-key sets each known part (without them) was keyed on.
+    key_sets: BTreeMap<Value, BTreeSet<Value>>,
     /// The most builds ever under way at once.
     peak_building: usize,
+}
+
+impl Cache {
+    /// The cache key of `known`: with its argument keys while its tool (or
+    /// method) has been keyed on at most [`MAX_KEY_SETS`] sets of them,
+    /// without past that. An agent choosing its own argument names could
+    /// otherwise make each of its calls a known part of its own, and each
+    /// known part seen twice costs a build (~13 ms of CPU for the library).
+    fn key_for(&mut self, known: Value) -> Value {
+        let (mut base, keys) = without_argument_keys(known);
+        let Some(keys) = keys else {
+            return base;
+        };
+        if self.key_sets.len() >= MAX_SEEN && !self.key_sets.contains_key(&base) {
+            self.key_sets.clear();
+        }
+        let sets = self.key_sets.entry(base.clone()).or_default();
+        if !sets.contains(&keys) && sets.len() >= MAX_KEY_SETS {
+            return base;
+        }
+        sets.insert(keys.clone());
+        if let Ok(fields) = base.as_object_mut() {
+            fields.insert(Value::from(ARGUMENT_KEYS), keys);
+        }
+        base
+    }
+}
+
+/// `known` without its argument keys, and those keys.
+fn without_argument_keys(mut known: Value) -> (Value, Option<Value>) {
+    let keys = known
+        .as_object_mut()
+        .ok()
+        .and_then(|fields| fields.remove(&Value::from(ARGUMENT_KEYS)));
+    (known, keys)
 }
 
 /// Turns policy text into a finished engine (the adapter added, writing
@@ -356,8 +397,9 @@ impl Specializer {
         input: &Value,
         full: &Engine,
     ) -> Option<Specialized> {
-        let key = self.plan_for(input)?.known_part(input);
+        let plan = self.plan_for(input)?;
         let mut cache = self.cache.lock().ok()?;
+        let key = cache.key_for(plan.known_part(input));
         cache.clock += 1;
         let now = cache.clock;
         if let Some(cached) = cache.engines.get_mut(&key) {
@@ -395,10 +437,15 @@ impl Specializer {
     /// ([`Specialized::Constant`]); a lookup only (no sighting counted, no
     /// build started).
     pub(super) fn kept_constant(&self, input: &Value) -> Option<Arc<serde_json::Value>> {
-        let key = self.plan_for(input)?.known_part(input);
+        let known = self.plan_for(input)?.known_part(input);
         let mut cache = self.cache.lock().ok()?;
         cache.clock += 1;
         let now = cache.clock;
+        // Keyed on the argument keys while the tool was, else without.
+        let key = match cache.engines.contains_key(&known) {
+            true => known,
+            false => without_argument_keys(known).0,
+        };
         let cached = cache.engines.get_mut(&key)?;
         match &cached.decided_by {
             Some(Specialized::Constant(rules)) => {

@@ -303,6 +303,37 @@ fn rules_over_argument_keys_a_call_lacks_are_not_run() {
 }
 
 #[test]
+fn an_agent_naming_its_own_arguments_cannot_make_each_call_a_build() {
+    // Forty calls to one tool, each set of argument names sent twice (the
+    // second sighting builds): eight key sets get engines of their own,
+    // the rest share one keyed on the tool alone.
+    let set = shipped();
+    for i in 0..40 {
+        let arguments = json!({format!("k{i}"): "x", "path": "/srv/../etc"});
+        let input = call(tool("echo", json!({"readOnlyHint": true})), arguments);
+        let verdict = same_every_way(&set, &input);
+        assert!(verdict.contains("Deny"), "{verdict}");
+    }
+    assert!(
+        set.specialized_engines() <= 9,
+        "{}",
+        set.specialized_engines()
+    );
+    // A key set seen before the limit keeps its engine; one after it is
+    // decided by the shared engine, as the full policy decides.
+    let early = call(
+        tool("echo", json!({"readOnlyHint": true})),
+        json!({"k0": "x"}),
+    );
+    let late = call(
+        tool("echo", json!({"readOnlyHint": true})),
+        json!({"k39": "x"}),
+    );
+    assert!(same_every_way(&set, &early).contains("Allow"));
+    assert!(same_every_way(&set, &late).contains("Allow"));
+}
+
+#[test]
 fn rules_over_rules_that_died_die_in_the_next_round() {
     // Without `k`, `s` is empty, so `t` is false and nothing can deny:
     // three rounds make that a constant; with `k`, the call is denied.
@@ -435,9 +466,11 @@ fn statements_over_missing_argument_keys_fail_as_regorus_says() {
             2 => json!(null),
             _ => Value::Object(arguments),
         };
+        // 25 tools, so each is keyed on all of its (at most 8) key sets.
+        let name = format!("t{}", round % 25);
         labels.insert(same_every_way(
             &set,
-            &call(tool("echo", json!({})), arguments),
+            &call(tool(&name, json!({})), arguments),
         ));
     }
     assert!(labels.iter().any(|l| l.contains("error")), "{labels:?}");
