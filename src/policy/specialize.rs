@@ -229,6 +229,11 @@ struct Plan {
     defs: Vec<Def>,
     kinds: BTreeMap<Key, Kind>,
     probes: Vec<Probe>,
+    /// Rules defined exactly as an earlier rule of their package is (one
+    /// definition each, the same text but for the name, no imports):
+    /// the kept text names the earlier one instead (`argument_strings` and
+    /// `egress_strings`, the same `walk` in two library files).
+    same_as: BTreeMap<Key, Key>,
     /// Whether a probe reads which keys the arguments have: then they are
     /// part of the known part ([`ARGUMENT_KEYS`]).
     keyed: bool,
@@ -891,6 +896,7 @@ impl Plan {
         }
         let useful = defs.iter().any(|d| !d.statements.is_empty());
         Some(Plan {
+            same_as: same_definitions(graph, &kinds),
             useful,
             keyed: probes.iter().any(|p| p.keyed),
             fields,
@@ -1035,6 +1041,21 @@ impl Plan {
             if !(outcome.dead.contains(&i) || replaced || unreached) {
                 for (start, end, name) in &def.rule_vars {
                     let key = (def.key.0.clone(), name.clone());
+                    // A rule defined as another is: name that one, while
+                    // it is kept as written.
+                    let kept = |k: &Key| {
+                        outcome.reached.as_ref().is_none_or(|r| r.contains(k))
+                            && !outcome.folded.contains_key(k)
+                            && !outcome.dead_rules.contains_key(k)
+                    };
+                    if let Some(same) = self.same_as.get(&key)
+                        && kept(same)
+                        && !def.bound.contains(name)
+                        && !def.bound.contains(&same.1)
+                    {
+                        written_in.push((def.extent.0.clone(), *start, *end, same.1.clone()));
+                        continue;
+                    }
                     let value = outcome
                         .folded
                         .get(&key)
@@ -1093,6 +1114,50 @@ fn head_kind(head: &RuleHead) -> Kind {
         } if is_plain(refr) => Kind::Set,
         _ => Kind::Other,
     }
+}
+
+/// Each rule defined exactly as an earlier rule of its package, and that
+/// rule: one definition each with a plain head (`r contains x if`,
+/// `r := v if`), one body, no imports in either module, and the same text
+/// once the name is taken off the front and whitespace collapsed.
+fn same_definitions(graph: &Graph, kinds: &BTreeMap<Key, Kind>) -> BTreeMap<Key, Key> {
+    let mut count: BTreeMap<&Key, usize> = BTreeMap::new();
+    for definition in &graph.definitions {
+        *count.entry(&definition.key).or_default() += 1;
+    }
+    let mut first: BTreeMap<(Vec<String>, String), Key> = BTreeMap::new();
+    let mut same = BTreeMap::new();
+    for definition in &graph.definitions {
+        let key = &definition.key;
+        let plain = kinds.get(key).is_some_and(|k| *k != Kind::Other);
+        let Rule::Spec { span, bodies, .. } = definition.rule.as_ref() else {
+            continue;
+        };
+        if !plain
+            || count.get(key) != Some(&1)
+            || bodies.len() != 1
+            || bodies[0].is_else
+            || !definition.imported.is_empty()
+        {
+            continue;
+        }
+        let Some(rest) = span.text().strip_prefix(key.1.as_str()) else {
+            continue;
+        };
+        if !rest.starts_with(|c: char| c.is_whitespace() || c == ':' || c == '=') {
+            continue;
+        }
+        let text = rest.split_whitespace().collect::<Vec<_>>().join(" ");
+        match first.get(&(key.0.clone(), text.clone())) {
+            Some(earlier) => {
+                same.insert(key.clone(), earlier.clone());
+            }
+            None => {
+                first.insert((key.0.clone(), text), key.clone());
+            }
+        }
+    }
+    same
 }
 
 /// A string, number, boolean or null.

@@ -250,7 +250,7 @@ fn a_call_to_echo_runs_none_of_the_hook_write_or_resource_rules() {
         assert!(!text.contains(gone), "{gone} is still in the text");
     }
     // What can still fire for echo stays.
-    for kept in ["argument_strings", "egress_hosts"] {
+    for kept in ["egress_strings", "egress_hosts"] {
         assert!(text.contains(kept), "{kept} was left out");
     }
 }
@@ -331,6 +331,55 @@ fn an_agent_naming_its_own_arguments_cannot_make_each_call_a_build() {
     );
     assert!(same_every_way(&set, &early).contains("Allow"));
     assert!(same_every_way(&set, &late).contains("Allow"));
+}
+
+#[test]
+fn a_rule_defined_as_another_is_evaluated_once() {
+    // The library's egress and secrets files each collect every string of
+    // the arguments with the same `walk`; an `echo` engine walks once.
+    let set = shipped();
+    let input = call(
+        tool("echo", json!({"readOnlyHint": true})),
+        json!({"m": "hi"}),
+    );
+    let text = set
+        .specializer()
+        .unwrap()
+        .text_for(&crate::policy::to_rego(&input).unwrap())
+        .unwrap();
+    assert_eq!(text.matches("walk(input.arguments").count(), 1, "{text}");
+    // Rules that differ by as little as a bound, an import or a second
+    // definition are not taken for one another.
+    let rego = r#"package mcp.firewall
+        allow := true
+        a contains s if { some s in input.arguments.x; s > 1 }
+        b contains s if { some s in input.arguments.x; s > 1 }
+        c contains s if { some s in input.arguments.x; s > 2 }
+        d contains s if { some s in input.arguments.x; s > 1 }
+        d contains s if { some s in input.arguments.y }
+        deny contains sprintf("%d %d %d %d", [count(a), count(b), count(c), count(d)]) if input.arguments.go"#;
+    let set = load(&[("p.rego", rego)]);
+    for arguments in [
+        json!({"go": true, "x": [1, 2, 3], "y": [9]}),
+        json!({"go": true, "x": [3], "y": []}),
+        json!({"go": true}),
+    ] {
+        same_every_way(&set, &call(tool("echo", json!({})), arguments));
+    }
+    // (Without `y`, `d`'s second definition dies and `d` is `a` too.)
+    let input = call(
+        tool("echo", json!({})),
+        json!({"go": true, "x": [1, 2, 3], "y": [9]}),
+    );
+    let text = set
+        .specializer()
+        .unwrap()
+        .text_for(&crate::policy::to_rego(&input).unwrap())
+        .unwrap();
+    assert!(
+        text.contains("count(a), count(a), count(c), count(d)"),
+        "{text}"
+    );
 }
 
 #[test]
