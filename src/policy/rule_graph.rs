@@ -634,23 +634,14 @@ impl Walk<'_> {
         self.computed_keys(expr);
         let (root, path) = literal_path(expr);
         match root {
-            Expr::Var { span, .. } => {
-                let name = span.text();
-                self.name(name, &path);
-                let own_rule = self
-                    .packages
-                    .get(self.here)
-                    .is_some_and(|rules| rules.contains(name));
-                if own_rule && !self.imports.contains_key(name) {
-                    let (start, end) = (span.start as usize, span.end as usize);
-                    self.facts.rule_vars.push((start, end, name.to_string()));
-                }
-            }
+            Expr::Var { span, .. } => self.name(span, &path),
             other => self.expr(other),
         }
     }
 
-    fn name(&mut self, name: &str, path: &[Option<String>]) {
+    /// The variable at `span` (`path` follows it).
+    fn name(&mut self, span: &regorus::unstable::Span, path: &[Option<String>]) {
+        let name = span.text();
         match name {
             "input" => self.input(path),
             "data" => self.data(path),
@@ -670,6 +661,8 @@ impl Walk<'_> {
                     self.facts
                         .uses
                         .insert((self.here.to_vec(), name.to_string()));
+                    let (start, end) = (span.start as usize, span.end as usize);
+                    self.facts.rule_vars.push((start, end, name.to_string()));
                 }
                 // Else a local variable, or a builtin's namespace (`regex`).
             }

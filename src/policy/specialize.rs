@@ -193,10 +193,6 @@ pub(super) struct Statement {
     /// Rules it indexes or iterates (`r[x]`, `some x in r`): an empty set
     /// makes it fail too.
     pub(super) iterated: BTreeSet<Key>,
-    /// Its probe only asks whether the arguments have the key it reads:
-    /// `true` leaves what the statement says (and whether it raises an
-    /// error) open.
-    keyed: bool,
 }
 
 /// One definition as the specializer sees it.
@@ -372,9 +368,6 @@ impl Specializer {
         phase: Phase,
         finish: Finish,
     ) -> Option<Specializer> {
-        if graph.definitions.iter().any(|d| d.facts.with) {
-            return None;
-        }
         let package: Vec<String> = package.iter().map(|c| c.to_string()).collect();
         let roots: BTreeSet<Key> = phase
             .roots()
@@ -402,9 +395,9 @@ impl Specializer {
         input: &Value,
         full: &Engine,
     ) -> Option<Specialized> {
-        let plan = self.plan_for(input)?;
+        let known = self.plan_for(input)?.known_part(input);
         let mut cache = self.cache.lock().ok()?;
-        let key = cache.key_for(plan.known_part(input));
+        let key = cache.key_for(known);
         cache.clock += 1;
         let now = cache.clock;
         if let Some(cached) = cache.engines.get_mut(&key) {
@@ -742,13 +735,15 @@ impl Plan {
         let mut engine =
             super::loader::build_engine(sources, super::engine::EVAL_TIME_LIMIT).ok()?;
         let graph = Graph::build(&mut engine, super::engine::ADAPTER_PACKAGE)?;
-        if graph.definitions.iter().any(|d| d.facts.with) {
-            return None;
-        }
         Plan::new(&graph, self.fields, &self.roots)?.round(sources, known)
     }
 
+    /// `None` for a policy using `with` anywhere (a rule could be
+    /// evaluated under another input) or of a shape the plan does not know.
     fn new(graph: &Graph, fields: &'static [&'static str], roots: &BTreeSet<Key>) -> Option<Plan> {
+        if graph.definitions.iter().any(|d| d.facts.with) {
+            return None;
+        }
         let mut kinds: BTreeMap<Key, Kind> = BTreeMap::new();
         for definition in &graph.definitions {
             let kind = match definition.rule.as_ref() {
@@ -862,7 +857,6 @@ impl Plan {
                     };
                     if let Some(index) = index {
                         statement.probe = Some(probes.len());
-                        statement.keyed = true;
                         let body = prefix.join("\n");
                         probes.push(Probe {
                             label: extent.0.clone(),
@@ -966,7 +960,11 @@ impl Plan {
                         changed = true;
                         break;
                     }
-                    if answer != Some(true) || statement.keyed {
+                    // A keyed probe only asks whether the arguments have the
+                    // key: `true` leaves what the statement says (and
+                    // whether it raises an error) open.
+                    let keyed = statement.probe.is_some_and(|p| self.probes[p].keyed);
+                    if answer != Some(true) || keyed {
                         break;
                     }
                 }

@@ -24,6 +24,12 @@ fn tool(name: &str, annotations: Value) -> Value {
            "findings": [], "pin": {"status": "pinned", "approved": false}})
 }
 
+/// The request text `set` specializes to for `input`.
+fn request_text(set: &PolicySet, input: &Value) -> String {
+    let input = crate::policy::to_rego(input).unwrap();
+    set.specializer().unwrap().text_for(&input).unwrap()
+}
+
 /// Comparable form of an evaluation: the verdict, or that it failed.
 fn outcome(result: Result<Verdict, PolicyError>) -> String {
     match result {
@@ -260,10 +266,10 @@ fn rules_over_argument_keys_a_call_lacks_are_not_run() {
     let set = shipped();
     let specializer = set.specializer().unwrap();
     let text = |arguments: Value| {
-        let input = call(tool("echo", json!({"readOnlyHint": true})), arguments);
-        specializer
-            .text_for(&crate::policy::to_rego(&input).unwrap())
-            .unwrap()
+        request_text(
+            &set,
+            &call(tool("echo", json!({"readOnlyHint": true})), arguments),
+        )
     };
     // `echo` with a message: no path, command or HTTP method to look at.
     let message = text(json!({"message": "hi"}));
@@ -342,11 +348,7 @@ fn a_rule_defined_as_another_is_evaluated_once() {
         tool("echo", json!({"readOnlyHint": true})),
         json!({"m": "hi"}),
     );
-    let text = set
-        .specializer()
-        .unwrap()
-        .text_for(&crate::policy::to_rego(&input).unwrap())
-        .unwrap();
+    let text = request_text(&set, &input);
     assert_eq!(text.matches("walk(input.arguments").count(), 1, "{text}");
     // Rules that differ by as little as a bound, an import or a second
     // definition are not taken for one another.
@@ -371,11 +373,7 @@ fn a_rule_defined_as_another_is_evaluated_once() {
         tool("echo", json!({})),
         json!({"go": true, "x": [1, 2, 3], "y": [9]}),
     );
-    let text = set
-        .specializer()
-        .unwrap()
-        .text_for(&crate::policy::to_rego(&input).unwrap())
-        .unwrap();
+    let text = request_text(&set, &input);
     assert!(
         text.contains("count(a), count(a), count(c), count(d)"),
         "{text}"
@@ -412,11 +410,7 @@ fn folded_rules_are_written_in_where_they_are_read_unless_a_name_is_bound() {
         tool("echo", json!({"readOnlyHint": true})),
         json!({"m": "hi"}),
     );
-    let text = set
-        .specializer()
-        .unwrap()
-        .text_for(&crate::policy::to_rego(&input).unwrap())
-        .unwrap();
+    let text = request_text(&set, &input);
     assert!(text.contains(r#"limit, "echo on server fs"])"#), "{text}");
     assert!(
         text.contains("some counter, check in ratelimit_checks"),
@@ -438,11 +432,7 @@ fn folded_rules_are_written_in_where_they_are_read_unless_a_name_is_bound() {
         deny contains "f" if f(input.arguments.f) == 4"#;
     let set = load(&[("p.rego", rego)]);
     let input = call(tool("echo", json!({})), json!({"n": 1}));
-    let text = set
-        .specializer()
-        .unwrap()
-        .text_for(&crate::policy::to_rego(&input).unwrap())
-        .unwrap();
+    let text = request_text(&set, &input);
     assert!(text.contains("n > 3"), "{text}");
     assert!(
         text.contains("[k, 1] = [input.arguments.e, 1]; k == \"c\""),
@@ -574,11 +564,7 @@ fn an_empty_set_is_defined_and_an_undefined_rule_is_not() {
         let input = call(tool("echo", json!({})), arguments);
         same_every_way(&set, &input);
     }
-    let text = set
-        .specializer()
-        .unwrap()
-        .text_for(&crate::policy::to_rego(&call(tool("echo", json!({})), json!({}))).unwrap())
-        .unwrap();
+    let text = request_text(&set, &call(tool("echo", json!({})), json!({})));
     assert!(
         text.contains("s := set()") && text.contains("r if false"),
         "{text}"
@@ -596,11 +582,7 @@ fn rules_reading_the_call_or_the_clock_are_not_folded() {
         deny contains \"clock\" if { now_positive; input.arguments.late }\n";
     let set = load(&[("p.rego", rego)]);
     let input = call(tool("echo", json!({})), json!({"a": 1}));
-    let text = set
-        .specializer()
-        .unwrap()
-        .text_for(&crate::policy::to_rego(&input).unwrap())
-        .unwrap();
+    let text = request_text(&set, &input);
     assert!(text.contains("allow if { true; not big }"), "{text}");
     assert!(text.contains("big if count(input.arguments)"), "{text}");
     assert!(text.contains("now_positive if time.now_ns()"), "{text}");
@@ -674,11 +656,7 @@ fn values_of_every_shape_fold_to_rego_text() {
         deny contains \"e\" if { count(shape.e) > 0; input.arguments.go }\n";
     let set = load(&[("p.rego", rego)]);
     let input = call(tool("echo", json!({})), json!({"go": true}));
-    let text = set
-        .specializer()
-        .unwrap()
-        .text_for(&crate::policy::to_rego(&input).unwrap())
-        .unwrap();
+    let text = request_text(&set, &input);
     assert!(
         text.contains(
             r#"shape := {"a": [1, 2.5, "x\"y\n"], "e": set(), "n": -3, "o": {}, "s": {null, true}}"#
