@@ -280,6 +280,48 @@ fn a_policy_reading_nothing_of_the_input_still_decides_and_records_every_call() 
     assert_eq!(record["input"]["arguments"]["text"], "x");
 }
 
+/// A tool's results whose verdict is kept (every result rule folds for
+/// it) are looked up with the fields that name the call alone; a result
+/// rule that reads who calls, or what came before, still judges each of
+/// its tool's results, for each caller.
+#[test]
+fn result_rules_over_the_caller_and_history_judge_every_result() {
+    let rego = "package mcp.firewall\n\nallow := true\n\n\
+        warn contains \"sums are reviewed\" if { input.phase == \"response\"; input.tool.name == \"add\" }\n\
+        warn contains \"for mallory\" if { input.phase == \"response\"; input.tool.name == \"echo\"; input.principal.id == \"mallory\" }\n\
+        warn contains \"a repeat\" if { input.phase == \"response\"; input.tool.name == \"echo\"; count(input.session.history) > 4 }\n";
+    for principal in ["mallory", "alice"] {
+        let mut fw = Builder::new()
+            .rego(rego)
+            .arg("--principal")
+            .arg(principal)
+            .wrap_fixture();
+        fw.initialize();
+        // Enough calls of each tool for its result engine to be built (on
+        // the second sighting, in the background) and used.
+        for i in 0..6 {
+            let sum = fw.call("add", json!({"a": i, "b": 1}));
+            assert_eq!(text(&sum), "[mcp-firewall] sums are reviewed", "{sum}");
+            let echoed = fw.call("echo", json!({"text": format!("call {i}")}));
+            let expected = match (principal, i) {
+                ("mallory", 0..=1) => Some("[mcp-firewall] for mallory"),
+                ("mallory", _) => Some("[mcp-firewall] a repeat for mallory"),
+                (_, 0..=1) => None,
+                _ => Some("[mcp-firewall] a repeat"),
+            };
+            let first = &echoed["result"]["content"][0]["text"];
+            match expected {
+                Some(note) => assert_eq!(first, note, "{principal} {i}: {echoed}"),
+                None => assert_eq!(
+                    first,
+                    format!("call {i}").as_str(),
+                    "{principal} {i}: {echoed}"
+                ),
+            }
+        }
+    }
+}
+
 #[test]
 fn the_wrong_principal_falls_to_the_default_hold() {
     let rego = "package mcp.firewall\n\nallow if input.principal.id == \"alice\"\n";

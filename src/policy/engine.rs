@@ -285,11 +285,19 @@ impl PolicySet {
     /// The verdict kept for `input`'s known part in the response phase,
     /// when every rule it reads folds or dies for it (see
     /// `Specializer`): a lookup, which neither evaluates nor starts a
-    /// build. `input` needs only the known fields (`result.findings` of
-    /// the result); `None`: evaluate the whole input.
+    /// build. `input` needs only the known fields: those that name the call
+    /// (method, server, tool ..., the arguments' keys) and `result.findings`
+    /// (only a result without findings can have a kept verdict); `None`:
+    /// evaluate the whole input.
     pub fn kept_response(&self, input: &Value) -> Option<Verdict> {
         let rules = self.results.as_ref()?.kept_constant(input)?;
         verdict::from_rules(&rules).ok()
+    }
+
+    /// Whether [`Self::kept_response`] can ever find a verdict: only a
+    /// policy whose response phase is specialized keeps any.
+    pub fn keeps_responses(&self) -> bool {
+        self.results.is_some()
     }
 
     /// How many `deny` rules the response phase leaves out because they

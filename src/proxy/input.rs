@@ -160,29 +160,45 @@ impl std::ops::DerefMut for Input {
     }
 }
 
-/// The input document for one decision.
+/// The input document for one decision, as far as the request and the
+/// session tell it (the proxy adds what it holds: `Proxy::input_for`).
 pub fn build(subject: &Subject<'_>, session: &Session) -> Input {
+    complete(head(subject), subject, session)
+}
+
+/// [`head`] (perhaps with more fields) completed into the input for one
+/// decision: what is derived from the arguments and params, the caller,
+/// the session, its history, and the time.
+pub fn complete(mut input: Value, subject: &Subject<'_>, session: &Session) -> Input {
+    input["urls"] = json!(super::urls::urls_in(subject.arguments));
+    input["meta"] = subject.meta();
+    input["extra_params"] = subject.extra_params();
+    let history = add_context(&mut input, session);
+    Input {
+        doc: input,
+        history,
+    }
+}
+
+/// The fields of the input that say what is called and with what
+/// arguments, without who calls it, when, or after what (no principal,
+/// client, session, history or time), nor what is derived from the
+/// arguments and params (urls, meta, extra params).
+pub fn head(subject: &Subject<'_>) -> Value {
     let mut input = json!({
         "version": INPUT_VERSION,
         "direction": "client_to_server",
         "method": subject.method,
         "server": subject.server,
         "arguments": subject.arguments,
-        "urls": super::urls::urls_in(subject.arguments),
-        "meta": subject.meta(),
-        "extra_params": subject.extra_params(),
     });
-    let history = add_context(&mut input, session);
     match &subject.target {
         Target::Tool(entry) => input["tool"] = tool(entry),
         Target::Prompt(entry) => input["prompt"] = prompt(entry),
         Target::Resource(uri, def) => input["resource"] = resource(uri, *def),
         Target::Template(def) => input["resource_template"] = template(def),
     }
-    Input {
-        doc: input,
-        history,
-    }
+    input
 }
 
 /// The input for a request an upstream sent the client (sampling,

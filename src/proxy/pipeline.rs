@@ -354,10 +354,25 @@ impl Proxy {
 }
 
 impl Proxy {
-    /// The policy input for `subject`: the document of [`input::build`] plus
-    /// what only the configuration knows (`server_trusted`).
+    /// The policy input for `subject`: [`Self::head_for`] completed with
+    /// the caller, the time and the history ([`input::complete`]).
     pub(super) fn input_for(&self, subject: &Subject<'_>) -> Input {
-        let mut input = input::build(subject, &self.session);
+        input::complete(self.head_for(subject), subject, &self.session)
+    }
+
+    /// [`input::head`] with [`Self::add_facts`]: every field of
+    /// [`Self::input_for`]'s input that names the call, none that names
+    /// its caller or its time.
+    pub(super) fn head_for(&self, subject: &Subject<'_>) -> Value {
+        let mut head = input::head(subject);
+        self.add_facts(&mut head, subject);
+        head
+    }
+
+    /// What the firewall holds about `subject` that the request does not
+    /// say: whether its server's annotations are trusted, the task asked
+    /// about, the tool's findings and pin.
+    fn add_facts(&self, input: &mut Value, subject: &Subject<'_>) {
         input["server_trusted"] = json!(self.trusts(subject.server));
         if subject.method.starts_with("tasks/") {
             input["task"] = json!({"id": subject.params.get("taskId")});
@@ -370,7 +385,6 @@ impl Proxy {
                 input["tool"]["pin"] = self.pin_input(entry);
             }
         }
-        input
     }
 
     /// Whether `server`'s annotations are trusted (`trust_annotations`).

@@ -18,7 +18,7 @@
 use serde_json::{Value, json};
 
 use super::Proxy;
-use super::input::Subject;
+use super::input::{self, Subject};
 use crate::audit::{canonical_json, sha256_tagged};
 use crate::error::Refusal;
 use crate::inspect::{self, Located};
@@ -154,8 +154,10 @@ impl Proxy {
     /// request's with `phase` and the result as the policy sees it
     /// (findings, size, truncation); but a verdict kept for the result's
     /// known part (its tool, its findings; see `PolicySet::kept_response`)
-    /// is looked up first with the findings alone, so the content of a
-    /// result decided that way is neither copied, measured nor converted.
+    /// is looked up first with the fields that name the call and the
+    /// findings alone, so the content of a result decided that way is
+    /// neither copied, measured nor converted, and no more than those
+    /// fields of the input is built.
     fn decide_response(
         &self,
         subject: &Subject<'_>,
@@ -163,9 +165,9 @@ impl Proxy {
         inspection: &Inspection,
         policy: &PolicySet,
     ) -> Result<Verdict, PolicyError> {
-        let mut input = self.input_for(subject);
-        input["phase"] = json!("response");
         if !result.is_object() {
+            let mut input = self.input_for(subject);
+            input["phase"] = json!("response");
             input["result"] = result.clone();
             return input.evaluate_response(policy);
         }
@@ -176,11 +178,19 @@ impl Proxy {
                 .map(Located::to_json)
                 .collect::<Vec<_>>()
         );
-        input["result"] = json!({"findings": findings});
-        let mut converted = input.converted()?;
-        if let Some(verdict) = policy.kept_response(&converted) {
+        let mut head = self.head_for(subject);
+        head["phase"] = json!("response");
+        head["result"] = json!({"findings": findings.clone()});
+        // A kept verdict's known part is made of fields that name the
+        // call, so the lookup needs only those: the caller, the time and
+        // the history are built and converted for a result the policy reads.
+        if policy.keeps_responses()
+            && inspection.findings.is_empty()
+            && let Some(verdict) = policy.kept_response(&to_rego(&head)?)
+        {
             return Ok(verdict);
         }
+        let mut converted = input::complete(head, subject, &self.session).converted()?;
         let mut shown = result.clone();
         if let Some(obj) = shown.as_object_mut() {
             obj.insert("findings".into(), findings);
