@@ -96,6 +96,9 @@ def main():
     idle = num(r"HTTP, no session: ([\d.]+) MB", t64)
     spawn = num(r"spawn to initialize answer .*median ([\d.]+) ms", t64)
     rows.append(("idle RSS (HTTP, no session)", fmt(idle, "MB"), "<= 15 MB", idle is not None and idle <= 15))
+    order = read(out, "text-order.log").strip()
+    if order:
+        rows.append(("  " + order.splitlines()[0].split(" are in ")[0], "", "", None))
     rows.append(("spawn to initialize answer (stdio)", fmt(spawn, "ms"), "<= 20 ms", spawn is not None and spawn <= 20))
 
     width = max(len(r[0]) for r in rows)
