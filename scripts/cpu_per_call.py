@@ -9,6 +9,14 @@ steadier than latency on a shared machine: compare builds with it.
 
   scripts/cpu_per_call.py --policy policies [--bin-dir target/release] [--calls 3000]
                           [--text-bytes N]   (echo N bytes: a big argument and result)
+                          [--instructions]   (instructions per call under callgrind)
+
+`--instructions` runs the firewall under valgrind's callgrind twice, with
+the warm-up calls alone and with the warm-up and `--calls` more (use a few
+hundred), and prints the difference per call. Other work on the machine
+does not move it; the firewall's own threads and timestamps do, by 1-2 %
+between runs of one binary, so alternate builds and repeat. valgrind
+hides the CPU's SHA extensions, so SHA-256 counts more there than it costs.
 
 With the shipped library, raise the rate limits first (a copy of policies/
 with data.json changed as benches/common/mod.rs `library_policy` does), or
@@ -17,6 +25,7 @@ the calls after the 30th are refusals.
 import argparse
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -31,20 +40,19 @@ def firewall_cpu(pid):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--policy", required=True)
-    ap.add_argument("--bin-dir", default="target/release")
-    ap.add_argument("--calls", type=int, default=3000)
-    ap.add_argument("--fsync", default="never")
-    ap.add_argument("--text-bytes", type=int, default=5)
-    args = ap.parse_args()
+def session(args, calls, callgrind=False):
+    """Warm-up calls, then `calls` measured ones: (round trips, firewall CPU
+    seconds, instructions the firewall ran in all when under callgrind)."""
     audit = os.path.join(tempfile.mkdtemp(), "audit.jsonl")
     cmd = [
         os.path.join(args.bin_dir, "mcp-firewall"), "run", "--policy", args.policy,
         "--audit-log", audit, "--audit-fsync", args.fsync, "--trust-annotations",
         "--", os.path.join(args.bin_dir, "mcp-firewall-fixture"),
     ]
+    valgrind_log = os.path.join(os.path.dirname(audit), "valgrind.log")
+    if callgrind:
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+               f"--log-file={valgrind_log}", *cmd]
     fw = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, bufsize=0)
 
@@ -63,22 +71,46 @@ def main():
     def call(i):
         answer = rpc({"jsonrpc": "2.0", "id": i, "method": "tools/call",
                       "params": {"name": "echo", "arguments": {"text": text}}})
-        assert answer["result"]["content"][-1]["text"] == text, answer
+        content = answer.get("result", {}).get("content") or [{}]
+        assert content[-1].get("text") == text, answer
 
     for i in range(300):
         call(i + 1)
     before = firewall_cpu(fw.pid)
     latencies = []
-    for i in range(args.calls):
+    for i in range(calls):
         started = time.perf_counter()
         call(1000 + i)
         latencies.append(time.perf_counter() - started)
     cpu = firewall_cpu(fw.pid) - before
-    latencies.sort()
-    print(f"{args.calls} calls: round trip p50 {latencies[len(latencies) // 2] * 1e6:.0f} µs; "
-          f"firewall CPU per call {cpu / args.calls * 1e6:.0f} µs")
     fw.stdin.close()
     fw.wait()
+    instructions = None
+    if callgrind:
+        with open(valgrind_log) as log:
+            collected = re.search(r"Collected : (\d+)", log.read())
+        instructions = int(collected.group(1)) if collected else None
+    return sorted(latencies), cpu, instructions
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--policy", required=True)
+    ap.add_argument("--bin-dir", default="target/release")
+    ap.add_argument("--calls", type=int, default=3000)
+    ap.add_argument("--fsync", default="never")
+    ap.add_argument("--text-bytes", type=int, default=5)
+    ap.add_argument("--instructions", action="store_true")
+    args = ap.parse_args()
+    if args.instructions:
+        _, _, warm_up = session(args, 0, callgrind=True)
+        _, _, measured = session(args, args.calls, callgrind=True)
+        print(f"{args.calls} calls: {(measured - warm_up) / args.calls:,.0f} "
+              "instructions per call (firewall process, callgrind)")
+        return
+    latencies, cpu, _ = session(args, args.calls)
+    print(f"{args.calls} calls: round trip p50 {latencies[len(latencies) // 2] * 1e6:.0f} µs; "
+          f"firewall CPU per call {cpu / args.calls * 1e6:.0f} µs")
 
 
 if __name__ == "__main__":
