@@ -4,7 +4,12 @@
 //! and then waits until an `fsync` that began after that write has finished.
 //! One thread runs the `fsync`s: whenever records are written that no
 //! finished `fsync` covers, it syncs everything written so far, and the
-//! records written meanwhile wait for its next one, together. A waiter
+//! records written meanwhile wait for its next one, together. When the
+//! last `fsync` covered more than one record (calls are arriving
+//! together), the thread first lingers for half as long as that `fsync`
+//! took, at most [`MAX_LINGER`], so the next one covers more: on a fast
+//! disk, `fsync`s back to back each covered ~2.4 records at 32 calls in
+//! flight, and the kernel's journal work took CPU from the calls. A waiter
 //! blocks a thread ([`Pending::wait`]) or awaits ([`Pending::durable`]):
 //! a call awaiting its record leaves its worker free to decide the next call
 //! while the disk works.
@@ -22,12 +27,27 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::error::AuditError;
 use super::writer::AuditReceipt;
+
+/// The longest the `fsync` thread lingers for more records (see
+/// [`linger`]).
+const MAX_LINGER: Duration = Duration::from_micros(300);
+
+/// How long to wait for more records before an `fsync`, after one that
+/// covered `last_batch` records in `last_sync`: none when it covered one
+/// (a call alone waits for nothing), else half as long as it took, at most
+/// [`MAX_LINGER`], so a call waits at most half an `fsync` more.
+fn linger(last_batch: u64, last_sync: Duration) -> Duration {
+    match last_batch {
+        0 | 1 => Duration::ZERO,
+        _ => (last_sync / 2).min(MAX_LINGER),
+    }
+}
 
 /// Why records are not durable: the failed `fsync`, for every later error.
 type Failure = Arc<str>;
@@ -147,6 +167,7 @@ impl Syncer {
 
     fn run(&self) {
         let mut state = self.lock();
+        let (mut last_batch, mut last_sync) = (0, Duration::ZERO);
         loop {
             let upto = self.written.load(Ordering::Acquire);
             if state.progress.failed.is_some() || (state.closing && upto <= state.progress.synced) {
@@ -156,8 +177,21 @@ impl Syncer {
                 state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
+            let wait = if state.closing {
+                Duration::ZERO
+            } else {
+                linger(last_batch, last_sync)
+            };
+            let synced_before = state.progress.synced;
             drop(state);
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+            // What was written while lingering is covered too.
+            let upto = self.written.load(Ordering::Acquire);
+            let started = Instant::now();
             let synced = self.file.sync_data();
+            (last_batch, last_sync) = (upto - synced_before, started.elapsed());
             state = self.lock();
             state.syncs += 1;
             match synced {
@@ -282,5 +316,25 @@ impl Pending {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call alone never waits for company; calls arriving together wait
+    /// at most half an `fsync`, and never more than [`MAX_LINGER`] however
+    /// slow the disk.
+    #[test]
+    fn the_thread_lingers_only_after_a_shared_fsync_and_briefly() {
+        let ms = Duration::from_millis;
+        assert_eq!(linger(0, ms(5)), Duration::ZERO);
+        assert_eq!(linger(1, ms(5)), Duration::ZERO);
+        assert_eq!(
+            linger(2, Duration::from_micros(100)),
+            Duration::from_micros(50)
+        );
+        assert_eq!(linger(32, ms(40)), MAX_LINGER);
     }
 }
