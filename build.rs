@@ -15,10 +15,12 @@
 //! binary's code, in that order: those an HTTP firewall's start-up runs,
 //! then those of an allowed call. A page fault on code maps the 64 KB
 //! around it, so start-up code spread over the whole 19 MB `.text` kept
-//! 9.3 MB of it resident in an idle firewall; gathered, 2.4 MB. The list
-//! names mangled symbols, which debug builds do not share, and only linkers
-//! that take `--symbol-ordering-file` (LLD, rustc's default linker on
-//! x86_64 Linux, and mold) can use it, so the build asks the linker first.
+//! 9.3 MB of it resident in an idle firewall; gathered, 2.7 MB. The list
+//! names mangled symbols, which debug builds do not share (it holds those
+//! of a release build and of the build `cargo bench` makes), and only
+//! linkers that take `--symbol-ordering-file` (LLD, rustc's default linker
+//! on x86_64 Linux, and mold) can use it, so the build asks the linker
+//! first.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

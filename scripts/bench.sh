@@ -23,20 +23,18 @@ echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git rev-parse --short HEAD 2>/dev/null
 echo "== nproc $(nproc); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); kernel $(uname -r)" | tee -a "$OUT/machine.log"
 echo "== load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.log"
 
-# Benches are built with the release profile, not cargo's bench profile:
-# the bench profile would relink the binaries they start, and its symbols
-# carry other hashes than the release ones link/text-order.txt names.
 cargo build --release --bins
-# Whether start-up code is gathered first (build.rs, link/text-order.txt):
-# the idle RSS row depends on it.
+cargo bench --no-run --bench stdio_latency --bench policy_eval --bench http_throughput --bench peer_proxies
+# `cargo bench` relinks the binaries the benches start. Whether their
+# start-up code is gathered first (build.rs, link/text-order.txt): the
+# idle RSS row depends on it.
 python3 scripts/text_order.py check --bin-dir "$TARGET/release" | tee "$OUT/text-order.log"
-cargo bench --profile release --no-run --bench stdio_latency --bench policy_eval --bench http_throughput --bench peer_proxies
 
 echo; echo "== one decision (policy_eval)"
-cargo bench --profile release --bench policy_eval -- decision/ 2>&1 | tee "$OUT/policy.log"
+cargo bench --bench policy_eval -- decision/ 2>&1 | tee "$OUT/policy.log"
 
 echo; echo "== sequential latency, stdio and HTTP (stdio_latency)"
-cargo bench --profile release --bench stdio_latency 2>&1 | tee "$OUT/latency.log"
+cargo bench --bench stdio_latency 2>&1 | tee "$OUT/latency.log"
 
 echo; echo "== sequential latency from httpx (scripts/http_latency.py)"
 fixtures/python/.venv/bin/python scripts/http_latency.py \
@@ -44,18 +42,18 @@ fixtures/python/.venv/bin/python scripts/http_latency.py \
     --calls "${BENCH_CALLS:-2000}" 2>&1 | tee "$OUT/httpx.log"
 
 echo; echo "== 64 sessions, fixture upstream, fsync never (http_throughput)"
-BENCH_LEVELS=64 cargo bench --profile release --bench http_throughput 2>&1 | tee "$OUT/throughput64.log"
+BENCH_LEVELS=64 cargo bench --bench http_throughput 2>&1 | tee "$OUT/throughput64.log"
 
 echo; echo "== 32 concurrent calls, fsync never vs always (http_throughput)"
-BENCH_LEVELS=32 cargo bench --profile release --bench http_throughput 2>&1 | tee "$OUT/fsync-never32.log"
-BENCH_LEVELS=32 BENCH_FSYNC=always cargo bench --profile release --bench http_throughput 2>&1 | tee "$OUT/fsync-always32.log"
+BENCH_LEVELS=32 cargo bench --bench http_throughput 2>&1 | tee "$OUT/fsync-never32.log"
+BENCH_LEVELS=32 BENCH_FSYNC=always cargo bench --bench http_throughput 2>&1 | tee "$OUT/fsync-always32.log"
 
 echo; echo "== group commit: 32 calls in flight in one stdio session (scripts/fsync_burst.py)"
 python3 scripts/fsync_burst.py --firewall "$TARGET/release/mcp-firewall" \
     --fixture "$TARGET/release/mcp-firewall-fixture" 2>&1 | tee "$OUT/fsync-burst.log"
 
 echo; echo "== against the peer proxies, npm reference server upstream (peer_proxies)"
-cargo bench --profile release --bench peer_proxies 2>&1 | tee "$OUT/peers.log"
+cargo bench --bench peer_proxies 2>&1 | tee "$OUT/peers.log"
 
 echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.log"
 echo

@@ -11,21 +11,23 @@ functions first, then those an allowed call runs over Streamable HTTP and
 over stdio, and `build.rs` hands the list to the linker
 (`--symbol-ordering-file`, LLD, release builds only).
 
-  scripts/text_order.py write [--bin-dir target/release]   # regenerate link/text-order.txt
+  scripts/text_order.py write                               # regenerate link/text-order.txt (~10 min)
   scripts/text_order.py check [--bin-dir target/release]   # how much of the list the binary holds
 
-`write` runs the release firewall under valgrind's callgrind (which records
-every function that ran) three times: an HTTP firewall started and stopped
-with no session; the same with one session making allowed calls; a stdio
-firewall making allowed calls. Each uses the shipped library (rate limits
-and working hours opened as `benches/common/mod.rs` does). Names are
-mangled, most with a hash that stays the same while the crate's
-dependencies, profile and compiler do, so the list goes stale slowly:
-regenerate it after upgrading either (`check` says how much of it still
-matches). A name the binary does not define is ignored by the linker.
-Cargo's bench profile is another profile: `cargo bench` relinks the
-binaries with other hashes, and only about half of the list matches
-there, so `scripts/bench.sh` builds with `--profile release`.
+`write` builds the firewall twice (see BUILDS: a plain release build, and
+the build `cargo bench` makes, whose dependencies have the
+dev-dependencies' features too, so about half of its symbols carry other
+hashes), and runs each build under valgrind's callgrind (which records
+every function that ran) three times: an HTTP firewall started and
+stopped with no session; the same with one session making allowed calls;
+a stdio firewall making allowed calls. Each uses the shipped library
+(rate limits and working hours opened as `benches/common/mod.rs` does).
+The list holds the first build's functions, then the second's that the
+first lacks; the linker skips names a binary does not define. Most names
+carry a hash that stays the same while the dependencies, their features,
+the profile and the compiler do, so the list goes stale slowly: after
+upgrading Rust or a dependency, run `write` (`check`, which
+`scripts/bench.sh` runs, says how much still matches), then rebuild.
 """
 
 import argparse
@@ -45,12 +47,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORDER = os.path.join(ROOT, "link", "text-order.txt")
 CALLS = 20
 HEADER = """\
-# The release binary's functions in the order the linker places them: those
-# an HTTP firewall's start-up runs, then those of allowed calls over
-# Streamable HTTP and stdio. Written by `scripts/text_order.py write`; read by
-# build.rs (`--symbol-ordering-file`). See docs/performance.md.
+# The functions mcp-firewall runs at start-up, then in allowed calls over
+# Streamable HTTP and stdio, in the order the linker places them first: a
+# release build's, then those of the build `cargo bench` makes that the
+# first lacks. Written by `scripts/text_order.py write`; read by build.rs
+# (`--symbol-ordering-file`). See docs/performance.md.
 """
-
 
 def library_policy(work):
     """The shipped library with its rate limits and working hours opened."""
@@ -182,23 +184,38 @@ def listed():
         return [line.strip() for line in f if line.strip() and not line.startswith("#")]
 
 
-def write(args):
-    firewall = os.path.join(args.bin_dir, "mcp-firewall")
-    fixture = os.path.join(args.bin_dir, "mcp-firewall-fixture")
-    work = tempfile.mkdtemp(prefix="text-order-")
-    common = ["--policy", library_policy(work), "--audit-fsync", "never",
-              "--trust-annotations", "--data-dir", os.path.join(work, "data")]
+# The builds whose binaries the list serves. `cargo bench` builds the
+# binaries the benches start with the dev-dependencies' features unified
+# in, so many of its symbols carry other hashes than a plain release
+# build's; the list holds the functions of both.
+BUILDS = [
+    ["cargo", "build", "--release", "--bins"],
+    ["cargo", "bench", "--no-run", "--bench", "http_throughput"],
+]
+
+
+def profile_build(build, work):
+    """Build, then the functions the binary runs, in order (`write`)."""
+    subprocess.run(build, cwd=ROOT, check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    bins = tempfile.mkdtemp(dir=work)
+    for name in ("mcp-firewall", "mcp-firewall-fixture"):
+        shutil.copy(os.path.join(target, "release", name), bins)
+    firewall = os.path.join(bins, "mcp-firewall")
+    fixture = os.path.join(bins, "mcp-firewall-fixture")
+    common = ["--policy", library_policy(bins), "--audit-fsync", "never",
+              "--trust-annotations", "--data-dir", os.path.join(bins, "data")]
     profiles = [
-        http_run(firewall, fixture, common, work, "start", 0),
-        http_run(firewall, fixture, common, work, "http", CALLS),
-        stdio_run(firewall, fixture, common, work, CALLS),
+        http_run(firewall, fixture, common, bins, "start", 0),
+        http_run(firewall, fixture, common, bins, "http", CALLS),
+        stdio_run(firewall, fixture, common, bins, CALLS),
     ]
     for name in ("http", "stdio"):
-        records = [json.loads(line) for line in open(os.path.join(work, f"{name}.jsonl"))]
+        records = [json.loads(line) for line in open(os.path.join(bins, f"{name}.jsonl"))]
         allowed = sum(r["event"] == "call.decided" and r["result"]["decision"] == "allow"
                       for r in records)
         if allowed < CALLS:
-            sys.exit(f"{name}: {allowed} of {CALLS} calls were allowed; see {work}")
+            sys.exit(f"{name}: {allowed} of {CALLS} calls were allowed; see {bins}")
     defined = defined_functions(firewall)
     order, seen = [], set()
     for profile in profiles:
@@ -206,12 +223,24 @@ def write(args):
             if name in defined and name not in seen:
                 seen.add(name)
                 order.append(name)
+    return order, defined
+
+
+def write(args):
+    work = tempfile.mkdtemp(prefix="text-order-")
+    order, seen, counts = [], set(), []
+    for build in BUILDS:
+        names, defined = profile_build(build, work)
+        size = sum(defined[n] for n in names)
+        counts.append(f"# functions of `{' '.join(build)}`: {len(names)} ({size / 2**20:.2f} MB)\n")
+        order.extend(n for n in names if n not in seen)
+        seen.update(names)
     os.makedirs(os.path.dirname(ORDER), exist_ok=True)
     with open(ORDER, "w") as f:
         f.write(HEADER)
+        f.writelines(counts)
         f.write("\n".join(order) + "\n")
-    size = sum(defined[n] for n in order)
-    print(f"{len(order)} functions ({size / 2**20:.2f} MB) written to {ORDER}")
+    print(f"{len(order)} functions written to {ORDER}; rebuild to link with them")
 
 
 def check(args):
@@ -219,6 +248,10 @@ def check(args):
     defined = defined_functions(firewall)
     names = listed()
     present = [n for n in names if n in defined]
+    # Each build holds the functions of its own profile (see BUILDS).
+    with open(ORDER) as f:
+        own = [int(m.group(1)) for m in re.finditer(r"^# functions of .*: (\d+)", f.read(), re.M)]
+    expected = min(own) if own else len(names)
     out = subprocess.run(["nm", "-n", "--defined-only", firewall],
                          capture_output=True, text=True, check=True).stdout
     first_text = next((line.split()[2] for line in out.splitlines()
@@ -226,14 +259,15 @@ def check(args):
     in_order = bool(present) and first_text == present[0]
     print(f"text order: {len(present)} of {len(names)} listed functions are in {firewall}; "
           f"placed first: {'yes' if in_order else 'no'}")
-    if len(present) < 0.9 * len(names):
+    if len(present) < 0.9 * expected:
         print("text order: the list is stale; run scripts/text_order.py write")
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("command", choices=["write", "check"])
-    p.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
+    p.add_argument("--bin-dir", default=os.path.join(
+        os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release"))
     args = p.parse_args()
     {"write": write, "check": check}[args.command](args)
 
