@@ -28,6 +28,8 @@ carry a hash that stays the same while the dependencies, their features,
 the profile and the compiler do, so the list goes stale slowly: after
 upgrading Rust or a dependency, run `write` (`check`, which
 `scripts/bench.sh` runs, says how much still matches), then rebuild.
+`cargo install` without `--locked` resolves newer dependencies, and so
+other names.
 """
 
 import argparse
