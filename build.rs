@@ -30,7 +30,6 @@ const TEXT_ORDER: &str = "link/text-order.txt";
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
-    let var = |name: &str| std::env::var(name).unwrap_or_default();
     let native_gnu_linux = var("CARGO_CFG_TARGET_OS") == "linux"
         && var("CARGO_CFG_TARGET_ENV") == "gnu"
         && var("TARGET") == var("HOST");
@@ -47,10 +46,14 @@ fn main() {
     }
 }
 
+/// The build variable `name`, empty when unset.
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_default()
+}
+
 /// Whether the linker rustc will use takes `--symbol-ordering-file`: links
 /// an empty program with the target, linker and flags of this build.
 fn linker_orders_symbols() -> bool {
-    let var = |name: &str| std::env::var(name).unwrap_or_default();
     let out = PathBuf::from(var("OUT_DIR"));
     let empty = out.join("empty-order.txt");
     if std::fs::write(&empty, "").is_err() {

@@ -13,30 +13,14 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from bench_support import library_policy
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def library(work):
-    lib = work / "library"
-    lib.mkdir()
-    for f in (REPO / "policies").iterdir():
-        if f.suffix in (".rego", ".json") and not f.name.endswith("_test.rego"):
-            shutil.copy(f, lib / f.name)
-    data = json.loads((lib / "data.json").read_text())
-    big = 10**9
-    data["mcp_firewall"]["ratelimit"] = {
-        "per_tool_per_minute": big, "per_tool_per_hour": big, "per_principal_per_minute": big}
-    data["mcp_firewall"]["timewindow"] = {
-        "days": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
-        "start_hour": 0, "end_hour": 24}
-    (lib / "data.json").write_text(json.dumps(data))
-    return lib
 
 
 def run(args, work, lib, fsync):
@@ -83,7 +67,7 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        lib = library(work)
+        lib = Path(library_policy(work))
         for fsync in ("never", "always"):
             run(args, work, lib, fsync)
 

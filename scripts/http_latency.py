@@ -17,14 +17,14 @@ asserts nothing.
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 
 import httpx
+
+from bench_support import start_http
 
 
 def percentile(samples, p):
@@ -51,18 +51,9 @@ def main():
                       "params": {"name": "echo", "arguments": {"text": "x"}}}
 
     # Streamable HTTP.
-    fw = subprocess.Popen([args.firewall, "run", "--listen", "127.0.0.1:0", *common,
-                           "--audit-log", os.path.join(work, "http.jsonl"),
-                           "--data-dir", os.path.join(work, "http-data"), "--", args.fixture],
-                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = None
-    for line in fw.stderr:
-        m = re.search(rb"mcp-firewall: listening on (http://\S+)", line)
-        if m:
-            url = m.group(1).decode() + "/mcp"
-            break
-    # Keep draining stderr: a full pipe would stall the firewall's logging.
-    threading.Thread(target=lambda: [None for _ in fw.stderr], daemon=True).start()
+    fw, url = start_http([args.firewall, "run", "--listen", "127.0.0.1:0", *common,
+                          "--audit-log", os.path.join(work, "http.jsonl"),
+                          "--data-dir", os.path.join(work, "http-data"), "--", args.fixture])
     headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
     http = []
     floor = []

@@ -41,11 +41,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench_support import ROOT, library_policy, start_http
+
 ORDER = os.path.join(ROOT, "link", "text-order.txt")
 CALLS = 20
 HEADER = """\
@@ -55,25 +55,6 @@ HEADER = """\
 # first lacks. Written by `scripts/text_order.py write`; read by build.rs
 # (`--symbol-ordering-file`). See docs/performance.md.
 """
-
-def library_policy(work):
-    """The shipped library with its rate limits and working hours opened."""
-    policy = os.path.join(work, "policy")
-    os.makedirs(policy)
-    for name in os.listdir(os.path.join(ROOT, "policies")):
-        if not name.endswith("_test.rego"):
-            shutil.copy(os.path.join(ROOT, "policies", name), policy)
-    path = os.path.join(policy, "data.json")
-    data = json.load(open(path))
-    data["mcp_firewall"]["ratelimit"] = {
-        "per_tool_per_minute": 10**9, "per_tool_per_hour": 10**9,
-        "per_principal_per_minute": 10**9}
-    data["mcp_firewall"]["timewindow"] = {
-        "days": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
-        "start_hour": 0, "end_hour": 24}
-    json.dump(data, open(path, "w"))
-    return policy
-
 
 def initialize(i):
     return {"jsonrpc": "2.0", "id": i, "method": "initialize",
@@ -95,19 +76,11 @@ def http_run(firewall, fixture, common, work, name, calls):
     """An HTTP firewall under callgrind: start, `calls` allowed calls in one
     session (none: no session at all), SIGTERM."""
     out = os.path.join(work, f"{name}.callgrind")
-    fw = subprocess.Popen(
+    fw, url = start_http(
         under_callgrind(out, [firewall, "run", "--listen", "127.0.0.1:0", *common,
-                              "--audit-log", os.path.join(work, f"{name}.jsonl"), "--", fixture]),
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = None
-    for line in fw.stderr:
-        m = re.search(rb"listening on (http://\S+)", line)
-        if m:
-            url = m.group(1).decode() + "/mcp"
-            break
+                              "--audit-log", os.path.join(work, f"{name}.jsonl"), "--", fixture]))
     if url is None:
         sys.exit(f"{name}: the firewall exited before listening")
-    threading.Thread(target=lambda: [None for _ in fw.stderr], daemon=True).start()
     if calls:
         headers = {"accept": "application/json, text/event-stream",
                    "content-type": "application/json"}

@@ -56,6 +56,7 @@
 //!   specialized the second time it is seen, so a one-off call (`policy
 //!   eval`, a listing) never pays for a build.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -1146,12 +1147,12 @@ fn same_definitions(graph: &Graph, kinds: &BTreeMap<Key, Kind>) -> BTreeMap<Key,
             continue;
         }
         let text = rest.split_whitespace().collect::<Vec<_>>().join(" ");
-        match first.get(&(key.0.clone(), text.clone())) {
-            Some(earlier) => {
-                same.insert(key.clone(), earlier.clone());
+        match first.entry((key.0.clone(), text)) {
+            Entry::Occupied(earlier) => {
+                same.insert(key.clone(), earlier.get().clone());
             }
-            None => {
-                first.insert((key.0.clone(), text), key.clone());
+            Entry::Vacant(slot) => {
+                slot.insert(key.clone());
             }
         }
     }

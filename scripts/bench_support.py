@@ -1,0 +1,51 @@
+"""What the measuring scripts share (imported from `scripts/`; no third-party
+packages, so it serves the venv's python and the system's alike)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def library_policy(work):
+    """A copy of the shipped library under `work` with its rate limits and
+    working hours out of reach, as `benches/common/mod.rs` makes it: the
+    calls after the 30th would be refusals, and a call at night held."""
+    policy = os.path.join(work, "library")
+    os.makedirs(policy)
+    for name in os.listdir(os.path.join(ROOT, "policies")):
+        if name.endswith((".rego", ".json")) and not name.endswith("_test.rego"):
+            shutil.copy(os.path.join(ROOT, "policies", name), policy)
+    path = os.path.join(policy, "data.json")
+    with open(path) as f:
+        data = json.load(f)
+    big = 10**9
+    data["mcp_firewall"]["ratelimit"] = {
+        "per_tool_per_minute": big, "per_tool_per_hour": big, "per_principal_per_minute": big}
+    data["mcp_firewall"]["timewindow"] = {
+        "days": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
+        "start_hour": 0, "end_hour": 24}
+    with open(path, "w") as f:
+        json.dump(data, f)
+    return policy
+
+
+def start_http(cmd):
+    """Start an HTTP firewall (`cmd` includes `--listen 127.0.0.1:0`): the
+    process and its `/mcp` URL, read from its log; `None` for the URL when
+    it exited before listening. Its stderr is drained from then on, since a
+    full pipe would stall the firewall's logging."""
+    fw = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+    url = None
+    for line in fw.stderr:
+        m = re.search(rb"listening on (http://\S+)", line)
+        if m:
+            url = m.group(1).decode() + "/mcp"
+            break
+    threading.Thread(target=lambda: [None for _ in fw.stderr], daemon=True).start()
+    return fw, url
