@@ -27,22 +27,42 @@ ratelimit_defaults := {
 
 ratelimit_limits := object.union(ratelimit_defaults, object.get(data, ["mcp_firewall", "ratelimit"], {}))
 
-# counter in input.rate -> [limit key, human wording]
-ratelimit_checks := {
-	"principal_tool_last_minute": ["per_tool_per_minute", "calls to this tool in the last minute"],
-	"principal_tool_last_hour": ["per_tool_per_hour", "calls to this tool in the last hour"],
-	"principal_last_minute": ["per_principal_per_minute", "calls in the last minute"],
-}
+# One rule per counter. Each limit is a rule of its own, so a firewall that
+# knows the limits at load writes each one into its rule as a number: a call
+# then costs each rule one lookup and one comparison (a loop over a table of
+# counters cost four times as much per decision; docs/performance.md).
+ratelimit_per_tool_per_minute := ratelimit_limits.per_tool_per_minute
+
+ratelimit_per_tool_per_hour := ratelimit_limits.per_tool_per_hour
+
+ratelimit_per_principal_per_minute := ratelimit_limits.per_principal_per_minute
 
 ratelimit_target := sprintf("%s on server %s", [input.tool.name, input.server]) if input.tool.name
 
 ratelimit_target := sprintf("%s on server %s", [input.method, input.server]) if not input.tool.name
 
+ratelimit_reason(n, calls, limit) := sprintf(
+	"rate limit: %s already made %d %s (limit %d; %s)",
+	[object.get(input, ["principal", "id"], "unknown principal"), n, calls, limit, ratelimit_target],
+)
+
 deny contains reason if {
-	some counter, check in ratelimit_checks
-	n := input.rate[counter]
+	n := input.rate.principal_tool_last_minute
 	is_number(n)
-	limit := ratelimit_limits[check[0]]
-	n >= limit
-	reason := sprintf("rate limit: %s already made %d %s (limit %d; %s)", [object.get(input, ["principal", "id"], "unknown principal"), n, check[1], limit, ratelimit_target])
+	n >= ratelimit_per_tool_per_minute
+	reason := ratelimit_reason(n, "calls to this tool in the last minute", ratelimit_per_tool_per_minute)
+}
+
+deny contains reason if {
+	n := input.rate.principal_tool_last_hour
+	is_number(n)
+	n >= ratelimit_per_tool_per_hour
+	reason := ratelimit_reason(n, "calls to this tool in the last hour", ratelimit_per_tool_per_hour)
+}
+
+deny contains reason if {
+	n := input.rate.principal_last_minute
+	is_number(n)
+	n >= ratelimit_per_principal_per_minute
+	reason := ratelimit_reason(n, "calls in the last minute", ratelimit_per_principal_per_minute)
 }

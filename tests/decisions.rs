@@ -322,6 +322,53 @@ fn result_rules_over_the_caller_and_history_judge_every_result() {
     }
 }
 
+/// An agent repeating a call meets the shipped library's rate limit as the
+/// policy's data sets it, both while the whole policy decides and once the
+/// engine built for the tool (from its second call on, in the background),
+/// with the limit written in as a number, does.
+#[test]
+fn an_agent_repeating_a_call_meets_the_shipped_rate_limit_its_data_sets() {
+    let policy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo_path("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if !name.ends_with("_test.rego") {
+            std::fs::copy(&path, policy.path().join(&name)).unwrap();
+        }
+    }
+    let data_path = policy.path().join("data.json");
+    let mut data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&data_path).unwrap()).unwrap();
+    data["mcp_firewall"]["ratelimit"] = json!({"per_tool_per_minute": 6});
+    std::fs::write(&data_path, data.to_string()).unwrap();
+    let mut fw = Builder::new()
+        .policy_path(policy.path())
+        .keep(policy)
+        .arg("--trust-annotations")
+        .wrap_fixture();
+    fw.initialize();
+    for i in 0..6 {
+        let echoed = fw.call("echo", json!({"text": format!("call {i}")}));
+        assert_eq!(text(&echoed), format!("call {i}"), "{echoed}");
+        if i == 1 {
+            // Time for the engine built for echo to be ready.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
+    for made in 6..9 {
+        let refused = fw.call("echo", json!({"text": "once more"}));
+        assert_eq!(refused["result"]["isError"], true, "{refused}");
+        let expected = format!(
+            "already made {made} calls to this tool in the last minute (limit 6; echo on server"
+        );
+        assert!(
+            text(&refused).starts_with("Denied by policy: rate limit: "),
+            "{refused}"
+        );
+        assert!(text(&refused).contains(&expected), "{refused}");
+    }
+}
+
 #[test]
 fn the_wrong_principal_falls_to_the_default_hold() {
     let rego = "package mcp.firewall\n\nallow if input.principal.id == \"alice\"\n";

@@ -117,8 +117,27 @@ fn corpus() -> Vec<Value> {
     let mut untrusted = call(tool("echo", ro.clone()), json!({"message": "hi"}));
     untrusted["server_trusted"] = json!(false);
     inputs.push(untrusted);
+    // Each counter below, at and over its limit (written into the rule
+    // that reads it), of the wrong type, and absent.
+    for (counter, limit) in [
+        ("principal_tool_last_minute", 30),
+        ("principal_tool_last_hour", 300),
+        ("principal_last_minute", 120),
+    ] {
+        for count in [
+            json!(limit - 1),
+            json!(limit),
+            json!(limit + 69),
+            json!("999"),
+        ] {
+            let mut limited = call(tool("echo", ro.clone()), json!({"message": "hi"}));
+            limited["rate"] = json!({"principal_tool_last_minute": 1, "principal_last_minute": 1, "principal_tool_last_hour": 1});
+            limited["rate"][counter] = count;
+            inputs.push(limited);
+        }
+    }
     let mut limited = call(tool("echo", ro.clone()), json!({"message": "hi"}));
-    limited["rate"] = json!({"principal_tool_last_minute": 99, "principal_last_minute": 1, "principal_tool_last_hour": 1});
+    limited["rate"] = json!({"principal_tool_last_hour": 300});
     inputs.push(limited);
     // Other methods.
     for (method, extra) in [
@@ -196,6 +215,10 @@ fn the_shipped_library_decides_the_same_specialized() {
             "no {kind} verdict in the corpus: {labels:?}"
         );
     }
+    assert!(
+        labels.iter().any(|l| l.contains("rate limit: ")),
+        "{labels:?}"
+    );
     assert!(
         set.specialized_engines() >= 10,
         "{}",
@@ -402,22 +425,21 @@ fn rules_over_rules_that_died_die_in_the_next_round() {
 
 #[test]
 fn folded_rules_are_written_in_where_they_are_read_unless_a_name_is_bound() {
-    // The library's rate-limit wording, folded, is written into the rule
-    // that reads it; its tables are not (regorus would build the literal
-    // at every iteration of the loop over them).
+    // The library's rate limits and its rate-limit wording, folded, are
+    // written into the rules that read them: each rule compares its counter
+    // with a number.
     let set = shipped();
     let input = call(
         tool("echo", json!({"readOnlyHint": true})),
         json!({"m": "hi"}),
     );
     let text = request_text(&set, &input);
-    assert!(text.contains(r#"limit, "echo on server fs"])"#), "{text}");
+    assert!(text.contains(r#"limit, "echo on server fs"]"#), "{text}");
+    for limit in ["n >= 30", "n >= 300", "n >= 120"] {
+        assert!(text.contains(limit), "{limit}: {text}");
+    }
     assert!(
-        text.contains("some counter, check in ratelimit_checks"),
-        "{text}"
-    );
-    assert!(
-        text.contains("limit := ratelimit_limits[check[0]]"),
+        text.contains(r#"ratelimit_reason(n, "calls in the last minute", 120)"#),
         "{text}"
     );
     // Where a definition binds a variable of a rule's name, that rule is
