@@ -43,19 +43,18 @@ const PACKAGE: &str = "mcp.firewall";
 
 /// The fixture's `echo` tool as the catalogue holds it.
 fn echo_entry() -> Entry {
-    Entry {
-        exposed: "echo".into(),
-        server: "fixture".into(),
-        name: "echo".into(),
-        def: json!({
+    Entry::new(
+        "echo".into(),
+        "fixture".into(),
+        "echo".into(),
+        json!({
             "name": "echo",
             "description": "Returns `text` unchanged (prefixed with [FIXTURE_NAME] when that is set)",
             "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
             "annotations": {"readOnlyHint": true, "destructiveHint": false, "idempotentHint": true},
         }),
-        fingerprint: "sha256:0000000000000000000000000000000000000000000000000000000000000000"
-            .into(),
-    }
+        "sha256:0000000000000000000000000000000000000000000000000000000000000000".into(),
+    )
 }
 
 fn session() -> Session {

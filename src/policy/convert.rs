@@ -33,6 +33,29 @@ pub fn to_rego_spliced(json: &Json, splices: &[Splice<'_>]) -> Result<Rego, Poli
     convert(json, splices)
 }
 
+/// Convert the object `json` over `base`, an object already converted:
+/// each field of `json` that `base` holds is `base`'s value, shared rather
+/// than converted again; the others are converted. For a part of the
+/// document converted once and completed per call (a catalogue entry's
+/// tool, its findings and pin added). The fields taken from `base` must
+/// hold in `json` what they hold there; a `json` that is not an object, or
+/// a `base` that is not one, is converted as is.
+pub fn to_rego_over(json: &Json, base: &Rego) -> Result<Rego, PolicyError> {
+    let (Json::Object(fields), Ok(known)) = (json, base.as_object()) else {
+        return convert(json, &[]);
+    };
+    let mut map = BTreeMap::new();
+    for (key, value) in fields {
+        let key = Rego::String(key.as_str().into());
+        let value = match known.get(&key) {
+            Some(shared) => shared.clone(),
+            None => convert(value, &[])?,
+        };
+        map.insert(key, value);
+    }
+    Ok(Rego::from(map))
+}
+
 fn convert(json: &Json, splices: &[Splice<'_>]) -> Result<Rego, PolicyError> {
     Ok(match json {
         Json::Null => Rego::Null,
@@ -101,6 +124,24 @@ mod tests {
         let ours = to_rego(&doc).unwrap();
         let theirs = Rego::from_json_str(&doc.to_string()).unwrap();
         assert_eq!(ours, theirs);
+    }
+
+    /// Fields `base` holds are shared with it; the rest are converted, and
+    /// the whole equals the conversion of the whole.
+    #[test]
+    fn converted_over_a_base_shares_its_fields() {
+        let base = to_rego(&json!({"name": "echo", "schema": {"type": "object"}})).unwrap();
+        let doc = json!({"name": "echo", "schema": {"type": "object"}, "pin": {"status": "new"}});
+        let over = to_rego_over(&doc, &base).unwrap();
+        assert_eq!(over, to_rego(&doc).unwrap());
+        let (Rego::Object(ours), Rego::Object(theirs)) = (&over["schema"], &base["schema"]) else {
+            panic!("objects expected");
+        };
+        assert!(std::sync::Arc::ptr_eq(ours, theirs));
+        assert_eq!(
+            to_rego_over(&json!([1]), &base).unwrap(),
+            to_rego(&json!([1])).unwrap()
+        );
     }
 
     #[test]

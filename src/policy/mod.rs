@@ -43,7 +43,7 @@ mod test_support;
 mod testing;
 mod verdict;
 
-pub use convert::{Splice, to_rego, to_rego_spliced};
+pub use convert::{Splice, to_rego, to_rego_over, to_rego_spliced};
 pub use coverage::FileCoverage;
 pub use decision::{DEFAULT_HOLD_REASON, Decision, Verdict};
 pub use engine::{EVAL_TIME_LIMIT, PolicySet};

@@ -307,14 +307,14 @@ pub(super) enum Specialized {
 /// keys never meet).
 #[derive(Default)]
 struct Cache {
-    engines: BTreeMap<Value, Cached>,
+    engines: BTreeMap<Known, Cached>,
     /// Counts lookups, to find the least recently used engine.
     clock: u64,
-    seen: BTreeSet<Value>,
+    seen: BTreeSet<Known>,
     /// Known parts whose engine is being built.
-    building: BTreeSet<Value>,
+    building: BTreeSet<Known>,
     /// The argument-key sets each known part (without them) was keyed on.
-    key_sets: BTreeMap<Value, BTreeSet<Value>>,
+    key_sets: BTreeMap<Known, BTreeSet<Value>>,
     /// The most builds ever under way at once.
     peak_building: usize,
 }
@@ -325,8 +325,9 @@ impl Cache {
     /// without past that. An agent choosing its own argument names could
     /// otherwise make each of its calls a known part of its own, and each
     /// known part seen twice costs a build (~13 ms of CPU for the library).
-    fn key_for(&mut self, known: Value) -> Value {
-        let (mut base, keys) = without_argument_keys(known);
+    fn key_for(&mut self, known: Value) -> Known {
+        let (base, keys) = without_argument_keys(known);
+        let mut base = Known(base);
         let Some(keys) = keys else {
             return base;
         };
@@ -338,10 +339,82 @@ impl Cache {
             return base;
         }
         sets.insert(keys.clone());
-        if let Ok(fields) = base.as_object_mut() {
+        if let Ok(fields) = base.0.as_object_mut() {
             fields.insert(Value::from(ARGUMENT_KEYS), keys);
         }
         base
+    }
+}
+
+/// A known part as a cache key. Ordered exactly as regorus orders values,
+/// except that two values sharing one allocation are equal at once,
+/// without a walk: a catalogue entry's tool is converted once for all its
+/// calls (`proxy::input`), so a lookup compares the few fields around its
+/// definition, not the definition, schema and description, at every step.
+#[derive(Clone)]
+struct Known(Value);
+
+impl Ord for Known {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        cmp_shared(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for Known {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Known {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Known {}
+
+/// `a.cmp(b)` (regorus: by variant, then objects by their sorted entries
+/// and arrays by their items, in order), taking values that share an
+/// allocation as equal without looking inside.
+fn cmp_shared(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) if Arc::ptr_eq(x, y) => std::cmp::Ordering::Equal,
+        (Value::Array(x), Value::Array(y)) if Arc::ptr_eq(x, y) => std::cmp::Ordering::Equal,
+        (Value::String(x), Value::String(y)) if Arc::ptr_eq(x, y) => std::cmp::Ordering::Equal,
+        (Value::Object(x), Value::Object(y)) => {
+            let mut theirs = y.iter_sorted();
+            for (key, value) in x.iter_sorted() {
+                let Some((their_key, their_value)) = theirs.next() else {
+                    return std::cmp::Ordering::Greater;
+                };
+                let order = cmp_shared(key, their_key).then_with(|| cmp_shared(value, their_value));
+                if order.is_ne() {
+                    return order;
+                }
+            }
+            match theirs.next() {
+                Some(_) => std::cmp::Ordering::Less,
+                None => std::cmp::Ordering::Equal,
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            let mut theirs = y.iter();
+            for item in x.iter() {
+                let Some(their_item) = theirs.next() else {
+                    return std::cmp::Ordering::Greater;
+                };
+                let order = cmp_shared(item, their_item);
+                if order.is_ne() {
+                    return order;
+                }
+            }
+            match theirs.next() {
+                Some(_) => std::cmp::Ordering::Less,
+                None => std::cmp::Ordering::Equal,
+            }
+        }
+        _ => a.cmp(b),
     }
 }
 
@@ -441,9 +514,10 @@ impl Specializer {
         cache.clock += 1;
         let now = cache.clock;
         // Keyed on the argument keys while the tool was, else without.
+        let known = Known(known);
         let key = match cache.engines.contains_key(&known) {
             true => known,
-            false => without_argument_keys(known).0,
+            false => Known(without_argument_keys(known.0).0),
         };
         let cached = cache.engines.get_mut(&key)?;
         match &cached.decided_by {
@@ -474,9 +548,9 @@ impl Specializer {
 
     /// Builds the engine for `known` (the known part of `input`, also its
     /// cache key) and keeps it.
-    fn build_and_keep(&self, known: Value, input: &Value, full: &Engine) {
+    fn build_and_keep(&self, known: Known, input: &Value, full: &Engine) {
         let built = match self.plan_for(input) {
-            Some(plan) => self.build(plan, &known, input, full),
+            Some(plan) => self.build(plan, &known.0, input, full),
             None => Err("failed"),
         };
         let result = built.as_ref().map_or_else(|e| *e, |_| "built");
@@ -530,7 +604,7 @@ impl Specializer {
     /// Whether an engine for `input`'s known part is cached.
     #[cfg(test)]
     pub(super) fn has_engine_for(&self, input: &Value) -> bool {
-        let Some(key) = self.plan_for(input).map(|p| p.known_part(input)) else {
+        let Some(key) = self.plan_for(input).map(|p| Known(p.known_part(input))) else {
             return false;
         };
         self.cache
@@ -541,7 +615,7 @@ impl Specializer {
     /// Whether `input`'s known part is decided by a constant.
     #[cfg(test)]
     pub(super) fn is_constant_for(&self, input: &Value) -> bool {
-        let Some(key) = self.plan_for(input).map(|p| p.known_part(input)) else {
+        let Some(key) = self.plan_for(input).map(|p| Known(p.known_part(input))) else {
             return false;
         };
         self.cache.lock().is_ok_and(|c| {

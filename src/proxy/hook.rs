@@ -129,13 +129,8 @@ impl Proxy {
     pub async fn decide_tool_use(&self, tool_use: &ToolUse, unmatched: Unmatched) -> HookAnswer {
         let (server, name) = tool_use.target();
         let def = json!({"name": name, "client": CLIENT_SERVER, "server": server});
-        let entry = Entry {
-            exposed: tool_use.tool_name.clone(),
-            fingerprint: sha256_tagged(canonical_json(&def).as_bytes()),
-            server,
-            name,
-            def,
-        };
+        let fingerprint = sha256_tagged(canonical_json(&def).as_bytes());
+        let entry = Entry::new(tool_use.tool_name.clone(), server, name, def, fingerprint);
         let params = json!({});
         let subject = Subject {
             method: PRE_TOOL_USE,

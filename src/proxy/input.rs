@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use super::methods::ClientRequest;
 use super::session::{HistorySnapshot, Session};
 use crate::audit::{Canonical, MaskRules, mask_owned};
-use crate::policy::{PolicyError, PolicySet, Splice, Verdict, to_rego_spliced};
+use crate::policy::{
+    PolicyError, PolicySet, Splice, Verdict, to_rego, to_rego_over, to_rego_spliced,
+};
 use crate::upstream::Entry;
 
 /// Version of the input document shape.
@@ -103,15 +105,20 @@ fn template_uri(def: &Value) -> &str {
 }
 
 /// An input document, with the part the session keeps (`session.history`)
-/// already converted for the policy engine and rendered for the audit log.
+/// already converted for the policy engine and rendered for the audit log,
+/// and the tool's catalogue entry as converted once for all its calls.
 /// Derefs to the JSON document, which holds `null` for the history.
 pub struct Input {
     doc: Value,
     history: HistorySnapshot,
+    tool: Option<regorus::Value>,
 }
 
 /// Where the history goes in the document.
 const HISTORY_PATH: &[&str] = &["session", "history"];
+
+/// Where the tool goes in the document.
+const TOOL_PATH: &[&str] = &["tool"];
 
 impl Input {
     /// The whole input as the audit log records it, masked by `mask`, in
@@ -142,8 +149,46 @@ impl Input {
             path: HISTORY_PATH,
             value: self.history.rego.clone(),
         };
-        to_rego_spliced(&self.doc, &[history])
+        match tool_splice(&self.doc, self.tool.as_ref())? {
+            Some(tool) => to_rego_spliced(&self.doc, &[history, tool]),
+            None => to_rego_spliced(&self.doc, &[history]),
+        }
     }
+}
+
+/// [`head`] (perhaps with more fields) converted for the policy engine,
+/// its tool from the tool's catalogue entry.
+pub fn converted_head(head: &Value, subject: &Subject<'_>) -> Result<regorus::Value, PolicyError> {
+    match tool_splice(head, tool_view(subject).as_ref())? {
+        Some(tool) => to_rego_spliced(head, &[tool]),
+        None => to_rego(head),
+    }
+}
+
+/// The subject's tool as its catalogue entry keeps it converted (see
+/// [`Entry`]'s `policy_view`): `input.tool` before the proxy adds the
+/// tool's findings and pin. `None` for other targets.
+fn tool_view(subject: &Subject<'_>) -> Option<regorus::Value> {
+    let Target::Tool(entry) = subject.target else {
+        return None;
+    };
+    let view = entry.policy_view.get_or_init(|| to_rego(&tool(entry)).ok());
+    view.clone()
+}
+
+/// `doc`'s tool converted over `view`: the fields the entry names shared
+/// with every other call to it, those the proxy added converted.
+fn tool_splice(
+    doc: &Value,
+    view: Option<&regorus::Value>,
+) -> Result<Option<Splice<'static>>, PolicyError> {
+    let (Some(view), Some(tool)) = (view, doc.get("tool")) else {
+        return Ok(None);
+    };
+    Ok(Some(Splice {
+        path: TOOL_PATH,
+        value: to_rego_over(tool, view)?,
+    }))
 }
 
 impl std::ops::Deref for Input {
@@ -177,6 +222,7 @@ pub fn complete(mut input: Value, subject: &Subject<'_>, session: &Session) -> I
     Input {
         doc: input,
         history,
+        tool: tool_view(subject),
     }
 }
 
@@ -224,6 +270,7 @@ pub fn build_server_request(
     Input {
         doc: input,
         history,
+        tool: None,
     }
 }
 
@@ -345,5 +392,50 @@ mod tests {
             let expected = canonical_json(&mask_owned(whole, &mask));
             assert_eq!(input.into_record(&mask).as_str(), expected, "{fields:?}");
         }
+    }
+
+    /// A tool's input converts as the whole document would, with what the
+    /// proxy adds to the tool (findings, pin); the part its catalogue
+    /// entry names is converted once, and every call to it shares it.
+    #[test]
+    fn a_tool_input_converts_as_a_whole_and_shares_its_entry() {
+        let entry = Entry::new(
+            "fs__read".into(),
+            "fs".into(),
+            "read".into(),
+            json!({"name": "read", "description": "reads", "inputSchema": {"type": "object"},
+                   "annotations": {"readOnlyHint": true}}),
+            "sha256:00".into(),
+        );
+        let args = json!({"path": "/tmp/a"});
+        let subject = Subject {
+            method: "tools/call",
+            server: "fs",
+            target: Target::Tool(&entry),
+            arguments: &args,
+            params: &args,
+        };
+        let session = Session::new("stdio", Principal::new("p", "flag"));
+        let mut schemas = Vec::new();
+        for pin in ["new", "changed"] {
+            let mut input = build(&subject, &session);
+            input["tool"]["findings"] = json!([{"kind": "hidden_instructions"}]);
+            input["tool"]["pin"] = json!({"status": pin});
+            let mut whole = input.doc.clone();
+            whole["session"]["history"] = json!([]);
+            let converted = input.converted().unwrap();
+            assert_eq!(converted, to_rego(&whole).unwrap());
+            let mut head = head(&subject);
+            head["tool"]["pin"] = json!({"status": pin});
+            assert_eq!(
+                converted_head(&head, &subject).unwrap(),
+                to_rego(&head).unwrap()
+            );
+            let regorus::Value::Object(schema) = &converted["tool"]["input_schema"] else {
+                panic!("an object");
+            };
+            schemas.push(schema.clone());
+        }
+        assert!(std::sync::Arc::ptr_eq(&schemas[0], &schemas[1]));
     }
 }

@@ -186,7 +186,7 @@ impl Proxy {
         // the history are built and converted for a result the policy reads.
         if policy.keeps_responses()
             && inspection.findings.is_empty()
-            && let Some(verdict) = policy.kept_response(&to_rego(&head)?)
+            && let Some(verdict) = policy.kept_response(&input::converted_head(&head, subject)?)
         {
             return Ok(verdict);
         }

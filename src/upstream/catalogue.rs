@@ -18,6 +18,7 @@
 //! definition) so policy and audit can tell when a definition changes.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -37,19 +38,42 @@ pub struct Entry {
     pub def: Value,
     /// `sha256:<hex>` of the canonical definition.
     pub fingerprint: String,
+    /// The entry as a policy reads it (`input.tool` before the proxy adds
+    /// what it holds), converted for the policy engine on first use
+    /// (`proxy::input`), so every call to it shares one conversion. The
+    /// fields above are not changed once an entry exists.
+    pub(crate) policy_view: OnceLock<Option<regorus::Value>>,
 }
 
 impl Entry {
+    pub fn new(
+        exposed: String,
+        server: String,
+        name: String,
+        def: Value,
+        fingerprint: String,
+    ) -> Entry {
+        Entry {
+            exposed,
+            server,
+            name,
+            def,
+            fingerprint,
+            policy_view: OnceLock::new(),
+        }
+    }
+
     /// A name no listing has (an unknown tool, a task this session did not
     /// create), for recording the refusal: no server, no fingerprint.
     pub fn unknown(name: &str) -> Entry {
-        Entry {
-            exposed: name.to_string(),
-            server: String::new(),
-            name: name.to_string(),
-            def: serde_json::json!({"name": name}),
-            fingerprint: String::new(),
-        }
+        let def = serde_json::json!({"name": name});
+        Entry::new(
+            name.to_string(),
+            String::new(),
+            name.to_string(),
+            def,
+            String::new(),
+        )
     }
 
     /// The definition with the name the client should see.
@@ -107,16 +131,8 @@ impl Named {
                 }
                 let fingerprint = sha256_tagged(canonical_json(&def).as_bytes());
                 merged.order.push(exposed.clone());
-                merged.by_name.insert(
-                    exposed.clone(),
-                    Entry {
-                        exposed,
-                        server: server.clone(),
-                        name,
-                        def,
-                        fingerprint,
-                    },
-                );
+                let entry = Entry::new(exposed.clone(), server.clone(), name, def, fingerprint);
+                merged.by_name.insert(exposed, entry);
             }
         }
         merged
