@@ -12,7 +12,7 @@ use crate::audit::{Canonical, MaskRules, mask_owned};
 use crate::policy::{
     PolicyError, PolicySet, Splice, Verdict, to_rego, to_rego_over, to_rego_spliced,
 };
-use crate::upstream::Entry;
+use crate::upstream::{Entry, PolicyView};
 
 /// Version of the input document shape.
 pub const INPUT_VERSION: u32 = 1;
@@ -172,8 +172,16 @@ fn tool_view(subject: &Subject<'_>) -> Option<regorus::Value> {
     let Target::Tool(entry) = subject.target else {
         return None;
     };
-    let view = entry.policy_view.get_or_init(|| to_rego(&tool(entry)).ok());
-    view.clone()
+    policy_view(entry).rego.clone()
+}
+
+/// `entry` as a policy reads it, built on its first use.
+fn policy_view(entry: &Entry) -> &PolicyView {
+    entry.policy_view.get_or_init(|| {
+        let json = tool(entry);
+        let rego = to_rego(&json).ok();
+        PolicyView { json, rego }
+    })
 }
 
 /// `doc`'s tool converted over `view`: the fields the entry names shared
@@ -239,7 +247,7 @@ pub fn head(subject: &Subject<'_>) -> Value {
         "arguments": subject.arguments,
     });
     match &subject.target {
-        Target::Tool(entry) => input["tool"] = tool(entry),
+        Target::Tool(entry) => input["tool"] = policy_view(entry).json.clone(),
         Target::Prompt(entry) => input["prompt"] = prompt(entry),
         Target::Resource(uri, def) => input["resource"] = resource(uri, *def),
         Target::Template(def) => input["resource_template"] = template(def),

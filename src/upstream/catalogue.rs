@@ -39,10 +39,18 @@ pub struct Entry {
     /// `sha256:<hex>` of the canonical definition.
     pub fingerprint: String,
     /// The entry as a policy reads it (`input.tool` before the proxy adds
-    /// what it holds), converted for the policy engine on first use
-    /// (`proxy::input`), so every call to it shares one conversion. The
-    /// fields above are not changed once an entry exists.
-    pub(crate) policy_view: OnceLock<Option<regorus::Value>>,
+    /// what it holds), built on first use (`proxy::input`), so every call
+    /// to it shares one build and one conversion. The fields above are not
+    /// changed once an entry exists.
+    pub(crate) policy_view: OnceLock<PolicyView>,
+}
+
+/// A tool as a policy reads it: the document, and the document converted
+/// for the policy engine (`None` if it cannot be).
+#[derive(Debug, Clone)]
+pub(crate) struct PolicyView {
+    pub(crate) json: Value,
+    pub(crate) rego: Option<regorus::Value>,
 }
 
 impl Entry {
