@@ -49,3 +49,14 @@ def start_http(cmd):
             break
     threading.Thread(target=lambda: [None for _ in fw.stderr], daemon=True).start()
     return fw, url
+
+
+def firewall_cpu(pid):
+    """CPU seconds (user + system) the process `pid` has used, all its
+    threads together."""
+    ticks = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -30,14 +30,7 @@ import subprocess
 import tempfile
 import time
 
-
-def firewall_cpu(pid):
-    ticks = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+from bench_support import firewall_cpu
 
 
 def session(args, calls, callgrind=False):

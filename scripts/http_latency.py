@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Sequential tools/call latency through the firewall from a real HTTP client
 (httpx, as the Python SDK uses), over Streamable HTTP and, for comparison,
-over stdio: prints p50/p99 of each and the HTTP path's cost over stdio.
+over stdio: prints p50/p99 of each, the firewall's CPU per call on each
+(all its threads, from /proc), and the HTTP path's cost over stdio.
 
   fixtures/python/.venv/bin/python scripts/http_latency.py \
       [--firewall target/release/mcp-firewall] [--fixture target/release/mcp-firewall-fixture] [--calls 300]
@@ -24,7 +25,7 @@ import time
 
 import httpx
 
-from bench_support import start_http
+from bench_support import firewall_cpu, start_http
 
 
 def percentile(samples, p):
@@ -62,11 +63,13 @@ def main():
         headers["mcp-session-id"] = r.headers["mcp-session-id"]
         headers["mcp-protocol-version"] = "2025-06-18"
         client.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        http_cpu = firewall_cpu(fw.pid)
         for i in range(1, args.calls + 1):
             start = time.perf_counter()
             r = client.post(url, json=call(i), headers=headers)
             r.read()
             http.append((time.perf_counter() - start) * 1000)
+        http_cpu = firewall_cpu(fw.pid) - http_cpu
         # The client's own floor: the same connection, a GET the firewall
         # answers at once (no session, no policy, no upstream).
         health = url[: -len("/mcp")] + "/healthz"
@@ -94,15 +97,21 @@ def main():
     roundtrip(init)
     fw.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
     stdio = []
+    stdio_cpu = firewall_cpu(fw.pid)
     for i in range(1, args.calls + 1):
         start = time.perf_counter()
         roundtrip(call(i))
         stdio.append((time.perf_counter() - start) * 1000)
+    stdio_cpu = firewall_cpu(fw.pid) - stdio_cpu
     fw.kill()
     fw.wait()
 
     for name, s in (("streamable-http", http), ("stdio", stdio), ("GET /healthz", floor)):
         print(f"{name:16} p50 {statistics.median(s):7.3f} ms   p99 {percentile(s, 0.99):7.3f} ms   ({len(s)} calls)")
+    # The firewall's own CPU (all its threads) per call: steadier than
+    # latency on a shared machine, and what caps throughput.
+    for name, cpu in (("streamable-http", http_cpu), ("stdio", stdio_cpu)):
+        print(f"{name:16} firewall CPU per call {cpu / args.calls * 1e6:5.0f} µs")
     added = statistics.median(http) - statistics.median(stdio)
     print(f"HTTP over stdio  p50 {added:+7.3f} ms")
     # What is left of it once an HTTP round trip that does nothing is paid
