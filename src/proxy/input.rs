@@ -172,16 +172,27 @@ fn tool_view(subject: &Subject<'_>) -> Option<regorus::Value> {
     let Target::Tool(entry) = subject.target else {
         return None;
     };
-    policy_view(entry).rego.clone()
+    policy_view(entry)?.rego.clone()
 }
 
-/// `entry` as a policy reads it, built on its first use.
-fn policy_view(entry: &Entry) -> &PolicyView {
-    entry.policy_view.get_or_init(|| {
-        let json = tool(entry);
-        let rego = to_rego(&json).ok();
-        PolicyView { json, rego }
-    })
+/// The largest tool definition (as JSON) whose policy view an entry keeps.
+/// A kept view holds the definition twice more (as a document and
+/// converted) for as long as the listing lasts, and an upstream may list
+/// up to 64 MB: past this, each call builds and drops its own, as real
+/// servers' definitions (a few kilobytes) never need.
+pub const MAX_KEPT_TOOL_BYTES: usize = 64 * 1024;
+
+/// `entry` as a policy reads it, built on its first use; `None` for a
+/// definition over [`MAX_KEPT_TOOL_BYTES`].
+fn policy_view(entry: &Entry) -> Option<&PolicyView> {
+    let view = entry.policy_view.get_or_init(|| {
+        (crate::inspect::json_len(&entry.def) <= MAX_KEPT_TOOL_BYTES).then(|| {
+            let json = tool(entry);
+            let rego = to_rego(&json).ok();
+            PolicyView { json, rego }
+        })
+    });
+    view.as_ref()
 }
 
 /// `doc`'s tool converted over `view`: the fields the entry names shared
@@ -247,7 +258,12 @@ pub fn head(subject: &Subject<'_>) -> Value {
         "arguments": subject.arguments,
     });
     match &subject.target {
-        Target::Tool(entry) => input["tool"] = policy_view(entry).json.clone(),
+        Target::Tool(entry) => {
+            input["tool"] = match policy_view(entry) {
+                Some(view) => view.json.clone(),
+                None => tool(entry),
+            }
+        }
         Target::Prompt(entry) => input["prompt"] = prompt(entry),
         Target::Resource(uri, def) => input["resource"] = resource(uri, *def),
         Target::Template(def) => input["resource_template"] = template(def),
@@ -445,5 +461,36 @@ mod tests {
             schemas.push(schema.clone());
         }
         assert!(std::sync::Arc::ptr_eq(&schemas[0], &schemas[1]));
+    }
+
+    /// A definition too large to keep twice more (a hostile upstream may
+    /// list 64 MB) keeps no view: each call builds its own, and decides
+    /// on the same input.
+    #[test]
+    fn a_huge_definition_keeps_no_view_and_converts_as_a_whole() {
+        let description = "x".repeat(MAX_KEPT_TOOL_BYTES);
+        let entry = Entry::new(
+            "big".into(),
+            "fs".into(),
+            "big".into(),
+            json!({"name": "big", "description": description, "inputSchema": {"type": "object"}}),
+            "sha256:00".into(),
+        );
+        let args = json!({});
+        let subject = Subject {
+            method: "tools/call",
+            server: "fs",
+            target: Target::Tool(&entry),
+            arguments: &args,
+            params: &args,
+        };
+        let session = Session::new("stdio", Principal::new("p", "flag"));
+        let mut input = build(&subject, &session);
+        input["tool"]["pin"] = json!({"status": "new"});
+        assert!(entry.policy_view.get().is_some_and(Option::is_none));
+        assert_eq!(input["tool"]["description"], description.as_str());
+        let mut whole = input.doc.clone();
+        whole["session"]["history"] = json!([]);
+        assert_eq!(input.converted().unwrap(), to_rego(&whole).unwrap());
     }
 }

@@ -40,9 +40,10 @@ pub struct Entry {
     pub fingerprint: String,
     /// The entry as a policy reads it (`input.tool` before the proxy adds
     /// what it holds), built on first use (`proxy::input`), so every call
-    /// to it shares one build and one conversion. The fields above are not
-    /// changed once an entry exists.
-    pub(crate) policy_view: OnceLock<PolicyView>,
+    /// to it shares one build and one conversion; `None` inside: the
+    /// definition is too large to keep twice more, and each call builds
+    /// its own. The fields above are not changed once an entry exists.
+    pub(crate) policy_view: OnceLock<Option<PolicyView>>,
 }
 
 /// A tool as a policy reads it: the document, and the document converted
