@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Resident memory of a stdio firewall after a hostile upstream lists many
+large tools: `--tools` tools with `--kb` KB descriptions each, listed once,
+then `--calls` of them called once each. Prints VmRSS and VmHWM; asserts
+nothing.
+
+  scripts/listing_memory.py --policy <library> [--bin-dir target/release]
+                            [--tools 200] [--kb 100] [--calls 20]
+
+The upstream is fixtures/hostile-upstream/upstream.py, which serves the
+tools of the file `TOOLS_FILE` names. With the shipped library, raise the
+rate limits first (bench_support.library_policy).
+"""
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+from bench_support import ROOT
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--policy", required=True)
+    ap.add_argument("--bin-dir", default=os.path.join(ROOT, "target/release"))
+    ap.add_argument("--tools", type=int, default=200)
+    ap.add_argument("--kb", type=int, default=100)
+    ap.add_argument("--calls", type=int, default=20)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="listing-memory-")
+    tools = [{"name": f"t{i}", "description": (f"d{i} " * (args.kb * 1024))[: args.kb * 1024],
+              "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": True}}
+             for i in range(args.tools)]
+    tools_file = os.path.join(work, "tools.json")
+    with open(tools_file, "w") as f:
+        json.dump(tools, f)
+    fw = subprocess.Popen(
+        [os.path.join(args.bin_dir, "mcp-firewall"), "run", "--policy", args.policy,
+         "--trust-annotations", "--audit-log", os.path.join(work, "audit.jsonl"),
+         "--data-dir", os.path.join(work, "data"), "--",
+         "python3", os.path.join(ROOT, "fixtures/hostile-upstream/upstream.py")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, TOOLS_FILE=tools_file))
+
+    def rpc(message):
+        fw.stdin.write((json.dumps(message) + "\n").encode())
+        fw.stdin.flush()
+        while "id" in message:
+            answer = json.loads(fw.stdout.readline())
+            if answer.get("id") == message["id"]:
+                return answer
+        return None
+
+    rpc({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "listing_memory", "version": "1"}}})
+    rpc({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    listed = rpc({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    for i in range(args.calls):
+        rpc({"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call",
+             "params": {"name": f"t{i}", "arguments": {}}})
+    time.sleep(0.5)
+    with open(f"/proc/{fw.pid}/status") as f:
+        memory = {k: v.strip() for k, v in (line.split(":", 1) for line in f)
+                  if k in ("VmRSS", "VmHWM")}
+    fw.kill()
+    fw.wait()
+    print(f"{len(listed['result']['tools'])} tools listed ({args.kb} KB descriptions), "
+          f"{args.calls} called: VmRSS {memory['VmRSS']}, VmHWM {memory['VmHWM']}")
+
+
+if __name__ == "__main__":
+    main()
