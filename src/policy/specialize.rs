@@ -382,39 +382,37 @@ fn cmp_shared(a: &Value, b: &Value) -> std::cmp::Ordering {
         (Value::Object(x), Value::Object(y)) if Arc::ptr_eq(x, y) => std::cmp::Ordering::Equal,
         (Value::Array(x), Value::Array(y)) if Arc::ptr_eq(x, y) => std::cmp::Ordering::Equal,
         (Value::String(x), Value::String(y)) if Arc::ptr_eq(x, y) => std::cmp::Ordering::Equal,
-        (Value::Object(x), Value::Object(y)) => {
-            let mut theirs = y.iter_sorted();
-            for (key, value) in x.iter_sorted() {
-                let Some((their_key, their_value)) = theirs.next() else {
-                    return std::cmp::Ordering::Greater;
-                };
-                let order = cmp_shared(key, their_key).then_with(|| cmp_shared(value, their_value));
-                if order.is_ne() {
-                    return order;
-                }
-            }
-            match theirs.next() {
-                Some(_) => std::cmp::Ordering::Less,
-                None => std::cmp::Ordering::Equal,
-            }
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            let mut theirs = y.iter();
-            for item in x.iter() {
-                let Some(their_item) = theirs.next() else {
-                    return std::cmp::Ordering::Greater;
-                };
-                let order = cmp_shared(item, their_item);
-                if order.is_ne() {
-                    return order;
-                }
-            }
-            match theirs.next() {
-                Some(_) => std::cmp::Ordering::Less,
-                None => std::cmp::Ordering::Equal,
-            }
-        }
+        (Value::Object(x), Value::Object(y)) => lexicographic(
+            x.iter_sorted(),
+            y.iter_sorted(),
+            |(k, v), (their_k, their_v)| {
+                cmp_shared(k, their_k).then_with(|| cmp_shared(v, their_v))
+            },
+        ),
+        (Value::Array(x), Value::Array(y)) => lexicographic(x.iter(), y.iter(), cmp_shared),
         _ => a.cmp(b),
+    }
+}
+
+/// `mine` and `theirs` ordered item by item with `cmp`, a prefix first
+/// (what `Iterator::cmp` does with `Ord`).
+fn lexicographic<T>(
+    mine: impl Iterator<Item = T>,
+    mut theirs: impl Iterator<Item = T>,
+    cmp: impl Fn(T, T) -> std::cmp::Ordering,
+) -> std::cmp::Ordering {
+    for item in mine {
+        let Some(their_item) = theirs.next() else {
+            return std::cmp::Ordering::Greater;
+        };
+        let order = cmp(item, their_item);
+        if order.is_ne() {
+            return order;
+        }
+    }
+    match theirs.next() {
+        Some(_) => std::cmp::Ordering::Less,
+        None => std::cmp::Ordering::Equal,
     }
 }
 
