@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_support import library_policy
+from bench_support import ROOT, library_policy
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(ROOT)
 
 
 def run(args, work, lib, fsync):

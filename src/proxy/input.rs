@@ -379,6 +379,36 @@ mod tests {
     use crate::policy::to_rego;
     use crate::proxy::session::Principal;
 
+    /// An entry of server `fs` named `name`, defined as `def`.
+    fn entry(name: &str, def: Value) -> Entry {
+        Entry::new(
+            name.into(),
+            "fs".into(),
+            name.into(),
+            def,
+            "sha256:00".into(),
+        )
+    }
+
+    /// A `tools/call` of `entry` with `args`.
+    fn call<'a>(entry: &'a Entry, args: &'a Value) -> Subject<'a> {
+        Subject {
+            method: "tools/call",
+            server: &entry.server,
+            target: Target::Tool(entry),
+            arguments: args,
+            params: args,
+        }
+    }
+
+    /// `input`'s document with `history` where the session's goes: what
+    /// the whole input is, converted or recorded.
+    fn whole(input: &Input, history: Value) -> Value {
+        let mut whole = input.doc.clone();
+        whole["session"]["history"] = history;
+        whole
+    }
+
     /// The audit record's input is the whole document, history in place,
     /// masked as the whole would be (keys inside history entries, the
     /// history itself, the session around it); policy reads the history
@@ -410,8 +440,7 @@ mod tests {
                 session.record(entry.clone(), &mask);
             }
             let input = build(&subject, &session);
-            let mut whole = input.doc.clone();
-            whole["session"]["history"] = json!(entries);
+            let whole = whole(&input, json!(entries));
             assert_eq!(input.converted().unwrap(), to_rego(&whole).unwrap());
             let expected = canonical_json(&mask_owned(whole, &mask));
             assert_eq!(input.into_record(&mask).as_str(), expected, "{fields:?}");
@@ -423,32 +452,21 @@ mod tests {
     /// entry names is converted once, and every call to it shares it.
     #[test]
     fn a_tool_input_converts_as_a_whole_and_shares_its_entry() {
-        let entry = Entry::new(
-            "fs__read".into(),
-            "fs".into(),
-            "read".into(),
+        let entry = entry(
+            "read",
             json!({"name": "read", "description": "reads", "inputSchema": {"type": "object"},
                    "annotations": {"readOnlyHint": true}}),
-            "sha256:00".into(),
         );
         let args = json!({"path": "/tmp/a"});
-        let subject = Subject {
-            method: "tools/call",
-            server: "fs",
-            target: Target::Tool(&entry),
-            arguments: &args,
-            params: &args,
-        };
+        let subject = call(&entry, &args);
         let session = Session::new("stdio", Principal::new("p", "flag"));
         let mut schemas = Vec::new();
         for pin in ["new", "changed"] {
             let mut input = build(&subject, &session);
             input["tool"]["findings"] = json!([{"kind": "hidden_instructions"}]);
             input["tool"]["pin"] = json!({"status": pin});
-            let mut whole = input.doc.clone();
-            whole["session"]["history"] = json!([]);
             let converted = input.converted().unwrap();
-            assert_eq!(converted, to_rego(&whole).unwrap());
+            assert_eq!(converted, to_rego(&whole(&input, json!([]))).unwrap());
             let mut head = head(&subject);
             head["tool"]["pin"] = json!({"status": pin});
             assert_eq!(
@@ -469,28 +487,18 @@ mod tests {
     #[test]
     fn a_huge_definition_keeps_no_view_and_converts_as_a_whole() {
         let description = "x".repeat(MAX_KEPT_TOOL_BYTES);
-        let entry = Entry::new(
-            "big".into(),
-            "fs".into(),
-            "big".into(),
+        let entry = entry(
+            "big",
             json!({"name": "big", "description": description, "inputSchema": {"type": "object"}}),
-            "sha256:00".into(),
         );
         let args = json!({});
-        let subject = Subject {
-            method: "tools/call",
-            server: "fs",
-            target: Target::Tool(&entry),
-            arguments: &args,
-            params: &args,
-        };
+        let subject = call(&entry, &args);
         let session = Session::new("stdio", Principal::new("p", "flag"));
         let mut input = build(&subject, &session);
         input["tool"]["pin"] = json!({"status": "new"});
         assert!(entry.policy_view.get().is_some_and(Option::is_none));
         assert_eq!(input["tool"]["description"], description.as_str());
-        let mut whole = input.doc.clone();
-        whole["session"]["history"] = json!([]);
+        let whole = whole(&input, json!([]));
         assert_eq!(input.converted().unwrap(), to_rego(&whole).unwrap());
     }
 }
