@@ -450,6 +450,7 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
+    mcp_firewall::policy::discard_library_backtraces();
     let cli = Cli::parse();
     // A hook's stderr is what the model reads when a tool is blocked: only
     // warnings and errors go there.

@@ -525,3 +525,49 @@ fn a_hook_lets_its_webhook_delivery_finish_before_it_exits() {
     let _ = receiver.wait();
     hook.verify();
 }
+
+/// Set in the environment of this test binary when it runs
+/// `library_backtraces_are_discarded_unless_asked_for` as a child.
+const BACKTRACE_CHILD: &str = "MCP_FIREWALL_TEST_BACKTRACE_CHILD";
+
+#[test]
+fn library_backtraces_are_discarded_unless_asked_for() {
+    // A hook runs in Claude Code's environment, where `RUST_BACKTRACE=1`
+    // may well be set; regorus's parser then walked the stack for each of
+    // the errors it builds and drops while loading the library. The check
+    // changes process-wide state, so it runs in a child of its own.
+    if let Some(lib) = std::env::var_os(BACKTRACE_CHILD) {
+        mcp_firewall::policy::discard_library_backtraces();
+        let error = anyhow::anyhow!("a parser's failed alternative");
+        let status = error.backtrace().status();
+        if lib == "asked" {
+            assert_eq!(status, std::backtrace::BacktraceStatus::Captured);
+            assert_eq!(std::env::var("RUST_LIB_BACKTRACE").unwrap(), "1");
+        } else {
+            assert_eq!(status, std::backtrace::BacktraceStatus::Disabled);
+            // Upstreams inherit the environment as it was.
+            assert!(std::env::var_os("RUST_LIB_BACKTRACE").is_none());
+            assert_eq!(std::env::var("RUST_BACKTRACE").unwrap(), "1");
+        }
+        return;
+    }
+    for lib in ["unset", "asked"] {
+        let mut child = Command::new(std::env::current_exe().unwrap());
+        child
+            .args([
+                "--exact",
+                "library_backtraces_are_discarded_unless_asked_for",
+                "--test-threads=1",
+            ])
+            .env(BACKTRACE_CHILD, lib)
+            .env("RUST_BACKTRACE", "1")
+            .env_remove("RUST_LIB_BACKTRACE");
+        if lib == "asked" {
+            child.env("RUST_LIB_BACKTRACE", "1");
+        }
+        let out = child.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{lib}: {stdout}");
+        assert!(stdout.contains("1 passed"), "{lib}: {stdout}");
+    }
+}

@@ -280,3 +280,31 @@ pub(crate) fn name_unsupported(message: &str) -> String {
         _ => message.to_string(),
     }
 }
+
+/// Turns off the stack traces `anyhow` captures for library errors, unless
+/// `RUST_LIB_BACKTRACE` asks for them. Call it first thing in `main`,
+/// before any other thread starts.
+///
+/// regorus's parser signals a failed alternative with an `anyhow` error that
+/// it then drops, dozens of times per policy file. With `RUST_BACKTRACE=1`
+/// in the environment (common in a Rust developer's shell, and Claude Code
+/// passes its environment to hooks) each of those errors walked the stack:
+/// +3 ms on every start, every hook run and every engine specialized for a
+/// tool. The firewall prints its errors with `{:#}`, never their traces, so
+/// nothing is lost. Panics still print a backtrace: their hook reads
+/// `RUST_BACKTRACE` on its own.
+///
+/// std reads the variables once and keeps the answer, so the variable is
+/// set, read through one capture, and removed again: upstream processes
+/// inherit the environment as it was.
+pub fn discard_library_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_some() {
+        return;
+    }
+    // SAFETY: the caller runs this before any other thread exists, so no
+    // one reads the environment while it changes.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    let _ = std::backtrace::Backtrace::capture();
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("RUST_LIB_BACKTRACE") };
+}

@@ -49,5 +49,6 @@ pub use decision::{DEFAULT_HOLD_REASON, Decision, Verdict};
 pub use engine::{EVAL_TIME_LIMIT, PolicySet};
 pub use error::PolicyError;
 pub use explain::{Explanation, ReasonSource, explain};
+pub use loader::discard_library_backtraces;
 pub use replay::{Change, DECIDED_EVENT, Replayed, replay_record};
 pub use testing::{TEST_TIME_LIMIT, TestOptions, TestOutcome, TestRun, run_tests, run_tests_with};
