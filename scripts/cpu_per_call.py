@@ -23,7 +23,6 @@ with data.json changed as benches/common/mod.rs `library_policy` does), or
 the calls after the 30th are refusals.
 """
 import argparse
-import io
 import json
 import os
 import re
@@ -47,17 +46,16 @@ def session(args, calls, callgrind=False):
     if callgrind:
         cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
                f"--log-file={valgrind_log}", *cmd]
+    # Buffered pipes, flushed after each request: an unbuffered `readline`
+    # reads one byte per system call (a 50 KB answer took ~25 ms to read).
     fw = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, bufsize=0)
-    # Unbuffered, so each request goes out at once; but an unbuffered
-    # `readline` reads one byte per system call, which made a 50 KB answer
-    # take ~25 ms to read here.
-    replies = io.BufferedReader(fw.stdout, 1 << 20)
+                          stderr=subprocess.DEVNULL)
 
     def rpc(message):
         fw.stdin.write((json.dumps(message) + "\n").encode())
+        fw.stdin.flush()
         if "id" in message:
-            return json.loads(replies.readline())
+            return json.loads(fw.stdout.readline())
 
     rpc({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},

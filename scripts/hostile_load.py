@@ -23,7 +23,6 @@ Each run uses a fresh HOME, so the tool pins of earlier runs do not count.
 import argparse
 import base64
 import collections
-import io
 import json
 import os
 import random
@@ -47,10 +46,7 @@ class Firewall:
         self.proc = subprocess.Popen(
             [os.path.join(bin_dir, "mcp-firewall"), "run", *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            bufsize=0, env=dict(os.environ, HOME=home, XDG_DATA_HOME=home, XDG_STATE_HOME=home))
-        # Requests go out unbuffered; answers are read through a buffer (an
-        # unbuffered `readline` reads one byte per system call).
-        self.replies = io.BufferedReader(self.proc.stdout, 1 << 20)
+            env=dict(os.environ, HOME=home, XDG_DATA_HOME=home, XDG_STATE_HOME=home))
         self.rpc("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
                                 "clientInfo": {"name": "hostile_load", "version": "1"}})
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
@@ -58,11 +54,12 @@ class Firewall:
 
     def send(self, message):
         self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        self.proc.stdin.flush()
 
     def rpc(self, method, params, id=0):
         self.send({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
         while True:
-            answer = json.loads(self.replies.readline())
+            answer = json.loads(self.proc.stdout.readline())
             if answer.get("id") == id and "method" not in answer:
                 return answer
 
