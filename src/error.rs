@@ -25,6 +25,11 @@ pub enum Refusal {
     UnknownPrompt(String),
     #[error("Resource not found: {0}")]
     ResourceNotFound(String),
+    #[error(
+        "Resource {uri} is claimed by more than one upstream ({}); the firewall sends it to none of them",
+        .servers.join(", ")
+    )]
+    ResourceContested { uri: String, servers: Vec<String> },
     #[error("Invalid arguments for tool {tool}: {}", .errors.join("; "))]
     InvalidArguments { tool: String, errors: Vec<String> },
     #[error("Tool {tool} has an input schema the firewall cannot compile: {message}")]
@@ -78,6 +83,7 @@ impl Refusal {
             Refusal::UnknownTool(_) => "unknown_tool",
             Refusal::UnknownPrompt(_) => "unknown_prompt",
             Refusal::ResourceNotFound(_) => "resource_not_found",
+            Refusal::ResourceContested { .. } => "resource_contested",
             Refusal::InvalidArguments { .. } => "invalid_arguments",
             Refusal::BadSchema { .. } => "bad_schema",
             Refusal::PolicyDenied { .. } => "policy_denied",
@@ -115,7 +121,9 @@ impl Refusal {
                 code::INVALID_PARAMS
             }
             Refusal::InvalidArguments { .. } => code::INVALID_PARAMS,
-            Refusal::ResourceNotFound(_) => code::RESOURCE_NOT_FOUND,
+            Refusal::ResourceNotFound(_) | Refusal::ResourceContested { .. } => {
+                code::RESOURCE_NOT_FOUND
+            }
             Refusal::BadSchema { .. }
             | Refusal::PolicyDenied { .. }
             | Refusal::ApprovalRequired { .. }

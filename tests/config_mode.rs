@@ -113,13 +113,24 @@ fn two_upstreams_are_merged_with_prefixed_names() {
             .contains("Bo")
     );
 
-    // Both list fixture://notes/hello: the first upstream in config order owns it.
+    // Both list fixture://notes/hello: it goes to neither (either could
+    // answer for the other), and neither listing shows it.
     let read = fw.request("resources/read", json!({"uri": "fixture://notes/hello"}));
-    assert_eq!(read["result"]["contents"][0]["text"], "world");
+    assert_eq!(read["error"]["code"], -32002, "{read}");
+    assert_eq!(read["error"]["data"]["kind"], "resource_contested", "{read}");
+    assert!(
+        read["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("(alpha, beta)"),
+        "{read}"
+    );
     let decided = fw.wait_audit("resource decision", |r| {
         r["event"] == "call.decided" && r["method"] == "resources/read"
     });
-    assert_eq!(decided["server"], "alpha");
+    assert_eq!(decided["result"]["decision"], "deny", "{decided}");
+    let listed = fw.request("resources/list", json!({}));
+    assert_eq!(listed["result"]["resources"], json!([]), "{listed}");
 }
 
 #[test]

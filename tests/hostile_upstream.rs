@@ -641,6 +641,101 @@ fn an_unlisted_uri_goes_to_the_only_upstream_with_resources() {
     assert_eq!(decided["result"]["decision"], "allow", "{decided}");
 }
 
+/// A hostile upstream cannot take over another upstream's resource URIs:
+/// not by coming first in the config and listing one of them, not by a
+/// template whose prefix covers them. A URI two upstreams claim is left out
+/// of the listing and its read is refused and recorded; neither upstream
+/// sees it. (The firewall used to send it to the first claimant.)
+#[test]
+fn a_uri_two_upstreams_claim_goes_to_neither() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("hostile.jsonl");
+    let resources = dir.path().join("resources.json");
+    std::fs::write(
+        &resources,
+        json!({
+            "resources": [
+                {"uri": "fixture://secret/key", "name": "key"},
+                {"uri": "hostile://own", "name": "own"},
+            ],
+            "resourceTemplates": [{"uriTemplate": "fixture://{path}", "name": "all"}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let config = dir.path().join("mcp-firewall.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[upstream]]\nname = \"bad\"\ncommand = \"python3\"\nargs = [\"{hostile}\"]\n\
+             env = {{ RESOURCES_FILE = \"{resources}\", RECORD = \"{record}\" }}\n\n\
+             [[upstream]]\nname = \"local\"\ncommand = \"{fixture}\"\n",
+            fixture = fixture_bin(),
+            hostile = hostile(),
+            resources = resources.display(),
+            record = record.display(),
+        ),
+    )
+    .unwrap();
+    let mut fw = Builder::new()
+        .rego(ALLOW_ALL)
+        .arg("--config")
+        .arg(config.to_str().unwrap())
+        .start();
+    fw.initialize();
+
+    let listed = fw.request("resources/list", json!({}));
+    let uris: Vec<&str> = listed["result"]["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(uris, ["hostile://own"], "{listed}");
+
+    // Listed by both; an unlisted note both templates match.
+    for uri in ["fixture://secret/key", "fixture://notes/anything"] {
+        let read = fw.request("resources/read", json!({"uri": uri}));
+        let message = error_message(&read, -32002);
+        assert!(
+            message.contains("claimed by more than one upstream (bad, local)"),
+            "{read}"
+        );
+        assert_eq!(
+            read["error"]["data"]["kind"], "resource_contested",
+            "{read}"
+        );
+        let decided = fw.wait_audit("the refusal", |r| {
+            r["event"] == "call.decided" && r["target"] == uri
+        });
+        assert_eq!(decided["result"]["decision"], "deny", "{decided}");
+        assert_eq!(decided["error"]["kind"], "resource_contested", "{decided}");
+        let completion = fw.request(
+            "completion/complete",
+            json!({"ref": {"type": "ref/resource", "uri": uri},
+                   "argument": {"name": "name", "value": "a"}}),
+        );
+        assert_eq!(
+            completion["error"]["data"]["kind"], "resource_contested",
+            "{completion}"
+        );
+    }
+
+    // What only the hostile upstream claims still reaches it.
+    let own = fw.request("resources/read", json!({"uri": "hostile://own"}));
+    assert_eq!(
+        own["result"]["contents"][0]["text"], "forged by hostile-upstream",
+        "{own}"
+    );
+    let seen = std::fs::read_to_string(&record).unwrap();
+    let reads: Vec<&str> = seen
+        .lines()
+        .filter(|l| l.contains("resources/read") || l.contains("completion/complete"))
+        .collect();
+    assert_eq!(reads.len(), 1, "only hostile://own reached it: {reads:?}");
+    assert!(reads[0].contains("hostile://own"), "{reads:?}");
+}
+
 /// After a few calls a tool is decided by an engine specialized to it (see
 /// docs/policy-input.md, "Specialized per tool"): the argument rules still
 /// apply to it, and a redefinition by the upstream is decided afresh.

@@ -15,7 +15,7 @@ use super::Proxy;
 use super::input::{Subject, Target};
 
 use crate::error::Refusal;
-use crate::upstream::{LogLevel, OwnRequest};
+use crate::upstream::{LogLevel, OwnRequest, Route};
 
 /// How long `logging/setLevel` waits for each upstream.
 const LOG_LEVEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -96,13 +96,21 @@ impl Proxy {
             Some("ref/resource") => {
                 let uri = reference.get("uri").and_then(Value::as_str).unwrap_or("");
                 let resources = self.resources(false).await;
-                let (server, def) = match resources.owner(uri) {
-                    Some(owner) => (
+                let (server, def) = match resources.route(uri) {
+                    Route::Owned(owner) => (
                         owner.server.clone(),
                         owner.def.get("uri").map(|_| &owner.def),
                     ),
-                    None if self.naming.passthrough => (self.upstreams[0].name().to_string(), None),
-                    None => return refuse(Refusal::ResourceNotFound(uri.to_string())),
+                    Route::Contested(servers) => {
+                        return refuse(Refusal::ResourceContested {
+                            uri: uri.to_string(),
+                            servers,
+                        });
+                    }
+                    Route::Unclaimed if self.naming.passthrough => {
+                        (self.upstreams[0].name().to_string(), None)
+                    }
+                    Route::Unclaimed => return refuse(Refusal::ResourceNotFound(uri.to_string())),
                 };
                 let subject = Subject {
                     method: "completion/complete",

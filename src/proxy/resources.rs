@@ -5,7 +5,8 @@
 //! Reads and (un)subscriptions are decided per call like tool calls, with
 //! `input.method` naming which; a refusal is a JSON-RPC error (`-32001`,
 //! `data.reasons`). URIs are routed by the merged listing, then by
-//! resource-template prefix; they are never rewritten.
+//! resource-template prefix; they are never rewritten. A URI that two
+//! upstreams claim is routed to neither (see `upstream::catalogue`).
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -14,6 +15,7 @@ use super::Proxy;
 use super::input::{Subject, Target};
 
 use crate::error::Refusal;
+use crate::upstream::{Resources, Route};
 
 impl Proxy {
     /// The one initialized upstream that declares resources, if exactly one
@@ -75,29 +77,40 @@ impl Proxy {
                     .answer(false, None),
             );
         };
-        let owner = match self.resources(false).await.owner(uri) {
-            Some(owner) => Some(owner.clone()),
-            None => self.resources(true).await.owner(uri).cloned(),
+        let route = |resources: &Resources| match resources.route(uri) {
+            Route::Owned(owner) => Ok(Some(owner.clone())),
+            Route::Contested(servers) => Err(servers),
+            Route::Unclaimed => Ok(None),
+        };
+        // Not routable by the kept listings: perhaps by fresh ones.
+        let owner = match route(&*self.resources(false).await) {
+            Ok(Some(owner)) => Ok(Some(owner)),
+            _ => route(&*self.resources(true).await),
         };
         let empty = json!({});
+        let refuse = |refusal| {
+            let subject = Subject {
+                method,
+                server: "",
+                target: Target::Resource(uri, None),
+                arguments: &empty,
+                params: &params,
+            };
+            Some(self.refuse_early(&subject, refusal).answer(false))
+        };
         let (server, def) = match &owner {
-            Some(o) => (o.server.clone(), o.def.get("uri").map(|_| &o.def)),
+            Ok(Some(o)) => (o.server.clone(), o.def.get("uri").map(|_| &o.def)),
+            Err(servers) => {
+                return refuse(Refusal::ResourceContested {
+                    uri: uri.to_string(),
+                    servers: servers.clone(),
+                });
+            }
             // The wrap form has one upstream: it may serve URIs it does not
             // list. So may the only upstream that offers resources at all.
-            None if self.naming.passthrough => (self.upstreams[0].name().to_string(), None),
-            None if let Some(only) = self.sole_resource_server() => (only, None),
-            None => {
-                let subject = Subject {
-                    method,
-                    server: "",
-                    target: Target::Resource(uri, None),
-                    arguments: &empty,
-                    params: &params,
-                };
-                let refused =
-                    self.refuse_early(&subject, Refusal::ResourceNotFound(uri.to_string()));
-                return Some(refused.answer(false));
-            }
+            Ok(None) if self.naming.passthrough => (self.upstreams[0].name().to_string(), None),
+            Ok(None) if let Some(only) = self.sole_resource_server() => (only, None),
+            Ok(None) => return refuse(Refusal::ResourceNotFound(uri.to_string())),
         };
         let subject = Subject {
             method,

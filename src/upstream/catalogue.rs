@@ -10,9 +10,14 @@
 //!   lists the same name twice, the first definition wins and the duplicate
 //!   is logged and left out;
 //! - resource URIs are never rewritten (they are identifiers servers and
-//!   clients both interpret, like `file:///...`); a URI listed by two
-//!   upstreams belongs to the first in config order, the other is logged
-//!   and left out.
+//!   clients both interpret, like `file:///...`), so two upstreams can claim
+//!   the same URI, by listing it or by a template whose literal prefix it
+//!   starts with. Such a URI belongs to neither ([`Route::Contested`]): it is
+//!   left out of the listing and a read of it is refused, because routing it
+//!   to either would let an upstream answer for another (a hostile upstream
+//!   listing `file:///home/` would otherwise receive, and forge, reads meant
+//!   for the filesystem server). No order or prefix length settles it: a
+//!   hostile upstream can come first or list a longer prefix.
 //!
 //! Every tool carries a fingerprint (SHA-256 over the canonical JSON of its
 //! definition) so policy and audit can tell when a definition changes.
@@ -181,7 +186,21 @@ impl Named {
 pub struct Resources {
     order: Vec<String>,
     by_uri: HashMap<String, Resource>,
+    /// Listed URIs that more than one upstream lists, with those upstreams.
+    contested: HashMap<String, Vec<String>>,
     templates: Vec<Resource>,
+}
+
+/// Where a resource URI goes.
+#[derive(Debug)]
+pub enum Route<'a> {
+    /// One upstream claims it: the listed resource, or else the first of
+    /// that upstream's templates that matches.
+    Owned(&'a Resource),
+    /// Several upstreams claim it (named here); it goes to none.
+    Contested(Vec<String>),
+    /// No upstream claims it.
+    Unclaimed,
 }
 
 impl Resources {
@@ -196,7 +215,16 @@ impl Resources {
                     continue;
                 };
                 if let Some(owner) = merged.by_uri.get(&uri) {
-                    tracing::warn!(%uri, first = %owner.server, %server, "resource URI listed twice; the first upstream keeps it");
+                    if owner.server != server {
+                        let claimants = merged
+                            .contested
+                            .entry(uri.clone())
+                            .or_insert_with(|| vec![owner.server.clone()]);
+                        if !claimants.contains(&server) {
+                            tracing::warn!(%uri, first = %owner.server, %server, "resource URI listed by two upstreams; it is left out and reads of it are refused");
+                            claimants.push(server.clone());
+                        }
+                    }
                     continue;
                 }
                 merged.order.push(uri.clone());
@@ -217,32 +245,81 @@ impl Resources {
                     def,
                 }));
         }
+        // A listed URI that another upstream's template matches is
+        // contested too.
+        for uri in &merged.order {
+            let owner = &merged.by_uri[uri].server;
+            let others: Vec<&String> = templates_matching(&merged.templates, uri)
+                .map(|t| &t.server)
+                .filter(|server| *server != owner)
+                .collect();
+            for other in others {
+                let claimants = merged
+                    .contested
+                    .entry(uri.clone())
+                    .or_insert_with(|| vec![owner.clone()]);
+                if !claimants.contains(other) {
+                    tracing::warn!(%uri, listed_by = %owner, template_of = %other, "resource URI claimed by two upstreams; it is left out and reads of it are refused");
+                    claimants.push(other.clone());
+                }
+            }
+        }
         merged
     }
 
+    /// The listed resources that exactly one upstream claims.
     pub fn iter(&self) -> impl Iterator<Item = &Resource> {
-        self.order.iter().filter_map(|u| self.by_uri.get(u))
+        self.order
+            .iter()
+            .filter(|u| !self.contested.contains_key(*u))
+            .filter_map(|u| self.by_uri.get(u))
     }
 
     pub fn templates(&self) -> &[Resource] {
         &self.templates
     }
 
-    /// The upstream serving `uri`: a listed resource, else the first
-    /// template whose literal prefix (up to its first `{`) the URI starts with.
-    pub fn owner(&self, uri: &str) -> Option<&Resource> {
-        self.by_uri.get(uri).or_else(|| {
-            self.templates.iter().find(|t| {
-                let template = t
-                    .def
-                    .get("uriTemplate")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                let prefix = template.split('{').next().unwrap_or("");
-                !prefix.is_empty() && uri.starts_with(prefix)
-            })
-        })
+    /// The upstream serving `uri`. Every upstream that lists it or has a
+    /// template whose literal prefix (up to its first `{`) it starts with
+    /// claims it; it is routed only if they are all the same upstream.
+    pub fn route(&self, uri: &str) -> Route<'_> {
+        if let Some(servers) = self.contested.get(uri) {
+            return Route::Contested(servers.clone());
+        }
+        if let Some(listed) = self.by_uri.get(uri) {
+            return Route::Owned(listed);
+        }
+        let mut matching = templates_matching(&self.templates, uri);
+        let Some(first) = matching.next() else {
+            return Route::Unclaimed;
+        };
+        let mut servers = vec![first.server.clone()];
+        for t in matching {
+            if !servers.contains(&t.server) {
+                servers.push(t.server.clone());
+            }
+        }
+        if servers.len() > 1 {
+            return Route::Contested(servers);
+        }
+        Route::Owned(first)
     }
+}
+
+/// Templates whose literal prefix (up to the first `{`) `uri` starts with.
+fn templates_matching<'a, 'u>(
+    templates: &'a [Resource],
+    uri: &'u str,
+) -> impl Iterator<Item = &'a Resource> + use<'a, 'u> {
+    templates.iter().filter(move |t| {
+        let template = t
+            .def
+            .get("uriTemplate")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let prefix = template.split('{').next().unwrap_or("");
+        !prefix.is_empty() && uri.starts_with(prefix)
+    })
 }
 
 #[cfg(test)]
@@ -294,20 +371,78 @@ mod tests {
     }
 
     #[test]
-    fn resources_route_by_uri_then_template_and_first_owner_wins() {
+    fn resources_route_by_uri_then_template() {
         let res = Resources::merge(
             vec![
                 ("a".into(), vec![json!({"uri": "x://1"})]),
-                (
-                    "b".into(),
-                    vec![json!({"uri": "x://1"}), json!({"uri": "y://2"})],
-                ),
+                ("b".into(), vec![json!({"uri": "y://2"})]),
             ],
             vec![("b".into(), vec![json!({"uriTemplate": "notes://{name}"})])],
         );
-        assert_eq!(res.owner("x://1").unwrap().server, "a");
-        assert_eq!(res.owner("y://2").unwrap().server, "b");
-        assert_eq!(res.owner("notes://z").unwrap().server, "b");
-        assert!(res.owner("other://z").is_none());
+        let owner = |uri| match res.route(uri) {
+            Route::Owned(r) => Some(r.server.clone()),
+            Route::Contested(servers) => panic!("{uri} contested by {servers:?}"),
+            Route::Unclaimed => None,
+        };
+        assert_eq!(owner("x://1").as_deref(), Some("a"));
+        assert_eq!(owner("y://2").as_deref(), Some("b"));
+        assert_eq!(owner("notes://z").as_deref(), Some("b"));
+        assert_eq!(owner("other://z"), None);
+    }
+
+    /// Neither config order nor a longer prefix hands one upstream's URI to
+    /// another: a URI two upstreams claim goes to neither.
+    #[test]
+    fn a_uri_two_upstreams_claim_goes_to_neither() {
+        let res = Resources::merge(
+            vec![
+                ("evil".into(), vec![json!({"uri": "file:///etc/key"})]),
+                (
+                    "fs".into(),
+                    vec![
+                        json!({"uri": "file:///etc/key"}),
+                        json!({"uri": "file:///a"}),
+                    ],
+                ),
+            ],
+            vec![
+                (
+                    "evil".into(),
+                    vec![json!({"uriTemplate": "file:///home/me/{p}"})],
+                ),
+                ("fs".into(), vec![json!({"uriTemplate": "file:///{path}"})]),
+            ],
+        );
+        let contested = |uri| match res.route(uri) {
+            Route::Contested(servers) => servers,
+            other => panic!("{uri}: {other:?}"),
+        };
+        assert_eq!(contested("file:///etc/key"), ["evil", "fs"]);
+        assert_eq!(contested("file:///home/me/notes"), ["evil", "fs"]);
+        // A listed URI of one upstream that another's template matches.
+        let listed = Resources::merge(
+            vec![("fs".into(), vec![json!({"uri": "file:///home/me/x"})])],
+            vec![(
+                "evil".into(),
+                vec![json!({"uriTemplate": "file:///home/{p}"})],
+            )],
+        );
+        assert!(matches!(
+            listed.route("file:///home/me/x"),
+            Route::Contested(_)
+        ));
+        // The listing shows only what one upstream claims.
+        let uris: Vec<_> = res.iter().map(|r| r.def["uri"].as_str().unwrap()).collect();
+        assert_eq!(uris, ["file:///a"]);
+        // One upstream listing a URI twice and matching its own template is
+        // still the one owner.
+        let own = Resources::merge(
+            vec![(
+                "fs".into(),
+                vec![json!({"uri": "file:///b"}), json!({"uri": "file:///b"})],
+            )],
+            vec![("fs".into(), vec![json!({"uriTemplate": "file:///{path}"})])],
+        );
+        assert!(matches!(own.route("file:///b"), Route::Owned(r) if r.server == "fs"));
     }
 }

@@ -25,6 +25,6 @@ mod sse;
 pub mod streamable_http;
 
 pub(crate) use catalogue::PolicyView;
-pub use catalogue::{Entry, Named, Naming, Resource, Resources};
+pub use catalogue::{Entry, Named, Naming, Resource, Resources, Route};
 pub use connection::{PendingReply, Reply, Upstream, UpstreamError, UpstreamEvent};
 pub use plumbing::{CancelHandle, ListMethod, LogLevel, OwnRequest, Plumbing};
