@@ -117,7 +117,10 @@ fn two_upstreams_are_merged_with_prefixed_names() {
     // answer for the other), and neither listing shows it.
     let read = fw.request("resources/read", json!({"uri": "fixture://notes/hello"}));
     assert_eq!(read["error"]["code"], -32002, "{read}");
-    assert_eq!(read["error"]["data"]["kind"], "resource_contested", "{read}");
+    assert_eq!(
+        read["error"]["data"]["kind"], "resource_contested",
+        "{read}"
+    );
     assert!(
         read["error"]["message"]
             .as_str()
