@@ -677,9 +677,9 @@ mod tests {
         std::env::var_os("MCP_FIREWALL_TEST_ALLOCATOR_CHILD").is_some()
     }
 
-    fn purge_delay() -> i64 {
+    fn purge_delay() -> std::ffi::c_long {
         // SAFETY: reads an option; the child runs one test on one thread.
-        i64::from(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) })
+        unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
     }
 
     #[test]
