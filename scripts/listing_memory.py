@@ -5,7 +5,11 @@ then `--calls` of them called once each. Prints VmRSS and VmHWM; asserts
 nothing.
 
   scripts/listing_memory.py --policy <library> [--bin-dir target/release]
-                            [--tools 200] [--kb 100] [--calls 20]
+                            [--tools 200] [--kb 100] [--calls 20] [--idle 0.5]
+
+`--idle` is how long the firewall sits idle before memory is read: its
+memory-purge thread runs every 2 s, so 0.5 shows what mimalloc alone gave
+back and 2.5 what the firewall gives back when it goes idle.
 
 The upstream is fixtures/hostile-upstream/upstream.py, which serves the
 tools of the file `TOOLS_FILE` names. With the shipped library, raise the
@@ -28,6 +32,7 @@ def main():
     ap.add_argument("--tools", type=int, default=200)
     ap.add_argument("--kb", type=int, default=100)
     ap.add_argument("--calls", type=int, default=20)
+    ap.add_argument("--idle", type=float, default=0.5)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="listing-memory-")
     tools = [{"name": f"t{i}", "description": (f"d{i} " * (args.kb * 1024))[: args.kb * 1024],
@@ -61,14 +66,14 @@ def main():
     for i in range(args.calls):
         rpc({"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call",
              "params": {"name": f"t{i}", "arguments": {}}})
-    time.sleep(0.5)
+    time.sleep(args.idle)
     with open(f"/proc/{fw.pid}/status") as f:
         memory = {k: v.strip() for k, v in (line.split(":", 1) for line in f)
                   if k in ("VmRSS", "VmHWM")}
     fw.kill()
     fw.wait()
     print(f"{len(listed['result']['tools'])} tools listed ({args.kb} KB descriptions), "
-          f"{args.calls} called: VmRSS {memory['VmRSS']}, VmHWM {memory['VmHWM']}")
+          f"{args.calls} called, {args.idle} s idle: VmRSS {memory['VmRSS']}, VmHWM {memory['VmHWM']}")
 
 
 if __name__ == "__main__":
