@@ -39,3 +39,4 @@ pub mod telemetry;
 #[doc(hidden)]
 pub mod testing;
 pub mod upstream;
+pub mod visible;

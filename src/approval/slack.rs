@@ -239,7 +239,7 @@ pub fn message(document: &Value, console_link: Option<&str>) -> Value {
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "• no rule allowed this call".into());
     let mut blocks = vec![
-        json!({"type": "header", "text": {"type": "plain_text", "text": clip(&format!("Approval needed: {server} / {tool}"), 150)}}),
+        json!({"type": "header", "text": {"type": "plain_text", "text": clip(&crate::visible::text(&format!("Approval needed: {server} / {tool}")), 150)}}),
         json!({"type": "section", "fields": [
             {"type": "mrkdwn", "text": format!("*Asked by*\n{}", escape(&principal))},
             {"type": "mrkdwn", "text": format!("*Client*\n{}", escape(client))},
@@ -278,20 +278,20 @@ pub fn message(document: &Value, console_link: Option<&str>) -> Value {
         json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("`{id}`")}]}),
     );
     json!({
-        "text": format!("Approval needed: {principal} wants to call {server}/{tool}"),
+        "text": crate::visible::text(&format!("Approval needed: {principal} wants to call {server}/{tool}")),
         "blocks": blocks,
     })
 }
 
 /// The message that replaces the original once an answer is recorded.
 pub fn outcome_message(summary: &str) -> Value {
-    json!({"replace_original": true, "text": summary,
+    json!({"replace_original": true, "text": crate::visible::laid_out(summary),
            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": escape(summary)}}]})
 }
 
 /// A note only the clicking user sees.
 pub fn ephemeral(text: &str) -> Value {
-    json!({"response_type": "ephemeral", "replace_original": false, "text": text})
+    json!({"response_type": "ephemeral", "replace_original": false, "text": crate::visible::laid_out(text)})
 }
 
 /// Arguments as indented JSON with long strings folded, clipped.
@@ -327,11 +327,10 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 /// Slack's mrkdwn escapes: `&`, `<`, `>` (so a tool argument cannot become
-/// a link or a mention).
+/// a link or a mention), and [`crate::visible`]'s escapes for characters
+/// that would change how the rest is displayed.
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    crate::visible::markup(s, &[('&', "&amp;"), ('<', "&lt;"), ('>', "&gt;")])
 }
 
 /// Where messages go.
@@ -689,5 +688,40 @@ mod tests {
         assert!(text.contains("&lt;!channel&gt;"));
         assert!(text.contains("(500 chars)"));
         assert!(text.contains("mcpfw:sha256:ab"));
+    }
+
+    /// Every string of a Slack message or Teams card and every console
+    /// escape shows bidi overrides and control characters as escapes (see
+    /// `crate::visible`); line breaks stay.
+    #[test]
+    fn approvers_see_hidden_characters_as_escapes_on_every_channel() {
+        fn strings(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::String(s) => out.push(s.clone()),
+                Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+                Value::Object(o) => o.values().for_each(|v| strings(v, out)),
+                _ => {}
+            }
+        }
+        let doc = json!({"approval": {"id": "apr_1", "digest": "sha256:ab", "server": "fs\u{202e}",
+            "tool": "drop\u{1b}[2K\rread", "principal": {"id": "alice"}, "client": {"name": "c\u{2066}"},
+            "tool_description": "d\u{9b}2J", "arguments": {"path": "/srv/\u{202e}txt.sh"},
+            "reasons": ["writes /srv/\u{202e}txt.sh"], "expires_at": "2026-12-03T10:00:00Z"}});
+        for rendered in [
+            message(&doc, Some("http://127.0.0.1:1/approvals/apr_1")),
+            crate::approval::teams::card(&doc, Some("http://127.0.0.1:1/approvals/apr_1")),
+        ] {
+            let mut all = Vec::new();
+            strings(&rendered, &mut all);
+            let text = all.join("\n");
+            assert!(
+                !text.chars().any(crate::visible::is_hidden_in_layout),
+                "{text:?}"
+            );
+            assert!(text.contains(r"\u{202e}txt.sh"), "{text:?}");
+            assert!(text.contains(r"drop\u{1b}[2K"), "{text:?}");
+        }
+        let page = crate::approval::console::pages::esc("a\u{202e}b\u{1b}\nc<");
+        assert_eq!(page, "a\\u{202e}b\\u{1b}\nc&lt;");
     }
 }

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use super::slack::arguments_summary;
+use crate::visible::laid_out;
 
 pub struct Teams {
     url: String,
@@ -44,7 +45,7 @@ impl Teams {
 /// The Workflows webhook body: a message with one Adaptive Card (1.4).
 pub fn card(document: &Value, console_link: Option<&str>) -> Value {
     let a = &document["approval"];
-    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let text = |v: &Value| laid_out(v.as_str().unwrap_or("?")).into_owned();
     let reasons: Vec<Value> = a["reasons"]
         .as_array()
         .cloned()
@@ -57,17 +58,19 @@ pub fn card(document: &Value, console_link: Option<&str>) -> Value {
                "text": format!("Approval needed: {} / {}", text(&a["server"]), text(&a["tool"]))}),
         json!({"type": "FactSet", "facts": [
             {"title": "Asked by", "value": text(&a["principal"]["id"])},
-            {"title": "Client", "value": a["client"]["name"].as_str().unwrap_or("unknown client")},
+            {"title": "Client", "value": laid_out(a["client"]["name"].as_str().unwrap_or("unknown client"))},
             {"title": "Expires", "value": text(&a["expires_at"])},
             {"title": "Approval", "value": text(&a["id"])},
         ]}),
     ];
     if let Some(d) = a["tool_description"].as_str() {
-        body.push(json!({"type": "TextBlock", "text": d, "wrap": true, "isSubtle": true}));
+        body.push(
+            json!({"type": "TextBlock", "text": laid_out(d), "wrap": true, "isSubtle": true}),
+        );
     }
     body.push(json!({"type": "TextBlock", "text": "Arguments", "weight": "Bolder"}));
     body.push(
-        json!({"type": "TextBlock", "text": arguments_summary(&a["arguments"]),
+        json!({"type": "TextBlock", "text": laid_out(&arguments_summary(&a["arguments"])),
                      "fontType": "Monospace", "wrap": true}),
     );
     body.push(json!({"type": "TextBlock", "text": "Why it is held", "weight": "Bolder"}));

@@ -18,6 +18,7 @@ use chrono::{SecondsFormat, Utc};
 use mcp_firewall::approval::approvers::{AnswerMessage, ApproverRegistry, sign_with_key_file};
 use mcp_firewall::approval::{ApprovalRecord, NewAnswer, Proof, Status, Verdict};
 use mcp_firewall::identity::Identity;
+use mcp_firewall::visible;
 
 pub fn list(store_at: &super::StoreAt, status: Option<&str>) -> anyhow::Result<ExitCode> {
     let store = store_at.open()?;
@@ -30,7 +31,7 @@ pub fn list(store_at: &super::StoreAt, status: Option<&str>) -> anyhow::Result<E
         println!("no approvals");
     }
     for r in records {
-        println!("{}", summary(&r));
+        println!("{}", visible::text(&summary(&r)));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -41,7 +42,7 @@ pub fn show(store_at: &super::StoreAt, id: &str) -> anyhow::Result<ExitCode> {
         eprintln!("no approval {id}");
         return Ok(ExitCode::FAILURE);
     };
-    println!("{}", serde_json::to_string_pretty(&record)?);
+    println!("{}", visible::json(&serde_json::to_string_pretty(&record)?));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -20,6 +20,7 @@ use mcp_firewall::approval::approvers::{ApproverRegistry, sign_bytes_with_key_fi
 use mcp_firewall::approval::store::pins::Pin;
 use mcp_firewall::audit::canonical_json;
 use mcp_firewall::identity::Identity;
+use mcp_firewall::visible;
 
 pub fn list(store_at: &super::StoreAt) -> anyhow::Result<ExitCode> {
     let store = store_at.open()?;
@@ -34,7 +35,7 @@ pub fn list(store_at: &super::StoreAt) -> anyhow::Result<ExitCode> {
             _ if p.approved => "approved",
             _ => "pinned",
         };
-        println!(
+        let line = format!(
             "{:<9} {}  {}  {}  pinned {} by {}",
             status,
             p.tool,
@@ -43,6 +44,7 @@ pub fn list(store_at: &super::StoreAt) -> anyhow::Result<ExitCode> {
             p.pinned_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             p.pinned_by
         );
+        println!("{}", visible::text(&line));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -60,18 +62,24 @@ pub fn diff(store_at: &super::StoreAt) -> anyhow::Result<ExitCode> {
             continue;
         }
         any = true;
-        println!(
+        let head = format!(
             "{} ({}): {} -> {}",
             p.tool,
             p.upstream,
             short(&p.fingerprint),
             short(seen_fp)
         );
+        println!("{}", visible::text(&head));
         for field in mcp_firewall::proxy::pins_fields() {
             let before = p.definition.get(field).unwrap_or(&Value::Null);
             let after = seen.get(field).unwrap_or(&Value::Null);
             if before != after {
-                println!("  {field}:\n    - {before}\n    + {after}");
+                let (before, after) = (before.to_string(), after.to_string());
+                println!(
+                    "  {field}:\n    - {}\n    + {}",
+                    visible::json(&before),
+                    visible::json(&after)
+                );
             }
         }
     }
