@@ -32,6 +32,15 @@ const MAX_LISTING_BYTES: usize = MAX_UPSTREAM_MESSAGE_BYTES;
 /// few KB; one over this is left out of the listing (it cannot be called)
 /// and the omission is on record.
 const MAX_ITEM_BYTES: usize = 256 * 1024;
+/// Bytes a listed item's name, URI or URI template may take. A name is
+/// carried many times over: in every decision's input (the call's and, in
+/// the history, the last 32 calls'), every audit record and every approval.
+/// MCP asks for names of at most 128 characters; one over this limit, or
+/// one holding characters that change how text is displayed
+/// ([`crate::visible::is_hidden`]: terminal controls, bidi overrides, which
+/// no name needs and which could disguise a call to an approver), is left
+/// out of the listing, and the omission is on record.
+const MAX_NAME_BYTES: usize = 1024;
 /// How many left-out items an `upstream.degraded` record names.
 const NAMED_OMISSIONS: usize = 10;
 /// How often a listing is fetched again for a name it lacks (an unknown tool
@@ -305,31 +314,54 @@ async fn fetch_pages(
     key: &str,
     budget: std::time::Duration,
 ) -> (Vec<Value>, Option<String>) {
-    let mut oversized = Vec::new();
-    let (items, problem) = fetch_bounded(upstream, list, key, budget, &mut oversized).await;
-    let omitted = (!oversized.is_empty()).then(|| {
-        let count = oversized.len();
-        oversized.truncate(NAMED_OMISSIONS);
-        format!(
-            "{count} definition(s) over the {MAX_ITEM_BYTES}-byte limit left out: {}",
-            oversized.join(", ")
-        )
-    });
-    let problem = match (problem, omitted) {
-        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-        (a, b) => a.or(b),
+    let mut omitted = Omitted::default();
+    let (items, problem) = fetch_bounded(upstream, list, key, budget, &mut omitted).await;
+    let describe = |mut labels: Vec<String>, what: &str| {
+        (!labels.is_empty()).then(|| {
+            let count = labels.len();
+            labels.truncate(NAMED_OMISSIONS);
+            format!(
+                "{count} definition(s) {what} left out: {}",
+                labels.join(", ")
+            )
+        })
     };
-    (items, problem)
+    let problem = [
+        problem,
+        describe(
+            omitted.oversized,
+            &format!("over the {MAX_ITEM_BYTES}-byte limit"),
+        ),
+        describe(
+            omitted.badly_named,
+            &format!(
+                "with a name, URI or template over {MAX_NAME_BYTES} bytes or holding control or bidi characters"
+            ),
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
+    (items, (!problem.is_empty()).then(|| problem.join("; ")))
 }
 
-/// [`fetch_pages`]'s pages, with the items over [`MAX_ITEM_BYTES`] taken
-/// out and named, with their size, in `oversized`.
+/// Items [`fetch_bounded`] left out, labelled.
+#[derive(Default)]
+struct Omitted {
+    /// Over [`MAX_ITEM_BYTES`], with their size.
+    oversized: Vec<String>,
+    /// A name, URI or template that [`badly_named`] refuses.
+    badly_named: Vec<String>,
+}
+
+/// [`fetch_pages`]'s pages, with the items over [`MAX_ITEM_BYTES`] or
+/// [`badly_named`] taken out and named in `omitted`.
 async fn fetch_bounded(
     upstream: &Upstream,
     list: ListMethod,
     key: &str,
     budget: std::time::Duration,
-    oversized: &mut Vec<String>,
+    omitted: &mut Omitted,
 ) -> (Vec<Value>, Option<String>) {
     let deadline = tokio::time::Instant::now() + budget;
     let mut items = Vec::new();
@@ -347,11 +379,17 @@ async fn fetch_bounded(
                 if let Some(Value::Array(page)) = result.get_mut(key) {
                     page.retain(|item| {
                         let size = json_len(item);
-                        let fits = size <= MAX_ITEM_BYTES;
-                        if !fits {
-                            oversized.push(format!("{} ({size} bytes)", item_label(item)));
+                        if size > MAX_ITEM_BYTES {
+                            omitted
+                                .oversized
+                                .push(format!("{} ({size} bytes)", item_label(item)));
+                            return false;
                         }
-                        fits
+                        if badly_named(item) {
+                            omitted.badly_named.push(item_label(item));
+                            return false;
+                        }
+                        true
                     });
                     items.append(page);
                 }
@@ -383,8 +421,18 @@ fn item_label(item: &Value) -> String {
         .iter()
         .find_map(|k| item.get(*k).and_then(Value::as_str))
         .unwrap_or("(unnamed)");
-    match label.char_indices().nth(100) {
+    let label = match label.char_indices().nth(100) {
         Some((cut, _)) => format!("{}...", &label[..cut]),
         None => label.to_string(),
-    }
+    };
+    crate::visible::text(&label).into_owned()
+}
+
+/// Whether `item`'s name, URI or URI template is over [`MAX_NAME_BYTES`] or
+/// holds a character that changes how text is displayed.
+fn badly_named(item: &Value) -> bool {
+    ["name", "uri", "uriTemplate"]
+        .iter()
+        .filter_map(|k| item.get(*k).and_then(Value::as_str))
+        .any(|s| s.len() > MAX_NAME_BYTES || s.chars().any(crate::visible::is_hidden))
 }
