@@ -241,20 +241,25 @@ pub fn message(document: &Value, console_link: Option<&str>) -> Value {
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": clip(&crate::visible::text(&format!("Approval needed: {server} / {tool}")), 150)}}),
         json!({"type": "section", "fields": [
-            {"type": "mrkdwn", "text": format!("*Asked by*\n{}", escape(&principal))},
-            {"type": "mrkdwn", "text": format!("*Client*\n{}", escape(client))},
-            {"type": "mrkdwn", "text": format!("*Server / tool*\n`{}` / `{}`", escape(&server), escape(&tool))},
-            {"type": "mrkdwn", "text": format!("*Expires*\n{}", escape(&text(&a["expires_at"])))},
+            mrkdwn(format!("*Asked by*\n{}", escape(&principal))),
+            mrkdwn(format!("*Client*\n{}", escape(client))),
+            mrkdwn(format!("*Server / tool*\n`{}` / `{}`", escape(&server), escape(&tool))),
+            mrkdwn(format!("*Expires*\n{}", escape(&text(&a["expires_at"])))),
         ]}),
     ];
     if let Some(description) = a["tool_description"].as_str() {
-        blocks.push(json!({"type": "context", "elements": [
-            {"type": "mrkdwn", "text": escape(&clip(description, 300))}]}));
+        blocks.push(
+            json!({"type": "context", "elements": [mrkdwn(escape(&clip(description, 300)))]}),
+        );
     }
-    blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
-        "text": format!("*Arguments*\n```{}```", escape(&arguments_summary(&a["arguments"])))}}));
-    blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
-        "text": format!("*Why it is held*\n{}", escape(&clip(&reasons, 1000)))}}));
+    blocks.push(
+        json!({"type": "section", "text": mrkdwn(format!("*Arguments*\n```{}```",
+        escape(&arguments_summary(&a["arguments"]))))}),
+    );
+    blocks.push(
+        json!({"type": "section", "text": mrkdwn(format!("*Why it is held*\n{}",
+        escape(&clip(&reasons, 1000))))}),
+    );
     blocks.push(
         json!({"type": "input", "block_id": REASON_ID, "optional": true,
         "label": {"type": "plain_text", "text": "Reason (required to deny)"},
@@ -274,9 +279,7 @@ pub fn message(document: &Value, console_link: Option<&str>) -> Value {
         json!({"type": "actions", "block_id": format!("{BLOCK_PREFIX}{}", text(&a["digest"])),
                        "elements": buttons}),
     );
-    blocks.push(
-        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("`{id}`")}]}),
-    );
+    blocks.push(json!({"type": "context", "elements": [mrkdwn(format!("`{id}`"))]}));
     json!({
         "text": crate::visible::text(&format!("Approval needed: {principal} wants to call {server}/{tool}")),
         "blocks": blocks,
@@ -286,7 +289,15 @@ pub fn message(document: &Value, console_link: Option<&str>) -> Value {
 /// The message that replaces the original once an answer is recorded.
 pub fn outcome_message(summary: &str) -> Value {
     json!({"replace_original": true, "text": crate::visible::laid_out(summary),
-           "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": escape(summary)}}]})
+           "blocks": [{"type": "section", "text": mrkdwn(escape(summary))}]})
+}
+
+/// A mrkdwn text object that Slack formats but does not rewrite: with
+/// `verbatim`, a URL, a channel name or a mention in text the agent or an
+/// upstream chose stays text instead of becoming a link (an approver could
+/// otherwise be sent to a look-alike console from a tool description).
+fn mrkdwn(text: String) -> Value {
+    json!({"type": "mrkdwn", "text": text, "verbatim": true})
 }
 
 /// A note only the clicking user sees.
@@ -688,6 +699,62 @@ mod tests {
         assert!(text.contains("&lt;!channel&gt;"));
         assert!(text.contains("(500 chars)"));
         assert!(text.contains("mcpfw:sha256:ab"));
+    }
+
+    /// A link in a tool description (the upstream's text) or in the
+    /// arguments (the agent's) stays text: Slack's mrkdwn objects are all
+    /// `verbatim` (no auto-linking), and a Teams card holds such text only in
+    /// `TextRun`s, which are never read as Markdown.
+    #[test]
+    fn no_text_an_agent_or_upstream_chose_becomes_a_link() {
+        fn objects<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+            match v {
+                Value::Array(a) => a.iter().for_each(|v| objects(v, out)),
+                Value::Object(o) => {
+                    out.push(v);
+                    o.values().for_each(|v| objects(v, out));
+                }
+                _ => {}
+            }
+        }
+        let phish = "[Approve here](https://evil.example/ok) or https://evil.example/ok";
+        let doc = json!({"approval": {"id": "apr_1", "digest": "sha256:ab", "server": "fs",
+            "tool": "write", "principal": {"id": "alice"}, "client": {"name": phish},
+            "tool_description": phish, "arguments": {"note": phish},
+            "reasons": [phish], "expires_at": "2026-12-03T10:00:00Z"}});
+        let slack = message(&doc, None);
+        let mut all = Vec::new();
+        objects(&slack, &mut all);
+        let mrkdwn: Vec<_> = all.iter().filter(|o| o["type"] == "mrkdwn").collect();
+        assert!(mrkdwn.len() >= 6, "{slack}");
+        for o in mrkdwn {
+            assert_eq!(o["verbatim"], true, "{o}");
+        }
+        let card = crate::approval::teams::card(&doc, Some("http://127.0.0.1:1/approvals/apr_1"));
+        let mut all = Vec::new();
+        objects(&card, &mut all);
+        let runs = all
+            .iter()
+            .filter(|o| {
+                o["type"] == "TextRun" && o["text"].as_str().unwrap().contains("evil.example")
+            })
+            .count();
+        assert_eq!(runs, 4, "client, description, arguments, reason: {card}");
+        for o in all {
+            if o["type"] != "TextRun" {
+                let own: Vec<_> = o
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .filter(|v| v.is_string())
+                    .collect();
+                assert!(
+                    !own.iter()
+                        .any(|v| v.as_str().unwrap().contains("evil.example")),
+                    "{o}"
+                );
+            }
+        }
     }
 
     /// Every string of a Slack message or Teams card and every console

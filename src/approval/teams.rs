@@ -43,38 +43,45 @@ impl Teams {
 }
 
 /// The Workflows webhook body: a message with one Adaptive Card (1.4).
+///
+/// Every text the agent or an upstream chose (tool, description, arguments,
+/// reasons, client name) is a `TextRun` in a `RichTextBlock`, which Adaptive
+/// Cards never read as Markdown: in a `TextBlock` or a fact, `[text](url)`
+/// in a tool description would become a link an approver might follow.
 pub fn card(document: &Value, console_link: Option<&str>) -> Value {
     let a = &document["approval"];
     let text = |v: &Value| laid_out(v.as_str().unwrap_or("?")).into_owned();
-    let reasons: Vec<Value> = a["reasons"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|r| json!({"type": "TextBlock", "text": format!("- {}", text(r)), "wrap": true}))
-        .collect();
     let mut body = vec![
-        json!({"type": "TextBlock", "size": "Large", "weight": "Bolder", "wrap": true,
-               "text": format!("Approval needed: {} / {}", text(&a["server"]), text(&a["tool"]))}),
-        json!({"type": "FactSet", "facts": [
-            {"title": "Asked by", "value": text(&a["principal"]["id"])},
-            {"title": "Client", "value": laid_out(a["client"]["name"].as_str().unwrap_or("unknown client"))},
-            {"title": "Expires", "value": text(&a["expires_at"])},
-            {"title": "Approval", "value": text(&a["id"])},
-        ]}),
+        runs(&[
+            (
+                "Approval needed: ",
+                &[("size", "Large"), ("weight", "Bolder")],
+            ),
+            (
+                &format!("{} / {}", text(&a["server"]), text(&a["tool"])),
+                &[("size", "Large"), ("weight", "Bolder")],
+            ),
+        ]),
+        fact("Asked by", &text(&a["principal"]["id"])),
+        fact(
+            "Client",
+            &laid_out(a["client"]["name"].as_str().unwrap_or("unknown client")),
+        ),
+        fact("Expires", &text(&a["expires_at"])),
+        fact("Approval", &text(&a["id"])),
     ];
     if let Some(d) = a["tool_description"].as_str() {
-        body.push(
-            json!({"type": "TextBlock", "text": laid_out(d), "wrap": true, "isSubtle": true}),
-        );
+        body.push(runs(&[(&laid_out(d), &[("isSubtle", "true")])]));
     }
-    body.push(json!({"type": "TextBlock", "text": "Arguments", "weight": "Bolder"}));
-    body.push(
-        json!({"type": "TextBlock", "text": laid_out(&arguments_summary(&a["arguments"])),
-                     "fontType": "Monospace", "wrap": true}),
-    );
-    body.push(json!({"type": "TextBlock", "text": "Why it is held", "weight": "Bolder"}));
-    body.extend(reasons);
+    body.push(runs(&[("Arguments", &[("weight", "Bolder")])]));
+    body.push(runs(&[(
+        &laid_out(&arguments_summary(&a["arguments"])),
+        &[("fontType", "Monospace")],
+    )]));
+    body.push(runs(&[("Why it is held", &[("weight", "Bolder")])]));
+    for reason in a["reasons"].as_array().into_iter().flatten() {
+        body.push(runs(&[(&format!("- {}", text(reason)), &[])]));
+    }
     let actions: Vec<Value> = console_link
         .map(|url| json!({"type": "Action.OpenUrl", "title": "Review in the console", "url": url}))
         .into_iter()
@@ -93,4 +100,31 @@ pub fn card(document: &Value, console_link: Option<&str>) -> Value {
             }
         }]
     })
+}
+
+/// A `RichTextBlock` of `TextRun`s: (text, [(property, value)]); the value
+/// `"true"` is a boolean.
+fn runs(parts: &[(&str, &[(&str, &str)])]) -> Value {
+    let inlines: Vec<Value> = parts
+        .iter()
+        .map(|(text, style)| {
+            let mut run = json!({"type": "TextRun", "text": text});
+            for (property, value) in *style {
+                run[*property] = match *value {
+                    "true" => json!(true),
+                    v => json!(v),
+                };
+            }
+            run
+        })
+        .collect();
+    json!({"type": "RichTextBlock", "inlines": inlines})
+}
+
+/// One labelled line: the label bold, the value plain text.
+fn fact(label: &str, value: &str) -> Value {
+    runs(&[
+        (&format!("{label}: "), &[("weight", "Bolder")]),
+        (value, &[]),
+    ])
 }
