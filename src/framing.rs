@@ -29,10 +29,14 @@ pub struct LineReader<R> {
 /// which request it answered (its id comes first in practice).
 pub const KEPT_PREFIX_BYTES: usize = 4096;
 
+/// How much one read takes from the pipe: a Linux pipe's default capacity.
+/// With tokio's default 8 KiB, a 1 MB answer took 128 reads.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 impl<R: AsyncRead + Unpin> LineReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
         LineReader {
-            inner: BufReader::new(inner),
+            inner: BufReader::with_capacity(READ_BUFFER_BYTES, inner),
             max,
             prefix: Vec::new(),
         }
