@@ -40,13 +40,22 @@ fn purge_freed_memory_periodically() {
     }
 }
 
+// mimalloc's own API (mimalloc.h), in the library the `mimalloc` crate
+// links. Declared here rather than through libmimalloc-sys's `extended`
+// feature: a new dependency or feature changes the hash in every symbol of
+// this crate, and with it the start-up order in link/text-order.txt.
+unsafe extern "C" {
+    fn mi_collect(force: bool);
+}
+
 /// Force mimalloc's pending purges, program-wide.
 fn purge_freed_memory() {
     // mimalloc collects through the calling thread's heap, which a thread
     // gets on its first allocation: without one, this would do nothing.
     drop(std::hint::black_box(Box::new(0u64)));
-    // SAFETY: mi_collect may be called from any thread at any time.
-    unsafe { libmimalloc_sys::mi_collect(true) };
+    // SAFETY: mi_collect takes a C bool and may be called from any thread
+    // at any time.
+    unsafe { mi_collect(true) };
 }
 
 #[derive(Parser)]
