@@ -186,7 +186,8 @@ impl Named {
 pub struct Resources {
     order: Vec<String>,
     by_uri: HashMap<String, Resource>,
-    /// Listed URIs that more than one upstream lists, with those upstreams.
+    /// Listed URIs that more than one upstream claims (lists them, or has a
+    /// template matching them), with those upstreams.
     contested: HashMap<String, Vec<String>>,
     templates: Vec<Resource>,
 }
