@@ -56,6 +56,35 @@ fn start(extra: &str) -> (Firewall, tempfile::TempDir) {
     (fw, dir)
 }
 
+/// The operator settles which upstream a URI belongs to: with
+/// `resource_prefixes` on beta, beta lists and serves the notes both list,
+/// and what neither was given stays refused.
+#[test]
+fn resource_prefixes_give_contested_uris_to_one_upstream() {
+    let (mut fw, _dir) = start("resource_prefixes = [\"fixture://notes/\"]\n");
+    fw.initialize();
+    let listed = fw.request("resources/list", json!({}));
+    let uris: Vec<&str> = listed["result"]["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect();
+    assert!(uris.contains(&"fixture://notes/hello"), "{listed}");
+    assert!(!uris.contains(&"fixture://secret/key"), "{listed}");
+    let read = fw.request("resources/read", json!({"uri": "fixture://notes/hello"}));
+    assert_eq!(read["result"]["contents"][0]["text"], "world", "{read}");
+    let decided = fw.wait_audit("resource decision", |r| {
+        r["event"] == "call.decided" && r["method"] == "resources/read"
+    });
+    assert_eq!(decided["server"], "beta", "{decided}");
+    let secret = fw.request("resources/read", json!({"uri": "fixture://secret/key"}));
+    assert_eq!(
+        secret["error"]["data"]["kind"], "resource_contested",
+        "{secret}"
+    );
+}
+
 #[test]
 fn two_upstreams_are_merged_with_prefixed_names() {
     let (mut fw, _dir) = start("");

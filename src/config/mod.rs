@@ -673,6 +673,7 @@ mod tests {
             command = "npx"
             timeout_seconds = 30
             trust_annotations = true
+            resource_prefixes = ["file:///srv/"]
             args = ["-y", "server"]
             env = { A = "1" }
             cwd = "work"
@@ -692,8 +693,19 @@ mod tests {
         assert_eq!(fs.cwd, Some(PathBuf::from("/etc/fw/work")));
         assert_eq!(cfg.upstreams[0].timeout, std::time::Duration::from_secs(30));
         assert!(cfg.upstreams[0].trust_annotations);
+        assert_eq!(cfg.upstreams[0].resource_prefixes, ["file:///srv/"]);
         assert_eq!(fs.env["A"], "1");
         assert!(!cfg.passthrough_names);
+    }
+
+    #[test]
+    fn an_empty_resource_prefix_is_refused() {
+        let err =
+            parse("[[upstream]]\nname = \"fs\"\ncommand = \"x\"\nresource_prefixes = [\"\"]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("resource_prefixes"), "{err}");
+        assert!(err.contains("every URI"), "{err}");
     }
 
     #[test]

@@ -187,6 +187,9 @@ pub struct RawUpstream {
     pub timeout_seconds: Option<u64>,
     /// Trust this server's tool annotations (default false).
     pub trust_annotations: Option<bool>,
+    /// Resource URIs starting with one of these belong to this server.
+    #[serde(default)]
+    pub resource_prefixes: Vec<String>,
     /// A child process spoken to over stdio (exclusive with `url`).
     pub command: Option<String>,
     #[serde(default)]

@@ -26,6 +26,10 @@ pub struct UpstreamSpec {
     /// Whether this server's tool annotations (`readOnlyHint` ...) are
     /// trusted: `input.server_trusted`. Untrusted unless configured.
     pub trust_annotations: bool,
+    /// Resource URIs starting with one of these are this server's, whatever
+    /// other servers list: the operator's answer to a URI two upstreams
+    /// claim (see `upstream::catalogue`).
+    pub resource_prefixes: Vec<String>,
 }
 
 /// Default deadline of a forwarded request (`timeout_seconds`). Long enough
@@ -120,6 +124,7 @@ impl UpstreamSpec {
             }),
             timeout: DEFAULT_UPSTREAM_TIMEOUT,
             trust_annotations: false,
+            resource_prefixes: Vec::new(),
         }
     }
 }
@@ -209,11 +214,18 @@ pub(super) fn validate(
         }
         Some(secs) => Duration::from_secs(secs),
     };
+    if raw.resource_prefixes.iter().any(|p| p.is_empty()) {
+        return Err(err(
+            "resource_prefixes",
+            "an empty prefix would claim every URI".into(),
+        ));
+    }
     Ok(UpstreamSpec {
         name: raw.name,
         kind,
         timeout,
         trust_annotations: raw.trust_annotations.unwrap_or(false),
+        resource_prefixes: raw.resource_prefixes,
     })
 }
 

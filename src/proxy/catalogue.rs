@@ -202,7 +202,18 @@ impl Proxy {
             let templates = self
                 .fetch_all(ListMethod::ResourceTemplates, "resourceTemplates")
                 .await;
-            Arc::new(Resources::merge(listings, templates))
+            let assigned = self
+                .shared
+                .config
+                .upstreams
+                .iter()
+                .flat_map(|u| {
+                    u.resource_prefixes
+                        .iter()
+                        .map(|p| (p.clone(), u.name.clone()))
+                })
+                .collect();
+            Arc::new(Resources::merge(listings, templates, assigned))
         };
         self.listing(slot, refresh, fetch).await
     }

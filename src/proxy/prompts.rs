@@ -101,6 +101,7 @@ impl Proxy {
                         owner.server.clone(),
                         owner.def.get("uri").map(|_| &owner.def),
                     ),
+                    Route::Assigned(server) => (server.to_string(), None),
                     Route::Contested(servers) => {
                         return refuse(Refusal::ResourceContested {
                             uri: uri.to_string(),

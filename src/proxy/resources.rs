@@ -15,7 +15,7 @@ use super::Proxy;
 use super::input::{Subject, Target};
 
 use crate::error::Refusal;
-use crate::upstream::{Resources, Route};
+use crate::upstream::{Resource, Resources, Route};
 
 impl Proxy {
     /// The one initialized upstream that declares resources, if exactly one
@@ -79,6 +79,10 @@ impl Proxy {
         };
         let route = |resources: &Resources| match resources.route(uri) {
             Route::Owned(owner) => Ok(Some(owner.clone())),
+            Route::Assigned(server) => Ok(Some(Resource {
+                server: server.to_string(),
+                def: Value::Null,
+            })),
             Route::Contested(servers) => Err(servers),
             Route::Unclaimed => Ok(None),
         };

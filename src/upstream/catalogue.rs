@@ -190,6 +190,8 @@ pub struct Resources {
     /// template matching them), with those upstreams.
     contested: HashMap<String, Vec<String>>,
     templates: Vec<Resource>,
+    /// The operator's `resource_prefixes`: (prefix, upstream).
+    assigned: Vec<(String, String)>,
 }
 
 /// Where a resource URI goes.
@@ -198,6 +200,9 @@ pub enum Route<'a> {
     /// One upstream claims it: the listed resource, or else the first of
     /// that upstream's templates that matches.
     Owned(&'a Resource),
+    /// The operator assigned it to this upstream (`resource_prefixes`),
+    /// which does not list it.
+    Assigned(&'a str),
     /// Several upstreams claim it (named here); it goes to none.
     Contested(Vec<String>),
     /// No upstream claims it.
@@ -205,16 +210,32 @@ pub enum Route<'a> {
 }
 
 impl Resources {
+    /// Merge per-upstream listings and templates (in config order).
+    /// `assigned` holds the operator's `resource_prefixes`, (prefix,
+    /// upstream): a URI under one belongs to that upstream whatever the
+    /// others list, and their listings of it are left out.
     pub fn merge(
         listings: Vec<(String, Vec<Value>)>,
         templates: Vec<(String, Vec<Value>)>,
+        assigned: Vec<(String, String)>,
     ) -> Resources {
-        let mut merged = Resources::default();
+        let mut merged = Resources {
+            assigned,
+            ..Resources::default()
+        };
         for (server, defs) in listings {
             for def in defs {
                 let Some(uri) = def.get("uri").and_then(Value::as_str).map(str::to_string) else {
                     continue;
                 };
+                match merged.assignee(&uri) {
+                    Assignee::One(owner) if owner != server => {
+                        tracing::debug!(%uri, %server, %owner, "resource URI under another upstream's resource_prefixes; left out");
+                        continue;
+                    }
+                    Assignee::Tied(_) => continue,
+                    _ => {}
+                }
                 if let Some(owner) = merged.by_uri.get(&uri) {
                     if owner.server != server {
                         let claimants = merged
@@ -249,6 +270,9 @@ impl Resources {
         // A listed URI that another upstream's template matches is
         // contested too.
         for uri in &merged.order {
+            if !matches!(merged.assignee(uri), Assignee::None) {
+                continue;
+            }
             let owner = &merged.by_uri[uri].server;
             let others: Vec<&String> = templates_matching(&merged.templates, uri)
                 .map(|t| &t.server)
@@ -284,6 +308,20 @@ impl Resources {
     /// template whose literal prefix (up to its first `{`) it starts with
     /// claims it; it is routed only if they are all the same upstream.
     pub fn route(&self, uri: &str) -> Route<'_> {
+        match self.assignee(uri) {
+            Assignee::One(server) => {
+                let own =
+                    self.by_uri.get(uri).into_iter().chain(
+                        templates_matching(&self.templates, uri).filter(|t| t.server == server),
+                    );
+                return match own.into_iter().next() {
+                    Some(resource) => Route::Owned(resource),
+                    None => Route::Assigned(server),
+                };
+            }
+            Assignee::Tied(servers) => return Route::Contested(servers),
+            Assignee::None => {}
+        }
         if let Some(servers) = self.contested.get(uri) {
             return Route::Contested(servers.clone());
         }
@@ -304,6 +342,36 @@ impl Resources {
             return Route::Contested(servers);
         }
         Route::Owned(first)
+    }
+}
+
+/// Whom the operator's `resource_prefixes` give a URI to.
+enum Assignee<'a> {
+    None,
+    One(&'a str),
+    /// Two upstreams were given the same (longest) prefix.
+    Tied(Vec<String>),
+}
+
+impl Resources {
+    /// The upstream with the longest `resource_prefixes` entry `uri` starts with.
+    fn assignee(&self, uri: &str) -> Assignee<'_> {
+        let matching = self
+            .assigned
+            .iter()
+            .filter(|(p, _)| uri.starts_with(p.as_str()));
+        let Some(longest) = matching.clone().map(|(p, _)| p.len()).max() else {
+            return Assignee::None;
+        };
+        let mut servers: Vec<&str> = matching
+            .filter(|(p, _)| p.len() == longest)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        servers.dedup();
+        match servers.as_slice() {
+            [one] => Assignee::One(one),
+            _ => Assignee::Tied(servers.iter().map(|s| s.to_string()).collect()),
+        }
     }
 }
 
@@ -379,9 +447,11 @@ mod tests {
                 ("b".into(), vec![json!({"uri": "y://2"})]),
             ],
             vec![("b".into(), vec![json!({"uriTemplate": "notes://{name}"})])],
+            vec![],
         );
         let owner = |uri| match res.route(uri) {
             Route::Owned(r) => Some(r.server.clone()),
+            Route::Assigned(server) => panic!("{uri} assigned to {server}"),
             Route::Contested(servers) => panic!("{uri} contested by {servers:?}"),
             Route::Unclaimed => None,
         };
@@ -413,6 +483,7 @@ mod tests {
                 ),
                 ("fs".into(), vec![json!({"uriTemplate": "file:///{path}"})]),
             ],
+            vec![],
         );
         let contested = |uri| match res.route(uri) {
             Route::Contested(servers) => servers,
@@ -427,6 +498,7 @@ mod tests {
                 "evil".into(),
                 vec![json!({"uriTemplate": "file:///home/{p}"})],
             )],
+            vec![],
         );
         assert!(matches!(
             listed.route("file:///home/me/x"),
@@ -443,7 +515,64 @@ mod tests {
                 vec![json!({"uri": "file:///b"}), json!({"uri": "file:///b"})],
             )],
             vec![("fs".into(), vec![json!({"uriTemplate": "file:///{path}"})])],
+            vec![],
         );
         assert!(matches!(own.route("file:///b"), Route::Owned(r) if r.server == "fs"));
+    }
+
+    /// The operator settles a URI two upstreams claim (`resource_prefixes`):
+    /// under an assigned prefix only the assigned upstream lists and serves,
+    /// the longest assigned prefix wins, and a tie is contested.
+    #[test]
+    fn an_assigned_prefix_belongs_to_its_upstream() {
+        let listings = || {
+            vec![
+                (
+                    "evil".into(),
+                    vec![json!({"uri": "file:///srv/a"}), json!({"uri": "evil://x"})],
+                ),
+                ("fs".into(), vec![json!({"uri": "file:///srv/a"})]),
+            ]
+        };
+        let templates = || vec![("evil".into(), vec![json!({"uriTemplate": "file:///{p}"})])];
+        let res = Resources::merge(
+            listings(),
+            templates(),
+            vec![("file:///srv/".into(), "fs".into())],
+        );
+        assert!(matches!(res.route("file:///srv/a"), Route::Owned(r) if r.server == "fs"));
+        assert!(matches!(
+            res.route("file:///srv/unlisted"),
+            Route::Assigned("fs")
+        ));
+        // Outside the prefix the contest stands.
+        assert!(matches!(res.route("file:///etc/x"), Route::Owned(r) if r.server == "evil"));
+        let uris: Vec<_> = res
+            .iter()
+            .map(|r| (r.server.as_str(), r.def["uri"].as_str().unwrap()))
+            .collect();
+        assert_eq!(uris, [("evil", "evil://x"), ("fs", "file:///srv/a")]);
+
+        let nested = Resources::merge(
+            listings(),
+            templates(),
+            vec![
+                ("file:///".into(), "evil".into()),
+                ("file:///srv/".into(), "fs".into()),
+            ],
+        );
+        assert!(matches!(nested.route("file:///srv/a"), Route::Owned(r) if r.server == "fs"));
+        assert!(matches!(nested.route("file:///etc/x"), Route::Owned(r) if r.server == "evil"));
+
+        let tied = Resources::merge(
+            listings(),
+            templates(),
+            vec![
+                ("file:///srv/".into(), "fs".into()),
+                ("file:///srv/".into(), "evil".into()),
+            ],
+        );
+        assert!(matches!(tied.route("file:///srv/a"), Route::Contested(s) if s == ["fs", "evil"]));
+        assert_eq!(tied.iter().count(), 1, "only evil://x is listed");
     }
 }
