@@ -64,12 +64,7 @@ fn resource_prefixes_give_contested_uris_to_one_upstream() {
     let (mut fw, _dir) = start("resource_prefixes = [\"fixture://notes/\"]\n");
     fw.initialize();
     let listed = fw.request("resources/list", json!({}));
-    let uris: Vec<&str> = listed["result"]["resources"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{listed}"))
-        .iter()
-        .map(|r| r["uri"].as_str().unwrap())
-        .collect();
+    let uris = listed_uris(&listed);
     assert!(uris.contains(&"fixture://notes/hello"), "{listed}");
     assert!(!uris.contains(&"fixture://secret/key"), "{listed}");
     let read = fw.request("resources/read", json!({"uri": "fixture://notes/hello"}));

@@ -773,12 +773,7 @@ fn a_uri_two_upstreams_claim_goes_to_neither() {
     let mut fw = start_config(&config);
 
     let listed = fw.request("resources/list", json!({}));
-    let uris: Vec<&str> = listed["result"]["resources"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{listed}"))
-        .iter()
-        .map(|r| r["uri"].as_str().unwrap())
-        .collect();
+    let uris = listed_uris(&listed);
     assert_eq!(uris, ["hostile://own"], "{listed}");
 
     // Listed by both; an unlisted note both templates match.

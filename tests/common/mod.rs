@@ -428,6 +428,16 @@ pub fn read_audit(path: &Path) -> Vec<Value> {
 }
 
 /// Text of the first content item of a tool result response.
+/// The `uri`s of a `resources/list` answer, in order (panics on an error).
+pub fn listed_uris(resp: &Value) -> Vec<&str> {
+    resp["result"]["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a resource listing: {resp}"))
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect()
+}
+
 pub fn text(resp: &Value) -> String {
     resp["result"]["content"][0]["text"]
         .as_str()
