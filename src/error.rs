@@ -26,7 +26,8 @@ pub enum Refusal {
     #[error("Resource not found: {0}")]
     ResourceNotFound(String),
     #[error(
-        "Resource {uri} is claimed by more than one upstream ({}); the firewall sends it to none of them",
+        "Resource {uri} is claimed by more than one upstream ({}); the firewall sends it to none of them \
+         (an operator settles this with `resource_prefixes` on one of them)",
         .servers.join(", ")
     )]
     ResourceContested { uri: String, servers: Vec<String> },

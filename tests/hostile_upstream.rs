@@ -781,7 +781,8 @@ fn a_uri_two_upstreams_claim_goes_to_neither() {
         let read = fw.request("resources/read", json!({"uri": uri}));
         let message = error_message(&read, -32002);
         assert!(
-            message.contains("claimed by more than one upstream (bad, local)"),
+            message.contains("claimed by more than one upstream (bad, local)")
+                && message.contains("`resource_prefixes`"),
             "{read}"
         );
         assert_eq!(
