@@ -33,7 +33,7 @@ pub fn push_escaped(out: &mut String, c: char) {
 /// `text` for a terminal line: every [`is_hidden`] character escaped, tabs
 /// and newlines too (one record stays one line).
 pub fn text(text: &str) -> Cow<'_, str> {
-    escape_where(text, is_hidden)
+    escape_where(text, is_hidden, push_escaped)
 }
 
 /// Whether `c` is hidden in text laid out with its own line breaks and tabs
@@ -45,7 +45,7 @@ pub fn is_hidden_in_layout(c: char) -> bool {
 /// `text` for a message that keeps its line breaks and tabs (a Teams card):
 /// every [`is_hidden_in_layout`] character escaped.
 pub fn laid_out(text: &str) -> Cow<'_, str> {
-    escape_where(text, is_hidden_in_layout)
+    escape_where(text, is_hidden_in_layout, push_escaped)
 }
 
 /// `text` for a markup that keeps line breaks (HTML, Slack's mrkdwn): each
@@ -63,14 +63,19 @@ pub fn markup(text: &str, entities: &[(char, &str)]) -> String {
     out
 }
 
-fn escape_where(text: &str, hidden: fn(char) -> bool) -> Cow<'_, str> {
+/// `text` with every `hidden` character written by `escape`.
+fn escape_where(
+    text: &str,
+    hidden: fn(char) -> bool,
+    escape: fn(&mut String, char),
+) -> Cow<'_, str> {
     if !text.chars().any(hidden) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
         if hidden(c) {
-            push_escaped(&mut out, c);
+            escape(&mut out, c);
         } else {
             out.push(c);
         }
@@ -83,18 +88,13 @@ fn escape_where(text: &str, hidden: fn(char) -> bool) -> Cow<'_, str> {
 /// parses to the same value. Newlines outside strings (pretty printing) are
 /// kept; serde_json never writes one inside a string.
 pub fn json(serialized: &str) -> Cow<'_, str> {
-    if !serialized.chars().any(|c| c != '\n' && is_hidden(c)) {
-        return Cow::Borrowed(serialized);
-    }
-    let mut out = String::with_capacity(serialized.len() + 16);
-    for c in serialized.chars() {
-        if c != '\n' && is_hidden(c) {
+    escape_where(
+        serialized,
+        |c| c != '\n' && is_hidden(c),
+        |out, c| {
             let _ = write!(out, "\\u{:04x}", c as u32);
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
+        },
+    )
 }
 
 #[cfg(test)]

@@ -11,8 +11,6 @@ use std::path::Path;
 use common::*;
 use serde_json::{Value, json};
 
-const ALLOW_ALL: &str = "package mcp.firewall\nallow := true\n";
-
 fn flagged(fw: &Firewall) -> Vec<Value> {
     fw.audit_records()
         .into_iter()
@@ -57,12 +55,7 @@ env = {{ TOOLS_FILE = "{benign}" }}
         ),
     )
     .unwrap();
-    let mut fw = Builder::new()
-        .rego(ALLOW_ALL)
-        .arg("--config")
-        .arg(config.to_str().unwrap())
-        .start();
-    fw.initialize();
+    let mut fw = start_with_config(&config);
     let total = listed(&mut fw);
     let poisoned_defs: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(&poisoned).unwrap()).unwrap();

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::{Value, json};
 
-const ALLOW_ALL: &str = "package mcp.firewall\nallow := true\n";
-
 fn hostile() -> String {
     repo_path("fixtures/hostile-upstream/upstream.py")
         .to_str()
@@ -103,17 +101,6 @@ fn a_flood_of_server_requests_is_capped() {
     assert_eq!(outcome["errors"], 300 - 64, "{outcome}");
 }
 
-/// An allow-all firewall started with `config`, initialized.
-fn start_config(config: &Path) -> Firewall {
-    let mut fw = Builder::new()
-        .rego(ALLOW_ALL)
-        .arg("--config")
-        .arg(config.to_str().unwrap())
-        .start();
-    fw.initialize();
-    fw
-}
-
 fn write_config(dir: &Path, extra_hostile: &str) -> PathBuf {
     let text = format!(
         r#"
@@ -141,7 +128,7 @@ timeout_seconds = 1
 fn one_silent_upstream_does_not_hold_up_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    let mut fw = start_config(&config);
+    let mut fw = start_with_config(&config);
     let tools = fw.request("tools/list", json!({}));
     let names: Vec<&str> = tools["result"]["tools"]
         .as_array()
@@ -715,7 +702,7 @@ fn an_unlisted_uri_goes_to_the_only_upstream_with_resources() {
         ),
     )
     .unwrap();
-    let mut fw = start_config(&config);
+    let mut fw = start_with_config(&config);
     let read = fw.request(
         "resources/read",
         json!({"uri": "fixture://elsewhere/never-listed"}),
@@ -770,7 +757,7 @@ fn a_uri_two_upstreams_claim_goes_to_neither() {
         ),
     )
     .unwrap();
-    let mut fw = start_config(&config);
+    let mut fw = start_with_config(&config);
 
     let listed = fw.request("resources/list", json!({}));
     let uris = listed_uris(&listed);

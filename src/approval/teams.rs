@@ -51,15 +51,14 @@ impl Teams {
 pub fn card(document: &Value, console_link: Option<&str>) -> Value {
     let a = &document["approval"];
     let text = |v: &Value| laid_out(v.as_str().unwrap_or("?")).into_owned();
+    let big = || json!({"size": "Large", "weight": "Bolder"});
+    let bold = || json!({"weight": "Bolder"});
     let mut body = vec![
-        runs(&[
-            (
-                "Approval needed: ",
-                &[("size", "Large"), ("weight", "Bolder")],
-            ),
-            (
+        line(vec![
+            run("Approval needed: ", big()),
+            run(
                 &format!("{} / {}", text(&a["server"]), text(&a["tool"])),
-                &[("size", "Large"), ("weight", "Bolder")],
+                big(),
             ),
         ]),
         fact("Asked by", &text(&a["principal"]["id"])),
@@ -71,16 +70,16 @@ pub fn card(document: &Value, console_link: Option<&str>) -> Value {
         fact("Approval", &text(&a["id"])),
     ];
     if let Some(d) = a["tool_description"].as_str() {
-        body.push(runs(&[(&laid_out(d), &[("isSubtle", "true")])]));
+        body.push(line(vec![run(&laid_out(d), json!({"isSubtle": true}))]));
     }
-    body.push(runs(&[("Arguments", &[("weight", "Bolder")])]));
-    body.push(runs(&[(
+    body.push(line(vec![run("Arguments", bold())]));
+    body.push(line(vec![run(
         &laid_out(&arguments_summary(&a["arguments"])),
-        &[("fontType", "Monospace")],
+        json!({"fontType": "Monospace"}),
     )]));
-    body.push(runs(&[("Why it is held", &[("weight", "Bolder")])]));
+    body.push(line(vec![run("Why it is held", bold())]));
     for reason in a["reasons"].as_array().into_iter().flatten() {
-        body.push(runs(&[(&format!("- {}", text(reason)), &[])]));
+        body.push(line(vec![run(&format!("- {}", text(reason)), json!({}))]));
     }
     let actions: Vec<Value> = console_link
         .map(|url| json!({"type": "Action.OpenUrl", "title": "Review in the console", "url": url}))
@@ -102,29 +101,24 @@ pub fn card(document: &Value, console_link: Option<&str>) -> Value {
     })
 }
 
-/// A `RichTextBlock` of `TextRun`s: (text, [(property, value)]); the value
-/// `"true"` is a boolean.
-fn runs(parts: &[(&str, &[(&str, &str)])]) -> Value {
-    let inlines: Vec<Value> = parts
-        .iter()
-        .map(|(text, style)| {
-            let mut run = json!({"type": "TextRun", "text": text});
-            for (property, value) in *style {
-                run[*property] = match *value {
-                    "true" => json!(true),
-                    v => json!(v),
-                };
-            }
-            run
-        })
-        .collect();
+/// A `TextRun` (never read as Markdown) with `style`'s properties.
+fn run(text: &str, style: Value) -> Value {
+    let mut run = json!({"type": "TextRun", "text": text});
+    if let (Some(run), Value::Object(style)) = (run.as_object_mut(), style) {
+        run.extend(style);
+    }
+    run
+}
+
+/// A `RichTextBlock`: one line of runs.
+fn line(inlines: Vec<Value>) -> Value {
     json!({"type": "RichTextBlock", "inlines": inlines})
 }
 
 /// One labelled line: the label bold, the value plain text.
 fn fact(label: &str, value: &str) -> Value {
-    runs(&[
-        (&format!("{label}: "), &[("weight", "Bolder")]),
-        (value, &[]),
+    line(vec![
+        run(&format!("{label}: "), json!({"weight": "Bolder"})),
+        run(value, json!({})),
     ])
 }

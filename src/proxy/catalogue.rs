@@ -427,8 +427,11 @@ async fn fetch_bounded(
 
 /// A listed item's name (or URI, or URI template) for a record, at most 100
 /// characters of it: the name itself may be what is oversized.
+/// The keys that name a listed item (tool and prompt, resource, template).
+const NAME_KEYS: [&str; 3] = ["name", "uri", "uriTemplate"];
+
 fn item_label(item: &Value) -> String {
-    let label = ["name", "uri", "uriTemplate"]
+    let label = NAME_KEYS
         .iter()
         .find_map(|k| item.get(*k).and_then(Value::as_str))
         .unwrap_or("(unnamed)");
@@ -442,7 +445,7 @@ fn item_label(item: &Value) -> String {
 /// Whether `item`'s name, URI or URI template is over [`MAX_NAME_BYTES`] or
 /// holds a character that changes how text is displayed.
 fn badly_named(item: &Value) -> bool {
-    ["name", "uri", "uriTemplate"]
+    NAME_KEYS
         .iter()
         .filter_map(|k| item.get(*k).and_then(Value::as_str))
         .any(|s| s.len() > MAX_NAME_BYTES || s.chars().any(crate::visible::is_hidden))

@@ -97,11 +97,7 @@ impl Proxy {
                 let uri = reference.get("uri").and_then(Value::as_str).unwrap_or("");
                 let resources = self.resources(false).await;
                 let (server, def) = match resources.route(uri) {
-                    Route::Owned(owner) => (
-                        owner.server.clone(),
-                        owner.def.get("uri").map(|_| &owner.def),
-                    ),
-                    Route::Assigned(server) => (server.to_string(), None),
+                    Route::To { server, listed } => (server.to_string(), listed),
                     Route::Contested(servers) => {
                         return refuse(Refusal::ResourceContested {
                             uri: uri.to_string(),

@@ -15,7 +15,7 @@ use super::Proxy;
 use super::input::{Subject, Target};
 
 use crate::error::Refusal;
-use crate::upstream::{Resource, Resources, Route};
+use crate::upstream::{Resources, Route};
 
 impl Proxy {
     /// The one initialized upstream that declares resources, if exactly one
@@ -78,11 +78,7 @@ impl Proxy {
             );
         };
         let route = |resources: &Resources| match resources.route(uri) {
-            Route::Owned(owner) => Ok(Some(owner.clone())),
-            Route::Assigned(server) => Ok(Some(Resource {
-                server: server.to_string(),
-                def: Value::Null,
-            })),
+            Route::To { server, listed } => Ok(Some((server.to_string(), listed.cloned()))),
             Route::Contested(servers) => Err(servers),
             Route::Unclaimed => Ok(None),
         };
@@ -103,7 +99,7 @@ impl Proxy {
             Some(self.refuse_early(&subject, refusal).answer(false))
         };
         let (server, def) = match &owner {
-            Ok(Some(o)) => (o.server.clone(), o.def.get("uri").map(|_| &o.def)),
+            Ok(Some((server, listed))) => (server.clone(), listed.as_ref()),
             Err(servers) => {
                 return refuse(Refusal::ResourceContested {
                     uri: uri.to_string(),

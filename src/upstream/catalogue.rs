@@ -197,12 +197,13 @@ pub struct Resources {
 /// Where a resource URI goes.
 #[derive(Debug)]
 pub enum Route<'a> {
-    /// One upstream claims it: the listed resource, or else the first of
-    /// that upstream's templates that matches.
-    Owned(&'a Resource),
-    /// The operator assigned it to this upstream (`resource_prefixes`),
-    /// which does not list it.
-    Assigned(&'a str),
+    /// To this upstream: the only one that claims it (lists it or has a
+    /// template matching it), or the one the operator assigned it to
+    /// (`resource_prefixes`). `listed` is its definition when it lists it.
+    To {
+        server: &'a str,
+        listed: Option<&'a Value>,
+    },
     /// Several upstreams claim it (named here); it goes to none.
     Contested(Vec<String>),
     /// No upstream claims it.
@@ -237,15 +238,8 @@ impl Resources {
                     _ => {}
                 }
                 if let Some(owner) = merged.by_uri.get(&uri) {
-                    if owner.server != server {
-                        let claimants = merged
-                            .contested
-                            .entry(uri.clone())
-                            .or_insert_with(|| vec![owner.server.clone()]);
-                        if !claimants.contains(&server) {
-                            tracing::warn!(%uri, first = %owner.server, %server, "resource URI listed by two upstreams; it is left out and reads of it are refused");
-                            claimants.push(server.clone());
-                        }
+                    if contest(&mut merged.contested, &uri, &owner.server, &server) {
+                        tracing::warn!(%uri, first = %owner.server, %server, "resource URI listed by two upstreams; it is left out and reads of it are refused");
                     }
                     continue;
                 }
@@ -274,18 +268,9 @@ impl Resources {
                 continue;
             }
             let owner = &merged.by_uri[uri].server;
-            let others: Vec<&String> = templates_matching(&merged.templates, uri)
-                .map(|t| &t.server)
-                .filter(|server| *server != owner)
-                .collect();
-            for other in others {
-                let claimants = merged
-                    .contested
-                    .entry(uri.clone())
-                    .or_insert_with(|| vec![owner.clone()]);
-                if !claimants.contains(other) {
-                    tracing::warn!(%uri, listed_by = %owner, template_of = %other, "resource URI claimed by two upstreams; it is left out and reads of it are refused");
-                    claimants.push(other.clone());
+            for t in templates_matching(&merged.templates, uri) {
+                if contest(&mut merged.contested, uri, owner, &t.server) {
+                    tracing::warn!(%uri, listed_by = %owner, template_of = %t.server, "resource URI claimed by two upstreams; it is left out and reads of it are refused");
                 }
             }
         }
@@ -308,17 +293,10 @@ impl Resources {
     /// template whose literal prefix (up to its first `{`) it starts with
     /// claims it; it is routed only if they are all the same upstream.
     pub fn route(&self, uri: &str) -> Route<'_> {
+        // Under an assigned prefix only the assignee lists (see `merge`).
+        let listed = self.by_uri.get(uri).map(|r| &r.def);
         match self.assignee(uri) {
-            Assignee::One(server) => {
-                let own =
-                    self.by_uri.get(uri).into_iter().chain(
-                        templates_matching(&self.templates, uri).filter(|t| t.server == server),
-                    );
-                return match own.into_iter().next() {
-                    Some(resource) => Route::Owned(resource),
-                    None => Route::Assigned(server),
-                };
-            }
+            Assignee::One(server) => return Route::To { server, listed },
             Assignee::Tied(servers) => return Route::Contested(servers),
             Assignee::None => {}
         }
@@ -326,22 +304,20 @@ impl Resources {
             return Route::Contested(servers.clone());
         }
         if let Some(listed) = self.by_uri.get(uri) {
-            return Route::Owned(listed);
+            return Route::To {
+                server: &listed.server,
+                listed: Some(&listed.def),
+            };
         }
-        let mut matching = templates_matching(&self.templates, uri);
-        let Some(first) = matching.next() else {
-            return Route::Unclaimed;
-        };
-        let mut servers = vec![first.server.clone()];
-        for t in matching {
-            if !servers.contains(&t.server) {
-                servers.push(t.server.clone());
-            }
+        let servers = distinct(templates_matching(&self.templates, uri).map(|t| t.server.as_str()));
+        match servers.as_slice() {
+            [] => Route::Unclaimed,
+            [server] => Route::To {
+                server,
+                listed: None,
+            },
+            _ => Route::Contested(servers.iter().map(|s| s.to_string()).collect()),
         }
-        if servers.len() > 1 {
-            return Route::Contested(servers);
-        }
-        Route::Owned(first)
     }
 }
 
@@ -363,16 +339,48 @@ impl Resources {
         let Some(longest) = matching.clone().map(|(p, _)| p.len()).max() else {
             return Assignee::None;
         };
-        let mut servers: Vec<&str> = matching
-            .filter(|(p, _)| p.len() == longest)
-            .map(|(_, s)| s.as_str())
-            .collect();
-        servers.dedup();
+        let servers = distinct(
+            matching
+                .filter(|(p, _)| p.len() == longest)
+                .map(|(_, s)| s.as_str()),
+        );
         match servers.as_slice() {
             [one] => Assignee::One(one),
             _ => Assignee::Tied(servers.iter().map(|s| s.to_string()).collect()),
         }
     }
+}
+
+/// Records that `other` claims `uri` too, which `owner` claims; true when
+/// that is news (a different upstream, not recorded yet).
+fn contest(
+    contested: &mut HashMap<String, Vec<String>>,
+    uri: &str,
+    owner: &str,
+    other: &str,
+) -> bool {
+    if owner == other {
+        return false;
+    }
+    let claimants = contested
+        .entry(uri.to_string())
+        .or_insert_with(|| vec![owner.to_string()]);
+    let news = !claimants.iter().any(|c| c == other);
+    if news {
+        claimants.push(other.to_string());
+    }
+    news
+}
+
+/// `servers` without repeats, in first-seen order.
+fn distinct<'a>(servers: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = Vec::new();
+    for server in servers {
+        if !seen.contains(&server) {
+            seen.push(server);
+        }
+    }
+    seen
 }
 
 /// Templates whose literal prefix (up to the first `{`) `uri` starts with.
@@ -450,8 +458,7 @@ mod tests {
             vec![],
         );
         let owner = |uri| match res.route(uri) {
-            Route::Owned(r) => Some(r.server.clone()),
-            Route::Assigned(server) => panic!("{uri} assigned to {server}"),
+            Route::To { server, .. } => Some(server.to_string()),
             Route::Contested(servers) => panic!("{uri} contested by {servers:?}"),
             Route::Unclaimed => None,
         };
@@ -517,7 +524,13 @@ mod tests {
             vec![("fs".into(), vec![json!({"uriTemplate": "file:///{path}"})])],
             vec![],
         );
-        assert!(matches!(own.route("file:///b"), Route::Owned(r) if r.server == "fs"));
+        assert!(matches!(
+            own.route("file:///b"),
+            Route::To {
+                server: "fs",
+                listed: Some(_)
+            }
+        ));
     }
 
     /// The operator settles a URI two upstreams claim (`resource_prefixes`):
@@ -540,13 +553,28 @@ mod tests {
             templates(),
             vec![("file:///srv/".into(), "fs".into())],
         );
-        assert!(matches!(res.route("file:///srv/a"), Route::Owned(r) if r.server == "fs"));
+        assert!(matches!(
+            res.route("file:///srv/a"),
+            Route::To {
+                server: "fs",
+                listed: Some(_)
+            }
+        ));
         assert!(matches!(
             res.route("file:///srv/unlisted"),
-            Route::Assigned("fs")
+            Route::To {
+                server: "fs",
+                listed: None
+            }
         ));
         // Outside the prefix the contest stands.
-        assert!(matches!(res.route("file:///etc/x"), Route::Owned(r) if r.server == "evil"));
+        assert!(matches!(
+            res.route("file:///etc/x"),
+            Route::To {
+                server: "evil",
+                listed: None
+            }
+        ));
         let uris: Vec<_> = res
             .iter()
             .map(|r| (r.server.as_str(), r.def["uri"].as_str().unwrap()))
@@ -561,8 +589,20 @@ mod tests {
                 ("file:///srv/".into(), "fs".into()),
             ],
         );
-        assert!(matches!(nested.route("file:///srv/a"), Route::Owned(r) if r.server == "fs"));
-        assert!(matches!(nested.route("file:///etc/x"), Route::Owned(r) if r.server == "evil"));
+        assert!(matches!(
+            nested.route("file:///srv/a"),
+            Route::To {
+                server: "fs",
+                listed: Some(_)
+            }
+        ));
+        assert!(matches!(
+            nested.route("file:///etc/x"),
+            Route::To {
+                server: "evil",
+                listed: None
+            }
+        ));
 
         let tied = Resources::merge(
             listings(),

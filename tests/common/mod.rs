@@ -428,6 +428,17 @@ pub fn read_audit(path: &Path) -> Vec<Value> {
 }
 
 /// Text of the first content item of a tool result response.
+/// An allow-all firewall started with `--config config`, initialized.
+pub fn start_with_config(config: &Path) -> Firewall {
+    let mut fw = Builder::new()
+        .rego(ALLOW_ALL)
+        .arg("--config")
+        .arg(config.to_str().unwrap())
+        .start();
+    fw.initialize();
+    fw
+}
+
 /// The `uri`s of a `resources/list` answer, in order (panics on an error).
 pub fn listed_uris(resp: &Value) -> Vec<&str> {
     resp["result"]["resources"]
