@@ -360,6 +360,28 @@ fn awaiting_a_durable_record_leaves_the_thread_free() {
     assert_eq!(verify_file(&path).unwrap().records, 1);
 }
 
+/// A record left unawaited (a call's outcome) is handed back while no
+/// `fsync` has run, and the next record anyone waits for is durable only
+/// once an `fsync` covered both: nothing forwarded after an outcome can
+/// be on disk without it.
+#[test]
+fn an_unawaited_record_is_covered_by_the_next_awaited_one() {
+    let (_dir, path) = temp_log();
+    let log = AuditLog::open(&path, FsyncMode::Always).unwrap();
+    let paused = log.pause_syncs();
+    let outcome = log.append_pending("call.completed", json!({})).unwrap();
+    assert_eq!(outcome.unawaited().seq, 1);
+    assert_eq!(log.syncs(), 0, "handed back before any fsync");
+    let next = log.append_pending("call.decided", json!({})).unwrap();
+    let waiter = std::thread::spawn(move || next.wait().map(|r| r.seq));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(!waiter.is_finished(), "durable before any fsync covered it");
+    drop(paused);
+    assert_eq!(waiter.join().unwrap().unwrap(), 2);
+    assert_eq!(log.syncs(), 1, "one fsync covered both");
+    assert_eq!(verify_file(&path).unwrap().records, 2);
+}
+
 /// Dropping the log syncs what was written before the `fsync` thread
 /// stops, so a record handed back as pending is never left behind.
 #[test]

@@ -169,19 +169,14 @@ impl Proxy {
             let (answer, inspection) = self.inspect_response(subject, &decision_id, part.clone());
             let answer = super::responses::put_back(subject.method, result, answer);
             return Some(
-                match self
-                    .record_outcome(&decision_id, started, &outcome, Some(inspection))
-                    .await
-                {
+                match self.record_outcome(&decision_id, started, &outcome, Some(inspection)) {
                     Ok(()) => answer,
                     // The response phase's record is part of its promise.
                     Err(e) => Refusal::AuditWriteFailed(e).answer(tool_call, Some(&decision_id)),
                 },
             );
         }
-        let _ = self
-            .record_outcome(&decision_id, started, &outcome, None)
-            .await;
+        let _ = self.record_outcome(&decision_id, started, &outcome, None);
         match outcome {
             Forwarded::Answered(reply) => Some(reply),
             Forwarded::Cancelled => None,
