@@ -26,6 +26,11 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::Value;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+/// The spans every call opens (the request's, `decide`, `forward`; their
+/// names as the `info_span!`s in `proxy` give them). The log shows them
+/// only at debug; traces always carry them.
+pub const CALL_SPANS: [&str; 3] = ["mcp.request", "decide", "forward"];
+
 /// The exporter, kept to flush it when the process ends.
 pub struct Telemetry {
     provider: SdkTracerProvider,
