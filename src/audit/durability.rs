@@ -2,11 +2,16 @@
 //!
 //! Job: a writer appends its record (one `write(2)` under the log's lock)
 //! and then waits until an `fsync` that began after that write has finished.
-//! One thread runs the `fsync`s: whenever records are written that no
-//! finished `fsync` covers, it syncs everything written so far, and the
-//! records written meanwhile wait for its next one, together. When the
-//! last `fsync` covered more than one record (calls are arriving
-//! together), the thread first lingers for half as long as that `fsync`
+//! One thread runs the `fsync`s: whenever someone waits for a record that
+//! no finished `fsync` covers, it syncs everything written so far, and the
+//! records written meanwhile wait for its next one, together. A record
+//! nobody waits for (a call's outcome: [`Pending::unawaited`]) starts no
+//! `fsync` of its own: the next one anyone waits for covers it, or, when
+//! none comes, one [`UNAWAITED_WITHIN`] after it was written. (An `fsync`
+//! started for it at once made the next call's decision wait for that
+//! one to finish before its own could start: two `fsync`s per call.) When the
+//! last `fsync` served more than one wait (calls are arriving together;
+//! records nobody waited for do not count), the thread first lingers for half as long as that `fsync`
 //! took, at most [`MAX_LINGER`], so the next one covers more: on a fast
 //! disk, `fsync`s back to back each covered ~2.4 records at 32 calls in
 //! flight, and the kernel's journal work took CPU from the calls. A waiter
@@ -38,9 +43,13 @@ use super::writer::AuditReceipt;
 /// [`linger`]).
 const MAX_LINGER: Duration = Duration::from_micros(300);
 
+/// How long a record nobody waits for may stay unsynced when no record
+/// anyone waits for follows it.
+pub(crate) const UNAWAITED_WITHIN: Duration = Duration::from_millis(100);
+
 /// How long to wait for more records before an `fsync`, after one that
-/// covered `last_batch` records in `last_sync`: none when it covered one
-/// (a call alone waits for nothing), else half as long as it took, at most
+/// served `last_batch` waits in `last_sync`: none when it served one (a
+/// call alone waits for nothing), else half as long as it took, at most
 /// [`MAX_LINGER`], so a call waits at most half an `fsync` more.
 fn linger(last_batch: u64, last_sync: Duration) -> Duration {
     match last_batch {
@@ -69,6 +78,10 @@ struct Durable {
     closing: bool,
     /// Tests: start no `fsync` while set.
     paused: bool,
+    /// When records nobody waits for are synced at the latest, once seen.
+    unawaited_due: Option<Instant>,
+    /// [`UNAWAITED_WITHIN`] (tests change it).
+    unawaited_within: Duration,
 }
 
 /// The state shared by the log, its `fsync` thread and the waiters.
@@ -78,6 +91,13 @@ pub(crate) struct Syncer {
     path: PathBuf,
     /// `seq` of the last record written.
     written: AtomicU64,
+    /// The highest `seq` someone waits for.
+    awaited: AtomicU64,
+    /// Waits begun since the last `fsync` started: how many calls one
+    /// `fsync` served (records nobody waits for do not count, or every
+    /// call's `fsync`, covering the last call's outcome too, would look
+    /// shared and linger).
+    waits: AtomicU64,
     state: Mutex<Durable>,
     /// Wakes the thread (new records, closing) and blocked waiters (progress).
     wake: Condvar,
@@ -101,8 +121,11 @@ impl Syncer {
             file,
             path,
             written: AtomicU64::new(synced),
+            awaited: AtomicU64::new(synced),
+            waits: AtomicU64::new(0),
             state: Mutex::new(Durable {
                 progress: progress.clone(),
+                unawaited_within: UNAWAITED_WITHIN,
                 ..Durable::default()
             }),
             wake: Condvar::new(),
@@ -117,15 +140,37 @@ impl Syncer {
         Ok((syncer, thread))
     }
 
-    /// Record `seq` was written: the thread has work.
+    /// Record `seq` was written: the thread has work, due at once when
+    /// someone waits for it ([`Self::awaits`]), else within
+    /// [`UNAWAITED_WITHIN`].
     pub(crate) fn wrote(&self, seq: u64) {
         // Writers report after leaving the log's lock, so not in order:
         // `written` must never move back past a record already reported.
         self.written.fetch_max(seq, Ordering::AcqRel);
+        self.nudge();
+    }
+
+    /// Someone waits for record `seq`: sync it without delay.
+    fn awaits(&self, seq: u64) {
+        self.waits.fetch_add(1, Ordering::AcqRel);
+        if self.awaited.fetch_max(seq, Ordering::AcqRel) < seq {
+            self.nudge();
+        }
+    }
+
+    /// Wake the thread to look again.
+    fn nudge(&self) {
         // Taking the lock orders this against the thread's check-then-wait,
         // so the wake-up cannot fall between the two.
         drop(self.lock());
         self.wake.notify_all();
+    }
+
+    /// Tests: how long a record nobody waits for may stay unsynced.
+    #[cfg(test)]
+    pub(crate) fn set_unawaited_within(&self, within: Duration) {
+        self.lock().unawaited_within = within;
+        self.nudge();
     }
 
     /// Why records may not be on disk, once an `fsync` failed.
@@ -177,23 +222,38 @@ impl Syncer {
                 state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
+            // Only records nobody waits for: not before they are due.
+            if !state.closing && self.awaited.load(Ordering::Acquire) <= state.progress.synced {
+                let now = Instant::now();
+                let within = state.unawaited_within;
+                let due = *state.unawaited_due.get_or_insert(now + within);
+                if now < due {
+                    state = self
+                        .wake
+                        .wait_timeout(state, due - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    continue;
+                }
+            }
             let wait = if state.closing {
                 Duration::ZERO
             } else {
                 linger(last_batch, last_sync)
             };
-            let synced_before = state.progress.synced;
             drop(state);
             if !wait.is_zero() {
                 std::thread::sleep(wait);
             }
             // What was written while lingering is covered too.
             let upto = self.written.load(Ordering::Acquire);
+            let waits = self.waits.swap(0, Ordering::AcqRel);
             let started = Instant::now();
             let synced = self.file.sync_data();
-            (last_batch, last_sync) = (upto - synced_before, started.elapsed());
+            (last_batch, last_sync) = (waits, started.elapsed());
             state = self.lock();
             state.syncs += 1;
+            state.unawaited_due = None;
             match synced {
                 Ok(()) => state.progress.synced = upto,
                 Err(e) => {
@@ -212,6 +272,7 @@ impl Syncer {
 
     /// Block until record `seq` is on disk.
     fn wait(&self, seq: u64) -> Result<(), AuditError> {
+        self.awaits(seq);
         let blocking = || {
             let mut state = self.lock();
             loop {
@@ -230,6 +291,7 @@ impl Syncer {
     /// Wait, without holding a thread, until record `seq` is on disk.
     async fn durable(&self, seq: u64) -> Result<(), AuditError> {
         let mut progress = self.progress.subscribe();
+        self.awaits(seq);
         let reached = progress
             .wait_for(|p| p.synced >= seq || p.failed.is_some())
             .await
@@ -304,9 +366,9 @@ impl Pending {
 
     /// Leave the record to the `fsync` thread without waiting: it is
     /// written (a failed write was already an error), and the next `fsync`
-    /// covers it, which the next record anyone waits for waits for too.
-    /// For a record that gates nothing after it (a call's outcome, once the
-    /// call has run).
+    /// covers it: the one the next record anyone waits for waits for, or
+    /// one [`UNAWAITED_WITHIN`] after it was written. For a record that
+    /// gates nothing after it (a call's outcome, once the call has run).
     pub fn unawaited(self) -> AuditReceipt {
         let receipt = self.receipt.clone();
         let _ = self.finish(Ok(()));

@@ -360,26 +360,41 @@ fn awaiting_a_durable_record_leaves_the_thread_free() {
     assert_eq!(verify_file(&path).unwrap().records, 1);
 }
 
-/// A record left unawaited (a call's outcome) is handed back while no
-/// `fsync` has run, and the next record anyone waits for is durable only
-/// once an `fsync` covered both: nothing forwarded after an outcome can
-/// be on disk without it.
+/// A record left unawaited (a call's outcome) is handed back at once and
+/// starts no `fsync` of its own; the next record anyone waits for is
+/// durable only once one `fsync` covered both: nothing forwarded after an
+/// outcome is on disk without it. (When the outcome started an `fsync` at
+/// once, the next decision waited for that one and then its own.)
 #[test]
 fn an_unawaited_record_is_covered_by_the_next_awaited_one() {
     let (_dir, path) = temp_log();
     let log = AuditLog::open(&path, FsyncMode::Always).unwrap();
-    let paused = log.pause_syncs();
+    log.set_unawaited_within(std::time::Duration::from_secs(3600));
     let outcome = log.append_pending("call.completed", json!({})).unwrap();
     assert_eq!(outcome.unawaited().seq, 1);
-    assert_eq!(log.syncs(), 0, "handed back before any fsync");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(log.syncs(), 0, "an fsync for a record nobody waits for");
     let next = log.append_pending("call.decided", json!({})).unwrap();
-    let waiter = std::thread::spawn(move || next.wait().map(|r| r.seq));
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    assert!(!waiter.is_finished(), "durable before any fsync covered it");
-    drop(paused);
-    assert_eq!(waiter.join().unwrap().unwrap(), 2);
+    assert_eq!(next.wait().unwrap().seq, 2);
     assert_eq!(log.syncs(), 1, "one fsync covered both");
     assert_eq!(verify_file(&path).unwrap().records, 2);
+}
+
+/// A record nobody waits for, with no other after it, is still synced:
+/// once it is due.
+#[test]
+fn an_unawaited_record_alone_is_synced_when_due() {
+    let (_dir, path) = temp_log();
+    let log = AuditLog::open(&path, FsyncMode::Always).unwrap();
+    log.set_unawaited_within(std::time::Duration::from_millis(5));
+    log.append_pending("call.completed", json!({}))
+        .unwrap()
+        .unawaited();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.syncs() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(log.syncs(), 1, "never synced");
 }
 
 /// Dropping the log syncs what was written before the `fsync` thread

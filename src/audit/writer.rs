@@ -375,6 +375,15 @@ impl AuditLog {
         self.syncer.as_ref().expect("fsync always").pause()
     }
 
+    /// How long a record nobody waits for may stay unsynced (tests).
+    #[cfg(test)]
+    pub(crate) fn set_unawaited_within(&self, within: std::time::Duration) {
+        self.syncer
+            .as_ref()
+            .expect("fsync always")
+            .set_unawaited_within(within);
+    }
+
     /// `seq` of the last record written, durable or not (fsync always).
     #[cfg(test)]
     pub(crate) fn written(&self) -> u64 {
