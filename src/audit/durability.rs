@@ -9,10 +9,11 @@
 //! `fsync` of its own: the next one anyone waits for covers it, or, when
 //! none comes, one [`UNAWAITED_WITHIN`] after it was written. (An `fsync`
 //! started for it at once made the next call's decision wait for that
-//! one to finish before its own could start: two `fsync`s per call.) When the
-//! last `fsync` served more than one wait (calls are arriving together;
-//! records nobody waited for do not count), the thread first lingers for half as long as that `fsync`
-//! took, at most [`MAX_LINGER`], so the next one covers more: on a fast
+//! one to finish before its own could start: two `fsync`s per call.)
+//! When the last `fsync` served more than one wait (calls are arriving
+//! together; records nobody waited for do not count), the thread first
+//! lingers for half as long as that `fsync` took, at most
+//! [`MAX_LINGER`], so the next one covers more: on a fast
 //! disk, `fsync`s back to back each covered ~2.4 records at 32 calls in
 //! flight, and the kernel's journal work took CPU from the calls. A waiter
 //! blocks a thread ([`Pending::wait`]) or awaits ([`Pending::durable`]):
@@ -26,7 +27,10 @@
 //! - a failed `fsync` fails every record it was to cover, every later wait
 //!   and every later append (records chained on them may not be on disk);
 //! - dropping the log stops the thread after it synced everything written,
-//!   so no waiter is left waiting.
+//!   so no waiter is left waiting;
+//! - a record nobody waits for is on disk once the next record someone
+//!   waits for is, and at most [`UNAWAITED_WITHIN`] (plus an `fsync`)
+//!   after the thread saw it written.
 
 use std::fs::File;
 use std::path::PathBuf;
