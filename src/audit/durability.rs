@@ -266,6 +266,9 @@ impl Syncer {
                          restart and run `mcp-firewall audit verify`",
                         state.progress.synced + 1
                     );
+                    // Said here too: the records it covered may be
+                    // outcomes nobody waits for, and no call may follow.
+                    tracing::error!(path = %self.path.display(), "audit log: {why}");
                     state.progress.failed = Some(why.into());
                 }
             }
