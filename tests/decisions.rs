@@ -322,6 +322,27 @@ fn result_rules_over_the_caller_and_history_judge_every_result() {
     }
 }
 
+/// A kept result verdict is looked up with the keys of a call's arguments,
+/// not their values: a result rule over an argument's value still judges
+/// each result, however many results of the same tool with the same keys
+/// came before it (and were decided without the rule firing).
+#[test]
+fn result_rules_over_argument_values_judge_every_result() {
+    let rego = "package mcp.firewall\n\nallow := true\n\n\
+        warn contains \"shouted\" if { input.phase == \"response\"; input.arguments.text == \"LOUD\" }\n";
+    let mut fw = Builder::new().rego(rego).wrap_fixture();
+    fw.initialize();
+    for i in 0..6 {
+        let quiet = fw.call("echo", json!({"text": format!("quiet {i}")}));
+        assert_eq!(text(&quiet), format!("quiet {i}"), "{quiet}");
+    }
+    let loud = fw.call("echo", json!({"text": "LOUD"}));
+    assert_eq!(
+        loud["result"]["content"][0]["text"], "[mcp-firewall] shouted",
+        "{loud}"
+    );
+}
+
 /// An agent repeating a call meets the shipped library's rate limit as the
 /// policy's data sets it, both while the whole policy decides and once the
 /// engine built for the tool (from its second call on, in the background),

@@ -156,6 +156,21 @@ impl Input {
     }
 }
 
+/// `arguments` with every value null: what a known part reads of them
+/// (which keys they have) and nothing it does not. Arguments that are not
+/// an object say nothing about keys, and stay null.
+pub fn argument_keys(arguments: &Value) -> Value {
+    match arguments {
+        Value::Object(fields) => Value::Object(
+            fields
+                .keys()
+                .map(|key| (key.clone(), Value::Null))
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
 /// [`head`] (perhaps with more fields) converted for the policy engine,
 /// its tool from the tool's catalogue entry.
 pub fn converted_head(head: &Value, subject: &Subject<'_>) -> Result<regorus::Value, PolicyError> {

@@ -178,18 +178,27 @@ impl Proxy {
                 .map(Located::to_json)
                 .collect::<Vec<_>>()
         );
+        // A kept verdict's known part is made of fields that name the
+        // call and the keys of its arguments, so the lookup needs only
+        // those: the argument values (a file's contents, say), the caller,
+        // the time and the history are built and converted for a result
+        // the policy reads.
+        if policy.keeps_responses() && inspection.findings.is_empty() {
+            let keys = input::argument_keys(subject.arguments);
+            let named = Subject {
+                arguments: &keys,
+                ..*subject
+            };
+            let mut head = self.head_for(&named);
+            head["phase"] = json!("response");
+            head["result"] = json!({"findings": []});
+            if let Some(verdict) = policy.kept_response(&input::converted_head(&head, &named)?) {
+                return Ok(verdict);
+            }
+        }
         let mut head = self.head_for(subject);
         head["phase"] = json!("response");
         head["result"] = json!({"findings": findings.clone()});
-        // A kept verdict's known part is made of fields that name the
-        // call, so the lookup needs only those: the caller, the time and
-        // the history are built and converted for a result the policy reads.
-        if policy.keeps_responses()
-            && inspection.findings.is_empty()
-            && let Some(verdict) = policy.kept_response(&input::converted_head(&head, subject)?)
-        {
-            return Ok(verdict);
-        }
         let mut converted = input::complete(head, subject, &self.session).converted()?;
         let mut shown = result.clone();
         if let Some(obj) = shown.as_object_mut() {
