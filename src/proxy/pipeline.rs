@@ -351,8 +351,9 @@ impl Proxy {
         if let (Some(Value::Object(fields)), Some(out)) = (inspection, record.as_object_mut()) {
             out.insert("inspection".into(), Value::Object(fields));
         }
-        let written = self.shared.audit.append_pending("call.completed", record);
-        written
+        self.shared
+            .audit
+            .append_pending("call.completed", record)
             .map(|record| {
                 record.unawaited();
             })

@@ -171,13 +171,6 @@ impl Proxy {
             input["result"] = result.clone();
             return input.evaluate_response(policy);
         }
-        let findings = json!(
-            inspection
-                .findings
-                .iter()
-                .map(Located::to_json)
-                .collect::<Vec<_>>()
-        );
         // A kept verdict's known part is made of fields that name the
         // call and the keys of its arguments, so the lookup needs only
         // those: the argument values (a file's contents, say), the caller,
@@ -189,16 +182,19 @@ impl Proxy {
                 arguments: &keys,
                 ..*subject
             };
-            let mut head = self.head_for(&named);
-            head["phase"] = json!("response");
-            head["result"] = json!({"findings": []});
+            let head = self.response_head(&named, json!([]));
             if let Some(verdict) = policy.kept_response(&input::converted_head(&head, &named)?) {
                 return Ok(verdict);
             }
         }
-        let mut head = self.head_for(subject);
-        head["phase"] = json!("response");
-        head["result"] = json!({"findings": findings.clone()});
+        let findings = json!(
+            inspection
+                .findings
+                .iter()
+                .map(Located::to_json)
+                .collect::<Vec<_>>()
+        );
+        let head = self.response_head(subject, findings.clone());
         let mut converted = input::complete(head, subject, &self.session).converted()?;
         let mut shown = result.clone();
         if let Some(obj) = shown.as_object_mut() {
@@ -211,5 +207,14 @@ impl Proxy {
         })?;
         fields.insert(regorus::Value::from("result"), to_rego(&shown)?);
         policy.evaluate_response_converted(|| Ok(converted))
+    }
+
+    /// The fields of the response input that name the call, with the
+    /// result's `findings`.
+    fn response_head(&self, subject: &Subject<'_>, findings: Value) -> Value {
+        let mut head = self.head_for(subject);
+        head["phase"] = json!("response");
+        head["result"] = json!({ "findings": findings });
+        head
     }
 }
