@@ -18,7 +18,8 @@
 //! Before criterion runs, a plain loop prints p50/p99 of the whole decision
 //! for the library (criterion reports means; the target is a p50).
 //!
-//! Run: `cargo bench --bench policy_eval` (add a filter: `-- rules`).
+//! Run: `cargo bench --bench policy_eval` (add a filter: `-- rules`). For a
+//! profiler, `POLICY_EVAL_LOOP=N` runs N library decisions and nothing else.
 
 mod common;
 
@@ -198,6 +199,20 @@ fn main() {
         "the library allows echo"
     );
 
+    // For a profiler: `POLICY_EVAL_LOOP=N` runs N library decisions and
+    // nothing else.
+    if let Some(n) = std::env::var("POLICY_EVAL_LOOP")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        // Errors are let go: under valgrind the first, unspecialized
+        // decisions can outrun the evaluation time limit.
+        for _ in 0..n {
+            let input = build(&entry, &session, &rates, &echo_args);
+            let _ = black_box(input.evaluate(&library));
+        }
+        return;
+    }
     println!("machine: {}", common::machine());
     percentiles(
         "build+evaluate+verdict, policies/, echo",

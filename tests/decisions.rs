@@ -325,21 +325,56 @@ fn result_rules_over_the_caller_and_history_judge_every_result() {
 /// A kept result verdict is looked up with the keys of a call's arguments,
 /// not their values: a result rule over an argument's value still judges
 /// each result, however many results of the same tool with the same keys
-/// came before it (and were decided without the rule firing).
+/// came before it (and were decided without the rule firing). The same
+/// for a rule over every string of the arguments: the request phase knows
+/// which of a policy's needles (`contains(s, "LOUD")`) the strings hold,
+/// the response phase must not.
 #[test]
 fn result_rules_over_argument_values_judge_every_result() {
-    let rego = "package mcp.firewall\n\nallow := true\n\n\
-        warn contains \"shouted\" if { input.phase == \"response\"; input.arguments.text == \"LOUD\" }\n";
-    let mut fw = Builder::new().rego(rego).wrap_fixture();
+    let over_value = "warn contains \"shouted\" if { input.phase == \"response\"; input.arguments.text == \"LOUD\" }";
+    let over_strings = "strings contains s if { walk(input.arguments, [_, s]); is_string(s) }\n\n\
+        warn contains \"shouted\" if { input.phase == \"response\"; some s in strings; contains(s, \"LOUD\") }";
+    for rule in [over_value, over_strings] {
+        let rego = format!("package mcp.firewall\n\nallow := true\n\n{rule}\n");
+        let mut fw = Builder::new().rego(&rego).wrap_fixture();
+        fw.initialize();
+        for i in 0..6 {
+            let quiet = fw.call("echo", json!({"text": format!("quiet {i}")}));
+            assert_eq!(text(&quiet), format!("quiet {i}"), "{quiet}");
+        }
+        let loud = fw.call("echo", json!({"text": "LOUD"}));
+        assert_eq!(
+            loud["result"]["content"][0]["text"], "[mcp-firewall] shouted",
+            "{rule}: {loud}"
+        );
+    }
+}
+
+/// After plain calls to a tool (decided, from the second on, by an engine
+/// built for calls whose strings hold none of the library's needles), a
+/// call to it whose argument holds an AWS key id is still refused.
+#[test]
+fn a_secret_after_plain_calls_to_the_same_tool_is_refused() {
+    let policy = library_copy();
+    let mut fw = Builder::new()
+        .policy_path(policy.path())
+        .keep(policy)
+        .arg("--trust-annotations")
+        .wrap_fixture();
     fw.initialize();
     for i in 0..6 {
-        let quiet = fw.call("echo", json!({"text": format!("quiet {i}")}));
-        assert_eq!(text(&quiet), format!("quiet {i}"), "{quiet}");
+        let echoed = fw.call("echo", json!({"text": format!("plain {i}")}));
+        assert_eq!(text(&echoed), format!("plain {i}"), "{echoed}");
+        if i == 1 {
+            // Time for the engine built for echo to be ready.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
     }
-    let loud = fw.call("echo", json!({"text": "LOUD"}));
-    assert_eq!(
-        loud["result"]["content"][0]["text"], "[mcp-firewall] shouted",
-        "{loud}"
+    let refused = fw.call("echo", json!({"text": "key AKIAABCDEFGHIJKLMNOP"}));
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    assert!(
+        text(&refused).contains("arguments contain an AWS access key id"),
+        "{refused}"
     );
 }
 
@@ -349,14 +384,7 @@ fn result_rules_over_argument_values_judge_every_result() {
 /// with the limit written in as a number, does.
 #[test]
 fn an_agent_repeating_a_call_meets_the_shipped_rate_limit_its_data_sets() {
-    let policy = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(repo_path("policies")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        if !name.ends_with("_test.rego") {
-            std::fs::copy(&path, policy.path().join(&name)).unwrap();
-        }
-    }
+    let policy = library_copy();
     let data_path = policy.path().join("data.json");
     let mut data: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&data_path).unwrap()).unwrap();
@@ -465,4 +493,17 @@ fn a_policy_directory_without_the_package_stops_start_up() {
     let out = cmd.output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("mcp.firewall"));
+}
+
+/// The shipped library without its tests, in a directory of its own.
+fn library_copy() -> tempfile::TempDir {
+    let policy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo_path("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if !name.ends_with("_test.rego") {
+            std::fs::copy(&path, policy.path().join(&name)).unwrap();
+        }
+    }
+    policy
 }

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeSet;
 
-use regorus::unstable::{Expr, Literal};
+use regorus::unstable::{Expr, Literal, LiteralStmt};
 
 use super::rule_graph::{
     Graph, Key, input_field, is_nondeterministic, literal_path, string_literal,
@@ -78,6 +78,52 @@ impl Closed<'_> {
             }
             expr => self.strict_operand(expr),
         }
+    }
+
+    /// The needle when `stmt` is `some s in R`, `R` one of `strings` (it
+    /// holds every string of the arguments), and `next` is `contains(s,
+    /// "needle")`: the two hold together only for a string that contains
+    /// the needle, and neither raises an error (`s` is a string).
+    pub(super) fn needle(
+        &self,
+        stmt: &LiteralStmt,
+        next: Option<&LiteralStmt>,
+        strings: &BTreeSet<Key>,
+    ) -> Option<String> {
+        let Literal::SomeIn {
+            key: None,
+            value,
+            collection,
+            ..
+        } = &stmt.literal
+        else {
+            return None;
+        };
+        let (Expr::Var { span: item, .. }, Expr::Var { span: rule, .. }) =
+            (value.as_ref(), collection.as_ref())
+        else {
+            return None;
+        };
+        let rule = (self.here.to_vec(), rule.text().to_string());
+        if self.names(value) || !strings.contains(&rule) || self.imported.contains(&rule.1) {
+            return None;
+        }
+        let next = next.filter(|n| n.with_mods.is_empty())?;
+        let Literal::Expr { expr, .. } = &next.literal else {
+            return None;
+        };
+        let Expr::Call { fcn, params, .. } = expr.as_ref() else {
+            return None;
+        };
+        let contains = matches!(fcn.as_ref(), Expr::Var { span, .. } if span.text() == "contains");
+        let [text, needle] = params.as_slice() else {
+            return None;
+        };
+        let searched =
+            matches!(text.as_ref(), Expr::Var { span, .. } if span.text() == item.text());
+        (contains && searched && self.builtin(fcn))
+            .then(|| string_literal(needle))
+            .flatten()
     }
 
     /// `R` or a builtin of one argument `f(R)` (not `print`, which takes

@@ -25,6 +25,12 @@
 //!   arguments lack it, whatever their values: which keys the arguments
 //!   have is part of the known part ([`ARGUMENT_KEYS`]) when the policy has
 //!   such a statement, so `echo {"message"}` runs no path or command rule;
+//! - likewise `some s in strings` then `contains(s, "AKIA")`, where
+//!   `strings` holds every string of the arguments, matches nothing for a
+//!   call none of whose strings holds `AKIA`: which of these *needles* the
+//!   strings hold is part of the known part too ([`ARGUMENT_NEEDLES`],
+//!   requests only), so `echo {"text": "hello"}` runs no secret or URL
+//!   rule and no `walk`;
 //! - rules no kept rule can reach any more are blanked too.
 //!
 //! Where that leaves every decision rule folded or dead, no engine is kept
@@ -61,12 +67,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use regorus::unstable::{Expr, Literal, Rule, RuleHead};
+use regorus::unstable::{Expr, Literal, LiteralStmt, Ref, Rule, RuleHead};
 use regorus::{Engine, Value};
 
 use super::closed::{ArgumentKey, Closed};
 use super::loader::SourceFile;
-use super::rule_graph::{Graph, Key, RESULT_FINDINGS, rewrite, rewrite_with};
+use super::rule_graph::{Graph, Key, RESULT_FINDINGS, literal_path, rewrite, rewrite_with};
 
 /// The input fields every `tools/call` of one tool shares (and its
 /// results: `phase`).
@@ -173,6 +179,22 @@ const PROBE: &str = "__mcp_firewall_probe_";
 /// known, so a policy reading it is decided as written.
 const ARGUMENT_KEYS: &str = "__mcp_firewall_argument_keys";
 
+/// The known part's field for which of the policy's *needles* some string
+/// in the call's arguments contains (an object from each needle to a
+/// boolean; absent when the arguments are). A needle is the literal of a
+/// `contains(s, "AKIA")` right after `some s in R`, where `R` holds every
+/// string of the arguments (see [`argument_strings_rules`]): for a call
+/// whose strings hold no `AKIA`, that definition matches nothing, so
+/// `echo {"text": "hello"}` runs no secret or URL rule and no `walk`.
+/// Only in the request phase: the response phase looks kept verdicts up by
+/// argument keys alone (`proxy::responses`), without the values needles
+/// are read from.
+const ARGUMENT_NEEDLES: &str = "__mcp_firewall_argument_needles";
+
+/// The known part's fields about the call's arguments, which an agent
+/// chooses: a tool is keyed on at most [`MAX_KEY_SETS`] sets of them.
+const ARGUMENT_FACTS: [&str; 2] = [ARGUMENT_KEYS, ARGUMENT_NEEDLES];
+
 /// What a rule's definitions produce.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
@@ -234,6 +256,10 @@ struct Plan {
     /// Whether a probe reads which keys the arguments have: then they are
     /// part of the known part ([`ARGUMENT_KEYS`]).
     keyed: bool,
+    /// The needles probes ask about ([`ARGUMENT_NEEDLES`]).
+    needles: BTreeSet<String>,
+    /// Whether needles may be asked about (the request phase).
+    with_needles: bool,
     roots: BTreeSet<Key>,
     /// Whether any definition has a statement the analysis can judge:
     /// without one, a specialized engine could only fold rules that cost
@@ -242,16 +268,36 @@ struct Plan {
     useful: bool,
 }
 
-/// A rule added to the analysis engine that holds when one statement can.
+/// What says whether one statement can hold: a rule added to the analysis
+/// engine, or a needle looked up in the known part.
 #[derive(Debug)]
 struct Probe {
     /// The file and package it goes in.
     label: String,
     package: Vec<String>,
     text: String,
-    /// Reads [`ARGUMENT_KEYS`]: it can only say `false` for a call whose
-    /// arguments are an object without the key.
-    keyed: bool,
+    ask: Ask,
+}
+
+#[derive(Debug, PartialEq)]
+enum Ask {
+    /// The probe rule's value on the known part.
+    Rule,
+    /// The probe rule reads [`ARGUMENT_KEYS`]: it can only say `false`
+    /// for a call whose arguments are an object without the key.
+    ArgumentKey,
+    /// Whether some string of the arguments contains the needle
+    /// ([`ARGUMENT_NEEDLES`]); no rule is added. Only `false` says
+    /// anything: the statement then matches nothing.
+    Needle(String),
+}
+
+impl Probe {
+    /// Whether only its `false` is an answer (`true` leaves what the
+    /// statement says, and whether it raises an error, open).
+    fn partial(&self) -> bool {
+        self.ask != Ask::Rule
+    }
 }
 
 /// The policy text specialized to one known part.
@@ -326,7 +372,7 @@ impl Cache {
     /// otherwise make each of its calls a known part of its own, and each
     /// known part seen twice costs a build (~13 ms of CPU for the library).
     fn key_for(&mut self, known: Value) -> Known {
-        let (base, keys) = without_argument_keys(known);
+        let (base, keys) = without_argument_facts(known);
         let mut base = Known(base);
         let Some(keys) = keys else {
             return base;
@@ -339,8 +385,10 @@ impl Cache {
             return base;
         }
         sets.insert(keys.clone());
-        if let Ok(fields) = base.0.as_object_mut() {
-            fields.insert(Value::from(ARGUMENT_KEYS), keys);
+        if let (Ok(fields), Ok(facts)) = (base.0.as_object_mut(), keys.as_object()) {
+            for (name, fact) in facts.iter() {
+                fields.insert(name.clone(), fact.clone());
+            }
         }
         base
     }
@@ -416,13 +464,21 @@ fn lexicographic<T>(
     }
 }
 
-/// `known` without its argument keys, and those keys.
-fn without_argument_keys(mut known: Value) -> (Value, Option<Value>) {
-    let keys = known
-        .as_object_mut()
-        .ok()
-        .and_then(|fields| fields.remove(&Value::from(ARGUMENT_KEYS)));
-    (known, keys)
+/// `known` without its facts about the arguments ([`ARGUMENT_FACTS`]), and
+/// those facts, by field name.
+fn without_argument_facts(mut known: Value) -> (Value, Option<Value>) {
+    let Ok(fields) = known.as_object_mut() else {
+        return (known, None);
+    };
+    let facts: BTreeMap<Value, Value> = ARGUMENT_FACTS
+        .iter()
+        .filter_map(|name| {
+            let name = Value::from(*name);
+            fields.remove(&name).map(|fact| (name, fact))
+        })
+        .collect();
+    let facts = (!facts.is_empty()).then(|| Value::from(facts));
+    (known, facts)
 }
 
 /// Turns policy text into a finished engine (the adapter added, writing
@@ -447,9 +503,12 @@ impl Specializer {
             .map(|r| (package.clone(), r.to_string()))
             .collect();
         let (tool, method) = phase.fields();
+        // Needles are read from argument values, which the response phase
+        // does not look its kept verdicts up by.
+        let needles = matches!(phase, Phase::Request);
         Some(Specializer {
-            tool: Plan::new(graph, tool, &roots)?,
-            method: Plan::new(graph, method, &roots)?,
+            tool: Plan::new(graph, tool, &roots, needles)?,
+            method: Plan::new(graph, method, &roots, needles)?,
             files: files.to_vec(),
             phase,
             finish,
@@ -511,11 +570,11 @@ impl Specializer {
         let mut cache = self.cache.lock().ok()?;
         cache.clock += 1;
         let now = cache.clock;
-        // Keyed on the argument keys while the tool was, else without.
+        // Keyed on the argument facts while the tool was, else without.
         let known = Known(known);
         let key = match cache.engines.contains_key(&known) {
             true => known,
-            false => Known(without_argument_keys(known.0).0),
+            false => Known(without_argument_facts(known.0).0),
         };
         let cached = cache.engines.get_mut(&key)?;
         match &cached.decided_by {
@@ -739,6 +798,13 @@ impl Plan {
                 Value::from(keys.collect::<BTreeMap<_, _>>()),
             );
         }
+        let arguments = &input["arguments"];
+        if !self.needles.is_empty() && *arguments != Value::Undefined {
+            known.insert(
+                Value::from(ARGUMENT_NEEDLES),
+                needles_found(&self.needles, arguments),
+            );
+        }
         Value::from(known)
     }
 
@@ -808,12 +874,17 @@ impl Plan {
         let mut engine =
             super::loader::build_engine(sources, super::engine::EVAL_TIME_LIMIT).ok()?;
         let graph = Graph::build(&mut engine, super::engine::ADAPTER_PACKAGE)?;
-        Plan::new(&graph, self.fields, &self.roots)?.round(sources, known)
+        Plan::new(&graph, self.fields, &self.roots, self.with_needles)?.round(sources, known)
     }
 
     /// `None` for a policy using `with` anywhere (a rule could be
     /// evaluated under another input) or of a shape the plan does not know.
-    fn new(graph: &Graph, fields: &'static [&'static str], roots: &BTreeSet<Key>) -> Option<Plan> {
+    fn new(
+        graph: &Graph,
+        fields: &'static [&'static str],
+        roots: &BTreeSet<Key>,
+        with_needles: bool,
+    ) -> Option<Plan> {
         if graph.definitions.iter().any(|d| d.facts.with) {
             return None;
         }
@@ -851,6 +922,10 @@ impl Plan {
             })
             .map(|(key, _)| key.clone())
             .collect();
+        let strings = match with_needles {
+            true => argument_strings_rules(graph, &kinds),
+            false => BTreeSet::new(),
+        };
         let mut probes = Vec::new();
         let mut defs = Vec::new();
         for definition in &graph.definitions {
@@ -880,7 +955,8 @@ impl Plan {
                 fields,
                 foldable: &foldable,
             };
-            for stmt in stmts.into_iter().flatten() {
+            let stmts = stmts.map_or(&[][..], |s| s.as_slice());
+            for (at, stmt) in stmts.iter().enumerate() {
                 if !stmt.with_mods.is_empty() {
                     break;
                 }
@@ -919,7 +995,7 @@ impl Plan {
                         label: extent.0.clone(),
                         package: definition.key.0.clone(),
                         text: format!("{name} if {{\n{text}\n}}"),
-                        keyed: false,
+                        ask: Ask::Rule,
                     });
                     prefix.push(text);
                 } else if let Some(key) = check.argument_read(&stmt.literal) {
@@ -937,9 +1013,19 @@ impl Plan {
                             text: format!(
                                 "{name} if {{\n{body}\ninput.{ARGUMENT_KEYS}[{index}]\n}}"
                             ),
-                            keyed: true,
+                            ask: Ask::ArgumentKey,
                         });
                     }
+                } else if let Some(needle) = check.needle(stmt, stmts.get(at + 1), &strings) {
+                    // With the statement after it, holds only if some
+                    // string of the arguments contains the needle.
+                    statement.probe = Some(probes.len());
+                    probes.push(Probe {
+                        label: extent.0.clone(),
+                        package: definition.key.0.clone(),
+                        text: String::new(),
+                        ask: Ask::Needle(needle),
+                    });
                 }
                 let judged = statement.probe.is_some()
                     || !statement.refs.is_empty()
@@ -965,7 +1051,15 @@ impl Plan {
         Some(Plan {
             same_as: same_definitions(graph, &kinds),
             useful,
-            keyed: probes.iter().any(|p| p.keyed),
+            keyed: probes.iter().any(|p| p.ask == Ask::ArgumentKey),
+            needles: probes
+                .iter()
+                .filter_map(|p| match &p.ask {
+                    Ask::Needle(needle) => Some(needle.clone()),
+                    _ => None,
+                })
+                .collect(),
+            with_needles,
             fields,
             foldable,
             defs,
@@ -981,6 +1075,7 @@ impl Plan {
         let appended: Vec<(String, String)> = self
             .probes
             .iter()
+            .filter(|p| !matches!(p.ask, Ask::Needle(_)))
             .map(|p| (p.label.clone(), p.text.clone()))
             .collect();
         let sources = rewrite(files, &[], &appended)?;
@@ -996,8 +1091,15 @@ impl Plan {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                if p.keyed && !keys_known {
-                    return None;
+                match &p.ask {
+                    Ask::ArgumentKey if !keys_known => return None,
+                    Ask::Needle(needle) => {
+                        return known[ARGUMENT_NEEDLES][needle.as_str()]
+                            .as_bool()
+                            .ok()
+                            .copied();
+                    }
+                    _ => {}
                 }
                 let path = format!("data.{}.{PROBE}{i}", p.package.join("."));
                 match probe.eval_rule(path) {
@@ -1034,10 +1136,11 @@ impl Plan {
                         break;
                     }
                     // A keyed probe only asks whether the arguments have the
-                    // key: `true` leaves what the statement says (and
-                    // whether it raises an error) open.
-                    let keyed = statement.probe.is_some_and(|p| self.probes[p].keyed);
-                    if answer != Some(true) || keyed {
+                    // key, a needle whether some string holds it: `true`
+                    // leaves what the statement says (and whether it raises
+                    // an error) open.
+                    let partial = statement.probe.is_some_and(|p| self.probes[p].partial());
+                    if answer != Some(true) || partial {
                         break;
                     }
                 }
@@ -1185,6 +1288,147 @@ fn head_kind(head: &RuleHead) -> Kind {
         } if is_plain(refr) => Kind::Set,
         _ => Kind::Other,
     }
+}
+
+/// The rules that hold every string of the call's arguments, and nothing
+/// else: one definition, in a module without imports, written
+/// `r contains s if { walk(input.arguments, [_, s]); is_string(s) }`, with
+/// `walk` and `is_string` the builtins (no rule of the package by that
+/// name). Each string anywhere in the arguments is in such a rule's set,
+/// whatever its depth (regorus's `walk` visits every value).
+fn argument_strings_rules(graph: &Graph, kinds: &BTreeMap<Key, Kind>) -> BTreeSet<Key> {
+    let mut count: BTreeMap<&Key, usize> = BTreeMap::new();
+    for definition in &graph.definitions {
+        *count.entry(&definition.key).or_default() += 1;
+    }
+    let mut rules = BTreeSet::new();
+    for definition in &graph.definitions {
+        let key = &definition.key;
+        let builtins = graph
+            .packages
+            .get(&key.0)
+            .is_some_and(|names| !names.contains("walk") && !names.contains("is_string"));
+        if kinds.get(key) != Some(&Kind::Set)
+            || count.get(key) != Some(&1)
+            || !definition.imported.is_empty()
+            || !builtins
+        {
+            continue;
+        }
+        let Rule::Spec {
+            head: RuleHead::Set {
+                key: Some(item), ..
+            },
+            bodies,
+            ..
+        } = definition.rule.as_ref()
+        else {
+            continue;
+        };
+        let (Some(item), [body]) = (var_name(item), bodies.as_slice()) else {
+            continue;
+        };
+        let [walked, string] = body.query.stmts.as_slice() else {
+            continue;
+        };
+        let walks = match call_of(walked, "walk") {
+            Some([root, pair]) => {
+                let (from, path) = literal_path(root);
+                let pair = match pair.as_ref() {
+                    Expr::Array { items, .. } => match items.as_slice() {
+                        [path, value] => {
+                            var_name(path) == Some("_") && var_name(value) == Some(item)
+                        }
+                        _ => false,
+                    },
+                    _ => false,
+                };
+                var_name(from) == Some("input") && path == [Some("arguments".to_string())] && pair
+            }
+            _ => false,
+        };
+        let strings =
+            matches!(call_of(string, "is_string"), Some([value]) if var_name(value) == Some(item));
+        if walks && strings && !body.is_else && body.assign.is_none() {
+            rules.insert(key.clone());
+        }
+    }
+    rules
+}
+
+/// The name of a variable.
+fn var_name(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Var { span, .. } => Some(span.text()),
+        _ => None,
+    }
+}
+
+/// The arguments of `stmt` when it is a call of `name` alone.
+fn call_of<'a>(stmt: &'a LiteralStmt, name: &str) -> Option<&'a [Ref<Expr>]> {
+    let Literal::Expr { expr, .. } = &stmt.literal else {
+        return None;
+    };
+    match expr.as_ref() {
+        Expr::Call { fcn, params, .. }
+            if stmt.with_mods.is_empty() && var_name(fcn) == Some(name) =>
+        {
+            Some(params.as_slice())
+        }
+        _ => None,
+    }
+}
+
+/// For each of `needles`, whether some string in `arguments` contains it:
+/// an object from needle to boolean. Object keys are searched too, which
+/// `walk` does not visit: a needle found only there costs a `true` (the
+/// rule runs), never a wrong `false`.
+fn needles_found(needles: &BTreeSet<String>, arguments: &Value) -> Value {
+    let mut found: BTreeMap<&str, bool> = needles.iter().map(|n| (n.as_str(), false)).collect();
+    let mut missing = needles.len();
+    let mut search = |text: &str, found: &mut BTreeMap<&str, bool>| {
+        for (needle, seen) in found.iter_mut() {
+            if !*seen && text.contains(needle) {
+                *seen = true;
+                missing -= 1;
+            }
+        }
+        missing == 0
+    };
+    let mut stack = vec![arguments];
+    while let Some(value) = stack.pop() {
+        let done = match value {
+            Value::String(text) => search(text, &mut found),
+            Value::Array(items) => {
+                stack.extend(items.iter());
+                false
+            }
+            Value::Set(items) => {
+                stack.extend(items.iter());
+                false
+            }
+            Value::Object(fields) => {
+                let mut done = false;
+                for (name, field) in fields.iter() {
+                    if let Value::String(name) = name {
+                        done |= search(name, &mut found);
+                    }
+                    stack.push(field);
+                }
+                done
+            }
+            _ => false,
+        };
+        if done {
+            break;
+        }
+    }
+    Value::from(
+        found
+            .into_iter()
+            .map(|(needle, seen)| (Value::from(needle), Value::from(seen)))
+            .collect::<BTreeMap<_, _>>(),
+    )
 }
 
 /// Each rule defined exactly as an earlier rule of its package, and that

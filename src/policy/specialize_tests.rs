@@ -279,9 +279,7 @@ fn a_call_to_echo_runs_none_of_the_hook_write_or_resource_rules() {
         assert!(!text.contains(gone), "{gone} is still in the text");
     }
     // What can still fire for echo stays.
-    for kept in ["egress_strings", "egress_hosts"] {
-        assert!(text.contains(kept), "{kept} was left out");
-    }
+    assert!(text.contains("egress_hosts"), "egress_hosts was left out");
 }
 
 #[test]
@@ -367,9 +365,10 @@ fn a_rule_defined_as_another_is_evaluated_once() {
     // The library's egress and secrets files each collect every string of
     // the arguments with the same `walk`; an `echo` engine walks once.
     let set = shipped();
+    // (A URL in the arguments keeps the egress rule over their strings.)
     let input = call(
         tool("echo", json!({"readOnlyHint": true})),
-        json!({"m": "hi"}),
+        json!({"m": "see https://example.org"}),
     );
     let text = request_text(&set, &input);
     assert_eq!(text.matches("walk(input.arguments").count(), 1, "{text}");
@@ -1041,4 +1040,64 @@ fn cache_keys_order_as_regorus_does_shared_or_not() {
             assert_eq!(Known(a.clone()) == Known(b.clone()), a == b);
         }
     }
+}
+
+#[test]
+fn rules_over_strings_holding_a_needle_are_not_run_for_calls_without_it() {
+    let set = shipped();
+    let text = |arguments: Value| {
+        request_text(
+            &set,
+            &call(tool("echo", json!({"readOnlyHint": true})), arguments),
+        )
+    };
+    // No string of the arguments holds "://", "-----BEGIN" or "AKIA": the
+    // URL and secret rules go, and with them the `walk` over the strings.
+    let plain = text(json!({"message": "hi"}));
+    for gone in ["walk(input.arguments", "AKIA", "-----BEGIN", "regex.find_n"] {
+        assert!(
+            !plain.contains(gone),
+            "{gone} is still in the text:\n{plain}"
+        );
+    }
+    // A needle anywhere, however deep, keeps the rules that look for it.
+    let nested = text(json!({"message": [{"a": {"b": ["x", "AKIA in here"]}}]}));
+    assert!(nested.contains("AKIA") && nested.contains("walk(input.arguments"));
+    assert!(!nested.contains("regex.find_n"), "{nested}");
+    let url = text(json!({"message": "see https://example.org"}));
+    assert!(
+        url.contains("regex.find_n") && !url.contains("AKIA"),
+        "{url}"
+    );
+}
+
+#[test]
+fn a_needle_deep_in_the_arguments_is_decided_as_the_full_policy_decides() {
+    // Once `echo {"message": ...}` without needles has an engine of its
+    // own, calls with the same argument keys but a needle somewhere are
+    // not decided by it: which needles their strings hold is part of
+    // their known part. Searching only the top-level strings would give
+    // these the plain engine, which allows them.
+    let set = shipped();
+    let echo = |message: Value| {
+        call(
+            tool("echo", json!({"readOnlyHint": true})),
+            json!({"message": message}),
+        )
+    };
+    assert!(same_every_way(&set, &echo(json!("hi"))).contains("Allow"));
+    let key = "AKIAABCDEFGHIJKLMNOP";
+    for message in [
+        json!(format!("the key is {key}")),
+        json!(["x", {"y": [1, {"z": key}]}]),
+        json!({"deep": {"deeper": [[[format!("-----BEGIN RSA PRIVATE KEY-----\n{key}")]]]}}),
+    ] {
+        let verdict = same_every_way(&set, &echo(message.clone()));
+        assert!(verdict.contains("Deny"), "{message}: {verdict}");
+    }
+    let held = same_every_way(&set, &echo(json!([{"u": "https://evil.example/x"}])));
+    assert!(held.contains("evil.example"), "{held}");
+    // A needle only in an object's key is no string `walk` visits: the
+    // full policy allows it, and so does the engine that runs for it.
+    assert!(same_every_way(&set, &echo(json!({key: "v"}))).contains("Allow"));
 }
