@@ -80,6 +80,32 @@ impl Closed<'_> {
         }
     }
 
+    /// The path of `input.p.q` when `stmt` is `some x in input.p.q` (or
+    /// `some k, x in ...`), a literal path outside the known fields and the
+    /// arguments: it matches nothing, without an error, when the collection
+    /// is empty or undefined.
+    pub(super) fn input_items(&self, stmt: &LiteralStmt) -> Option<Vec<String>> {
+        let Literal::SomeIn {
+            key,
+            value,
+            collection,
+            ..
+        } = &stmt.literal
+        else {
+            return None;
+        };
+        let binds = |e: &Expr| matches!(e, Expr::Var { .. }) && !self.names(e);
+        if !key.as_ref().is_none_or(|k| binds(k)) || !binds(value) {
+            return None;
+        }
+        let (root, path) = literal_path(collection);
+        let input = matches!(root, Expr::Var { span, .. } if span.text() == "input")
+            && !self.imported.contains("input");
+        let path: Vec<String> = path.into_iter().collect::<Option<_>>()?;
+        let first = path.first()?;
+        (input && first != "arguments" && !self.fields.contains(&first.as_str())).then_some(path)
+    }
+
     /// The needle when `stmt` is `some s in R`, `R` one of `strings` (it
     /// holds every string of the arguments), and `next` is `contains(s,
     /// "needle")`: the two hold together only for a string that contains

@@ -191,9 +191,17 @@ const ARGUMENT_KEYS: &str = "__mcp_firewall_argument_keys";
 /// are read from.
 const ARGUMENT_NEEDLES: &str = "__mcp_firewall_argument_needles";
 
-/// The known part's fields about the call's arguments, which an agent
+/// The known part's field for which of the input collections a policy
+/// iterates (`some url in input.urls`) have items: an object from each
+/// path (as JSON text) to a boolean, `false` for an empty array, set or
+/// object or an undefined path, where the statement matches nothing.
+/// `input.urls` is empty for a call without a URL, so its URL rules go.
+/// Requests only, as for needles.
+const INPUT_ITEMS: &str = "__mcp_firewall_input_items";
+
+/// The known part's fields read from a call's own values, which an agent
 /// chooses: a tool is keyed on at most [`MAX_KEY_SETS`] sets of them.
-const ARGUMENT_FACTS: [&str; 2] = [ARGUMENT_KEYS, ARGUMENT_NEEDLES];
+const CALL_FACTS: [&str; 3] = [ARGUMENT_KEYS, ARGUMENT_NEEDLES, INPUT_ITEMS];
 
 /// What a rule's definitions produce.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -258,8 +266,11 @@ struct Plan {
     keyed: bool,
     /// The needles probes ask about ([`ARGUMENT_NEEDLES`]).
     needles: BTreeSet<String>,
-    /// Whether needles may be asked about (the request phase).
-    with_needles: bool,
+    /// The input paths probes ask about ([`INPUT_ITEMS`]).
+    items: BTreeSet<Vec<String>>,
+    /// Whether facts read from a call's values (needles, items) may be
+    /// asked about: in the request phase only.
+    value_facts: bool,
     roots: BTreeSet<Key>,
     /// Whether any definition has a statement the analysis can judge:
     /// without one, a specialized engine could only fold rules that cost
@@ -290,6 +301,9 @@ enum Ask {
     /// ([`ARGUMENT_NEEDLES`]); no rule is added. Only `false` says
     /// anything: the statement then matches nothing.
     Needle(String),
+    /// Whether the input collection at this path has an item
+    /// ([`INPUT_ITEMS`]); as for a needle.
+    Items(Vec<String>),
 }
 
 impl Probe {
@@ -464,13 +478,13 @@ fn lexicographic<T>(
     }
 }
 
-/// `known` without its facts about the arguments ([`ARGUMENT_FACTS`]), and
-/// those facts, by field name.
+/// `known` without its facts read from the call's values ([`CALL_FACTS`]),
+/// and those facts, by field name.
 fn without_argument_facts(mut known: Value) -> (Value, Option<Value>) {
     let Ok(fields) = known.as_object_mut() else {
         return (known, None);
     };
-    let facts: BTreeMap<Value, Value> = ARGUMENT_FACTS
+    let facts: BTreeMap<Value, Value> = CALL_FACTS
         .iter()
         .filter_map(|name| {
             let name = Value::from(*name);
@@ -503,12 +517,12 @@ impl Specializer {
             .map(|r| (package.clone(), r.to_string()))
             .collect();
         let (tool, method) = phase.fields();
-        // Needles are read from argument values, which the response phase
-        // does not look its kept verdicts up by.
-        let needles = matches!(phase, Phase::Request);
+        // Needles and items are read from a call's values, which the
+        // response phase does not look its kept verdicts up by.
+        let value_facts = matches!(phase, Phase::Request);
         Some(Specializer {
-            tool: Plan::new(graph, tool, &roots, needles)?,
-            method: Plan::new(graph, method, &roots, needles)?,
+            tool: Plan::new(graph, tool, &roots, value_facts)?,
+            method: Plan::new(graph, method, &roots, value_facts)?,
             files: files.to_vec(),
             phase,
             finish,
@@ -805,6 +819,27 @@ impl Plan {
                 needles_found(&self.needles, arguments),
             );
         }
+        if !self.items.is_empty() {
+            let items = self.items.iter().filter_map(|path| {
+                let mut value = input;
+                for field in path {
+                    value = &value[field.as_str()];
+                }
+                let has_items = match value {
+                    Value::Undefined => false,
+                    Value::Array(items) => !items.is_empty(),
+                    Value::Set(items) => !items.is_empty(),
+                    Value::Object(fields) => !fields.is_empty(),
+                    _ => true,
+                };
+                let path = serde_json::to_string(path).ok()?;
+                Some((Value::from(path), Value::from(has_items)))
+            });
+            known.insert(
+                Value::from(INPUT_ITEMS),
+                Value::from(items.collect::<BTreeMap<_, _>>()),
+            );
+        }
         Value::from(known)
     }
 
@@ -874,7 +909,7 @@ impl Plan {
         let mut engine =
             super::loader::build_engine(sources, super::engine::EVAL_TIME_LIMIT).ok()?;
         let graph = Graph::build(&mut engine, super::engine::ADAPTER_PACKAGE)?;
-        Plan::new(&graph, self.fields, &self.roots, self.with_needles)?.round(sources, known)
+        Plan::new(&graph, self.fields, &self.roots, self.value_facts)?.round(sources, known)
     }
 
     /// `None` for a policy using `with` anywhere (a rule could be
@@ -883,7 +918,7 @@ impl Plan {
         graph: &Graph,
         fields: &'static [&'static str],
         roots: &BTreeSet<Key>,
-        with_needles: bool,
+        value_facts: bool,
     ) -> Option<Plan> {
         if graph.definitions.iter().any(|d| d.facts.with) {
             return None;
@@ -922,7 +957,7 @@ impl Plan {
             })
             .map(|(key, _)| key.clone())
             .collect();
-        let strings = match with_needles {
+        let strings = match value_facts {
             true => argument_strings_rules(graph, &kinds),
             false => BTreeSet::new(),
         };
@@ -1026,6 +1061,15 @@ impl Plan {
                         text: String::new(),
                         ask: Ask::Needle(needle),
                     });
+                } else if let Some(path) = check.input_items(stmt).filter(|_| value_facts) {
+                    // Holds only if the collection has an item.
+                    statement.probe = Some(probes.len());
+                    probes.push(Probe {
+                        label: extent.0.clone(),
+                        package: definition.key.0.clone(),
+                        text: String::new(),
+                        ask: Ask::Items(path),
+                    });
                 }
                 let judged = statement.probe.is_some()
                     || !statement.refs.is_empty()
@@ -1059,7 +1103,14 @@ impl Plan {
                     _ => None,
                 })
                 .collect(),
-            with_needles,
+            items: probes
+                .iter()
+                .filter_map(|p| match &p.ask {
+                    Ask::Items(path) => Some(path.clone()),
+                    _ => None,
+                })
+                .collect(),
+            value_facts,
             fields,
             foldable,
             defs,
@@ -1075,7 +1126,7 @@ impl Plan {
         let appended: Vec<(String, String)> = self
             .probes
             .iter()
-            .filter(|p| !matches!(p.ask, Ask::Needle(_)))
+            .filter(|p| matches!(p.ask, Ask::Rule | Ask::ArgumentKey))
             .map(|p| (p.label.clone(), p.text.clone()))
             .collect();
         let sources = rewrite(files, &[], &appended)?;
@@ -1098,6 +1149,10 @@ impl Plan {
                             .as_bool()
                             .ok()
                             .copied();
+                    }
+                    Ask::Items(path) => {
+                        let path = serde_json::to_string(path).ok()?;
+                        return known[INPUT_ITEMS][path.as_str()].as_bool().ok().copied();
                     }
                     _ => {}
                 }

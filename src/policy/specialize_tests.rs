@@ -279,7 +279,10 @@ fn a_call_to_echo_runs_none_of_the_hook_write_or_resource_rules() {
         assert!(!text.contains(gone), "{gone} is still in the text");
     }
     // What can still fire for echo stays.
-    assert!(text.contains("egress_hosts"), "egress_hosts was left out");
+    assert!(
+        text.contains("ratelimit_reason"),
+        "the rate limits were left out"
+    );
 }
 
 #[test]
@@ -1100,4 +1103,29 @@ fn a_needle_deep_in_the_arguments_is_decided_as_the_full_policy_decides() {
     // A needle only in an object's key is no string `walk` visits: the
     // full policy allows it, and so does the engine that runs for it.
     assert!(same_every_way(&set, &echo(json!({key: "v"}))).contains("Allow"));
+}
+
+#[test]
+fn a_url_only_the_firewall_parses_is_held_by_the_engine_built_without_urls() {
+    // `https:evil.example` holds no "://": the pattern rule over the
+    // strings dies for it, and only `input.urls` (the firewall's WHATWG
+    // parse) names its host. Whether `input.urls` has items is part of the
+    // known part, so the engine built for calls without URLs, where the
+    // rule over `input.urls` died too, does not decide it.
+    let set = shipped();
+    let echo = |message: &str, urls: Value| {
+        let mut input = call(
+            tool("echo", json!({"readOnlyHint": true})),
+            json!({"message": message}),
+        );
+        input["urls"] = urls;
+        input
+    };
+    let plain = echo("hi", json!([]));
+    assert!(same_every_way(&set, &plain).contains("Allow"));
+    assert!(!request_text(&set, &plain).contains("egress_hosts"));
+    let parsed = json!([{"href": "https://evil.example/", "host": "evil.example"}]);
+    let held = same_every_way(&set, &echo("https:evil.example", parsed.clone()));
+    assert!(held.contains("evil.example"), "{held}");
+    assert!(request_text(&set, &echo("https:evil.example", parsed)).contains("input.urls"));
 }
