@@ -18,7 +18,8 @@
 
 use std::collections::BTreeSet;
 
-use regorus::unstable::{Expr, Literal, LiteralStmt};
+use regorus::Value;
+use regorus::unstable::{AssignOp, BoolOp, Expr, Literal, LiteralStmt};
 
 use super::rule_graph::{
     Graph, Key, input_field, is_nondeterministic, literal_path, string_literal,
@@ -41,6 +42,57 @@ pub(super) enum ArgumentKey {
     Literal(String),
     /// A variable, which must be bound before the statement.
     Var(String),
+}
+
+/// `input.<path> <op> <bound>`, and whether the value must be a number.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Comparison {
+    pub(super) path: Vec<String>,
+    pub(super) number: bool,
+    pub(super) op: BoolOp,
+    pub(super) bound: Bound,
+}
+
+/// What a value is compared with.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Bound {
+    Value(Value),
+    /// A rule whose value is the same for every input.
+    Rule(Key),
+}
+
+impl Comparison {
+    /// Whether it holds for `input`, compared as regorus compares (its
+    /// values' order), once the bound is `value`.
+    pub(super) fn holds(&self, input: &Value, value: &Value) -> bool {
+        let mut got = input;
+        for field in &self.path {
+            got = &got[field.as_str()];
+        }
+        if *got == Value::Undefined || (self.number && !matches!(got, Value::Number(_))) {
+            return false;
+        }
+        match self.op {
+            BoolOp::Lt => got < value,
+            BoolOp::Le => got <= value,
+            BoolOp::Eq => got == value,
+            BoolOp::Ge => got >= value,
+            BoolOp::Gt => got > value,
+            BoolOp::Ne => got != value,
+        }
+    }
+}
+
+/// `b op a` written as `a op' b`.
+fn flipped(op: &BoolOp) -> BoolOp {
+    match op {
+        BoolOp::Lt => BoolOp::Gt,
+        BoolOp::Le => BoolOp::Ge,
+        BoolOp::Ge => BoolOp::Le,
+        BoolOp::Gt => BoolOp::Lt,
+        BoolOp::Eq => BoolOp::Eq,
+        BoolOp::Ne => BoolOp::Ne,
+    }
 }
 
 impl Closed<'_> {
@@ -104,6 +156,85 @@ impl Closed<'_> {
         let path: Vec<String> = path.into_iter().collect::<Option<_>>()?;
         let first = path.first()?;
         (input && first != "arguments" && !self.fields.contains(&first.as_str())).then_some(path)
+    }
+
+    /// The comparison a definition cannot hold without, when `stmts` at
+    /// `at` are `v := input.p.q`, optionally `is_number(v)`, then `v >= b`
+    /// (any of `<`, `<=`, `==`, `!=`, `>`, `>=`, either way round), `b` a
+    /// number literal or a rule of the package (named by a plain variable
+    /// the definition does not bind), and the path outside the known
+    /// fields and the arguments. None of the three raises an error:
+    /// regorus orders any two values.
+    pub(super) fn bound(
+        &self,
+        stmts: &[LiteralStmt],
+        at: usize,
+        bound: &BTreeSet<String>,
+    ) -> Option<Comparison> {
+        let plain = |stmt: &LiteralStmt| match &stmt.literal {
+            Literal::Expr { expr, .. } if stmt.with_mods.is_empty() => Some(expr.clone()),
+            _ => None,
+        };
+        let assign = plain(stmts.get(at)?)?;
+        let Expr::AssignExpr {
+            lhs,
+            rhs,
+            op: AssignOp::ColEq,
+            ..
+        } = assign.as_ref()
+        else {
+            return None;
+        };
+        let Expr::Var { span: var, .. } = lhs.as_ref() else {
+            return None;
+        };
+        if self.names(lhs) {
+            return None;
+        }
+        let (root, path) = literal_path(rhs);
+        let from_input = matches!(root, Expr::Var { span, .. } if span.text() == "input")
+            && !self.imported.contains("input");
+        let path: Vec<String> = path.into_iter().collect::<Option<_>>()?;
+        let first = path.first()?;
+        if !from_input || first == "arguments" || self.fields.contains(&first.as_str()) {
+            return None;
+        }
+        let is_var = |e: &Expr| matches!(e, Expr::Var { span, .. } if span.text() == var.text());
+        let mut next = plain(stmts.get(at + 1)?)?;
+        let mut number = false;
+        if let Expr::Call { fcn, params, .. } = next.as_ref()
+            && matches!(fcn.as_ref(), Expr::Var { span, .. } if span.text() == "is_number")
+            && self.builtin(fcn)
+            && matches!(params.as_slice(), [p] if is_var(p))
+        {
+            number = true;
+            next = plain(stmts.get(at + 2)?)?;
+        }
+        let Expr::BoolExpr { op, lhs, rhs, .. } = next.as_ref() else {
+            return None;
+        };
+        let (op, other) = match (is_var(lhs), is_var(rhs)) {
+            (true, false) => (op.clone(), rhs),
+            (false, true) => (flipped(op), lhs),
+            _ => return None,
+        };
+        let bound = match other.as_ref() {
+            Expr::Number { value, .. } => Bound::Value(value.clone()),
+            Expr::Var { span, .. }
+                if self.is_rule(span.text())
+                    && !bound.contains(span.text())
+                    && !self.imported.contains(span.text()) =>
+            {
+                Bound::Rule((self.here.to_vec(), span.text().to_string()))
+            }
+            _ => return None,
+        };
+        Some(Comparison {
+            path,
+            number,
+            op,
+            bound,
+        })
     }
 
     /// The needle when `stmt` is `some s in R`, `R` one of `strings` (it

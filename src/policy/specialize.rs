@@ -70,7 +70,7 @@ use std::sync::{Arc, Mutex};
 use regorus::unstable::{Expr, Literal, LiteralStmt, Ref, Rule, RuleHead};
 use regorus::{Engine, Value};
 
-use super::closed::{ArgumentKey, Closed};
+use super::closed::{ArgumentKey, Bound, Closed, Comparison};
 use super::loader::SourceFile;
 use super::rule_graph::{Graph, Key, RESULT_FINDINGS, literal_path, rewrite, rewrite_with};
 
@@ -199,9 +199,16 @@ const ARGUMENT_NEEDLES: &str = "__mcp_firewall_argument_needles";
 /// Requests only, as for needles.
 const INPUT_ITEMS: &str = "__mcp_firewall_input_items";
 
+/// The known part's field for which comparisons of an input value with a
+/// constant hold: `n := input.rate.principal_last_minute; is_number(n);
+/// n >= 120` fails for a call that has made fewer, so a rate limit not
+/// reached runs no rule. An object from each comparison (as JSON text:
+/// path, number guard, operator, bound) to a boolean. Requests only.
+const INPUT_BOUNDS: &str = "__mcp_firewall_input_bounds";
+
 /// The known part's fields read from a call's own values, which an agent
 /// chooses: a tool is keyed on at most [`MAX_KEY_SETS`] sets of them.
-const CALL_FACTS: [&str; 3] = [ARGUMENT_KEYS, ARGUMENT_NEEDLES, INPUT_ITEMS];
+const CALL_FACTS: [&str; 4] = [ARGUMENT_KEYS, ARGUMENT_NEEDLES, INPUT_ITEMS, INPUT_BOUNDS];
 
 /// What a rule's definitions produce.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -268,6 +275,9 @@ struct Plan {
     needles: BTreeSet<String>,
     /// The input paths probes ask about ([`INPUT_ITEMS`]).
     items: BTreeSet<Vec<String>>,
+    /// The comparisons probes ask about, by their key in [`INPUT_BOUNDS`],
+    /// with the value of their bound.
+    bounds: BTreeMap<String, (Comparison, Value)>,
     /// Whether facts read from a call's values (needles, items) may be
     /// asked about: in the request phase only.
     value_facts: bool,
@@ -304,6 +314,9 @@ enum Ask {
     /// Whether the input collection at this path has an item
     /// ([`INPUT_ITEMS`]); as for a needle.
     Items(Vec<String>),
+    /// Whether a comparison holds ([`INPUT_BOUNDS`], by this key); as for
+    /// a needle.
+    Bound(String),
 }
 
 impl Probe {
@@ -520,9 +533,31 @@ impl Specializer {
         // Needles and items are read from a call's values, which the
         // response phase does not look its kept verdicts up by.
         let value_facts = matches!(phase, Phase::Request);
+        // Rules a comparison's bound names, valued once: they read no input.
+        let mut engine = None;
+        let mut constant = |key: &Key| -> Option<Value> {
+            let free = graph.reached([key]).iter().all(|k| {
+                graph.by_key.get(k).is_some_and(|f| {
+                    !f.any_input
+                        && f.inputs.is_empty()
+                        && !f.opaque
+                        && !f.with
+                        && !f.nondeterministic
+                })
+            });
+            if !free {
+                return None;
+            }
+            if engine.is_none() {
+                engine = super::loader::build_engine(files, super::engine::EVAL_TIME_LIMIT).ok();
+            }
+            let path = format!("data.{}.{}", key.0.join("."), key.1);
+            let value = engine.as_mut()?.eval_rule(path).ok()?;
+            matches!(value, Value::Number(_)).then_some(value)
+        };
         Some(Specializer {
-            tool: Plan::new(graph, tool, &roots, value_facts)?,
-            method: Plan::new(graph, method, &roots, value_facts)?,
+            tool: Plan::new(graph, tool, &roots, value_facts, &mut constant)?,
+            method: Plan::new(graph, method, &roots, value_facts, &mut constant)?,
             files: files.to_vec(),
             phase,
             finish,
@@ -840,6 +875,18 @@ impl Plan {
                 Value::from(items.collect::<BTreeMap<_, _>>()),
             );
         }
+        if !self.bounds.is_empty() {
+            let bounds = self.bounds.iter().map(|(key, (comparison, value))| {
+                (
+                    Value::from(key.as_str()),
+                    Value::from(comparison.holds(input, value)),
+                )
+            });
+            known.insert(
+                Value::from(INPUT_BOUNDS),
+                Value::from(bounds.collect::<BTreeMap<_, _>>()),
+            );
+        }
         Value::from(known)
     }
 
@@ -909,7 +956,15 @@ impl Plan {
         let mut engine =
             super::loader::build_engine(sources, super::engine::EVAL_TIME_LIMIT).ok()?;
         let graph = Graph::build(&mut engine, super::engine::ADAPTER_PACKAGE)?;
-        Plan::new(&graph, self.fields, &self.roots, self.value_facts)?.round(sources, known)
+        // Bounds are literals by now (folded rules are written in).
+        Plan::new(
+            &graph,
+            self.fields,
+            &self.roots,
+            self.value_facts,
+            &mut |_| None,
+        )?
+        .round(sources, known)
     }
 
     /// `None` for a policy using `with` anywhere (a rule could be
@@ -919,6 +974,7 @@ impl Plan {
         fields: &'static [&'static str],
         roots: &BTreeSet<Key>,
         value_facts: bool,
+        constant: &mut dyn FnMut(&Key) -> Option<Value>,
     ) -> Option<Plan> {
         if graph.definitions.iter().any(|d| d.facts.with) {
             return None;
@@ -963,6 +1019,7 @@ impl Plan {
         };
         let mut probes = Vec::new();
         let mut defs = Vec::new();
+        let mut bounds = BTreeMap::new();
         for definition in &graph.definitions {
             let extent = graph.extent(&definition.rule)?;
             let (can_die, is_default, stmts) = match definition.rule.as_ref() {
@@ -1061,6 +1118,26 @@ impl Plan {
                         text: String::new(),
                         ask: Ask::Needle(needle),
                     });
+                } else if let Some((key, comparison, value)) = value_facts
+                    .then(|| check.bound(stmts, at, &definition.facts.bound))
+                    .flatten()
+                    .and_then(|c| {
+                        let value = match &c.bound {
+                            Bound::Value(value) => value.clone(),
+                            Bound::Rule(rule) => constant(rule)?,
+                        };
+                        Some((bound_key(&c, &value)?, c, value))
+                    })
+                {
+                    // Holds only if the comparison does.
+                    statement.probe = Some(probes.len());
+                    probes.push(Probe {
+                        label: extent.0.clone(),
+                        package: definition.key.0.clone(),
+                        text: String::new(),
+                        ask: Ask::Bound(key.clone()),
+                    });
+                    bounds.insert(key, (comparison, value));
                 } else if let Some(path) = check.input_items(stmt).filter(|_| value_facts) {
                     // Holds only if the collection has an item.
                     statement.probe = Some(probes.len());
@@ -1110,6 +1187,7 @@ impl Plan {
                     _ => None,
                 })
                 .collect(),
+            bounds,
             value_facts,
             fields,
             foldable,
@@ -1153,6 +1231,9 @@ impl Plan {
                     Ask::Items(path) => {
                         let path = serde_json::to_string(path).ok()?;
                         return known[INPUT_ITEMS][path.as_str()].as_bool().ok().copied();
+                    }
+                    Ask::Bound(key) => {
+                        return known[INPUT_BOUNDS][key.as_str()].as_bool().ok().copied();
                     }
                     _ => {}
                 }
@@ -1409,6 +1490,12 @@ fn argument_strings_rules(graph: &Graph, kinds: &BTreeMap<Key, Kind>) -> BTreeSe
         }
     }
     rules
+}
+
+/// A comparison's key in [`INPUT_BOUNDS`], with its bound's value.
+fn bound_key(comparison: &Comparison, value: &Value) -> Option<String> {
+    let op = format!("{:?}", comparison.op);
+    serde_json::to_string(&(&comparison.path, comparison.number, op, value)).ok()
 }
 
 /// The name of a variable.

@@ -278,11 +278,28 @@ fn a_call_to_echo_runs_none_of_the_hook_write_or_resource_rules() {
     ] {
         assert!(!text.contains(gone), "{gone} is still in the text");
     }
-    // What can still fire for echo stays.
+    // What can still fire for echo stays: the rate limits, for a call that
+    // has reached them.
+    let limited = crate::policy::to_rego(&at_the_limits(call(
+        tool("echo", json!({"readOnlyHint": true})),
+        json!({"message": "hi"}),
+    )))
+    .unwrap();
+    let text = set.specializer().unwrap().text_for(&limited).unwrap();
     assert!(
         text.contains("ratelimit_reason"),
         "the rate limits were left out"
     );
+}
+
+/// `input` having made as many calls as the library's rate limits allow.
+fn at_the_limits(mut input: Value) -> Value {
+    input["rate"] = json!({
+        "principal_tool_last_minute": 30,
+        "principal_tool_last_hour": 300,
+        "principal_last_minute": 120,
+    });
+    input
 }
 
 #[test]
@@ -310,11 +327,12 @@ fn rules_over_argument_keys_a_call_lacks_are_not_run() {
         assert!(!message.contains(gone), "{gone} is still in the text");
     }
     // `allow` and `hide` fold for a trusted read-only tool: the adapter
-    // writes them down instead of looking them up; `deny` it must look up.
-    let input = call(
+    // writes them down instead of looking them up; `deny`, with the rate
+    // limits reached, it must look up.
+    let input = at_the_limits(call(
         tool("echo", json!({"readOnlyHint": true})),
         json!({"message": "hi"}),
-    );
+    ));
     let roots = specializer
         .roots_for(&crate::policy::to_rego(&input).unwrap())
         .unwrap();
@@ -431,10 +449,10 @@ fn folded_rules_are_written_in_where_they_are_read_unless_a_name_is_bound() {
     // written into the rules that read them: each rule compares its counter
     // with a number.
     let set = shipped();
-    let input = call(
+    let input = at_the_limits(call(
         tool("echo", json!({"readOnlyHint": true})),
         json!({"m": "hi"}),
-    );
+    ));
     let text = request_text(&set, &input);
     assert!(text.contains(r#"limit, "echo on server fs"]"#), "{text}");
     for limit in ["n >= 30", "n >= 300", "n >= 120"] {
@@ -1128,4 +1146,78 @@ fn a_url_only_the_firewall_parses_is_held_by_the_engine_built_without_urls() {
     let held = same_every_way(&set, &echo("https:evil.example", parsed.clone()));
     assert!(held.contains("evil.example"), "{held}");
     assert!(request_text(&set, &echo("https:evil.example", parsed)).contains("input.urls"));
+}
+
+#[test]
+fn rate_limits_not_reached_run_no_rule_and_reached_ones_deny() {
+    // Whether each counter has reached its limit is part of the known
+    // part: below every limit, echo's decision is a constant (no engine
+    // runs); at a limit, the rule runs and denies, as the full policy does.
+    let set = shipped();
+    let echo = |minute: u64, hour: u64, all: u64| {
+        let mut input = call(
+            tool("echo", json!({"readOnlyHint": true})),
+            json!({"message": "hi"}),
+        );
+        input["rate"] = json!({
+            "principal_tool_last_minute": minute,
+            "principal_tool_last_hour": hour,
+            "principal_last_minute": all,
+        });
+        input
+    };
+    let rego_of = |v: &Value| crate::policy::to_rego(v).unwrap();
+    let below = echo(3, 3, 3);
+    assert!(same_every_way(&set, &below).contains("Allow"));
+    assert!(set.specializer().unwrap().is_constant_for(&rego_of(&below)));
+    // A count just below a limit still shares the constant; at the limit,
+    // or given as something other than a number, it does not.
+    assert!(same_every_way(&set, &echo(29, 299, 119)).contains("Allow"));
+    for (minute, hour, all, reason) in [
+        (30, 3, 3, "calls to this tool in the last minute"),
+        (3, 300, 3, "calls to this tool in the last hour"),
+        (3, 3, 500, "calls in the last minute"),
+    ] {
+        let verdict = same_every_way(&set, &echo(minute, hour, all));
+        assert!(
+            verdict.contains("Deny") && verdict.contains(reason),
+            "{verdict}"
+        );
+    }
+    let mut text = echo(3, 3, 3);
+    text["rate"]["principal_last_minute"] = json!("many");
+    assert_eq!(
+        same_every_way(&set, &text),
+        outcome(set.evaluate_unspecialized(&text))
+    );
+}
+
+#[test]
+fn a_bound_read_from_input_is_not_taken_for_a_constant() {
+    // `n >= limit` where `limit` reads the input may differ per call: no
+    // comparison fact is made of it, and each call is decided as written.
+    let rego = r#"package mcp.firewall
+        allow := true
+        limit := input.limit
+        fixed := 10
+        deny contains "over" if { n := input.count; n >= limit }
+        deny contains "over ten" if { n := input.count; is_number(n); 10 < n }
+        deny contains "over fixed" if { n := input.count; n > fixed }"#;
+    let set = load(&[("p.rego", rego)]);
+    let with = |count: Value, limit: Value| {
+        let mut input = call(tool("echo", json!({})), json!({"m": 1}));
+        input["count"] = count;
+        input["limit"] = limit;
+        input
+    };
+    for (count, limit, expected) in [
+        (json!(5), json!(100), "Allow"),
+        (json!(5), json!(1), "Deny"),
+        (json!(11), json!(100), "over ten"),
+        (json!(10), json!(100), "Allow"),
+        (json!("x"), json!(100), "over fixed"),
+    ] {
+        let verdict = same_every_way(&set, &with(count.clone(), limit.clone()));
+        assert!(verdict.contains(expected), "{count} {limit}: {verdict}");
+    }
 }
