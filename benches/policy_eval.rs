@@ -222,6 +222,15 @@ fn main() {
         &rates,
         &echo_args,
     );
+    // A URL in the arguments: the egress rules run (and hold the call).
+    percentiles(
+        "the same, a URL in the arguments",
+        &library,
+        &entry,
+        &session,
+        &rates,
+        &json!({"text": "see https://example.org/a?b=c"}),
+    );
     let whole = library.clone().unspecialized();
     percentiles(
         "the same, whole policy (not specialized)",
