@@ -30,7 +30,12 @@
 //!   call none of whose strings holds `AKIA`: which of these *needles* the
 //!   strings hold is part of the known part too ([`ARGUMENT_NEEDLES`],
 //!   requests only), so `echo {"text": "hello"}` runs no secret or URL
-//!   rule and no `walk`;
+//!   rule and no `walk`; so are whether an input collection a statement
+//!   iterates has items (`some url in input.urls`, [`INPUT_ITEMS`]) and
+//!   whether a comparison with a constant holds (`n :=
+//!   input.rate.principal_last_minute; n >= 120`, [`INPUT_BOUNDS`]), so a
+//!   call below its rate limits runs no rate-limit rule. Each such fact can
+//!   only leave a definition out: a `true` leaves it as written;
 //! - rules no kept rule can reach any more are blanked too.
 //!
 //! Where that leaves every decision rule folded or dead, no engine is kept
@@ -60,7 +65,9 @@
 //!   if that definition were absent, which it is for this tool.)
 //! - Bounded: at most [`MAX_ENGINES`] specialized engines; a known part is
 //!   specialized the second time it is seen, so a one-off call (`policy
-//!   eval`, a listing) never pays for a build.
+//!   eval`, a listing) never pays for a build; one tool is keyed on at most
+//!   [`MAX_KEY_SETS`] sets of the facts read from its calls' values
+//!   ([`CALL_FACTS`]), which its caller chooses.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
@@ -278,8 +285,8 @@ struct Plan {
     /// The comparisons probes ask about, by their key in [`INPUT_BOUNDS`],
     /// with the value of their bound.
     bounds: BTreeMap<String, (Comparison, Value)>,
-    /// Whether facts read from a call's values (needles, items) may be
-    /// asked about: in the request phase only.
+    /// Whether facts read from a call's values (needles, items, bounds)
+    /// may be asked about: in the request phase only.
     value_facts: bool,
     roots: BTreeSet<Key>,
     /// Whether any definition has a statement the analysis can judge:
@@ -290,7 +297,7 @@ struct Plan {
 }
 
 /// What says whether one statement can hold: a rule added to the analysis
-/// engine, or a needle looked up in the known part.
+/// engine, or a fact looked up in the known part.
 #[derive(Debug)]
 struct Probe {
     /// The file and package it goes in.
