@@ -355,21 +355,8 @@ fn result_rules_over_argument_values_judge_every_result() {
 /// call to it whose argument holds an AWS key id is still refused.
 #[test]
 fn a_secret_after_plain_calls_to_the_same_tool_is_refused() {
-    let policy = library_copy();
-    let mut fw = Builder::new()
-        .policy_path(policy.path())
-        .keep(policy)
-        .arg("--trust-annotations")
-        .wrap_fixture();
-    fw.initialize();
-    for i in 0..6 {
-        let echoed = fw.call("echo", json!({"text": format!("plain {i}")}));
-        assert_eq!(text(&echoed), format!("plain {i}"), "{echoed}");
-        if i == 1 {
-            // Time for the engine built for echo to be ready.
-            std::thread::sleep(std::time::Duration::from_millis(300));
-        }
-    }
+    let mut fw = library_firewall(library_copy());
+    echo_six_times(&mut fw, "plain");
     let refused = fw.call("echo", json!({"text": "key AKIAABCDEFGHIJKLMNOP"}));
     assert_eq!(refused["result"]["isError"], true, "{refused}");
     assert!(
@@ -390,20 +377,8 @@ fn an_agent_repeating_a_call_meets_the_shipped_rate_limit_its_data_sets() {
         serde_json::from_str(&std::fs::read_to_string(&data_path).unwrap()).unwrap();
     data["mcp_firewall"]["ratelimit"] = json!({"per_tool_per_minute": 6});
     std::fs::write(&data_path, data.to_string()).unwrap();
-    let mut fw = Builder::new()
-        .policy_path(policy.path())
-        .keep(policy)
-        .arg("--trust-annotations")
-        .wrap_fixture();
-    fw.initialize();
-    for i in 0..6 {
-        let echoed = fw.call("echo", json!({"text": format!("call {i}")}));
-        assert_eq!(text(&echoed), format!("call {i}"), "{echoed}");
-        if i == 1 {
-            // Time for the engine built for echo to be ready.
-            std::thread::sleep(std::time::Duration::from_millis(300));
-        }
-    }
+    let mut fw = library_firewall(policy);
+    echo_six_times(&mut fw, "call");
     for made in 6..9 {
         let refused = fw.call("echo", json!({"text": "once more"}));
         assert_eq!(refused["result"]["isError"], true, "{refused}");
@@ -506,4 +481,28 @@ fn library_copy() -> tempfile::TempDir {
         }
     }
     policy
+}
+
+/// The firewall in front of the fixture with the library in `policy`,
+/// trusting the fixture's annotations, initialized.
+fn library_firewall(policy: tempfile::TempDir) -> Firewall {
+    let mut fw = Builder::new()
+        .policy_path(policy.path())
+        .keep(policy)
+        .arg("--trust-annotations")
+        .wrap_fixture();
+    fw.initialize();
+    fw
+}
+
+/// Six allowed calls to `echo` (`"{label} {i}"`), leaving time after the
+/// second for the engine built for echo to be ready.
+fn echo_six_times(fw: &mut Firewall, label: &str) {
+    for i in 0..6 {
+        let echoed = fw.call("echo", json!({"text": format!("{label} {i}")}));
+        assert_eq!(text(&echoed), format!("{label} {i}"), "{echoed}");
+        if i == 1 {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
 }

@@ -19,7 +19,7 @@
 use std::collections::BTreeSet;
 
 use regorus::Value;
-use regorus::unstable::{AssignOp, BoolOp, Expr, Literal, LiteralStmt};
+use regorus::unstable::{AssignOp, BoolOp, Expr, Literal, LiteralStmt, Ref};
 
 use super::rule_graph::{
     Graph, Key, input_field, is_nondeterministic, literal_path, string_literal,
@@ -80,6 +80,29 @@ impl Comparison {
             BoolOp::Gt => got > value,
             BoolOp::Ne => got != value,
         }
+    }
+}
+
+/// The name of a variable.
+pub(super) fn var_name(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Var { span, .. } => Some(span.text()),
+        _ => None,
+    }
+}
+
+/// The arguments of `stmt` when it is a call of `name` alone.
+pub(super) fn call_of<'a>(stmt: &'a LiteralStmt, name: &str) -> Option<&'a [Ref<Expr>]> {
+    let Literal::Expr { expr, .. } = &stmt.literal else {
+        return None;
+    };
+    match expr.as_ref() {
+        Expr::Call { fcn, params, .. }
+            if stmt.with_mods.is_empty() && var_name(fcn) == Some(name) =>
+        {
+            Some(params.as_slice())
+        }
+        _ => None,
     }
 }
 
@@ -150,12 +173,23 @@ impl Closed<'_> {
         if !key.as_ref().is_none_or(|k| binds(k)) || !binds(value) {
             return None;
         }
-        let (root, path) = literal_path(collection);
-        let input = matches!(root, Expr::Var { span, .. } if span.text() == "input")
-            && !self.imported.contains("input");
+        self.input_path(collection)
+    }
+
+    /// The path of `expr` when it is `input.p.q`, a literal path outside
+    /// the known fields and the arguments.
+    fn input_path(&self, expr: &Expr) -> Option<Vec<String>> {
+        let (root, path) = literal_path(expr);
+        let input = var_name(root) == Some("input") && !self.imported.contains("input");
         let path: Vec<String> = path.into_iter().collect::<Option<_>>()?;
         let first = path.first()?;
         (input && first != "arguments" && !self.fields.contains(&first.as_str())).then_some(path)
+    }
+
+    /// The arguments of `stmt` when it is a call of the builtin `name`
+    /// alone (no rule or import of the package by that name).
+    fn builtin_call<'a>(&self, stmt: &'a LiteralStmt, name: &str) -> Option<&'a [Ref<Expr>]> {
+        call_of(stmt, name).filter(|_| !self.is_rule(name) && !self.imported.contains(name))
     }
 
     /// The comparison a definition cannot hold without, when `stmts` at
@@ -185,31 +219,15 @@ impl Closed<'_> {
         else {
             return None;
         };
-        let Expr::Var { span: var, .. } = lhs.as_ref() else {
-            return None;
-        };
+        let var = var_name(lhs)?;
         if self.names(lhs) {
             return None;
         }
-        let (root, path) = literal_path(rhs);
-        let from_input = matches!(root, Expr::Var { span, .. } if span.text() == "input")
-            && !self.imported.contains("input");
-        let path: Vec<String> = path.into_iter().collect::<Option<_>>()?;
-        let first = path.first()?;
-        if !from_input || first == "arguments" || self.fields.contains(&first.as_str()) {
-            return None;
-        }
-        let is_var = |e: &Expr| matches!(e, Expr::Var { span, .. } if span.text() == var.text());
-        let mut next = plain(stmts.get(at + 1)?)?;
-        let mut number = false;
-        if let Expr::Call { fcn, params, .. } = next.as_ref()
-            && matches!(fcn.as_ref(), Expr::Var { span, .. } if span.text() == "is_number")
-            && self.builtin(fcn)
-            && matches!(params.as_slice(), [p] if is_var(p))
-        {
-            number = true;
-            next = plain(stmts.get(at + 2)?)?;
-        }
+        let path = self.input_path(rhs)?;
+        let is_var = |e: &Expr| var_name(e) == Some(var);
+        let guard = stmts.get(at + 1)?;
+        let number = matches!(self.builtin_call(guard, "is_number"), Some([p]) if is_var(p));
+        let next = plain(stmts.get(at + 1 + usize::from(number))?)?;
         let Expr::BoolExpr { op, lhs, rhs, .. } = next.as_ref() else {
             return None;
         };
@@ -265,20 +283,10 @@ impl Closed<'_> {
         if self.names(value) || !strings.contains(&rule) || self.imported.contains(&rule.1) {
             return None;
         }
-        let next = next.filter(|n| n.with_mods.is_empty())?;
-        let Literal::Expr { expr, .. } = &next.literal else {
+        let [text, needle] = self.builtin_call(next?, "contains")? else {
             return None;
         };
-        let Expr::Call { fcn, params, .. } = expr.as_ref() else {
-            return None;
-        };
-        let contains = matches!(fcn.as_ref(), Expr::Var { span, .. } if span.text() == "contains");
-        let [text, needle] = params.as_slice() else {
-            return None;
-        };
-        let searched =
-            matches!(text.as_ref(), Expr::Var { span, .. } if span.text() == item.text());
-        (contains && searched && self.builtin(fcn))
+        (var_name(text) == Some(item.text()))
             .then(|| string_literal(needle))
             .flatten()
     }

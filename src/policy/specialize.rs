@@ -74,10 +74,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use regorus::unstable::{Expr, Literal, LiteralStmt, Ref, Rule, RuleHead};
+use regorus::unstable::{Expr, Literal, Rule, RuleHead};
 use regorus::{Engine, Value};
 
-use super::closed::{ArgumentKey, Bound, Closed, Comparison};
+use super::closed::{ArgumentKey, Bound, Closed, Comparison, call_of, var_name};
 use super::loader::SourceFile;
 use super::rule_graph::{Graph, Key, RESULT_FINDINGS, literal_path, rewrite, rewrite_with};
 
@@ -327,6 +327,16 @@ enum Ask {
 }
 
 impl Probe {
+    /// A probe answered from the known part's facts (no rule is added).
+    fn fact(label: &str, package: &[String], ask: Ask) -> Probe {
+        Probe {
+            label: label.to_string(),
+            package: package.to_vec(),
+            text: String::new(),
+            ask,
+        }
+    }
+
     /// Whether only its `false` is an answer (`true` leaves what the
     /// statement says, and whether it raises an error, open).
     fn partial(&self) -> bool {
@@ -1026,7 +1036,8 @@ impl Plan {
         };
         let mut probes = Vec::new();
         let mut defs = Vec::new();
-        let mut bounds = BTreeMap::new();
+        let (mut needles, mut items, mut bounds) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeMap::new());
         for definition in &graph.definitions {
             let extent = graph.extent(&definition.rule)?;
             let (can_die, is_default, stmts) = match definition.rule.as_ref() {
@@ -1119,12 +1130,12 @@ impl Plan {
                     // With the statement after it, holds only if some
                     // string of the arguments contains the needle.
                     statement.probe = Some(probes.len());
-                    probes.push(Probe {
-                        label: extent.0.clone(),
-                        package: definition.key.0.clone(),
-                        text: String::new(),
-                        ask: Ask::Needle(needle),
-                    });
+                    probes.push(Probe::fact(
+                        &extent.0,
+                        &definition.key.0,
+                        Ask::Needle(needle.clone()),
+                    ));
+                    needles.insert(needle);
                 } else if let Some((key, comparison, value)) = value_facts
                     .then(|| check.bound(stmts, at, &definition.facts.bound))
                     .flatten()
@@ -1138,22 +1149,21 @@ impl Plan {
                 {
                     // Holds only if the comparison does.
                     statement.probe = Some(probes.len());
-                    probes.push(Probe {
-                        label: extent.0.clone(),
-                        package: definition.key.0.clone(),
-                        text: String::new(),
-                        ask: Ask::Bound(key.clone()),
-                    });
+                    probes.push(Probe::fact(
+                        &extent.0,
+                        &definition.key.0,
+                        Ask::Bound(key.clone()),
+                    ));
                     bounds.insert(key, (comparison, value));
                 } else if let Some(path) = check.input_items(stmt).filter(|_| value_facts) {
                     // Holds only if the collection has an item.
                     statement.probe = Some(probes.len());
-                    probes.push(Probe {
-                        label: extent.0.clone(),
-                        package: definition.key.0.clone(),
-                        text: String::new(),
-                        ask: Ask::Items(path),
-                    });
+                    probes.push(Probe::fact(
+                        &extent.0,
+                        &definition.key.0,
+                        Ask::Items(path.clone()),
+                    ));
+                    items.insert(path);
                 }
                 let judged = statement.probe.is_some()
                     || !statement.refs.is_empty()
@@ -1180,20 +1190,8 @@ impl Plan {
             same_as: same_definitions(graph, &kinds),
             useful,
             keyed: probes.iter().any(|p| p.ask == Ask::ArgumentKey),
-            needles: probes
-                .iter()
-                .filter_map(|p| match &p.ask {
-                    Ask::Needle(needle) => Some(needle.clone()),
-                    _ => None,
-                })
-                .collect(),
-            items: probes
-                .iter()
-                .filter_map(|p| match &p.ask {
-                    Ask::Items(path) => Some(path.clone()),
-                    _ => None,
-                })
-                .collect(),
+            needles,
+            items,
             bounds,
             value_facts,
             fields,
@@ -1503,29 +1501,6 @@ fn argument_strings_rules(graph: &Graph, kinds: &BTreeMap<Key, Kind>) -> BTreeSe
 fn bound_key(comparison: &Comparison, value: &Value) -> Option<String> {
     let op = format!("{:?}", comparison.op);
     serde_json::to_string(&(&comparison.path, comparison.number, op, value)).ok()
-}
-
-/// The name of a variable.
-fn var_name(expr: &Expr) -> Option<&str> {
-    match expr {
-        Expr::Var { span, .. } => Some(span.text()),
-        _ => None,
-    }
-}
-
-/// The arguments of `stmt` when it is a call of `name` alone.
-fn call_of<'a>(stmt: &'a LiteralStmt, name: &str) -> Option<&'a [Ref<Expr>]> {
-    let Literal::Expr { expr, .. } = &stmt.literal else {
-        return None;
-    };
-    match expr.as_ref() {
-        Expr::Call { fcn, params, .. }
-            if stmt.with_mods.is_empty() && var_name(fcn) == Some(name) =>
-        {
-            Some(params.as_slice())
-        }
-        _ => None,
-    }
 }
 
 /// For each of `needles`, whether some string in `arguments` contains it:
