@@ -17,7 +17,8 @@
 //! Knobs: `BENCH_SECONDS` per level (default 3), `BENCH_POLICY=allow-all`,
 //! `BENCH_MAX_CLIENTS` (default 64), `BENCH_FSYNC` (`never`, the default, or
 //! `always`), `BENCH_LEVELS` (e.g. `32,64`: exactly these levels, no knee
-//! search).
+//! search), `BENCH_SHARED=1` (`--shared`: one fixture process serves every
+//! session, instead of one per session).
 //!
 //! Run: `cargo bench --bench http_throughput` after `cargo build --release --bins`.
 
@@ -109,11 +110,17 @@ fn main() {
     let stdio_rss = proc_status_kb(stdio.pid(), "VmRSS").unwrap_or(0);
     drop(stdio);
 
+    let shared = std::env::var("BENCH_SHARED").is_ok_and(|v| v == "1");
+    let listen: &[&str] = if shared {
+        &["--listen", "127.0.0.1:0", "--shared"]
+    } else {
+        &["--listen", "127.0.0.1:0"]
+    };
     let server = HttpFirewall::start(firewall_cmd(
         &policy,
         &work.path().join("http.jsonl"),
         &fsync,
-        &["--listen", "127.0.0.1:0"],
+        listen,
     ));
     std::thread::sleep(Duration::from_secs(1));
     let http_idle = proc_status_kb(server.pid(), "VmRSS").unwrap_or(0);
@@ -122,8 +129,13 @@ fn main() {
         stdio_rss as f64 / 1024.0,
         http_idle as f64 / 1024.0
     );
+    let upstreams = if shared {
+        "one shared fixture process"
+    } else {
+        "a fixture process per session"
+    };
     println!(
-        "Streamable HTTP, {policy_name}, audit fsync {fsync}; {secs} s per level after {} ms warm-up; sequential tools/call echo per client",
+        "Streamable HTTP, {policy_name}, audit fsync {fsync}, {upstreams}; {secs} s per level after {} ms warm-up; sequential tools/call echo per client",
         LOAD_WARMUP.as_millis()
     );
     println!(

@@ -10,6 +10,8 @@ steadier than latency on a shared machine: compare builds with it.
   scripts/cpu_per_call.py --policy policies [--bin-dir target/release] [--calls 3000]
                           [--text-bytes N]   (echo N bytes: a big argument and result)
                           [--instructions]   (instructions per call under callgrind)
+                          [--http]           (Streamable HTTP on one keep-alive
+                                              connection, SSE answers, instead of stdio)
 
 `--instructions` runs the firewall under valgrind's callgrind twice, with
 the warm-up calls alone and with the warm-up and `--calls` more (use a few
@@ -23,6 +25,7 @@ with data.json changed as benches/common/mod.rs `library_policy` does), or
 the calls after the 30th are refusals.
 """
 import argparse
+import http.client
 import json
 import os
 import re
@@ -30,7 +33,58 @@ import subprocess
 import tempfile
 import time
 
-from bench_support import firewall_cpu
+from bench_support import firewall_cpu, start_http
+
+
+class Stdio:
+    """The firewall as a client's stdio server."""
+
+    def __init__(self, cmd):
+        # Buffered pipes, flushed after each request: an unbuffered `readline`
+        # reads one byte per system call (a 50 KB answer took ~25 ms to read).
+        self.fw = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL)
+
+    def rpc(self, message):
+        self.fw.stdin.write((json.dumps(message) + "\n").encode())
+        self.fw.stdin.flush()
+        if "id" in message:
+            return json.loads(self.fw.stdout.readline())
+
+    def close(self):
+        self.fw.stdin.close()
+        self.fw.wait()
+
+
+class Http:
+    """The firewall listening for Streamable HTTP; one keep-alive
+    connection, accepting SSE answers as SDK clients do."""
+
+    def __init__(self, cmd):
+        self.fw, url = start_http(cmd)
+        assert url, "the firewall did not listen"
+        host, port = url.split("//")[1].split("/")[0].split(":")
+        self.conn = http.client.HTTPConnection(host, int(port))
+        self.headers = {"Content-Type": "application/json",
+                        "Accept": "application/json, text/event-stream"}
+
+    def rpc(self, message):
+        self.conn.request("POST", "/mcp", json.dumps(message), self.headers)
+        response = self.conn.getresponse()
+        body = response.read()
+        if "mcp-session-id" in response.headers:
+            self.headers["Mcp-Session-Id"] = response.headers["mcp-session-id"]
+        if "id" not in message:
+            return None
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            data = [line[5:] for line in body.split(b"\n") if line.startswith(b"data:")]
+            return json.loads(data[-1])
+        return json.loads(body)
+
+    def close(self):
+        self.conn.close()
+        self.fw.terminate()
+        self.fw.wait()
 
 
 def session(args, calls, callgrind=False):
@@ -39,6 +93,7 @@ def session(args, calls, callgrind=False):
     audit = os.path.join(tempfile.mkdtemp(), "audit.jsonl")
     cmd = [
         os.path.join(args.bin_dir, "mcp-firewall"), "run", "--policy", args.policy,
+        *(["--listen", "127.0.0.1:0"] if args.http else []),
         "--audit-log", audit, "--audit-fsync", args.fsync, "--trust-annotations",
         "--", os.path.join(args.bin_dir, "mcp-firewall-fixture"),
     ]
@@ -46,17 +101,8 @@ def session(args, calls, callgrind=False):
     if callgrind:
         cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
                f"--log-file={valgrind_log}", *cmd]
-    # Buffered pipes, flushed after each request: an unbuffered `readline`
-    # reads one byte per system call (a 50 KB answer took ~25 ms to read).
-    fw = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL)
-
-    def rpc(message):
-        fw.stdin.write((json.dumps(message) + "\n").encode())
-        fw.stdin.flush()
-        if "id" in message:
-            return json.loads(fw.stdout.readline())
-
+    client = (Http if args.http else Stdio)(cmd)
+    rpc, fw = client.rpc, client.fw
     rpc({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
         "clientInfo": {"name": "cpu_per_call", "version": "1"}}})
@@ -79,8 +125,7 @@ def session(args, calls, callgrind=False):
         call(1000 + i)
         latencies.append(time.perf_counter() - started)
     cpu = firewall_cpu(fw.pid) - before
-    fw.stdin.close()
-    fw.wait()
+    client.close()
     instructions = None
     if callgrind:
         with open(valgrind_log) as log:
@@ -97,6 +142,7 @@ def main():
     ap.add_argument("--fsync", default="never")
     ap.add_argument("--text-bytes", type=int, default=5)
     ap.add_argument("--instructions", action="store_true")
+    ap.add_argument("--http", action="store_true")
     args = ap.parse_args()
     if args.instructions:
         _, _, warm_up = session(args, 0, callgrind=True)

@@ -138,6 +138,23 @@ impl Drop for Slot {
     }
 }
 
+/// Where the proxy's messages for the client go.
+pub enum ClientSink {
+    /// A queue the transport's writer drains (stdio).
+    Queue(mpsc::Sender<Value>),
+    /// Handed on at once, on the task that sends, never waiting (HTTP: a
+    /// message is routed straight to the exchange or stream it belongs
+    /// to). No task sits between the proxy and the client's connection,
+    /// so an answer wakes one task, not two.
+    Direct(Box<dyn Fn(Value) + Send + Sync>),
+}
+
+impl From<mpsc::Sender<Value>> for ClientSink {
+    fn from(queue: mpsc::Sender<Value>) -> ClientSink {
+        ClientSink::Queue(queue)
+    }
+}
+
 /// The firewall for one client session.
 pub struct Proxy {
     upstreams: Vec<Arc<Upstream>>,
@@ -148,7 +165,7 @@ pub struct Proxy {
     catalogue: RwLock<Catalogue>,
     fetching: catalogue::Fetching,
     schemas: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
-    client: mpsc::Sender<Value>,
+    client: ClientSink,
     initialized: AtomicBool,
     /// `true` while an `initialize` is being worked on. Requests that come
     /// behind it (a client may pipeline them) wait for it to settle instead
@@ -194,7 +211,7 @@ impl Proxy {
     pub fn start(
         shared: Arc<Shared>,
         session: Session,
-        client: mpsc::Sender<Value>,
+        client: impl Into<ClientSink>,
     ) -> Result<(Arc<Proxy>, mpsc::Receiver<UpstreamEvent>), UpstreamError> {
         let (events_tx, events_rx) = mpsc::channel(CLIENT_QUEUE);
         let config = &shared.config;
@@ -224,7 +241,7 @@ impl Proxy {
             catalogue: RwLock::new(Catalogue::default()),
             fetching: catalogue::Fetching::default(),
             schemas: Mutex::new(HashMap::new()),
-            client,
+            client: client.into(),
             initialized: AtomicBool::new(false),
             initializing: tokio::sync::watch::Sender::new(false),
             inflight: Mutex::new(HashMap::new()),
@@ -428,7 +445,12 @@ impl Proxy {
     /// Queue a message for the client. If the client is gone there is no one
     /// to tell, so the message is dropped.
     pub(crate) async fn send(&self, message: Value) {
-        let _ = self.client.send(message).await;
+        match &self.client {
+            ClientSink::Queue(queue) => {
+                let _ = queue.send(message).await;
+            }
+            ClientSink::Direct(deliver) => deliver(message),
+        }
     }
 
     /// A decided method refused before the decision step (malformed params,

@@ -13,6 +13,8 @@
 //! - A cap on open connections below the open-file limit: beyond it a new
 //!   connection is answered `503` and closed at once, so idle connections
 //!   can never use up the descriptors legitimate clients need.
+//! - A connection that wakes itself is polled again at once rather than
+//!   handed back to the runtime ([`Repoll`]).
 //! - Graceful shutdown that waits at most a bounded time for open
 //!   connections (an SSE stream may stay open for ever).
 
@@ -28,6 +30,8 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::own_wakes::Repoll;
 
 /// Default deadline for a request's headers (and for the idle time between
 /// requests on a keep-alive connection).
@@ -187,7 +191,7 @@ async fn connection(
     builder.http2().timer(TokioTimer::new());
     let service = TowerToHyperService::new(router);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
+    if let Err(e) = Repoll::new(watcher.watch(conn.into_owned())).await {
         tracing::debug!("connection ended: {e}");
     }
 }

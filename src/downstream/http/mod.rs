@@ -29,6 +29,7 @@ pub mod health;
 pub mod legacy_sse;
 pub mod oauth;
 pub mod origin;
+mod own_wakes;
 pub mod session;
 pub mod stateless;
 pub mod streamable;

@@ -20,7 +20,7 @@
 //! blocks the proxy, and a full queue closes the session (logged).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -28,7 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::jsonrpc::Message;
 use crate::proxy::session::Session;
-use crate::proxy::{CLIENT_QUEUE, Proxy, Shared};
+use crate::proxy::{ClientSink, Proxy, Shared};
 use crate::scope::Scope;
 use crate::upstream::UpstreamError;
 
@@ -146,8 +146,21 @@ impl HttpSession {
         let id = session.id.clone();
         let principal = session.principal.id.clone();
         let scope = Scope::new();
-        let (client_tx, client_rx) = mpsc::channel(CLIENT_QUEUE);
-        let (proxy, events) = match scope.enter(|| Proxy::start(shared, session, client_tx)) {
+        // The proxy hands its messages for the client straight to this
+        // session's routes, on the task that sends them. It holds the
+        // session weakly (the session holds the proxy), and the session is
+        // made after the proxy, so the link is set just below.
+        let this: Arc<OnceLock<Weak<HttpSession>>> = Arc::default();
+        let sink = {
+            let this = this.clone();
+            ClientSink::Direct(Box::new(move |message| {
+                match this.get().and_then(Weak::upgrade) {
+                    Some(session) => session.outgoing(message),
+                    None => tracing::debug!("no HTTP session to take a message: {message}"),
+                }
+            }))
+        };
+        let (proxy, events) = match scope.enter(|| Proxy::start(shared, session, sink)) {
             Ok(started) => started,
             Err(e) => {
                 scope.close();
@@ -165,8 +178,8 @@ impl HttpSession {
             last_seen: Mutex::new(Instant::now()),
             slot: Mutex::new(Some(slot)),
         });
+        let _ = this.set(Arc::downgrade(&session));
         scope.spawn(proxy.run_events(events));
-        scope.spawn(route_outgoing(session.clone(), client_rx));
         tracing::info!(session = %session.id, principal = %session.principal, transport = transport.label(), "HTTP session started");
         Ok(session)
     }
@@ -258,6 +271,16 @@ impl HttpSession {
             // A cancelled request gets no response: stop waiting for one.
             self.forget(&id.to_string());
         }
+        if let Message::Request { .. } = message {
+            // A request only takes a slot and starts its own task: done
+            // here, on the connection's task. A task of its own for that
+            // put the request's task behind this one's wake-up and woke
+            // the other worker to run it (docs/performance.md).
+            self.scope.run(self.proxy.handle_message(message)).await;
+            return;
+        }
+        // Anything else may wait on an upstream: on its own task, so a
+        // client that drops its connection does not cut it short.
         let proxy = self.proxy.clone();
         let task = self
             .scope
@@ -397,27 +420,29 @@ fn push(sink: &mpsc::Sender<Value>, message: Value) -> Result<(), String> {
     }
 }
 
-/// Drain the proxy's queue into the session's streams until the proxy is
-/// gone or the session is closed.
-async fn route_outgoing(session: Arc<HttpSession>, mut rx: mpsc::Receiver<Value>) {
-    while let Some(message) = rx.recv().await {
+impl HttpSession {
+    /// One message of the proxy's for the client, into the session's
+    /// streams (see [`Routes::route`]). A closed session takes no more.
+    fn outgoing(&self, message: Value) {
+        if self.is_closed() {
+            return;
+        }
         if message.get("method").is_some()
             && let Some(id) = message.get("id")
-            && session.is_stateless()
+            && self.is_stateless()
         {
-            refuse_server_request(&session, id, &message);
-            continue;
+            refuse_server_request(self, id, &message);
+            return;
         }
-        if let Err(why) = session.deliver(message) {
-            if session.is_stateless() {
+        if let Err(why) = self.deliver(message) {
+            if self.is_stateless() {
                 // A bridge is shared: one client that stops reading loses
                 // its own messages, not everyone's bridge.
-                tracing::warn!(session = %session.id, "stateless bridge: dropped a message: {why}");
-                continue;
+                tracing::warn!(session = %self.id, "stateless bridge: dropped a message: {why}");
+                return;
             }
-            tracing::warn!(session = %session.id, "{why}");
-            session.close(&why);
-            break;
+            tracing::warn!(session = %self.id, "{why}");
+            self.close(&why);
         }
     }
 }
@@ -439,7 +464,7 @@ fn refuse_server_request(session: &HttpSession, id: &Value, message: &Value) {
             ),
         )),
     };
-    // On its own task: the proxy may queue messages for this very loop.
+    // On its own task: the proxy is sending this very message now.
     let proxy = session.proxy.clone();
     session
         .scope
