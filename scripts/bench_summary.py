@@ -81,6 +81,12 @@ def main():
                  fmt(rate64, "calls/s"), ">= 10,000", rate64 is not None and rate64 >= 10000))
     rows.append(("  the same, p99", fmt(p99_64 / 1000 if p99_64 else None, "ms"), "<= 5 ms",
                  p99_64 is not None and p99_64 <= 5000))
+    shared64 = read(out, "throughput64-shared.log")
+    shared_rate = num(r"^\s+64\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", shared64)
+    shared_p99 = num(r"^\s+64\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", shared64, 3)
+    if shared_rate is not None:
+        rows.append(("  the same with --shared (one fixture process): calls/s, p99",
+                     f"{shared_rate:,.0f} calls/s, {shared_p99 / 1000:.1f} ms", "(no target)", None))
 
     for level in (1, 8, 64):
         m = re.search(rf"^{level}\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+),\s+(\S+)$", peers, re.M)
