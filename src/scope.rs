@@ -74,19 +74,6 @@ impl Scope {
         })
     }
 
-    /// Run `work` on the calling task as if it were one of this scope's:
-    /// the scope is its current one (what it spawns is the scope's), and it
-    /// is dropped at its next await once the scope closes (`None`).
-    pub async fn run<T>(&self, work: impl Future<Output = T>) -> Option<T> {
-        let work = async {
-            tokio::select! {
-                out = work => Some(out),
-                _ = self.closed() => None,
-            }
-        };
-        CURRENT.scope(self.clone(), work).await
-    }
-
     /// Spawn `task` into this scope without dropping it at close: it must
     /// end by itself once [`Scope::is_closed`] (see [`cancelled`]).
     pub fn spawn_lingering<F>(&self, task: F) -> JoinHandle<()>
