@@ -1126,44 +1126,38 @@ impl Plan {
                             ask: Ask::ArgumentKey,
                         });
                     }
-                } else if let Some(needle) = check.needle(stmt, stmts.get(at + 1), &strings) {
-                    // With the statement after it, holds only if some
-                    // string of the arguments contains the needle.
-                    statement.probe = Some(probes.len());
-                    probes.push(Probe::fact(
-                        &extent.0,
-                        &definition.key.0,
-                        Ask::Needle(needle.clone()),
-                    ));
-                    needles.insert(needle);
-                } else if let Some((key, comparison, value)) = value_facts
-                    .then(|| check.bound(stmts, at, &definition.facts.bound))
-                    .flatten()
-                    .and_then(|c| {
-                        let value = match &c.bound {
-                            Bound::Value(value) => value.clone(),
-                            Bound::Rule(rule) => constant(rule)?,
-                        };
-                        Some((bound_key(&c, &value)?, c, value))
-                    })
-                {
-                    // Holds only if the comparison does.
-                    statement.probe = Some(probes.len());
-                    probes.push(Probe::fact(
-                        &extent.0,
-                        &definition.key.0,
-                        Ask::Bound(key.clone()),
-                    ));
-                    bounds.insert(key, (comparison, value));
-                } else if let Some(path) = check.input_items(stmt).filter(|_| value_facts) {
-                    // Holds only if the collection has an item.
-                    statement.probe = Some(probes.len());
-                    probes.push(Probe::fact(
-                        &extent.0,
-                        &definition.key.0,
-                        Ask::Items(path.clone()),
-                    ));
-                    items.insert(path);
+                } else {
+                    let fact = if let Some(needle) = check.needle(stmt, stmts.get(at + 1), &strings)
+                    {
+                        // With the statement after it, holds only if some
+                        // string of the arguments contains the needle.
+                        needles.insert(needle.clone());
+                        Some(Ask::Needle(needle))
+                    } else if let Some((key, comparison, value)) = value_facts
+                        .then(|| check.bound(stmts, at, &definition.facts.bound))
+                        .flatten()
+                        .and_then(|c| {
+                            let value = match &c.bound {
+                                Bound::Value(value) => value.clone(),
+                                Bound::Rule(rule) => constant(rule)?,
+                            };
+                            Some((bound_key(&c, &value)?, c, value))
+                        })
+                    {
+                        // Holds only if the comparison does.
+                        bounds.insert(key.clone(), (comparison, value));
+                        Some(Ask::Bound(key))
+                    } else if let Some(path) = check.input_items(stmt).filter(|_| value_facts) {
+                        // Holds only if the collection has an item.
+                        items.insert(path.clone());
+                        Some(Ask::Items(path))
+                    } else {
+                        None
+                    };
+                    if let Some(ask) = fact {
+                        statement.probe = Some(probes.len());
+                        probes.push(Probe::fact(&extent.0, &definition.key.0, ask));
+                    }
                 }
                 let judged = statement.probe.is_some()
                     || !statement.refs.is_empty()

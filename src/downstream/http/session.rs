@@ -334,6 +334,31 @@ impl HttpSession {
         *self.last_seen.lock().expect("last_seen lock") = Instant::now();
     }
 
+    /// One message of the proxy's for the client, into the session's
+    /// streams (see [`Routes::route`]). A closed session takes no more.
+    fn outgoing(&self, message: Value) {
+        if self.is_closed() {
+            return;
+        }
+        if message.get("method").is_some()
+            && let Some(id) = message.get("id")
+            && self.is_stateless()
+        {
+            refuse_server_request(self, id, &message);
+            return;
+        }
+        if let Err(why) = self.deliver(message) {
+            if self.is_stateless() {
+                // A bridge is shared: one client that stops reading loses
+                // its own messages, not everyone's bridge.
+                tracing::warn!(session = %self.id, "stateless bridge: dropped a message: {why}");
+                return;
+            }
+            tracing::warn!(session = %self.id, "{why}");
+            self.close(&why);
+        }
+    }
+
     fn deliver(&self, message: Value) -> Result<(), String> {
         self.routes.lock().expect("routes lock").route(message)
     }
@@ -413,33 +438,6 @@ fn push(sink: &mpsc::Sender<Value>, message: Value) -> Result<(), String> {
         Err(mpsc::error::TrySendError::Full(_)) => Err(format!(
             "the client is not reading: {STREAM_QUEUE} messages queued on one stream"
         )),
-    }
-}
-
-impl HttpSession {
-    /// One message of the proxy's for the client, into the session's
-    /// streams (see [`Routes::route`]). A closed session takes no more.
-    fn outgoing(&self, message: Value) {
-        if self.is_closed() {
-            return;
-        }
-        if message.get("method").is_some()
-            && let Some(id) = message.get("id")
-            && self.is_stateless()
-        {
-            refuse_server_request(self, id, &message);
-            return;
-        }
-        if let Err(why) = self.deliver(message) {
-            if self.is_stateless() {
-                // A bridge is shared: one client that stops reading loses
-                // its own messages, not everyone's bridge.
-                tracing::warn!(session = %self.id, "stateless bridge: dropped a message: {why}");
-                return;
-            }
-            tracing::warn!(session = %self.id, "{why}");
-            self.close(&why);
-        }
     }
 }
 
