@@ -70,6 +70,38 @@ fn a_call_that_is_never_answered_times_out_is_cancelled_and_recorded() {
     assert!(got.contains("notifications/cancelled"), "{got}");
 }
 
+/// A forwarded call still in flight when its session ends is recorded as
+/// `abandoned`, with the session's reason, before `session.ended`, which
+/// carries the reason too. Here the client closes stdin while the upstream
+/// never answers. Before, the call had a decision and no outcome on the
+/// log: nothing said it never finished.
+#[test]
+fn a_call_cut_off_by_the_end_of_its_session_is_recorded_as_abandoned() {
+    let mut fw = start(&[], &[]);
+    fw.send_request("tools/call", json!({"name": "hang", "arguments": {}}));
+    let decided = fw.wait_audit("the hanging call's decision", |r| {
+        r["event"] == "call.decided" && r["target"] == "hang"
+    });
+    fw.close_stdin();
+    wait_exit(&mut fw.child);
+    let records = fw.audit_records();
+    let position = |event: &str| {
+        records
+            .iter()
+            .position(|r| {
+                r["event"] == event
+                    && (event != "call.completed" || r["decision_id"] == decided["decision_id"])
+            })
+            .unwrap_or_else(|| panic!("no {event} record: {records:#?}"))
+    };
+    let (done, ended) = (position("call.completed"), position("session.ended"));
+    assert_eq!(records[done]["outcome"], "abandoned", "{}", records[done]);
+    assert_eq!(records[done]["detail"], "the client closed stdin");
+    assert_eq!(records[ended]["reason"], "the client closed stdin");
+    assert!(done < ended, "{records:#?}");
+    assert_chain_verifies(&fw.audit_path);
+}
+
 #[test]
 fn an_oversized_or_invalid_answer_fails_its_call_at_once() {
     // The deadline is long: these must fail on the bad answer, not on it.

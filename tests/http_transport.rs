@@ -1818,3 +1818,73 @@ async fn the_wrap_forms_shared_flag_starts_one_process_for_all_sessions() {
     }
     assert_eq!(server.children(), 1);
 }
+
+/// The firewall's peak resident memory (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// Issue 11: a client that stops reading while its upstream floods it
+/// loses its session, not the firewall's memory. The upstream answers one
+/// call with 100,000 notifications of 1 KiB (~110 MB of JSON) on the call's
+/// event stream, which the client never reads. The stream's queue fills,
+/// the session is closed and its upstream stopped and reaped, the call is
+/// recorded as `abandoned` with the reason, and another principal's session
+/// goes on working. Before, the cut-off call had a decision and no outcome
+/// on the log, and `session.ended` did not say why.
+#[tokio::test]
+async fn a_client_that_stops_reading_loses_its_session_not_the_firewalls_memory() {
+    let hostile = repo_path("fixtures/hostile-upstream/upstream.py");
+    let config = format!(
+        "[[upstream]]\nname = \"loud\"\ncommand = \"python3\"\nargs = [\"{}\"]\n\n\
+         [http]\ntokens = [{{ principal = \"alice\", sha256 = \"{}\" }}, \
+         {{ principal = \"bob\", env = \"BOB_TOKEN\" }}]\n",
+        hostile.display(),
+        hex_sha256(ALICE_TOKEN),
+    );
+    let server = start(with_config(&config).rego(ALLOW_ALL));
+    let stalled = Raw::open(&server, Some(ALICE_TOKEN)).await;
+    let reader = Raw::open(&server, Some(BOB_TOKEN)).await;
+    server.wait_children(2);
+    let before = peak_rss_kib(server.child.id());
+
+    let flood = json!({"name": "loud__notify", "arguments": {"count": 100_000, "bytes": 1024}});
+    let unread = stalled.post(&rpc(2, "tools/call", flood)).await;
+    assert_eq!(unread.status(), StatusCode::OK);
+    // Its body is never read; the session goes, with its upstream.
+    server.wait_children(1);
+    let done = server.wait_audit("the flooded call's outcome", |r| {
+        r["event"] == "call.completed" && r["outcome"] == "abandoned"
+    });
+    let why = done["detail"].as_str().unwrap_or_default();
+    assert!(why.contains("the client is not reading"), "{done}");
+    let ended = server.wait_audit("the end of the stalled session", |r| {
+        r["event"] == "session.ended" && r["principal"]["id"] == "alice"
+    });
+    assert_eq!(ended["reason"], why, "{ended}");
+    let gone = stalled.post(&rpc(3, "tools/list", json!({}))).await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    drop(unread);
+
+    let call = rpc(
+        4,
+        "tools/call",
+        json!({"name": "loud__echo", "arguments": {"still": "here"}}),
+    );
+    let answer = Events::new(reader.post(&call).await).next().await.unwrap();
+    assert_eq!(
+        answer["result"]["structuredContent"]["still"], "here",
+        "{answer}"
+    );
+    let grew = peak_rss_kib(server.child.id()).saturating_sub(before);
+    assert!(
+        grew < 48 * 1024,
+        "the firewall's peak memory grew by {} MiB under the flood",
+        grew / 1024
+    );
+}

@@ -298,6 +298,11 @@ async fn serve_stdio_session(shared: Arc<Shared>, session: Session) -> anyhow::R
         _ = reader => true,
         _ = shutdown_signal() => false,
     };
+    proxy.end(if stdin_closed {
+        "the client closed stdin"
+    } else {
+        "the firewall is shutting down"
+    });
     drop(proxy);
     if stdin_closed {
         // A client may write its requests and close stdin at once: calls

@@ -186,6 +186,9 @@ pub struct Proxy {
     /// (upstream, exposed name, decision id). A server-to-client request
     /// names the one in flight to its upstream as its likely cause.
     forwarding: Mutex<HashMap<u64, (String, String, String)>>,
+    /// Why the session is ending ([`Proxy::end`]): the outcome of calls cut
+    /// off by its close, and the reason in its `session.ended` record.
+    ending: std::sync::OnceLock<String>,
     /// Tools first pinned by this session's listings: `(upstream identity,
     /// tool)`, whose pin status is `new`.
     new_tools: Mutex<std::collections::HashSet<(String, String)>>,
@@ -250,6 +253,7 @@ impl Proxy {
             relayed: Mutex::new(HashMap::new()),
             relay_seq: AtomicU64::new(1),
             forwarding: Mutex::new(HashMap::new()),
+            ending: std::sync::OnceLock::new(),
             new_tools: Mutex::new(std::collections::HashSet::new()),
             tool_findings: Mutex::new(HashMap::new()),
             renamed: Mutex::new(HashMap::new()),
@@ -508,6 +512,15 @@ impl Proxy {
         }
     }
 
+    /// Say why the session is ending, before its scope closes (the client
+    /// stopped reading, DELETE, idle expiry, stdin closed, a signal). Calls
+    /// still forwarded when the scope closes are recorded as `abandoned`
+    /// with this reason, and the `session.ended` record carries it. The
+    /// first reason given stays.
+    pub fn end(&self, why: &str) {
+        let _ = self.ending.set(why.to_string());
+    }
+
     /// The call in flight to `server` when there is exactly one: the likely
     /// cause of a request that server sends the client.
     fn likely_cause(&self, server: &str) -> Value {
@@ -559,11 +572,14 @@ impl Drop for Proxy {
             return;
         }
         crate::metrics::metrics().session(self.session.transport, false);
-        let record = serde_json::json!({
+        let mut record = serde_json::json!({
             "session_id": self.session.id,
             "principal": {"id": self.session.principal.id, "source": self.session.principal.source},
             "transport": self.session.transport,
         });
+        if let Some(why) = self.ending.get() {
+            record["reason"] = why.as_str().into();
+        }
         if let Err(e) = self.shared.audit.append("session.ended", record) {
             tracing::error!("audit write failed for the end of a session: {e}");
         }

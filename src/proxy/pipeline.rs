@@ -341,6 +341,19 @@ impl Proxy {
             }
             Forwarded::Failed(e) => ("upstream_failed", json!(e.to_string())),
         };
+        self.record_completion(decision_id, started, label, detail, inspection)
+    }
+
+    /// The `call.completed` record of a forwarded call: `outcome` is its
+    /// label (`ok`, `timeout`, `abandoned`, ...), `detail` what explains it.
+    pub(super) fn record_completion(
+        &self,
+        decision_id: &str,
+        started: Instant,
+        label: &str,
+        detail: Value,
+        inspection: Option<Value>,
+    ) -> Result<(), crate::audit::AuditError> {
         let mut record = json!({
             "decision_id": decision_id,
             "session_id": self.session.id,

@@ -106,6 +106,10 @@ pub struct Registry {
     /// A session with nothing in flight, no stream open and no request for
     /// this long is closed (`[http] session_idle_timeout_seconds`).
     idle_timeout: Duration,
+    /// Woken by a session that closes itself (a client that stopped
+    /// reading, the legacy stream ending), so the sweeper lets go of it at
+    /// once: its proxy goes, and with it the `session.ended` record.
+    closed: Arc<tokio::sync::Notify>,
 }
 
 impl Registry {
@@ -117,6 +121,7 @@ impl Registry {
             slots: Arc::new(Semaphore::new(max)),
             per_principal,
             idle_timeout,
+            closed: Arc::default(),
         }
     }
 
@@ -249,7 +254,8 @@ impl App {
                 Refused::error(StatusCode::SERVICE_UNAVAILABLE, "too many sessions")
             })?;
         let session = Session::new(transport.label(), principal);
-        let started = HttpSession::start(self.shared.clone(), session, transport, slot);
+        let closed = self.sessions.closed.clone();
+        let started = HttpSession::start(self.shared.clone(), session, transport, slot, closed);
         let session = started.map_err(|e: StartError| {
             tracing::error!("could not start an HTTP session: {e}");
             let body = crate::jsonrpc::error_response(
@@ -331,6 +337,7 @@ impl Listener {
     ) -> std::io::Result<()> {
         let app = self.app.clone();
         let sweeper = tokio::spawn(sweep(Arc::downgrade(&app)));
+        let stop_sweeping = sweeper.abort_handle();
         let reaper = tokio::spawn(reap_children());
         // On the signal: close every session first (stopping its upstreams
         // and ending its event streams), then let open connections finish,
@@ -339,7 +346,9 @@ impl Listener {
         let closer = app.clone();
         let signal = async move {
             shutdown.await;
-            // Waited for below, once the connections are done.
+            // Closed sessions stay registered from now on: they are waited
+            // for below, once the connections are done.
+            stop_sweeping.abort();
             closer.sessions.close_all();
         };
         front_door::serve(
@@ -377,12 +386,18 @@ async fn reap_children() {
 }
 
 async fn sweep(app: std::sync::Weak<App>) {
-    let Some(period) = app.upgrade().map(|a| a.sessions.sweep_every()) else {
+    let Some((period, closed)) = app
+        .upgrade()
+        .map(|a| (a.sessions.sweep_every(), a.sessions.closed.clone()))
+    else {
         return;
     };
     let mut every = tokio::time::interval(period);
     loop {
-        every.tick().await;
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = closed.notified() => {}
+        }
         match app.upgrade() {
             Some(app) => app.sessions.sweep(),
             None => return,

@@ -109,6 +109,8 @@ pub struct HttpSession {
     last_seen: Mutex<Instant>,
     /// The registry's slot, given back on close.
     slot: Mutex<Option<OwnedSemaphorePermit>>,
+    /// The registry's sweeper, woken on close to let go of the session.
+    on_close: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Default)]
@@ -136,12 +138,14 @@ struct Pending {
 
 impl HttpSession {
     /// Start the session's proxy (which spawns the upstream processes) in a
-    /// scope of its own. `slot` is the registry's permit for this session.
+    /// scope of its own. `slot` is the registry's permit for this session;
+    /// `on_close` is notified when the session closes.
     pub fn start(
         shared: Arc<Shared>,
         session: Session,
         transport: Transport,
         slot: OwnedSemaphorePermit,
+        on_close: Arc<tokio::sync::Notify>,
     ) -> Result<Arc<HttpSession>, StartError> {
         let id = session.id.clone();
         let principal = session.principal.id.clone();
@@ -177,6 +181,7 @@ impl HttpSession {
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_PER_SESSION)),
             last_seen: Mutex::new(Instant::now()),
             slot: Mutex::new(Some(slot)),
+            on_close,
         });
         let _ = this.set(Arc::downgrade(&session));
         scope.spawn(proxy.run_events(events));
@@ -195,9 +200,11 @@ impl HttpSession {
             return;
         }
         tracing::info!(session = %self.id, principal = %self.principal, "HTTP session closed: {why}");
+        self.proxy.end(why);
         self.scope.close();
         *self.routes.lock().expect("routes lock") = Routes::default();
         self.slot.lock().expect("slot lock").take();
+        self.on_close.notify_one();
     }
 
     /// Wait (at most [`CLOSE_GRACE`]) until a closed session's tasks have
