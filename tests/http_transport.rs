@@ -1888,3 +1888,45 @@ async fn a_client_that_stops_reading_loses_its_session_not_the_firewalls_memory(
         grew / 1024
     );
 }
+
+/// Issue 11: one session works on at most 32 requests at once. The 33rd is
+/// refused at once with 429 and a JSON-RPC error naming the limit rather
+/// than queued, and cancelling one of the 32 makes room again.
+#[tokio::test]
+async fn a_session_works_on_at_most_32_requests_at_once() {
+    let server = start(wrap_fixture().rego(ALLOW_ALL));
+    let raw = Raw::open(&server, None).await;
+    let slow = json!({"name": "slow", "arguments": {"seconds": 60, "steps": 1}});
+    let mut held = Vec::new();
+    for id in 10..42 {
+        let response = raw.post(&rpc(id, "tools/call", slow.clone())).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        held.push(response);
+    }
+    let echo = json!({"name": "echo", "arguments": {"text": "room"}});
+    let over = raw.post(&rpc(99, "tools/call", echo.clone())).await;
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    let refusal: Value = over.json().await.unwrap();
+    let message = refusal["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("32 requests in flight"), "{refusal}");
+
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": 10, "reason": "making room"}});
+    assert_eq!(raw.post(&cancel).await.status(), StatusCode::ACCEPTED);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let again = raw.post(&rpc(100, "tools/call", echo.clone())).await;
+        if again.status() == StatusCode::OK {
+            let answer = Events::new(again).next().await.unwrap();
+            assert_eq!(text(&answer), "room", "{answer}");
+            break;
+        }
+        assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a cancelled request never gave its place back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(held);
+}
