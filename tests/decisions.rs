@@ -322,6 +322,31 @@ fn result_rules_over_the_caller_and_history_judge_every_result() {
     }
 }
 
+/// The response phase sees the whole tool definition, with or without
+/// findings in the result: it converts an outline of the tool (its fields'
+/// names) over the catalogue entry's converted view, so a value lost on
+/// the way would fail this rule over the schema and description.
+#[test]
+fn result_rules_read_the_whole_tool_definition() {
+    let rego = "package mcp.firewall\n\nallow := true\n\n\
+        warn contains \"schema seen\" if { input.phase == \"response\"; \
+        input.tool.input_schema.properties.text.type == \"string\"; \
+        startswith(input.tool.description, \"Returns `text`\"); \
+        input.tool.annotations.readOnlyHint == true }\n";
+    let mut fw = Builder::new().rego(rego).wrap_fixture();
+    fw.initialize();
+    let calls = (0..6)
+        .map(|i| json!({"text": format!("plain {i}")}))
+        .chain([json!({"text": "key AKIAIOSFODNN7EXAMPLE"})]);
+    for arguments in calls {
+        let answer = fw.call("echo", arguments);
+        assert_eq!(
+            answer["result"]["content"][0]["text"], "[mcp-firewall] schema seen",
+            "{answer}"
+        );
+    }
+}
+
 /// A kept result verdict is looked up with the keys of a call's arguments,
 /// not their values: a result rule over an argument's value still judges
 /// each result, however many results of the same tool with the same keys

@@ -265,6 +265,28 @@ pub fn complete(mut input: Value, subject: &Subject<'_>, session: &Session) -> I
 /// client, session, history or time), nor what is derived from the
 /// arguments and params (urls, meta, extra params).
 pub fn head(subject: &Subject<'_>) -> Value {
+    head_with(subject, |view| view.json.clone())
+}
+
+/// [`head`] for an input that is only converted, never recorded (the
+/// response phase's): a tool whose converted view the entry keeps is an
+/// outline, its fields' names with `null` values, since converting over
+/// the view ([`tool_splice`]) takes every field the view holds from the
+/// view. Copying the definition (its schema, say) for a value nobody reads
+/// was ~4 % of an HTTP call's CPU under load.
+pub fn head_outline(subject: &Subject<'_>) -> Value {
+    head_with(subject, |view| match (&view.json, &view.rego) {
+        (Value::Object(fields), Some(_)) => Value::Object(
+            fields
+                .keys()
+                .map(|key| (key.clone(), Value::Null))
+                .collect(),
+        ),
+        _ => view.json.clone(),
+    })
+}
+
+fn head_with(subject: &Subject<'_>, tool_of: impl Fn(&PolicyView) -> Value) -> Value {
     let mut input = json!({
         "version": INPUT_VERSION,
         "direction": "client_to_server",
@@ -275,7 +297,7 @@ pub fn head(subject: &Subject<'_>) -> Value {
     match &subject.target {
         Target::Tool(entry) => {
             input["tool"] = match policy_view(entry) {
-                Some(view) => view.json.clone(),
+                Some(view) => tool_of(view),
                 None => tool(entry),
             }
         }

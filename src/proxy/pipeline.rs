@@ -390,6 +390,14 @@ impl Proxy {
         head
     }
 
+    /// [`Self::head_for`] for an input that is only converted, never
+    /// recorded: its tool an outline ([`input::head_outline`]).
+    pub(super) fn head_outline_for(&self, subject: &Subject<'_>) -> Value {
+        let mut head = input::head_outline(subject);
+        self.add_facts(&mut head, subject);
+        head
+    }
+
     /// What the firewall holds about `subject` that the request does not
     /// say: whether its server's annotations are trusted, the task asked
     /// about, the tool's findings and pin.

@@ -212,7 +212,7 @@ impl Proxy {
     /// The fields of the response input that name the call, with the
     /// result's `findings`.
     fn response_head(&self, subject: &Subject<'_>, findings: Value) -> Value {
-        let mut head = self.head_for(subject);
+        let mut head = self.head_outline_for(subject);
         head["phase"] = json!("response");
         head["result"] = json!({ "findings": findings });
         head
