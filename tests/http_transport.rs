@@ -1335,13 +1335,20 @@ fn a_loopback_listener_refuses_foreign_host_names() {
 /// /mcp` and a legacy `/sse` stream). Graceful shutdown used to wait for
 /// every open connection, so the process never exited while a client held a
 /// stream; now every session is closed at once and the process exits within
-/// a bounded grace, its upstream processes stopped.
+/// a bounded grace, its upstream processes stopped. A call still in flight
+/// then is recorded as `abandoned`, saying why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_the_listener_with_event_streams_open() {
-    let mut server = start(wrap_fixture());
+    let mut server = start(wrap_fixture().rego(ALLOW_ALL));
     let raw = Raw::open(&server, None).await;
     let stream = raw.request(reqwest::Method::GET).send().await.unwrap();
     assert_eq!(stream.status(), StatusCode::OK);
+    let slow = json!({"name": "slow", "arguments": {"seconds": 60, "steps": 1}});
+    let in_flight = raw.post(&rpc(5, "tools/call", slow)).await;
+    assert_eq!(in_flight.status(), StatusCode::OK);
+    server.wait_audit("the slow call's decision", |r| {
+        r["event"] == "call.decided" && r["target"] == "slow"
+    });
     let legacy = client()
         .get(server.url("/sse"))
         .header("accept", "text/event-stream")
@@ -1371,7 +1378,14 @@ async fn sigterm_ends_the_listener_with_event_streams_open() {
         !upstreams.iter().any(alive),
         "upstreams left running: {upstreams:?}"
     );
-    drop((stream, legacy));
+    let records = server.audit();
+    let abandoned = records
+        .iter()
+        .find(|r| r["event"] == "call.completed")
+        .unwrap_or_else(|| panic!("no outcome for the slow call: {records:#?}"));
+    assert_eq!(abandoned["outcome"], "abandoned", "{abandoned}");
+    assert_eq!(abandoned["detail"], "the firewall is shutting down");
+    drop((stream, legacy, in_flight));
 }
 
 /// Issue 11, item 6: the firewall raises its soft open-file limit to the
