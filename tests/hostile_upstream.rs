@@ -756,8 +756,10 @@ fn an_unlisted_uri_goes_to_the_only_upstream_with_resources() {
 /// A hostile upstream cannot take over another upstream's resource URIs:
 /// not by coming first in the config and listing one of them, not by a
 /// template whose prefix covers them. A URI two upstreams claim is left out
-/// of the listing and its read is refused and recorded; neither upstream
-/// sees it. (The firewall used to send it to the first claimant.)
+/// of the listing (the contest recorded as `resource.contested`, once) and
+/// its read is refused and recorded; neither upstream sees it. (The
+/// firewall used to send it to the first claimant, and later only logged a
+/// warning of the contest.)
 #[test]
 fn a_uri_two_upstreams_claim_goes_to_neither() {
     let dir = tempfile::tempdir().unwrap();
@@ -794,6 +796,22 @@ fn a_uri_two_upstreams_claim_goes_to_neither() {
     let listed = fw.request("resources/list", json!({}));
     let uris = listed_uris(&listed);
     assert_eq!(uris, ["hostile://own"], "{listed}");
+    // Each contest is on record once: one URI listed by both, one listed
+    // by `local` that `bad`'s template covers.
+    for uri in ["fixture://secret/key", "fixture://notes/hello"] {
+        let contest = fw.wait_audit("the contest", |r| {
+            r["event"] == "resource.contested" && r["uri"] == uri
+        });
+        let mut servers: Vec<&str> = contest["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        servers.sort_unstable();
+        assert_eq!(servers, ["bad", "local"], "{contest}");
+    }
+    fw.request("resources/list", json!({}));
 
     // Listed by both; an unlisted note both templates match.
     for uri in ["fixture://secret/key", "fixture://notes/anything"] {
@@ -837,6 +855,12 @@ fn a_uri_two_upstreams_claim_goes_to_neither() {
         .collect();
     assert_eq!(reads.len(), 1, "only hostile://own reached it: {reads:?}");
     assert!(reads[0].contains("hostile://own"), "{reads:?}");
+    let contests = fw
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["event"] == "resource.contested")
+        .count();
+    assert_eq!(contests, 2, "each contest once, however often listed");
 }
 
 /// After a few calls a tool is decided by an engine specialized to it (see

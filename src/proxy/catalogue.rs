@@ -213,7 +213,9 @@ impl Proxy {
                         .map(|p| (p.clone(), u.name.clone()))
                 })
                 .collect();
-            Arc::new(Resources::merge(listings, templates, assigned))
+            let merged = Resources::merge(listings, templates, assigned);
+            self.record_contested(&merged);
+            Arc::new(merged)
         };
         self.listing(slot, refresh, fetch).await
     }
@@ -290,6 +292,29 @@ impl Proxy {
                             "method": method, "error": problem});
         if let Err(e) = self.shared.audit.append("upstream.degraded", record) {
             tracing::error!("audit write failed: {e}");
+        }
+    }
+
+    /// A resource URI two upstreams claim is an upstream reaching for
+    /// another's data (or a configuration to fix with `resource_prefixes`):
+    /// on record once per session and set of claimants, as
+    /// `resource.contested`, not only in the log's warnings.
+    fn record_contested(&self, resources: &Resources) {
+        for (uri, servers) in resources.contested() {
+            let key = format!("{uri}\n{}", servers.join("\n"));
+            if !self
+                .contests_recorded
+                .lock()
+                .expect("contests lock")
+                .insert(key)
+            {
+                continue;
+            }
+            let record = json!({"session_id": self.session.id, "uri": uri, "servers": servers,
+                                "reason": "claimed by more than one upstream: left out of the listing, and reads of it are refused"});
+            if let Err(e) = self.shared.audit.append("resource.contested", record) {
+                tracing::error!("audit write failed: {e}");
+            }
         }
     }
 

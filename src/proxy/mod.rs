@@ -186,6 +186,8 @@ pub struct Proxy {
     /// (upstream, exposed name, decision id). A server-to-client request
     /// names the one in flight to its upstream as its likely cause.
     forwarding: Mutex<HashMap<u64, (String, String, String)>>,
+    /// Contested resource URIs already on record (`uri` and claimants).
+    contests_recorded: Mutex<std::collections::HashSet<String>>,
     /// Why the session is ending ([`Proxy::end`]): the outcome of calls cut
     /// off by its close, and the reason in its `session.ended` record.
     ending: std::sync::OnceLock<String>,
@@ -253,6 +255,7 @@ impl Proxy {
             relayed: Mutex::new(HashMap::new()),
             relay_seq: AtomicU64::new(1),
             forwarding: Mutex::new(HashMap::new()),
+            contests_recorded: Mutex::default(),
             ending: std::sync::OnceLock::new(),
             new_tools: Mutex::new(std::collections::HashSet::new()),
             tool_findings: Mutex::new(HashMap::new()),

@@ -277,6 +277,14 @@ impl Resources {
         merged
     }
 
+    /// Listed URIs more than one upstream claims, with those upstreams, in
+    /// listing order: left out of the listing, and their reads refused.
+    pub fn contested(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.order
+            .iter()
+            .filter_map(|u| Some((u.as_str(), self.contested.get(u)?.as_slice())))
+    }
+
     /// The listed resources that exactly one upstream claims.
     pub fn iter(&self) -> impl Iterator<Item = &Resource> {
         self.order
