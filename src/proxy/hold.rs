@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::Proxy;
 use super::input::Subject;
 use super::obligations::Obligations;
+use super::outcome::InFlight;
 use super::pipeline::{Forwarded, Permit, Refused, forward};
 use crate::approval::approvers::MAX_FUTURE_SKEW_SECS;
 use crate::approval::digest::{CallIdentity, call_digest};
@@ -512,82 +513,6 @@ fn reuse_is_signed(
         }
     }
     Ok(())
-}
-
-/// A call forwarded upstream whose outcome is not in hand yet, listed in
-/// [`Proxy::forwarding`] while it is.
-///
-/// The task of a forwarded call can be dropped at its await on the
-/// upstream: the session closed under it (DELETE, idle expiry, a client
-/// that stopped reading, stdin closed, SIGTERM). Dropped before
-/// [`InFlight::answered`], it still records how the call ended,
-/// `abandoned` with the session's reason ([`Proxy::end`]): an allowed call
-/// never sits on the log with a decision and no outcome.
-struct InFlight<'a> {
-    proxy: &'a Proxy,
-    seq: u64,
-    decision_id: String,
-    started: std::time::Instant,
-    answered: bool,
-}
-
-impl<'a> InFlight<'a> {
-    fn start(proxy: &'a Proxy, subject: &Subject<'_>, decision_id: &str) -> InFlight<'a> {
-        let seq = proxy
-            .relay_seq
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let entry = (
-            subject.server.to_string(),
-            subject.exposed_name().to_string(),
-            decision_id.to_string(),
-        );
-        proxy
-            .forwarding
-            .lock()
-            .expect("forwarding lock")
-            .insert(seq, entry);
-        InFlight {
-            proxy,
-            seq,
-            decision_id: decision_id.to_string(),
-            started: std::time::Instant::now(),
-            answered: false,
-        }
-    }
-
-    /// The upstream's answer (or its failure, the deadline, the client's
-    /// cancellation) is in hand: the caller records it.
-    fn answered(mut self) {
-        self.answered = true;
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.proxy
-            .forwarding
-            .lock()
-            .expect("forwarding lock")
-            .remove(&self.seq);
-        if self.answered {
-            return;
-        }
-        let why = self.proxy.ending.get().map_or(
-            "the call's task ended before the upstream answered",
-            String::as_str,
-        );
-        tracing::info!(decision_id = %self.decision_id, "forwarded call abandoned: {why}");
-        let recorded = self.proxy.record_completion(
-            &self.decision_id,
-            self.started,
-            "abandoned",
-            json!(why),
-            None,
-        );
-        if let Err(e) = recorded {
-            tracing::error!("audit write failed for an abandoned call: {e}");
-        }
-    }
 }
 
 #[cfg(test)]

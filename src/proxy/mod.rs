@@ -10,6 +10,7 @@
 //! | [`prompts`] | `prompts/list`, `prompts/get`, `completion/complete`, `logging/setLevel` |
 //! | [`notifications`] | notifications both ways, server-to-client requests, cancellation |
 //! | [`pipeline`] | decide -> audit -> `Permit` -> forward, shared by the families |
+//! | [`outcome`] | how a forwarded call ends, on the record: `call.completed`, a call cut off by its session's close |
 //! | [`hold`] | holding an `approve` decision for a human; releasing it with a grant |
 //! | [`approval_request`] | creating, delivering and withdrawing an approval request |
 //! | [`obligations`] | the policy's `approval` object: approvers, quorum, timeout |
@@ -38,6 +39,7 @@ pub mod input;
 pub mod methods;
 mod notifications;
 pub mod obligations;
+mod outcome;
 mod pins;
 pub mod pipeline;
 mod prompts;

@@ -7,8 +7,6 @@
 //! into a forwarded call. Any failure on the way (policy error, audit write
 //! error) is a refusal: fail closed.
 
-use std::time::Instant;
-
 use crate::metrics::metrics;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -308,69 +306,6 @@ impl Proxy {
             "arguments": mask(subject.arguments, &self.mask),
             "labels": {"app": "mcp-firewall", "version": env!("CARGO_PKG_VERSION")},
         })
-    }
-
-    /// Record how a forwarded call ended, with what the response phase did
-    /// (`inspection`: its fields join the record, one write per call). The
-    /// call already ran, so a failed write cannot refuse it; the caller
-    /// withholds an inspected result instead, and it is logged loudly.
-    ///
-    /// With `fsync` the result does not wait for this record to be on disk:
-    /// it is written, and the `fsync` that the next forwarded call waits for
-    /// covers it. Waiting gated nothing (the call has run; a power loss
-    /// before that `fsync` leaves a decision without its outcome, as one
-    /// during the call does) and cost each call a second `fsync` wait.
-    pub(super) fn record_outcome(
-        &self,
-        decision_id: &str,
-        started: Instant,
-        outcome: &Forwarded,
-        inspection: Option<Value>,
-    ) -> Result<(), crate::audit::AuditError> {
-        let (label, detail) = match outcome {
-            Forwarded::Answered(Ok(result))
-                if result.get("isError") == Some(&Value::Bool(true)) =>
-            {
-                ("tool_error", Value::Null)
-            }
-            Forwarded::Answered(Ok(_)) => ("ok", Value::Null),
-            Forwarded::Answered(Err(error)) => ("error", error.clone()),
-            Forwarded::Cancelled => ("cancelled", Value::Null),
-            Forwarded::Failed(e @ UpstreamError::Timeout { .. }) => {
-                ("timeout", json!(e.to_string()))
-            }
-            Forwarded::Failed(e) => ("upstream_failed", json!(e.to_string())),
-        };
-        self.record_completion(decision_id, started, label, detail, inspection)
-    }
-
-    /// The `call.completed` record of a forwarded call: `outcome` is its
-    /// label (`ok`, `timeout`, `abandoned`, ...), `detail` what explains it.
-    pub(super) fn record_completion(
-        &self,
-        decision_id: &str,
-        started: Instant,
-        label: &str,
-        detail: Value,
-        inspection: Option<Value>,
-    ) -> Result<(), crate::audit::AuditError> {
-        let mut record = json!({
-            "decision_id": decision_id,
-            "session_id": self.session.id,
-            "outcome": label,
-            "detail": detail,
-            "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
-        });
-        if let (Some(Value::Object(fields)), Some(out)) = (inspection, record.as_object_mut()) {
-            out.insert("inspection".into(), Value::Object(fields));
-        }
-        self.shared
-            .audit
-            .append_pending("call.completed", record)
-            .map(|record| {
-                record.unawaited();
-            })
-            .inspect_err(|e| tracing::error!("audit write failed for a completed call: {e}"))
     }
 }
 
