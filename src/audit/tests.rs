@@ -411,6 +411,44 @@ fn closing_the_log_syncs_what_is_written() {
     assert_eq!(waiter.join().unwrap().unwrap(), 1);
 }
 
+/// The `fsync` thread is woken only while it waits (a record written
+/// while it syncs is seen when it looks again): writers that wait for
+/// their records, mixed with records nobody waits for, all finish, and no
+/// wake-up is lost. A lost one leaves a writer waiting for ever; here that
+/// fails after 60 s instead.
+#[test]
+fn fsync_always_loses_no_wake_up_under_concurrent_writers() {
+    const THREADS: u64 = 8;
+    const PER_THREAD: u64 = 100;
+    let (_dir, path) = temp_log();
+    let log = Arc::new(AuditLog::open(&path, FsyncMode::Always).unwrap());
+    let (done, finished) = std::sync::mpsc::channel();
+    for t in 0..THREADS {
+        let (log, done) = (Arc::clone(&log), done.clone());
+        std::thread::spawn(move || {
+            for i in 0..PER_THREAD {
+                let pending = log
+                    .append_pending("call.decided", json!({"thread": t, "i": i}))
+                    .unwrap();
+                if i % 3 == 0 {
+                    pending.unawaited();
+                } else {
+                    pending.wait().unwrap();
+                }
+            }
+            done.send(t).unwrap();
+        });
+    }
+    for _ in 0..THREADS {
+        finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a writer still waits for its record's fsync");
+    }
+    assert!(log.syncs() < THREADS * PER_THREAD, "{} fsyncs", log.syncs());
+    drop(log);
+    assert_eq!(verify_file(&path).unwrap().records, THREADS * PER_THREAD);
+}
+
 #[test]
 fn concurrent_appends_make_one_valid_chain() {
     const THREADS: u64 = 8;
