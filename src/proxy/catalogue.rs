@@ -301,7 +301,7 @@ impl Proxy {
     /// `resource.contested`, not only in the log's warnings.
     fn record_contested(&self, resources: &Resources) {
         for (uri, servers) in resources.contested() {
-            let key = format!("{uri}\n{}", servers.join("\n"));
+            let key = (uri.to_string(), servers.to_vec());
             if !self
                 .contests_recorded
                 .lock()

@@ -188,8 +188,8 @@ pub struct Proxy {
     /// (upstream, exposed name, decision id). A server-to-client request
     /// names the one in flight to its upstream as its likely cause.
     forwarding: Mutex<HashMap<u64, (String, String, String)>>,
-    /// Contested resource URIs already on record (`uri` and claimants).
-    contests_recorded: Mutex<std::collections::HashSet<String>>,
+    /// Contested resource URIs already on record, with their claimants.
+    contests_recorded: Mutex<std::collections::HashSet<(String, Vec<String>)>>,
     /// Why the session is ending ([`Proxy::end`]): the outcome of calls cut
     /// off by its close, and the reason in its `session.ended` record.
     ending: std::sync::OnceLock<String>,

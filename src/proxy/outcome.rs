@@ -136,8 +136,8 @@ impl Proxy {
 /// never sits on the log with a decision and no outcome.
 pub(super) struct InFlight<'a> {
     proxy: &'a Proxy,
+    /// Its key in [`Proxy::forwarding`], whose entry names the decision.
     seq: u64,
-    decision_id: String,
     pub(super) started: Instant,
     answered: bool,
 }
@@ -164,7 +164,6 @@ impl<'a> InFlight<'a> {
         InFlight {
             proxy,
             seq,
-            decision_id: decision_id.to_string(),
             started: Instant::now(),
             answered: false,
         }
@@ -179,29 +178,28 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.proxy
+        let entry = self
+            .proxy
             .forwarding
             .lock()
             .expect("forwarding lock")
             .remove(&self.seq);
-        if self.answered {
+        let Some((_, _, decision_id)) = entry.filter(|_| !self.answered) else {
             return;
-        }
+        };
         let why = self.proxy.ending.get().map_or(
             "the call's task ended before the upstream answered",
             String::as_str,
         );
-        tracing::info!(decision_id = %self.decision_id, "forwarded call abandoned: {why}");
-        let recorded = self.proxy.record_completion(
-            &self.decision_id,
+        tracing::info!(%decision_id, "forwarded call abandoned: {why}");
+        // A failed write is logged there; nothing is left to refuse.
+        let _ = self.proxy.record_completion(
+            &decision_id,
             self.started,
             Outcome::Abandoned,
             json!(why),
             None,
         );
-        if let Err(e) = recorded {
-            tracing::error!("audit write failed for an abandoned call: {e}");
-        }
     }
 }
 
