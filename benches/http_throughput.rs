@@ -18,7 +18,10 @@
 //! `BENCH_MAX_CLIENTS` (default 64), `BENCH_FSYNC` (`never`, the default, or
 //! `always`), `BENCH_LEVELS` (e.g. `32,64`: exactly these levels, no knee
 //! search), `BENCH_SHARED=1` (`--shared`: one fixture process serves every
-//! session, instead of one per session).
+//! session, instead of one per session), `BENCH_DIRECT=1` (no firewall:
+//! at each level, that many fixture processes called directly over stdio,
+//! one client thread each: the ceiling of any proxy that runs a process
+//! per session on this machine).
 //!
 //! Run: `cargo bench --bench http_throughput` after `cargo build --release --bins`.
 
@@ -61,6 +64,57 @@ fn run_level(peers: Vec<HttpPeer>, secs: f64) -> (Vec<HttpPeer>, Level) {
     (back, level)
 }
 
+/// `BENCH_DIRECT=1`: at each level, one fixture process per client thread,
+/// `echo` called over stdio in a closed loop, no firewall anywhere.
+fn direct_levels(levels: &[usize], secs: f64) {
+    println!("no firewall: a fixture process per client thread, stdio; {secs} s per level");
+    println!(
+        "{:>8} {:>10} {:>10} {:>10}",
+        "clients", "calls/s", "p50 µs", "p99 µs"
+    );
+    for &n in levels {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(n + 1));
+        let threads: Vec<_> = (0..n)
+            .map(|_| {
+                let barrier = barrier.clone();
+                let mut peer = StdioPeer::start(&mut std::process::Command::new(fixture_bin()));
+                std::thread::spawn(move || {
+                    let echo = echo_call();
+                    barrier.wait();
+                    let from = std::time::Instant::now() + LOAD_WARMUP;
+                    let end = from + Duration::from_secs_f64(secs);
+                    let mut samples = Vec::new();
+                    for id in 1.. {
+                        let t = std::time::Instant::now();
+                        if t >= end {
+                            break;
+                        }
+                        let resp = peer.rpc(id, "tools/call", &echo);
+                        assert!(answered(&resp), "{resp}");
+                        if t >= from {
+                            samples.push(t.elapsed().as_secs_f64() * 1e6);
+                        }
+                    }
+                    samples
+                })
+            })
+            .collect();
+        barrier.wait();
+        let mut all: Vec<f64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.sort_by(f64::total_cmp);
+        println!(
+            "{:>8} {:>10.0} {:>10.1} {:>10.1}",
+            n,
+            all.len() as f64 / secs,
+            pct(&all, 0.5),
+            pct(&all, 0.99)
+        );
+    }
+}
+
 fn main() {
     if !benching() {
         return;
@@ -77,6 +131,9 @@ fn main() {
         .ok()
         .map(|l| l.split(',').filter_map(|n| n.trim().parse().ok()).collect());
     println!("machine: {}", machine());
+    if std::env::var("BENCH_DIRECT").is_ok_and(|v| v == "1") {
+        return direct_levels(&fixed_levels.unwrap_or(vec![64]), secs);
+    }
 
     // Spawn to the answer of `initialize` (upstream started and initialized).
     let mut spawn_ms: Vec<f64> = (0..10)

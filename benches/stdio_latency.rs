@@ -1,7 +1,10 @@
 //! Round-trip latency of an allowed `tools/call` (the fixture's `echo`),
 //! one call at a time, over stdio and over Streamable HTTP:
 //!
-//! - stdio: the fixture called directly; through the firewall with an
+//! - stdio: the fixture called directly; behind a bare relay (this bench
+//!   re-run as a process that only copies bytes both ways: the floor of
+//!   any stdio proxy, two more pipe hops and wake-ups); through the
+//!   firewall with an
 //!   allow-all policy; with the shipped `policies/` library (rate limits
 //!   raised out of reach, see `common::library_policy`); and the library
 //!   with `--audit-fsync always`. The audit log is on in every firewall row
@@ -76,6 +79,31 @@ fn added(row: &Row, base: &Row, what: &str) {
     );
 }
 
+/// The floor of any stdio proxy: start `program`, copy stdin to its stdin
+/// and its stdout to stdout as bytes arrive, one blocked thread each way.
+fn relay(program: &std::ffi::OsStr) {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    fn copy(mut from: impl Read, mut to: impl Write) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            if to.write_all(&buf[..n]).and_then(|()| to.flush()).is_err() {
+                break;
+            }
+        }
+    }
+    let mut child = Command::new(program)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the relayed program");
+    let (to_child, from_child) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    let down = std::thread::spawn(move || copy(from_child, std::io::stdout().lock()));
+    copy(std::io::stdin().lock(), to_child);
+    let _ = child.wait();
+    let _ = down.join();
+}
+
 /// The HTTP floor: answers `initialize`, notifications and `echo` itself.
 fn http_floor() -> (String, std::thread::JoinHandle<()>) {
     use axum::Json;
@@ -114,7 +142,14 @@ fn http_floor() -> (String, std::thread::JoinHandle<()>) {
     (addr, handle)
 }
 
+/// Set on this bench's own process when it runs as the bare relay in front
+/// of the program the variable names.
+const RELAY_FOR: &str = "MCP_FIREWALL_BENCH_RELAY_FOR";
+
 fn main() {
+    if let Some(program) = std::env::var_os(RELAY_FOR) {
+        return relay(&program);
+    }
     if !benching() {
         return;
     }
@@ -142,6 +177,14 @@ fn main() {
     let direct = measure("fixture direct (no firewall)", calls, |id| {
         peer.rpc(id, "tools/call", &echo)
     });
+    drop(peer);
+    let mut relayed = std::process::Command::new(std::env::current_exe().unwrap());
+    relayed.env(RELAY_FOR, fixture_bin());
+    let mut peer = StdioPeer::start(&mut relayed);
+    let relay_row = measure("bare relay (copies bytes, nothing else)", calls, |id| {
+        peer.rpc(id, "tools/call", &echo)
+    });
+    added(&relay_row, &direct, "direct");
     drop(peer);
     let mut stdio_rows = Vec::new();
     for (i, (name, policy, fsync)) in configs.iter().enumerate() {

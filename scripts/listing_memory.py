@@ -6,10 +6,15 @@ nothing.
 
   scripts/listing_memory.py --policy <library> [--bin-dir target/release]
                             [--tools 200] [--kb 100] [--calls 20] [--idle 0.5]
+                            [--again]
 
 `--idle` is how long the firewall sits idle before memory is read: its
 memory-purge thread runs every 2 s, so 0.5 shows what mimalloc alone gave
 back and 2.5 what the firewall gives back when it goes idle.
+
+`--again` then lists a second time, from the catalogue the first listing
+filled, with the peak reset first (`/proc/<pid>/clear_refs`): what answering
+alone adds at its peak.
 
 The upstream is fixtures/hostile-upstream/upstream.py, which serves the
 tools of the file `TOOLS_FILE` names. With the shipped library, raise the
@@ -33,6 +38,7 @@ def main():
     ap.add_argument("--kb", type=int, default=100)
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--idle", type=float, default=0.5)
+    ap.add_argument("--again", action="store_true")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="listing-memory-")
     tools = [{"name": f"t{i}", "description": (f"d{i} " * (args.kb * 1024))[: args.kb * 1024],
@@ -67,13 +73,26 @@ def main():
         rpc({"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call",
              "params": {"name": f"t{i}", "arguments": {}}})
     time.sleep(args.idle)
-    with open(f"/proc/{fw.pid}/status") as f:
-        memory = {k: v.strip() for k, v in (line.split(":", 1) for line in f)
-                  if k in ("VmRSS", "VmHWM")}
+    memory = resident(fw.pid)
+    if args.again:
+        with open(f"/proc/{fw.pid}/clear_refs", "w") as f:
+            f.write("5")
+        before = resident(fw.pid)
+        rpc({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        after = resident(fw.pid)
+        print(f"listed again: VmRSS {before['VmRSS']} before, VmHWM {after['VmHWM']} at the peak: "
+              f"+{(after['VmHWM'] - before['VmRSS']) / 1024:.1f} MB")
     fw.kill()
     fw.wait()
     print(f"{len(listed['result']['tools'])} tools listed ({args.kb} KB descriptions), "
-          f"{args.calls} called, {args.idle} s idle: VmRSS {memory['VmRSS']}, VmHWM {memory['VmHWM']}")
+          f"{args.calls} called, {args.idle} s idle: VmRSS {memory['VmRSS']} kB, VmHWM {memory['VmHWM']} kB")
+
+
+def resident(pid):
+    """VmRSS and VmHWM of `pid`, in kB."""
+    with open(f"/proc/{pid}/status") as f:
+        return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f)
+                if k in ("VmRSS", "VmHWM")}
 
 
 if __name__ == "__main__":

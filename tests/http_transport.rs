@@ -1944,3 +1944,50 @@ async fn a_session_works_on_at_most_32_requests_at_once() {
     }
     drop(held);
 }
+
+/// Issue 11: a listing of several hundred kilobytes is answered over
+/// Streamable HTTP in the pieces it was written in (one copy of each
+/// definition at a time, see `proxy::to_client`), with its length, and is
+/// exactly the listing the upstream gave.
+#[tokio::test]
+async fn a_big_listing_is_answered_whole_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools_file = dir.path().join("tools.json");
+    let listed: Vec<Value> = (0..12)
+        .map(|i| {
+            json!({"name": format!("t{i}"), "description": format!("\"{i}\" é\n").repeat(20_000),
+                   "inputSchema": {"type": "object"}})
+        })
+        .collect();
+    std::fs::write(&tools_file, Value::Array(listed.clone()).to_string()).unwrap();
+    let hostile = repo_path("fixtures/hostile-upstream/upstream.py");
+    let config = format!(
+        "[[upstream]]\nname = \"big\"\ncommand = \"python3\"\nargs = [\"{}\"]\n\
+         env = {{ TOOLS_FILE = \"{}\" }}\n",
+        hostile.display(),
+        tools_file.display(),
+    );
+    let server = start(with_config(&config).rego(ALLOW_ALL));
+    let session = Raw::open(&server, None).await;
+    let response = session.post(&rpc(2, "tools/list", json!({}))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let length: usize = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = response.bytes().await.unwrap();
+    assert_eq!(body.len(), length);
+    assert!(length > 1_000_000, "{length} bytes: more than one piece");
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    let tools = answer["result"]["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), listed.len());
+    for (got, def) in tools.iter().zip(&listed) {
+        assert_eq!(
+            got["name"],
+            format!("big__{}", def["name"].as_str().unwrap())
+        );
+        assert_eq!(got["description"], def["description"]);
+    }
+}

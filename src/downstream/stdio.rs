@@ -13,12 +13,12 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::framing::{Frame, LineReader};
-use crate::proxy::Proxy;
+use crate::proxy::to_client::Chunks;
+use crate::proxy::{Proxy, ToClient};
 
 /// Largest message accepted from the client. Arguments can carry file
 /// contents, so this is generous; a larger line is refused with a JSON-RPC
@@ -26,16 +26,27 @@ use crate::proxy::Proxy;
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Write every queued message to stdout until the queue closes.
-pub async fn write_stdout(mut rx: mpsc::Receiver<Value>) {
+pub async fn write_stdout(mut rx: mpsc::Receiver<ToClient>) {
     let mut stdout = client_output();
     while let Some(message) = rx.recv().await {
-        let mut line = message.to_string();
-        line.push('\n');
-        if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
+        let mut line = message.to_chunks();
+        drop(message);
+        line.push_bytes(b"\n");
+        if write_pieces(&mut stdout, &line).await.is_err() {
             tracing::warn!("stdout closed; the client is gone");
             break;
         }
     }
+}
+
+async fn write_pieces(
+    out: &mut (impl AsyncWrite + Unpin + ?Sized),
+    line: &Chunks,
+) -> std::io::Result<()> {
+    for piece in line.pieces() {
+        out.write_all(piece).await?;
+    }
+    out.flush().await
 }
 
 /// Feed stdin to the proxy until the client closes it.

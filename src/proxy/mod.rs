@@ -22,6 +22,7 @@
 //! | [`held_tasks`] | task-augmented `tools/call`s as the firewall's own tasks: a held call answers at once, waits as a task, survives a restart |
 //! | [`hook`] | `hook/PreToolUse`: Claude Code's own tool uses, decided and held like `tools/call`, never forwarded |
 //! | [`tasks`] | `tasks/get`, `tasks/result`, `tasks/cancel`, `tasks/list`: routed to the upstream that created the task |
+//! | [`to_client`] | what goes to the client: messages, and list answers written one definition at a time from the catalogue |
 //!
 //! Methods the firewall does not know are refused (`-32601`) and recorded,
 //! not relayed: an unknown method could act without a policy decision. The
@@ -48,6 +49,7 @@ mod responses;
 pub mod session;
 pub mod shared;
 mod tasks;
+pub mod to_client;
 mod tooldefs;
 mod tools;
 pub mod urls;
@@ -58,6 +60,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub use shared::{PolicyCell, RateCounters, Shared};
 pub use tasks::{EXTENSION as TASKS_EXTENSION, created_task_id, is_flat_task};
+use to_client::ListAnswer;
+pub use to_client::ToClient;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -143,18 +147,25 @@ impl Drop for Slot {
 /// Where the proxy's messages for the client go.
 pub enum ClientSink {
     /// A queue the transport's writer drains (stdio).
-    Queue(mpsc::Sender<Value>),
+    Queue(mpsc::Sender<ToClient>),
     /// Handed on at once, on the task that sends, never waiting (HTTP: a
     /// message is routed straight to the exchange or stream it belongs
     /// to). No task sits between the proxy and the client's connection,
     /// so an answer wakes one task, not two.
-    Direct(Box<dyn Fn(Value) + Send + Sync>),
+    Direct(Box<dyn Fn(ToClient) + Send + Sync>),
 }
 
-impl From<mpsc::Sender<Value>> for ClientSink {
-    fn from(queue: mpsc::Sender<Value>) -> ClientSink {
+impl From<mpsc::Sender<ToClient>> for ClientSink {
+    fn from(queue: mpsc::Sender<ToClient>) -> ClientSink {
         ClientSink::Queue(queue)
     }
+}
+
+/// A request's answer: a result or an error, or a list written item by
+/// item from the catalogue ([`to_client::ListAnswer`]).
+enum Reply {
+    Json(Result<Value, Value>),
+    List(&'static str, Box<dyn to_client::Listed>),
 }
 
 /// The firewall for one client session.
@@ -388,14 +399,20 @@ impl Proxy {
         let answer =
             tracing::Instrument::instrument(self.dispatch(&method, params, &cancel), span).await;
         self.inflight.lock().expect("inflight lock").remove(&key);
-        if let Some(answer) = &answer {
+        if let Some(Reply::Json(answer)) = &answer {
             self.record_unrecorded_refusal(&method, answer);
         }
         // A cancelled request gets no response (MCP cancellation rules).
-        if let Some(body) = answer
-            && !cancel.is_cancelled()
-        {
-            self.send(jsonrpc::response_message(&id, body)).await;
+        if cancel.is_cancelled() {
+            return;
+        }
+        match answer {
+            Some(Reply::Json(body)) => self.send(jsonrpc::response_message(&id, body)).await,
+            Some(Reply::List(key, items)) => {
+                self.send(ToClient::List(ListAnswer::new(id, key, items)))
+                    .await
+            }
+            None => {}
         }
     }
 
@@ -405,12 +422,14 @@ impl Proxy {
         method: &str,
         params: Value,
         cancel: &CancellationToken,
-    ) -> Option<Result<Value, Value>> {
+    ) -> Option<Reply> {
         // The method table (`methods`): anything not in it is refused, and
         // the refusal is on record.
         let Some(request) = ClientRequest::parse(method) else {
             self.refuse_unknown_method(method);
-            return Some(Refusal::MethodNotFound(method.to_string()).answer(false, None));
+            return Some(Reply::Json(
+                Refusal::MethodNotFound(method.to_string()).answer(false, None),
+            ));
         };
         if !matches!(request, ClientRequest::Initialize | ClientRequest::Ping) {
             // Behind an initialize still being worked on: wait for its answer.
@@ -419,27 +438,31 @@ impl Proxy {
         }
         let ready = self.initialized.load(Ordering::Acquire);
         if !ready && !matches!(request, ClientRequest::Initialize | ClientRequest::Ping) {
-            return Some(Refusal::NotInitialized.answer(false, None));
+            return Some(Reply::Json(Refusal::NotInitialized.answer(false, None)));
         }
         if let Some(capability) = request.listed_capability()
             && !self.offered_by_any(capability)
             && !(capability == "tasks" && self.shared.config.approval.tasks)
         {
-            return Some(Refusal::MethodNotFound(method.to_string()).answer(false, None));
+            return Some(Reply::Json(
+                Refusal::MethodNotFound(method.to_string()).answer(false, None),
+            ));
         }
-        match request {
+        let answer = match request {
             ClientRequest::Initialize => Some(self.initialize(params).await),
             ClientRequest::Ping => Some(Ok(serde_json::json!({}))),
-            ClientRequest::ToolsList => Some(self.tools_list().await),
+            ClientRequest::ToolsList => return Some(self.tools_list().await),
             ClientRequest::ToolsCall => self.tools_call(params, cancel).await,
-            ClientRequest::ResourcesList => Some(self.resources_list().await),
-            ClientRequest::ResourceTemplatesList => Some(self.resource_templates_list().await),
+            ClientRequest::ResourcesList => return Some(self.resources_list().await),
+            ClientRequest::ResourceTemplatesList => {
+                return Some(self.resource_templates_list().await);
+            }
             ClientRequest::ResourcesRead
             | ClientRequest::ResourcesSubscribe
             | ClientRequest::ResourcesUnsubscribe => {
                 self.resource_call(request.as_str(), params, cancel).await
             }
-            ClientRequest::PromptsList => Some(self.prompts_list().await),
+            ClientRequest::PromptsList => return Some(self.prompts_list().await),
             ClientRequest::PromptsGet => self.prompts_get(params, cancel).await,
             ClientRequest::CompletionComplete => self.completion(params, cancel).await,
             ClientRequest::LoggingSetLevel => Some(self.set_log_level(params).await),
@@ -448,12 +471,14 @@ impl Proxy {
             | ClientRequest::TasksCancel
             | ClientRequest::TasksUpdate => self.task_call(request, params, cancel).await,
             ClientRequest::TasksList => Some(self.tasks_list().await),
-        }
+        };
+        answer.map(Reply::Json)
     }
 
     /// Queue a message for the client. If the client is gone there is no one
     /// to tell, so the message is dropped.
-    pub(crate) async fn send(&self, message: Value) {
+    pub(crate) async fn send(&self, message: impl Into<ToClient>) {
+        let message = message.into();
         match &self.client {
             ClientSink::Queue(queue) => {
                 let _ = queue.send(message).await;

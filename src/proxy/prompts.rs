@@ -11,17 +11,18 @@
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::Proxy;
 use super::input::{Subject, Target};
+use super::to_client::Shown;
+use super::{Proxy, Reply};
 
 use crate::error::Refusal;
-use crate::upstream::{LogLevel, OwnRequest, Route};
+use crate::upstream::{Entry, LogLevel, Named, OwnRequest, Route};
 
 /// How long `logging/setLevel` waits for each upstream.
 const LOG_LEVEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Proxy {
-    pub(super) async fn prompts_list(&self) -> Result<Value, Value> {
+    pub(super) async fn prompts_list(&self) -> Reply {
         let prompts = self.prompts(false).await;
         let empty = json!({});
         let visible = self.visible(prompts.iter(), "prompts/list", |entry| Subject {
@@ -30,8 +31,15 @@ impl Proxy {
             target: Target::Prompt(entry),
             arguments: &empty,
             params: &empty,
-        })?;
-        Ok(json!({"prompts": visible.iter().map(|e| e.exposed_def()).collect::<Vec<_>>()}))
+        });
+        let shown = match visible {
+            Ok(shown) => shown.iter().map(|e| e.exposed.clone()).collect(),
+            Err(refused) => return Reply::Json(Err(refused)),
+        };
+        let item = |prompts: &Named, exposed: &String| {
+            prompts.get(exposed).map_or(Value::Null, Entry::exposed_def)
+        };
+        Reply::List("prompts", Box::new(Shown::new(prompts, shown, item)))
     }
 
     pub(super) async fn prompts_get(

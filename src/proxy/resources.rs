@@ -11,11 +11,12 @@
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::Proxy;
 use super::input::{Subject, Target};
+use super::to_client::Shown;
+use super::{Proxy, Reply};
 
 use crate::error::Refusal;
-use crate::upstream::{Resources, Route};
+use crate::upstream::{Resource, Resources, Route};
 
 impl Proxy {
     /// The one initialized upstream that declares resources, if exactly one
@@ -31,7 +32,7 @@ impl Proxy {
         }
     }
 
-    pub(super) async fn resources_list(&self) -> Result<Value, Value> {
+    pub(super) async fn resources_list(&self) -> Reply {
         let resources = self.resources(false).await;
         let empty = json!({});
         let visible = self.visible(resources.iter(), "resources/list", |r| Subject {
@@ -43,22 +44,43 @@ impl Proxy {
             ),
             arguments: &empty,
             params: &empty,
-        })?;
-        Ok(json!({"resources": visible.iter().map(|r| r.def.clone()).collect::<Vec<_>>()}))
+        });
+        let shown = match visible {
+            Ok(shown) => shown
+                .iter()
+                .filter_map(|r| r.def.get("uri")?.as_str())
+                .map(str::to_string)
+                .collect(),
+            Err(refused) => return Reply::Json(Err(refused)),
+        };
+        let item = |resources: &Resources, uri: &String| {
+            resources.listed(uri).map_or(Value::Null, |r| r.def.clone())
+        };
+        Reply::List("resources", Box::new(Shown::new(resources, shown, item)))
     }
 
-    pub(super) async fn resource_templates_list(&self) -> Result<Value, Value> {
+    pub(super) async fn resource_templates_list(&self) -> Reply {
         let resources = self.resources(false).await;
         let empty = json!({});
-        let templates = resources.templates();
-        let visible = self.visible(templates.iter(), "resources/templates/list", |t| Subject {
-            method: "resources/templates/list",
-            server: &t.server,
-            target: Target::Template(&t.def),
-            arguments: &empty,
-            params: &empty,
-        })?;
-        Ok(json!({"resourceTemplates": visible.iter().map(|t| t.def.clone()).collect::<Vec<_>>()}))
+        let templates: Vec<(usize, &Resource)> = resources.templates().iter().enumerate().collect();
+        let visible = self.visible(templates.iter(), "resources/templates/list", |(_, t)| {
+            Subject {
+                method: "resources/templates/list",
+                server: &t.server,
+                target: Target::Template(&t.def),
+                arguments: &empty,
+                params: &empty,
+            }
+        });
+        let shown = match visible {
+            Ok(shown) => shown.iter().map(|(at, _)| *at).collect(),
+            Err(refused) => return Reply::Json(Err(refused)),
+        };
+        let item = |resources: &Resources, at: &usize| resources.templates()[*at].def.clone();
+        Reply::List(
+            "resourceTemplates",
+            Box::new(Shown::new(resources, shown, item)),
+        )
     }
 
     /// `resources/read`, `resources/subscribe` and `resources/unsubscribe`:

@@ -11,17 +11,20 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::Proxy;
 use super::input::{Subject, Target};
 use super::pipeline::Refused;
+use super::to_client::Shown;
+use super::{Proxy, Reply};
 use crate::error::Refusal;
-use crate::upstream::Entry;
+use crate::upstream::{Entry, Named};
 
 /// Validation errors reported back to the model; more would only be noise.
 const MAX_REPORTED_SCHEMA_ERRORS: usize = 5;
 
 impl Proxy {
-    pub(super) async fn tools_list(&self) -> Result<Value, Value> {
+    /// The tools the policy shows, written from the catalogue one definition
+    /// at a time ([`super::to_client`]): a big listing is not copied whole.
+    pub(super) async fn tools_list(&self) -> Reply {
         let tools = self.tools(false).await;
         let empty = json!({});
         let visible = self.visible(tools.iter(), "tools/list", |entry| Subject {
@@ -30,16 +33,19 @@ impl Proxy {
             target: Target::Tool(entry),
             arguments: &empty,
             params: &empty,
-        })?;
-        let tasks = self.shared.config.approval.tasks;
-        let defs: Vec<Value> = visible
-            .iter()
-            .map(|e| match tasks {
-                true => super::held_tasks::with_task_support(e.exposed_def()),
-                false => e.exposed_def(),
-            })
-            .collect();
-        Ok(json!({"tools": defs}))
+        });
+        let shown = match visible {
+            Ok(shown) => shown.iter().map(|e| e.exposed.clone()).collect(),
+            Err(refused) => return Reply::Json(Err(refused)),
+        };
+        let item: fn(&Named, &String) -> Value = match self.shared.config.approval.tasks {
+            true => |tools, exposed| {
+                let def = tools.get(exposed).map_or(Value::Null, Entry::exposed_def);
+                super::held_tasks::with_task_support(def)
+            },
+            false => |tools, exposed| tools.get(exposed).map_or(Value::Null, Entry::exposed_def),
+        };
+        Reply::List("tools", Box::new(Shown::new(tools, shown, item)))
     }
 
     pub(super) async fn tools_call(

@@ -293,6 +293,14 @@ impl Resources {
             .filter_map(|u| self.by_uri.get(u))
     }
 
+    /// The listed resource `uri`, unless it is contested.
+    pub fn listed(&self, uri: &str) -> Option<&Resource> {
+        match self.contested.contains_key(uri) {
+            true => None,
+            false => self.by_uri.get(uri),
+        }
+    }
+
     pub fn templates(&self) -> &[Resource] {
         &self.templates
     }

@@ -50,8 +50,8 @@ use futures::Stream;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::proxy::Shared;
 use crate::proxy::session::{Principal, Session};
+use crate::proxy::{Shared, ToClient};
 use auth::Authenticator;
 use origin::{Hosts, Origins};
 use session::{HttpSession, StartError, Transport};
@@ -527,6 +527,30 @@ impl Refused {
     }
 }
 
+/// A JSON answer, written in the pieces it was serialized into
+/// ([`ToClient::to_chunks`]), with its length.
+pub(crate) fn json_response(status: StatusCode, message: &ToClient) -> Response {
+    let chunks = message.to_chunks();
+    let len = chunks.len();
+    let pieces = chunks.into_pieces();
+    let body = match pieces.len() {
+        1 => axum::body::Body::from(pieces.into_iter().next().unwrap_or_default()),
+        _ => axum::body::Body::from_stream(futures::stream::iter(
+            pieces
+                .into_iter()
+                .map(|p| Ok::<_, Infallible>(axum::body::Bytes::from(p))),
+        )),
+    };
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    response
+}
+
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         (self.status, axum::Json(*self.body)).into_response()
@@ -537,7 +561,7 @@ impl IntoResponse for Refused {
 /// `rx` as a `message` event, until the channel closes.
 pub(crate) fn sse_response(
     first: Option<Event>,
-    rx: mpsc::Receiver<Value>,
+    rx: mpsc::Receiver<ToClient>,
     guard: Option<Box<dyn Send + Sync>>,
 ) -> Response {
     Sse::new(events(first, rx, guard))
@@ -547,13 +571,17 @@ pub(crate) fn sse_response(
 
 fn events(
     first: Option<Event>,
-    rx: mpsc::Receiver<Value>,
+    rx: mpsc::Receiver<ToClient>,
     guard: Option<Box<dyn Send + Sync>>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let head = futures::stream::iter(first.map(Ok));
     let body = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
         let message = rx.recv().await?;
-        let event = Event::default().event("message").data(message.to_string());
+        // Serialized straight into the event: no text copied in between.
+        let event = Event::default()
+            .event("message")
+            .json_data(&message)
+            .expect("a JSON-RPC message serializes");
         Some((Ok(event), (rx, guard)))
     });
     futures::StreamExt::chain(head, body)

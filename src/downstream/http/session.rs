@@ -28,7 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::jsonrpc::Message;
 use crate::proxy::session::Session;
-use crate::proxy::{ClientSink, Proxy, Shared};
+use crate::proxy::{ClientSink, Proxy, Shared, ToClient};
 use crate::scope::Scope;
 use crate::upstream::UpstreamError;
 
@@ -120,8 +120,8 @@ struct Routes {
     /// progressToken JSON text -> request key.
     progress: HashMap<String, String>,
     /// `GET /mcp` or the legacy `/sse` stream.
-    stream: Option<mpsc::Sender<Value>>,
-    undelivered: VecDeque<Value>,
+    stream: Option<mpsc::Sender<ToClient>>,
+    undelivered: VecDeque<ToClient>,
     /// A stateless (2026-07-28) bridge: there is no session stream, so
     /// messages tied to no exchange are dropped rather than buffered.
     stateless: bool,
@@ -129,7 +129,7 @@ struct Routes {
 
 struct Pending {
     /// `None`: the answer goes to the session stream.
-    sink: Option<mpsc::Sender<Value>>,
+    sink: Option<mpsc::Sender<ToClient>>,
     /// The sink also takes messages related to the request.
     streaming: bool,
     progress_token: Option<String>,
@@ -227,7 +227,7 @@ impl HttpSession {
         id: &Value,
         params: &Value,
         answer: Answer,
-    ) -> Result<Option<mpsc::Receiver<Value>>, RequestError> {
+    ) -> Result<Option<mpsc::Receiver<ToClient>>, RequestError> {
         self.touch();
         let permit = self
             .inflight
@@ -303,7 +303,7 @@ impl HttpSession {
 
     /// Open the session stream; `None` if one is already open. Messages
     /// buffered while none was open come first.
-    pub fn open_stream(&self) -> Option<mpsc::Receiver<Value>> {
+    pub fn open_stream(&self) -> Option<mpsc::Receiver<ToClient>> {
         self.touch();
         let mut routes = self.routes.lock().expect("routes lock");
         if self.is_closed() || routes.stream.as_ref().is_some_and(|s| !s.is_closed()) {
@@ -343,15 +343,16 @@ impl HttpSession {
 
     /// One message of the proxy's for the client, into the session's
     /// streams (see [`Routes::route`]). A closed session takes no more.
-    fn outgoing(&self, message: Value) {
+    fn outgoing(&self, message: ToClient) {
         if self.is_closed() {
             return;
         }
-        if message.get("method").is_some()
-            && let Some(id) = message.get("id")
+        if let Some(request) = message.as_message()
+            && request.get("method").is_some()
+            && let Some(id) = request.get("id")
             && self.is_stateless()
         {
-            refuse_server_request(self, id, &message);
+            refuse_server_request(self, id, request);
             return;
         }
         if let Err(why) = self.deliver(message) {
@@ -366,15 +367,15 @@ impl HttpSession {
         }
     }
 
-    fn deliver(&self, message: Value) -> Result<(), String> {
+    fn deliver(&self, message: ToClient) -> Result<(), String> {
         self.routes.lock().expect("routes lock").route(message)
     }
 }
 
 impl Routes {
-    fn route(&mut self, message: Value) -> Result<(), String> {
-        if message.get("method").is_none() {
-            let key = message.get("id").map(Value::to_string).unwrap_or_default();
+    fn route(&mut self, message: ToClient) -> Result<(), String> {
+        if message.method().is_none() {
+            let key = message.id().map(Value::to_string).unwrap_or_default();
             if let Some(pending) = self.pending.remove(&key) {
                 if let Some(token) = &pending.progress_token {
                     self.progress.remove(token);
@@ -394,9 +395,10 @@ impl Routes {
 
     /// The streaming exchange a notification or server request belongs to:
     /// the one whose progress token it carries, else the only one open.
-    fn related_sink(&self, message: &Value) -> Option<&mpsc::Sender<Value>> {
+    fn related_sink(&self, message: &ToClient) -> Option<&mpsc::Sender<ToClient>> {
         let open = |p: &&Pending| p.streaming && p.sink.as_ref().is_some_and(|s| !s.is_closed());
-        if message["method"] == "notifications/progress"
+        if let Some(message) = message.as_message()
+            && message["method"] == "notifications/progress"
             && let Some(token) = message.pointer("/params/progressToken")
             && let Some(key) = self.progress.get(&token.to_string())
             && let Some(pending) = self.pending.get(key).filter(open)
@@ -410,7 +412,7 @@ impl Routes {
         }
     }
 
-    fn session_stream(&mut self, message: Value) -> Result<(), String> {
+    fn session_stream(&mut self, message: ToClient) -> Result<(), String> {
         if self.stateless {
             tracing::debug!("stateless bridge: dropped a message tied to no request: {message}");
             return Ok(());
@@ -435,7 +437,7 @@ impl Routes {
 
 /// Queue without waiting. A closed stream (the client went away from it)
 /// loses the message; a full one means the client is not reading.
-fn push(sink: &mpsc::Sender<Value>, message: Value) -> Result<(), String> {
+fn push(sink: &mpsc::Sender<ToClient>, message: ToClient) -> Result<(), String> {
     match sink.try_send(message) {
         Ok(()) => Ok(()),
         Err(mpsc::error::TrySendError::Closed(m)) => {
@@ -477,7 +479,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pending(sink: Option<mpsc::Sender<Value>>, streaming: bool) -> Pending {
+    fn pending(sink: Option<mpsc::Sender<ToClient>>, streaming: bool) -> Pending {
         Pending {
             sink,
             streaming,
@@ -496,13 +498,16 @@ mod tests {
             .pending
             .insert("2".into(), pending(Some(b_tx), false));
         routes
-            .route(json!({"method": "notifications/message", "params": {}}))
+            .route(json!({"method": "notifications/message", "params": {}}).into())
             .unwrap();
-        routes.route(json!({"id": 2, "result": {}})).unwrap();
-        routes.route(json!({"id": 1, "result": {}})).unwrap();
-        assert_eq!(a.try_recv().unwrap()["method"], "notifications/message");
-        assert_eq!(a.try_recv().unwrap()["id"], 1);
-        assert_eq!(b.try_recv().unwrap()["id"], 2);
+        routes.route(json!({"id": 2, "result": {}}).into()).unwrap();
+        routes.route(json!({"id": 1, "result": {}}).into()).unwrap();
+        assert_eq!(
+            a.try_recv().unwrap().into_value()["method"],
+            "notifications/message"
+        );
+        assert_eq!(a.try_recv().unwrap().into_value()["id"], 1);
+        assert_eq!(b.try_recv().unwrap().into_value()["id"], 2);
         assert!(routes.pending.is_empty());
     }
 
@@ -514,13 +519,18 @@ mod tests {
         routes.pending.insert("1".into(), pending(Some(a_tx), true));
         routes.pending.insert("2".into(), pending(Some(b_tx), true));
         routes
-            .route(json!({"id": "fw-1", "method": "sampling/createMessage"}))
+            .route(json!({"id": "fw-1", "method": "sampling/createMessage"}).into())
             .unwrap();
         assert_eq!(routes.undelivered.len(), 1);
         let (s_tx, mut s) = mpsc::channel(8);
         routes.stream = Some(s_tx);
-        routes.route(json!({"method": "notifications/x"})).unwrap();
-        assert_eq!(s.try_recv().unwrap()["method"], "notifications/x");
+        routes
+            .route(json!({"method": "notifications/x"}).into())
+            .unwrap();
+        assert_eq!(
+            s.try_recv().unwrap().into_value()["method"],
+            "notifications/x"
+        );
     }
 
     #[test]
@@ -534,9 +544,9 @@ mod tests {
         routes.pending.insert("2".into(), pending(Some(b_tx), true));
         routes.progress.insert("\"tok\"".into(), "1".into());
         routes
-            .route(json!({"method": "notifications/progress", "params": {"progressToken": "tok", "progress": 1}}))
+            .route(json!({"method": "notifications/progress", "params": {"progressToken": "tok", "progress": 1}}).into())
             .unwrap();
-        assert_eq!(a.try_recv().unwrap()["params"]["progress"], 1);
+        assert_eq!(a.try_recv().unwrap().into_value()["params"]["progress"], 1);
     }
 
     #[test]
@@ -544,15 +554,18 @@ mod tests {
         let mut routes = Routes::default();
         for i in 0..UNDELIVERED_BUFFER + 5 {
             routes
-                .route(json!({"method": "n", "params": {"i": i}}))
+                .route(json!({"method": "n", "params": {"i": i}}).into())
                 .unwrap();
         }
         assert_eq!(routes.undelivered.len(), UNDELIVERED_BUFFER);
-        assert_eq!(routes.undelivered[0]["params"]["i"], 5);
+        assert_eq!(
+            routes.undelivered[0].as_message().unwrap()["params"]["i"],
+            5
+        );
         let (tx, _rx) = mpsc::channel(1);
         routes.stream = Some(tx);
         routes.undelivered.clear();
-        routes.route(json!({"method": "n"})).unwrap();
-        assert!(routes.route(json!({"method": "n"})).is_err());
+        routes.route(json!({"method": "n"}).into()).unwrap();
+        assert!(routes.route(json!({"method": "n"}).into()).is_err());
     }
 }

@@ -68,8 +68,8 @@ use super::streamable::{
 };
 use super::{App, sse_response};
 use crate::jsonrpc::{Message, code};
-use crate::proxy::TASKS_EXTENSION;
 use crate::proxy::session::Principal;
+use crate::proxy::{TASKS_EXTENSION, ToClient};
 
 /// Protocol versions served statelessly.
 pub const STATELESS_VERSIONS: &[&str] = &["2026-07-28"];
@@ -464,6 +464,7 @@ async fn initialize(
     let answer = rx
         .recv()
         .await
+        .map(ToClient::into_value)
         .ok_or_else(|| unavailable("initialize was not answered"))?;
     if let Some(result) = answer.get("result") {
         let message = Message::Notification {
@@ -583,10 +584,10 @@ async fn relay(
             let bridge = bridge.clone();
             tokio::spawn(async move {
                 while let Some(m) = rx.recv().await {
+                    let mut m = m.into_value();
                     if !log_wanted(&m, log_level) {
                         continue;
                     }
-                    let mut m = m;
                     if let Some((theirs, ours)) = &progress
                         && m["method"] == "notifications/progress"
                         && m.pointer("/params/progressToken") == Some(ours)
@@ -598,15 +599,15 @@ async fn relay(
                         note_task(&routes, &bridge, &method, &m);
                     }
                     let m = if last { reshape(m, &id, &method) } else { m };
-                    if tx.send(m).await.is_err() || last {
+                    if tx.send(m.into()).await.is_err() || last {
                         return;
                     }
                 }
-                let _ = tx.send(unanswered(&id)).await;
+                let _ = tx.send(unanswered(&id).into()).await;
             });
             sse_response(None, out, None)
         }
-        _ => match rx.recv().await {
+        _ => match rx.recv().await.map(ToClient::into_value) {
             Some(m) => {
                 note_task(&routes, bridge, &method, &m);
                 json(reshape(m, &id, &method))

@@ -26,8 +26,9 @@ use axum::routing::post;
 use serde_json::Value;
 
 use super::session::{Answer, HttpSession, RequestError, Transport};
-use super::{App, Refused, plain, sse_response, stateless};
+use super::{App, Refused, json_response, plain, sse_response, stateless};
 use crate::jsonrpc::{self, Message};
+use crate::proxy::ToClient;
 use crate::proxy::session::Principal;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -111,7 +112,7 @@ async fn initialize(app: &App, principal: Principal, message: Message) -> Respon
     };
     session.feed(message).await;
     let mut rx = rx;
-    let Some(answer) = rx.recv().await else {
+    let Some(answer) = rx.recv().await.map(ToClient::into_value) else {
         end(app, &session, "initialize was not answered");
         return plain(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -174,9 +175,9 @@ fn end(app: &App, session: &HttpSession, why: &str) {
 
 /// Wait for the response alone. A request cancelled meanwhile gets none:
 /// 202 with no body.
-async fn json_answer(mut rx: tokio::sync::mpsc::Receiver<Value>) -> Response {
+async fn json_answer(mut rx: tokio::sync::mpsc::Receiver<ToClient>) -> Response {
     match rx.recv().await {
-        Some(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
+        Some(answer) => json_response(StatusCode::OK, &answer),
         None => StatusCode::ACCEPTED.into_response(),
     }
 }
