@@ -43,6 +43,8 @@ fixtures/python/.venv/bin/python scripts/http_latency.py \
 
 echo; echo "== 64 sessions, fixture upstream, fsync never (http_throughput)"
 BENCH_LEVELS=64 cargo bench --bench http_throughput 2>&1 | tee "$OUT/throughput64.log"
+echo; echo "== no firewall: 64 fixture processes called directly over stdio (http_throughput)"
+BENCH_LEVELS=64 BENCH_DIRECT=1 cargo bench --bench http_throughput 2>&1 | tee "$OUT/direct64.log"
 echo; echo "== the same with --shared: one fixture process for all 64 sessions (http_throughput)"
 BENCH_LEVELS=64 BENCH_SHARED=1 cargo bench --bench http_throughput 2>&1 | tee "$OUT/throughput64-shared.log"
 

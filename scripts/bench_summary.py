@@ -48,6 +48,10 @@ def main():
     rows.append(("added per allowed call, stdio, library + audit, p50", fmt(added50, "ms", True), "<= 0.15 ms",
                  added50 is not None and added50 <= 0.15))
     rows.append(("  the same, p99", fmt(added99, "ms", True), "<= 0.5 ms", added99 is not None and added99 <= 0.5))
+    relay = num(r"bare relay.*\n\s+added over direct: p50\s+([+-][\d.]+) µs", latency)
+    if relay is not None:
+        rows.append(("  floor: a bare relay (copies bytes), added p50", fmt(relay / 1000, "ms", True),
+                     "(no target)", None))
 
     burst = num(r"added over fsync never, 32 in flight: p50\s+([+-][\d.]+) µs", latency)
     rows.append(("fsync always, 32 calls in flight in one stdio session, added p50 over never",
@@ -81,6 +85,11 @@ def main():
                  fmt(rate64, "calls/s"), ">= 10,000", rate64 is not None and rate64 >= 10000))
     rows.append(("  the same, p99", fmt(p99_64 / 1000 if p99_64 else None, "ms"), "<= 5 ms",
                  p99_64 is not None and p99_64 <= 5000))
+    direct64 = read(out, "direct64.log")
+    direct_rate = num(r"^\s+64\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", direct64)
+    if direct_rate is not None:
+        rows.append(("  ceiling: 64 fixture processes called directly over stdio, no firewall",
+                     fmt(direct_rate, "calls/s"), "(no target)", None))
     shared64 = read(out, "throughput64-shared.log")
     shared_rate = num(r"^\s+64\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", shared64)
     shared_p99 = num(r"^\s+64\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", shared64, 3)
