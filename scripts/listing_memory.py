@@ -6,7 +6,7 @@ nothing.
 
   scripts/listing_memory.py --policy <library> [--bin-dir target/release]
                             [--tools 200] [--kb 100] [--calls 20] [--idle 0.5]
-                            [--again]
+                            [--again] [--big-result MB]
 
 `--idle` is how long the firewall sits idle before memory is read: its
 memory-purge thread runs every 2 s, so 0.5 shows what mimalloc alone gave
@@ -15,6 +15,10 @@ back and 2.5 what the firewall gives back when it goes idle.
 `--again` then lists a second time, from the catalogue the first listing
 filled, with the peak reset first (`/proc/<pid>/clear_refs`): what answering
 alone adds at its peak.
+
+`--big-result MB` then calls the upstream's `big` tool, which answers with
+one line of that many MB, and prints what reading it added at the peak (the
+firewall caps the result it passes on; the whole line is read and parsed).
 
 The upstream is fixtures/hostile-upstream/upstream.py, which serves the
 tools of the file `TOOLS_FILE` names. With the shipped library, raise the
@@ -39,11 +43,15 @@ def main():
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--idle", type=float, default=0.5)
     ap.add_argument("--again", action="store_true")
+    ap.add_argument("--big-result", type=float)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="listing-memory-")
     tools = [{"name": f"t{i}", "description": (f"d{i} " * (args.kb * 1024))[: args.kb * 1024],
               "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": True}}
              for i in range(args.tools)]
+    if args.big_result:
+        tools.append({"name": "big", "description": "answers with one big line",
+                      "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": True}})
     tools_file = os.path.join(work, "tools.json")
     with open(tools_file, "w") as f:
         json.dump(tools, f)
@@ -53,7 +61,8 @@ def main():
          "--data-dir", os.path.join(work, "data"), "--",
          "python3", os.path.join(ROOT, "fixtures/hostile-upstream/upstream.py")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        env=dict(os.environ, TOOLS_FILE=tools_file))
+        env=dict(os.environ, TOOLS_FILE=tools_file,
+                 BIG_BYTES=str(int((args.big_result or 1) * 1024 * 1024))))
 
     def rpc(message):
         fw.stdin.write((json.dumps(message) + "\n").encode())
@@ -82,6 +91,15 @@ def main():
         after = resident(fw.pid)
         print(f"listed again: VmRSS {before['VmRSS']} before, VmHWM {after['VmHWM']} at the peak: "
               f"+{(after['VmHWM'] - before['VmRSS']) / 1024:.1f} MB")
+    if args.big_result:
+        with open(f"/proc/{fw.pid}/clear_refs", "w") as f:
+            f.write("5")
+        before = resident(fw.pid)
+        rpc({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+             "params": {"name": "big", "arguments": {}}})
+        after = resident(fw.pid)
+        print(f"a {args.big_result:g} MB result: VmRSS {before['VmRSS']} before, VmHWM {after['VmHWM']} "
+              f"at the peak: +{(after['VmHWM'] - before['VmRSS']) / 1024:.1f} MB")
     fw.kill()
     fw.wait()
     print(f"{len(listed['result']['tools'])} tools listed ({args.kb} KB descriptions), "

@@ -50,41 +50,87 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 
     /// The next line without its `\n` (and `\r`), or `None` at end of input.
     pub async fn next(&mut self) -> std::io::Result<Option<Frame>> {
-        let mut line = Vec::new();
+        let mut line = Pieces::default();
         let mut too_long = false;
         loop {
             let available = self.inner.fill_buf().await?;
             if available.is_empty() {
-                return Ok(match (too_long, line.is_empty()) {
+                return Ok(match (too_long, line.len == 0) {
                     (true, _) => Some(Frame::TooLong),
                     (false, true) => None,
-                    (false, false) => Some(Frame::Line(line)),
+                    (false, false) => Some(Frame::Line(line.joined())),
                 });
             }
             let (chunk, consumed, done) = match available.iter().position(|&b| b == b'\n') {
                 Some(i) => (&available[..i], i + 1, true),
                 None => (available, available.len(), false),
             };
-            if !too_long && line.len() + chunk.len() > self.max {
+            if !too_long && line.len + chunk.len() > self.max {
                 too_long = true;
-                line.extend_from_slice(&chunk[..chunk.len().min(KEPT_PREFIX_BYTES)]);
-                line.truncate(KEPT_PREFIX_BYTES);
-                self.prefix = std::mem::take(&mut line);
+                line.push(&chunk[..chunk.len().min(KEPT_PREFIX_BYTES)]);
+                self.prefix = line.prefix(KEPT_PREFIX_BYTES);
+                line = Pieces::default();
             }
             if !too_long {
-                line.extend_from_slice(chunk);
+                line.push(chunk);
             }
             self.inner.consume(consumed);
             if done {
                 if too_long {
                     return Ok(Some(Frame::TooLong));
                 }
+                let mut line = line.joined();
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
                 return Ok(Some(Frame::Line(line)));
             }
         }
+    }
+}
+
+/// A line's bytes as they arrive. A long line is kept in pieces of
+/// [`PIECE_BYTES`] and joined once into a buffer of its exact size, each
+/// piece let go as it is copied: at most its length plus a piece at once.
+/// One buffer regrown by doubling held up to twice the line's length, and
+/// one and a half times more while it was copied to its next size, before
+/// the message was even parsed.
+#[derive(Default)]
+struct Pieces {
+    full: Vec<Vec<u8>>,
+    last: Vec<u8>,
+    len: usize,
+}
+
+/// Size of a long line's pieces.
+const PIECE_BYTES: usize = 1024 * 1024;
+
+impl Pieces {
+    fn push(&mut self, bytes: &[u8]) {
+        if !self.last.is_empty() && self.last.len() + bytes.len() > PIECE_BYTES {
+            let next = Vec::with_capacity(PIECE_BYTES.max(bytes.len()));
+            self.full.push(std::mem::replace(&mut self.last, next));
+        }
+        self.last.extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// The first `n` bytes (or all, if fewer).
+    fn prefix(&self, n: usize) -> Vec<u8> {
+        let all = self.full.iter().chain(std::iter::once(&self.last));
+        all.flatten().take(n).copied().collect()
+    }
+
+    fn joined(self) -> Vec<u8> {
+        if self.full.is_empty() {
+            return self.last;
+        }
+        let mut line = Vec::with_capacity(self.len);
+        for piece in self.full {
+            line.extend_from_slice(&piece);
+        }
+        line.extend_from_slice(&self.last);
+        line
     }
 }
 
@@ -122,5 +168,47 @@ mod tests {
             got,
             [Frame::Line(vec![0xff, 0xfe]), Frame::Line(b"ok".to_vec())]
         );
+    }
+
+    /// Hands over at most 7,001 bytes per read.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl tokio::io::AsyncRead for Trickle<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let n = self.0.len().min(7_001).min(buf.remaining());
+            buf.put_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Lines longer than a piece come out whole and in order, whatever
+    /// sizes the reads hand over (here 7,001 bytes at a time), and the kept
+    /// prefix of an over-long one is its first bytes.
+    #[tokio::test]
+    async fn long_lines_are_joined_from_their_pieces() {
+        let long: Vec<u8> = (0..3 * PIECE_BYTES + 12_345)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect();
+        let mut input = long.clone();
+        input.extend_from_slice(b"\r\nshort\n");
+        input.extend_from_slice(&long);
+        input.extend_from_slice(&long);
+        input.extend_from_slice(b"\nend");
+        let mut reader = LineReader::new(Trickle(&input), 2 * long.len() - 1);
+        let mut got = Vec::new();
+        while let Some(frame) = reader.next().await.unwrap() {
+            got.push(frame);
+        }
+        assert_eq!(got.len(), 4);
+        assert!(got[0] == Frame::Line(long.clone()), "the long line, whole");
+        assert_eq!(got[1], Frame::Line(b"short".to_vec()));
+        assert_eq!(got[2], Frame::TooLong);
+        assert_eq!(reader.discarded_prefix(), &long[..KEPT_PREFIX_BYTES]);
+        assert_eq!(got[3], Frame::Line(b"end".to_vec()));
     }
 }

@@ -1239,3 +1239,33 @@ fn a_big_listing_is_answered_without_a_copy_of_it() {
         "answering a {size}-byte listing took {grown} bytes more at its peak"
     );
 }
+
+/// Issue 11: what reading one big answer costs. The upstream answers with
+/// one 24 MiB line, which is read (in pieces joined once, not a buffer
+/// regrown by doubling), parsed, hashed for the record (as it is written,
+/// not into a text beside it) and cut to the result cap. Before, the peak
+/// was ~5x the line: the line's buffer at up to twice its size, and the
+/// canonical text of the result, grown by doubling, next to the result.
+#[test]
+fn a_big_answer_costs_about_twice_its_size_to_read() {
+    let size: u64 = 24 << 20;
+    let mut fw = Builder::new()
+        .rego(ALLOW_ALL)
+        .env("BIG_BYTES", &size.to_string())
+        .wrap(&["python3", &hostile()]);
+    fw.initialize();
+    let pid = fw.child.id();
+    assert_eq!(text(&fw.call("echo", json!({"warm": 1}))), r#"{"warm": 1}"#);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+    let (before, _) = resident_kib(pid);
+    let big = fw.call("big", json!({}));
+    let note = big["result"]["content"].as_array().unwrap().last().unwrap()["text"].clone();
+    assert!(note.as_str().unwrap().contains("truncated"), "{note}");
+    let (_, peak) = resident_kib(pid);
+    let grown = (peak - before) * 1024;
+    assert!(
+        grown < size * 3,
+        "reading a {size}-byte answer took {grown} bytes more at its peak"
+    );
+}

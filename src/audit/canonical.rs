@@ -33,6 +33,96 @@ pub fn canonical_json(v: &Value) -> String {
     out
 }
 
+/// `sha256_tagged(canonical_json(v))`, without the text: it is hashed as it
+/// is written. A 20 MB tool result's digest held the text beside the
+/// result, in a buffer regrown by doubling (up to three times the result at
+/// once).
+pub fn canonical_digest(v: &Value) -> String {
+    let mut out = Hashing {
+        hasher: Sha256::new(),
+        buffer: Vec::with_capacity(HASH_BUFFER_BYTES),
+    };
+    write_value(v, &mut out);
+    out.hasher.update(&out.buffer);
+    format!("{HASH_PREFIX}{}", hex::encode(out.hasher.finalize()))
+}
+
+/// Where canonical text goes: a `String`, or a hash.
+pub(super) trait Out {
+    fn push_str(&mut self, s: &str);
+
+    /// Room for `n` more bytes, where that means anything.
+    fn reserve(&mut self, _n: usize) {}
+
+    fn push(&mut self, c: char) {
+        self.push_str(c.encode_utf8(&mut [0; 4]));
+    }
+
+    /// `s` as a JSON string, escaped as serde_json escapes it.
+    fn push_escaped(&mut self, s: &str);
+}
+
+impl Out for String {
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s);
+    }
+
+    fn reserve(&mut self, n: usize) {
+        String::reserve(self, n);
+    }
+
+    fn push(&mut self, c: char) {
+        String::push(self, c);
+    }
+
+    fn push_escaped(&mut self, s: &str) {
+        // Serializing a `&str` cannot fail; the fallback is unreachable but
+        // keeps this function total without a panic path.
+        match serde_json::to_string(s) {
+            Ok(quoted) => self.push_str(&quoted),
+            Err(_) => self.push_str("\"\""),
+        }
+    }
+}
+
+/// Text is hashed in blocks of this size.
+const HASH_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Canonical text, hashed as it is written.
+struct Hashing {
+    hasher: Sha256,
+    buffer: Vec<u8>,
+}
+
+impl Out for Hashing {
+    fn push_str(&mut self, s: &str) {
+        let _ = std::io::Write::write(self, s.as_bytes());
+    }
+
+    fn push_escaped(&mut self, s: &str) {
+        // serde_json writes the escaped string in runs, straight in here.
+        let _ = serde_json::to_writer(&mut *self, s);
+    }
+}
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.buffer.len() + bytes.len() > HASH_BUFFER_BYTES {
+            self.hasher.update(&self.buffer);
+            self.buffer.clear();
+        }
+        match bytes.len() > HASH_BUFFER_BYTES {
+            true => self.hasher.update(bytes),
+            false => self.buffer.extend_from_slice(bytes),
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Text in canonical form, made only here: a part of a record rendered
 /// ahead of time (a session's remembered decisions are rendered once, not
 /// once per record that repeats them).
@@ -97,7 +187,7 @@ pub fn sha256_tagged(bytes: &[u8]) -> String {
     format!("{HASH_PREFIX}{}", hex::encode(digest))
 }
 
-fn write_value(v: &Value, out: &mut String) {
+fn write_value(v: &Value, out: &mut impl Out) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -119,10 +209,10 @@ fn write_value(v: &Value, out: &mut String) {
 }
 
 /// `map` with its keys in order, each value written by `value`.
-fn write_object(
+fn write_object<O: Out>(
     map: &serde_json::Map<String, Value>,
-    out: &mut String,
-    mut value: impl FnMut(&str, &Value, &mut String),
+    out: &mut O,
+    mut value: impl FnMut(&str, &Value, &mut O),
 ) {
     // `str`'s Ord is byte order of the UTF-8 encoding.
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
@@ -139,7 +229,7 @@ fn write_object(
     out.push('}');
 }
 
-pub(super) fn write_string(s: &str, out: &mut String) {
+pub(super) fn write_string(s: &str, out: &mut impl Out) {
     // Performance: most strings (keys, ids, names) need no escape, and
     // serde_json escapes only `"`, `\\` and control characters; such a
     // string is written as it is, without serde_json's own buffer.
@@ -150,12 +240,7 @@ pub(super) fn write_string(s: &str, out: &mut String) {
         out.push('"');
         return;
     }
-    // Serializing a `&str` cannot fail; the fallback is unreachable but keeps
-    // this function total without a panic path.
-    match serde_json::to_string(s) {
-        Ok(quoted) => out.push_str(&quoted),
-        Err(_) => out.push_str("\"\""),
-    }
+    out.push_escaped(s);
 }
 
 /// Whether `bytes` hold a `"`, a `\\` or a control character. Checked 64
@@ -174,6 +259,31 @@ fn needs_escape(bytes: &[u8]) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The streamed digest is the digest of the text, for every shape: keys
+    /// out of order, escapes, strings longer than the hash's block (written
+    /// straight through) and runs of small writes crossing blocks.
+    #[test]
+    fn a_digest_hashed_as_written_is_the_digest_of_the_text() {
+        let long = "a\"b\\c\n\u{1}é ".repeat(20_000);
+        let plain = "x".repeat(HASH_BUFFER_BYTES + 7);
+        let values = [
+            json!(null),
+            json!({"z": 1, "a": [true, false, null, 1.5, -3, "s"], "m": {"y": "\u{7f}", "b": ""}}),
+            json!({"text": long, "plain": plain, "n": 12345678901234567u64}),
+            json!(
+                (0..20_000)
+                    .map(|i| json!({"k": i, "v": format!("{i}\t")}))
+                    .collect::<Vec<_>>()
+            ),
+        ];
+        for v in values {
+            assert_eq!(
+                canonical_digest(&v),
+                sha256_tagged(canonical_json(&v).as_bytes())
+            );
+        }
+    }
 
     #[test]
     fn every_byte_that_needs_an_escape_is_found_wherever_it_is() {

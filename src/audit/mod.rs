@@ -56,7 +56,7 @@ pub mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use canonical::{Canonical, canonical_json, sha256_tagged};
+pub use canonical::{Canonical, canonical_digest, canonical_json, sha256_tagged};
 pub use checkpoint::{CheckpointReport, CheckpointSettings, CheckpointSigner, verify_checkpoints};
 pub use durability::Pending;
 pub use error::AuditError;

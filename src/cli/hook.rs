@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::HookArgs;
 use mcp_firewall::approval::Approvals;
-use mcp_firewall::audit::{AuditLog, canonical_json, sha256_tagged};
+use mcp_firewall::audit::{AuditLog, canonical_digest};
 use mcp_firewall::config::Config;
 use mcp_firewall::policy::PolicySet;
 use mcp_firewall::proxy::hook::{HookAnswer, ToolUse, Unmatched};
@@ -179,12 +179,12 @@ fn post_tool_use(args: &HookArgs, hook: &Value, event: &str) -> anyhow::Result<(
         "client": {"name": "claude-code"},
         "hook_event": event,
         "outcome": if failed { "error" } else { "ok" },
-        "response_digest": sha256_tagged(canonical_json(&response).as_bytes()),
+        "response_digest": canonical_digest(&response),
         "response_bytes": response.to_string().len(),
     });
     if let Some(error) = hook.get("error") {
         // The error text may quote a secret: its digest only.
-        record["error_digest"] = json!(sha256_tagged(canonical_json(error).as_bytes()));
+        record["error_digest"] = json!(canonical_digest(error));
     }
     audit.append("call.completed", record)?;
     checkpoint_on_exit(&audit)

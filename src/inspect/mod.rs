@@ -254,6 +254,8 @@ pub fn truncate(result: &mut Value, cap: usize) -> Option<(usize, usize)> {
                     end -= 1;
                 }
                 text.truncate(end);
+                // Give back the rest: the text may have been 60 MB.
+                text.shrink_to_fit();
                 kept.push(block);
             }
             break;

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::Proxy;
 use super::input::{self, Subject};
-use crate::audit::{canonical_json, sha256_tagged};
+use crate::audit::canonical_digest;
 use crate::error::Refusal;
 use crate::inspect::{self, Located};
 use crate::policy::{Decision, PolicyError, PolicySet, Verdict, to_rego};
@@ -78,7 +78,7 @@ impl Proxy {
         decision_id: &str,
         mut result: Value,
     ) -> (Result<Value, Value>, Value) {
-        let digest = sha256_tagged(canonical_json(&result).as_bytes());
+        let digest = canonical_digest(&result);
         let original = self.shared.shadow.then(|| result.clone());
         let truncated = inspect::truncate(&mut result, self.shared.config.max_result_bytes);
         let findings = inspect::findings_in(&result);
