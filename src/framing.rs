@@ -91,10 +91,11 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 
 /// A line's bytes as they arrive. A long line is kept in pieces of
 /// [`PIECE_BYTES`] and joined once into a buffer of its exact size, each
-/// piece let go as it is copied: at most its length plus a piece at once.
+/// piece let go as it is copied: at most its length plus a piece live at
+/// once (the allocator may keep freed pieces resident for a moment).
 /// One buffer regrown by doubling held up to twice the line's length, and
-/// one and a half times more while it was copied to its next size, before
-/// the message was even parsed.
+/// up to three times it while being copied to its next size, before the
+/// message was even parsed.
 #[derive(Default)]
 struct Pieces {
     full: Vec<Vec<u8>>,

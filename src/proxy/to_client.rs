@@ -27,7 +27,7 @@ pub enum ToClient {
 /// The items of a list answer, read one at a time.
 pub trait Listed: Send + Sync {
     fn count(&self) -> usize;
-    /// The `i`th item as the client sees it (`i < len()`).
+    /// The `i`th item as the client sees it (`i < count()`).
     fn item(&self, i: usize) -> Value;
 }
 
