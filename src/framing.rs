@@ -55,7 +55,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         loop {
             let available = self.inner.fill_buf().await?;
             if available.is_empty() {
-                return Ok(match (too_long, line.len == 0) {
+                return Ok(match (too_long, line.len() == 0) {
                     (true, _) => Some(Frame::TooLong),
                     (false, true) => None,
                     (false, false) => Some(Frame::Line(line.joined())),
@@ -65,7 +65,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 Some(i) => (&available[..i], i + 1, true),
                 None => (available, available.len(), false),
             };
-            if !too_long && line.len + chunk.len() > self.max {
+            if !too_long && line.len() + chunk.len() > self.max {
                 too_long = true;
                 line.push(&chunk[..chunk.len().min(KEPT_PREFIX_BYTES)]);
                 self.prefix = line.prefix(KEPT_PREFIX_BYTES);
@@ -96,8 +96,8 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 /// One buffer regrown by doubling held up to twice the line's length, and
 /// up to three times it while being copied to its next size, before the
 /// message was even parsed.
-#[derive(Default)]
-struct Pieces {
+#[derive(Debug, Default)]
+pub(crate) struct Pieces {
     full: Vec<Vec<u8>>,
     last: Vec<u8>,
     len: usize,
@@ -107,7 +107,7 @@ struct Pieces {
 const PIECE_BYTES: usize = 1024 * 1024;
 
 impl Pieces {
-    fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         if !self.last.is_empty() && self.last.len() + bytes.len() > PIECE_BYTES {
             let next = Vec::with_capacity(PIECE_BYTES.max(bytes.len()));
             self.full.push(std::mem::replace(&mut self.last, next));
@@ -122,7 +122,11 @@ impl Pieces {
         all.flatten().take(n).copied().collect()
     }
 
-    fn joined(self) -> Vec<u8> {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn joined(self) -> Vec<u8> {
         if self.full.is_empty() {
             return self.last;
         }

@@ -90,15 +90,17 @@ pub async fn deliver_json(
     mut response: reqwest::Response,
     seen: impl Fn(&[u8]),
 ) -> Result<(), String> {
-    let mut body = Vec::new();
+    // In pieces joined once, not a buffer regrown by doubling (`framing`).
+    let mut body = crate::framing::Pieces::default();
     while let Some(chunk) = response.chunk().await.map_err(describe)? {
         if body.len() + chunk.len() > MAX_UPSTREAM_MESSAGE_BYTES {
             return Err(format!(
                 "response over {MAX_UPSTREAM_MESSAGE_BYTES} bytes dropped"
             ));
         }
-        body.extend_from_slice(&chunk);
+        body.push(&chunk);
     }
+    let body = body.joined();
     seen(&body);
     let up = live(upstream)?;
     deliver_message(&up, events, &body).await;
