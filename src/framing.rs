@@ -55,7 +55,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         loop {
             let available = self.inner.fill_buf().await?;
             if available.is_empty() {
-                return Ok(match (too_long, line.len() == 0) {
+                return Ok(match (too_long, line.is_empty()) {
                     (true, _) => Some(Frame::TooLong),
                     (false, true) => None,
                     (false, false) => Some(Frame::Line(line.joined())),
@@ -124,6 +124,10 @@ impl Pieces {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     pub(crate) fn joined(self) -> Vec<u8> {

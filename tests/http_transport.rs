@@ -1833,16 +1833,6 @@ async fn the_wrap_forms_shared_flag_starts_one_process_for_all_sessions() {
     assert_eq!(server.children(), 1);
 }
 
-/// The firewall's peak resident memory (`VmHWM`), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmHWM in /proc/PID/status")
-}
-
 /// Issue 11: a client that stops reading while its upstream floods it
 /// loses its session, not the firewall's memory. The upstream answers one
 /// call with 100,000 notifications of 1 KiB (~110 MB of JSON) on the call's
@@ -1865,7 +1855,7 @@ async fn a_client_that_stops_reading_loses_its_session_not_the_firewalls_memory(
     let stalled = Raw::open(&server, Some(ALICE_TOKEN)).await;
     let reader = Raw::open(&server, Some(BOB_TOKEN)).await;
     server.wait_children(2);
-    let before = peak_rss_kib(server.child.id());
+    let (_, before) = resident_kib(server.child.id());
 
     let flood = json!({"name": "loud__notify", "arguments": {"count": 100_000, "bytes": 1024}});
     let unread = stalled.post(&rpc(2, "tools/call", flood)).await;
@@ -1895,7 +1885,7 @@ async fn a_client_that_stops_reading_loses_its_session_not_the_firewalls_memory(
         answer["result"]["structuredContent"]["still"], "here",
         "{answer}"
     );
-    let grew = peak_rss_kib(server.child.id()).saturating_sub(before);
+    let grew = resident_kib(server.child.id()).1.saturating_sub(before);
     assert!(
         grew < 48 * 1024,
         "the firewall's peak memory grew by {} MiB under the flood",

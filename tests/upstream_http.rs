@@ -735,19 +735,6 @@ fn a_closed_call_stream_is_resumed_with_last_event_id() {
     );
 }
 
-/// `(VmRSS, VmHWM)` of a process, in KiB.
-fn resident_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// Issue 11: a big answer from an HTTP upstream (a JSON body) is not held
 /// over and over on its way in. Its digest for the record is hashed as it
 /// is written, and the body is read in pieces joined once, not into a
@@ -768,13 +755,9 @@ fn a_big_answer_over_http_costs_under_four_times_its_size_to_read() {
         "[remote] warm"
     );
     std::thread::sleep(Duration::from_secs(3));
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
-    let (before, _) = resident_kib(pid);
-    let big = fw.call("remote__big", json!({"bytes": size}));
+    let (big, grown) = new_memory_at_peak(pid, || fw.call("remote__big", json!({"bytes": size})));
     let note = big["result"]["content"].as_array().unwrap().last().unwrap()["text"].clone();
     assert!(note.as_str().unwrap().contains("truncated"), "{note}");
-    let (_, peak) = resident_kib(pid);
-    let grown = (peak - before) * 1024;
     assert!(
         grown < size * 4,
         "reading a {size}-byte answer took {grown} bytes more at its peak"

@@ -38,9 +38,11 @@ pub fn canonical_json(v: &Value) -> String {
 /// result, in a buffer regrown by doubling (up to three times the result at
 /// once).
 pub fn canonical_digest(v: &Value) -> String {
+    // The buffer grows to at most a block: a small result, every call's,
+    // costs no 64 KB allocation.
     let mut out = Hashing {
         hasher: Sha256::new(),
-        buffer: Vec::with_capacity(HASH_BUFFER_BYTES),
+        buffer: Vec::new(),
     };
     write_value(v, &mut out);
     out.hasher.update(&out.buffer);

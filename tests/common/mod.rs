@@ -559,3 +559,28 @@ pub fn http_post(port: u16, path: &str, headers: &[(&str, String)], body: &[u8])
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, body)
 }
+
+/// `(VmRSS, VmHWM)` of a process, in KiB.
+pub fn resident_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// What `work` returns, and the memory process `pid` newly held at its
+/// peak while `work` ran, in bytes. The peak (`VmHWM`) is first reset to
+/// what is resident now (`/proc/PID/clear_refs`), so only what `work` makes
+/// the process hold counts.
+pub fn new_memory_at_peak<T>(pid: u32, work: impl FnOnce() -> T) -> (T, u64) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+    let (before, _) = resident_kib(pid);
+    let done = work();
+    let (_, peak) = resident_kib(pid);
+    (done, peak.saturating_sub(before) * 1024)
+}
