@@ -10,6 +10,8 @@ steadier than latency on a shared machine: compare builds with it.
   scripts/cpu_per_call.py --policy policies [--bin-dir target/release] [--calls 3000]
                           [--text-bytes N]   (echo N bytes: a big argument and result)
                           [--instructions]   (instructions per call under callgrind)
+                          [--profile FILE]   (with --instructions: keep the callgrind
+                                              profile of the measured run)
                           [--http]           (Streamable HTTP on one keep-alive
                                               connection, SSE answers, instead of stdio)
 
@@ -87,7 +89,7 @@ class Http:
         self.fw.wait()
 
 
-def session(args, calls, callgrind=False):
+def session(args, calls, callgrind=False, profile="/dev/null"):
     """Warm-up calls, then `calls` measured ones: (round trips, firewall CPU
     seconds, instructions the firewall ran in all when under callgrind)."""
     audit = os.path.join(tempfile.mkdtemp(), "audit.jsonl")
@@ -99,7 +101,7 @@ def session(args, calls, callgrind=False):
     ]
     valgrind_log = os.path.join(os.path.dirname(audit), "valgrind.log")
     if callgrind:
-        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={profile}",
                f"--log-file={valgrind_log}", *cmd]
     client = (Http if args.http else Stdio)(cmd)
     rpc, fw = client.rpc, client.fw
@@ -143,10 +145,13 @@ def main():
     ap.add_argument("--text-bytes", type=int, default=5)
     ap.add_argument("--instructions", action="store_true")
     ap.add_argument("--http", action="store_true")
+    ap.add_argument("--profile", help="with --instructions: keep the measured run's "
+                    "callgrind profile here (read it with callgrind_annotate)")
     args = ap.parse_args()
     if args.instructions:
         _, _, warm_up = session(args, 0, callgrind=True)
-        _, _, measured = session(args, args.calls, callgrind=True)
+        _, _, measured = session(args, args.calls, callgrind=True,
+                                 profile=args.profile or "/dev/null")
         print(f"{args.calls} calls: {(measured - warm_up) / args.calls:,.0f} "
               "instructions per call (firewall process, callgrind)")
         return

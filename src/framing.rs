@@ -4,24 +4,70 @@
 //! Hand-written because `tokio_util`'s `LinesCodec` ends the stream after
 //! its first error (an over-long line or invalid UTF-8), and one bad message
 //! must not end a session. Here an over-long line is skipped and reported as
-//! [`Frame::TooLong`]; bytes are handed on undecoded, so invalid UTF-8 is
-//! caught by the JSON parser as an ordinary parse error.
+//! [`Frame::TooLong`], and one the process has no memory left for as
+//! [`Frame::OverBudget`] ([`crate::budget`]); bytes are handed on
+//! undecoded, so invalid UTF-8 is caught by the JSON parser as an ordinary
+//! parse error.
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+use crate::budget::{Budget, Lease, OverBudget};
 
 /// One line of input.
 #[derive(Debug, PartialEq)]
 pub enum Frame {
-    Line(Vec<u8>),
+    Line(Line),
     /// A line longer than the cap; its bytes were discarded.
     TooLong,
+    /// A big line the process's budget for big messages could not cover;
+    /// its bytes were discarded.
+    OverBudget(OverBudget),
+}
+
+/// A line's bytes, holding their share of the budget for big messages
+/// until dropped: keep it while the message parsed from it is made.
+#[derive(Debug)]
+pub struct Line {
+    bytes: Vec<u8>,
+    _lease: Option<Lease>,
+}
+
+impl Line {
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+impl std::ops::Deref for Line {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// A line that holds nothing of the budget (tests, models).
+impl From<Vec<u8>> for Line {
+    fn from(bytes: Vec<u8>) -> Line {
+        Line {
+            bytes,
+            _lease: None,
+        }
+    }
+}
+
+impl PartialEq for Line {
+    fn eq(&self, other: &Line) -> bool {
+        self.bytes == other.bytes
+    }
 }
 
 /// Reads [`Frame`]s from a byte stream.
 pub struct LineReader<R> {
     inner: BufReader<R>,
     max: usize,
-    /// The first bytes of the last over-long line (see [`Self::discarded_prefix`]).
+    budget: &'static Budget,
+    /// The first bytes of the last skipped line (see [`Self::discarded_prefix`]).
     prefix: Vec<u8>,
 }
 
@@ -34,54 +80,69 @@ pub const KEPT_PREFIX_BYTES: usize = 4096;
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
+    /// Lines of at most `max` bytes, big ones counted in the process's
+    /// budget.
     pub fn new(inner: R, max: usize) -> Self {
+        Self::within(inner, max, crate::budget::big_messages())
+    }
+
+    /// Lines of at most `max` bytes, big ones counted in `budget`.
+    pub fn within(inner: R, max: usize, budget: &'static Budget) -> Self {
         LineReader {
             inner: BufReader::with_capacity(READ_BUFFER_BYTES, inner),
             max,
+            budget,
             prefix: Vec::new(),
         }
     }
 
     /// The first [`KEPT_PREFIX_BYTES`] of the line last reported as
-    /// [`Frame::TooLong`].
+    /// [`Frame::TooLong`] or [`Frame::OverBudget`].
     pub fn discarded_prefix(&self) -> &[u8] {
         &self.prefix
     }
 
     /// The next line without its `\n` (and `\r`), or `None` at end of input.
     pub async fn next(&mut self) -> std::io::Result<Option<Frame>> {
-        let mut line = Pieces::default();
-        let mut too_long = false;
+        let mut line = Pieces::within(self.budget);
+        let mut skipped: Option<Frame> = None;
         loop {
             let available = self.inner.fill_buf().await?;
             if available.is_empty() {
-                return Ok(match (too_long, line.is_empty()) {
-                    (true, _) => Some(Frame::TooLong),
-                    (false, true) => None,
-                    (false, false) => Some(Frame::Line(line.joined())),
+                return Ok(match (skipped, line.is_empty()) {
+                    (Some(skipped), _) => Some(skipped),
+                    (None, true) => None,
+                    (None, false) => Some(Frame::Line(line.into_line())),
                 });
             }
             let (chunk, consumed, done) = match available.iter().position(|&b| b == b'\n') {
                 Some(i) => (&available[..i], i + 1, true),
                 None => (available, available.len(), false),
             };
-            if !too_long && line.len() + chunk.len() > self.max {
-                too_long = true;
-                line.push(&chunk[..chunk.len().min(KEPT_PREFIX_BYTES)]);
-                self.prefix = line.prefix(KEPT_PREFIX_BYTES);
-                line = Pieces::default();
-            }
-            if !too_long {
-                line.push(chunk);
+            if skipped.is_none() {
+                let refused = if line.len() + chunk.len() > self.max {
+                    Some(Frame::TooLong)
+                } else {
+                    line.push(chunk).err().map(Frame::OverBudget)
+                };
+                if let Some(refused) = refused {
+                    // Its bytes go, and with them its lease.
+                    self.prefix = line.prefix(KEPT_PREFIX_BYTES);
+                    let wanted = KEPT_PREFIX_BYTES - self.prefix.len();
+                    self.prefix
+                        .extend_from_slice(&chunk[..chunk.len().min(wanted)]);
+                    line = Pieces::within(self.budget);
+                    skipped = Some(refused);
+                }
             }
             self.inner.consume(consumed);
             if done {
-                if too_long {
-                    return Ok(Some(Frame::TooLong));
+                if let Some(skipped) = skipped {
+                    return Ok(Some(skipped));
                 }
-                let mut line = line.joined();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
+                let mut line = line.into_line();
+                if line.bytes.last() == Some(&b'\r') {
+                    line.bytes.pop();
                 }
                 return Ok(Some(Frame::Line(line)));
             }
@@ -96,28 +157,52 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 /// One buffer regrown by doubling held up to twice the line's length, and
 /// up to three times it while being copied to its next size, before the
 /// message was even parsed.
-#[derive(Debug, Default)]
+///
+/// Past [`crate::budget::FREE_BYTES`] the line holds a lease on the budget
+/// for big messages, for twice its length; [`Self::push`] refuses bytes the
+/// budget cannot cover.
+#[derive(Debug)]
 pub(crate) struct Pieces {
     full: Vec<Vec<u8>>,
     last: Vec<u8>,
     len: usize,
+    lease: Lease,
+}
+
+impl Default for Pieces {
+    fn default() -> Pieces {
+        Pieces::within(crate::budget::big_messages())
+    }
 }
 
 /// Size of a long line's pieces.
 const PIECE_BYTES: usize = 1024 * 1024;
 
 impl Pieces {
-    pub(crate) fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn within(budget: &'static Budget) -> Pieces {
+        Pieces {
+            full: Vec::new(),
+            last: Vec::new(),
+            len: 0,
+            lease: Lease::of(budget),
+        }
+    }
+
+    /// Append `bytes`, unless the budget cannot cover the longer line: then
+    /// nothing is appended.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<(), OverBudget> {
+        self.lease.cover(self.len + bytes.len())?;
         if !self.last.is_empty() && self.last.len() + bytes.len() > PIECE_BYTES {
             let next = Vec::with_capacity(PIECE_BYTES.max(bytes.len()));
             self.full.push(std::mem::replace(&mut self.last, next));
         }
         self.last.extend_from_slice(bytes);
         self.len += bytes.len();
+        Ok(())
     }
 
     /// The first `n` bytes (or all, if fewer).
-    fn prefix(&self, n: usize) -> Vec<u8> {
+    pub(crate) fn prefix(&self, n: usize) -> Vec<u8> {
         let all = self.full.iter().chain(std::iter::once(&self.last));
         all.flatten().take(n).copied().collect()
     }
@@ -130,16 +215,33 @@ impl Pieces {
         self.len == 0
     }
 
+    /// The bytes in one buffer; the lease is given back.
     pub(crate) fn joined(self) -> Vec<u8> {
-        if self.full.is_empty() {
-            return self.last;
+        self.into_line().bytes
+    }
+
+    /// The bytes in one buffer, still holding the lease.
+    pub(crate) fn into_line(self) -> Line {
+        let Pieces {
+            full,
+            last,
+            len,
+            lease,
+        } = self;
+        let bytes = if full.is_empty() {
+            last
+        } else {
+            let mut line = Vec::with_capacity(len);
+            for piece in full {
+                line.extend_from_slice(&piece);
+            }
+            line.extend_from_slice(&last);
+            line
+        };
+        Line {
+            bytes,
+            _lease: Some(lease),
         }
-        let mut line = Vec::with_capacity(self.len);
-        for piece in self.full {
-            line.extend_from_slice(&piece);
-        }
-        line.extend_from_slice(&self.last);
-        line
     }
 }
 
@@ -162,10 +264,10 @@ mod tests {
         assert_eq!(
             got,
             [
-                Frame::Line(b"ab".to_vec()),
+                Frame::Line(b"ab".to_vec().into()),
                 Frame::TooLong,
-                Frame::Line(b"cd".to_vec()),
-                Frame::Line(b"last".to_vec())
+                Frame::Line(b"cd".to_vec().into()),
+                Frame::Line(b"last".to_vec().into())
             ]
         );
     }
@@ -175,7 +277,10 @@ mod tests {
         let got = frames(b"\xff\xfe\nok\n", 100).await;
         assert_eq!(
             got,
-            [Frame::Line(vec![0xff, 0xfe]), Frame::Line(b"ok".to_vec())]
+            [
+                Frame::Line(vec![0xff, 0xfe].into()),
+                Frame::Line(b"ok".to_vec().into())
+            ]
         );
     }
 
@@ -214,10 +319,54 @@ mod tests {
             got.push(frame);
         }
         assert_eq!(got.len(), 4);
-        assert!(got[0] == Frame::Line(long.clone()), "the long line, whole");
-        assert_eq!(got[1], Frame::Line(b"short".to_vec()));
+        assert!(
+            got[0] == Frame::Line(long.clone().into()),
+            "the long line, whole"
+        );
+        assert_eq!(got[1], Frame::Line(b"short".to_vec().into()));
         assert_eq!(got[2], Frame::TooLong);
         assert_eq!(reader.discarded_prefix(), &long[..KEPT_PREFIX_BYTES]);
-        assert_eq!(got[3], Frame::Line(b"end".to_vec()));
+        assert_eq!(got[3], Frame::Line(b"end".to_vec().into()));
+    }
+
+    /// A big line the budget cannot cover is skipped and reported as
+    /// [`Frame::OverBudget`] with its first bytes kept, what it held is
+    /// given back at once, and the reader goes on. A line read whole holds
+    /// its lease until it is dropped.
+    #[tokio::test]
+    async fn a_line_the_budget_cannot_cover_is_skipped_and_the_reader_goes_on() {
+        let budget: &'static Budget = Box::leak(Box::new(Budget::new(6 * PIECE_BYTES)));
+        let big: Vec<u8> = (0..4 * PIECE_BYTES)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect();
+        let fits = &big[..2 * PIECE_BYTES];
+        let mut input = Vec::new();
+        for line in [&big[..], fits, b"small"] {
+            input.extend_from_slice(line);
+            input.push(b'\n');
+        }
+        let mut reader = LineReader::within(Trickle(&input), usize::MAX, budget);
+        let Some(Frame::OverBudget(over)) = reader.next().await.unwrap() else {
+            panic!("the 4 MiB line needs 8 MiB of a 6 MiB budget");
+        };
+        assert_eq!(over.limit, 6 * PIECE_BYTES);
+        assert_eq!(reader.discarded_prefix(), &big[..KEPT_PREFIX_BYTES]);
+        assert_eq!(budget.held(), 0, "a skipped line holds nothing");
+        let Some(Frame::Line(line)) = reader.next().await.unwrap() else {
+            panic!("the 2 MiB line fits");
+        };
+        assert_eq!(&line[..], fits);
+        assert_eq!(
+            budget.held(),
+            4 * PIECE_BYTES,
+            "held until the line is dropped"
+        );
+        drop(line);
+        assert_eq!(budget.held(), 0);
+        assert_eq!(
+            reader.next().await.unwrap(),
+            Some(Frame::Line(b"small".to_vec().into()))
+        );
+        assert_eq!(reader.next().await.unwrap(), None);
     }
 }

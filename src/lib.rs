@@ -16,6 +16,7 @@
 //! | [`reload`] | live policy reload: watch, compile and test off the request path, swap atomically |
 //! | [`scope`] | one session's tasks: spawned into it, all ended when it closes |
 //! | [`downstream`] | the client-facing side: stdio, Streamable HTTP and legacy SSE |
+//! | [`budget`] | the memory all sessions together may spend reading big messages |
 //! | [`framing`] | newline-delimited framing with a size cap that survives bad lines |
 //! | [`inspect`] | built-in findings (secrets, injection markers) over results, redaction, size cap |
 //! | [`identity`] | canonical principal and approver names (NFKC, no invisibles, one script) |
@@ -23,6 +24,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod budget;
 pub mod config;
 pub mod downstream;
 pub mod error;

@@ -277,6 +277,11 @@ pub struct RunArgs {
     /// the model sees them (default 4 MiB).
     #[arg(long)]
     pub max_result_bytes: Option<usize>,
+    /// Memory all sessions together may spend reading messages over 1 MiB,
+    /// each counted at twice its size (default 1 GiB); a message that would
+    /// go past it is refused, and the call it answers fails.
+    #[arg(long)]
+    pub message_memory_bytes: Option<usize>,
     /// Re-read tool definitions older than this many seconds before deciding
     /// a call (default 30), so a redefinition without list_changed is noticed.
     #[arg(long)]

@@ -211,7 +211,7 @@ fn model_frames(input: &[u8], max: usize) -> Vec<Frame> {
             out.push(Frame::TooLong);
         } else {
             out.push(Frame::Line(
-                line.strip_suffix(b"\r").unwrap_or(line).to_vec(),
+                line.strip_suffix(b"\r").unwrap_or(line).to_vec().into(),
             ));
         }
     }
@@ -219,7 +219,7 @@ fn model_frames(input: &[u8], max: usize) -> Vec<Frame> {
         out.push(if tail.len() > max {
             Frame::TooLong
         } else {
-            Frame::Line(tail.to_vec())
+            Frame::Line(tail.to_vec().into())
         });
     }
     out
@@ -238,8 +238,8 @@ fn check_framing(input: &[u8], max: usize, sizes: Vec<usize>) {
         let joined: Vec<u8> = frames
             .iter()
             .map(|f| match f {
-                Frame::Line(l) => l.clone(),
-                Frame::TooLong => unreachable!(),
+                Frame::Line(l) => l.to_vec(),
+                _ => unreachable!(),
             })
             .collect::<Vec<_>>()
             .join(&b'\n');

@@ -37,6 +37,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.shadow {
         config.shadow = true;
     }
+    mcp_firewall::budget::big_messages().set_limit(config.message_memory_bytes);
     let policy = PolicySet::load_dir(&config.policy_dir, &config.package)
         .with_context(|| format!("policy in {} failed to load", config.policy_dir.display()))?;
     let audit = Arc::new(open_audit(&config)?);
@@ -385,6 +386,12 @@ fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
             bail!("--max-result-bytes: expected a positive number of bytes");
         }
         config.max_result_bytes = bytes;
+    }
+    if let Some(bytes) = args.message_memory_bytes {
+        if bytes == 0 {
+            bail!("--message-memory-bytes: expected a positive number of bytes");
+        }
+        config.message_memory_bytes = bytes;
     }
     if let Some(secs) = args.tools_refresh {
         config.tools_refresh =

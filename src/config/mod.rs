@@ -73,6 +73,9 @@ pub struct Config {
     /// Results larger than this (bytes of JSON) are truncated with a note
     /// before the model sees them.
     pub max_result_bytes: usize,
+    /// The memory all sessions together may spend reading big messages
+    /// ([`crate::budget`]).
+    pub message_memory_bytes: usize,
 }
 
 /// Default of `[session] max_result_bytes` / `--max-result-bytes`: a few
@@ -222,6 +225,7 @@ impl Config {
             metrics_listen: None,
             tools_refresh: DEFAULT_TOOLS_REFRESH,
             max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
+            message_memory_bytes: crate::budget::DEFAULT_LIMIT,
         }
     }
 }
@@ -352,6 +356,16 @@ impl Validator<'_> {
                 Some(0) => {
                     return Err(self.err(
                         "session.max_result_bytes",
+                        "expected a positive number of bytes".into(),
+                    ));
+                }
+                Some(n) => n,
+            },
+            message_memory_bytes: match raw.session.message_memory_bytes {
+                None => crate::budget::DEFAULT_LIMIT,
+                Some(0) => {
+                    return Err(self.err(
+                        "session.message_memory_bytes",
                         "expected a positive number of bytes".into(),
                     ));
                 }

@@ -177,6 +177,8 @@ pub struct RawSession {
     pub tools_refresh_seconds: Option<u64>,
     /// Results larger than this are truncated (bytes).
     pub max_result_bytes: Option<usize>,
+    /// Memory for big messages being read, all sessions together (bytes).
+    pub message_memory_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

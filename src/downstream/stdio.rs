@@ -61,6 +61,11 @@ pub async fn read_stdin(proxy: Arc<Proxy>) {
                 tracing::warn!("{reason}");
                 proxy.reject_unreadable(&reason).await;
             }
+            Ok(Some(Frame::OverBudget(over))) => {
+                let reason = format!("message refused: {over}");
+                tracing::warn!("{reason}");
+                proxy.reject_unreadable(&reason).await;
+            }
             Ok(None) => break,
             Err(e) => {
                 tracing::warn!("stdin failed: {e}");

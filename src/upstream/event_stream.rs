@@ -13,7 +13,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::connection::MAX_UPSTREAM_MESSAGE_BYTES;
-use crate::framing::Pieces;
+use crate::budget::{Lease, OverBudget};
+use crate::framing::{KEPT_PREFIX_BYTES, Pieces};
 
 /// Largest event accepted (its data plus one line in progress). One event
 /// carries one JSON-RPC message, so this is the message bound.
@@ -32,6 +33,13 @@ pub enum Item {
     Event(Event),
     /// An event over [`MAX_SSE_EVENT_BYTES`] was skipped.
     TooLong,
+    /// An event the process's budget for big messages could not cover was
+    /// skipped; `prefix` is the first bytes of its data, to find the
+    /// request it answered.
+    OverBudget {
+        over: OverBudget,
+        prefix: Vec<u8>,
+    },
 }
 
 /// Incremental parser: feed bytes as they arrive, take complete items out.
@@ -57,7 +65,11 @@ pub struct Parser {
     pub retry: Option<Duration>,
     /// The previous chunk ended in `\r`; a leading `\n` belongs to it.
     after_cr: bool,
-    too_long: bool,
+    /// The event's data lines on the budget for big messages (the line in
+    /// progress holds a lease of its own).
+    lease: Lease,
+    /// Why the rest of this event is being skipped.
+    skipping: Option<Item>,
 }
 
 impl Parser {
@@ -80,14 +92,38 @@ impl Parser {
     }
 
     fn push_line_bytes(&mut self, bytes: &[u8]) {
-        if self.data_len + self.line.len() + bytes.len() > MAX_SSE_EVENT_BYTES {
-            self.too_long = true;
-            self.line = Pieces::default();
-            self.data = Vec::new();
-            self.data_len = 0;
-        } else {
-            self.line.push(bytes);
+        if self.skipping.is_some() {
+            // Only whether the line is empty matters now.
+            if self.line.is_empty() && !bytes.is_empty() {
+                let _ = self.line.push(&bytes[..1]);
+            }
+            return;
         }
+        if self.data_len + self.line.len() + bytes.len() > MAX_SSE_EVENT_BYTES {
+            self.skip(Item::TooLong);
+            let _ = self.line.push(&bytes[..bytes.len().min(1)]);
+        } else if let Err(over) = self.line.push(bytes) {
+            self.skip_over_budget(over);
+            let _ = self.line.push(&bytes[..bytes.len().min(1)]);
+        }
+    }
+
+    /// Let go of the event so far; the rest of it is skipped, and `why`
+    /// dispatched in its place.
+    fn skip(&mut self, why: Item) {
+        self.skipping = Some(why);
+        self.line = Pieces::default();
+        self.data = Vec::new();
+        self.data_len = 0;
+        self.lease = Lease::default();
+    }
+
+    fn skip_over_budget(&mut self, over: OverBudget) {
+        let prefix = match self.data.first() {
+            Some(data) => data[..data.len().min(KEPT_PREFIX_BYTES)].to_vec(),
+            None => self.line.prefix(KEPT_PREFIX_BYTES),
+        };
+        self.skip(Item::OverBudget { over, prefix });
     }
 
     fn line_done(&mut self, mut line: Vec<u8>, out: &mut VecDeque<Item>) {
@@ -95,7 +131,7 @@ impl Parser {
             self.dispatch(out);
             return;
         }
-        if self.too_long || line[0] == b':' {
+        if self.skipping.is_some() || line[0] == b':' {
             return;
         }
         // `field: value`, one space after the colon dropped; no colon: the
@@ -110,6 +146,9 @@ impl Parser {
                 line.drain(..value_start);
                 self.data_len += line.len() + 1;
                 self.data.push(line);
+                if let Err(over) = self.lease.cover(self.data_len) {
+                    self.skip_over_budget(over);
+                }
             }
             b"event" => self.event = Some(text(&line)),
             b"id" if !line[value_start..].contains(&0) => self.last_id = Some(text(&line)),
@@ -126,8 +165,9 @@ impl Parser {
         let event = self.event.take();
         let lines = std::mem::take(&mut self.data);
         self.data_len = 0;
-        if std::mem::take(&mut self.too_long) {
-            out.push_back(Item::TooLong);
+        self.lease = Lease::default();
+        if let Some(skipped) = self.skipping.take() {
+            out.push_back(skipped);
             return;
         }
         if lines.is_empty() {
@@ -284,5 +324,36 @@ mod tests {
         }
         parser.feed(b"\n\ndata: ok\n\n", &mut out);
         assert_eq!(Vec::from(out), vec![Item::TooLong, event("message", "ok")]);
+    }
+
+    /// An event the budget for big messages cannot cover is skipped with
+    /// the first bytes of its data kept (to fail the request it answers),
+    /// what it held is given back, and the next event is read.
+    #[test]
+    fn an_event_the_budget_cannot_cover_is_skipped_and_the_stream_goes_on() {
+        use crate::budget::Budget;
+        const MIB: usize = 1024 * 1024;
+        let budget: &'static Budget = Box::leak(Box::new(Budget::new(5 * MIB)));
+        let mut parser = Parser {
+            line: Pieces::within(budget),
+            lease: Lease::of(budget),
+            ..Parser::default()
+        };
+        let mut out = VecDeque::new();
+        let head = br#"data: {"jsonrpc":"2.0","id":7,"result":"#;
+        parser.feed(head, &mut out);
+        for _ in 0..3 {
+            parser.feed(&[b'x'; MIB], &mut out);
+        }
+        assert_eq!(budget.held(), 0, "skipped at once, its bytes let go");
+        parser.feed(b"more\n\ndata: ok\n\n", &mut out);
+        let out = Vec::from(out);
+        let Item::OverBudget { over, prefix } = &out[0] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(over.limit, 5 * MIB);
+        assert!(prefix.starts_with(head), "{:?}", &prefix[..60]);
+        assert_eq!(out[1], event("message", "ok"));
+        assert_eq!(out.len(), 2);
     }
 }

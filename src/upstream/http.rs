@@ -98,9 +98,11 @@ pub async fn deliver_json(
                 "response over {MAX_UPSTREAM_MESSAGE_BYTES} bytes dropped"
             ));
         }
-        body.push(&chunk);
+        body.push(&chunk)
+            .map_err(|over| format!("the answer was dropped: {over}"))?;
     }
-    let body = body.joined();
+    // Kept, with its lease, until the message parsed from it is delivered.
+    let body = body.into_line();
     seen(&body);
     let up = live(upstream)?;
     deliver_message(&up, events, &body).await;
@@ -126,6 +128,11 @@ pub async fn deliver_events(
             }
             Item::Event(e) => {
                 tracing::debug!(server = %up.name(), event = %e.event, "ignored event")
+            }
+            Item::OverBudget { over, prefix } => {
+                let reason = format!("the answer was dropped: {over}");
+                tracing::warn!(server = %up.name(), "{reason}");
+                up.fail_by_prefix(&prefix, &reason);
             }
             Item::TooLong => tracing::warn!(
                 server = %up.name(),

@@ -112,6 +112,11 @@ async fn read_loop(
                 );
                 tracing::warn!(server = %upstream.name(), "dropped a message over {MAX_UPSTREAM_MESSAGE_BYTES} bytes");
             }
+            Ok(Some(Frame::OverBudget(over))) => {
+                let reason = format!("the answer was dropped: {over}");
+                upstream.fail_by_prefix(lines.discarded_prefix(), &reason);
+                tracing::warn!(server = %upstream.name(), "{reason}");
+            }
             Ok(None) => break,
             Err(e) => {
                 tracing::warn!(server = %upstream.name(), "reading from upstream failed: {e}");

@@ -351,7 +351,7 @@ impl Mux {
     /// An answer that could not be read fails the request it names (found
     /// leniently, as a per-session connection does) instead of leaving it
     /// to its deadline.
-    fn fail_by_prefix(&self, prefix: &[u8]) {
+    fn fail_by_prefix(&self, prefix: &[u8], reason: String) {
         let Some(ours) = super::connection::leading_id(prefix) else {
             return;
         };
@@ -362,10 +362,7 @@ impl Mux {
         let upstream = state.views.get(&view).and_then(|v| v.upstream.upgrade());
         drop(state);
         if let (Some(up), Some(theirs)) = (upstream, theirs.as_u64()) {
-            up.fail(
-                theirs,
-                format!("the answer is over the {MAX_UPSTREAM_MESSAGE_BYTES}-byte limit"),
-            );
+            up.fail(theirs, reason);
         }
     }
 
@@ -585,7 +582,15 @@ async fn read_lines(
             }
             Ok(Some(Frame::TooLong)) => {
                 tracing::warn!(server = %mux.name, "dropped a message over {MAX_UPSTREAM_MESSAGE_BYTES} bytes");
-                mux.fail_by_prefix(lines.discarded_prefix());
+                mux.fail_by_prefix(
+                    lines.discarded_prefix(),
+                    format!("the answer is over the {MAX_UPSTREAM_MESSAGE_BYTES}-byte limit"),
+                );
+            }
+            Ok(Some(Frame::OverBudget(over))) => {
+                let reason = format!("the answer was dropped: {over}");
+                tracing::warn!(server = %mux.name, "{reason}");
+                mux.fail_by_prefix(lines.discarded_prefix(), reason);
             }
             Ok(None) => break,
             Err(e) => {

@@ -1,0 +1,198 @@
+//! The memory all sessions together may spend on big messages while they
+//! are read.
+//!
+//! Each reader caps one message (16 MiB from a client, 64 MiB from an
+//! upstream), but nothing capped them together: 64 HTTP sessions whose
+//! upstreams each send a 64 MiB answer, or trickle one out and stop short
+//! of its end, made the firewall hold ~9 GB and let the kernel kill it,
+//! with every session in it. A message is read into
+//! [`crate::framing::Pieces`]; once it is over [`FREE_BYTES`] it holds a
+//! [`Lease`] on the process's budget for twice its bytes so far (its bytes,
+//! and the message parsed from them or their joined copy), grown as it
+//! grows. A message that would take the budget past its limit is refused
+//! and the rest of it skipped, as an oversized one is: the call it answers
+//! fails with a message that says why, and the process stays up for the
+//! others. Small messages never count, so ordinary traffic is never
+//! refused for want of memory.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Messages up to this size are not counted.
+pub const FREE_BYTES: usize = 1024 * 1024;
+
+/// Default of `[session] message_memory_bytes` / `--message-memory-bytes`:
+/// eight upstream answers at the 64 MiB cap read at once.
+pub const DEFAULT_LIMIT: usize = 1024 * 1024 * 1024;
+
+/// Bytes leased out of a limit, shared by every reader of the process.
+#[derive(Debug)]
+pub struct Budget {
+    limit: AtomicUsize,
+    held: AtomicUsize,
+}
+
+static BIG_MESSAGES: Budget = Budget::new(DEFAULT_LIMIT);
+
+/// The process's budget for big messages.
+pub fn big_messages() -> &'static Budget {
+    &BIG_MESSAGES
+}
+
+impl Budget {
+    pub const fn new(limit: usize) -> Budget {
+        Budget {
+            limit: AtomicUsize::new(limit),
+            held: AtomicUsize::new(0),
+        }
+    }
+
+    /// Set at start-up from the configuration.
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Bytes leased out now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, bytes: usize) -> Result<(), OverBudget> {
+        let limit = self.limit();
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|&after| after <= limit)
+            })
+            .map(|_| ())
+            .map_err(|held| OverBudget { held, limit })
+    }
+
+    fn give(&self, bytes: usize) {
+        self.held.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// What one message being read holds of a [`Budget`]; given back when
+/// dropped.
+#[derive(Debug)]
+pub struct Lease {
+    budget: &'static Budget,
+    held: usize,
+}
+
+impl Lease {
+    pub fn of(budget: &'static Budget) -> Lease {
+        Lease { budget, held: 0 }
+    }
+
+    /// Cover a message of `len` bytes so far: nothing up to
+    /// [`FREE_BYTES`], twice `len` past it. On refusal the lease keeps what
+    /// it held.
+    pub fn cover(&mut self, len: usize) -> Result<(), OverBudget> {
+        if len <= FREE_BYTES {
+            return Ok(());
+        }
+        let want = len.saturating_mul(2);
+        if want > self.held {
+            self.budget.take(want - self.held)?;
+            self.held = want;
+        }
+        Ok(())
+    }
+}
+
+impl Default for Lease {
+    fn default() -> Lease {
+        Lease::of(big_messages())
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.held > 0 {
+            self.budget.give(self.held);
+        }
+    }
+}
+
+/// A message refused because the budget was spent.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "the firewall is already holding {} MiB of big messages being read, and its limit is {} MiB \
+     (message_memory_bytes)",
+    held / (1024 * 1024),
+    limit / (1024 * 1024)
+)]
+pub struct OverBudget {
+    pub held: usize,
+    pub limit: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(limit: usize) -> &'static Budget {
+        Box::leak(Box::new(Budget::new(limit)))
+    }
+
+    #[test]
+    fn small_messages_are_free_and_big_ones_count_twice() {
+        let b = budget(10 * FREE_BYTES);
+        let mut lease = Lease::of(b);
+        lease.cover(FREE_BYTES).unwrap();
+        assert_eq!(b.held(), 0);
+        lease.cover(FREE_BYTES + 1).unwrap();
+        assert_eq!(b.held(), 2 * FREE_BYTES + 2);
+        lease.cover(3 * FREE_BYTES).unwrap();
+        assert_eq!(b.held(), 6 * FREE_BYTES);
+        drop(lease);
+        assert_eq!(b.held(), 0);
+    }
+
+    #[test]
+    fn a_lease_past_the_limit_is_refused_and_keeps_what_it_had() {
+        let b = budget(8 * FREE_BYTES);
+        let mut first = Lease::of(b);
+        first.cover(3 * FREE_BYTES).unwrap();
+        let mut second = Lease::of(b);
+        let refused = second.cover(2 * FREE_BYTES).unwrap_err();
+        assert_eq!(
+            refused,
+            OverBudget {
+                held: 6 * FREE_BYTES,
+                limit: 8 * FREE_BYTES
+            }
+        );
+        assert!(refused.to_string().contains("holding 6 MiB"), "{refused}");
+        assert_eq!(b.held(), 6 * FREE_BYTES);
+        first.cover(4 * FREE_BYTES).unwrap();
+        assert!(first.cover(5 * FREE_BYTES).is_err());
+        assert_eq!(b.held(), 8 * FREE_BYTES);
+        drop(first);
+        second.cover(2 * FREE_BYTES).unwrap();
+        assert_eq!(b.held(), 4 * FREE_BYTES);
+    }
+
+    /// Leases taken and given back from many threads at once leave the
+    /// budget where it started, and never over its limit.
+    #[test]
+    fn concurrent_leases_never_pass_the_limit() {
+        let b = budget(16 * FREE_BYTES);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for i in 0..2_000 {
+                        let mut lease = Lease::of(b);
+                        let _ = lease.cover((2 + i % 5) * FREE_BYTES);
+                        assert!(b.held() <= b.limit());
+                    }
+                });
+            }
+        });
+        assert_eq!(b.held(), 0);
+    }
+}
