@@ -97,7 +97,9 @@ impl Lease {
         }
         let want = len.saturating_mul(2);
         if want > self.held {
-            self.budget.take(want - self.held)?;
+            self.budget.take(want - self.held).inspect_err(|_| {
+                crate::metrics::metrics().messages_over_budget.inc();
+            })?;
             self.held = want;
         }
         Ok(())

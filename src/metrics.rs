@@ -34,6 +34,8 @@
 //! | `mcp_firewall_audit_sink_lag_bytes` | gauge | |
 //! | `mcp_firewall_audit_sink_shipped_records_total` | counter | |
 //! | `mcp_firewall_audit_sink_failures_total` | counter | |
+//! | `mcp_firewall_message_memory_bytes` | gauge | (big messages being read, as counted against `message_memory_bytes`) |
+//! | `mcp_firewall_messages_over_budget_total` | counter | (big messages dropped for want of that memory) |
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -112,6 +114,8 @@ pub struct Metrics {
     pub sink_lag_bytes: Gauge,
     pub sink_shipped: Counter,
     pub sink_failures: Counter,
+    pub message_memory: Gauge,
+    pub messages_over_budget: Counter,
 }
 
 /// 50 µs .. ~26 s, doubling: decisions are tens of microseconds, upstream
@@ -148,6 +152,8 @@ impl Metrics {
             sink_lag_bytes: Gauge::default(),
             sink_shipped: Counter::default(),
             sink_failures: Counter::default(),
+            message_memory: Gauge::default(),
+            messages_over_budget: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -241,11 +247,24 @@ impl Metrics {
             "Batches the decision-log collector did not acknowledge (each retried)",
             m.sink_failures.clone(),
         );
+        r.register(
+            "message_memory_bytes",
+            "Memory counted for big messages being read, against message_memory_bytes",
+            m.message_memory.clone(),
+        );
+        r.register(
+            "messages_over_budget",
+            "Big messages dropped because message_memory_bytes was spent",
+            m.messages_over_budget.clone(),
+        );
         m
     }
 
     /// The exposition (OpenMetrics text format).
     pub fn encode(&self) -> String {
+        let held = crate::budget::big_messages().held();
+        self.message_memory
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");

@@ -1248,3 +1248,92 @@ fn a_big_answer_costs_about_twice_its_size_to_read() {
         "reading a {size}-byte answer took {grown} bytes more at its peak"
     );
 }
+
+/// Issue 11: big messages held at once are bounded for the whole process,
+/// not only one by one. Upstream `a` sends 6 MiB of an answer and stops
+/// short of its end (a slow or hostile server), which holds ~12 MiB of a
+/// 16 MiB budget. Upstream `b`'s 6 MiB answer would take the firewall past
+/// it: it is dropped, and its call fails at once with the reason, recorded
+/// as `upstream_failed`. Once `a` finishes, its answer is delivered and the
+/// budget is free again: `b` is answered. Before, there was no such bound:
+/// 64 sessions' upstreams could make the firewall hold ~9 GB, until the
+/// kernel killed it with every session in it.
+#[test]
+fn big_answers_held_at_once_cannot_pass_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release");
+    let hostile = |name: &str| {
+        format!(
+            "[[upstream]]\nname = \"{name}\"\ncommand = \"python3\"\nargs = [\"{}\"]\n\
+             env = {{ BIG_BYTES = \"{}\" }}\n",
+            hostile(),
+            6 << 20
+        )
+    };
+    let config = dir.path().join("mcp-firewall.toml");
+    let metrics = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[session]\nmessage_memory_bytes = {}\n\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n{}\n{}",
+            16 << 20,
+            hostile("a"),
+            hostile("b")
+        ),
+    )
+    .unwrap();
+    let mut fw = start_with_config(&config);
+    let held = fw.send_request(
+        "tools/call",
+        json!({"name": "a__big", "arguments": {"until": release.to_str().unwrap()}}),
+    );
+    let sent = dir.path().join("release.sent");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !sent.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a never sent its answer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let refused = fw.call("b__big", json!({}));
+    let message = failure(&refused);
+    assert!(message.contains("message_memory_bytes"), "{message}");
+    let done = completed(&fw, &refused);
+    assert_eq!(done["outcome"], "upstream_failed", "{done}");
+    assert!(
+        done["detail"].to_string().contains("big messages"),
+        "{done}"
+    );
+    // What operators see: a's answer still counted, one message dropped.
+    let (_, scraped) = scrape_metrics(metrics);
+    let sample = |name: &str| -> f64 {
+        let line = scraped.lines().find(|l| l.starts_with(name)).expect(name);
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(
+        sample("mcp_firewall_message_memory_bytes ") > (10 << 20) as f64,
+        "{scraped}"
+    );
+    assert_eq!(
+        sample("mcp_firewall_messages_over_budget_total "),
+        1.0,
+        "{scraped}"
+    );
+
+    std::fs::write(&release, "").unwrap();
+    let answered = fw.response(&held);
+    let blocks = answered["result"]["content"]
+        .as_array()
+        .expect("a's answer");
+    assert!(
+        blocks.last().unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .contains("truncated")
+    );
+    let again = fw.call("b__big", json!({}));
+    assert!(again["result"]["content"].is_array(), "{again}");
+    assert_chain_verifies(&fw.audit_path);
+}

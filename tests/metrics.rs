@@ -5,11 +5,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
 
-use common::{Builder, WAIT, free_port};
+use common::{Builder, free_port, scrape_metrics};
 use serde_json::json;
 
 const POLICY: &str = r#"package mcp.firewall
@@ -18,37 +15,6 @@ allow if input.method != "tools/call"
 allow if input.arguments.text == "fine"
 deny contains "not that" if input.arguments.text == "forbidden"
 "#;
-
-/// `GET /metrics`: the content type and the body.
-fn scrape(port: u16) -> (String, String) {
-    let deadline = Instant::now() + WAIT;
-    let mut stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("metrics listener never came up: {e}"),
-        }
-    };
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    (content_type, body.to_string())
-}
 
 /// Samples by `name{labels}` (labels as written), checking the format:
 /// every sample's family has a `# TYPE`, and the text ends with `# EOF`.
@@ -90,7 +56,7 @@ fn a_scrape_shows_decisions_upstreams_approvals_audit_sessions_and_the_policy() 
     // A method outside the table, written to break out of a label.
     fw.request("tools/call\"} 1\nmcp_firewall_evil 1", json!({}));
 
-    let (content_type, text) = scrape(port);
+    let (content_type, text) = scrape_metrics(port);
     assert!(
         content_type.starts_with("application/openmetrics-text"),
         "{content_type}"

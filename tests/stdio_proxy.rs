@@ -152,6 +152,29 @@ fn an_oversized_message_is_refused_and_the_next_one_served() {
     assert_eq!(text(&fw.call("echo", json!({"text": "after"}))), "after");
 }
 
+/// Issue 11: a client's big message counts against the process's budget
+/// for big messages too. With 2 MiB, a 1.5 MiB request (counted twice) is
+/// refused with the reason, and the session goes on; a 0.9 MiB one is
+/// never counted.
+#[test]
+fn a_message_the_memory_budget_cannot_cover_is_refused_and_the_next_one_served() {
+    let mut fw = Builder::new()
+        .args(&["--message-memory-bytes", &(2 << 20).to_string()])
+        .wrap_fixture();
+    fw.initialize();
+    let big = "x".repeat(3 << 19);
+    fw.send(&json!({"jsonrpc": "2.0", "id": 78, "method": "tools/call",
+                     "params": {"name": "echo", "arguments": {"text": big}}}));
+    let refused = fw.recv_where("budget refusal", |m| {
+        m["error"]["message"]
+            .as_str()
+            .is_some_and(|s| s.contains("message_memory_bytes"))
+    });
+    assert_eq!(refused["error"]["code"], -32600);
+    let fits = "y".repeat(900 * 1024);
+    assert_eq!(text(&fw.call("echo", json!({"text": fits}))), fits);
+}
+
 #[test]
 fn ping_is_answered() {
     let mut fw = Builder::new().wrap_fixture();

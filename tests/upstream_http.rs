@@ -396,6 +396,16 @@ fn firewall_at(
     transport: Transport,
     path: &str,
 ) -> (Firewall, tempfile::TempDir) {
+    firewall_with(server, transport, path, &[])
+}
+
+/// [`firewall_at`], with more arguments for the firewall.
+fn firewall_with(
+    server: &TestServer,
+    transport: Transport,
+    path: &str,
+    args: &[&str],
+) -> (Firewall, tempfile::TempDir) {
     let url = format!("http://{}{path}", server.addr);
     let name = match transport {
         Transport::StreamableHttp => "streamable-http",
@@ -425,6 +435,7 @@ env = {{ FIXTURE_NAME = "local" }}
     let fw = Builder::new()
         .arg("--config")
         .arg(config.to_str().unwrap())
+        .args(args)
         .env(TOKEN_VAR, TOKEN)
         // Loopback must never go through a proxy a CI machine may set.
         .env("NO_PROXY", "127.0.0.1,localhost")
@@ -762,4 +773,39 @@ fn a_big_answer_over_http_costs_under_four_times_its_size_to_read() {
         grown < size * 4,
         "reading a {size}-byte answer took {grown} bytes more at its peak"
     );
+}
+
+/// Issue 11: an answer from an HTTP upstream counts against the process's
+/// budget for big messages as it is read, as a JSON body (Streamable HTTP)
+/// or an event (legacy SSE). With 8 MiB, a 6 MiB answer (counted twice)
+/// is dropped and its call fails at once with the reason; a 3 MiB one is
+/// answered, and so is the next small call.
+#[test]
+fn an_http_answer_the_memory_budget_cannot_cover_fails_its_call() {
+    for (transport, path) in [
+        (Transport::StreamableHttp, "/mcp"),
+        (Transport::Sse, "/sse"),
+    ] {
+        let server = TestServer::start();
+        let (mut fw, _dir) = firewall_with(
+            &server,
+            transport,
+            path,
+            &["--message-memory-bytes", &(8 << 20).to_string()],
+        );
+        fw.initialize();
+        let refused = fw.call("remote__big", json!({"bytes": 6 << 20}));
+        assert_eq!(refused["error"]["code"], -32003, "{path}: {refused}");
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("message_memory_bytes"),
+            "{path}: {message}"
+        );
+        let fits = fw.call("remote__big", json!({"bytes": 3 << 20}));
+        assert!(fits["result"]["content"].is_array(), "{path}: {fits}");
+        assert_eq!(
+            text(&fw.call("remote__echo", json!({"text": "still here"}))),
+            "[remote] still here"
+        );
+    }
 }

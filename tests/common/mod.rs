@@ -584,3 +584,35 @@ pub fn new_memory_at_peak<T>(pid: u32, work: impl FnOnce() -> T) -> (T, u64) {
     let (_, peak) = resident_kib(pid);
     (done, peak.saturating_sub(before) * 1024)
 }
+
+/// `GET /metrics`: the content type and the body.
+pub fn scrape_metrics(port: u16) -> (String, String) {
+    let deadline = Instant::now() + WAIT;
+    let mut stream = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("metrics listener never came up: {e}"),
+        }
+    };
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    (content_type, body.to_string())
+}
