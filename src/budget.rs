@@ -75,6 +75,15 @@ impl Budget {
     }
 }
 
+/// Why a big message was given up: it took longer than `deadline` to
+/// arrive from its first MiB, holding its share of the budget all along.
+pub fn too_slow(deadline: std::time::Duration) -> String {
+    format!(
+        "it did not arrive whole within {}s of its first MiB",
+        deadline.as_secs()
+    )
+}
+
 /// What one message being read holds of a [`Budget`]; given back when
 /// dropped.
 #[derive(Debug)]

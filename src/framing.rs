@@ -9,6 +9,8 @@
 //! undecoded, so invalid UTF-8 is caught by the JSON parser as an ordinary
 //! parse error.
 
+use std::time::Duration;
+
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::budget::{Budget, Lease, OverBudget};
@@ -22,6 +24,22 @@ pub enum Frame {
     /// A big line the process's budget for big messages could not cover;
     /// its bytes were discarded.
     OverBudget(OverBudget),
+    /// A big line that did not arrive whole within the reader's deadline
+    /// (see [`LineReader::deadline`]); its bytes so far were discarded, and
+    /// the rest of it will be.
+    TooSlow(Duration),
+}
+
+impl Frame {
+    /// Why a line was dropped, for [`Frame::OverBudget`] and
+    /// [`Frame::TooSlow`]: the words the client is given.
+    pub fn dropped_because(&self) -> Option<String> {
+        match self {
+            Frame::OverBudget(over) => Some(over.to_string()),
+            Frame::TooSlow(deadline) => Some(crate::budget::too_slow(*deadline)),
+            Frame::Line(_) | Frame::TooLong => None,
+        }
+    }
 }
 
 /// A line's bytes, holding their share of the budget for big messages
@@ -67,9 +85,19 @@ pub struct LineReader<R> {
     inner: BufReader<R>,
     max: usize,
     budget: &'static Budget,
+    /// How long a big line may take to arrive, from its first byte past
+    /// [`crate::budget::FREE_BYTES`].
+    deadline: Duration,
+    /// The line in progress was given up on ([`Frame::TooSlow`]): what is
+    /// left of it is skipped before the next line.
+    skip_rest: bool,
     /// The first bytes of the last skipped line (see [`Self::discarded_prefix`]).
     prefix: Vec<u8>,
 }
+
+/// Default of [`LineReader::deadline`]: the default deadline of a
+/// forwarded request.
+pub const BIG_LINE_DEADLINE: Duration = crate::config::DEFAULT_UPSTREAM_TIMEOUT;
 
 /// How much of an over-long line is kept, so the reader's owner can tell
 /// which request it answered (its id comes first in practice).
@@ -92,8 +120,20 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             inner: BufReader::with_capacity(READ_BUFFER_BYTES, inner),
             max,
             budget,
+            deadline: BIG_LINE_DEADLINE,
+            skip_rest: false,
             prefix: Vec::new(),
         }
+    }
+
+    /// A big line must arrive whole within `deadline` of passing
+    /// [`crate::budget::FREE_BYTES`], or it is given up and what it holds of
+    /// the budget given back: a server that sends part of a big message
+    /// and stops cannot keep that memory. (An upstream's reader takes the
+    /// upstream's request deadline: an answer later than that is no use.)
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// The first [`KEPT_PREFIX_BYTES`] of the line last reported as
@@ -104,10 +144,27 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 
     /// The next line without its `\n` (and `\r`), or `None` at end of input.
     pub async fn next(&mut self) -> std::io::Result<Option<Frame>> {
+        if self.skip_rest && !self.skip_line().await? {
+            return Ok(None);
+        }
         let mut line = Pieces::within(self.budget);
         let mut skipped: Option<Frame> = None;
+        let mut big_since = None;
         loop {
-            let available = self.inner.fill_buf().await?;
+            let available = match big_since {
+                Some(since) if skipped.is_none() => {
+                    let until = tokio::time::Instant::from(since) + self.deadline;
+                    match tokio::time::timeout_at(until, self.inner.fill_buf()).await {
+                        Ok(read) => read?,
+                        Err(_) => {
+                            self.prefix = line.prefix(KEPT_PREFIX_BYTES);
+                            self.skip_rest = true;
+                            return Ok(Some(Frame::TooSlow(self.deadline)));
+                        }
+                    }
+                }
+                _ => self.inner.fill_buf().await?,
+            };
             if available.is_empty() {
                 return Ok(match (skipped, line.is_empty()) {
                     (Some(skipped), _) => Some(skipped),
@@ -136,6 +193,9 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 }
             }
             self.inner.consume(consumed);
+            if big_since.is_none() && line.len() > crate::budget::FREE_BYTES {
+                big_since = Some(std::time::Instant::now());
+            }
             if done {
                 if let Some(skipped) = skipped {
                     return Ok(Some(skipped));
@@ -145,6 +205,23 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                     line.bytes.pop();
                 }
                 return Ok(Some(Frame::Line(line)));
+            }
+        }
+    }
+
+    /// Skip to the end of the line in progress: `false` at end of input.
+    async fn skip_line(&mut self) -> std::io::Result<bool> {
+        loop {
+            let available = self.inner.fill_buf().await?;
+            if available.is_empty() {
+                return Ok(false);
+            }
+            let end = available.iter().position(|&b| b == b'\n');
+            let consumed = end.map_or(available.len(), |i| i + 1);
+            self.inner.consume(consumed);
+            if end.is_some() {
+                self.skip_rest = false;
+                return Ok(true);
             }
         }
     }
@@ -367,6 +444,35 @@ mod tests {
             reader.next().await.unwrap(),
             Some(Frame::Line(b"small".to_vec().into()))
         );
+        assert_eq!(reader.next().await.unwrap(), None);
+    }
+
+    /// A big line that stops arriving is given up at the reader's deadline:
+    /// reported at once as [`Frame::TooSlow`] with its first bytes kept and
+    /// its share of the budget given back, and when the rest of it comes it
+    /// is skipped, not read as a line of its own.
+    #[tokio::test]
+    async fn a_big_line_that_stops_arriving_is_given_up_at_the_deadline() {
+        use tokio::io::AsyncWriteExt;
+        let budget: &'static Budget = Box::leak(Box::new(Budget::new(64 * PIECE_BYTES)));
+        let (mut server, client) = tokio::io::duplex(64 * 1024);
+        let head = vec![b'h'; 2 * PIECE_BYTES];
+        let (go_on_tx, go_on) = tokio::sync::oneshot::channel::<()>();
+        let sender = tokio::spawn(async move {
+            server.write_all(&head).await.unwrap();
+            let _ = go_on.await;
+            server.write_all(b"tail\nnext\n").await.unwrap();
+            server
+        });
+        let deadline = Duration::from_millis(300);
+        let mut reader = LineReader::within(client, usize::MAX, budget).deadline(deadline);
+        assert_eq!(reader.next().await.unwrap(), Some(Frame::TooSlow(deadline)));
+        assert_eq!(reader.discarded_prefix(), &[b'h'; KEPT_PREFIX_BYTES][..]);
+        assert_eq!(budget.held(), 0);
+        go_on_tx.send(()).unwrap();
+        let next = reader.next().await.unwrap();
+        assert_eq!(next, Some(Frame::Line(b"next".to_vec().into())));
+        drop(sender.await.unwrap());
         assert_eq!(reader.next().await.unwrap(), None);
     }
 }

@@ -179,6 +179,7 @@ impl AsyncRead for Chunked {
 
 fn read_frames(input: &[u8], max: usize, sizes: Vec<usize>) -> Vec<Frame> {
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     rt.block_on(async {

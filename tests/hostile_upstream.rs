@@ -1261,41 +1261,9 @@ fn a_big_answer_costs_about_twice_its_size_to_read() {
 #[test]
 fn big_answers_held_at_once_cannot_pass_the_memory_budget() {
     let dir = tempfile::tempdir().unwrap();
+    let (mut fw, metrics) = two_big_answerers(dir.path(), "");
     let release = dir.path().join("release");
-    let hostile = |name: &str| {
-        format!(
-            "[[upstream]]\nname = \"{name}\"\ncommand = \"python3\"\nargs = [\"{}\"]\n\
-             env = {{ BIG_BYTES = \"{}\" }}\n",
-            hostile(),
-            6 << 20
-        )
-    };
-    let config = dir.path().join("mcp-firewall.toml");
-    let metrics = free_port();
-    std::fs::write(
-        &config,
-        format!(
-            "[session]\nmessage_memory_bytes = {}\n\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n{}\n{}",
-            16 << 20,
-            hostile("a"),
-            hostile("b")
-        ),
-    )
-    .unwrap();
-    let mut fw = start_with_config(&config);
-    let held = fw.send_request(
-        "tools/call",
-        json!({"name": "a__big", "arguments": {"until": release.to_str().unwrap()}}),
-    );
-    let sent = dir.path().join("release.sent");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !sent.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a never sent its answer"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let held = send_big_and_stall(&mut fw, dir.path());
 
     let refused = fw.call("b__big", json!({}));
     let message = failure(&refused);
@@ -1336,4 +1304,96 @@ fn big_answers_held_at_once_cannot_pass_the_memory_budget() {
     let again = fw.call("b__big", json!({}));
     assert!(again["result"]["content"].is_array(), "{again}");
     assert_chain_verifies(&fw.audit_path);
+}
+
+/// A firewall in front of two hostile upstreams, `a` and `b`, whose `big`
+/// answers are 6 MiB, with 16 MiB for big messages, metrics served on the
+/// port returned, and `extra` in each upstream's table.
+fn two_big_answerers(dir: &Path, extra: &str) -> (Firewall, u16) {
+    let hostile = |name: &str| {
+        format!(
+            "[[upstream]]\nname = \"{name}\"\ncommand = \"python3\"\nargs = [\"{}\"]\n\
+             env = {{ BIG_BYTES = \"{}\" }}\n{extra}\n",
+            hostile(),
+            6 << 20
+        )
+    };
+    let config = dir.join("mcp-firewall.toml");
+    let metrics = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[session]\nmessage_memory_bytes = {}\n\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n{}\n{}",
+            16 << 20,
+            hostile("a"),
+            hostile("b")
+        ),
+    )
+    .unwrap();
+    (start_with_config(&config), metrics)
+}
+
+/// Call `a__big` and wait until `a` has sent all of its answer but its
+/// end (it finishes once `dir/release` exists): its request id.
+fn send_big_and_stall(fw: &mut Firewall, dir: &Path) -> Value {
+    let release = dir.join("release");
+    let held = fw.send_request(
+        "tools/call",
+        json!({"name": "a__big", "arguments": {"until": release.to_str().unwrap()}}),
+    );
+    let sent = dir.join("release.sent");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !sent.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a never sent its answer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    held
+}
+
+/// The value of the sample `name` (no labels) on a scrape of `port`.
+fn sample(port: u16, name: &str) -> f64 {
+    let (_, scraped) = scrape_metrics(port);
+    let line = scraped
+        .lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in {scraped}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Issue 11: a big answer that stops short of its end does not keep its
+/// share of the memory for big messages. `a` sends 6 MiB of an answer and
+/// stops; past `a`'s request deadline (2 s) its call times out and the
+/// answer is given up, what it held given back, so `b`'s 6 MiB answer fits
+/// again. Before, the stalled answer held ~12 MiB of the 16 until `a`
+/// finished or exited, and `b` was refused all that while. When `a` does
+/// finish, the rest of the given-up line is skipped and `a` still works.
+#[test]
+fn a_big_answer_that_stops_arriving_gives_its_memory_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut fw, metrics) = two_big_answerers(dir.path(), "timeout_seconds = 2");
+    let held = send_big_and_stall(&mut fw, dir.path());
+    let timed_out = fw.response(&held);
+    assert!(failure(&timed_out).contains("within 2s"), "{timed_out}");
+    let deadline = std::time::Instant::now() + WAIT;
+    while sample(metrics, "mcp_firewall_message_memory_bytes") > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled answer still holds its memory"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let answered = fw.call("b__big", json!({}));
+    assert!(answered["result"]["content"].is_array(), "{answered}");
+    std::fs::write(dir.path().join("release"), "").unwrap();
+    assert_eq!(
+        text(&fw.call("a__echo", json!({"after": 1}))),
+        r#"{"after": 1}"#
+    );
+    assert_eq!(
+        sample(metrics, "mcp_firewall_messages_over_budget_total"),
+        0.0
+    );
 }

@@ -61,8 +61,9 @@ pub async fn read_stdin(proxy: Arc<Proxy>) {
                 tracing::warn!("{reason}");
                 proxy.reject_unreadable(&reason).await;
             }
-            Ok(Some(Frame::OverBudget(over))) => {
-                let reason = format!("message refused: {over}");
+            Ok(Some(dropped @ (Frame::OverBudget(_) | Frame::TooSlow(_)))) => {
+                let why = dropped.dropped_because().unwrap_or_default();
+                let reason = format!("message refused: {why}");
                 tracing::warn!("{reason}");
                 proxy.reject_unreadable(&reason).await;
             }

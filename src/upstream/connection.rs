@@ -165,13 +165,15 @@ impl Upstream {
         events: mpsc::Sender<UpstreamEvent>,
     ) -> Result<Arc<Upstream>, UpstreamError> {
         match &spec.kind {
-            UpstreamKind::Process(p) if p.shared => super::shared::connect(&spec.name, p, events),
-            UpstreamKind::Process(p) => super::process::start(&spec.name, p, events),
+            UpstreamKind::Process(p) if p.shared => {
+                super::shared::connect(&spec.name, p, spec.timeout, events)
+            }
+            UpstreamKind::Process(p) => super::process::start(&spec.name, p, spec.timeout, events),
             UpstreamKind::Http(h) => match h.transport {
                 HttpTransport::StreamableHttp => {
-                    super::streamable_http::start(&spec.name, h, events)
+                    super::streamable_http::start(&spec.name, h, spec.timeout, events)
                 }
-                HttpTransport::Sse => super::sse::start(&spec.name, h, events),
+                HttpTransport::Sse => super::sse::start(&spec.name, h, spec.timeout, events),
             },
         }
     }

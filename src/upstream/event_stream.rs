@@ -33,11 +33,12 @@ pub enum Item {
     Event(Event),
     /// An event over [`MAX_SSE_EVENT_BYTES`] was skipped.
     TooLong,
-    /// An event the process's budget for big messages could not cover was
-    /// skipped; `prefix` is the first bytes of its data, to find the
+    /// A big event was dropped: the process's budget for big messages
+    /// could not cover it, or it did not arrive whole within the reader's
+    /// deadline. `prefix` is the first bytes of its data, to find the
     /// request it answered.
-    OverBudget {
-        over: OverBudget,
+    Dropped {
+        why: String,
         prefix: Vec<u8>,
     },
 }
@@ -68,8 +69,12 @@ pub struct Parser {
     /// The event's data lines on the budget for big messages (the line in
     /// progress holds a lease of its own).
     lease: Lease,
-    /// Why the rest of this event is being skipped.
-    skipping: Option<Item>,
+    /// When the event passed [`crate::budget::FREE_BYTES`].
+    big_since: Option<tokio::time::Instant>,
+    /// The rest of this event is being skipped.
+    skipping: bool,
+    /// Dispatched in its place when it ends.
+    skipped: Option<Item>,
 }
 
 impl Parser {
@@ -92,7 +97,7 @@ impl Parser {
     }
 
     fn push_line_bytes(&mut self, bytes: &[u8]) {
-        if self.skipping.is_some() {
+        if self.skipping {
             // Only whether the line is empty matters now.
             if self.line.is_empty() && !bytes.is_empty() {
                 let _ = self.line.push(&bytes[..1]);
@@ -100,30 +105,65 @@ impl Parser {
             return;
         }
         if self.data_len + self.line.len() + bytes.len() > MAX_SSE_EVENT_BYTES {
-            self.skip(Item::TooLong);
+            self.skip(Some(Item::TooLong));
             let _ = self.line.push(&bytes[..bytes.len().min(1)]);
         } else if let Err(over) = self.line.push(bytes) {
             self.skip_over_budget(over);
             let _ = self.line.push(&bytes[..bytes.len().min(1)]);
+        } else if self.big_since.is_none()
+            && self.line.len() + self.data_len > crate::budget::FREE_BYTES
+        {
+            self.big_since = Some(tokio::time::Instant::now());
         }
     }
 
+    /// When the event in progress passed [`crate::budget::FREE_BYTES`],
+    /// if it has.
+    pub fn big_since(&self) -> Option<tokio::time::Instant> {
+        self.big_since
+    }
+
+    /// Give up the event in progress: it took longer than `deadline` to
+    /// arrive. Reported at once (the stream may stay silent), the rest of
+    /// it skipped.
+    pub fn give_up(&mut self, deadline: Duration, out: &mut VecDeque<Item>) {
+        let prefix = self.prefix();
+        self.skip(None);
+        out.push_back(Item::Dropped {
+            why: crate::budget::too_slow(deadline),
+            prefix,
+        });
+        // The line in progress is not empty: it must not read as the
+        // blank line that ends the event.
+        let _ = self.line.push(b":");
+    }
+
     /// Let go of the event so far; the rest of it is skipped, and `why`
-    /// dispatched in its place.
-    fn skip(&mut self, why: Item) {
-        self.skipping = Some(why);
+    /// (if any) dispatched in its place.
+    fn skip(&mut self, why: Option<Item>) {
+        self.skipping = true;
+        self.skipped = why;
         self.line = Pieces::default();
         self.data = Vec::new();
         self.data_len = 0;
         self.lease = Lease::default();
+        self.big_since = None;
+    }
+
+    /// The first bytes of the event so far.
+    fn prefix(&self) -> Vec<u8> {
+        match self.data.first() {
+            Some(data) => data[..data.len().min(KEPT_PREFIX_BYTES)].to_vec(),
+            None => self.line.prefix(KEPT_PREFIX_BYTES),
+        }
     }
 
     fn skip_over_budget(&mut self, over: OverBudget) {
-        let prefix = match self.data.first() {
-            Some(data) => data[..data.len().min(KEPT_PREFIX_BYTES)].to_vec(),
-            None => self.line.prefix(KEPT_PREFIX_BYTES),
-        };
-        self.skip(Item::OverBudget { over, prefix });
+        let prefix = self.prefix();
+        self.skip(Some(Item::Dropped {
+            why: over.to_string(),
+            prefix,
+        }));
     }
 
     fn line_done(&mut self, mut line: Vec<u8>, out: &mut VecDeque<Item>) {
@@ -131,7 +171,7 @@ impl Parser {
             self.dispatch(out);
             return;
         }
-        if self.skipping.is_some() || line[0] == b':' {
+        if self.skipping || line[0] == b':' {
             return;
         }
         // `field: value`, one space after the colon dropped; no colon: the
@@ -166,8 +206,9 @@ impl Parser {
         let lines = std::mem::take(&mut self.data);
         self.data_len = 0;
         self.lease = Lease::default();
-        if let Some(skipped) = self.skipping.take() {
-            out.push_back(skipped);
+        self.big_since = None;
+        if std::mem::take(&mut self.skipping) {
+            out.extend(self.skipped.take());
             return;
         }
         if lines.is_empty() {
@@ -202,14 +243,18 @@ pub struct EventReader {
     response: reqwest::Response,
     pub parser: Parser,
     ready: VecDeque<Item>,
+    /// How long a big event may take to arrive, from its first byte past
+    /// [`crate::budget::FREE_BYTES`] (see `framing::LineReader::deadline`).
+    deadline: Duration,
 }
 
 impl EventReader {
-    pub fn new(response: reqwest::Response) -> EventReader {
+    pub fn new(response: reqwest::Response, deadline: Duration) -> EventReader {
         EventReader {
             response,
             parser: Parser::default(),
             ready: VecDeque::new(),
+            deadline,
         }
     }
 
@@ -219,7 +264,20 @@ impl EventReader {
             if let Some(item) = self.ready.pop_front() {
                 return Ok(Some(item));
             }
-            match self.response.chunk().await? {
+            let chunk = match self.parser.big_since() {
+                Some(since) => {
+                    let read = self.response.chunk();
+                    match tokio::time::timeout_at(since + self.deadline, read).await {
+                        Ok(chunk) => chunk?,
+                        Err(_) => {
+                            self.parser.give_up(self.deadline, &mut self.ready);
+                            continue;
+                        }
+                    }
+                }
+                None => self.response.chunk().await?,
+            };
+            match chunk {
                 Some(chunk) => self.parser.feed(&chunk, &mut self.ready),
                 None => return Ok(None),
             }
@@ -348,12 +406,43 @@ mod tests {
         assert_eq!(budget.held(), 0, "skipped at once, its bytes let go");
         parser.feed(b"more\n\ndata: ok\n\n", &mut out);
         let out = Vec::from(out);
-        let Item::OverBudget { over, prefix } = &out[0] else {
+        let Item::Dropped { why, prefix } = &out[0] else {
             panic!("{out:?}");
         };
-        assert_eq!(over.limit, 5 * MIB);
+        assert!(why.contains("its limit is 5 MiB"), "{why}");
         assert!(prefix.starts_with(head), "{:?}", &prefix[..60]);
         assert_eq!(out[1], event("message", "ok"));
         assert_eq!(out.len(), 2);
+    }
+
+    /// A big event given up (its reader's deadline passed) is reported at
+    /// once, lets go of what it held, and the rest of it is skipped when it
+    /// comes: the next event is read as usual.
+    #[test]
+    fn a_big_event_given_up_is_reported_at_once_and_its_rest_skipped() {
+        use crate::budget::Budget;
+        const MIB: usize = 1024 * 1024;
+        let budget: &'static Budget = Box::leak(Box::new(Budget::new(64 * MIB)));
+        let mut parser = Parser {
+            line: Pieces::within(budget),
+            lease: Lease::of(budget),
+            ..Parser::default()
+        };
+        let mut out = VecDeque::new();
+        parser.feed(br#"data: {"jsonrpc":"2.0","id":9,"result":"#, &mut out);
+        assert!(parser.big_since().is_none());
+        parser.feed(&[b'x'; 2 * MIB], &mut out);
+        assert!(parser.big_since().is_some());
+        assert!(budget.held() > 0);
+        parser.give_up(Duration::from_secs(7), &mut out);
+        let Some(Item::Dropped { why, prefix }) = out.pop_front() else {
+            panic!("{out:?}");
+        };
+        assert!(why.contains("within 7s"), "{why}");
+        assert!(prefix.starts_with(br#"data: {"jsonrpc":"2.0","id":9"#));
+        assert_eq!(budget.held(), 0);
+        assert!(parser.big_since().is_none());
+        parser.feed(b"xxxx\ndata: more of it\n\ndata: ok\n\n", &mut out);
+        assert_eq!(Vec::from(out), vec![event("message", "ok")]);
     }
 }

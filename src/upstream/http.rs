@@ -84,15 +84,31 @@ pub async fn status_error(response: reqwest::Response) -> String {
 
 /// Read an `application/json` body (one message or a batch) and deliver it.
 /// `seen` looks at each message first.
+/// A body past 1 MiB must arrive whole within `deadline`, or it is
+/// dropped (see `framing::LineReader::deadline`).
 pub async fn deliver_json(
     upstream: &Weak<Upstream>,
     events: &mpsc::Sender<UpstreamEvent>,
     mut response: reqwest::Response,
+    deadline: Duration,
     seen: impl Fn(&[u8]),
 ) -> Result<(), String> {
     // In pieces joined once, not a buffer regrown by doubling (`framing`).
     let mut body = crate::framing::Pieces::default();
-    while let Some(chunk) = response.chunk().await.map_err(describe)? {
+    let mut big_since = None;
+    loop {
+        let next = match big_since {
+            Some(since) => tokio::time::timeout_at(since + deadline, response.chunk())
+                .await
+                .map_err(|_| {
+                    let why = crate::budget::too_slow(deadline);
+                    format!("the answer was dropped: {why}")
+                })?,
+            None => response.chunk().await,
+        };
+        let Some(chunk) = next.map_err(describe)? else {
+            break;
+        };
         if body.len() + chunk.len() > MAX_UPSTREAM_MESSAGE_BYTES {
             return Err(format!(
                 "response over {MAX_UPSTREAM_MESSAGE_BYTES} bytes dropped"
@@ -100,6 +116,9 @@ pub async fn deliver_json(
         }
         body.push(&chunk)
             .map_err(|over| format!("the answer was dropped: {over}"))?;
+        if big_since.is_none() && body.len() > crate::budget::FREE_BYTES {
+            big_since = Some(tokio::time::Instant::now());
+        }
     }
     // Kept, with its lease, until the message parsed from it is delivered.
     let body = body.into_line();
@@ -129,8 +148,8 @@ pub async fn deliver_events(
             Item::Event(e) => {
                 tracing::debug!(server = %up.name(), event = %e.event, "ignored event")
             }
-            Item::OverBudget { over, prefix } => {
-                let reason = format!("the answer was dropped: {over}");
+            Item::Dropped { why, prefix } => {
+                let reason = format!("the answer was dropped: {why}");
                 tracing::warn!(server = %up.name(), "{reason}");
                 up.fail_by_prefix(&prefix, &reason);
             }

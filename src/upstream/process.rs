@@ -4,6 +4,7 @@
 
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
@@ -35,6 +36,7 @@ impl Drop for ProcessGroup {
 pub(super) fn start(
     name: &str,
     spec: &ProcessSpec,
+    deadline: Duration,
     events: mpsc::Sender<UpstreamEvent>,
 ) -> Result<Arc<Upstream>, UpstreamError> {
     let mut child = command(spec).spawn().map_err(|e| UpstreamError::Spawn {
@@ -46,7 +48,14 @@ pub(super) fn start(
     let group = ProcessGroup(child.id().map(|id| id as i32));
     let (upstream, rx) = Upstream::new(name);
     crate::scope::spawn(write_loop(stdin, rx));
-    crate::scope::spawn_lingering(read_loop(upstream.clone(), stdout, child, group, events));
+    crate::scope::spawn_lingering(read_loop(
+        upstream.clone(),
+        stdout,
+        child,
+        group,
+        deadline,
+        events,
+    ));
     Ok(upstream)
 }
 
@@ -84,12 +93,13 @@ async fn read_loop(
     stdout: tokio::process::ChildStdout,
     mut child: Child,
     group: ProcessGroup,
+    deadline: Duration,
     events: mpsc::Sender<UpstreamEvent>,
 ) {
     // Dropped when this task ends or is dropped with the runtime (the
     // firewall stops): whatever is left of the server's group is killed.
     let group = group;
-    let mut lines = LineReader::new(stdout, MAX_UPSTREAM_MESSAGE_BYTES);
+    let mut lines = LineReader::new(stdout, MAX_UPSTREAM_MESSAGE_BYTES).deadline(deadline);
     loop {
         let next = tokio::select! {
             next = lines.next() => next,
@@ -112,8 +122,9 @@ async fn read_loop(
                 );
                 tracing::warn!(server = %upstream.name(), "dropped a message over {MAX_UPSTREAM_MESSAGE_BYTES} bytes");
             }
-            Ok(Some(Frame::OverBudget(over))) => {
-                let reason = format!("the answer was dropped: {over}");
+            Ok(Some(dropped @ (Frame::OverBudget(_) | Frame::TooSlow(_)))) => {
+                let why = dropped.dropped_because().unwrap_or_default();
+                let reason = format!("the answer was dropped: {why}");
                 upstream.fail_by_prefix(lines.discarded_prefix(), &reason);
                 tracing::warn!(server = %upstream.name(), "{reason}");
             }

@@ -33,6 +33,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -68,6 +69,7 @@ const BROADCAST: &[&str] = &[
 pub(super) fn connect(
     name: &str,
     spec: &ProcessSpec,
+    deadline: Duration,
     events: mpsc::Sender<UpstreamEvent>,
 ) -> Result<Arc<Upstream>, UpstreamError> {
     let key = format!("{name}\u{0}{}\u{0}{:?}", spec.command, spec.args);
@@ -78,7 +80,7 @@ pub(super) fn connect(
         match muxes.get(&key).filter(|m| m.is_alive()) {
             Some(mux) => mux.clone(),
             None => {
-                let mux = Mux::start(name, spec, key.clone())?;
+                let mux = Mux::start(name, spec, key.clone(), deadline)?;
                 muxes.insert(key, mux.clone());
                 mux
             }
@@ -166,7 +168,12 @@ enum Route {
 }
 
 impl Mux {
-    fn start(name: &str, spec: &ProcessSpec, key: String) -> Result<Arc<Mux>, UpstreamError> {
+    fn start(
+        name: &str,
+        spec: &ProcessSpec,
+        key: String,
+        deadline: Duration,
+    ) -> Result<Arc<Mux>, UpstreamError> {
         let mut child =
             super::process::command(spec)
                 .spawn()
@@ -190,7 +197,7 @@ impl Mux {
         tracing::info!(server = %name, pid = ?child.id(), "shared upstream started");
         // The process belongs to no session: it lives on the runtime.
         tokio::spawn(write_lines(stdin, rx));
-        tokio::spawn(read_lines(mux.clone(), stdout, child, group));
+        tokio::spawn(read_lines(mux.clone(), stdout, child, group, deadline));
         Ok(mux)
     }
 
@@ -566,9 +573,10 @@ async fn read_lines(
     stdout: tokio::process::ChildStdout,
     mut child: tokio::process::Child,
     group: super::process::ProcessGroup,
+    deadline: Duration,
 ) {
     let _group = group;
-    let mut lines = LineReader::new(stdout, MAX_UPSTREAM_MESSAGE_BYTES);
+    let mut lines = LineReader::new(stdout, MAX_UPSTREAM_MESSAGE_BYTES).deadline(deadline);
     loop {
         match lines.next().await {
             Ok(Some(Frame::Line(line))) => {
@@ -587,8 +595,9 @@ async fn read_lines(
                     format!("the answer is over the {MAX_UPSTREAM_MESSAGE_BYTES}-byte limit"),
                 );
             }
-            Ok(Some(Frame::OverBudget(over))) => {
-                let reason = format!("the answer was dropped: {over}");
+            Ok(Some(dropped @ (Frame::OverBudget(_) | Frame::TooSlow(_)))) => {
+                let why = dropped.dropped_because().unwrap_or_default();
+                let reason = format!("the answer was dropped: {why}");
                 tracing::warn!(server = %mux.name, "{reason}");
                 mux.fail_by_prefix(lines.discarded_prefix(), reason);
             }

@@ -32,6 +32,7 @@ const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) fn start(
     name: &str,
     spec: &HttpSpec,
+    deadline: Duration,
     events: mpsc::Sender<UpstreamEvent>,
 ) -> Result<Arc<Upstream>, UpstreamError> {
     let spawn_error = |message: String| UpstreamError::Spawn {
@@ -46,6 +47,7 @@ pub(super) fn start(
         headers: http::header_map(&spec.headers),
         upstream: Arc::downgrade(&upstream),
         events,
+        deadline,
     };
     crate::scope::spawn(run(link, url, rx));
     Ok(upstream)
@@ -58,6 +60,8 @@ struct Link {
     headers: HeaderMap,
     upstream: Weak<Upstream>,
     events: mpsc::Sender<UpstreamEvent>,
+    /// How long a big message may take to arrive ([`EventReader::new`]).
+    deadline: Duration,
 }
 
 /// Read the stream until it ends, then finish the upstream.
@@ -90,7 +94,7 @@ async fn read_stream(link: &Link, url: Url, rx: mpsc::Receiver<Outgoing>) -> Res
             "expected an event stream, got Content-Type {kind:?}"
         ));
     }
-    let mut reader = EventReader::new(response);
+    let mut reader = EventReader::new(response, link.deadline);
     let endpoint = tokio::time::timeout(ENDPOINT_TIMEOUT, endpoint(&mut reader, &url))
         .await
         .map_err(|_| format!("no endpoint event within {ENDPOINT_TIMEOUT:?}"))??;

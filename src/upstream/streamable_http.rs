@@ -70,6 +70,9 @@ struct Session {
     /// The version the server answered `initialize` with.
     version: Mutex<Option<HeaderValue>>,
     listener: Mutex<Option<JoinHandle<()>>>,
+    /// How long a big message may take to arrive (the upstream's request
+    /// deadline; see `framing::LineReader::deadline`).
+    deadline: Duration,
 }
 
 /// Why a POST did not produce its answer.
@@ -82,6 +85,7 @@ enum Failure {
 pub(super) fn start(
     name: &str,
     spec: &HttpSpec,
+    deadline: Duration,
     events: mpsc::Sender<UpstreamEvent>,
 ) -> Result<Arc<Upstream>, UpstreamError> {
     let client = http::client(name).map_err(|message| UpstreamError::Spawn {
@@ -97,6 +101,7 @@ pub(super) fn start(
         id: Mutex::new(None),
         version: Mutex::new(None),
         listener: Mutex::new(None),
+        deadline,
     });
     crate::scope::spawn_lingering(pump(Arc::downgrade(&upstream), session, rx));
     Ok(upstream)
@@ -190,10 +195,17 @@ async fn post(
         _ if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT => Ok(()),
         "" => Ok(()),
         "application/json" => {
-            http::deliver_json(upstream, &session.events, response, note_version).await
+            http::deliver_json(
+                upstream,
+                &session.events,
+                response,
+                session.deadline,
+                note_version,
+            )
+            .await
         }
         "text/event-stream" => {
-            let mut reader = EventReader::new(response);
+            let mut reader = EventReader::new(response, session.deadline);
             let delivered =
                 http::deliver_events(upstream, &session.events, &mut reader, note_version).await;
             let unanswered =
@@ -244,7 +256,7 @@ async fn resume(
             let message = status_error(response).await;
             return Err(Failure::Other(format!("resuming the stream: {message}")));
         }
-        let mut reader = EventReader::new(response);
+        let mut reader = EventReader::new(response, session.deadline);
         let delivered = http::deliver_events(upstream, &session.events, &mut reader, |_| {}).await;
         if !upstream.upgrade().is_some_and(|up| up.is_pending(id)) {
             return delivered.map_err(Failure::Other);
@@ -300,7 +312,7 @@ async fn listen(upstream: Weak<Upstream>, session: Arc<Session>) {
             }
             Ok(response) if response.status().is_success() => {
                 failures = 0;
-                let mut reader = EventReader::new(response);
+                let mut reader = EventReader::new(response, session.deadline);
                 let result =
                     http::deliver_events(&upstream, &session.events, &mut reader, |_| {}).await;
                 if let Err(e) = result {
