@@ -384,19 +384,25 @@ mod tests {
         assert_eq!(Vec::from(out), vec![Item::TooLong, event("message", "ok")]);
     }
 
+    const MIB: usize = 1024 * 1024;
+
+    /// A parser whose big events count against a budget of its own.
+    fn within_budget(limit: usize) -> (Parser, &'static crate::budget::Budget) {
+        let budget = Box::leak(Box::new(crate::budget::Budget::new(limit)));
+        let parser = Parser {
+            line: Pieces::within(budget),
+            lease: Lease::of(budget),
+            ..Parser::default()
+        };
+        (parser, budget)
+    }
+
     /// An event the budget for big messages cannot cover is skipped with
     /// the first bytes of its data kept (to fail the request it answers),
     /// what it held is given back, and the next event is read.
     #[test]
     fn an_event_the_budget_cannot_cover_is_skipped_and_the_stream_goes_on() {
-        use crate::budget::Budget;
-        const MIB: usize = 1024 * 1024;
-        let budget: &'static Budget = Box::leak(Box::new(Budget::new(5 * MIB)));
-        let mut parser = Parser {
-            line: Pieces::within(budget),
-            lease: Lease::of(budget),
-            ..Parser::default()
-        };
+        let (mut parser, budget) = within_budget(5 * MIB);
         let mut out = VecDeque::new();
         let head = br#"data: {"jsonrpc":"2.0","id":7,"result":"#;
         parser.feed(head, &mut out);
@@ -420,14 +426,7 @@ mod tests {
     /// comes: the next event is read as usual.
     #[test]
     fn a_big_event_given_up_is_reported_at_once_and_its_rest_skipped() {
-        use crate::budget::Budget;
-        const MIB: usize = 1024 * 1024;
-        let budget: &'static Budget = Box::leak(Box::new(Budget::new(64 * MIB)));
-        let mut parser = Parser {
-            line: Pieces::within(budget),
-            lease: Lease::of(budget),
-            ..Parser::default()
-        };
+        let (mut parser, budget) = within_budget(64 * MIB);
         let mut out = VecDeque::new();
         parser.feed(br#"data: {"jsonrpc":"2.0","id":9,"result":"#, &mut out);
         assert!(parser.big_since().is_none());
