@@ -809,3 +809,22 @@ fn an_http_answer_the_memory_budget_cannot_cover_fails_its_call() {
         );
     }
 }
+
+/// An event over the 64 MiB cap on a legacy SSE stream fails the call it
+/// answers at once, with the reason, as an oversized line from a stdio
+/// upstream or JSON body does; the stream goes on. Before, the event was
+/// skipped with a log line, and the call waited for its deadline (300 s).
+#[test]
+fn an_oversized_event_fails_its_call_at_once() {
+    let server = TestServer::start();
+    let (mut fw, _dir) = firewall(&server, Transport::Sse);
+    fw.initialize();
+    let refused = fw.call("remote__big", json!({"bytes": 65 << 20}));
+    assert_eq!(refused["error"]["code"], -32003, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("-byte limit"), "{message}");
+    assert_eq!(
+        text(&fw.call("remote__echo", json!({"text": "still here"}))),
+        "[remote] still here"
+    );
+}

@@ -4,7 +4,8 @@
 //! Hand-written rather than taken from a crate because the firewall needs a
 //! hard per-event size bound ([`MAX_SSE_EVENT_BYTES`]) that survives a
 //! hostile or broken server: an oversized event is skipped (reported as
-//! [`Item::TooLong`]) and the stream goes on, and the buffer never grows past
+//! [`Item::Dropped`], with its first bytes, so the call it answers fails at
+//! once) and the stream goes on, and the buffer never grows past
 //! the bound. The grammar is the WHATWG one: `\n`, `\r\n` or `\r` end lines;
 //! `:` starts a comment; `data` lines join with `\n`; `event`, `id` and
 //! `retry` are honoured; a blank line dispatches.
@@ -31,11 +32,9 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     Event(Event),
-    /// An event over [`MAX_SSE_EVENT_BYTES`] was skipped.
-    TooLong,
-    /// A big event was dropped: the process's budget for big messages
-    /// could not cover it, or it did not arrive whole within the reader's
-    /// deadline. `prefix` is the first bytes of its data, to find the
+    /// A big event was dropped: over [`MAX_SSE_EVENT_BYTES`], more than
+    /// the process's budget for big messages could cover, or not whole
+    /// within the reader's deadline. `prefix` is the first bytes of its data, to find the
     /// request it answered.
     Dropped {
         why: String,
@@ -105,7 +104,11 @@ impl Parser {
             return;
         }
         if self.data_len + self.line.len() + bytes.len() > MAX_SSE_EVENT_BYTES {
-            self.skip(Some(Item::TooLong));
+            let prefix = self.prefix();
+            self.skip(Some(Item::Dropped {
+                why: format!("it is over the {MAX_SSE_EVENT_BYTES}-byte limit"),
+                prefix,
+            }));
             let _ = self.line.push(&bytes[..bytes.len().min(1)]);
         } else if let Err(over) = self.line.push(bytes) {
             self.skip_over_budget(over);
@@ -381,7 +384,12 @@ mod tests {
             assert!(parser.line.len() + parser.data_len <= MAX_SSE_EVENT_BYTES);
         }
         parser.feed(b"\n\ndata: ok\n\n", &mut out);
-        assert_eq!(Vec::from(out), vec![Item::TooLong, event("message", "ok")]);
+        let Some(Item::Dropped { why, prefix }) = out.pop_front() else {
+            panic!("{out:?}");
+        };
+        assert!(why.contains("-byte limit"), "{why}");
+        assert!(prefix.starts_with(b"data: xxx"));
+        assert_eq!(Vec::from(out), vec![event("message", "ok")]);
     }
 
     const MIB: usize = 1024 * 1024;

@@ -153,10 +153,6 @@ pub async fn deliver_events(
                 tracing::warn!(server = %up.name(), "{reason}");
                 up.fail_by_prefix(&prefix, &reason);
             }
-            Item::TooLong => tracing::warn!(
-                server = %up.name(),
-                "dropped an event over {} bytes", super::event_stream::MAX_SSE_EVENT_BYTES
-            ),
         }
     }
     Ok(())
