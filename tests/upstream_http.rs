@@ -118,6 +118,8 @@ impl Server {
                  "inputSchema": {"type": "object", "properties": {}}},
                 {"name": "big", "description": "answers with `bytes` bytes of text",
                  "inputSchema": {"type": "object", "properties": {"bytes": {"type": "integer"}}}},
+                {"name": "stall", "description": "sends `bytes` bytes of a JSON answer, and no more",
+                 "inputSchema": {"type": "object", "properties": {"bytes": {"type": "integer"}}}},
             ]}),
             "tools/call" if msg["params"]["name"] == "echo" => {
                 let text = msg["params"]["arguments"]["text"].as_str().unwrap_or("");
@@ -177,6 +179,24 @@ async fn mcp_post(State(s): State<Server>, headers: HeaderMap, body: Bytes) -> R
         return StatusCode::NOT_FOUND.into_response();
     }
     let is_call = msg["method"] == "tools/call";
+    if is_call && msg["params"]["name"] == "stall" {
+        // The head of a JSON answer, `bytes` of its text, then nothing more
+        // while the connection stays open.
+        let bytes = msg["params"]["arguments"]["bytes"].as_u64().unwrap_or(0) as usize;
+        let mut head = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{"content":[{{"type":"text","text":""#,
+            msg["id"]
+        )
+        .into_bytes();
+        head.resize(head.len() + bytes, b'x');
+        let body = futures::stream::iter([Ok::<_, Infallible>(Bytes::from(head))])
+            .chain(futures::stream::pending());
+        return (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            axum::body::Body::from_stream(body),
+        )
+            .into_response();
+    }
     let big = msg["params"]["name"] == "big";
     match s.handle(msg).await {
         None => StatusCode::ACCEPTED.into_response(),
@@ -826,5 +846,58 @@ fn an_oversized_event_fails_its_call_at_once() {
     assert_eq!(
         text(&fw.call("remote__echo", json!({"text": "still here"}))),
         "[remote] still here"
+    );
+}
+
+/// A JSON body past 1 MiB must arrive whole within the upstream's request
+/// deadline: one that stops half-way (the connection left open) is dropped
+/// then, its share of the memory for big messages given back, and its call
+/// fails. Before, the body was read for as long as the server kept the
+/// connection, holding its memory.
+#[test]
+fn a_big_json_body_that_stops_arriving_is_dropped_at_the_deadline() {
+    let server = TestServer::start();
+    let url = format!("http://{}/mcp", server.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mcp-firewall.toml");
+    let metrics = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[[upstream]]\nname = \"remote\"\n\
+             url = \"{url}\"\ntimeout_seconds = 2\n\
+             headers = {{ Authorization = \"Bearer ${{{TOKEN_VAR}}}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let mut fw = Builder::new()
+        .arg("--config")
+        .arg(config.to_str().unwrap())
+        .env(TOKEN_VAR, TOKEN)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .start();
+    fw.initialize();
+    let stalled = fw.call("remote__stall", json!({"bytes": 3 << 20}));
+    assert_eq!(stalled["error"]["code"], -32003, "{stalled}");
+    let memory = || {
+        let (_, scraped) = scrape_metrics(metrics);
+        let line = scraped
+            .lines()
+            .find(|l| l.starts_with("mcp_firewall_message_memory_bytes "))
+            .map(str::to_owned);
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while memory() != Some(0.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled body still holds {:?} bytes",
+            memory()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        text(&fw.call("remote__echo", json!({"text": "after"}))),
+        "[remote] after"
     );
 }
