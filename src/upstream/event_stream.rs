@@ -131,14 +131,18 @@ impl Parser {
     /// it skipped.
     pub fn give_up(&mut self, deadline: Duration, out: &mut VecDeque<Item>) {
         let prefix = self.prefix();
+        let mid_line = !self.line.is_empty();
         self.skip(None);
         out.push_back(Item::Dropped {
             why: crate::budget::too_slow(deadline),
             prefix,
         });
-        // The line in progress is not empty: it must not read as the
-        // blank line that ends the event.
-        let _ = self.line.push(b":");
+        // Whether a line is in progress decides what the next line end
+        // means: the end of that line, or the blank line that ends the
+        // event.
+        if mid_line {
+            let _ = self.line.push(b":");
+        }
     }
 
     /// Let go of the event so far; the rest of it is skipped, and `why`
@@ -450,6 +454,16 @@ mod tests {
         assert_eq!(budget.held(), 0);
         assert!(parser.big_since().is_none());
         parser.feed(b"xxxx\ndata: more of it\n\ndata: ok\n\n", &mut out);
-        assert_eq!(Vec::from(out), vec![event("message", "ok")]);
+        assert_eq!(Vec::from(out.split_off(0)), vec![event("message", "ok")]);
+
+        // Given up between its last data line and the blank line that ends
+        // it: that blank line ends it, and the next event is whole.
+        parser.feed(b"data: ", &mut out);
+        parser.feed(&[b'y'; 2 * MIB], &mut out);
+        parser.feed(b"\n", &mut out);
+        parser.give_up(Duration::from_secs(7), &mut out);
+        assert!(matches!(out.pop_front(), Some(Item::Dropped { .. })));
+        parser.feed(b"\ndata: next\n\n", &mut out);
+        assert_eq!(Vec::from(out), vec![event("message", "next")]);
     }
 }
