@@ -137,7 +137,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     }
 
     /// The first [`KEPT_PREFIX_BYTES`] of the line last reported as
-    /// [`Frame::TooLong`] or [`Frame::OverBudget`].
+    /// [`Frame::TooLong`], [`Frame::OverBudget`] or [`Frame::TooSlow`].
     pub fn discarded_prefix(&self) -> &[u8] {
         &self.prefix
     }

@@ -1275,19 +1275,11 @@ fn big_answers_held_at_once_cannot_pass_the_memory_budget() {
         "{done}"
     );
     // What operators see: a's answer still counted, one message dropped.
-    let (_, scraped) = scrape_metrics(metrics);
-    let sample = |name: &str| -> f64 {
-        let line = scraped.lines().find(|l| l.starts_with(name)).expect(name);
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    };
-    assert!(
-        sample("mcp_firewall_message_memory_bytes ") > (10 << 20) as f64,
-        "{scraped}"
-    );
+    let in_use = metric_sample(metrics, "mcp_firewall_message_memory_bytes");
+    assert!(in_use > (10 << 20) as f64, "{in_use}");
     assert_eq!(
-        sample("mcp_firewall_messages_over_budget_total "),
-        1.0,
-        "{scraped}"
+        metric_sample(metrics, "mcp_firewall_messages_over_budget_total"),
+        1.0
     );
 
     std::fs::write(&release, "").unwrap();
@@ -1353,16 +1345,6 @@ fn send_big_and_stall(fw: &mut Firewall, dir: &Path) -> Value {
     held
 }
 
-/// The value of the sample `name` (no labels) on a scrape of `port`.
-fn sample(port: u16, name: &str) -> f64 {
-    let (_, scraped) = scrape_metrics(port);
-    let line = scraped
-        .lines()
-        .find(|l| l.split(' ').next() == Some(name))
-        .unwrap_or_else(|| panic!("no {name} in {scraped}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
-}
-
 /// Issue 11: a big answer that stops short of its end does not keep its
 /// share of the memory for big messages. `a` sends 6 MiB of an answer and
 /// stops; past `a`'s request deadline (2 s) its call times out and the
@@ -1378,7 +1360,7 @@ fn a_big_answer_that_stops_arriving_gives_its_memory_back() {
     let timed_out = fw.response(&held);
     assert!(failure(&timed_out).contains("within 2s"), "{timed_out}");
     let deadline = std::time::Instant::now() + WAIT;
-    while sample(metrics, "mcp_firewall_message_memory_bytes") > 0.0 {
+    while metric_sample(metrics, "mcp_firewall_message_memory_bytes") > 0.0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the stalled answer still holds its memory"
@@ -1393,7 +1375,7 @@ fn a_big_answer_that_stops_arriving_gives_its_memory_back() {
         r#"{"after": 1}"#
     );
     assert_eq!(
-        sample(metrics, "mcp_firewall_messages_over_budget_total"),
+        metric_sample(metrics, "mcp_firewall_messages_over_budget_total"),
         0.0
     );
 }

@@ -879,19 +879,12 @@ fn a_big_json_body_that_stops_arriving_is_dropped_at_the_deadline() {
     fw.initialize();
     let stalled = fw.call("remote__stall", json!({"bytes": 3 << 20}));
     assert_eq!(stalled["error"]["code"], -32003, "{stalled}");
-    let memory = || {
-        let (_, scraped) = scrape_metrics(metrics);
-        let line = scraped
-            .lines()
-            .find(|l| l.starts_with("mcp_firewall_message_memory_bytes "))
-            .map(str::to_owned);
-        line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-    };
+    let memory = || metric_sample(metrics, "mcp_firewall_message_memory_bytes");
     let deadline = std::time::Instant::now() + WAIT;
-    while memory() != Some(0.0) {
+    while memory() > 0.0 {
         assert!(
             std::time::Instant::now() < deadline,
-            "the stalled body still holds {:?} bytes",
+            "the stalled body still holds {} bytes",
             memory()
         );
         std::thread::sleep(Duration::from_millis(100));

@@ -616,3 +616,13 @@ pub fn scrape_metrics(port: u16) -> (String, String) {
         .unwrap_or_default();
     (content_type, body.to_string())
 }
+
+/// The value of the sample `name` (no labels) on a scrape of `port`.
+pub fn metric_sample(port: u16, name: &str) -> f64 {
+    let (_, scraped) = scrape_metrics(port);
+    let line = scraped
+        .lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in {scraped}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
