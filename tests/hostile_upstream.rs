@@ -104,6 +104,7 @@ fn a_call_cut_off_by_the_end_of_its_session_is_recorded_as_abandoned() {
 
 #[test]
 fn an_oversized_or_invalid_answer_fails_its_call_at_once() {
+    let _one = one_big_message_test_at_a_time();
     // The deadline is long: these must fail on the bad answer, not on it.
     let mut fw = start(&["--upstream-timeout", "600"], &[]);
     let big = fw.call("big", json!({}));
@@ -1194,6 +1195,7 @@ fn a_listing_overtaken_by_a_change_is_not_kept() {
 /// doubling beside it), and takes little more than the text now.
 #[test]
 fn a_big_listing_is_answered_without_a_copy_of_it() {
+    let _one = one_big_message_test_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let tools = dir.path().join("tools.json");
     let listed: Vec<Value> = (0..160)
@@ -1231,6 +1233,7 @@ fn a_big_listing_is_answered_without_a_copy_of_it() {
 /// canonical text of the result, grown by doubling, next to the result.
 #[test]
 fn a_big_answer_costs_about_twice_its_size_to_read() {
+    let _one = one_big_message_test_at_a_time();
     let size: u64 = 24 << 20;
     let mut fw = Builder::new()
         .rego(ALLOW_ALL)
@@ -1260,6 +1263,7 @@ fn a_big_answer_costs_about_twice_its_size_to_read() {
 /// kernel killed it with every session in it.
 #[test]
 fn big_answers_held_at_once_cannot_pass_the_memory_budget() {
+    let _one = one_big_message_test_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (mut fw, metrics) = two_big_answerers(dir.path(), "");
     let release = dir.path().join("release");
@@ -1354,6 +1358,7 @@ fn send_big_and_stall(fw: &mut Firewall, dir: &Path) -> Value {
 /// finish, the rest of the given-up line is skipped and `a` still works.
 #[test]
 fn a_big_answer_that_stops_arriving_gives_its_memory_back() {
+    let _one = one_big_message_test_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (mut fw, metrics) = two_big_answerers(dir.path(), "timeout_seconds = 2");
     let held = send_big_and_stall(&mut fw, dir.path());

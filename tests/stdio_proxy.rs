@@ -149,7 +149,24 @@ fn an_oversized_message_is_refused_and_the_next_one_served() {
             .is_some_and(|s| s.contains("larger"))
     });
     assert_eq!(refused["error"]["code"], -32600);
+    // Answered as the request it was (its id stands before its params), so
+    // the client is not left waiting for it.
+    assert_eq!(refused["id"], 77, "{refused}");
     assert_eq!(text(&fw.call("echo", json!({"text": "after"}))), "after");
+
+    // The top-level id only: here it comes after 17 MiB of params, where
+    // the firewall no longer reads, and an `id` nested in the arguments
+    // must not be taken for it.
+    let nested = format!(
+        r#"{{"jsonrpc":"2.0","method":"tools/call","params":{{"name":"echo","arguments":{{"id":5,"text":"{huge}"}}}},"id":79}}"#
+    );
+    fw.send_raw(&nested);
+    let refused = fw.recv_where("size refusal", |m| {
+        m["error"]["message"]
+            .as_str()
+            .is_some_and(|s| s.contains("larger"))
+    });
+    assert_eq!(refused["id"], Value::Null, "{refused}");
 }
 
 /// Issue 11: a client's big message counts against the process's budget
@@ -171,6 +188,7 @@ fn a_message_the_memory_budget_cannot_cover_is_refused_and_the_next_one_served()
             .is_some_and(|s| s.contains("message_memory_bytes"))
     });
     assert_eq!(refused["error"]["code"], -32600);
+    assert_eq!(refused["id"], 78, "{refused}");
     let fits = "y".repeat(900 * 1024);
     assert_eq!(text(&fw.call("echo", json!({"text": fits}))), fits);
 }

@@ -776,6 +776,7 @@ fn a_closed_call_stream_is_resumed_with_last_event_id() {
 /// docs/performance.md).
 #[test]
 fn a_big_answer_over_http_costs_under_four_times_its_size_to_read() {
+    let _one = one_big_message_test_at_a_time();
     let size: u64 = 24 << 20;
     let server = TestServer::start();
     let (mut fw, _dir) = firewall(&server, Transport::StreamableHttp);
@@ -802,6 +803,7 @@ fn a_big_answer_over_http_costs_under_four_times_its_size_to_read() {
 /// answered, and so is the next small call.
 #[test]
 fn an_http_answer_the_memory_budget_cannot_cover_fails_its_call() {
+    let _one = one_big_message_test_at_a_time();
     for (transport, path) in [
         (Transport::StreamableHttp, "/mcp"),
         (Transport::Sse, "/sse"),
@@ -836,6 +838,7 @@ fn an_http_answer_the_memory_budget_cannot_cover_fails_its_call() {
 /// skipped with a log line, and the call waited for its deadline (300 s).
 #[test]
 fn an_oversized_event_fails_its_call_at_once() {
+    let _one = one_big_message_test_at_a_time();
     let server = TestServer::start();
     let (mut fw, _dir) = firewall(&server, Transport::Sse);
     fw.initialize();
@@ -856,6 +859,7 @@ fn an_oversized_event_fails_its_call_at_once() {
 /// connection, holding its memory.
 #[test]
 fn a_big_json_body_that_stops_arriving_is_dropped_at_the_deadline() {
+    let _one = one_big_message_test_at_a_time();
     let server = TestServer::start();
     let url = format!("http://{}/mcp", server.addr);
     let dir = tempfile::tempdir().unwrap();

@@ -626,3 +626,14 @@ pub fn metric_sample(port: u16, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in {scraped}"));
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
+
+/// Taken by the tests of one file that read a firewall's peak memory, and
+/// by those that make a firewall read big messages: two at once skew the
+/// peaks read (the machine's two cores shared, tasks moved between worker
+/// threads, freed memory not yet reused), and an HTTP answer's peak read
+/// ~20 % over its usual in one run of six.
+pub fn one_big_message_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static BIG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    BIG.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
