@@ -56,6 +56,12 @@ impl Line {
     }
 }
 
+impl AsRef<[u8]> for Line {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 impl std::ops::Deref for Line {
     type Target = [u8];
 

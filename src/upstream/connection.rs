@@ -398,12 +398,22 @@ impl Upstream {
     }
 
     /// Handle one message the server sent: complete a pending request or
-    /// pass it on to the proxy.
-    pub(super) async fn deliver(&self, events: &mpsc::Sender<UpstreamEvent>, message: &[u8]) {
-        if message.iter().all(u8::is_ascii_whitespace) {
+    /// pass it on to the proxy. Its text is let go once parsed, before the
+    /// message is handed on: the task it goes to may run at once on the
+    /// other worker, and a big answer's text and what is made from it
+    /// must not be held at once for as long as this task waits its turn.
+    pub(super) async fn deliver<M: AsRef<[u8]>>(
+        &self,
+        events: &mpsc::Sender<UpstreamEvent>,
+        message: M,
+    ) {
+        let bytes = message.as_ref();
+        if bytes.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        if let Some(event) = self.route(message) {
+        let event = self.route(bytes);
+        drop(message);
+        if let Some(event) = event {
             let _ = events.send(event).await;
         }
     }

@@ -124,7 +124,7 @@ pub async fn deliver_json(
     let body = body.into_line();
     seen(&body);
     let up = live(upstream)?;
-    deliver_message(&up, events, &body).await;
+    deliver_message(&up, events, body).await;
     Ok(())
 }
 
@@ -143,7 +143,7 @@ pub async fn deliver_events(
             Item::Event(e) if e.data.trim().is_empty() => {}
             Item::Event(e) if e.event == "message" => {
                 seen(e.data.as_bytes());
-                deliver_message(&up, events, e.data.as_bytes()).await
+                deliver_message(&up, events, e.data).await
             }
             Item::Event(e) => {
                 tracing::debug!(server = %up.name(), event = %e.event, "ignored event")
@@ -166,14 +166,18 @@ fn live(upstream: &Weak<Upstream>) -> Result<std::sync::Arc<Upstream>, String> {
 }
 
 /// Deliver one message, or each message of a JSON-RPC batch.
-async fn deliver_message(upstream: &Upstream, events: &mpsc::Sender<UpstreamEvent>, body: &[u8]) {
-    if body.trim_ascii_start().starts_with(b"[")
-        && let Ok(Value::Array(batch)) = serde_json::from_slice(body)
+async fn deliver_message<M: AsRef<[u8]>>(
+    upstream: &Upstream,
+    events: &mpsc::Sender<UpstreamEvent>,
+    body: M,
+) {
+    let bytes = body.as_ref();
+    if bytes.trim_ascii_start().starts_with(b"[")
+        && let Ok(Value::Array(batch)) = serde_json::from_slice(bytes)
     {
+        drop(body);
         for message in batch {
-            upstream
-                .deliver(events, message.to_string().as_bytes())
-                .await;
+            upstream.deliver(events, message.to_string()).await;
         }
         return;
     }

@@ -114,7 +114,7 @@ async fn read_loop(
             }
         };
         match next {
-            Ok(Some(Frame::Line(line))) => upstream.deliver(&events, &line).await,
+            Ok(Some(Frame::Line(line))) => upstream.deliver(&events, line).await,
             Ok(Some(Frame::TooLong)) => {
                 upstream.fail_by_prefix(
                     lines.discarded_prefix(),

@@ -118,8 +118,7 @@ impl View {
     /// had sent it (nothing, if the session is gone).
     async fn deliver(self, message: Value) {
         if let Some(up) = self.upstream.upgrade() {
-            up.deliver(&self.events, message.to_string().as_bytes())
-                .await;
+            up.deliver(&self.events, message.to_string()).await;
         }
     }
 }
@@ -584,6 +583,7 @@ async fn read_lines(
                     tracing::warn!(server = %mux.name, "shared upstream sent a line that is not JSON");
                     continue;
                 };
+                drop(line);
                 for (view, message) in mux.route(message) {
                     view.deliver(message).await;
                 }

@@ -634,6 +634,6 @@ pub fn metric_sample(port: u16, name: &str) -> f64 {
 /// ~20 % over its usual in one run of six.
 pub fn one_big_message_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static BIG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    BIG.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    BIG.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
-
