@@ -206,6 +206,101 @@ pub fn error_object(code: i64, message: &str) -> Value {
     json!({"code": code, "message": message})
 }
 
+/// The id of a request too big to be read, from its first bytes: the
+/// top-level `id` member, if it is a number or a string that ends within
+/// `prefix` and a top-level `method` member is there too (a response's id
+/// is one the firewall gave out, not the client's: answering it as the
+/// client's request would fail the wrong one). An `id` nested in `params`
+/// is never taken, nor one the end of `prefix` cuts off (`12` of `123`):
+/// answering the wrong request would be worse than a null id.
+pub fn request_id(prefix: &[u8]) -> Option<Value> {
+    let (mut id, mut method) = (None, false);
+    let mut at = skip_space(prefix, 0);
+    if prefix.get(at) != Some(&b'{') {
+        return None;
+    }
+    at += 1;
+    while let Some((key, value)) = member(prefix, &mut at) {
+        match key.as_str() {
+            "id" => id = serde_json::from_slice::<Value>(value).ok(),
+            "method" => method = true,
+            _ => {}
+        }
+        at = skip_space(prefix, at);
+        if prefix.get(at) != Some(&b',') {
+            break;
+        }
+        at += 1;
+    }
+    id.filter(|id| method && (id.is_string() || id.is_number()))
+}
+
+/// The object member starting at `at` (after any space), whole within
+/// `bytes`: its key and its value's text; `at` moves past it.
+fn member<'a>(bytes: &'a [u8], at: &mut usize) -> Option<(String, &'a [u8])> {
+    let start = skip_space(bytes, *at);
+    if bytes.get(start) != Some(&b'"') {
+        return None;
+    }
+    let key_end = value_end(bytes, start)?;
+    let key = serde_json::from_slice(&bytes[start..key_end]).ok()?;
+    let colon = skip_space(bytes, key_end);
+    if bytes.get(colon) != Some(&b':') {
+        return None;
+    }
+    let value = skip_space(bytes, colon + 1);
+    let end = value_end(bytes, value)?;
+    *at = end;
+    Some((key, &bytes[value..end]))
+}
+
+fn skip_space(bytes: &[u8], mut at: usize) -> usize {
+    while bytes.get(at).is_some_and(|b| b" \t\r\n".contains(b)) {
+        at += 1;
+    }
+    at
+}
+
+/// Where the JSON value starting at `at` ends, if it ends within `bytes`
+/// (a scalar only counts as ended where something follows it).
+fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = at;
+    loop {
+        match *bytes.get(i)? {
+            b'"' => {
+                i += 1;
+                loop {
+                    match *bytes.get(i)? {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' if depth > 0 => {
+                depth -= 1;
+                i += 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n' if depth == 0 => {
+                return (i > at).then_some(i);
+            }
+            _ => i += 1,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +353,43 @@ mod tests {
     fn invalid_request_keeps_the_id_when_it_is_usable() {
         let err = parse(r#"{"jsonrpc":"1.0","id":9,"method":"x"}"#).unwrap_err();
         assert_eq!(err.to_response()["id"], 9);
+    }
+
+    /// The id of a message too big to read is its top-level `id`, wherever
+    /// it stands among the members, never one nested in `params`, never one
+    /// the prefix cuts off.
+    #[test]
+    fn the_request_id_is_found_in_a_prefix_and_only_it() {
+        let id = |text: &str| request_id(text.as_bytes());
+        assert_eq!(
+            id(r#"{"jsonrpc":"2.0","id":77,"method":"tools/call","params":{"#),
+            Some(json!(77))
+        );
+        assert_eq!(
+            id(r#" { "method" : "x", "id" : "a\"b" , "params""#),
+            Some(json!("a\"b"))
+        );
+        assert_eq!(id(r#"{"\u0069d":5,"method":"x","#), Some(json!(5)));
+        // A response (no method): its id is the firewall's, not the client's.
+        assert_eq!(id(r#"{"jsonrpc":"2.0","id":3,"result":{"content":"#), None);
+        assert_eq!(
+            id(
+                r#"{"jsonrpc":"2.0","params":{"arguments":{"id":5,"s":"}\"{"}},"id":9,"method":"a","#
+            ),
+            Some(json!(9))
+        );
+        // The top-level id is beyond the prefix: not the nested one.
+        assert_eq!(
+            id(r#"{"method":"tools/call","params":{"arguments":{"id":5,"text":"xxx"#),
+            None
+        );
+        // Cut off: `12` may be `123`, `"ab` may go on.
+        assert_eq!(id(r#"{"method":"x","id":12"#), None);
+        assert_eq!(id(r#"{"method":"x","id":"ab"#), None);
+        assert_eq!(id(r#"{"id":null,"method":"x""#), None);
+        assert_eq!(id(r#"{"id":{"a":1},"method":"x","#), None);
+        assert_eq!(id(r#"[{"id":1}]"#), None);
+        assert_eq!(id(""), None);
+        assert_eq!(id(r#"{"id" 1,"#), None);
     }
 }

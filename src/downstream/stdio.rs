@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::framing::{Frame, LineReader};
+use crate::jsonrpc;
 use crate::proxy::to_client::Chunks;
 use crate::proxy::{Proxy, ToClient};
 
@@ -59,13 +60,15 @@ pub async fn read_stdin(proxy: Arc<Proxy>) {
                 let reason =
                     format!("message larger than {MAX_CLIENT_MESSAGE_BYTES} bytes refused");
                 tracing::warn!("{reason}");
-                proxy.reject_unreadable(&reason).await;
+                let id = jsonrpc::request_id(lines.discarded_prefix()).unwrap_or_default();
+                proxy.reject_unreadable(&id, &reason).await;
             }
             Ok(Some(dropped @ (Frame::OverBudget(_) | Frame::TooSlow(_)))) => {
                 let why = dropped.dropped_because().unwrap_or_default();
                 let reason = format!("message refused: {why}");
                 tracing::warn!("{reason}");
-                proxy.reject_unreadable(&reason).await;
+                let id = jsonrpc::request_id(lines.discarded_prefix()).unwrap_or_default();
+                proxy.reject_unreadable(&id, &reason).await;
             }
             Ok(None) => break,
             Err(e) => {

@@ -373,10 +373,11 @@ impl Proxy {
         )
     }
 
-    /// Answer a message the transport could not even read (e.g. too large).
-    pub async fn reject_unreadable(&self, reason: &str) {
-        let response =
-            jsonrpc::error_response(&Value::Null, jsonrpc::code::INVALID_REQUEST, reason, None);
+    /// Answer a message the transport could not even read (e.g. too large),
+    /// as the request `id` when its first bytes named it
+    /// ([`jsonrpc::request_id`]), else with a null id.
+    pub async fn reject_unreadable(&self, id: &Value, reason: &str) {
+        let response = jsonrpc::error_response(id, jsonrpc::code::INVALID_REQUEST, reason, None);
         self.send(response).await;
     }
 
