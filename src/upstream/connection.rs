@@ -411,9 +411,33 @@ impl Upstream {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        let event = self.route(bytes);
+        let parsed = jsonrpc::parse_bytes(bytes);
+        if let Err(e) = &parsed {
+            self.fail_by_prefix(bytes, &format!("the answer is not valid JSON-RPC: {e}"));
+        }
         drop(message);
-        if let Some(event) = event {
+        self.hand_on(events, parsed).await;
+    }
+
+    /// [`Self::deliver`] for a message already parsed (a shared process's,
+    /// routed to this session): not written out and parsed again.
+    pub(super) async fn deliver_value(&self, events: &mpsc::Sender<UpstreamEvent>, message: Value) {
+        let id = message.get("id").and_then(Value::as_u64);
+        let classified = jsonrpc::classify(message);
+        if let (Err(e), Some(id)) = (&classified, id)
+            && self.is_pending(id)
+        {
+            self.fail(id, format!("the answer is not valid JSON-RPC: {e}"));
+        }
+        self.hand_on(events, classified).await;
+    }
+
+    async fn hand_on(
+        &self,
+        events: &mpsc::Sender<UpstreamEvent>,
+        message: Result<Message, jsonrpc::MessageError>,
+    ) {
+        if let Some(event) = self.route(message) {
             let _ = events.send(event).await;
         }
     }
@@ -448,9 +472,9 @@ impl Upstream {
     }
 
     /// Complete a pending request, or turn the message into an event.
-    fn route(&self, message: &[u8]) -> Option<UpstreamEvent> {
+    fn route(&self, message: Result<Message, jsonrpc::MessageError>) -> Option<UpstreamEvent> {
         let server = self.name.clone();
-        match jsonrpc::parse_bytes(message) {
+        match message {
             Ok(Message::Response { id, body }) => self
                 .take_waiter(&id)
                 .map(|slot| UpstreamEvent::Response { slot, body }),
@@ -467,7 +491,6 @@ impl Upstream {
             }),
             Err(e) => {
                 tracing::warn!(server = %self.name, "upstream sent an invalid message: {e}");
-                self.fail_by_prefix(message, &format!("the answer is not valid JSON-RPC: {e}"));
                 None
             }
         }

@@ -177,7 +177,7 @@ async fn deliver_message<M: AsRef<[u8]>>(
     {
         drop(body);
         for message in batch {
-            upstream.deliver(events, message.to_string()).await;
+            upstream.deliver_value(events, message).await;
         }
         return;
     }

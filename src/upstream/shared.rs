@@ -118,7 +118,7 @@ impl View {
     /// had sent it (nothing, if the session is gone).
     async fn deliver(self, message: Value) {
         if let Some(up) = self.upstream.upgrade() {
-            up.deliver(&self.events, message.to_string()).await;
+            up.deliver_value(&self.events, message).await;
         }
     }
 }
