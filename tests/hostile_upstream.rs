@@ -116,6 +116,38 @@ fn an_oversized_or_invalid_answer_fails_its_call_at_once() {
     assert_eq!(text(&fw.call("echo", json!({}))), "{}", "still serving");
 }
 
+/// The same with the upstream shared by every session (`shared = true`):
+/// the shared process's reader fails the call an oversized or invalid line
+/// answers, through the session that made it. Before, a line that was not
+/// JSON was only logged, and its call waited for its deadline.
+#[test]
+fn a_shared_upstreams_oversized_or_invalid_answer_fails_its_call_at_once() {
+    let _one = one_big_message_test_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mcp-firewall.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[upstream]]\nname = \"bad\"\ncommand = \"python3\"\nargs = [\"{}\"]\n\
+             shared = true\ntimeout_seconds = 600\n",
+            hostile()
+        ),
+    )
+    .unwrap();
+    let mut fw = start_with_config(&config);
+    let big = fw.call("bad__big", json!({}));
+    assert!(failure(&big).contains("byte limit"), "{big}");
+    assert_eq!(completed(&fw, &big)["outcome"], "upstream_failed");
+    let invalid = fw.call("bad__invalid", json!({}));
+    assert!(failure(&invalid).contains("not valid JSON"), "{invalid}");
+    assert_eq!(completed(&fw, &invalid)["outcome"], "upstream_failed");
+    assert_eq!(
+        text(&fw.call("bad__echo", json!({}))),
+        "{}",
+        "still serving"
+    );
+}
+
 #[test]
 fn a_flood_of_server_requests_is_capped() {
     let mut fw = start(&[], &[]);

@@ -579,9 +579,14 @@ async fn read_lines(
     loop {
         match lines.next().await {
             Ok(Some(Frame::Line(line))) => {
-                let Ok(message) = serde_json::from_slice::<Value>(&line) else {
-                    tracing::warn!(server = %mux.name, "shared upstream sent a line that is not JSON");
-                    continue;
+                let message = match serde_json::from_slice::<Value>(&line) {
+                    Ok(message) => message,
+                    Err(e) => {
+                        tracing::warn!(server = %mux.name, "shared upstream sent a line that is not JSON");
+                        let reason = format!("the answer is not valid JSON-RPC: {e}");
+                        mux.fail_by_prefix(&line, reason);
+                        continue;
+                    }
                 };
                 drop(line);
                 for (view, message) in mux.route(message) {
