@@ -84,6 +84,20 @@ pub fn too_slow(deadline: std::time::Duration) -> String {
     )
 }
 
+/// `read`, unless the deadline of a big message being read passes first
+/// (`None` then): `deadline` from `since`, when the message passed
+/// [`FREE_BYTES`]; no bound while it has not (`since` is `None`).
+pub async fn before_deadline<F: std::future::Future>(
+    since: Option<tokio::time::Instant>,
+    deadline: std::time::Duration,
+    read: F,
+) -> Option<F::Output> {
+    match since {
+        Some(since) => tokio::time::timeout_at(since + deadline, read).await.ok(),
+        None => Some(read.await),
+    }
+}
+
 /// What one message being read holds of a [`Budget`]; given back when
 /// dropped.
 #[derive(Debug)]

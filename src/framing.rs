@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use crate::budget::{Budget, Lease, OverBudget};
+use crate::budget::{Budget, Lease, OverBudget, before_deadline};
 
 /// One line of input.
 #[derive(Debug, PartialEq)]
@@ -155,22 +155,15 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
         let mut line = Pieces::within(self.budget);
         let mut skipped: Option<Frame> = None;
-        let mut big_since = None;
         loop {
-            let available = match big_since {
-                Some(since) if skipped.is_none() => {
-                    let until = tokio::time::Instant::from(since) + self.deadline;
-                    match tokio::time::timeout_at(until, self.inner.fill_buf()).await {
-                        Ok(read) => read?,
-                        Err(_) => {
-                            self.prefix = line.prefix(KEPT_PREFIX_BYTES);
-                            self.skip_rest = true;
-                            return Ok(Some(Frame::TooSlow(self.deadline)));
-                        }
-                    }
-                }
-                _ => self.inner.fill_buf().await?,
+            // A skipped line's bytes are not kept: it has no deadline.
+            let read = self.inner.fill_buf();
+            let Some(read) = before_deadline(line.big_since(), self.deadline, read).await else {
+                self.prefix = line.prefix(KEPT_PREFIX_BYTES);
+                self.skip_rest = true;
+                return Ok(Some(Frame::TooSlow(self.deadline)));
             };
+            let available = read?;
             if available.is_empty() {
                 return Ok(match (skipped, line.is_empty()) {
                     (Some(skipped), _) => Some(skipped),
@@ -199,9 +192,6 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 }
             }
             self.inner.consume(consumed);
-            if big_since.is_none() && line.len() > crate::budget::FREE_BYTES {
-                big_since = Some(std::time::Instant::now());
-            }
             if done {
                 if let Some(skipped) = skipped {
                     return Ok(Some(skipped));
@@ -250,6 +240,9 @@ pub(crate) struct Pieces {
     last: Vec<u8>,
     len: usize,
     lease: Lease,
+    /// When the line passed [`crate::budget::FREE_BYTES`]: its deadline
+    /// counts from then.
+    big_since: Option<tokio::time::Instant>,
 }
 
 impl Default for Pieces {
@@ -268,6 +261,7 @@ impl Pieces {
             last: Vec::new(),
             len: 0,
             lease: Lease::of(budget),
+            big_since: None,
         }
     }
 
@@ -281,7 +275,15 @@ impl Pieces {
         }
         self.last.extend_from_slice(bytes);
         self.len += bytes.len();
+        if self.big_since.is_none() && self.len > crate::budget::FREE_BYTES {
+            self.big_since = Some(tokio::time::Instant::now());
+        }
         Ok(())
+    }
+
+    /// When the line passed [`crate::budget::FREE_BYTES`], if it has.
+    pub(crate) fn big_since(&self) -> Option<tokio::time::Instant> {
+        self.big_since
     }
 
     /// The first `n` bytes (or all, if fewer).
@@ -310,6 +312,7 @@ impl Pieces {
             last,
             len,
             lease,
+            ..
         } = self;
         let bytes = if full.is_empty() {
             last

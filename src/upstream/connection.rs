@@ -497,6 +497,11 @@ impl Upstream {
     }
 }
 
+/// Why a call failed when its answer was dropped as it arrived.
+pub(super) fn dropped_answer(why: impl std::fmt::Display) -> String {
+    format!("the answer was dropped: {why}")
+}
+
 /// How much of a message is searched for its id.
 pub(super) const ID_SEARCH_BYTES: usize = 4096;
 

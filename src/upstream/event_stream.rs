@@ -271,19 +271,14 @@ impl EventReader {
             if let Some(item) = self.ready.pop_front() {
                 return Ok(Some(item));
             }
-            let chunk = match self.parser.big_since() {
-                Some(since) => {
-                    let read = self.response.chunk();
-                    match tokio::time::timeout_at(since + self.deadline, read).await {
-                        Ok(chunk) => chunk?,
-                        Err(_) => {
-                            self.parser.give_up(self.deadline, &mut self.ready);
-                            continue;
-                        }
-                    }
-                }
-                None => self.response.chunk().await?,
+            let read = self.response.chunk();
+            let since = self.parser.big_since();
+            let Some(chunk) = crate::budget::before_deadline(since, self.deadline, read).await
+            else {
+                self.parser.give_up(self.deadline, &mut self.ready);
+                continue;
             };
+            let chunk = chunk?;
             match chunk {
                 Some(chunk) => self.parser.feed(&chunk, &mut self.ready),
                 None => return Ok(None),

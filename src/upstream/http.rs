@@ -11,7 +11,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::connection::{MAX_UPSTREAM_MESSAGE_BYTES, Upstream, UpstreamEvent};
+use super::connection::{MAX_UPSTREAM_MESSAGE_BYTES, Upstream, UpstreamEvent, dropped_answer};
 use super::event_stream::{EventReader, Item};
 use crate::config::Headers;
 
@@ -95,17 +95,11 @@ pub async fn deliver_json(
 ) -> Result<(), String> {
     // In pieces joined once, not a buffer regrown by doubling (`framing`).
     let mut body = crate::framing::Pieces::default();
-    let mut big_since = None;
     loop {
-        let next = match big_since {
-            Some(since) => tokio::time::timeout_at(since + deadline, response.chunk())
-                .await
-                .map_err(|_| {
-                    let why = crate::budget::too_slow(deadline);
-                    format!("the answer was dropped: {why}")
-                })?,
-            None => response.chunk().await,
-        };
+        let read = response.chunk();
+        let next = crate::budget::before_deadline(body.big_since(), deadline, read)
+            .await
+            .ok_or_else(|| dropped_answer(crate::budget::too_slow(deadline)))?;
         let Some(chunk) = next.map_err(describe)? else {
             break;
         };
@@ -114,11 +108,7 @@ pub async fn deliver_json(
                 "response over {MAX_UPSTREAM_MESSAGE_BYTES} bytes dropped"
             ));
         }
-        body.push(&chunk)
-            .map_err(|over| format!("the answer was dropped: {over}"))?;
-        if big_since.is_none() && body.len() > crate::budget::FREE_BYTES {
-            big_since = Some(tokio::time::Instant::now());
-        }
+        body.push(&chunk).map_err(dropped_answer)?;
     }
     // Kept, with its lease, until the message parsed from it is delivered.
     let body = body.into_line();
@@ -149,7 +139,7 @@ pub async fn deliver_events(
                 tracing::debug!(server = %up.name(), event = %e.event, "ignored event")
             }
             Item::Dropped { why, prefix } => {
-                let reason = format!("the answer was dropped: {why}");
+                let reason = dropped_answer(why);
                 tracing::warn!(server = %up.name(), "{reason}");
                 up.fail_by_prefix(&prefix, &reason);
             }

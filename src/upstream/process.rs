@@ -124,7 +124,7 @@ async fn read_loop(
             }
             Ok(Some(dropped @ (Frame::OverBudget(_) | Frame::TooSlow(_)))) => {
                 let why = dropped.dropped_because().unwrap_or_default();
-                let reason = format!("the answer was dropped: {why}");
+                let reason = super::connection::dropped_answer(why);
                 upstream.fail_by_prefix(lines.discarded_prefix(), &reason);
                 tracing::warn!(server = %upstream.name(), "{reason}");
             }

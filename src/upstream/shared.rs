@@ -602,7 +602,7 @@ async fn read_lines(
             }
             Ok(Some(dropped @ (Frame::OverBudget(_) | Frame::TooSlow(_)))) => {
                 let why = dropped.dropped_because().unwrap_or_default();
-                let reason = format!("the answer was dropped: {why}");
+                let reason = super::connection::dropped_answer(why);
                 tracing::warn!(server = %mux.name, "{reason}");
                 mux.fail_by_prefix(lines.discarded_prefix(), reason);
             }
