@@ -107,13 +107,21 @@ fn an_oversized_or_invalid_answer_fails_its_call_at_once() {
     let _one = one_big_message_test_at_a_time();
     // The deadline is long: these must fail on the bad answer, not on it.
     let mut fw = start(&["--upstream-timeout", "600"], &[]);
-    let big = fw.call("big", json!({}));
+    bad_answers_fail_their_calls_at_once(&mut fw, "");
+}
+
+/// `big` (over the 64 MiB cap) and `invalid` (not JSON) each fail their
+/// call at once, recorded as `upstream_failed`, and `echo` still answers;
+/// the tools are named with `prefix`.
+fn bad_answers_fail_their_calls_at_once(fw: &mut Firewall, prefix: &str) {
+    let big = fw.call(&format!("{prefix}big"), json!({}));
     assert!(failure(&big).contains("byte limit"), "{big}");
-    assert_eq!(completed(&fw, &big)["outcome"], "upstream_failed");
-    let invalid = fw.call("invalid", json!({}));
+    assert_eq!(completed(fw, &big)["outcome"], "upstream_failed");
+    let invalid = fw.call(&format!("{prefix}invalid"), json!({}));
     assert!(failure(&invalid).contains("not valid JSON"), "{invalid}");
-    assert_eq!(completed(&fw, &invalid)["outcome"], "upstream_failed");
-    assert_eq!(text(&fw.call("echo", json!({}))), "{}", "still serving");
+    assert_eq!(completed(fw, &invalid)["outcome"], "upstream_failed");
+    let echo = fw.call(&format!("{prefix}echo"), json!({}));
+    assert_eq!(text(&echo), "{}", "still serving");
 }
 
 /// The same with the upstream shared by every session (`shared = true`):
@@ -135,17 +143,7 @@ fn a_shared_upstreams_oversized_or_invalid_answer_fails_its_call_at_once() {
     )
     .unwrap();
     let mut fw = start_with_config(&config);
-    let big = fw.call("bad__big", json!({}));
-    assert!(failure(&big).contains("byte limit"), "{big}");
-    assert_eq!(completed(&fw, &big)["outcome"], "upstream_failed");
-    let invalid = fw.call("bad__invalid", json!({}));
-    assert!(failure(&invalid).contains("not valid JSON"), "{invalid}");
-    assert_eq!(completed(&fw, &invalid)["outcome"], "upstream_failed");
-    assert_eq!(
-        text(&fw.call("bad__echo", json!({}))),
-        "{}",
-        "still serving"
-    );
+    bad_answers_fail_their_calls_at_once(&mut fw, "bad__");
 }
 
 #[test]
