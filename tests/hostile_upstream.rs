@@ -110,8 +110,8 @@ fn an_oversized_or_invalid_answer_fails_its_call_at_once() {
     bad_answers_fail_their_calls_at_once(&mut fw, "");
 }
 
-/// `big` (over the 64 MiB cap) and `invalid` (not JSON) each fail their
-/// call at once, recorded as `upstream_failed`, and `echo` still answers;
+/// `big` (over the 64 MiB cap), `invalid` (not JSON) and `malformed`
+/// (JSON, but neither result nor error) each fail their call at once, recorded as `upstream_failed`, and `echo` still answers;
 /// the tools are named with `prefix`.
 fn bad_answers_fail_their_calls_at_once(fw: &mut Firewall, prefix: &str) {
     let big = fw.call(&format!("{prefix}big"), json!({}));
@@ -120,6 +120,12 @@ fn bad_answers_fail_their_calls_at_once(fw: &mut Firewall, prefix: &str) {
     let invalid = fw.call(&format!("{prefix}invalid"), json!({}));
     assert!(failure(&invalid).contains("not valid JSON"), "{invalid}");
     assert_eq!(completed(fw, &invalid)["outcome"], "upstream_failed");
+    let malformed = fw.call(&format!("{prefix}malformed"), json!({}));
+    assert!(
+        failure(&malformed).contains("not valid JSON-RPC"),
+        "{malformed}"
+    );
+    assert_eq!(completed(fw, &malformed)["outcome"], "upstream_failed");
     let echo = fw.call(&format!("{prefix}echo"), json!({}));
     assert_eq!(text(&echo), "{}", "still serving");
 }
