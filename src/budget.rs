@@ -104,18 +104,34 @@ pub async fn before_deadline<F: std::future::Future>(
 pub struct Lease {
     budget: &'static Budget,
     held: usize,
+    /// Up to this many bytes, nothing is counted.
+    free: usize,
 }
 
 impl Lease {
     pub fn of(budget: &'static Budget) -> Lease {
-        Lease { budget, held: 0 }
+        Lease {
+            budget,
+            held: 0,
+            free: FREE_BYTES,
+        }
+    }
+
+    /// A lease that counts a message from its first byte: for readers of
+    /// which there may be thousands at once (HTTP request bodies), where
+    /// the bytes under [`FREE_BYTES`] add up too.
+    pub fn every_byte(budget: &'static Budget) -> Lease {
+        Lease {
+            free: 0,
+            ..Lease::of(budget)
+        }
     }
 
     /// Cover a message of `len` bytes so far: nothing up to
-    /// [`FREE_BYTES`], twice `len` past it. On refusal the lease keeps what
-    /// it held.
+    /// [`FREE_BYTES`] (or none, [`Lease::every_byte`]), twice `len` past
+    /// it. On refusal the lease keeps what it held.
     pub fn cover(&mut self, len: usize) -> Result<(), OverBudget> {
-        if len <= FREE_BYTES {
+        if len <= self.free {
             return Ok(());
         }
         let want = len.saturating_mul(2);

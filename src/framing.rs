@@ -265,6 +265,14 @@ impl Pieces {
         }
     }
 
+    /// Pieces whose every byte counts in `budget` ([`Lease::every_byte`]).
+    pub(crate) fn counting_every_byte(budget: &'static Budget) -> Pieces {
+        Pieces {
+            lease: Lease::every_byte(budget),
+            ..Pieces::within(budget)
+        }
+    }
+
     /// Append `bytes`, unless the budget cannot cover the longer line: then
     /// nothing is appended.
     pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<(), OverBudget> {

@@ -1981,3 +1981,80 @@ async fn a_big_listing_is_answered_whole_over_http() {
         assert_eq!(got["description"], def["description"]);
     }
 }
+
+/// Issue 11, item 6: a request's body is bounded in time and counted in
+/// the memory budget. hyper bounded the headers' time and axum the body's
+/// size, nothing its time: a client could trickle a 4 MiB body on each of
+/// thousands of connections (the cap is the open-file limit) and hold
+/// gigabytes for as long as it liked. Three clients stop 600 KB into their
+/// bodies: their bytes count in `message_memory_bytes` (4 MiB here), a
+/// fourth body the rest cannot cover is refused at once (503, under its
+/// id), and the three are cut off at the header-read deadline (408) and
+/// give their memory back. The old build served the fourth (a 400 for its
+/// missing session) and never answered the three.
+#[tokio::test]
+async fn trickled_request_bodies_are_counted_and_cut_off() {
+    use std::io::{Read, Write};
+    let metrics = free_port();
+    let config = token_config(&format!(
+        "header_read_timeout_seconds = 2\n\n[session]\nmessage_memory_bytes = {}\n\n\
+         [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n",
+        4 * 1024 * 1024
+    ));
+    let server = start(with_config(&config));
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let in_use = || metric_sample(metrics, "mcp_firewall_message_memory_bytes");
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    let stalled: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            let head = format!(
+                "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ALICE_TOKEN}\r\n\
+                 Content-Type: application/json\r\nAccept: {ACCEPT_BOTH}\r\n\
+                 Content-Length: 1000000\r\n\r\n"
+            );
+            s.write_all(head.as_bytes()).unwrap();
+            s.write_all(&[b' '; 600_000]).unwrap();
+            s
+        })
+        .collect();
+    wait_for("the stalled bodies are counted", &|| {
+        in_use() >= 3.0 * 1_200_000.0
+    });
+
+    let pad = "x".repeat(600_000);
+    let refused = client()
+        .post(server.url("/mcp"))
+        .bearer_auth(ALICE_TOKEN)
+        .header("accept", ACCEPT_BOTH)
+        .json(&rpc(41, "ping", json!({ "pad": pad })))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let answer: Value = refused.json().await.unwrap();
+    assert_eq!(answer["id"], 41, "{answer}");
+    let reason = answer["error"]["message"].as_str().unwrap();
+    assert!(reason.contains("message_memory_bytes"), "{answer}");
+
+    for mut s in stalled {
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+        assert!(got.contains("did not arrive whole within 2s"), "{got}");
+    }
+    wait_for("the cut-off bodies give their memory back", &|| {
+        in_use() == 0.0
+    });
+    Raw::open(&server, Some(ALICE_TOKEN)).await;
+}

@@ -227,8 +227,9 @@ pub struct RawHttp {
     pub max_sessions: Option<usize>,
     /// Sessions (and stateless bridges) one principal may hold at once.
     pub max_sessions_per_principal: Option<usize>,
-    /// Seconds a connection has to send a request's headers, and to start
-    /// the next request on a kept-alive connection (default 30).
+    /// Seconds a connection has to send a request's headers, then its
+    /// body, and to start the next request on a kept-alive connection
+    /// (default 30).
     pub header_read_timeout_seconds: Option<u64>,
     /// Open connections accepted at once (default: what the open-file
     /// limit leaves after the sessions' own descriptors); beyond, 503.

@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
+use super::body::ClientBody;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::Event;
@@ -62,7 +62,7 @@ async fn post_message(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<SessionQuery>,
-    body: Bytes,
+    ClientBody(body): ClientBody,
 ) -> Response {
     let Some(session) = app
         .sessions
@@ -75,6 +75,7 @@ async fn post_message(
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };
+    drop(body);
     if let Message::Request { id, params, .. } = &message
         && let Err(e) = session.begin_request(id, params, Answer::SessionStream)
     {

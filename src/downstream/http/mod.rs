@@ -6,12 +6,14 @@
 //! `jsonrpc`), so this is only HTTP plumbing around [`Proxy::handle_message`].
 //!
 //! Every MCP request passes, in order: the `Origin` check (403), bearer
-//! authentication (401 + `WWW-Authenticate`), the body cap (413), then the
+//! authentication (401 + `WWW-Authenticate`), the body's cap (413),
+//! deadline (408) and share of the memory budget (503), then the
 //! session rules: unknown session or another principal's session (404),
 //! too many sessions (503), too many requests in flight (429).
 //!
 //! | module | job |
 //! |---|---|
+//! | [`body`] | a request's body: within the header-read deadline and the memory budget (408, 503) |
 //! | [`front_door`] | accepting connections: `TCP_NODELAY`, header-read deadline, connection cap (503), bounded shutdown |
 //! | [`auth`] | bearer tokens -> principal (constant-time digest compare) |
 //! | [`origin`] | which `Origin` headers are accepted |
@@ -24,6 +26,7 @@
 //! [`Proxy::handle_message`]: crate::proxy::Proxy::handle_message
 
 pub mod auth;
+mod body;
 pub mod front_door;
 pub mod health;
 pub mod legacy_sse;
@@ -87,6 +90,9 @@ pub struct App {
     origins: Origins,
     hosts: Hosts,
     sessions: Registry,
+    /// How long a request's body may take to arrive after its headers
+    /// (the header-read timeout: see [`body`]).
+    body_deadline: std::time::Duration,
 }
 
 /// The live sessions and the cap on their number.
@@ -315,6 +321,7 @@ impl Listener {
                 http.max_sessions_per_principal(),
                 http.session_idle_timeout(),
             ),
+            body_deadline: limits.header_read_timeout,
             shared,
             auth,
         });

@@ -17,8 +17,8 @@
 
 use std::sync::Arc;
 
+use super::body::ClientBody;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -54,12 +54,14 @@ async fn post_message(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
-    body: Bytes,
+    ClientBody(body): ClientBody,
 ) -> Response {
     let message = match parse(&body) {
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };
+    // The text (and its share of the budget) goes once the message is parsed.
+    drop(body);
     if stateless::applies(&headers, &message, session_id(&headers)) {
         return stateless::post(&app, principal, &headers, message).await;
     }
