@@ -1322,3 +1322,37 @@ fn a_principal_cannot_file_more_pending_requests_than_the_limit() {
     let theirs = bob.call("write_note", note("d"));
     assert!(text(&theirs).starts_with("Approval pending"), "{theirs}");
 }
+
+/// A client that sends part of an answer's body and stops is cut off at
+/// the header-read deadline (30 s): `408`, and its connection slot is
+/// free. Before, it held the slot as long as it liked, and 256 such
+/// clients left no slot for an approver's or Slack's answer.
+#[test]
+fn a_trickled_answer_is_cut_off_at_the_deadline() {
+    use std::io::{Read, Write};
+    let data = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut fw = Builder::new()
+        .rego(HOLD_WRITES)
+        .data_dir(data.path())
+        .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
+        .arg("--approval-listen")
+        .arg(&listen)
+        .wrap_fixture();
+    fw.initialize();
+    let held = fw.call("write_note", json!({"name": "a", "content": "b"}));
+    let id = approval_id(&held);
+    let mut slow = std::net::TcpStream::connect(&listen).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let head = format!(
+        "POST /approvals/{id} HTTP/1.1\r\nHost: {listen}\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\n\r\n{{\"decision\""
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let _ = slow.read_to_end(&mut got);
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    assert!(got.contains("did not arrive whole within 30s"), "{got}");
+}

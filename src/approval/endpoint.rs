@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::downstream::http::front_door;
+use crate::downstream::http::{body, front_door};
 
 use super::AnswerRejection;
 use super::bot::{BotAnswerError, SignedBy};
@@ -102,6 +102,17 @@ pub fn router(approvals: Arc<Approvals>, console: Option<Arc<Console>>) -> Route
         .route("/slack/interactions", post(slack_interaction))
         .merge(console::routes())
         .layer(DefaultBodyLimit::max(MAX_ANSWER_BYTES))
+        // Bodies within the header-read deadline: 256 clients trickling
+        // answers could otherwise hold every connection slot, and no
+        // approver's or Slack's answer would get in.
+        .layer(axum::middleware::from_fn(|req, next| {
+            body::in_time(
+                MAX_ANSWER_BYTES,
+                front_door::DEFAULT_HEADER_READ_TIMEOUT,
+                req,
+                next,
+            )
+        }))
         .with_state(Listener { approvals, console })
 }
 

@@ -39,17 +39,48 @@ impl FromRequest<Arc<App>> for ClientBody {
     type Rejection = Response;
 
     async fn from_request(req: Request, app: &Arc<App>) -> Result<ClientBody, Response> {
-        read(req, app.body_deadline, crate::budget::big_messages())
-            .await
-            .map(ClientBody)
+        let budget = crate::budget::big_messages();
+        read(
+            req.into_body(),
+            MAX_REQUEST_BODY_BYTES,
+            app.body_deadline,
+            budget,
+        )
+        .await
+        .map(ClientBody)
     }
 }
 
-/// Read `req`'s body within `deadline` and `budget`, or the answer that
-/// refuses it.
-async fn read(req: Request, deadline: Duration, budget: &'static Budget) -> Result<Line, Response> {
+/// Middleware for a listener whose handlers take the body as axum
+/// extracts it (the approval endpoint): the body is read here first, at
+/// most `max` bytes within `deadline` of the headers, so a client that
+/// trickles one cannot keep a connection slot for ever.
+pub(crate) async fn in_time(
+    max: usize,
+    deadline: Duration,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    match read(body, max, deadline, crate::budget::big_messages()).await {
+        Ok(line) => {
+            let body = axum::body::Body::from(line.into_bytes());
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(refused) => refused,
+    }
+}
+
+/// Read `body` whole: at most `max` bytes, within `deadline` and `budget`,
+/// or the answer that refuses it.
+async fn read(
+    body: axum::body::Body,
+    max: usize,
+    deadline: Duration,
+    budget: &'static Budget,
+) -> Result<Line, Response> {
     let until = tokio::time::Instant::now() + deadline;
-    let mut chunks = req.into_body().into_data_stream();
+    let mut chunks = body.into_data_stream();
     let mut body = Pieces::counting_every_byte(budget);
     loop {
         let chunk = match tokio::time::timeout_at(until, chunks.next()).await {
@@ -64,10 +95,10 @@ async fn read(req: Request, deadline: Duration, budget: &'static Budget) -> Resu
             }
             Ok(Some(Ok(chunk))) => chunk,
         };
-        if body.len() + chunk.len() > MAX_REQUEST_BODY_BYTES {
+        if body.len() + chunk.len() > max {
             return Err(plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body over {MAX_REQUEST_BODY_BYTES} bytes refused"),
+                &format!("request body over {max} bytes refused"),
             ));
         }
         if let Err(over) = body.push(&chunk) {
@@ -119,10 +150,6 @@ mod tests {
         Box::leak(Box::new(Budget::new(limit)))
     }
 
-    fn request(body: Body) -> Request {
-        Request::builder().uri("/mcp").body(body).unwrap()
-    }
-
     async fn text(response: Response) -> String {
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
@@ -135,7 +162,7 @@ mod tests {
         let b = budget(1 << 20);
         let chunks = ["{\"jsonrpc\":", "\"2.0\"}"].map(|c| Ok::<_, std::io::Error>(Bytes::from(c)));
         let body = Body::from_stream(futures::stream::iter(chunks));
-        let line = read(request(body), Duration::from_secs(5), b)
+        let line = read(body, MAX_REQUEST_BODY_BYTES, Duration::from_secs(5), b)
             .await
             .unwrap();
         assert_eq!(&line[..], b"{\"jsonrpc\":\"2.0\"}");
@@ -151,9 +178,14 @@ mod tests {
             "{{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}",
             "x".repeat(100)
         );
-        let refused = read(request(Body::from(text_of)), Duration::from_secs(5), b)
-            .await
-            .unwrap_err();
+        let refused = read(
+            Body::from(text_of),
+            MAX_REQUEST_BODY_BYTES,
+            Duration::from_secs(5),
+            b,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
         let answer: serde_json::Value = serde_json::from_str(&text(refused).await).unwrap();
@@ -172,7 +204,7 @@ mod tests {
         let b = budget(1 << 20);
         let head = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from("{\"jsonrpc\""))]);
         let body = Body::from_stream(head.chain(futures::stream::pending()));
-        let refused = read(request(body), Duration::from_millis(200), b)
+        let refused = read(body, MAX_REQUEST_BODY_BYTES, Duration::from_millis(200), b)
             .await
             .unwrap_err();
         assert_eq!(refused.status(), StatusCode::REQUEST_TIMEOUT);
@@ -185,7 +217,7 @@ mod tests {
     async fn a_body_over_the_cap_is_refused_as_too_large() {
         let b = budget(usize::MAX);
         let body = Body::from(vec![b' '; MAX_REQUEST_BODY_BYTES + 1]);
-        let refused = read(request(body), Duration::from_secs(5), b)
+        let refused = read(body, MAX_REQUEST_BODY_BYTES, Duration::from_secs(5), b)
             .await
             .unwrap_err();
         assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);

@@ -26,7 +26,7 @@
 //! [`Proxy::handle_message`]: crate::proxy::Proxy::handle_message
 
 pub mod auth;
-mod body;
+pub(crate) mod body;
 pub mod front_door;
 pub mod health;
 pub mod legacy_sse;
