@@ -357,6 +357,10 @@ pub fn method_label(method: &str) -> &'static str {
     }
 }
 
+/// Connections the metrics listener holds at once (scrapers need one or
+/// two); beyond, `503` at once.
+pub const MAX_CONNECTIONS: usize = 32;
+
 /// Serve `GET /metrics` on `addr` until the process ends; `refresh` runs
 /// before each scrape (gauges read from elsewhere, e.g. the approval store).
 pub async fn serve(
@@ -391,11 +395,18 @@ pub async fn serve(
         tracing::warn!(%bound, "metrics are served beyond loopback; they carry no secrets, \
             but upstream names and the policy revision: restrict who can reach this port");
     }
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("metrics listener failed: {e}");
-        }
-    });
+    // Through the front door, as the other listeners: a header-read
+    // deadline and a connection cap. Served bare, every idle connection
+    // to this port held a descriptor for ever, and enough of them left the
+    // process none for its clients, upstreams or audit log.
+    let limits = crate::downstream::http::front_door::Limits::new(None, Some(MAX_CONNECTIONS), 0);
+    tokio::spawn(crate::downstream::http::front_door::serve(
+        listener,
+        app,
+        limits,
+        std::future::pending(),
+        std::time::Duration::ZERO,
+    ));
     Ok(bound)
 }
 

@@ -116,3 +116,50 @@ fn a_scrape_shows_decisions_upstreams_approvals_audit_sessions_and_the_policy() 
         "{text}"
     );
 }
+
+/// The metrics listener goes through the same front door as the others: a
+/// connection cap (32) and a header-read deadline. Served bare, every idle
+/// connection to it held a descriptor for ever, and enough of them left
+/// the process none for its clients, upstreams or audit log. Here, with
+/// 40 idle connections open, a new one is refused at once (`503`); once
+/// they close, a scrape is served. The old build served the new one.
+#[test]
+fn idle_connections_to_the_metrics_port_are_capped() {
+    use std::io::{Read, Write};
+    let port = free_port();
+    let mut fw = Builder::new()
+        .rego(POLICY)
+        .args(&["--metrics-listen", &format!("127.0.0.1:{port}")])
+        .wrap_fixture();
+    fw.initialize();
+    scrape_metrics(port);
+    let idle: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let one_more = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    one_more
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let get =
+        format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let answer = |mut stream: std::net::TcpStream| {
+        let _ = stream.write_all(get.as_bytes());
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got);
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let got = answer(one_more);
+    assert!(got.starts_with("HTTP/1.1 503"), "{got}");
+    drop(idle);
+    // The slots come back as the firewall sees the connections close.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let got = answer(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+        if got.starts_with("HTTP/1.1 200") {
+            assert!(got.contains("mcp_firewall_sessions"), "{got}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
