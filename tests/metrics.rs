@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Builder, free_port, scrape_metrics};
+use common::{Builder, Firewall, free_port, scrape_metrics};
 use serde_json::json;
 
 const POLICY: &str = r#"package mcp.firewall
@@ -42,14 +42,21 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
     samples
 }
 
-#[test]
-fn a_scrape_shows_decisions_upstreams_approvals_audit_sessions_and_the_policy() {
+/// The firewall in front of the fixture, initialized, serving metrics on
+/// the port returned.
+fn serving_metrics() -> (Firewall, u16) {
     let port = free_port();
     let mut fw = Builder::new()
         .rego(POLICY)
         .args(&["--metrics-listen", &format!("127.0.0.1:{port}")])
         .wrap_fixture();
     fw.initialize();
+    (fw, port)
+}
+
+#[test]
+fn a_scrape_shows_decisions_upstreams_approvals_audit_sessions_and_the_policy() {
+    let (mut fw, port) = serving_metrics();
     for text in ["fine", "fine", "forbidden", "held for a human"] {
         fw.call("echo", json!({"text": text}));
     }
@@ -126,12 +133,7 @@ fn a_scrape_shows_decisions_upstreams_approvals_audit_sessions_and_the_policy() 
 #[test]
 fn idle_connections_to_the_metrics_port_are_capped() {
     use std::io::{Read, Write};
-    let port = free_port();
-    let mut fw = Builder::new()
-        .rego(POLICY)
-        .args(&["--metrics-listen", &format!("127.0.0.1:{port}")])
-        .wrap_fixture();
-    fw.initialize();
+    let (_fw, port) = serving_metrics();
     scrape_metrics(port);
     let idle: Vec<std::net::TcpStream> = (0..40)
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
