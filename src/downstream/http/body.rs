@@ -51,6 +51,12 @@ impl FromRequest<Arc<App>> for ClientBody {
     }
 }
 
+/// What [`in_time`] reads is not counted: its listener's connection cap
+/// and body cap bound it already (256 x 64 KiB for the approval
+/// endpoint), and counting it in the shared budget would let a hostile
+/// upstream that fills the budget shut out approvers' answers.
+static UNCOUNTED: Budget = Budget::new(usize::MAX);
+
 /// Middleware for a listener whose handlers take the body as axum
 /// extracts it (the approval endpoint): the body is read here first, at
 /// most `max` bytes within `deadline` of the headers, so a client that
@@ -62,7 +68,7 @@ pub(crate) async fn in_time(
     next: axum::middleware::Next,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    match read(body, max, deadline, crate::budget::big_messages()).await {
+    match read(body, max, deadline, &UNCOUNTED).await {
         Ok(line) => {
             let body = axum::body::Body::from(line.into_bytes());
             next.run(Request::from_parts(parts, body)).await
