@@ -51,6 +51,13 @@ def start_http(cmd):
     return fw, url
 
 
+def resident(pid):
+    """VmRSS and VmHWM of `pid`, in kB."""
+    with open(f"/proc/{pid}/status") as f:
+        return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f)
+                if k in ("VmRSS", "VmHWM")}
+
+
 def firewall_cpu(pid):
     """CPU seconds (user + system) the process `pid` has used, all its
     threads together."""

@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 import time
 
-from bench_support import ROOT
+from bench_support import ROOT, resident
 
 
 def main():
@@ -104,13 +104,6 @@ def main():
     fw.wait()
     print(f"{len(listed['result']['tools'])} tools listed ({args.kb} KB descriptions), "
           f"{args.calls} called, {args.idle} s idle: VmRSS {memory['VmRSS']} kB, VmHWM {memory['VmHWM']} kB")
-
-
-def resident(pid):
-    """VmRSS and VmHWM of `pid`, in kB."""
-    with open(f"/proc/{pid}/status") as f:
-        return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f)
-                if k in ("VmRSS", "VmHWM")}
 
 
 if __name__ == "__main__":

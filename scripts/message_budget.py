@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from bench_support import ROOT
+from bench_support import ROOT, resident
 
 POLICY = "package mcp.firewall\n\nallow := true\n"
 
@@ -88,10 +88,11 @@ def main():
     last, still = -1, 0
     while still < 6 and time.time() - started < 300:
         time.sleep(0.5)
-        now = rss_kib(fw.pid)[1]
+        now = resident(fw.pid)["VmRSS"]
         still = still + 1 if now == last else 0
         last = now
-    hwm, rss = rss_kib(fw.pid)
+    memory = resident(fw.pid)
+    hwm, rss = memory["VmHWM"], memory["VmRSS"]
     open(release, "w").close()
     refused = answered = 0
     for i in range(args.upstreams):
@@ -106,13 +107,6 @@ def main():
     print(f"{args.upstreams} upstreams x {args.mib} MiB, {budget}: firewall VmHWM "
           f"{hwm / 1024:.0f} MB (RSS {rss / 1024:.0f} MB while held); "
           f"{answered} answered, {refused} refused for memory")
-
-
-def rss_kib(pid):
-    """(VmHWM, VmRSS) of `pid`, in KiB."""
-    with open(f"/proc/{pid}/status") as f:
-        fields = dict(line.split(":", 1) for line in f)
-    return int(fields["VmHWM"].split()[0]), int(fields["VmRSS"].split()[0])
 
 
 if __name__ == "__main__":

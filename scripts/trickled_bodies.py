@@ -22,22 +22,13 @@ import argparse
 import os
 import select
 import socket
-import subprocess
 import tempfile
 import time
 
-from bench_support import ROOT
+from bench_support import resident, start_http
 
 POLICY = "package mcp.firewall\n\nallow := true\n"
 CAP = 4 * 1024 * 1024
-
-
-def vm_hwm_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
 
 
 def main():
@@ -58,19 +49,16 @@ def main():
         config += f"\n[session]\nmessage_memory_bytes = {args.budget}\n"
     with open(os.path.join(work, "config.toml"), "w") as f:
         f.write(config)
-    fw = subprocess.Popen(
+    # start_http drains the firewall's log: every refused body logs a line,
+    # and a full pipe would stall the firewall.
+    fw, url = start_http(
         [os.path.join(args.bin_dir, "mcp-firewall"), "run", "--config",
          os.path.join(work, "config.toml"), "--policy", os.path.join(work, "policy"),
          "--audit-log", os.path.join(work, "audit.jsonl"), "--listen", "127.0.0.1:0",
-         "--", os.path.join(args.bin_dir, "mcp-firewall-fixture")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    addr = None
-    for line in fw.stderr:
-        if line.startswith("mcp-firewall: listening on http://"):
-            addr = line.strip().rsplit("/", 1)[1]
-            break
+         "--", os.path.join(args.bin_dir, "mcp-firewall-fixture")])
+    addr = url.removeprefix("http://").removesuffix("/mcp")
     host, port = addr.rsplit(":", 1)
-    before = vm_hwm_kib(fw.pid)
+    before = resident(fw.pid)["VmHWM"]
 
     head = (f"POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n"
             f"Accept: application/json, text/event-stream\r\nContent-Length: {CAP}\r\n\r\n")
@@ -101,7 +89,7 @@ def main():
         for s in readable:
             answers[s] = (s.recv(64) or b"closed").decode(errors="replace")[:12]
     sent_at = time.time()
-    peak_sent = vm_hwm_kib(fw.pid)
+    peak_sent = resident(fw.pid)["VmHWM"]
     while time.time() - sent_at < args.wait and len(answers) < len(conns):
         readable, _, _ = select.select([s for s in conns if s not in answers], [], [], 0.2)
         for s in readable:
@@ -109,7 +97,7 @@ def main():
                 answers[s] = (s.recv(64) or b"closed").decode(errors="replace")[:12]
             except OSError:
                 answers[s] = "closed"
-    peak = vm_hwm_kib(fw.pid)
+    peak = resident(fw.pid)["VmHWM"]
     counts = {}
     for s in conns:
         what = answers.get(s, "no answer")
