@@ -179,6 +179,14 @@ pub fn notification(method: &str, params: &Value) -> Value {
     msg
 }
 
+/// The error answering a message refused before it was read whole (too
+/// large, over the memory budget, too slow): under the request's id when
+/// `prefix`, its first bytes, names one ([`request_id`]), else a null id.
+pub fn unread_refusal(prefix: &[u8], reason: &str) -> Value {
+    let id = request_id(prefix).unwrap_or_default();
+    error_response(&id, code::INVALID_REQUEST, reason, None)
+}
+
 /// A successful response.
 pub fn result_response(id: &Value, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})

@@ -399,14 +399,7 @@ pub async fn serve(
     // deadline and a connection cap. Served bare, every idle connection
     // to this port held a descriptor for ever, and enough of them left the
     // process none for its clients, upstreams or audit log.
-    let limits = crate::downstream::http::front_door::Limits::new(None, Some(MAX_CONNECTIONS), 0);
-    tokio::spawn(crate::downstream::http::front_door::serve(
-        listener,
-        app,
-        limits,
-        std::future::pending(),
-        std::time::Duration::ZERO,
-    ));
+    crate::downstream::http::front_door::serve_beside(listener, app, MAX_CONNECTIONS);
     Ok(bound)
 }
 

@@ -14,7 +14,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -50,17 +49,7 @@ pub async fn serve(approvals: Arc<Approvals>, addr: SocketAddr) -> std::io::Resu
     approvals.set_callback_base(format!("http://{bound}"));
     let console = console_for(&approvals, bound)?;
     let app = router(approvals, console);
-    tokio::spawn(async move {
-        let limits = front_door::Limits::new(None, Some(MAX_CONNECTIONS), 0);
-        front_door::serve(
-            listener,
-            app,
-            limits,
-            std::future::pending(),
-            Duration::ZERO,
-        )
-        .await;
-    });
+    front_door::serve_beside(listener, app, MAX_CONNECTIONS);
     tracing::info!(%bound, "approval endpoint listening");
     Ok(bound)
 }

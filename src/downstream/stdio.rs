@@ -17,7 +17,6 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::framing::{Frame, LineReader};
-use crate::jsonrpc;
 use crate::proxy::to_client::Chunks;
 use crate::proxy::{Proxy, ToClient};
 
@@ -60,15 +59,17 @@ pub async fn read_stdin(proxy: Arc<Proxy>) {
                 let reason =
                     format!("message larger than {MAX_CLIENT_MESSAGE_BYTES} bytes refused");
                 tracing::warn!("{reason}");
-                let id = jsonrpc::request_id(lines.discarded_prefix()).unwrap_or_default();
-                proxy.reject_unreadable(&id, &reason).await;
+                proxy
+                    .reject_unreadable(lines.discarded_prefix(), &reason)
+                    .await;
             }
             Ok(Some(dropped @ (Frame::OverBudget(_) | Frame::TooSlow(_)))) => {
                 let why = dropped.dropped_because().unwrap_or_default();
                 let reason = format!("message refused: {why}");
                 tracing::warn!("{reason}");
-                let id = jsonrpc::request_id(lines.discarded_prefix()).unwrap_or_default();
-                proxy.reject_unreadable(&id, &reason).await;
+                proxy
+                    .reject_unreadable(lines.discarded_prefix(), &reason)
+                    .await;
             }
             Ok(None) => break,
             Err(e) => {

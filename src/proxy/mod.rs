@@ -374,11 +374,9 @@ impl Proxy {
     }
 
     /// Answer a message the transport could not even read (e.g. too large),
-    /// as the request `id` when its first bytes named it
-    /// ([`jsonrpc::request_id`]), else with a null id.
-    pub async fn reject_unreadable(&self, id: &Value, reason: &str) {
-        let response = jsonrpc::error_response(id, jsonrpc::code::INVALID_REQUEST, reason, None);
-        self.send(response).await;
+    /// whose first bytes were `prefix` ([`jsonrpc::unread_refusal`]).
+    pub async fn reject_unreadable(&self, prefix: &[u8], reason: &str) {
+        self.send(jsonrpc::unread_refusal(prefix, reason)).await;
     }
 
     async fn handle_request(self: Arc<Self>, id: Value, method: String, params: Value) {

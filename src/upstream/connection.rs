@@ -413,7 +413,7 @@ impl Upstream {
         }
         let parsed = jsonrpc::parse_bytes(bytes);
         if let Err(e) = &parsed {
-            self.fail_by_prefix(bytes, &format!("the answer is not valid JSON-RPC: {e}"));
+            self.fail_by_prefix(bytes, &invalid_answer(e));
         }
         drop(message);
         self.hand_on(events, parsed).await;
@@ -427,7 +427,7 @@ impl Upstream {
         if let (Err(e), Some(id)) = (&classified, id)
             && self.is_pending(id)
         {
-            self.fail(id, format!("the answer is not valid JSON-RPC: {e}"));
+            self.fail(id, invalid_answer(e));
         }
         self.hand_on(events, classified).await;
     }
@@ -495,6 +495,11 @@ impl Upstream {
             }
         }
     }
+}
+
+/// Why a call failed when its answer was not a JSON-RPC message.
+pub(super) fn invalid_answer(why: impl std::fmt::Display) -> String {
+    format!("the answer is not valid JSON-RPC: {why}")
 }
 
 /// Why a call failed when its answer was dropped as it arrived.

@@ -583,8 +583,7 @@ async fn read_lines(
                     Ok(message) => message,
                     Err(e) => {
                         tracing::warn!(server = %mux.name, "shared upstream sent a line that is not JSON");
-                        let reason = format!("the answer is not valid JSON-RPC: {e}");
-                        mux.fail_by_prefix(&line, reason);
+                        mux.fail_by_prefix(&line, super::connection::invalid_answer(e));
                         continue;
                     }
                 };

@@ -137,9 +137,7 @@ fn too_slow(deadline: Duration) -> Response {
 /// `503`, with the JSON-RPC error under the request's id when `prefix`
 /// names one (as stdio answers a line it refused unread).
 fn over_budget(prefix: &[u8], reason: &str) -> Response {
-    let id = jsonrpc::request_id(prefix).unwrap_or_default();
-    let message = format!("message refused: {reason}");
-    let body = jsonrpc::error_response(&id, jsonrpc::code::INVALID_REQUEST, &message, None);
+    let body = jsonrpc::unread_refusal(prefix, &format!("message refused: {reason}"));
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     response
         .headers_mut()

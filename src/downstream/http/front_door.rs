@@ -121,6 +121,20 @@ pub fn raise_open_file_limit() {
     }
 }
 
+/// Serve a listener beside the MCP one (approvals, metrics) in the
+/// background until the process ends: the default header-read deadline,
+/// at most `max_connections` connections, no sessions.
+pub fn serve_beside(listener: TcpListener, router: Router, max_connections: usize) {
+    let limits = Limits::new(None, Some(max_connections), 0);
+    tokio::spawn(serve(
+        listener,
+        router,
+        limits,
+        std::future::pending(),
+        Duration::ZERO,
+    ));
+}
+
 /// Serve `router` on `listener` until `shutdown` resolves, then give open
 /// connections `grace` to finish.
 pub async fn serve(
