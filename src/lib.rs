@@ -20,6 +20,7 @@
 //! | [`framing`] | newline-delimited framing with a size cap that survives bad lines |
 //! | [`inspect`] | built-in findings (secrets, injection markers) over results, redaction, size cap |
 //! | [`identity`] | canonical principal and approver names (NFKC, no invisibles, one script) |
+//! | [`logging`] | the firewall's own log on stderr: queued, never waited for, each place limited |
 //! | [`error`] | the failures that matter, mapped to client answers in one place |
 
 pub mod approval;
@@ -32,6 +33,7 @@ pub mod framing;
 pub mod identity;
 pub mod inspect;
 pub mod jsonrpc;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -502,11 +502,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A hook's stderr is what the model reads when a tool is blocked: only
     // warnings and errors go there.
-    let telemetry = init_logging(if matches!(cli.command, Command::Hook(_)) {
-        "mcp_firewall=warn"
-    } else {
-        "mcp_firewall=info"
-    });
+    // A server's lines are queued for stderr, so a client that does not
+    // read it never stalls a call; a one-shot command writes them directly.
+    let logging = mcp_firewall::logging::init(
+        if matches!(cli.command, Command::Hook(_)) {
+            "mcp_firewall=warn"
+        } else {
+            "mcp_firewall=info"
+        },
+        matches!(cli.command, Command::Run(_)),
+    );
     // A file-size limit (RLIMIT_FSIZE) hit by an audit write must fail that
     // write, which refuses the call; the default action of SIGXFSZ would kill
     // the process instead.
@@ -542,9 +547,7 @@ fn main() -> ExitCode {
         ),
         Command::Policy { command } => policy(command),
     };
-    if let Some(telemetry) = telemetry {
-        telemetry.shutdown();
-    }
+    logging.finish();
     match outcome {
         Ok(code) => code,
         Err(e) => {
@@ -639,54 +642,6 @@ fn approvals(command: ApprovalsCommand) -> anyhow::Result<ExitCode> {
             cli::approvals::message(&store.at()?, &id, decision, &approver, &reason, timestamp)
         }
     }
-}
-
-/// Colour in logs only for a person at a terminal: MCP clients keep a
-/// server's stderr in log files (Claude Desktop's `mcp-server-*.log`), and
-/// escape codes there are noise to read and to grep. `NO_COLOR` turns it
-/// off at a terminal too. (Colouring every span's fields also cost CPU on
-/// every call.)
-fn colour_on_stderr() -> bool {
-    use std::io::IsTerminal as _;
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-/// Logs go to stderr: in stdio mode stdout belongs to MCP. Spans are also
-/// exported over OTLP when the `OTEL_EXPORTER_OTLP_*` variables ask for it.
-fn init_logging(default: &str) -> Option<mcp_firewall::telemetry::Telemetry> {
-    use tracing_subscriber::Layer as _;
-    use tracing_subscriber::filter::{FilterExt as _, LevelFilter, filter_fn};
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // A call's own spans (request, decide, forward) are for traces; the
-    // log names them around its lines only when it is verbose. Formatting
-    // their fields for the log was ~10 % of an allowed call's instructions
-    // (callgrind, allow-all policy), for lines that are rarely written.
-    let verbose = filter
-        .max_level_hint()
-        .is_some_and(|level| level >= LevelFilter::DEBUG);
-    let quiet_calls = filter_fn(move |meta| {
-        verbose || !meta.is_span() || !mcp_firewall::telemetry::CALL_SPANS.contains(&meta.name())
-    });
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(colour_on_stderr())
-        .with_target(false);
-    // Traces do not depend on how verbose the logs are: the firewall's own
-    // spans (info and up) are exported whatever RUST_LOG says.
-    let spans = tracing_subscriber::filter::Targets::new()
-        .with_target("mcp_firewall", tracing::Level::INFO);
-    let (otel, telemetry) = match mcp_firewall::telemetry::layer() {
-        Some((layer, telemetry)) => (Some(layer.with_filter(spans)), Some(telemetry)),
-        None => (None, None),
-    };
-    tracing_subscriber::registry()
-        .with(fmt.with_filter(filter.and(quiet_calls)))
-        .with(otel)
-        .init();
-    telemetry
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@
 //! | `mcp_firewall_audit_sink_failures_total` | counter | |
 //! | `mcp_firewall_message_memory_bytes` | gauge | (big messages being read, as counted against `message_memory_bytes`) |
 //! | `mcp_firewall_messages_over_budget_total` | counter | (big messages dropped for want of that memory) |
+//! | `mcp_firewall_log_lines_dropped_total` | counter | (log lines stderr could not take in time; see [`crate::logging`]) |
+//! | `mcp_firewall_log_lines_suppressed_total` | counter | (log lines over their place's allowance) |
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -116,6 +118,8 @@ pub struct Metrics {
     pub sink_failures: Counter,
     pub message_memory: Gauge,
     pub messages_over_budget: Counter,
+    pub log_lines_dropped: Counter,
+    pub log_lines_suppressed: Counter,
 }
 
 /// 50 µs .. ~26 s, doubling: decisions are tens of microseconds, upstream
@@ -154,6 +158,8 @@ impl Metrics {
             sink_failures: Counter::default(),
             message_memory: Gauge::default(),
             messages_over_budget: Counter::default(),
+            log_lines_dropped: Counter::default(),
+            log_lines_suppressed: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -256,6 +262,16 @@ impl Metrics {
             "messages_over_budget",
             "Big messages dropped because message_memory_bytes was spent",
             m.messages_over_budget.clone(),
+        );
+        r.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr did not take them as fast as they came",
+            m.log_lines_dropped.clone(),
+        );
+        r.register(
+            "log_lines_suppressed",
+            "Log lines not written: their place in the code was over its allowance",
+            m.log_lines_suppressed.clone(),
         );
         m
     }

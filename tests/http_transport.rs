@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -26,6 +27,8 @@ struct Server {
     child: Child,
     base: String,
     audit: PathBuf,
+    /// Every line the firewall wrote on stderr so far.
+    log: Arc<Mutex<Vec<String>>>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -86,6 +89,10 @@ impl Server {
 
     fn audit(&self) -> Vec<Value> {
         read_audit(&self.audit)
+    }
+
+    fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// Wait for an audit record (records are written on other tasks).
@@ -152,11 +159,14 @@ fn try_start_with(
         .expect("start mcp-firewall");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let kept = log.clone();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
             eprintln!("{line}");
+            kept.lock().unwrap().push(line.clone());
             if !sent && let Some(addr) = line.strip_prefix("mcp-firewall: listening on ") {
                 let _ = tx.send(Ok(addr.to_string()));
                 sent = true;
@@ -176,6 +186,7 @@ fn try_start_with(
         child,
         base,
         audit,
+        log,
         _dirs: builder.into_dirs(),
     })
 }
@@ -408,6 +419,58 @@ fn python_sdk_over_streamable_http_and_legacy_sse_with_sampling() {
         });
         assert_eq!(decided["principal"]["id"], "alice");
     }
+}
+
+/// A flood of requests refused before any session opens (a wrong token
+/// each, as anyone who can reach the port can send) warned once per
+/// request, into the client's log file, for as long as the flood lasted.
+/// Now each place in the code writes a burst of lines, then one a second,
+/// and a later line says how many it left out.
+#[tokio::test]
+async fn a_flood_of_refused_requests_leaves_a_few_log_lines() {
+    let server = start(with_config(&token_config("")));
+    let http = client();
+    for _ in 0..300 {
+        let wrong = http
+            .post(server.url("/mcp"))
+            .bearer_auth("not-a-token")
+            .json(&initialize_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The report comes within five seconds of the first line left out.
+    let report = wait_for(WAIT, || {
+        server
+            .log_lines()
+            .into_iter()
+            .find(|l| l.contains("more lines from") && l.contains("were not written"))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no report of the lines left out:\n{}",
+            server.log_lines().join("\n")
+        )
+    });
+    let written = server
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("refused an HTTP request"))
+        .count();
+    // 20 at once, and one more for each second the flood took.
+    assert!(
+        (20..=40).contains(&written),
+        "{written} warnings for 300 refused requests"
+    );
+    let left_out: usize = report
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("a count in the report");
+    assert_eq!(written + left_out, 300, "{report}");
+    // Nothing else was lost: a request with a good token is served.
+    let session = Raw::open(&server, Some(ALICE_TOKEN)).await;
+    assert!(!session.session.is_empty());
 }
 
 #[tokio::test]

@@ -9,6 +9,28 @@ use common::*;
 use serde_json::{Value, json};
 use std::os::unix::process::ExitStatusExt;
 
+/// A client that starts the firewall with its stderr on a pipe and never
+/// reads it (an SDK client told `stderr: "pipe"` and nothing more). The
+/// pipe holds 64 KiB. The upstream inherited that pipe, and the fixture
+/// logs a line per call: once the pipe was full it stopped mid-call, and
+/// every later call waited for ever; so did the firewall at its next line.
+/// Now upstreams' lines come through the firewall, and lines the pipe
+/// cannot take are dropped and counted, never waited for.
+#[test]
+fn a_stderr_nobody_reads_never_stalls_a_call() {
+    let mut fw = Builder::new()
+        .env("RUST_LOG", "mcp_firewall=debug")
+        .stderr_unread()
+        .wrap_fixture();
+    fw.initialize();
+    // The fixture inherits RUST_LOG, and its target (`mcp_firewall_fixture`)
+    // falls under it: ~200 bytes of log per call, so 400 are past 64 KiB.
+    for i in 0..400 {
+        let said = format!("call {i}");
+        assert_eq!(text(&fw.call("echo", json!({"text": said}))), said);
+    }
+}
+
 /// Speak raw JSON-RPC to a process directly (no firewall), for comparisons.
 fn direct_listing(method: &str, key: &str) -> Value {
     let mut child = std::process::Command::new(fixture_bin())

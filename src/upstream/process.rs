@@ -39,10 +39,7 @@ pub(super) fn start(
     deadline: Duration,
     events: mpsc::Sender<UpstreamEvent>,
 ) -> Result<Arc<Upstream>, UpstreamError> {
-    let mut child = command(spec).spawn().map_err(|e| UpstreamError::Spawn {
-        server: name.to_string(),
-        message: format!("{}: {e}", spec.command),
-    })?;
+    let mut child = spawn(name, spec)?;
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     let group = ProcessGroup(child.id().map(|id| id as i32));
@@ -59,14 +56,31 @@ pub(super) fn start(
     Ok(upstream)
 }
 
-pub(super) fn command(spec: &ProcessSpec) -> Command {
+/// Start the server process, its stderr relayed to the firewall's log
+/// ([`crate::logging::relay`]) by a task that ends when the process
+/// closes it.
+pub(super) fn spawn(name: &str, spec: &ProcessSpec) -> Result<Child, UpstreamError> {
+    let mut child = command(spec).spawn().map_err(|e| UpstreamError::Spawn {
+        server: name.to_string(),
+        message: format!("{}: {e}", spec.command),
+    })?;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let name = name.to_string();
+    // On the runtime, not the session's scope: it must read to the end
+    // (the server's last words as it is stopped), and it ends with the pipe.
+    tokio::spawn(async move { crate::logging::relay(&name, stderr).await });
+    Ok(child)
+}
+
+fn command(spec: &ProcessSpec) -> Command {
     let mut cmd = Command::new(&spec.command);
     cmd.args(&spec.args)
         .envs(&spec.env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        // The server's own logs go where ours go (stderr), never to the client.
-        .stderr(Stdio::inherit())
+        // The server's own logs go to ours (through the firewall's queue),
+        // never to the client.
+        .stderr(Stdio::piped())
         // Its own process group, so the whole server goes when we stop it,
         // not just the command we started (`npx`, `sh -c`, `uvx` start the
         // real server as their child).

@@ -173,13 +173,7 @@ impl Mux {
         key: String,
         deadline: Duration,
     ) -> Result<Arc<Mux>, UpstreamError> {
-        let mut child =
-            super::process::command(spec)
-                .spawn()
-                .map_err(|e| UpstreamError::Spawn {
-                    server: name.to_string(),
-                    message: format!("{}: {e}", spec.command),
-                })?;
+        let mut child = super::process::spawn(name, spec)?;
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let group = super::process::ProcessGroup(child.id().map(|id| id as i32));

@@ -62,6 +62,8 @@ pub struct Firewall {
     pub backlog: Vec<Value>,
     pub audit_path: PathBuf,
     next_id: i64,
+    /// stderr, when it is a pipe nobody reads ([`Builder::stderr_unread`]).
+    _stderr: Option<std::process::ChildStderr>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -74,6 +76,7 @@ pub struct Builder {
     rlimit_fsize: Option<u64>,
     data_dir: Option<PathBuf>,
     approval_wait: u64,
+    stderr_unread: bool,
 }
 
 impl Builder {
@@ -87,6 +90,7 @@ impl Builder {
             rlimit_fsize: None,
             data_dir: None,
             approval_wait: 0,
+            stderr_unread: false,
         }
     }
 
@@ -141,6 +145,13 @@ impl Builder {
         self
     }
 
+    /// stderr on a pipe that is never read (as a client that pipes it and
+    /// forgets it): it fills after 64 KiB.
+    pub fn stderr_unread(mut self) -> Builder {
+        self.stderr_unread = true;
+        self
+    }
+
     /// Keep a temp dir alive as long as the firewall.
     pub fn keep(mut self, dir: tempfile::TempDir) -> Builder {
         self.dirs.push(dir);
@@ -184,11 +195,11 @@ impl Builder {
         cmd.arg("--approval-wait")
             .arg(self.approval_wait.to_string());
         cmd.args(&self.args);
-        cmd.envs(self.envs.iter().cloned());
         cmd.env(
             "RUST_LOG",
             std::env::var("MCP_FIREWALL_TEST_LOG").unwrap_or_else(|_| "warn".into()),
         );
+        cmd.envs(self.envs.iter().cloned());
         if let Some(limit) = self.rlimit_fsize {
             use std::os::unix::process::CommandExt;
             // SAFETY: only async-signal-safe calls between fork and exec.
@@ -225,7 +236,9 @@ impl Builder {
         let (mut cmd, audit_path) = self.command();
         // Under a file-size limit, stderr must not be a (large) log file:
         // CI redirects output to one, and writes past the limit would fail.
-        let stderr = if self.rlimit_fsize.is_some() {
+        let stderr = if self.stderr_unread {
+            Stdio::piped()
+        } else if self.rlimit_fsize.is_some() {
             Stdio::null()
         } else {
             Stdio::inherit()
@@ -237,6 +250,7 @@ impl Builder {
             .spawn()
             .expect("start mcp-firewall");
         let stdout = child.stdout.take().unwrap();
+        let unread = child.stderr.take();
         let (tx, rx) = channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -255,6 +269,7 @@ impl Builder {
             backlog: vec![],
             audit_path,
             next_id: 1000,
+            _stderr: unread,
             _dirs: self.dirs,
         }
     }
@@ -416,6 +431,20 @@ pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
         }
         assert!(Instant::now() < deadline, "process did not exit");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Poll `probe` every 50 ms until it finds something, for at most `within`.
+pub fn wait_for<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -1,0 +1,508 @@
+//! The firewall's own log on stderr, kept from stalling or flooding it.
+//!
+//! Job: the log is for people diagnosing; the audit log is the record. So a
+//! line of it must never hold up a call, and what a hostile client makes it
+//! say must stay small. Two pieces, set up by [`init`]:
+//!
+//! - [`Queue`]: in `run`, every line goes into a bounded queue that one
+//!   thread writes to stderr. A client that launches the firewall and never
+//!   reads its stderr fills the pipe (64 KiB on Linux); a direct `write(2)`
+//!   would then block the worker that logged, and soon every worker. Here
+//!   the lines past [`QUEUE_BYTES`] are dropped and counted instead.
+//! - [`relay`]: an upstream server's stderr is read by the firewall and
+//!   its lines queued the same way, each headed `[name]`. Inherited, the
+//!   server wrote to the client's pipe itself, and a server that logs a line
+//!   per call stopped, mid-call, once that pipe was full.
+//! - [`Limiter`]: each place in the code that logs at info and above may
+//!   write [`BURST`] lines at once, then one per [`REFILL`]. A flood of
+//!   refused requests (bad tokens, bad bodies, a disallowed `Origin`), each
+//!   of which warns, would otherwise write a line per request, into a
+//!   client's log file, for as long as the flood lasts.
+//!
+//! Invariants:
+//! - logging a line never waits for stderr; a line the queue cannot hold is
+//!   dropped, counted (`mcp_firewall_log_lines_dropped_total`) and reported
+//!   in a line of its own once the writer catches up;
+//! - at info and above, a line over its place's allowance is not formatted
+//!   at all; it is counted (`mcp_firewall_log_lines_suppressed_total`) and
+//!   reported, per place, at most [`REPORT_EVERY`] later. Debug and trace
+//!   lines, which someone asked for, are never limited (only queued);
+//! - an upstream's lines are never limited, only queued, and each is cut
+//!   at [`MAX_RELAYED_LINE`] bytes: a server may log as it likes, but one
+//!   line never holds more than that of the firewall's memory;
+//! - at exit the queue is written out, waiting at most [`FLUSH_WAIT`] for a
+//!   stderr that does not drain.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use tracing::callsite::Identifier;
+use tracing::{Level, Metadata};
+use tracing_subscriber::fmt::MakeWriter;
+
+/// How many bytes of lines may wait for stderr.
+pub const QUEUE_BYTES: usize = 1024 * 1024;
+
+/// How many lines one place may write at once.
+pub const BURST: u32 = 20;
+
+/// How often one place earns another line once its burst is spent.
+pub const REFILL: Duration = Duration::from_secs(1);
+
+/// How often lines dropped or suppressed are reported.
+pub const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// The longest exit waits for the queue to be written out.
+pub const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+/// The most of one line of an upstream's stderr that is kept.
+pub const MAX_RELAYED_LINE: usize = 16 * 1024;
+
+/// The process's queue, once [`init`] started one: where [`relay`] writes.
+static QUEUE: OnceLock<Arc<Queue>> = OnceLock::new();
+
+/// Set the process's log up: stderr (through a [`Queue`] when `queued`),
+/// filtered by `RUST_LOG` or `default`, places limited by a [`Limiter`];
+/// spans also exported over OTLP when the `OTEL_EXPORTER_OTLP_*` variables
+/// ask for it. Keep what it returns until the process ends.
+pub fn init(default: &str, queued: bool) -> Started {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{FilterExt as _, LevelFilter, filter_fn};
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A call's own spans (request, decide, forward) are for traces; the
+    // log names them around its lines only when it is verbose. Formatting
+    // their fields for the log was ~10 % of an allowed call's instructions
+    // (callgrind, allow-all policy), for lines that are rarely written.
+    let verbose = filter
+        .max_level_hint()
+        .is_some_and(|level| level >= LevelFilter::DEBUG);
+    let quiet_calls = filter_fn(move |meta| {
+        verbose || !meta.is_span() || !crate::telemetry::CALL_SPANS.contains(&meta.name())
+    });
+    let limiter = Arc::new(Limiter::default());
+    let admitted = Admitted(limiter.clone());
+    let (writer, flush) = if queued {
+        let (queue, flush) = Queue::start(std::io::stderr(), limiter.clone());
+        let _ = QUEUE.set(queue.0.clone());
+        (BoxMakeWriter::new(queue), Some(flush))
+    } else {
+        (BoxMakeWriter::new(Direct::new(limiter)), None)
+    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(colour_on_stderr())
+        .with_target(false);
+    // Traces do not depend on how verbose the logs are: the firewall's own
+    // spans (info and up) are exported whatever RUST_LOG says.
+    let spans = tracing_subscriber::filter::Targets::new().with_target("mcp_firewall", Level::INFO);
+    let (otel, telemetry) = match crate::telemetry::layer() {
+        Some((layer, telemetry)) => (Some(layer.with_filter(spans)), Some(telemetry)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter.and(quiet_calls).and(admitted)))
+        .with(otel)
+        .init();
+    Started { telemetry, flush }
+}
+
+/// Colour in logs only for a person at a terminal: MCP clients keep a
+/// server's stderr in log files (Claude Desktop's `mcp-server-*.log`), and
+/// escape codes there are noise to read and to grep. `NO_COLOR` turns it
+/// off at a terminal too. (Colouring every span's fields also cost CPU on
+/// every call.)
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// What [`init`] set up, ended when the process ends.
+pub struct Started {
+    telemetry: Option<crate::telemetry::Telemetry>,
+    flush: Option<Flush>,
+}
+
+impl Started {
+    /// Export the traces still buffered and write out the queued lines.
+    pub fn finish(self) {
+        if let Some(telemetry) = self.telemetry {
+            telemetry.shutdown();
+        }
+        drop(self.flush);
+    }
+}
+
+/// The [`Limiter`] as a filter of the log's lines: asked per line, never
+/// per place once (a place's answer changes from line to line).
+pub struct Admitted(pub Arc<Limiter>);
+
+impl<S> tracing_subscriber::layer::Filter<S> for Admitted {
+    fn enabled(&self, _: &Metadata<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        true
+    }
+
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        self.0.admit(event.metadata())
+    }
+}
+
+/// Where each place that logs stands against its allowance.
+#[derive(Default)]
+pub struct Limiter {
+    places: Mutex<HashMap<Identifier, Place>>,
+}
+
+struct Place {
+    /// Lines it may still write now.
+    allowance: f64,
+    /// When `allowance` was last brought up to date.
+    at: Instant,
+    /// Lines refused since the last report.
+    suppressed: u64,
+    level: Level,
+    /// `file:line`, for the report.
+    source: String,
+}
+
+impl Limiter {
+    /// Whether the line `meta` describes may be written now. Spans, and
+    /// lines at debug and trace, always may.
+    pub fn admit(&self, meta: &Metadata<'_>) -> bool {
+        self.admit_at(meta, Instant::now())
+    }
+
+    fn admit_at(&self, meta: &Metadata<'_>, now: Instant) -> bool {
+        if !meta.is_event() || *meta.level() > Level::INFO {
+            return true;
+        }
+        let mut places = lock(&self.places);
+        let place = places.entry(meta.callsite()).or_insert_with(|| Place {
+            allowance: f64::from(BURST),
+            at: now,
+            suppressed: 0,
+            level: *meta.level(),
+            source: format!(
+                "{}:{}",
+                meta.file().unwrap_or("?"),
+                meta.line().unwrap_or_default()
+            ),
+        });
+        let earned = now.saturating_duration_since(place.at).as_secs_f64() / REFILL.as_secs_f64();
+        place.allowance = (place.allowance + earned).min(f64::from(BURST));
+        place.at = now;
+        if place.allowance >= 1.0 {
+            place.allowance -= 1.0;
+            return true;
+        }
+        place.suppressed += 1;
+        crate::metrics::metrics().log_lines_suppressed.inc();
+        false
+    }
+
+    /// One line per place that refused lines since the last report, naming
+    /// how many; the counts start again.
+    fn reports(&self) -> Vec<String> {
+        let mut places = lock(&self.places);
+        let mut reports: Vec<String> = places
+            .values_mut()
+            .filter(|p| p.suppressed > 0)
+            .map(|p| {
+                let n = std::mem::take(&mut p.suppressed);
+                notice(
+                    p.level,
+                    &format!(
+                        "{n} more lines from {} were not written: each place in the code \
+                         writes at most {BURST} lines at once, then one a second",
+                        p.source
+                    ),
+                )
+            })
+            .collect();
+        reports.sort();
+        reports
+    }
+}
+
+/// A line of the log's own, in the shape the formatter gives the others.
+fn notice(level: Level, text: &str) -> String {
+    let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    format!("{ts} {level:>5} {text}\n")
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing under these locks can be left half done by a panic.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Lines waiting for the thread that writes them out.
+pub struct Queue {
+    state: Mutex<Waiting>,
+    /// Wakes the writer (a line, closing) and [`Flush`] (written out).
+    wake: Condvar,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Waiting {
+    lines: VecDeque<Vec<u8>>,
+    bytes: usize,
+    dropped: u64,
+    closing: bool,
+    /// The writer wrote everything and stopped.
+    done: bool,
+}
+
+impl Queue {
+    /// Start the thread writing lines to `out`, reporting what `limiter`
+    /// refused. Lines are queued through the returned handle (a
+    /// [`MakeWriter`]) until the [`Flush`] is dropped.
+    pub fn start<W: Write + Send + 'static>(out: W, limiter: Arc<Limiter>) -> (QueueHandle, Flush) {
+        Queue::start_with(out, limiter, QUEUE_BYTES)
+    }
+
+    fn start_with<W: Write + Send + 'static>(
+        out: W,
+        limiter: Arc<Limiter>,
+        capacity: usize,
+    ) -> (QueueHandle, Flush) {
+        let queue = Arc::new(Queue {
+            state: Mutex::new(Waiting::default()),
+            wake: Condvar::new(),
+            capacity,
+        });
+        let writer = queue.clone();
+        let spawned = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || writer.write_out(out, &limiter));
+        if let Err(e) = spawned {
+            // Without the thread nothing would ever be written: say so once,
+            // directly, and drop lines from here on (the queue is closed).
+            eprintln!("mcp-firewall: the log writer did not start ({e}); logging is off");
+            lock(&queue.state).closing = true;
+        }
+        (QueueHandle(queue.clone()), Flush(queue))
+    }
+
+    fn push(&self, line: &[u8]) {
+        let mut waiting = lock(&self.state);
+        if waiting.closing || waiting.bytes + line.len() > self.capacity {
+            waiting.dropped += 1;
+            crate::metrics::metrics().log_lines_dropped.inc();
+            return;
+        }
+        waiting.bytes += line.len();
+        waiting.lines.push_back(line.to_vec());
+        drop(waiting);
+        self.wake.notify_all();
+    }
+
+    /// The writer thread: write lines as they come, and the reports of
+    /// what was dropped or suppressed, until closed.
+    fn write_out<W: Write>(&self, mut out: W, limiter: &Limiter) {
+        let mut report_due = Instant::now() + REPORT_EVERY;
+        loop {
+            let (lines, dropped, closing) = {
+                let mut waiting = lock(&self.state);
+                while waiting.lines.is_empty() && waiting.dropped == 0 && !waiting.closing {
+                    let left = report_due.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    waiting = self
+                        .wake
+                        .wait_timeout(waiting, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                waiting.bytes = 0;
+                (
+                    std::mem::take(&mut waiting.lines),
+                    std::mem::take(&mut waiting.dropped),
+                    waiting.closing,
+                )
+            };
+            // Errors writing stderr (closed, full disk) have nowhere to go.
+            for line in &lines {
+                let _ = out.write_all(line);
+            }
+            if dropped > 0 {
+                let text = format!(
+                    "{dropped} log lines were dropped: stderr was not read as fast as \
+                     they came (at most {} KiB wait)",
+                    self.capacity / 1024
+                );
+                let _ = out.write_all(notice(Level::WARN, &text).as_bytes());
+            }
+            if closing || Instant::now() >= report_due {
+                for report in limiter.reports() {
+                    let _ = out.write_all(report.as_bytes());
+                }
+                report_due = Instant::now() + REPORT_EVERY;
+            }
+            let _ = out.flush();
+            if closing && lock(&self.state).lines.is_empty() {
+                lock(&self.state).done = true;
+                self.wake.notify_all();
+                return;
+            }
+        }
+    }
+}
+
+/// Relay the lines an upstream server writes on its stderr (`from`) to
+/// the firewall's, each headed `[name] `, until it closes.
+pub async fn relay<R: tokio::io::AsyncRead + Unpin>(name: &str, from: R) {
+    relay_into(name, from, |line| match QUEUE.get() {
+        Some(queue) => queue.push(line),
+        // No queue (a one-shot command): the line goes out at once.
+        None => {
+            let _ = std::io::stderr().write_all(line);
+        }
+    })
+    .await;
+}
+
+/// [`relay`], each line (ending in a newline) handed to `out`.
+async fn relay_into<R: tokio::io::AsyncRead + Unpin>(
+    name: &str,
+    from: R,
+    mut out: impl FnMut(&[u8]),
+) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut from = tokio::io::BufReader::new(from);
+    let mut line = format!("[{name}] ").into_bytes();
+    let head = line.len();
+    let mut cut = 0usize;
+    loop {
+        let read = match from.fill_buf().await {
+            Ok(read) if !read.is_empty() => read,
+            _ => break,
+        };
+        // The line's bytes in what was read, and whether it ends there.
+        let (text, ended) = match read.iter().position(|&b| b == b'\n') {
+            Some(at) => (at, true),
+            None => (read.len(), false),
+        };
+        let room = MAX_RELAYED_LINE.saturating_sub(line.len() - head);
+        line.extend_from_slice(&read[..text.min(room)]);
+        cut += text.saturating_sub(room);
+        let taken = text + usize::from(ended);
+        from.consume(taken);
+        if ended {
+            out(finish_relayed(&mut line, cut));
+            line.truncate(head);
+            cut = 0;
+        }
+    }
+    if line.len() > head {
+        out(finish_relayed(&mut line, cut));
+    }
+}
+
+/// End a relayed line with a newline, saying how much of it was cut.
+fn finish_relayed(line: &mut Vec<u8>, cut: usize) -> &[u8] {
+    if cut > 0 {
+        line.extend_from_slice(format!(" [{cut} more bytes of this line not kept]").as_bytes());
+    }
+    line.push(b'\n');
+    line
+}
+
+/// Queues each formatted line (the formatter writes a line in one call).
+#[derive(Clone)]
+pub struct QueueHandle(Arc<Queue>);
+
+impl<'a> MakeWriter<'a> for QueueHandle {
+    type Writer = &'a Queue;
+
+    fn make_writer(&'a self) -> &'a Queue {
+        &self.0
+    }
+}
+
+impl Write for &Queue {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.push(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the queue out when dropped: at exit.
+pub struct Flush(Arc<Queue>);
+
+impl Drop for Flush {
+    fn drop(&mut self) {
+        let mut waiting = lock(&self.0.state);
+        waiting.closing = true;
+        self.0.wake.notify_all();
+        let deadline = Instant::now() + FLUSH_WAIT;
+        while !waiting.done {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            waiting = self
+                .0
+                .wake
+                .wait_timeout(waiting, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Straight to stderr (one-shot commands: a hook's stderr is what the
+/// model reads, and it exits at once), with the limiter's reports written
+/// before the next line of a place that had lines refused.
+#[derive(Clone)]
+struct Direct {
+    limiter: Arc<Limiter>,
+}
+
+impl Direct {
+    fn new(limiter: Arc<Limiter>) -> Direct {
+        Direct { limiter }
+    }
+}
+
+impl<'a> MakeWriter<'a> for Direct {
+    type Writer = DirectLine<'a>;
+
+    fn make_writer(&'a self) -> DirectLine<'a> {
+        DirectLine(&self.limiter)
+    }
+}
+
+struct DirectLine<'a>(&'a Limiter);
+
+impl Write for DirectLine<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut err = std::io::stderr().lock();
+        for report in self.0.reports() {
+            err.write_all(report.as_bytes())?;
+        }
+        err.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+#[cfg(test)]
+mod tests;
