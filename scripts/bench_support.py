@@ -34,11 +34,12 @@ def library_policy(work):
     return policy
 
 
-def start_http(cmd):
+def start_http(cmd, on_line=None):
     """Start an HTTP firewall (`cmd` includes `--listen 127.0.0.1:0`): the
     process and its `/mcp` URL, read from its log; `None` for the URL when
-    it exited before listening. Its stderr is drained from then on, since a
-    full pipe would stall the firewall's logging."""
+    it exited before listening. Its stderr is drained from then on (each
+    line handed to `on_line`, when given): a full pipe stalled the logging
+    of builds before the log queue (2026-12-07)."""
     fw = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE)
     url = None
@@ -47,7 +48,8 @@ def start_http(cmd):
         if m:
             url = m.group(1).decode() + "/mcp"
             break
-    threading.Thread(target=lambda: [None for _ in fw.stderr], daemon=True).start()
+    threading.Thread(target=lambda: [on_line and on_line(line) for line in fw.stderr],
+                     daemon=True).start()
     return fw, url
 
 

@@ -14,8 +14,22 @@
 //! fails with a message that says why, and the process stays up for the
 //! others. Small messages never count, so ordinary traffic is never
 //! refused for want of memory.
+//!
+//! One principal may hold at most its share of the budget
+//! ([`Budget::set_share`]: `[session] message_memory_per_principal_bytes`;
+//! by default half, when the HTTP listener knows several principals). A
+//! lease is charged to the principal whose session or request reads the
+//! message ([`Holder`]): a session's tasks carry it in their scope
+//! ([`crate::scope`]), an HTTP request body names it itself. Without
+//! shares, one principal that trickled bodies (or asked an upstream for
+//! big answers) until the budget was spent had every other principal's
+//! request bodies refused with `503` for as long as it went on. A shared
+//! upstream process belongs to no session, so what it sends is counted in
+//! the budget only.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Messages up to this size are not counted.
 pub const FREE_BYTES: usize = 1024 * 1024;
@@ -29,6 +43,41 @@ pub const DEFAULT_LIMIT: usize = 1024 * 1024 * 1024;
 pub struct Budget {
     limit: AtomicUsize,
     held: AtomicUsize,
+    /// The most one principal may hold (`usize::MAX`: no share).
+    share: AtomicUsize,
+    /// Each principal holding leases (or whose session may), by id.
+    holders: Mutex<BTreeMap<String, Weak<Holder>>>,
+}
+
+/// What one principal holds of a [`Budget`], over all its leases.
+#[derive(Debug)]
+pub struct Holder {
+    principal: String,
+    held: AtomicUsize,
+}
+
+impl Holder {
+    /// Bytes this principal holds now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, bytes: usize, share: usize) -> Result<(), OverBudget> {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|&after| after <= share)
+            })
+            .map(|_| ())
+            .map_err(|held| OverBudget {
+                held,
+                limit: share,
+                principal: Some(self.principal.clone()),
+            })
+    }
+
+    fn give(&self, bytes: usize) {
+        self.held.fetch_sub(bytes, Ordering::AcqRel);
+    }
 }
 
 static BIG_MESSAGES: Budget = Budget::new(DEFAULT_LIMIT);
@@ -43,7 +92,38 @@ impl Budget {
         Budget {
             limit: AtomicUsize::new(limit),
             held: AtomicUsize::new(0),
+            share: AtomicUsize::new(usize::MAX),
+            holders: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The most one principal may hold; `usize::MAX` for no share.
+    pub fn set_share(&self, share: usize) {
+        self.share.store(share, Ordering::Relaxed);
+    }
+
+    pub fn share(&self) -> usize {
+        self.share.load(Ordering::Relaxed)
+    }
+
+    /// What `principal` holds, shared by all its leases while any lives.
+    pub fn holder(&self, principal: &str) -> Arc<Holder> {
+        let mut holders = self
+            .holders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(holder) = holders.get(principal).and_then(Weak::upgrade) {
+            return holder;
+        }
+        // Principals that hold nothing any more are forgotten here, when a
+        // new one comes: the map stays as small as the principals in play.
+        holders.retain(|_, h| h.strong_count() > 0);
+        let holder = Arc::new(Holder {
+            principal: principal.to_string(),
+            held: AtomicUsize::new(0),
+        });
+        holders.insert(principal.to_string(), Arc::downgrade(&holder));
+        holder
     }
 
     /// Set at start-up from the configuration.
@@ -67,7 +147,11 @@ impl Budget {
                 held.checked_add(bytes).filter(|&after| after <= limit)
             })
             .map(|_| ())
-            .map_err(|held| OverBudget { held, limit })
+            .map_err(|held| OverBudget {
+                held,
+                limit,
+                principal: None,
+            })
     }
 
     fn give(&self, bytes: usize) {
@@ -106,25 +190,36 @@ pub struct Lease {
     held: usize,
     /// Up to this many bytes, nothing is counted.
     free: usize,
+    /// The principal charged, when known.
+    holder: Option<Arc<Holder>>,
 }
 
 impl Lease {
+    /// A lease charged to the principal of the session running it, if any.
     pub fn of(budget: &'static Budget) -> Lease {
         Lease {
             budget,
             held: 0,
             free: FREE_BYTES,
+            holder: crate::scope::holder(),
         }
+    }
+
+    /// Charge this lease to `holder`'s share (an HTTP request body, read
+    /// before it has a session); before it holds anything.
+    pub fn charged_to(mut self, holder: Arc<Holder>) -> Lease {
+        debug_assert_eq!(self.held, 0, "a lease changes holders only empty");
+        self.holder = Some(holder);
+        self
     }
 
     /// A lease that counts a message from its first byte: for readers of
     /// which there may be thousands at once (HTTP request bodies), where
     /// the bytes under [`FREE_BYTES`] add up too.
     pub fn every_byte(budget: &'static Budget) -> Lease {
-        Lease {
-            free: 0,
-            ..Lease::of(budget)
-        }
+        let mut lease = Lease::of(budget);
+        lease.free = 0;
+        lease
     }
 
     /// Cover a message of `len` bytes so far: nothing up to
@@ -136,7 +231,16 @@ impl Lease {
         }
         let want = len.saturating_mul(2);
         if want > self.held {
-            self.budget.take(want - self.held).inspect_err(|_| {
+            let more = want - self.held;
+            // The whole budget first: when both are spent (one principal,
+            // its share all of it), the reason names the budget.
+            let taken = self.budget.take(more).and_then(|()| match &self.holder {
+                Some(holder) => holder
+                    .take(more, self.budget.share())
+                    .inspect_err(|_| self.budget.give(more)),
+                None => Ok(()),
+            });
+            taken.inspect_err(|_| {
                 crate::metrics::metrics().messages_over_budget.inc();
             })?;
             self.held = want;
@@ -155,22 +259,42 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if self.held > 0 {
             self.budget.give(self.held);
+            if let Some(holder) = &self.holder {
+                holder.give(self.held);
+            }
         }
     }
 }
 
-/// A message refused because the budget was spent.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error(
-    "the firewall is already holding {} MiB of big messages being read, and its limit is {} MiB \
-     (message_memory_bytes)",
-    held / (1024 * 1024),
-    limit / (1024 * 1024)
-)]
+/// A message refused because the budget, or its principal's share of it,
+/// was spent.
+#[derive(Debug, Clone, PartialEq)]
 pub struct OverBudget {
     pub held: usize,
     pub limit: usize,
+    /// Whose share was spent; `None`: the whole budget was.
+    pub principal: Option<String>,
 }
+
+impl std::fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (held, limit) = (self.held / (1024 * 1024), self.limit / (1024 * 1024));
+        match &self.principal {
+            None => write!(
+                f,
+                "the firewall is already holding {held} MiB of big messages being read, and \
+                 its limit is {limit} MiB (message_memory_bytes)"
+            ),
+            Some(principal) => write!(
+                f,
+                "{principal} already holds {held} MiB of big messages being read, and one \
+                 principal may hold at most {limit} MiB (message_memory_per_principal_bytes)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OverBudget {}
 
 #[cfg(test)]
 mod tests {
@@ -205,7 +329,8 @@ mod tests {
             refused,
             OverBudget {
                 held: 6 * FREE_BYTES,
-                limit: 8 * FREE_BYTES
+                limit: 8 * FREE_BYTES,
+                principal: None,
             }
         );
         assert!(refused.to_string().contains("holding 6 MiB"), "{refused}");
@@ -235,5 +360,51 @@ mod tests {
             }
         });
         assert_eq!(b.held(), 0);
+    }
+
+    #[test]
+    fn one_principal_holds_at_most_its_share() {
+        let b = budget(8 * FREE_BYTES);
+        b.set_share(4 * FREE_BYTES);
+        let alice = b.holder("alice");
+        let mut first = Lease::of(b).charged_to(alice.clone());
+        first.cover(2 * FREE_BYTES).unwrap();
+        assert_eq!(alice.held(), 4 * FREE_BYTES);
+        // Alice's second message finds her share spent, the budget not.
+        let mut second = Lease::of(b).charged_to(b.holder("alice"));
+        let refused = second.cover(FREE_BYTES + 1).unwrap_err();
+        assert_eq!(refused.principal.as_deref(), Some("alice"));
+        assert!(
+            refused.to_string().contains("alice already holds 4 MiB")
+                && refused.to_string().contains("at most 4 MiB"),
+            "{refused}"
+        );
+        assert_eq!(b.held(), 4 * FREE_BYTES, "a refusal takes nothing");
+        // Bob still has his.
+        let mut bob = Lease::of(b).charged_to(b.holder("bob"));
+        bob.cover(2 * FREE_BYTES).unwrap();
+        assert_eq!(b.held(), 8 * FREE_BYTES);
+        // The budget's own limit still holds for everyone.
+        let mut carol = Lease::of(b).charged_to(b.holder("carol"));
+        let spent = carol.cover(FREE_BYTES + 1).unwrap_err();
+        assert_eq!(spent.principal, None, "{spent}");
+        assert_eq!(b.holder("carol").held(), 0, "carol's share was given back");
+        drop(first);
+        assert_eq!(alice.held(), 0);
+        second.cover(FREE_BYTES + 1).unwrap();
+    }
+
+    #[test]
+    fn holders_are_forgotten_once_nothing_holds_them() {
+        let b = budget(8 * FREE_BYTES);
+        let alice = b.holder("alice");
+        assert!(Arc::ptr_eq(&alice, &b.holder("alice")));
+        drop(alice);
+        b.holder("bob");
+        assert_eq!(
+            b.holders.lock().unwrap().len(),
+            1,
+            "only bob's entry is left"
+        );
     }
 }

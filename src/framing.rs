@@ -265,10 +265,18 @@ impl Pieces {
         }
     }
 
-    /// Pieces whose every byte counts in `budget` ([`Lease::every_byte`]).
-    pub(crate) fn counting_every_byte(budget: &'static Budget) -> Pieces {
+    /// Pieces whose every byte counts in `budget` ([`Lease::every_byte`]),
+    /// charged to `holder`'s share when given.
+    pub(crate) fn counting_every_byte(
+        budget: &'static Budget,
+        holder: Option<std::sync::Arc<crate::budget::Holder>>,
+    ) -> Pieces {
+        let lease = Lease::every_byte(budget);
         Pieces {
-            lease: Lease::every_byte(budget),
+            lease: match holder {
+                Some(holder) => lease.charged_to(holder),
+                None => lease,
+            },
             ..Pieces::within(budget)
         }
     }

@@ -282,6 +282,10 @@ pub struct RunArgs {
     /// go past it is refused, and the call it answers fails.
     #[arg(long)]
     pub message_memory_bytes: Option<usize>,
+    /// The most of that memory one principal may hold (default: half when
+    /// the HTTP listener knows several principals, else all of it).
+    #[arg(long)]
+    pub message_memory_per_principal_bytes: Option<usize>,
     /// Re-read tool definitions older than this many seconds before deciding
     /// a call (default 30), so a redefinition without list_changed is noticed.
     #[arg(long)]

@@ -21,13 +21,20 @@
 //! - The current scope travels with the task (a task-local), so code deep
 //!   in the upstream modules needs no handle passed down. Outside any scope
 //!   (tests, one-shot commands) both spawns fall back to the runtime.
+//! - So does the session's principal's [`Holder`]: a message its tasks
+//!   read is charged to that principal's share of the memory budget
+//!   ([`crate::budget`]).
 
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::budget::Holder;
 
 tokio::task_local! {
     static CURRENT: Scope;
@@ -38,11 +45,22 @@ tokio::task_local! {
 pub struct Scope {
     cancel: CancellationToken,
     tasks: TaskTracker,
+    /// The session's principal, charged for the messages its tasks read.
+    holder: Option<Arc<Holder>>,
 }
 
 impl Scope {
     pub fn new() -> Scope {
         Scope::default()
+    }
+
+    /// A scope whose tasks' messages are charged to `principal`'s share
+    /// of the process's budget.
+    pub fn for_principal(principal: &str) -> Scope {
+        Scope {
+            holder: Some(crate::budget::big_messages().holder(principal)),
+            ..Scope::default()
+        }
     }
 
     /// The scope of the task running now, if any.
@@ -116,6 +134,12 @@ impl Scope {
     pub async fn finished(&self, limit: Duration) -> bool {
         tokio::time::timeout(limit, self.tasks.wait()).await.is_ok()
     }
+}
+
+/// The principal charged for what the running task reads, if it runs in
+/// a session's scope.
+pub fn holder() -> Option<Arc<Holder>> {
+    CURRENT.try_with(|s| s.holder.clone()).ok().flatten()
 }
 
 /// Spawn into the current scope (dropped when it closes), or onto the

@@ -421,6 +421,68 @@ fn python_sdk_over_streamable_http_and_legacy_sse_with_sampling() {
     }
 }
 
+/// One principal cannot spend the memory budget for everyone. Alice, with
+/// a valid token, sends two request bodies that together leave the 4 MiB
+/// budget 152 bytes short of full, and stops sending. Before shares, Bob's
+/// `initialize` (a few hundred bytes, counted twice) then got `503` for as
+/// long as Alice held on. With two principals, each may hold half by
+/// default: Alice's second body is refused, naming her share, and Bob's
+/// request is served.
+#[tokio::test]
+async fn one_principal_cannot_spend_the_memory_budget_for_everyone() {
+    use std::io::{Read, Write};
+    let metrics = free_port();
+    let budget = 4 * 1024 * 1024;
+    let config = token_config(&format!(
+        "header_read_timeout_seconds = 30\n\n[session]\nmessage_memory_bytes = {budget}\n\n\
+         [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"
+    ));
+    let server = start(with_config(&config));
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let in_use = || metric_sample(metrics, "mcp_firewall_message_memory_bytes") as usize;
+    let trickle = |sent: usize| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ALICE_TOKEN}\r\n\
+             Content-Type: application/json\r\nAccept: {ACCEPT_BOTH}\r\n\
+             Content-Length: 2000000\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        // A refused body's connection may be closed before all of it is sent.
+        let _ = s.write_all(&vec![b' '; sent]);
+        s
+    };
+    // Alice's first body: exactly half the budget, counted twice.
+    let _first = trickle(budget / 4);
+    wait_for(WAIT, || (in_use() >= budget / 2).then_some(())).expect("the first body is counted");
+    let mut second = trickle(budget / 4 - 76);
+    // The old build counts all of it (the budget is then all but 152 bytes
+    // spent); this one refuses it at its first bytes.
+    let answer = wait_for(WAIT, || {
+        if in_use() >= budget - 152 {
+            return Some(String::new());
+        }
+        let mut got = [0u8; 4096];
+        match second.read(&mut got) {
+            Ok(n) if n > 0 => Some(String::from_utf8_lossy(&got[..n]).into_owned()),
+            _ => None,
+        }
+    })
+    .expect("the second body is answered or counted");
+    // Bob is served whatever Alice holds.
+    let bob = Raw::open(&server, Some(BOB_TOKEN)).await;
+    assert!(!bob.session.is_empty());
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("alice already holds 2 MiB")
+            && answer.contains("message_memory_per_principal_bytes"),
+        "{answer}"
+    );
+    assert_eq!(in_use(), budget / 2, "Alice holds her share, no more");
+}
+
 /// A flood of requests refused before any session opens (a wrong token
 /// each, as anyone who can reach the port can send) warned once per
 /// request, into the client's log file, for as long as the flood lasted.
@@ -2060,7 +2122,8 @@ async fn trickled_request_bodies_are_counted_and_cut_off() {
     use std::io::{Read, Write};
     let metrics = free_port();
     let config = token_config(&format!(
-        "header_read_timeout_seconds = 2\n\n[session]\nmessage_memory_bytes = {}\n\n\
+        "header_read_timeout_seconds = 2\n\n[session]\nmessage_memory_bytes = {0}\n\
+         message_memory_per_principal_bytes = {0}\n\n\
          [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n",
         4 * 1024 * 1024
     ));

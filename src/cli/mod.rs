@@ -37,7 +37,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.shadow {
         config.shadow = true;
     }
-    mcp_firewall::budget::big_messages().set_limit(config.message_memory_bytes);
+    let budget = mcp_firewall::budget::big_messages();
+    budget.set_limit(config.message_memory_bytes);
+    budget.set_share(config.message_memory_per_principal());
     let policy = PolicySet::load_dir(&config.policy_dir, &config.package)
         .with_context(|| format!("policy in {} failed to load", config.policy_dir.display()))?;
     let audit = Arc::new(open_audit(&config)?);
@@ -289,7 +291,7 @@ const STDIN_CLOSED_GRACE: std::time::Duration = std::time::Duration::from_secs(1
 /// processes are stopped and reaped, while an HTTP listener beside it
 /// (`--listen --stdio`) keeps serving.
 async fn serve_stdio_session(shared: Arc<Shared>, session: Session) -> anyhow::Result<()> {
-    let scope = Scope::new();
+    let scope = Scope::for_principal(&session.principal.id);
     let (tx, rx) = tokio::sync::mpsc::channel(CLIENT_QUEUE);
     let mut writer = tokio::spawn(stdio::write_stdout(rx));
     let (proxy, events) = scope.enter(|| Proxy::start(shared, session, tx))?;
@@ -392,6 +394,12 @@ fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
             bail!("--message-memory-bytes: expected a positive number of bytes");
         }
         config.message_memory_bytes = bytes;
+    }
+    if let Some(bytes) = args.message_memory_per_principal_bytes {
+        if bytes == 0 {
+            bail!("--message-memory-per-principal-bytes: expected a positive number of bytes");
+        }
+        config.message_memory_per_principal_bytes = Some(bytes);
     }
     if let Some(secs) = args.tools_refresh {
         config.tools_refresh =

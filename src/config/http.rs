@@ -58,14 +58,22 @@ impl HttpSettings {
     }
 
     /// Sessions one principal may hold: as configured; by default half the
-    /// slots when several principals have tokens (so one cannot take them
-    /// all), else every slot.
+    /// slots when the listener knows several principals (so one cannot
+    /// take them all), else every slot.
     pub fn max_sessions_per_principal(&self) -> usize {
         match self.max_sessions_per_principal {
             Some(n) => n.min(self.max_sessions()),
-            None if self.tokens.len() > 1 => (self.max_sessions() / 2).max(1),
+            None if self.several_principals() => (self.max_sessions() / 2).max(1),
             None => self.max_sessions(),
         }
+    }
+
+    /// Whether more than one principal can reach the listener: tokens for
+    /// two or more, or an authorization server (any number of them).
+    pub fn several_principals(&self) -> bool {
+        let mut named = self.tokens.iter().map(|t| t.principal.as_str());
+        let first = named.next();
+        !self.oauth.is_empty() || named.any(|p| Some(p) != first)
     }
 }
 
@@ -221,6 +229,37 @@ mod tests {
         assert_eq!(s.tokens[0].attributes, serde_json::json!({"team": "sre"}));
         assert_eq!(s.tokens[1].secret, TokenSecret::Env("BOT_TOKEN".into()));
         assert_eq!(s.max_sessions(), DEFAULT_MAX_SESSIONS);
+    }
+
+    /// Two tokens for one principal are one principal; an authorization
+    /// server may vouch for any number.
+    #[test]
+    fn several_principals_are_several_names_or_oauth() {
+        let token = |p: &str| format!("{{ principal = \"{p}\", env = \"T_{p}\" }}");
+        let with = |tokens: &[&str]| {
+            let list: Vec<String> = tokens.iter().map(|p| token(p)).collect();
+            parse(&format!("[http]\ntokens = [{}]", list.join(", "))).unwrap()
+        };
+        assert!(!with(&[]).several_principals());
+        assert!(!with(&["alice"]).several_principals());
+        assert!(!with(&["alice", "alice"]).several_principals());
+        assert!(with(&["alice", "bob"]).several_principals());
+        let mut oauth = with(&[]);
+        oauth.oauth.push(OAuthSpec {
+            issuer: "https://id.example".into(),
+            audience: None,
+            principal_claim: "sub".into(),
+            scopes: vec![],
+        });
+        assert!(oauth.several_principals());
+        assert_eq!(
+            with(&["alice", "bob"]).max_sessions_per_principal(),
+            DEFAULT_MAX_SESSIONS / 2
+        );
+        assert_eq!(
+            with(&["alice", "alice"]).max_sessions_per_principal(),
+            DEFAULT_MAX_SESSIONS
+        );
     }
 
     #[test]

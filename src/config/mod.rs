@@ -76,6 +76,23 @@ pub struct Config {
     /// The memory all sessions together may spend reading big messages
     /// ([`crate::budget`]).
     pub message_memory_bytes: usize,
+    /// The most of it one principal may hold; `None`: the default
+    /// ([`Config::message_memory_per_principal`]).
+    pub message_memory_per_principal_bytes: Option<usize>,
+}
+
+impl Config {
+    /// The most of `message_memory_bytes` one principal may hold: as
+    /// configured; by default half when the HTTP listener knows several
+    /// principals (so one cannot spend it all and have the others'
+    /// requests refused), else all of it.
+    pub fn message_memory_per_principal(&self) -> usize {
+        match self.message_memory_per_principal_bytes {
+            Some(n) => n.min(self.message_memory_bytes),
+            None if self.http.several_principals() => self.message_memory_bytes / 2,
+            None => self.message_memory_bytes,
+        }
+    }
 }
 
 /// Default of `[session] max_result_bytes` / `--max-result-bytes`: a few
@@ -226,6 +243,7 @@ impl Config {
             tools_refresh: DEFAULT_TOOLS_REFRESH,
             max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
             message_memory_bytes: crate::budget::DEFAULT_LIMIT,
+            message_memory_per_principal_bytes: None,
         }
     }
 }
@@ -370,6 +388,17 @@ impl Validator<'_> {
                     ));
                 }
                 Some(n) => n,
+            },
+            message_memory_per_principal_bytes: match raw.session.message_memory_per_principal_bytes
+            {
+                None => None,
+                Some(0) => {
+                    return Err(self.err(
+                        "session.message_memory_per_principal_bytes",
+                        "expected a positive number of bytes".into(),
+                    ));
+                }
+                Some(n) => Some(n),
             },
             tools_refresh: match raw.session.tools_refresh_seconds {
                 None => DEFAULT_TOOLS_REFRESH,
@@ -666,6 +695,33 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("/etc/fw/mcp-firewall.toml"))
+    }
+
+    #[test]
+    fn a_principals_share_of_message_memory() {
+        let two = r#"
+            [[upstream]]
+            name = "fs"
+            command = "x"
+            [http]
+            tokens = [{ principal = "a", env = "A" }, { principal = "b", env = "B" }]
+            [session]
+            message_memory_bytes = 1000
+        "#;
+        assert_eq!(parse(two).unwrap().message_memory_per_principal(), 500);
+        let one = two.replace(", { principal = \"b\", env = \"B\" }", "");
+        assert_eq!(parse(&one).unwrap().message_memory_per_principal(), 1000);
+        let set = format!("{two}message_memory_per_principal_bytes = 800\n");
+        assert_eq!(parse(&set).unwrap().message_memory_per_principal(), 800);
+        let over = format!("{two}message_memory_per_principal_bytes = 5000\n");
+        assert_eq!(parse(&over).unwrap().message_memory_per_principal(), 1000);
+        let zero = format!("{two}message_memory_per_principal_bytes = 0\n");
+        assert!(
+            parse(&zero)
+                .unwrap_err()
+                .to_string()
+                .contains("session.message_memory_per_principal_bytes")
+        );
     }
 
     #[test]

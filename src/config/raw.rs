@@ -179,6 +179,8 @@ pub struct RawSession {
     pub max_result_bytes: Option<usize>,
     /// Memory for big messages being read, all sessions together (bytes).
     pub message_memory_bytes: Option<usize>,
+    /// The most of it one principal may hold (bytes).
+    pub message_memory_per_principal_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -15,6 +15,8 @@
 //!   be thousands of HTTP connections. A body the budget cannot cover is
 //!   dropped: `503` with `Retry-After`, answered under the request's id when
 //!   its first bytes name one;
+//! - is charged to its principal's share of that budget, so one principal
+//!   cannot spend it all and have every other principal's bodies refused;
 //! - is held in pieces joined once ([`Pieces`]), and keeps its share of the
 //!   budget until the message is parsed from it.
 
@@ -27,9 +29,10 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
 use super::{App, MAX_REQUEST_BODY_BYTES, plain};
-use crate::budget::Budget;
+use crate::budget::{Budget, Holder};
 use crate::framing::{KEPT_PREFIX_BYTES, Line, Pieces};
 use crate::jsonrpc;
+use crate::proxy::session::Principal;
 
 /// A request body read whole: its bytes, holding their share of the budget
 /// until dropped.
@@ -40,11 +43,17 @@ impl FromRequest<Arc<App>> for ClientBody {
 
     async fn from_request(req: Request, app: &Arc<App>) -> Result<ClientBody, Response> {
         let budget = crate::budget::big_messages();
+        // Authentication ran first: every request here has its principal.
+        let holder = req
+            .extensions()
+            .get::<Principal>()
+            .map(|p| budget.holder(&p.id));
         read(
             req.into_body(),
             MAX_REQUEST_BODY_BYTES,
             app.body_deadline,
             budget,
+            holder,
         )
         .await
         .map(ClientBody)
@@ -68,7 +77,7 @@ pub(crate) async fn in_time(
     next: axum::middleware::Next,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    match read(body, max, deadline, &UNCOUNTED).await {
+    match read(body, max, deadline, &UNCOUNTED, None).await {
         Ok(line) => {
             let body = axum::body::Body::from(line.into_bytes());
             next.run(Request::from_parts(parts, body)).await
@@ -77,17 +86,18 @@ pub(crate) async fn in_time(
     }
 }
 
-/// Read `body` whole: at most `max` bytes, within `deadline` and `budget`,
-/// or the answer that refuses it.
+/// Read `body` whole: at most `max` bytes, within `deadline` and `budget`
+/// (and `holder`'s share of it), or the answer that refuses it.
 async fn read(
     body: axum::body::Body,
     max: usize,
     deadline: Duration,
     budget: &'static Budget,
+    holder: Option<Arc<Holder>>,
 ) -> Result<Line, Response> {
     let until = tokio::time::Instant::now() + deadline;
     let mut chunks = body.into_data_stream();
-    let mut body = Pieces::counting_every_byte(budget);
+    let mut body = Pieces::counting_every_byte(budget, holder);
     loop {
         let chunk = match tokio::time::timeout_at(until, chunks.next()).await {
             Err(_) => return Err(too_slow(deadline)),
@@ -166,9 +176,15 @@ mod tests {
         let b = budget(1 << 20);
         let chunks = ["{\"jsonrpc\":", "\"2.0\"}"].map(|c| Ok::<_, std::io::Error>(Bytes::from(c)));
         let body = Body::from_stream(futures::stream::iter(chunks));
-        let line = read(body, MAX_REQUEST_BODY_BYTES, Duration::from_secs(5), b)
-            .await
-            .unwrap();
+        let line = read(
+            body,
+            MAX_REQUEST_BODY_BYTES,
+            Duration::from_secs(5),
+            b,
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(&line[..], b"{\"jsonrpc\":\"2.0\"}");
         assert_eq!(b.held(), 2 * line.len(), "every byte counts, twice");
         drop(line);
@@ -187,6 +203,7 @@ mod tests {
             MAX_REQUEST_BODY_BYTES,
             Duration::from_secs(5),
             b,
+            None,
         )
         .await
         .unwrap_err();
@@ -208,9 +225,15 @@ mod tests {
         let b = budget(1 << 20);
         let head = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from("{\"jsonrpc\""))]);
         let body = Body::from_stream(head.chain(futures::stream::pending()));
-        let refused = read(body, MAX_REQUEST_BODY_BYTES, Duration::from_millis(200), b)
-            .await
-            .unwrap_err();
+        let refused = read(
+            body,
+            MAX_REQUEST_BODY_BYTES,
+            Duration::from_millis(200),
+            b,
+            None,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(refused.status(), StatusCode::REQUEST_TIMEOUT);
         assert_eq!(refused.headers()[header::CONNECTION], "close");
         assert!(text(refused).await.contains("arrive whole within"));
@@ -221,9 +244,56 @@ mod tests {
     async fn a_body_over_the_cap_is_refused_as_too_large() {
         let b = budget(usize::MAX);
         let body = Body::from(vec![b' '; MAX_REQUEST_BODY_BYTES + 1]);
-        let refused = read(body, MAX_REQUEST_BODY_BYTES, Duration::from_secs(5), b)
-            .await
-            .unwrap_err();
+        let refused = read(
+            body,
+            MAX_REQUEST_BODY_BYTES,
+            Duration::from_secs(5),
+            b,
+            None,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn a_body_is_charged_to_its_principals_share() {
+        let b = budget(1 << 20);
+        b.set_share(100);
+        let alice = b.holder("alice");
+        let small = read(
+            Body::from("{\"jsonrpc\":\"2.0\"}"),
+            MAX_REQUEST_BODY_BYTES,
+            Duration::from_secs(5),
+            b,
+            Some(alice.clone()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(alice.held(), 2 * small.len());
+        let refused = read(
+            Body::from(format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\",\"params\":\"{}\"}}",
+                "x".repeat(40)
+            )),
+            MAX_REQUEST_BODY_BYTES,
+            Duration::from_secs(5),
+            b,
+            Some(alice.clone()),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let answer: serde_json::Value = serde_json::from_str(&text(refused).await).unwrap();
+        assert_eq!(answer["id"], 3, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("alice already holds"),
+            "{answer}"
+        );
+        drop(small);
+        assert_eq!((alice.held(), b.held()), (0, 0));
     }
 }

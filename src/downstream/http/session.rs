@@ -149,7 +149,7 @@ impl HttpSession {
     ) -> Result<Arc<HttpSession>, StartError> {
         let id = session.id.clone();
         let principal = session.principal.id.clone();
-        let scope = Scope::new();
+        let scope = Scope::for_principal(&principal);
         // The proxy hands its messages for the client straight to this
         // session's routes, on the task that sends them. It holds the
         // session weakly (the session holds the proxy), and the session is
