@@ -312,18 +312,13 @@ impl Queue {
         let mut report_due = Instant::now() + REPORT_EVERY;
         loop {
             let (lines, dropped, closing) = {
-                let mut waiting = lock(&self.state);
-                while waiting.lines.is_empty() && waiting.dropped == 0 && !waiting.closing {
-                    let left = report_due.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    waiting = self
-                        .wake
-                        .wait_timeout(waiting, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
+                let left = report_due.saturating_duration_since(Instant::now());
+                let (mut waiting, _) = self
+                    .wake
+                    .wait_timeout_while(lock(&self.state), left, |w| {
+                        w.lines.is_empty() && w.dropped == 0 && !w.closing
+                    })
+                    .unwrap_or_else(|e| e.into_inner());
                 waiting.bytes = 0;
                 (
                     std::mem::take(&mut waiting.lines),
@@ -362,14 +357,28 @@ impl Queue {
 /// Relay the lines an upstream server writes on its stderr (`from`) to
 /// the firewall's, each headed `[name] `, until it closes.
 pub async fn relay<R: tokio::io::AsyncRead + Unpin>(name: &str, from: R) {
-    relay_into(name, from, |line| match QUEUE.get() {
+    relay_into(name, from, write_raw).await;
+}
+
+/// A plain line of the firewall's own on stderr (where it listens, a held
+/// call's hint): in order with the log's lines, and in a server never
+/// waited for.
+pub fn line(text: &str) {
+    let mut line = Vec::with_capacity(text.len() + 1);
+    line.extend_from_slice(text.as_bytes());
+    line.push(b'\n');
+    write_raw(&line);
+}
+
+/// Queue `line` (which ends in a newline), or write it at once when there
+/// is no queue (a one-shot command).
+fn write_raw(line: &[u8]) {
+    match QUEUE.get() {
         Some(queue) => queue.push(line),
-        // No queue (a one-shot command): the line goes out at once.
         None => {
             let _ = std::io::stderr().write_all(line);
         }
-    })
-    .await;
+    }
 }
 
 /// [`relay`], each line (ending in a newline) handed to `out`.
@@ -449,19 +458,11 @@ impl Drop for Flush {
         let mut waiting = lock(&self.0.state);
         waiting.closing = true;
         self.0.wake.notify_all();
-        let deadline = Instant::now() + FLUSH_WAIT;
-        while !waiting.done {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            waiting = self
-                .0
-                .wake
-                .wait_timeout(waiting, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        // A stderr that does not drain keeps the writer: exit goes on.
+        let _ = self
+            .0
+            .wake
+            .wait_timeout_while(waiting, FLUSH_WAIT, |w| !w.done);
     }
 }
 

@@ -82,7 +82,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ))
             .with_context(|| format!("metrics listener on {addr}"))?;
         // One plain line, like the MCP listener's: scripts read the port.
-        eprintln!("mcp-firewall: metrics on http://{bound}/metrics");
+        mcp_firewall::logging::line(&format!("mcp-firewall: metrics on http://{bound}/metrics"));
     }
     // For the final chain head (below), after `shared` is handed over.
     let approvals = shared.approvals.clone();
@@ -262,7 +262,7 @@ async fn serve_http(
     tracing::info!(%revision, "mcp-firewall ready: Streamable HTTP at http://{bound}/mcp, legacy SSE at http://{bound}/sse");
     // One plain line on stderr whatever RUST_LOG says: scripts and tests
     // that asked for port 0 read the port from it.
-    eprintln!("mcp-firewall: listening on http://{bound}");
+    mcp_firewall::logging::line(&format!("mcp-firewall: listening on http://{bound}"));
     listener.serve(shutdown_signal()).await?;
     Ok(())
 }

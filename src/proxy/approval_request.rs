@@ -67,7 +67,7 @@ impl Proxy {
             .audit()
             .append("approval.requested", audit)
             .map_err(|e| e.to_string())?;
-        eprintln!("{}", crate::visible::text(&held_hint(approvals, req, &id)));
+        crate::logging::line(&crate::visible::text(&held_hint(approvals, req, &id)));
         if approvals.slack.is_some() || approvals.teams.is_some() {
             approvals.deliveries.spawn(notify_people(
                 approvals.clone(),
