@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What a flood of refused requests costs the firewall: N `POST /mcp` with a
 wrong bearer token (anyone who can reach the port can send them), from
-several keep-alive connections. Prints requests/s, the firewall's CPU per
+several clients at once, a connection each (a refusal ends its connection). Prints requests/s, the firewall's CPU per
 request, and how many log lines and bytes it wrote on stderr.
 
     scripts/refused_flood.py --bin-dir target/release --requests 20000
@@ -29,13 +29,15 @@ tokens = [{{ principal = "alice", env = "ALICE_TOKEN" }}]
 
 
 def flood(port, count, body):
-    conn = http.client.HTTPConnection("127.0.0.1", port)
     headers = {"Authorization": "Bearer not-a-token", "Content-Type": "application/json",
                "Accept": "application/json, text/event-stream"}
     for _ in range(count):
+        # A refusal before the body is read ends its connection: one each.
+        conn = http.client.HTTPConnection("127.0.0.1", port)
         conn.request("POST", "/mcp", body=body, headers=headers)
         answer = conn.getresponse()
         answer.read()
+        conn.close()
         if answer.status != 401:
             raise SystemExit(f"expected 401, got {answer.status}")
 

@@ -36,6 +36,7 @@
 //! | `mcp_firewall_audit_sink_failures_total` | counter | |
 //! | `mcp_firewall_message_memory_bytes` | gauge | (big messages being read, as counted against `message_memory_bytes`) |
 //! | `mcp_firewall_messages_over_budget_total` | counter | (big messages dropped for want of that memory) |
+//! | `mcp_firewall_http_refused_total` | counter | `reason` (host, origin, unauthenticated, forbidden, connections, sessions, principal_sessions, body_too_large, body_too_slow, body_over_budget, body_unreadable, malformed) |
 //! | `mcp_firewall_log_lines_dropped_total` | counter | (log lines stderr could not take in time; see [`crate::logging`]) |
 //! | `mcp_firewall_log_lines_suppressed_total` | counter | (log lines over their place's allowance) |
 
@@ -88,6 +89,11 @@ pub struct Revision {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Result_ {
     pub result: &'static str,
 }
@@ -118,6 +124,7 @@ pub struct Metrics {
     pub sink_failures: Counter,
     pub message_memory: Gauge,
     pub messages_over_budget: Counter,
+    pub http_refused: Family<Reason, Counter>,
     pub log_lines_dropped: Counter,
     pub log_lines_suppressed: Counter,
 }
@@ -158,6 +165,7 @@ impl Metrics {
             sink_failures: Counter::default(),
             message_memory: Gauge::default(),
             messages_over_budget: Counter::default(),
+            http_refused: Family::default(),
             log_lines_dropped: Counter::default(),
             log_lines_suppressed: Counter::default(),
         };
@@ -264,6 +272,11 @@ impl Metrics {
             m.messages_over_budget.clone(),
         );
         r.register(
+            "http_refused",
+            "HTTP requests and connections refused at the front door (MCP and approval listeners), by reason",
+            m.http_refused.clone(),
+        );
+        r.register(
             "log_lines_dropped",
             "Log lines dropped because stderr did not take them as fast as they came",
             m.log_lines_dropped.clone(),
@@ -285,6 +298,13 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
         out
+    }
+
+    /// An HTTP request or connection was refused at the front door for
+    /// `reason` (one of the fixed list in this module's table): the count
+    /// stays whole when the log line saying so is left out.
+    pub fn refused(&self, reason: &'static str) {
+        self.http_refused.get_or_create(&Reason { reason }).inc();
     }
 
     /// One decision of `method` ended with `result`; `took` when the policy

@@ -490,7 +490,10 @@ async fn one_principal_cannot_spend_the_memory_budget_for_everyone() {
 /// and a later line says how many it left out.
 #[tokio::test]
 async fn a_flood_of_refused_requests_leaves_a_few_log_lines() {
-    let server = start(with_config(&token_config("")));
+    let metrics = free_port();
+    let server = start(with_config(&token_config(&format!(
+        "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"
+    ))));
     let http = client();
     for _ in 0..300 {
         let wrong = http
@@ -530,6 +533,12 @@ async fn a_flood_of_refused_requests_leaves_a_few_log_lines() {
         .find_map(|w| w.parse().ok())
         .expect("a count in the report");
     assert_eq!(written + left_out, 300, "{report}");
+    // The count stays whole where the lines do not.
+    let counted = metric_sample(
+        metrics,
+        "mcp_firewall_http_refused_total{reason=\"unauthenticated\"}",
+    );
+    assert_eq!(counted, 300.0);
     // Nothing else was lost: a request with a good token is served.
     let session = Raw::open(&server, Some(ALICE_TOKEN)).await;
     assert!(!session.session.is_empty());

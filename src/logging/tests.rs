@@ -172,23 +172,49 @@ fn a_stderr_that_does_not_drain_costs_lines_never_a_wait() {
     assert!(notice.contains("WARN"), "{notice}");
 }
 
-#[tokio::test]
-async fn an_upstreams_lines_are_headed_with_its_name_and_cut_when_long() {
+#[test]
+fn an_upstreams_lines_are_headed_with_its_name_and_cut_when_long() {
     let long = "y".repeat(MAX_RELAYED_LINE + 100);
     let stderr = format!("starting\n{long}\n\nlast words");
+    let expected = [
+        "[fs] starting\n".to_string(),
+        format!(
+            "[fs] {} [100 more bytes of this line not kept]\n",
+            "y".repeat(MAX_RELAYED_LINE)
+        ),
+        "[fs] \n".to_string(),
+        "[fs] last words\n".to_string(),
+    ];
+    // However the pipe hands the bytes over.
+    for size in [1, 7, 4096, stderr.len()] {
+        let mut lines = Vec::new();
+        let mut out = |line: &[u8]| lines.push(String::from_utf8(line.to_vec()).unwrap());
+        let mut relayed = Relayed::new("fs");
+        for piece in stderr.as_bytes().chunks(size) {
+            relayed.feed(piece, &mut out);
+        }
+        relayed.finish(&mut out);
+        assert_eq!(lines, expected, "pieces of {size} bytes");
+    }
+}
+
+#[tokio::test]
+async fn an_upstreams_pipe_is_read_to_its_end() {
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let writing = std::thread::spawn(move || {
+        for i in 0..1000 {
+            writeln!(writer, "line {i}").unwrap();
+        }
+        write!(writer, "no newline").unwrap();
+    });
     let mut lines = Vec::new();
-    relay_into("fs", stderr.as_bytes(), |line| {
+    relay_into("up", reader.into(), &mut |line: &[u8]| {
         lines.push(String::from_utf8(line.to_vec()).unwrap())
     })
     .await;
-    let kept = format!("[fs] {}", "y".repeat(MAX_RELAYED_LINE));
-    assert_eq!(
-        lines,
-        [
-            "[fs] starting\n".to_string(),
-            format!("{kept} [100 more bytes of this line not kept]\n"),
-            "[fs] \n".to_string(),
-            "[fs] last words\n".to_string(),
-        ]
-    );
+    writing.join().unwrap();
+    assert_eq!(lines.len(), 1001);
+    assert_eq!(lines[0], "[up] line 0\n");
+    assert_eq!(lines[999], "[up] line 999\n");
+    assert_eq!(lines[1000], "[up] no newline\n");
 }

@@ -65,10 +65,16 @@ pub(super) fn spawn(name: &str, spec: &ProcessSpec) -> Result<Child, UpstreamErr
         message: format!("{}: {e}", spec.command),
     })?;
     let stderr = child.stderr.take().expect("stderr is piped");
-    let name = name.to_string();
-    // On the runtime, not the session's scope: it must read to the end
-    // (the server's last words as it is stopped), and it ends with the pipe.
-    tokio::spawn(async move { crate::logging::relay(&name, stderr).await });
+    match stderr.into_owned_fd() {
+        Ok(stderr) => {
+            let name = name.to_string();
+            // On the runtime, not the session's scope: it must read to the
+            // end (the server's last words as it is stopped), and it ends
+            // with the pipe.
+            tokio::spawn(async move { crate::logging::relay(&name, stderr).await });
+        }
+        Err(e) => tracing::warn!(server = %name, "its stderr cannot be relayed: {e}"),
+    }
     Ok(child)
 }
 

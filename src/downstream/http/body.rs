@@ -104,6 +104,7 @@ async fn read(
             Ok(None) => return Ok(body.into_line()),
             Ok(Some(Err(e))) => {
                 tracing::debug!("a request body could not be read: {e}");
+                crate::metrics::metrics().refused("body_unreadable");
                 return Err(plain(
                     StatusCode::BAD_REQUEST,
                     "the request body could not be read",
@@ -112,6 +113,7 @@ async fn read(
             Ok(Some(Ok(chunk))) => chunk,
         };
         if body.len() + chunk.len() > max {
+            crate::metrics::metrics().refused("body_too_large");
             return Err(plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("request body over {max} bytes refused"),
@@ -119,6 +121,7 @@ async fn read(
         }
         if let Err(over) = body.push(&chunk) {
             tracing::warn!("refused an HTTP request body: {over}");
+            crate::metrics::metrics().refused("body_over_budget");
             // The refused chunk may be the first: the id is in what came.
             let mut prefix = body.prefix(KEPT_PREFIX_BYTES);
             let more = KEPT_PREFIX_BYTES
@@ -132,6 +135,7 @@ async fn read(
 
 fn too_slow(deadline: Duration) -> Response {
     tracing::warn!("dropped an HTTP request body that did not arrive within {deadline:?}");
+    crate::metrics::metrics().refused("body_too_slow");
     let text = format!(
         "the request body did not arrive whole within {}s of its headers",
         deadline.as_secs()

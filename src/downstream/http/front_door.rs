@@ -218,6 +218,7 @@ async fn connection(
 fn refuse(stream: TcpStream, peer: SocketAddr) {
     use std::io::{Read, Write};
     tracing::warn!(%peer, "too many open connections; refusing one");
+    crate::metrics::metrics().refused("connections");
     let Ok(mut stream) = stream.into_std() else {
         return;
     };

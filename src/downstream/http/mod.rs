@@ -242,6 +242,7 @@ impl App {
         let limit = self.sessions.per_principal;
         if held >= limit {
             tracing::warn!(principal = %principal.id, limit, "refused a new HTTP session: the principal holds its share of the slots");
+            crate::metrics::metrics().refused("principal_sessions");
             return Err(Refused::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!(
@@ -257,6 +258,7 @@ impl App {
             .try_acquire_owned()
             .map_err(|_| {
                 tracing::warn!("refused a new HTTP session: all session slots are in use");
+                crate::metrics::metrics().refused("sessions");
                 Refused::error(StatusCode::SERVICE_UNAVAILABLE, "too many sessions")
             })?;
         let session = Session::new(transport.label(), principal);
@@ -451,12 +453,14 @@ async fn guard(State(app): State<Arc<App>>, mut request: Request, next: Next) ->
             host = host.unwrap_or("(none)"),
             "refused a request for a host name this listener does not serve"
         );
+        crate::metrics::metrics().refused("host");
         return plain(StatusCode::FORBIDDEN, "host not allowed");
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
         if !app.origins.allows(origin) {
             tracing::warn!(%origin, "refused a request from a disallowed Origin");
+            crate::metrics::metrics().refused("origin");
             return plain(StatusCode::FORBIDDEN, "origin not allowed");
         }
     }
@@ -498,6 +502,11 @@ async fn guard(State(app): State<Arc<App>>, mut request: Request, next: Next) ->
                     ),
                 ),
             };
+            crate::metrics::metrics().refused(if status == StatusCode::FORBIDDEN {
+                "forbidden"
+            } else {
+                "unauthenticated"
+            });
             let mut response = plain(status, &e.to_string());
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 response

@@ -188,6 +188,7 @@ async fn json_answer(mut rx: tokio::sync::mpsc::Receiver<ToClient>) -> Response 
 pub(super) fn parse(body: &[u8]) -> Result<Message, Refused> {
     jsonrpc::parse_bytes(body).map_err(|e| {
         tracing::warn!("refused a malformed message from an HTTP client: {e}");
+        crate::metrics::metrics().refused("malformed");
         Refused::new(StatusCode::BAD_REQUEST, e.to_response())
     })
 }
