@@ -49,6 +49,15 @@ pub struct Budget {
     holders: Mutex<BTreeMap<String, Weak<Holder>>>,
 }
 
+/// Add `bytes` to `held` unless that would pass `limit`; what was held
+/// when refused.
+fn take_within(held: &AtomicUsize, bytes: usize, limit: usize) -> Result<(), usize> {
+    held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+        held.checked_add(bytes).filter(|&after| after <= limit)
+    })
+    .map(|_| ())
+}
+
 /// What one principal holds of a [`Budget`], over all its leases.
 #[derive(Debug)]
 pub struct Holder {
@@ -63,16 +72,11 @@ impl Holder {
     }
 
     fn take(&self, bytes: usize, share: usize) -> Result<(), OverBudget> {
-        self.held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                held.checked_add(bytes).filter(|&after| after <= share)
-            })
-            .map(|_| ())
-            .map_err(|held| OverBudget {
-                held,
-                limit: share,
-                principal: Some(self.principal.clone()),
-            })
+        take_within(&self.held, bytes, share).map_err(|held| OverBudget {
+            held,
+            limit: share,
+            principal: Some(self.principal.clone()),
+        })
     }
 
     fn give(&self, bytes: usize) {
@@ -142,16 +146,11 @@ impl Budget {
 
     fn take(&self, bytes: usize) -> Result<(), OverBudget> {
         let limit = self.limit();
-        self.held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                held.checked_add(bytes).filter(|&after| after <= limit)
-            })
-            .map(|_| ())
-            .map_err(|held| OverBudget {
-                held,
-                limit,
-                principal: None,
-            })
+        take_within(&self.held, bytes, limit).map_err(|held| OverBudget {
+            held,
+            limit,
+            principal: None,
+        })
     }
 
     fn give(&self, bytes: usize) {

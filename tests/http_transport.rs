@@ -225,6 +225,16 @@ fn rpc(id: i64, method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
 }
 
+/// An `initialize` with a token nobody was given.
+async fn with_a_wrong_token(http: &reqwest::Client, url: &str) -> reqwest::Response {
+    http.post(url)
+        .bearer_auth("not-a-token")
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap()
+}
+
 fn initialize_body() -> Value {
     rpc(
         1,
@@ -496,13 +506,7 @@ async fn a_flood_of_refused_requests_leaves_a_few_log_lines() {
     ))));
     let http = client();
     for _ in 0..300 {
-        let wrong = http
-            .post(server.url("/mcp"))
-            .bearer_auth("not-a-token")
-            .json(&initialize_body())
-            .send()
-            .await
-            .unwrap();
+        let wrong = with_a_wrong_token(&http, &server.url("/mcp")).await;
         assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     }
     // The report comes within five seconds of the first line left out.
@@ -560,13 +564,7 @@ async fn bearer_tokens_decide_who_the_principal_is() {
         missing.headers()["www-authenticate"],
         "Bearer realm=\"mcp-firewall\""
     );
-    let wrong = http
-        .post(&mcp)
-        .bearer_auth("not-a-token")
-        .json(&initialize_body())
-        .send()
-        .await
-        .unwrap();
+    let wrong = with_a_wrong_token(&http, &mcp).await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert!(
         wrong.headers()["www-authenticate"]
