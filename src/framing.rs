@@ -256,11 +256,15 @@ const PIECE_BYTES: usize = 1024 * 1024;
 
 impl Pieces {
     pub(crate) fn within(budget: &'static Budget) -> Pieces {
+        Pieces::held_by(Lease::of(budget))
+    }
+
+    fn held_by(lease: Lease) -> Pieces {
         Pieces {
             full: Vec::new(),
             last: Vec::new(),
             len: 0,
-            lease: Lease::of(budget),
+            lease,
             big_since: None,
         }
     }
@@ -272,13 +276,10 @@ impl Pieces {
         holder: Option<std::sync::Arc<crate::budget::Holder>>,
     ) -> Pieces {
         let lease = Lease::every_byte(budget);
-        Pieces {
-            lease: match holder {
-                Some(holder) => lease.charged_to(holder),
-                None => lease,
-            },
-            ..Pieces::within(budget)
-        }
+        Pieces::held_by(match holder {
+            Some(holder) => lease.charged_to(holder),
+            None => lease,
+        })
     }
 
     /// Append `bytes`, unless the budget cannot cover the longer line: then

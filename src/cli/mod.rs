@@ -21,7 +21,9 @@ use mcp_firewall::audit::{
     AuditLog, CheckpointSettings, CheckpointSigner, checkpoint, verify_checkpoints,
     verify_file_hashes,
 };
-use mcp_firewall::config::{Config, check_url, parse_fsync, parse_listen, positive_secs};
+use mcp_firewall::config::{
+    Config, check_url, parse_fsync, parse_listen, positive_bytes, positive_secs,
+};
 use mcp_firewall::downstream::http::Listener;
 use mcp_firewall::downstream::http::auth::Authenticator;
 use mcp_firewall::downstream::http::session::CLOSE_GRACE;
@@ -384,22 +386,18 @@ fn resolve_config(args: &RunArgs) -> anyhow::Result<Config> {
             Some(parse_listen(listen).map_err(|m| anyhow::anyhow!("--metrics-listen: {m}"))?);
     }
     if let Some(bytes) = args.max_result_bytes {
-        if bytes == 0 {
-            bail!("--max-result-bytes: expected a positive number of bytes");
-        }
-        config.max_result_bytes = bytes;
+        config.max_result_bytes =
+            positive_bytes(bytes).map_err(|m| anyhow::anyhow!("--max-result-bytes: {m}"))?;
     }
     if let Some(bytes) = args.message_memory_bytes {
-        if bytes == 0 {
-            bail!("--message-memory-bytes: expected a positive number of bytes");
-        }
-        config.message_memory_bytes = bytes;
+        config.message_memory_bytes =
+            positive_bytes(bytes).map_err(|m| anyhow::anyhow!("--message-memory-bytes: {m}"))?;
     }
     if let Some(bytes) = args.message_memory_per_principal_bytes {
-        if bytes == 0 {
-            bail!("--message-memory-per-principal-bytes: expected a positive number of bytes");
-        }
-        config.message_memory_per_principal_bytes = Some(bytes);
+        config.message_memory_per_principal_bytes = Some(
+            positive_bytes(bytes)
+                .map_err(|m| anyhow::anyhow!("--message-memory-per-principal-bytes: {m}"))?,
+        );
     }
     if let Some(secs) = args.tools_refresh {
         config.tools_refresh =

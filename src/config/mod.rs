@@ -371,35 +371,22 @@ impl Validator<'_> {
             passthrough_names: false,
             max_result_bytes: match raw.session.max_result_bytes {
                 None => DEFAULT_MAX_RESULT_BYTES,
-                Some(0) => {
-                    return Err(self.err(
-                        "session.max_result_bytes",
-                        "expected a positive number of bytes".into(),
-                    ));
+                Some(n) => {
+                    positive_bytes(n).map_err(|m| self.err("session.max_result_bytes", m))?
                 }
-                Some(n) => n,
             },
             message_memory_bytes: match raw.session.message_memory_bytes {
                 None => crate::budget::DEFAULT_LIMIT,
-                Some(0) => {
-                    return Err(self.err(
-                        "session.message_memory_bytes",
-                        "expected a positive number of bytes".into(),
-                    ));
+                Some(n) => {
+                    positive_bytes(n).map_err(|m| self.err("session.message_memory_bytes", m))?
                 }
-                Some(n) => n,
             },
-            message_memory_per_principal_bytes: match raw.session.message_memory_per_principal_bytes
-            {
-                None => None,
-                Some(0) => {
-                    return Err(self.err(
-                        "session.message_memory_per_principal_bytes",
-                        "expected a positive number of bytes".into(),
-                    ));
-                }
-                Some(n) => Some(n),
-            },
+            message_memory_per_principal_bytes: raw
+                .session
+                .message_memory_per_principal_bytes
+                .map(positive_bytes)
+                .transpose()
+                .map_err(|m| self.err("session.message_memory_per_principal_bytes", m))?,
             tools_refresh: match raw.session.tools_refresh_seconds {
                 None => DEFAULT_TOOLS_REFRESH,
                 Some(secs) => {
@@ -657,6 +644,13 @@ pub fn parse_listen(value: &str) -> Result<std::net::SocketAddr, String> {
     value
         .parse()
         .map_err(|_| format!("expected HOST:PORT such as 127.0.0.1:8787, got {value:?}"))
+}
+
+pub fn positive_bytes(bytes: usize) -> Result<usize, String> {
+    if bytes == 0 {
+        return Err("expected a positive number of bytes".into());
+    }
+    Ok(bytes)
 }
 
 pub fn positive_secs(secs: u64) -> Result<std::time::Duration, String> {
