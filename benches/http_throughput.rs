@@ -35,14 +35,23 @@ use serde_json::Value;
 struct Level {
     clients: usize,
     rate: f64,
+    /// The firewall's CPU per call while the level was measured, in µs.
+    cpu_per_call: Option<f64>,
     p50: f64,
     p99: f64,
 }
 
 /// Every peer calls `echo` for warm-up + `secs`; returns the peers and
 /// the latencies measured after warm-up. A failed call stops the bench.
-fn run_level(peers: Vec<HttpPeer>, secs: f64) -> (Vec<HttpPeer>, Level) {
+fn run_level(peers: Vec<HttpPeer>, secs: f64, firewall: u32) -> (Vec<HttpPeer>, Level) {
     let n = peers.len();
+    // The firewall's CPU over the measured window (after the warm-up).
+    let cpu = std::thread::spawn(move || {
+        std::thread::sleep(LOAD_WARMUP);
+        let start = proc_cpu_secs(firewall)?;
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        Some(proc_cpu_secs(firewall)? - start)
+    });
     let ok = |resp: &Value| {
         debug_assert_eq!(resp["result"]["content"][0]["text"], "hello");
         answered(resp)
@@ -55,9 +64,16 @@ fn run_level(peers: Vec<HttpPeer>, secs: f64) -> (Vec<HttpPeer>, Level) {
         all.extend(run.samples);
     }
     all.sort_by(f64::total_cmp);
+    let cpu_per_call = cpu
+        .join()
+        .ok()
+        .flatten()
+        .filter(|_| !all.is_empty())
+        .map(|cpu| cpu / all.len() as f64 * 1e6);
     let level = Level {
         clients: n,
         rate: all.len() as f64 / secs,
+        cpu_per_call,
         p50: pct(&all, 0.5),
         p99: pct(&all, 0.99),
     };
@@ -196,8 +212,8 @@ fn main() {
         LOAD_WARMUP.as_millis()
     );
     println!(
-        "{:>8} {:>10} {:>10} {:>10} {:>12}",
-        "clients", "calls/s", "p50 µs", "p99 µs", "VmHWM MB"
+        "{:>8} {:>10} {:>10} {:>10} {:>12} {:>14}",
+        "clients", "calls/s", "p50 µs", "p99 µs", "VmHWM MB", "CPU µs/call"
     );
 
     let mut peers: Vec<HttpPeer> = Vec::new();
@@ -215,16 +231,19 @@ fn main() {
         while peers.len() < n {
             peers.push(HttpPeer::open_session(&server.addr));
         }
-        let (back, level) = run_level(std::mem::take(&mut peers), secs);
+        let (back, level) = run_level(std::mem::take(&mut peers), secs, server.pid());
         peers = back;
         let hwm = proc_status_kb(server.pid(), "VmHWM").unwrap_or(0);
         println!(
-            "{:>8} {:>10.0} {:>10.1} {:>10.1} {:>12.1}",
+            "{:>8} {:>10.0} {:>10.1} {:>10.1} {:>12.1} {:>14}",
             level.clients,
             level.rate,
             level.p50,
             level.p99,
-            hwm as f64 / 1024.0
+            hwm as f64 / 1024.0,
+            level
+                .cpu_per_call
+                .map_or("?".to_string(), |us| format!("{us:.0}"))
         );
         match &best {
             Some(b) if level.rate < b.rate * 1.05 => {

@@ -85,6 +85,10 @@ def main():
                  fmt(rate64, "calls/s"), ">= 10,000", rate64 is not None and rate64 >= 10000))
     rows.append(("  the same, p99", fmt(p99_64 / 1000 if p99_64 else None, "ms"), "<= 5 ms",
                  p99_64 is not None and p99_64 <= 5000))
+    cpu64 = num(r"^\s+64\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+([\d.]+)", t64)
+    if cpu64 is not None:
+        rows.append(("  the firewall's CPU per call at that level (all its threads)",
+                     fmt(cpu64, "µs"), "(no target)", None))
     direct64 = read(out, "direct64.log")
     direct_rate = num(r"^\s+64\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", direct64)
     if direct_rate is not None:

@@ -30,9 +30,9 @@
 //! - an upstream's lines are never limited, only queued, and each is cut
 //!   at [`MAX_RELAYED_LINE`] bytes: a server may log as it likes, but one
 //!   line never holds more than that of the firewall's memory;
-//! - a line is written at most [`GATHER`] after it came (twice that for an
-//!   upstream's), with the others that came meanwhile: one wake-up and one
-//!   `write(2)` for them all;
+//! - a line is written at most [`GATHER`] after it came (plus
+//!   [`RELAY_GATHER`] for an upstream's), with the others that came
+//!   meanwhile: one wake-up and one `write(2)` for them all;
 //! - at exit the queue is written out, waiting at most [`FLUSH_WAIT`] for a
 //!   stderr that does not drain.
 
@@ -61,6 +61,17 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(5);
 /// How long the writer lets lines gather once one comes, before it writes
 /// them all at once.
 const GATHER: Duration = Duration::from_millis(5);
+
+/// The longest an upstream's stderr gathers in its pipe between reads
+/// (see [`relay_pause`]).
+const RELAY_GATHER: Duration = Duration::from_millis(50);
+
+/// How much of an upstream's stderr may gather between reads: half of a
+/// Linux pipe's 64 KiB, so a server is not held up writing its stderr.
+const RELAY_ROOM: usize = 32 * 1024;
+
+/// Below this a pause is not worth its timer: read again at once.
+const RELAY_MIN_PAUSE: Duration = Duration::from_millis(1);
 
 /// The longest exit waits for the queue to be written out.
 pub const FLUSH_WAIT: Duration = Duration::from_secs(2);
@@ -380,16 +391,18 @@ pub async fn relay(name: &str, from: OwnedFd) {
 /// [`relay`], each line (ending in a newline) handed to `out`.
 ///
 /// What has come is read at once, then the pipe is taken off the reactor
-/// for [`GATHER`] while more gathers in it. A server that logs a line per
-/// call (the Python SDK's servers do) otherwise woke the runtime once per
-/// line, ~25 µs of the firewall's CPU per call on a slow machine: a pipe
-/// the reactor watches wakes it on every write, even while the task that
-/// reads it sleeps.
+/// for [`RELAY_GATHER`] while more gathers in it. A server that logs a
+/// line per call (the Python SDK's servers do) otherwise woke the runtime
+/// once per line, ~25 µs of the firewall's CPU per call on a slow machine:
+/// a pipe the reactor watches wakes it on every write, even while the task
+/// that reads it sleeps. Each pause costs a registration and a timer, so it
+/// is as long as the server's pace allows ([`relay_pause`]).
 async fn relay_into(name: &str, from: OwnedFd, out: &mut impl FnMut(&[u8])) {
     use tokio::net::unix::pipe::Receiver;
     let mut lines = Relayed::new(name);
     let mut read = vec![0u8; 64 * 1024];
     let mut fd = from;
+    let mut pause = RELAY_GATHER;
     loop {
         let Ok(pipe) = Receiver::from_owned_fd(fd) else {
             break;
@@ -397,10 +410,14 @@ async fn relay_into(name: &str, from: OwnedFd, out: &mut impl FnMut(&[u8])) {
         if pipe.readable().await.is_err() {
             break;
         }
+        let mut got = 0;
         let ended = loop {
             match pipe.try_read(&mut read) {
                 Ok(0) => break true,
-                Ok(n) => lines.feed(&read[..n], out),
+                Ok(n) => {
+                    got += n;
+                    lines.feed(&read[..n], out);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => break true,
@@ -410,9 +427,27 @@ async fn relay_into(name: &str, from: OwnedFd, out: &mut impl FnMut(&[u8])) {
             Ok(fd) if !ended => fd,
             _ => break,
         };
-        tokio::time::sleep(GATHER).await;
+        pause = relay_pause(pause, got);
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
     }
     lines.finish(out);
+}
+
+/// The pause before the next read of an upstream's stderr, after one that
+/// found `got` bytes gathered over `last`: at that pace, at most
+/// [`RELAY_ROOM`] gathers, and never more than [`RELAY_GATHER`] goes by. A
+/// server that logs a line per call is read a few times a second; one that
+/// fills its pipe is read again at once.
+fn relay_pause(last: Duration, got: usize) -> Duration {
+    let pace = last.max(RELAY_MIN_PAUSE);
+    let pause = pace.mul_f64(RELAY_ROOM as f64 / got.max(1) as f64);
+    if pause < RELAY_MIN_PAUSE {
+        Duration::ZERO
+    } else {
+        pause.min(RELAY_GATHER)
+    }
 }
 
 /// An upstream's stderr cut into lines headed `[name] `, each at most

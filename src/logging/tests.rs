@@ -218,3 +218,45 @@ async fn an_upstreams_pipe_is_read_to_its_end() {
     assert_eq!(lines[999], "[up] line 999\n");
     assert_eq!(lines[1000], "[up] no newline\n");
 }
+
+#[test]
+fn an_upstreams_stderr_is_read_as_often_as_its_pace_needs() {
+    let ms = Duration::from_millis;
+    // A line per call: read a few times a second.
+    assert_eq!(relay_pause(RELAY_GATHER, 200), RELAY_GATHER);
+    assert_eq!(relay_pause(RELAY_GATHER, 0), RELAY_GATHER);
+    // The pipe filled over the whole pause: at that pace, half the time.
+    let full = relay_pause(RELAY_GATHER, 64 * 1024);
+    assert_eq!(full, ms(25));
+    // Still filling: shorter, until it is read again at once.
+    let mut pause = full;
+    for _ in 0..8 {
+        pause = relay_pause(pause, 64 * 1024);
+    }
+    assert_eq!(pause, Duration::ZERO);
+    // Read at once and still finding a full pipe: at once again.
+    assert_eq!(relay_pause(Duration::ZERO, 64 * 1024), Duration::ZERO);
+    // The server quietened: back to the longest pause.
+    assert_eq!(relay_pause(Duration::ZERO, 100), RELAY_GATHER);
+}
+
+#[tokio::test]
+async fn a_chatty_upstream_is_relayed_whole() {
+    // 4 MiB of stderr, far more than the pipe holds: the writer must
+    // finish (it blocks while the pipe is full) and every line arrive.
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let writing = std::thread::spawn(move || {
+        let line = format!("{}\n", "x".repeat(1023));
+        for _ in 0..4096 {
+            writer.write_all(line.as_bytes()).unwrap();
+        }
+    });
+    let mut count = 0;
+    relay_into("up", reader.into(), &mut |line: &[u8]| {
+        assert_eq!(line.len(), "[up] ".len() + 1024);
+        count += 1;
+    })
+    .await;
+    writing.join().unwrap();
+    assert_eq!(count, 4096);
+}
