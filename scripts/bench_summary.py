@@ -78,6 +78,10 @@ def main():
     if beyond is not None:
         rows.append(("  the same, less a bare GET /healthz round trip (httpx's own cost)", fmt(beyond, "ms", True),
                      "(no target)", None))
+    lean = num(r"from http.client\s+p50\s+([+-][\d.]+) ms", httpx)
+    if lean is not None:
+        rows.append(("  the same from Python's http.client (a leaner client)", fmt(lean, "ms", True),
+                     "(no target)", None))
 
     rate64 = num(r"^\s+64\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", t64)
     p99_64 = num(r"^\s+64\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", t64, 3)

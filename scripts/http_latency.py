@@ -11,11 +11,14 @@ Issue 11's row "sequential tools/call over Streamable HTTP ... added over
 stdio". Also times `GET /healthz` on the same connection, which the
 firewall answers at once: that round trip is the client's and the loopback
 HTTP exchange's own cost, which no server can remove, and the last line
-prints what the firewall's HTTP path adds beyond it. Prints numbers;
-asserts nothing.
+prints what the firewall's HTTP path adds beyond it; and makes the same
+calls from Python's `http.client`, whose own HTTP work is a fraction of
+httpx's, for the row as a leaner client sees it. Prints numbers; asserts
+nothing.
 """
 
 import argparse
+from http.client import HTTPConnection
 import json
 import os
 import statistics
@@ -77,6 +80,18 @@ def main():
             start = time.perf_counter()
             client.get(health).read()
             floor.append((time.perf_counter() - start) * 1000)
+        # The same calls from Python's own http.client on a keep-alive
+        # connection: what a leaner client sees of the same firewall.
+        host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+        lean_client = HTTPConnection(host, int(port))
+        lean = []
+        for i in range(args.calls + 1, 2 * args.calls + 1):
+            body = json.dumps(call(i))
+            start = time.perf_counter()
+            lean_client.request("POST", "/mcp", body=body, headers=headers)
+            lean_client.getresponse().read()
+            lean.append((time.perf_counter() - start) * 1000)
+        lean_client.close()
     fw.kill()
     fw.wait()
 
@@ -106,7 +121,8 @@ def main():
     fw.kill()
     fw.wait()
 
-    for name, s in (("streamable-http", http), ("stdio", stdio), ("GET /healthz", floor)):
+    for name, s in (("streamable-http", http), ("stdio", stdio), ("GET /healthz", floor),
+                    ("http.client", lean)):
         print(f"{name:16} p50 {statistics.median(s):7.3f} ms   p99 {percentile(s, 0.99):7.3f} ms   ({len(s)} calls)")
     # The firewall's own CPU (all its threads) per call: steadier than
     # latency on a shared machine, and what caps throughput.
@@ -118,6 +134,8 @@ def main():
     # (httpx building the request and parsing the answer, the loopback TCP
     # exchange): the firewall's own Streamable HTTP handling.
     print(f"HTTP over stdio beyond a bare round trip  p50 {added - statistics.median(floor):+7.3f} ms")
+    # The same row from a client whose own HTTP work is small.
+    print(f"HTTP over stdio from http.client  p50 {statistics.median(lean) - statistics.median(stdio):+7.3f} ms")
 
 
 if __name__ == "__main__":
