@@ -92,6 +92,24 @@ impl Scope {
         })
     }
 
+    /// Run `work` on the calling task as if it were one of this scope's:
+    /// with the scope as its own, and dropped when the scope closes. Not
+    /// tracked: the caller waits for it.
+    pub async fn run<F>(&self, work: F)
+    where
+        F: Future<Output = ()>,
+    {
+        let cancel = self.cancel.clone();
+        CURRENT
+            .scope(self.clone(), async move {
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = work => {}
+                }
+            })
+            .await
+    }
+
     /// Spawn `task` into this scope without dropping it at close: it must
     /// end by itself once [`Scope::is_closed`] (see [`cancelled`]).
     pub fn spawn_lingering<F>(&self, task: F) -> JoinHandle<()>
@@ -244,5 +262,27 @@ mod tests {
             let _ = tx.send(());
         });
         assert!(rx.await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn work_run_in_a_scope_spawns_into_it_and_ends_with_it() {
+        let scope = Scope::new();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let closer = scope.clone();
+        scope
+            .run(async move {
+                assert!(Scope::current().is_some());
+                // What it spawns through the task-local scope is the scope's.
+                spawn(async move {
+                    let _keep = tx;
+                    std::future::pending::<()>().await
+                });
+                closer.close();
+                // Dropped at the close, not waited for.
+                std::future::pending::<()>().await
+            })
+            .await;
+        assert!(scope.finished(Duration::from_secs(5)).await);
+        assert!(rx.recv().await.is_none());
     }
 }

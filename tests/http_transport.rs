@@ -711,6 +711,37 @@ async fn delete_ends_the_session_and_frees_its_slot() {
     assert!(tools["result"]["tools"].is_array(), "{tools}");
 }
 
+/// A sequential call is handed to the proxy on its connection's task
+/// (nothing else is running), not on a task of its own: it must still be
+/// one of its session's, ended and recorded as `abandoned` when the session
+/// is deleted, with its upstream stopped.
+#[tokio::test]
+async fn a_call_in_flight_ends_with_its_session() {
+    let server = start(wrap_fixture());
+    let raw = Raw::open(&server, None).await;
+    let call = raw
+        .post(&rpc(
+            2,
+            "tools/call",
+            json!({"name": "slow", "arguments": {"seconds": 600}}),
+        ))
+        .await;
+    assert_eq!(call.status(), StatusCode::OK);
+    let decided = server.wait_audit("the slow call's decision", |r| {
+        r["event"] == "call.decided" && r["target"] == "slow"
+    });
+    let deleted = raw.request(reqwest::Method::DELETE).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    // Its stream ends, without an answer.
+    let rest = call.text().await.unwrap();
+    assert!(!rest.contains("\"result\""), "{rest}");
+    let completed = server.wait_audit("the slow call's outcome", |r| {
+        r["event"] == "call.completed" && r["decision_id"] == decided["decision_id"]
+    });
+    assert_eq!(completed["outcome"], "abandoned", "{completed}");
+    server.wait_children(0);
+}
+
 #[tokio::test]
 async fn healthz_and_readyz() {
     let server = start(wrap_fixture());

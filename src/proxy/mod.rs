@@ -92,6 +92,33 @@ pub const CLIENT_QUEUE: usize = 1024;
 /// client are still read (a call in flight may be waiting for one).
 pub const MAX_REQUESTS_IN_FLIGHT: usize = 256;
 
+/// Client requests running on their tasks, in every session of the
+/// process ([`requests_running`]).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many client requests are running on their tasks, process-wide: how
+/// busy the runtime is, for a transport choosing whether to hand a request
+/// over to another worker (`HttpSession::feed`).
+pub fn requests_running() -> usize {
+    RUNNING.load(Ordering::Relaxed)
+}
+
+/// A request counted in [`requests_running`] while it lives.
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        RUNNING.fetch_add(1, Ordering::Relaxed);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Calls one session may have running as the firewall's own tasks. A task
 /// is answered at once and runs on, so tasks have their own bound (a
 /// client must still be able to poll and cancel them when it is reached).
@@ -336,9 +363,11 @@ impl Proxy {
                     return;
                 };
                 let proxy = self.clone();
+                let running = Running::start();
                 self.scope.spawn(async move {
                     proxy.handle_request(id, method, params).await;
                     drop(slot);
+                    drop(running);
                 });
             }
             Message::Notification { method, params } => {

@@ -278,13 +278,23 @@ impl HttpSession {
             // A cancelled request gets no response: stop waiting for one.
             self.forget(&id.to_string());
         }
-        // On a task of its own, even for a request (which only takes a slot
-        // and spawns the request's task). Run here instead, it saved a
-        // wake-up per sequential call but left the request's task in this
-        // worker's LIFO slot, which the other worker cannot steal: 64
-        // sessions each with its own upstream process lost ~10 % of their
-        // calls/s (docs/performance.md).
+        // A request only takes a slot and spawns the request's task. While
+        // fewer requests run than the runtime has workers, that is done
+        // here: the request's task then starts on this worker, and nothing
+        // wakes another one (two `futex` calls and a thread switched to, per
+        // sequential call). Under load it is done on a task of its own:
+        // the request's task would otherwise wait in this worker's LIFO
+        // slot, which the other worker cannot steal, and 64 sessions each
+        // with its own upstream process lost ~10 % of their calls/s
+        // (docs/performance.md). Other messages always get a task of their
+        // own: a notification's handling awaits, and must go on if the
+        // client drops the connection.
         let proxy = self.proxy.clone();
+        if matches!(message, Message::Request { .. })
+            && crate::proxy::requests_running() < workers()
+        {
+            return self.scope.run(proxy.handle_message(message)).await;
+        }
         let task = self
             .scope
             .spawn(async move { proxy.handle_message(message).await });
@@ -472,6 +482,12 @@ fn refuse_server_request(session: &HttpSession, id: &Value, message: &Value) {
     session
         .scope
         .spawn(async move { proxy.handle_message(error).await });
+}
+
+/// The runtime's workers (read once).
+fn workers() -> usize {
+    static WORKERS: OnceLock<usize> = OnceLock::new();
+    *WORKERS.get_or_init(|| tokio::runtime::Handle::current().metrics().num_workers())
 }
 
 #[cfg(test)]
