@@ -70,6 +70,10 @@ const RELAY_GATHER: Duration = Duration::from_millis(50);
 /// Linux pipe's 64 KiB, so a server is not held up writing its stderr.
 const RELAY_ROOM: usize = 32 * 1024;
 
+/// How long an upstream's stderr is still read once the server is gone:
+/// its last words as it is stopped.
+const RELAY_LAST_WORDS: Duration = Duration::from_secs(2);
+
 /// Below this a pause is not worth its timer: read again at once.
 const RELAY_MIN_PAUSE: Duration = Duration::from_millis(1);
 
@@ -383,9 +387,11 @@ impl Queue {
 }
 
 /// Relay the lines an upstream server writes on its stderr (the pipe
-/// `from`) to the firewall's, each headed `[name] `, until it closes.
-pub async fn relay(name: &str, from: OwnedFd) {
-    relay_into(name, from, &mut write_raw).await;
+/// `from`) to the firewall's, each headed `[name] `, until it closes or,
+/// once `gone` (the server was stopped or exited), for at most
+/// [`RELAY_LAST_WORDS`] more.
+pub async fn relay(name: &str, from: OwnedFd, gone: impl Future<Output = ()>) {
+    relay_into(name, from, gone, &mut write_raw).await;
 }
 
 /// [`relay`], each line (ending in a newline) handed to `out`.
@@ -397,42 +403,75 @@ pub async fn relay(name: &str, from: OwnedFd) {
 /// a pipe the reactor watches wakes it on every write, even while the task
 /// that reads it sleeps. Each pause costs a registration and a timer, so it
 /// is as long as the server's pace allows ([`relay_pause`]).
-async fn relay_into(name: &str, from: OwnedFd, out: &mut impl FnMut(&[u8])) {
+async fn relay_into(
+    name: &str,
+    from: OwnedFd,
+    gone: impl Future<Output = ()>,
+    out: &mut impl FnMut(&[u8]),
+) {
     use tokio::net::unix::pipe::Receiver;
     let mut lines = Relayed::new(name);
     let mut read = vec![0u8; 64 * 1024];
     let mut fd = from;
     let mut pause = RELAY_GATHER;
+    // A process that left the server's group (`setsid`) may hold the pipe
+    // open after the server is stopped: the relay does not wait for it.
+    let stop = async {
+        gone.await;
+        tokio::time::sleep(RELAY_LAST_WORDS).await
+    };
+    tokio::pin!(stop);
+    let mut stopped = false;
     loop {
         let Ok(pipe) = Receiver::from_owned_fd(fd) else {
             break;
         };
-        if pipe.readable().await.is_err() {
-            break;
-        }
-        let mut got = 0;
-        let ended = loop {
-            match pipe.try_read(&mut read) {
-                Ok(0) => break true,
-                Ok(n) => {
-                    got += n;
-                    lines.feed(&read[..n], out);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break true,
+        if stopped {
+            // What came during the last pause, if the reactor says so at once.
+            let _ = tokio::time::timeout(RELAY_MIN_PAUSE, pipe.readable()).await;
+        } else {
+            tokio::select! {
+                ready = pipe.readable() => if ready.is_err() { break },
+                () = &mut stop => stopped = true,
             }
-        };
+        }
+        let (got, ended) = drain(&pipe, &mut read, &mut lines, out);
         fd = match pipe.into_nonblocking_fd() {
-            Ok(fd) if !ended => fd,
+            Ok(fd) if !ended && !stopped => fd,
             _ => break,
         };
         pause = relay_pause(pause, got);
         if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = &mut stop, if !stopped => stopped = true,
+            }
         }
     }
     lines.finish(out);
+}
+
+/// Read what the pipe holds into `lines`: how many bytes, and whether
+/// it ended (closed, or failed).
+fn drain(
+    pipe: &tokio::net::unix::pipe::Receiver,
+    read: &mut [u8],
+    lines: &mut Relayed,
+    out: &mut impl FnMut(&[u8]),
+) -> (usize, bool) {
+    let mut got = 0;
+    loop {
+        match pipe.try_read(read) {
+            Ok(0) => return (got, true),
+            Ok(n) => {
+                got += n;
+                lines.feed(&read[..n], out);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (got, false),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return (got, true),
+        }
+    }
 }
 
 /// The pause before the next read of an upstream's stderr, after one that

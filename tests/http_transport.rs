@@ -742,6 +742,56 @@ async fn a_call_in_flight_ends_with_its_session() {
     server.wait_children(0);
 }
 
+/// A hostile upstream starts a process that leaves its group (`setsid`)
+/// and keeps its stderr open. Stopping the server with its session cannot
+/// kill that process, but the firewall must not keep reading its pipe for
+/// ever: a task and a descriptor per session, without end. Before, the
+/// relay waited for the pipe to close.
+#[tokio::test]
+async fn an_escaped_process_does_not_keep_the_firewall_reading_its_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("escaped.pid");
+    let script = format!(
+        "setsid sleep 3600 </dev/null >/dev/null & echo $! > '{}'; exec '{}'",
+        pid_file.display(),
+        fixture_bin()
+    );
+    let server = start(listening().arg("--").arg("sh").arg("-c").arg(&script));
+    let raw = Raw::open(&server, None).await;
+    let escaped: u32 = wait_for(WAIT, || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    })
+    .expect("the escaped process's pid");
+    let _kill = KillOnDrop(escaped);
+    let stderr_pipe = std::fs::read_link(format!("/proc/{escaped}/fd/2")).unwrap();
+    let held = || {
+        std::fs::read_dir(format!("/proc/{}/fd", server.child.id()))
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .any(|target| target == stderr_pipe)
+    };
+    assert!(held(), "the firewall reads {stderr_pipe:?}");
+    let deleted = raw.request(reqwest::Method::DELETE).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    server.wait_children(0);
+    // The escaped process lives on, holding the pipe; the firewall lets go.
+    assert!(std::path::Path::new(&format!("/proc/{escaped}")).exists());
+    let let_go = wait_for(WAIT, || (!held()).then_some(()));
+    assert!(let_go.is_some(), "the firewall still holds {stderr_pipe:?}");
+}
+
+/// Kills a process the test started indirectly, however the test ends.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a pid this test's upstream started.
+        unsafe {
+            libc::kill(self.0 as i32, libc::SIGKILL);
+        }
+    }
+}
+
 #[tokio::test]
 async fn healthz_and_readyz() {
     let server = start(wrap_fixture());

@@ -208,9 +208,12 @@ async fn an_upstreams_pipe_is_read_to_its_end() {
         write!(writer, "no newline").unwrap();
     });
     let mut lines = Vec::new();
-    relay_into("up", reader.into(), &mut |line: &[u8]| {
-        lines.push(String::from_utf8(line.to_vec()).unwrap())
-    })
+    relay_into(
+        "up",
+        reader.into(),
+        std::future::pending(),
+        &mut |line: &[u8]| lines.push(String::from_utf8(line.to_vec()).unwrap()),
+    )
     .await;
     writing.join().unwrap();
     assert_eq!(lines.len(), 1001);
@@ -252,11 +255,33 @@ async fn a_chatty_upstream_is_relayed_whole() {
         }
     });
     let mut count = 0;
-    relay_into("up", reader.into(), &mut |line: &[u8]| {
-        assert_eq!(line.len(), "[up] ".len() + 1024);
-        count += 1;
-    })
+    relay_into(
+        "up",
+        reader.into(),
+        std::future::pending(),
+        &mut |line: &[u8]| {
+            assert_eq!(line.len(), "[up] ".len() + 1024);
+            count += 1;
+        },
+    )
     .await;
     writing.join().unwrap();
     assert_eq!(count, 4096);
+}
+
+#[tokio::test]
+async fn a_pipe_held_open_after_the_server_is_gone_is_let_go() {
+    // A process that left the server's group keeps the pipe's write end:
+    // it never closes.
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    writeln!(writer, "last words").unwrap();
+    let mut lines = Vec::new();
+    let mut out = |line: &[u8]| lines.push(String::from_utf8(line.to_vec()).unwrap());
+    let relay = relay_into("up", reader.into(), std::future::ready(()), &mut out);
+    // Its last words are read, then the pipe is let go
+    // ([`RELAY_LAST_WORDS`] later), though it is still open.
+    let ended = tokio::time::timeout(Duration::from_secs(60), relay).await;
+    assert!(ended.is_ok(), "the relay still waits on the pipe");
+    assert_eq!(lines, ["[up] last words\n"]);
+    drop(writer);
 }

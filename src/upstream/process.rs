@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::connection::{
     MAX_UPSTREAM_MESSAGE_BYTES, Outgoing, Upstream, UpstreamError, UpstreamEvent,
@@ -18,17 +19,24 @@ use crate::framing::{Frame, LineReader};
 
 /// An upstream's process group (led by the process we started); killed
 /// when dropped, so no part of a server outlives the firewall or its session.
-pub(super) struct ProcessGroup(pub(super) Option<i32>);
+pub(super) struct ProcessGroup {
+    pgid: Option<i32>,
+    /// Tells the task relaying the server's stderr that the server is gone
+    /// ([`crate::logging::relay`]): a process that left the group may hold
+    /// the pipe open for ever.
+    gone: CancellationToken,
+}
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        if let Some(pgid) = self.0.filter(|&p| p > 0) {
+        if let Some(pgid) = self.pgid.filter(|&p| p > 0) {
             // SAFETY: killpg with a group id we created; an error (the group
             // is already gone) is harmless.
             unsafe {
                 libc::killpg(pgid, libc::SIGKILL);
             }
         }
+        self.gone.cancel();
     }
 }
 
@@ -39,10 +47,9 @@ pub(super) fn start(
     deadline: Duration,
     events: mpsc::Sender<UpstreamEvent>,
 ) -> Result<Arc<Upstream>, UpstreamError> {
-    let mut child = spawn(name, spec)?;
+    let (mut child, group) = spawn(name, spec)?;
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
-    let group = ProcessGroup(child.id().map(|id| id as i32));
     let (upstream, rx) = Upstream::new(name);
     crate::scope::spawn(write_loop(stdin, rx));
     crate::scope::spawn_lingering(read_loop(
@@ -58,24 +65,31 @@ pub(super) fn start(
 
 /// Start the server process, its stderr relayed to the firewall's log
 /// ([`crate::logging::relay`]) by a task that ends when the process
-/// closes it.
-pub(super) fn spawn(name: &str, spec: &ProcessSpec) -> Result<Child, UpstreamError> {
+/// closes it, or soon after the returned group is dropped.
+pub(super) fn spawn(
+    name: &str,
+    spec: &ProcessSpec,
+) -> Result<(Child, ProcessGroup), UpstreamError> {
     let mut child = command(spec).spawn().map_err(|e| UpstreamError::Spawn {
         server: name.to_string(),
         message: format!("{}: {e}", spec.command),
     })?;
+    let group = ProcessGroup {
+        pgid: child.id().map(|id| id as i32),
+        gone: CancellationToken::new(),
+    };
     let stderr = child.stderr.take().expect("stderr is piped");
     match stderr.into_owned_fd() {
         Ok(stderr) => {
             let name = name.to_string();
+            let gone = group.gone.clone().cancelled_owned();
             // On the runtime, not the session's scope: it must read to the
-            // end (the server's last words as it is stopped), and it ends
-            // with the pipe.
-            tokio::spawn(async move { crate::logging::relay(&name, stderr).await });
+            // end (the server's last words as it is stopped).
+            tokio::spawn(async move { crate::logging::relay(&name, stderr, gone).await });
         }
         Err(e) => tracing::warn!(server = %name, "its stderr cannot be relayed: {e}"),
     }
-    Ok(child)
+    Ok((child, group))
 }
 
 fn command(spec: &ProcessSpec) -> Command {

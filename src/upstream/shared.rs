@@ -173,10 +173,9 @@ impl Mux {
         key: String,
         deadline: Duration,
     ) -> Result<Arc<Mux>, UpstreamError> {
-        let mut child = super::process::spawn(name, spec)?;
+        let (mut child, group) = super::process::spawn(name, spec)?;
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
-        let group = super::process::ProcessGroup(child.id().map(|id| id as i32));
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let mux = Arc::new(Mux {
             name: name.to_string(),
