@@ -780,6 +780,50 @@ async fn an_escaped_process_does_not_keep_the_firewall_reading_its_stderr() {
     assert!(let_go.is_some(), "the firewall still holds {stderr_pipe:?}");
 }
 
+/// `--shared`: the one server process crashes while a process it started
+/// with `setsid` keeps its stdout open. The call that crashed it fails at
+/// once, as without that process. Before, the crash was seen only at
+/// end-of-file, so the call waited for the upstream deadline (300 s).
+#[tokio::test]
+async fn a_crashed_shared_upstream_is_seen_though_a_process_it_left_holds_its_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("escaped.pid");
+    let script = format!(
+        "setsid sleep 3600 </dev/null 2>/dev/null & echo $! > '{}'; exec '{}'",
+        pid_file.display(),
+        fixture_bin()
+    );
+    let server = start(
+        listening()
+            .arg("--shared")
+            .arg("--")
+            .arg("sh")
+            .arg("-c")
+            .arg(&script),
+    );
+    let raw = Raw::open(&server, None).await;
+    let escaped: u32 = wait_for(WAIT, || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    })
+    .expect("the escaped process's pid");
+    let _kill = KillOnDrop(escaped);
+    let crash = raw
+        .post(&rpc(
+            2,
+            "tools/call",
+            json!({"name": "crash", "arguments": {}}),
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        crash.contains("is not running") && !crash.contains("\"result\""),
+        "{crash}"
+    );
+    assert!(std::path::Path::new(&format!("/proc/{escaped}")).exists());
+}
+
 /// Kills a process the test started indirectly, however the test ends.
 struct KillOnDrop(u32);
 

@@ -359,6 +359,52 @@ fn a_crashed_upstream_fails_its_calls_clearly() {
     fw.wait_audit("upstream.exited", |r| r["event"] == "upstream.exited");
 }
 
+/// The server starts a process that leaves its group (`setsid`) and keeps
+/// its stdout, then crashes. Its stdout never reaches its end, but the
+/// server is gone: its calls fail at once, as without that process. Before,
+/// the crash was seen only at end-of-file, so the call waited for the
+/// upstream deadline (300 s), and every later call with it.
+#[test]
+fn a_crashed_upstream_is_seen_though_a_process_it_left_holds_its_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("escaped.pid");
+    let script = format!(
+        "setsid sleep 3600 </dev/null 2>/dev/null & echo $! > '{}'; exec '{}'",
+        pid_file.display(),
+        fixture_bin()
+    );
+    let mut fw = Builder::new().wrap(&["sh", "-c", &script]);
+    fw.initialize();
+    let escaped: i32 = wait_for(WAIT, || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    })
+    .expect("the escaped process's pid");
+    let _kill = KillOnDrop(escaped);
+    let crash = fw.call("crash", json!({}));
+    let message = crash["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("upstream") && message.contains("not running"),
+        "{crash}"
+    );
+    let after = fw.call("echo", json!({"text": "x"}));
+    assert_eq!(after["error"]["code"], -32003, "{after}");
+    fw.wait_audit("upstream.exited", |r| r["event"] == "upstream.exited");
+    // The escaped process still holds the pipe.
+    assert!(std::path::Path::new(&format!("/proc/{escaped}")).exists());
+}
+
+/// Kills a process the test's upstream started, however the test ends.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a pid this test's upstream started.
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+        }
+    }
+}
+
 #[test]
 fn stdin_closing_ends_the_firewall_cleanly() {
     let mut fw = Builder::new().wrap_fixture();

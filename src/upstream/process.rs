@@ -125,7 +125,7 @@ async fn write_loop(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receive
 async fn read_loop(
     upstream: Arc<Upstream>,
     stdout: tokio::process::ChildStdout,
-    mut child: Child,
+    child: Child,
     group: ProcessGroup,
     deadline: Duration,
     events: mpsc::Sender<UpstreamEvent>,
@@ -134,16 +134,20 @@ async fn read_loop(
     // firewall stops): whatever is left of the server's group is killed.
     let group = group;
     let mut lines = LineReader::new(stdout, MAX_UPSTREAM_MESSAGE_BYTES).deadline(deadline);
+    let mut exit = Exit::new(child);
     loop {
         let next = tokio::select! {
             next = lines.next() => next,
+            () = exit.stdout_done() => {
+                exit.held_open(upstream.name());
+                break;
+            }
             _ = crate::scope::cancelled() => {
                 // The session closed: stop the whole server and reap it
                 // here, so nothing of it is left running or a zombie.
                 drop(group);
-                let _ = child.start_kill();
-                let status = child.wait().await;
-                tracing::debug!(server = %upstream.name(), "stopped with its session: {status:?}");
+                let status = exit.kill().await;
+                tracing::debug!(server = %upstream.name(), "stopped with its session: {status}");
                 return;
             }
         };
@@ -169,9 +173,74 @@ async fn read_loop(
             }
         }
     }
-    let status = match child.wait().await {
+    upstream.finish(&events, exit.status().await).await;
+}
+
+/// How long a server's stdout is still read once the process has exited:
+/// the answers it wrote last.
+const LAST_WORDS: Duration = Duration::from_secs(2);
+
+/// A server process whose stdout is being read, and whether it has exited.
+pub(super) struct Exit {
+    child: Child,
+    /// How it exited, once it has, and until when its stdout is read.
+    exited: Option<(String, tokio::time::Instant)>,
+}
+
+impl Exit {
+    pub(super) fn new(child: Child) -> Exit {
+        Exit {
+            child,
+            exited: None,
+        }
+    }
+
+    /// Resolves [`LAST_WORDS`] after the process exited: its stdout is done
+    /// with even if still open (a process it started that left its group
+    /// may hold it), so the server is seen to be gone. Cancel-safe: a read
+    /// loop polls it beside its next line.
+    pub(super) async fn stdout_done(&mut self) {
+        let until = match &self.exited {
+            Some((_, until)) => *until,
+            None => {
+                let status = describe(self.child.wait().await);
+                let until = tokio::time::Instant::now() + LAST_WORDS;
+                self.exited = Some((status, until));
+                until
+            }
+        };
+        tokio::time::sleep_until(until).await
+    }
+
+    /// Say why a read loop stops with the server's stdout still open.
+    pub(super) fn held_open(&self, server: &str) {
+        tracing::warn!(
+            server,
+            "it exited, but its stdout is still held open (by a process it started?): taken as closed"
+        );
+    }
+
+    /// Kill the process (if it still runs) and reap it: how it ended.
+    pub(super) async fn kill(&mut self) -> String {
+        if let Some((status, _)) = &self.exited {
+            return status.clone();
+        }
+        let _ = self.child.start_kill();
+        describe(self.child.wait().await)
+    }
+
+    /// How the process ended, waiting for it if need be.
+    pub(super) async fn status(mut self) -> String {
+        match self.exited.take() {
+            Some((status, _)) => status,
+            None => describe(self.child.wait().await),
+        }
+    }
+}
+
+fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
         Ok(status) => status.to_string(),
         Err(e) => format!("wait failed: {e}"),
-    };
-    upstream.finish(&events, status).await;
+    }
 }

@@ -563,14 +563,22 @@ async fn write_lines(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receiv
 async fn read_lines(
     mux: Arc<Mux>,
     stdout: tokio::process::ChildStdout,
-    mut child: tokio::process::Child,
+    child: tokio::process::Child,
     group: super::process::ProcessGroup,
     deadline: Duration,
 ) {
     let _group = group;
     let mut lines = LineReader::new(stdout, MAX_UPSTREAM_MESSAGE_BYTES).deadline(deadline);
+    let mut exit = super::process::Exit::new(child);
     loop {
-        match lines.next().await {
+        let next = tokio::select! {
+            next = lines.next() => next,
+            () = exit.stdout_done() => {
+                exit.held_open(&mux.name);
+                break;
+            }
+        };
+        match next {
             Ok(Some(Frame::Line(line))) => {
                 let message = match serde_json::from_slice::<Value>(&line) {
                     Ok(message) => message,
@@ -605,9 +613,5 @@ async fn read_lines(
             }
         }
     }
-    let status = match child.wait().await {
-        Ok(status) => status.to_string(),
-        Err(e) => format!("wait failed: {e}"),
-    };
-    mux.exited(status).await;
+    mux.exited(exit.status().await).await;
 }
