@@ -749,21 +749,8 @@ async fn a_call_in_flight_ends_with_its_session() {
 /// relay waited for the pipe to close.
 #[tokio::test]
 async fn an_escaped_process_does_not_keep_the_firewall_reading_its_stderr() {
-    let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("escaped.pid");
-    let script = format!(
-        "setsid sleep 3600 </dev/null >/dev/null & echo $! > '{}'; exec '{}'",
-        pid_file.display(),
-        fixture_bin()
-    );
-    let server = start(listening().arg("--").arg("sh").arg("-c").arg(&script));
-    let raw = Raw::open(&server, None).await;
-    let escaped: u32 = wait_for(WAIT, || {
-        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
-    })
-    .expect("the escaped process's pid");
-    let _kill = KillOnDrop(escaped);
-    let stderr_pipe = std::fs::read_link(format!("/proc/{escaped}/fd/2")).unwrap();
+    let (server, raw, escaped) = behind_an_escaping_upstream(Held::Stderr, &[]).await;
+    let stderr_pipe = std::fs::read_link(format!("/proc/{}/fd/2", escaped.0)).unwrap();
     let held = || {
         std::fs::read_dir(format!("/proc/{}/fd", server.child.id()))
             .unwrap()
@@ -775,7 +762,7 @@ async fn an_escaped_process_does_not_keep_the_firewall_reading_its_stderr() {
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     server.wait_children(0);
     // The escaped process lives on, holding the pipe; the firewall lets go.
-    assert!(std::path::Path::new(&format!("/proc/{escaped}")).exists());
+    assert!(escaped.alive());
     let let_go = wait_for(WAIT, || (!held()).then_some(()));
     assert!(let_go.is_some(), "the firewall still holds {stderr_pipe:?}");
 }
@@ -786,27 +773,7 @@ async fn an_escaped_process_does_not_keep_the_firewall_reading_its_stderr() {
 /// end-of-file, so the call waited for the upstream deadline (300 s).
 #[tokio::test]
 async fn a_crashed_shared_upstream_is_seen_though_a_process_it_left_holds_its_stdout() {
-    let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("escaped.pid");
-    let script = format!(
-        "setsid sleep 3600 </dev/null 2>/dev/null & echo $! > '{}'; exec '{}'",
-        pid_file.display(),
-        fixture_bin()
-    );
-    let server = start(
-        listening()
-            .arg("--shared")
-            .arg("--")
-            .arg("sh")
-            .arg("-c")
-            .arg(&script),
-    );
-    let raw = Raw::open(&server, None).await;
-    let escaped: u32 = wait_for(WAIT, || {
-        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
-    })
-    .expect("the escaped process's pid");
-    let _kill = KillOnDrop(escaped);
+    let (_server, raw, escaped) = behind_an_escaping_upstream(Held::Stdout, &["--shared"]).await;
     let crash = raw
         .post(&rpc(
             2,
@@ -821,19 +788,21 @@ async fn a_crashed_shared_upstream_is_seen_though_a_process_it_left_holds_its_st
         crash.contains("is not running") && !crash.contains("\"result\""),
         "{crash}"
     );
-    assert!(std::path::Path::new(&format!("/proc/{escaped}")).exists());
+    assert!(escaped.alive());
 }
 
-/// Kills a process the test started indirectly, however the test ends.
-struct KillOnDrop(u32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) with a pid this test's upstream started.
-        unsafe {
-            libc::kill(self.0 as i32, libc::SIGKILL);
-        }
+/// A firewall in front of [`Escape`]'s upstream (with `flags`), a session
+/// opened, and the process the upstream let escape.
+async fn behind_an_escaping_upstream(held: Held, flags: &[&str]) -> (Server, Raw, Escaped) {
+    let escape = Escape::new(held);
+    let mut builder = listening();
+    for flag in flags {
+        builder = builder.arg(flag);
     }
+    let server = start(builder.arg("--").arg("sh").arg("-c").arg(&escape.script));
+    let raw = Raw::open(&server, None).await;
+    let escaped = escape.escaped();
+    (server, raw, escaped)
 }
 
 #[tokio::test]

@@ -345,6 +345,12 @@ fn requests_run_concurrently() {
 fn a_crashed_upstream_fails_its_calls_clearly() {
     let mut fw = Builder::new().wrap_fixture();
     fw.initialize();
+    crash_fails_its_calls_clearly(&mut fw);
+}
+
+/// `crash` the fixture: that call and the next fail at once, naming the
+/// upstream as not running, and its exit is on the record.
+fn crash_fails_its_calls_clearly(fw: &mut Firewall) {
     let crash = fw.call("crash", json!({}));
     let message = crash["error"]["message"]
         .as_str()
@@ -366,43 +372,13 @@ fn a_crashed_upstream_fails_its_calls_clearly() {
 /// upstream deadline (300 s), and every later call with it.
 #[test]
 fn a_crashed_upstream_is_seen_though_a_process_it_left_holds_its_stdout() {
-    let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("escaped.pid");
-    let script = format!(
-        "setsid sleep 3600 </dev/null 2>/dev/null & echo $! > '{}'; exec '{}'",
-        pid_file.display(),
-        fixture_bin()
-    );
-    let mut fw = Builder::new().wrap(&["sh", "-c", &script]);
+    let escape = Escape::new(Held::Stdout);
+    let mut fw = Builder::new().wrap(&["sh", "-c", &escape.script]);
     fw.initialize();
-    let escaped: i32 = wait_for(WAIT, || {
-        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
-    })
-    .expect("the escaped process's pid");
-    let _kill = KillOnDrop(escaped);
-    let crash = fw.call("crash", json!({}));
-    let message = crash["error"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("upstream") && message.contains("not running"),
-        "{crash}"
-    );
-    let after = fw.call("echo", json!({"text": "x"}));
-    assert_eq!(after["error"]["code"], -32003, "{after}");
-    fw.wait_audit("upstream.exited", |r| r["event"] == "upstream.exited");
+    let escaped = escape.escaped();
+    crash_fails_its_calls_clearly(&mut fw);
     // The escaped process still holds the pipe.
-    assert!(std::path::Path::new(&format!("/proc/{escaped}")).exists());
-}
-
-/// Kills a process the test's upstream started, however the test ends.
-struct KillOnDrop(i32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) with a pid this test's upstream started.
-        unsafe {
-            libc::kill(self.0, libc::SIGKILL);
-        }
-    }
+    assert!(escaped.alive());
 }
 
 #[test]

@@ -686,3 +686,70 @@ pub fn one_big_message_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     BIG.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// Which of the fixture's pipes the escaped process of [`Escape`] keeps.
+pub enum Held {
+    Stdout,
+    Stderr,
+}
+
+/// An upstream that starts a process outside its process group (`setsid
+/// sleep 3600`, which the firewall cannot kill with the group) keeping one
+/// of its pipes open, then runs the fixture: run `sh -c SCRIPT`.
+pub struct Escape {
+    _dir: tempfile::TempDir,
+    pid_file: PathBuf,
+    pub script: String,
+}
+
+impl Escape {
+    pub fn new(held: Held) -> Escape {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("escaped.pid");
+        let other = match held {
+            Held::Stdout => "2>/dev/null",
+            Held::Stderr => ">/dev/null",
+        };
+        let script = format!(
+            "setsid sleep 3600 </dev/null {other} & echo $! > '{}'; exec '{}'",
+            pid_file.display(),
+            fixture_bin()
+        );
+        Escape {
+            _dir: dir,
+            pid_file,
+            script,
+        }
+    }
+
+    /// The escaped process, once the upstream started it.
+    pub fn escaped(&self) -> Escaped {
+        let pid = wait_for(WAIT, || {
+            std::fs::read_to_string(&self.pid_file)
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("the escaped process's pid");
+        Escaped(pid)
+    }
+}
+
+/// A process an upstream let escape: killed however the test ends.
+pub struct Escaped(pub u32);
+
+impl Escaped {
+    pub fn alive(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.0)).exists()
+    }
+}
+
+impl Drop for Escaped {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a pid the test's upstream started.
+        unsafe {
+            libc::kill(self.0 as i32, libc::SIGKILL);
+        }
+    }
+}
