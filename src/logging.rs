@@ -70,10 +70,6 @@ const RELAY_GATHER: Duration = Duration::from_millis(50);
 /// Linux pipe's 64 KiB, so a server is not held up writing its stderr.
 const RELAY_ROOM: usize = 32 * 1024;
 
-/// How long an upstream's stderr is still read once the server is gone:
-/// its last words as it is stopped.
-const RELAY_LAST_WORDS: Duration = Duration::from_secs(2);
-
 /// Below this a pause is not worth its timer: read again at once.
 const RELAY_MIN_PAUSE: Duration = Duration::from_millis(1);
 
@@ -387,11 +383,11 @@ impl Queue {
 }
 
 /// Relay the lines an upstream server writes on its stderr (the pipe
-/// `from`) to the firewall's, each headed `[name] `, until it closes or,
-/// once `gone` (the server was stopped or exited), for at most
-/// [`RELAY_LAST_WORDS`] more.
-pub async fn relay(name: &str, from: OwnedFd, gone: impl Future<Output = ()>) {
-    relay_into(name, from, gone, &mut write_raw).await;
+/// `from`) to the firewall's, each headed `[name] `, until it closes or
+/// `stop` resolves (the caller's: a while after the server is gone, for its
+/// last words).
+pub async fn relay(name: &str, from: OwnedFd, stop: impl Future<Output = ()>) {
+    relay_into(name, from, stop, &mut write_raw).await;
 }
 
 /// [`relay`], each line (ending in a newline) handed to `out`.
@@ -406,7 +402,7 @@ pub async fn relay(name: &str, from: OwnedFd, gone: impl Future<Output = ()>) {
 async fn relay_into(
     name: &str,
     from: OwnedFd,
-    gone: impl Future<Output = ()>,
+    stop: impl Future<Output = ()>,
     out: &mut impl FnMut(&[u8]),
 ) {
     use tokio::net::unix::pipe::Receiver;
@@ -416,10 +412,6 @@ async fn relay_into(
     let mut pause = RELAY_GATHER;
     // A process that left the server's group (`setsid`) may hold the pipe
     // open after the server is stopped: the relay does not wait for it.
-    let stop = async {
-        gone.await;
-        tokio::time::sleep(RELAY_LAST_WORDS).await
-    };
     tokio::pin!(stop);
     let mut stopped = false;
     loop {

@@ -277,9 +277,10 @@ async fn a_pipe_held_open_after_the_server_is_gone_is_let_go() {
     writeln!(writer, "last words").unwrap();
     let mut lines = Vec::new();
     let mut out = |line: &[u8]| lines.push(String::from_utf8(line.to_vec()).unwrap());
-    let relay = relay_into("up", reader.into(), std::future::ready(()), &mut out);
-    // Its last words are read, then the pipe is let go
-    // ([`RELAY_LAST_WORDS`] later), though it is still open.
+    let stop = tokio::time::sleep(Duration::from_millis(200));
+    let relay = relay_into("up", reader.into(), stop, &mut out);
+    // Its last words are read, then the pipe is let go when told to stop,
+    // though it is still open.
     let ended = tokio::time::timeout(Duration::from_secs(60), relay).await;
     assert!(ended.is_ok(), "the relay still waits on the pipe");
     assert_eq!(lines, ["[up] last words\n"]);

@@ -65,7 +65,7 @@ pub(super) fn start(
 
 /// Start the server process, its stderr relayed to the firewall's log
 /// ([`crate::logging::relay`]) by a task that ends when the process
-/// closes it, or soon after the returned group is dropped.
+/// closes it, or [`LAST_WORDS`] after the returned group is dropped.
 pub(super) fn spawn(
     name: &str,
     spec: &ProcessSpec,
@@ -82,10 +82,16 @@ pub(super) fn spawn(
     match stderr.into_owned_fd() {
         Ok(stderr) => {
             let name = name.to_string();
-            let gone = group.gone.clone().cancelled_owned();
-            // On the runtime, not the session's scope: it must read to the
-            // end (the server's last words as it is stopped).
-            tokio::spawn(async move { crate::logging::relay(&name, stderr, gone).await });
+            let gone = group.gone.clone();
+            // Its last words, then no more: a process that left the group
+            // may hold the pipe open for ever.
+            let stop = async move {
+                gone.cancelled().await;
+                tokio::time::sleep(LAST_WORDS).await
+            };
+            // On the runtime, not the session's scope: it must read the
+            // server's last words as it is stopped.
+            tokio::spawn(async move { crate::logging::relay(&name, stderr, stop).await });
         }
         Err(e) => tracing::warn!(server = %name, "its stderr cannot be relayed: {e}"),
     }
@@ -176,8 +182,9 @@ async fn read_loop(
     upstream.finish(&events, exit.status().await).await;
 }
 
-/// How long a server's stdout is still read once the process has exited:
-/// the answers it wrote last.
+/// How long a server's pipes are still read once it is gone (stdout once
+/// the process has exited, stderr once its group was dropped): what it
+/// wrote last.
 const LAST_WORDS: Duration = Duration::from_secs(2);
 
 /// A server process whose stdout is being read, and whether it has exited.
