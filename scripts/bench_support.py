@@ -39,11 +39,16 @@ def start_http(cmd, on_line=None):
     process and its `/mcp` URL, read from its log; `None` for the URL when
     it exited before listening. Its stderr is drained from then on (each
     line handed to `on_line`, when given): a full pipe stalled the logging
-    of builds before the log queue (2026-12-07)."""
+    of builds before the log queue (2026-12-07). With `--metrics-listen`,
+    `fw.metrics_url` is the metrics listener's URL."""
     fw = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE)
     url = None
+    fw.metrics_url = None
     for line in fw.stderr:
+        m = re.search(rb"metrics on (http://\S+)", line)
+        if m:
+            fw.metrics_url = m.group(1).decode()
         m = re.search(rb"listening on (http://\S+)", line)
         if m:
             url = m.group(1).decode() + "/mcp"

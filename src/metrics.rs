@@ -39,13 +39,30 @@
 //! | `mcp_firewall_http_refused_total` | counter | `reason` (host, origin, unauthenticated, forbidden, connections, sessions, principal_sessions, body_too_large, body_too_slow, body_over_budget, body_unreadable, malformed) |
 //! | `mcp_firewall_log_lines_dropped_total` | counter | (log lines stderr could not take in time; see [`crate::logging`]) |
 //! | `mcp_firewall_log_lines_suppressed_total` | counter | (log lines over their place's allowance) |
+//! | `mcp_firewall_http_connections` | gauge | `listener` (mcp, approvals, metrics) |
+//! | `mcp_firewall_requests_in_flight` | gauge | (client requests being decided, held or forwarded, every session) |
+//! | `mcp_firewall_runtime_tasks` | gauge | (tasks alive on the async runtime) |
+//!
+//! Beside them, the standard process metrics every Prometheus client
+//! library exports, under their usual unprefixed names so that existing
+//! dashboards and alerts apply: `process_cpu_seconds_total`,
+//! `process_resident_memory_bytes`, `process_virtual_memory_bytes`,
+//! `process_open_fds`, `process_max_fds`, `process_threads` and
+//! `process_start_time_seconds` (read from `/proc/self` at each scrape;
+//! [`ProcessCollector`]). With `mcp_firewall_sessions`, the connections and
+//! the tasks, they show whether the firewall gives back what ended sessions
+//! took: each comes back to where it was when the sessions are gone
+//! (`scripts/soak.py`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -94,6 +111,11 @@ pub struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Listener {
+    pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Result_ {
     pub result: &'static str,
 }
@@ -103,6 +125,8 @@ type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 /// Every metric the firewall keeps.
 pub struct Metrics {
     registry: Registry,
+    /// The standard `process_*` metrics, unprefixed.
+    process: Registry,
     pub decisions: Family<Decision, Counter>,
     pub decision_seconds: Histograms<Method>,
     pub upstream_seconds: Histograms<Upstream>,
@@ -127,6 +151,9 @@ pub struct Metrics {
     pub http_refused: Family<Reason, Counter>,
     pub log_lines_dropped: Counter,
     pub log_lines_suppressed: Counter,
+    pub http_connections: Family<Listener, Gauge>,
+    requests_in_flight: Gauge,
+    runtime_tasks: Gauge,
 }
 
 /// 50 µs .. ~26 s, doubling: decisions are tens of microseconds, upstream
@@ -144,6 +171,7 @@ impl Metrics {
     fn new() -> Metrics {
         let mut m = Metrics {
             registry: Registry::with_prefix("mcp_firewall"),
+            process: Registry::default(),
             decisions: Family::default(),
             decision_seconds: Family::new_with_constructor(latency),
             upstream_seconds: Family::new_with_constructor(latency),
@@ -168,6 +196,9 @@ impl Metrics {
             http_refused: Family::default(),
             log_lines_dropped: Counter::default(),
             log_lines_suppressed: Counter::default(),
+            http_connections: Family::default(),
+            requests_in_flight: Gauge::default(),
+            runtime_tasks: Gauge::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -286,16 +317,41 @@ impl Metrics {
             "Log lines not written: their place in the code was over its allowance",
             m.log_lines_suppressed.clone(),
         );
+        r.register(
+            "http_connections",
+            "HTTP connections open, by listener",
+            m.http_connections.clone(),
+        );
+        r.register(
+            "requests_in_flight",
+            "Client requests being decided, held or forwarded, in every session",
+            m.requests_in_flight.clone(),
+        );
+        r.register(
+            "runtime_tasks",
+            "Tasks alive on the async runtime (sessions, connections, calls, upstreams)",
+            m.runtime_tasks.clone(),
+        );
+        m.process.register_collector(Box::new(ProcessCollector));
         m
     }
 
     /// The exposition (OpenMetrics text format).
     pub fn encode(&self) -> String {
-        let held = crate::budget::big_messages().held();
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.message_memory
-            .set(i64::try_from(held).unwrap_or(i64::MAX));
+            .set(gauge(crate::budget::big_messages().held()));
+        self.requests_in_flight
+            .set(gauge(crate::proxy::requests_running()));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.runtime_tasks
+                .set(gauge(runtime.metrics().num_alive_tasks()));
+        }
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &self.process))
+            .and_then(|()| encode_eof(&mut out))
             .expect("writing to a String");
         out
     }
@@ -372,6 +428,118 @@ impl Metrics {
     }
 }
 
+/// The standard `process_*` metrics, read from `/proc/self` at each scrape
+/// (Linux; elsewhere only what `getrlimit` tells).
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// What `/proc/self/stat` says of the process.
+struct Stat {
+    cpu_seconds: f64,
+    threads: i64,
+    start_time_seconds: f64,
+    virtual_bytes: i64,
+    resident_bytes: i64,
+}
+
+impl Stat {
+    fn read() -> Option<Stat> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // After the command name (which may hold spaces and parentheses),
+        // fields from the third (`state`) on; `proc(5)` numbers them from 1.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+        // SAFETY: sysconf only reads configuration.
+        let (ticks, page) = unsafe {
+            (
+                libc::sysconf(libc::_SC_CLK_TCK),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        let (ticks, page) = (ticks.max(1) as f64, u64::try_from(page).unwrap_or(4096));
+        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|t| t.trim().parse::<u64>().ok())
+        })?;
+        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Some(Stat {
+            cpu_seconds: (field(14)? + field(15)?) as f64 / ticks,
+            threads: as_i64(field(20)?),
+            start_time_seconds: boot as f64 + field(22)? as f64 / ticks,
+            virtual_bytes: as_i64(field(23)?),
+            resident_bytes: as_i64(field(24)?.saturating_mul(page)),
+        })
+    }
+}
+
+/// Descriptors open now (the directory's own excluded).
+fn open_fds() -> Option<i64> {
+    let n = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    i64::try_from(n.saturating_sub(1)).ok()
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut gauge = |name: &str, help: &str, unit, value: i64| {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, unit, gauge.metric_type())?)
+        };
+        let limit = crate::downstream::http::front_door::open_file_limit();
+        if let Ok(limit) = i64::try_from(limit) {
+            gauge(
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                None,
+                limit,
+            )?;
+        }
+        if let Some(fds) = open_fds() {
+            gauge(
+                "process_open_fds",
+                "Number of open file descriptors",
+                None,
+                fds,
+            )?;
+        }
+        let Some(stat) = Stat::read() else {
+            return Ok(());
+        };
+        gauge(
+            "process_threads",
+            "Number of OS threads in the process",
+            None,
+            stat.threads,
+        )?;
+        gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            None,
+            stat.resident_bytes,
+        )?;
+        gauge(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes",
+            None,
+            stat.virtual_bytes,
+        )?;
+        let start = ConstGauge::new(stat.start_time_seconds);
+        start.encode(encoder.encode_descriptor(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch in seconds",
+            None,
+            start.metric_type(),
+        )?)?;
+        let cpu = ConstCounter::new(stat.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            None,
+            cpu.metric_type(),
+        )?)
+    }
+}
+
 /// The process's metrics.
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -435,7 +603,7 @@ pub async fn serve(
     // deadline and a connection cap. Served bare, every idle connection
     // to this port held a descriptor for ever, and enough of them left the
     // process none for its clients, upstreams or audit log.
-    crate::downstream::http::front_door::serve_beside(listener, app, MAX_CONNECTIONS);
+    crate::downstream::http::front_door::serve_beside(listener, app, "metrics", MAX_CONNECTIONS);
     Ok(bound)
 }
 
@@ -466,5 +634,10 @@ mod tests {
             "{text}"
         );
         assert!(text.trim_end().ends_with("# EOF"));
+        // The process metrics follow, unprefixed, before the one `# EOF`.
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+        assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
+        assert!(!text.contains("mcp_firewall_process_"), "{text}");
     }
 }

@@ -2285,3 +2285,163 @@ async fn trickled_request_bodies_are_counted_and_cut_off() {
     });
     Raw::open(&server, Some(ALICE_TOKEN)).await;
 }
+
+/// The firewall's gauges on its metrics listener, by series as written.
+fn gauges(port: u16) -> std::collections::BTreeMap<String, f64> {
+    let (_, text) = scrape_metrics(port);
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// What must come back to where it was once sessions are over.
+fn held(port: u16) -> [f64; 5] {
+    let g = gauges(port);
+    let sessions = g
+        .iter()
+        .filter(|(k, _)| k.starts_with("mcp_firewall_sessions{"))
+        .map(|(_, v)| v)
+        .sum();
+    [
+        sessions,
+        g[r#"mcp_firewall_http_connections{listener="mcp"}"#],
+        g["mcp_firewall_requests_in_flight"],
+        g["mcp_firewall_runtime_tasks"],
+        g["process_open_fds"],
+    ]
+}
+
+/// A legacy HTTP+SSE session: open the stream, initialize through its
+/// endpoint, see the answer, and drop the stream (which ends the session).
+async fn legacy_session(server: &Server) {
+    let http = client();
+    let mut stream = http
+        .get(server.url("/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let endpoint = loop {
+        let chunk = stream.chunk().await.unwrap().expect("the endpoint event");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        if let Some((_, rest)) = seen.split_once("data: ")
+            && let Some((endpoint, _)) = rest.split_once('\n')
+        {
+            break endpoint.trim().to_string();
+        }
+    };
+    let posted = http
+        .post(server.url(&endpoint))
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::ACCEPTED);
+    while !seen.contains("serverInfo") {
+        let chunk = stream.chunk().await.unwrap().expect("the answer");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// Wait until no session, connection, request or upstream process is
+/// left, and (given what was held `before`) no more tasks and at most eight
+/// more descriptors (the approval store's pooled readers, two each): what
+/// is held then.
+async fn settle(server: &Server, port: u16, before: Option<[f64; 5]>) -> [f64; 5] {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let now = held(port);
+        let over = now[..3] == [0.0; 3] && server.children() == 0;
+        let back = before.is_none_or(|b| now[3] <= b[3] && now[4] <= b[4] + 8.0);
+        if over && back {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sessions, connections, requests, tasks, descriptors: {now:?}, before {before:?}; \
+             {} upstream processes",
+            server.children()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One session, ended as `ending` says, after a call.
+async fn churn_one(server: &Server, ending: usize) {
+    if ending == 4 {
+        return legacy_session(server).await;
+    }
+    let raw = Raw::open(server, None).await;
+    let echo = json!({"name": "echo", "arguments": {"text": "x"}});
+    let answer = raw
+        .post(&rpc(2, "tools/call", echo))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(answer.contains("\"result\""), "{answer}");
+    match ending {
+        // DELETE.
+        0 => {
+            let deleted = raw.request(reqwest::Method::DELETE).send().await.unwrap();
+            assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+        }
+        // Gone without a word: idle expiry ends it.
+        1 => {}
+        // Gone with a call in flight (its answer's stream dropped).
+        2 => {
+            let slow = json!({"name": "slow", "arguments": {"seconds": 1, "steps": 1}});
+            let cut = raw.post(&rpc(3, "tools/call", slow)).await;
+            assert_eq!(cut.status(), StatusCode::OK);
+        }
+        // DELETE with a GET stream open.
+        _ => {
+            let stream = raw.request(reqwest::Method::GET).send().await.unwrap();
+            assert_eq!(stream.status(), StatusCode::OK);
+            let deleted = raw.request(reqwest::Method::DELETE).send().await.unwrap();
+            assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+        }
+    }
+}
+
+/// Issue 11, steady under load: sessions ended every way a client can end
+/// them (DELETE; going away, left to idle expiry; going away with a call in
+/// flight; DELETE with a GET stream open; dropping a legacy `/sse` stream)
+/// give back what they took. Sixty sessions from six concurrent clients,
+/// then, once they are over: no session, connection, request in flight or
+/// runtime task more than before, no upstream process, and no descriptor
+/// beyond the approval store's few pooled readers. A hostile client that
+/// churns sessions cannot grow the firewall this way; `scripts/soak.py`
+/// does the same for minutes with the release build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn churned_sessions_leave_nothing_behind() {
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let server = start(
+        with_config("[http]\nsession_idle_timeout_seconds = 1\n")
+            .rego(ALLOW_ALL)
+            .args(&["--metrics-listen", &metrics, "--", fixture_bin()]),
+    );
+    // Warm: one session of each ending, so what is made once (the
+    // store's readers, the tool catalogue) is there before the count.
+    for ending in 0..5 {
+        churn_one(&server, ending).await;
+    }
+    let before = settle(&server, port, None).await;
+    let clients = (0..6).map(|client| {
+        let server = &server;
+        async move {
+            for n in 0..10 {
+                churn_one(server, (client + n) % 5).await;
+            }
+        }
+    });
+    futures::future::join_all(clients).await;
+    let after = settle(&server, port, Some(before)).await;
+    eprintln!("before {before:?}, after {after:?}");
+}

@@ -16,6 +16,17 @@ allow if input.arguments.text == "fine"
 deny contains "not that" if input.arguments.text == "forbidden"
 "#;
 
+/// The standard process metrics, the only names without the prefix.
+const PROCESS: [&str; 7] = [
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_threads",
+    "process_start_time_seconds",
+];
+
 /// Samples by `name{labels}` (labels as written), checking the format:
 /// every sample's family has a `# TYPE`, and the text ends with `# EOF`.
 fn parse(text: &str) -> BTreeMap<String, f64> {
@@ -32,7 +43,10 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
         }
         let (series, value) = line.rsplit_once(' ').expect("`series value`");
         let name = series.split('{').next().unwrap();
-        assert!(name.starts_with("mcp_firewall_"), "{line}");
+        assert!(
+            name.starts_with("mcp_firewall_") || PROCESS.contains(&name),
+            "{line}"
+        );
         assert!(
             typed.iter().any(|family| name.starts_with(family.as_str())),
             "no # TYPE for {line}"
@@ -164,4 +178,58 @@ fn idle_connections_to_the_metrics_port_are_capped() {
         assert!(std::time::Instant::now() < deadline, "{got}");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// What an operator watches for a firewall that holds on to what it should
+/// give back: the standard process metrics (under their usual names, so
+/// existing dashboards apply), the runtime's tasks, the requests in flight
+/// and the open connections, each read at the scrape. The scrape's own
+/// connection is one of the metrics listener's.
+#[test]
+fn a_scrape_shows_the_process_the_runtime_and_open_connections() {
+    let (fw, port) = serving_metrics();
+    let samples = parse(&scrape_metrics(port).1);
+    let get = |series: &str| {
+        samples
+            .get(series)
+            .copied()
+            .unwrap_or_else(|| panic!("no {series} in {samples:#?}"))
+    };
+    for name in PROCESS {
+        assert!(get(name) >= 0.0, "{name}");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", fw.child.id())).unwrap();
+    let threads: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        (get("process_threads") - threads).abs() <= 2.0,
+        "{threads} threads"
+    );
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", fw.child.id()))
+        .unwrap()
+        .count() as f64;
+    assert!((get("process_open_fds") - fds).abs() <= 2.0, "{fds} fds");
+    assert!(get("process_max_fds") >= get("process_open_fds"));
+    assert!(get("process_resident_memory_bytes") > 1e6);
+    assert!(get("process_virtual_memory_bytes") >= get("process_resident_memory_bytes"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = get("process_start_time_seconds");
+    assert!(
+        started <= now + 1.0 && started > now - 600.0,
+        "{started} vs {now}"
+    );
+    assert!(get("mcp_firewall_runtime_tasks") >= 1.0);
+    assert_eq!(get("mcp_firewall_requests_in_flight"), 0.0);
+    assert_eq!(
+        get("mcp_firewall_http_connections{listener=\"metrics\"}"),
+        1.0
+    );
 }

@@ -49,7 +49,7 @@ pub async fn serve(approvals: Arc<Approvals>, addr: SocketAddr) -> std::io::Resu
     approvals.set_callback_base(format!("http://{bound}"));
     let console = console_for(&approvals, bound)?;
     let app = router(approvals, console);
-    front_door::serve_beside(listener, app, MAX_CONNECTIONS);
+    front_door::serve_beside(listener, app, "approvals", MAX_CONNECTIONS);
     tracing::info!(%bound, "approval endpoint listening");
     Ok(bound)
 }

@@ -28,6 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -60,6 +61,8 @@ mcp-firewall: too many open connections; try again shortly\n";
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// The listener's name in `mcp_firewall_http_connections`.
+    pub listener: &'static str,
 }
 
 impl Limits {
@@ -74,6 +77,7 @@ impl Limits {
             header_read_timeout: header_read_timeout.unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
             max_connections: max_connections
                 .unwrap_or_else(|| connections_within(open_file_limit(), max_sessions)),
+            listener: "mcp",
         }
     }
 }
@@ -97,7 +101,7 @@ fn nofile() -> Option<libc::rlimit> {
 }
 
 /// The soft `RLIMIT_NOFILE`; `u64::MAX` when unlimited or unreadable.
-fn open_file_limit() -> u64 {
+pub fn open_file_limit() -> u64 {
     match nofile() {
         Some(limit) if limit.rlim_cur != libc::RLIM_INFINITY => limit.rlim_cur,
         _ => u64::MAX,
@@ -123,9 +127,18 @@ pub fn raise_open_file_limit() {
 
 /// Serve a listener beside the MCP one (approvals, metrics) in the
 /// background until the process ends: the default header-read deadline,
-/// at most `max_connections` connections, no sessions.
-pub fn serve_beside(listener: TcpListener, router: Router, max_connections: usize) {
-    let limits = Limits::new(None, Some(max_connections), 0);
+/// at most `max_connections` connections, no sessions. `name` is the
+/// listener's in the metrics.
+pub fn serve_beside(
+    listener: TcpListener,
+    router: Router,
+    name: &'static str,
+    max_connections: usize,
+) {
+    let limits = Limits {
+        listener: name,
+        ..Limits::new(None, Some(max_connections), 0)
+    };
     tokio::spawn(serve(
         listener,
         router,
@@ -181,6 +194,26 @@ pub async fn serve(
     }
 }
 
+/// A connection counted in `mcp_firewall_http_connections` while it lives.
+struct Open(Gauge);
+
+impl Open {
+    fn count(listener: &'static str) -> Open {
+        let gauge = crate::metrics::metrics()
+            .http_connections
+            .get_or_create(&crate::metrics::Listener { listener })
+            .clone();
+        gauge.inc();
+        Open(gauge)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Serve one accepted connection, holding its slot until it ends.
 async fn connection(
     stream: TcpStream,
@@ -189,6 +222,7 @@ async fn connection(
     _slot: OwnedSemaphorePermit,
     watcher: Watcher,
 ) {
+    let _open = Open::count(limits.listener);
     // Until its first byte a connection is in hyper-util's protocol
     // detection, which has no timer: bound that wait here.
     let mut byte = [0u8; 1];
