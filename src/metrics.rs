@@ -481,26 +481,20 @@ fn open_fds() -> Option<i64> {
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut gauge = |name: &str, help: &str, unit, value: i64| {
+        let mut gauge = |name: &str, help: &str, value: i64| {
             let gauge = ConstGauge::new(value);
-            gauge.encode(encoder.encode_descriptor(name, help, unit, gauge.metric_type())?)
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
         };
         let limit = crate::downstream::http::front_door::open_file_limit();
         if let Ok(limit) = i64::try_from(limit) {
             gauge(
                 "process_max_fds",
                 "Maximum number of open file descriptors",
-                None,
                 limit,
             )?;
         }
         if let Some(fds) = open_fds() {
-            gauge(
-                "process_open_fds",
-                "Number of open file descriptors",
-                None,
-                fds,
-            )?;
+            gauge("process_open_fds", "Number of open file descriptors", fds)?;
         }
         let Some(stat) = Stat::read() else {
             return Ok(());
@@ -508,19 +502,16 @@ impl Collector for ProcessCollector {
         gauge(
             "process_threads",
             "Number of OS threads in the process",
-            None,
             stat.threads,
         )?;
         gauge(
             "process_resident_memory_bytes",
             "Resident memory size in bytes",
-            None,
             stat.resident_bytes,
         )?;
         gauge(
             "process_virtual_memory_bytes",
             "Virtual memory size in bytes",
-            None,
             stat.virtual_bytes,
         )?;
         let start = ConstGauge::new(stat.start_time_seconds);
@@ -603,7 +594,8 @@ pub async fn serve(
     // deadline and a connection cap. Served bare, every idle connection
     // to this port held a descriptor for ever, and enough of them left the
     // process none for its clients, upstreams or audit log.
-    crate::downstream::http::front_door::serve_beside(listener, app, "metrics", MAX_CONNECTIONS);
+    use crate::downstream::http::front_door::{Limits, serve_beside};
+    serve_beside(listener, app, Limits::beside("metrics", MAX_CONNECTIONS));
     Ok(bound)
 }
 

@@ -1323,23 +1323,39 @@ fn a_principal_cannot_file_more_pending_requests_than_the_limit() {
     assert!(text(&theirs).starts_with("Approval pending"), "{theirs}");
 }
 
+/// A firewall holding `write_note` calls, answerable on its approval
+/// listener (returned), with `settings` under `[approval]`.
+fn answerable_with(data: &Path, settings: &str) -> (Firewall, String) {
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("mcp-firewall.toml");
+    std::fs::write(&file, format!("[approval]\n{settings}\n")).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut fw = Builder::new()
+        .rego(HOLD_WRITES)
+        .data_dir(data)
+        .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
+        .args(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--approval-listen",
+            &listen,
+        ])
+        .keep(config)
+        .wrap_fixture();
+    fw.initialize();
+    (fw, listen)
+}
+
 /// A client that sends part of an answer's body and stops is cut off at
-/// the header-read deadline (30 s): `408`, and its connection slot is
-/// free. Before, it held the slot as long as it liked, and 256 such
-/// clients left no slot for an approver's or Slack's answer.
+/// the header-read deadline (`[approval] header_read_timeout_seconds`, 30 s
+/// by default, 2 s here): `408`, and its connection slot is free. Before,
+/// it held the slot as long as it liked, and 256 such clients left no slot
+/// for an approver's or Slack's answer.
 #[test]
 fn a_trickled_answer_is_cut_off_at_the_deadline() {
     use std::io::{Read, Write};
     let data = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut fw = Builder::new()
-        .rego(HOLD_WRITES)
-        .data_dir(data.path())
-        .env("MCP_FIREWALL_WEBHOOK_SECRET", SECRET)
-        .arg("--approval-listen")
-        .arg(&listen)
-        .wrap_fixture();
-    fw.initialize();
+    let (mut fw, listen) = answerable_with(data.path(), "header_read_timeout_seconds = 2");
     let held = fw.call("write_note", json!({"name": "a", "content": "b"}));
     let id = approval_id(&held);
     let mut slow = std::net::TcpStream::connect(&listen).unwrap();
@@ -1354,5 +1370,51 @@ fn a_trickled_answer_is_cut_off_at_the_deadline() {
     let _ = slow.read_to_end(&mut got);
     let got = String::from_utf8_lossy(&got);
     assert!(got.starts_with("HTTP/1.1 408"), "{got}");
-    assert!(got.contains("did not arrive whole within 30s"), "{got}");
+    assert!(got.contains("did not arrive whole within 2s"), "{got}");
+}
+
+/// `[approval] max_connections` caps the approval listener (256 by
+/// default): with the cap at 4 and six idle connections open, one more is
+/// refused at once (`503`); once they close, a request is served again. A
+/// team whose approvers' browsers and bots need more can raise it; before,
+/// the cap was a constant and the setting refused the config.
+#[test]
+fn the_approval_listener_holds_as_many_connections_as_configured() {
+    use std::io::{Read, Write};
+    let data = tempfile::tempdir().unwrap();
+    let (_fw, listen) = answerable_with(data.path(), "max_connections = 4");
+    let get =
+        format!("GET /approvals/apr_none HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n");
+    let answer = |mut stream: std::net::TcpStream| {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let _ = stream.write_all(get.as_bytes());
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got);
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let idle: Vec<std::net::TcpStream> = (0..6)
+        .map(|_| std::net::TcpStream::connect(&listen).unwrap())
+        .collect();
+    // The refusal comes once the firewall has taken the idle ones in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = answer(std::net::TcpStream::connect(&listen).unwrap());
+        if got.starts_with("HTTP/1.1 503") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refused: {got}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(idle);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = answer(std::net::TcpStream::connect(&listen).unwrap());
+        if !got.starts_with("HTTP/1.1 503") && got.starts_with("HTTP/1.1 ") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still refused: {got}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

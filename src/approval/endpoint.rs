@@ -32,9 +32,6 @@ use super::console::{self, Console, Listener};
 use super::service::Approvals;
 use super::store::StoreError;
 
-/// Open connections to the endpoint (answering bots); beyond, 503.
-const MAX_CONNECTIONS: usize = 256;
-
 /// Largest answer body accepted: an answer is three short strings.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -48,8 +45,13 @@ pub async fn serve(approvals: Arc<Approvals>, addr: SocketAddr) -> std::io::Resu
     }
     approvals.set_callback_base(format!("http://{bound}"));
     let console = console_for(&approvals, bound)?;
+    let limits = front_door::Limits {
+        header_read_timeout: approvals.settings.header_read_timeout,
+        max_connections: approvals.settings.max_connections,
+        listener: "approvals",
+    };
     let app = router(approvals, console);
-    front_door::serve_beside(listener, app, "approvals", MAX_CONNECTIONS);
+    front_door::serve_beside(listener, app, limits);
     tracing::info!(%bound, "approval endpoint listening");
     Ok(bound)
 }
@@ -86,21 +88,17 @@ fn console_for(approvals: &Approvals, bound: SocketAddr) -> std::io::Result<Opti
 }
 
 pub fn router(approvals: Arc<Approvals>, console: Option<Arc<Console>>) -> Router {
+    let deadline = approvals.settings.header_read_timeout;
     Router::new()
         .route("/approvals/{id}", get(console::approval_page).post(answer))
         .route("/slack/interactions", post(slack_interaction))
         .merge(console::routes())
         .layer(DefaultBodyLimit::max(MAX_ANSWER_BYTES))
-        // Bodies within the header-read deadline: 256 clients trickling
-        // answers could otherwise hold every connection slot, and no
-        // approver's or Slack's answer would get in.
-        .layer(axum::middleware::from_fn(|req, next| {
-            body::in_time(
-                MAX_ANSWER_BYTES,
-                front_door::DEFAULT_HEADER_READ_TIMEOUT,
-                req,
-                next,
-            )
+        // Bodies within the header-read deadline: clients trickling answers
+        // could otherwise hold every connection slot, and no approver's or
+        // Slack's answer would get in.
+        .layer(axum::middleware::from_fn(move |req, next| {
+            body::in_time(MAX_ANSWER_BYTES, deadline, req, next)
         }))
         .with_state(Listener { approvals, console })
 }

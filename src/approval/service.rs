@@ -80,6 +80,14 @@ pub struct ApprovalSettings {
     /// requests one principal may have; a call held past it is refused, so
     /// one agent cannot bury the approvers (and the others' requests).
     pub max_pending_per_principal: usize,
+    /// `[approval] max_connections`: connections the approval listener
+    /// (endpoint, console, Slack) holds at once; beyond, `503` at once.
+    pub max_connections: usize,
+    /// `[approval] header_read_timeout_seconds`: how long a connection to
+    /// the approval listener has to send a request's headers, then its
+    /// body (`408`), so clients that trickle cannot keep the slots that
+    /// approvers' and Slack's answers need.
+    pub header_read_timeout: Duration,
 }
 
 /// `[approval.oidc]`, validated; the secret is read at start-up.
@@ -125,6 +133,10 @@ impl ApprovalSettings {
 /// agent would file.
 pub const DEFAULT_MAX_PENDING_PER_PRINCIPAL: usize = 50;
 
+/// Connections the approval listener holds at once, by default: answering
+/// bots, Slack and approvers' browsers need a few each.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
 impl Default for ApprovalSettings {
     fn default() -> Self {
         ApprovalSettings {
@@ -142,6 +154,8 @@ impl Default for ApprovalSettings {
             console_url: None,
             tasks: false,
             max_pending_per_principal: DEFAULT_MAX_PENDING_PER_PRINCIPAL,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: crate::downstream::http::front_door::DEFAULT_HEADER_READ_TIMEOUT,
             oidc: None,
             slack: None,
             teams: None,

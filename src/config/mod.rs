@@ -440,6 +440,19 @@ impl Validator<'_> {
                 settings.max_pending_per_principal = usize::try_from(n).unwrap_or(usize::MAX)
             }
         }
+        if let Some(n) = raw.max_connections {
+            if n == 0 {
+                return Err(self.err(
+                    "approval.max_connections",
+                    "expected a positive number of connections".into(),
+                ));
+            }
+            settings.max_connections = n;
+        }
+        if let Some(secs) = raw.header_read_timeout_seconds {
+            settings.header_read_timeout = positive_secs(secs)
+                .map_err(|m| self.err("approval.header_read_timeout_seconds", m))?;
+        }
         if let Some(url) = &raw.console_url {
             check_console_url(url).map_err(|m| self.err("approval.console_url", m))?;
             settings.console_url = Some(url.trim_end_matches('/').to_string());
@@ -732,6 +745,8 @@ mod tests {
             principal = "alice"
             [approval]
             approvers = "allowed_signers"
+            max_connections = 8
+            header_read_timeout_seconds = 5
             [[upstream]]
             name = "fs"
             command = "npx"
@@ -750,6 +765,11 @@ mod tests {
         assert_eq!(
             cfg.approval.approvers_file,
             Some(PathBuf::from("/etc/fw/allowed_signers"))
+        );
+        assert_eq!(cfg.approval.max_connections, 8);
+        assert_eq!(
+            cfg.approval.header_read_timeout,
+            std::time::Duration::from_secs(5)
         );
         let UpstreamKind::Process(fs) = &cfg.upstreams[0].kind else {
             panic!("expected a process upstream: {cfg:?}");
@@ -862,6 +882,14 @@ mod tests {
             (
                 "[approval]\nwebhook='http://hooks.example.com/x'\n[[upstream]]\nname='a'\ncommand='x'",
                 "approval.webhook",
+            ),
+            (
+                "[approval]\nmax_connections=0\n[[upstream]]\nname='a'\ncommand='x'",
+                "approval.max_connections",
+            ),
+            (
+                "[approval]\nheader_read_timeout_seconds=0\n[[upstream]]\nname='a'\ncommand='x'",
+                "approval.header_read_timeout_seconds",
             ),
             (
                 "[session]\nprincipal='b\u{043e}b'\n[[upstream]]\nname='a'\ncommand='x'",

@@ -127,6 +127,11 @@ pub struct RawApproval {
     pub tasks: Option<bool>,
     /// Unexpired pending requests one principal may have.
     pub max_pending_per_principal: Option<u64>,
+    /// Connections the approval listener holds at once; beyond, 503.
+    pub max_connections: Option<usize>,
+    /// Seconds a connection to the approval listener has to send a
+    /// request's headers, then its body.
+    pub header_read_timeout_seconds: Option<u64>,
     pub oidc: Option<RawOidc>,
     pub slack: Option<RawSlack>,
     pub teams: Option<RawTeams>,

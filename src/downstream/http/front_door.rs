@@ -80,6 +80,17 @@ impl Limits {
             listener: "mcp",
         }
     }
+
+    /// A listener beside the MCP one (approvals, metrics), named `listener`
+    /// in the metrics: the default header-read deadline, at most
+    /// `max_connections` connections.
+    pub fn beside(listener: &'static str, max_connections: usize) -> Limits {
+        Limits {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections,
+            listener,
+        }
+    }
 }
 
 /// Connections that fit under an open-file limit of `fds` with room kept
@@ -126,19 +137,8 @@ pub fn raise_open_file_limit() {
 }
 
 /// Serve a listener beside the MCP one (approvals, metrics) in the
-/// background until the process ends: the default header-read deadline,
-/// at most `max_connections` connections, no sessions. `name` is the
-/// listener's in the metrics.
-pub fn serve_beside(
-    listener: TcpListener,
-    router: Router,
-    name: &'static str,
-    max_connections: usize,
-) {
-    let limits = Limits {
-        listener: name,
-        ..Limits::new(None, Some(max_connections), 0)
-    };
+/// background until the process ends, within `limits`.
+pub fn serve_beside(listener: TcpListener, router: Router, limits: Limits) {
     tokio::spawn(serve(
         listener,
         router,
