@@ -34,6 +34,16 @@ use mcp_firewall::proxy::{CLIENT_QUEUE, Proxy, Shared};
 use mcp_firewall::reload;
 use mcp_firewall::scope::Scope;
 
+/// The process's runtime: every session, connection and upstream on it.
+/// Its workers collect their own heaps as they park
+/// ([`crate::collect_when_parking`]).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(crate::collect_when_parking)
+        .build()
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut config = resolve_config(&args)?;
     if args.shadow {
@@ -61,9 +71,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let listen = config.http.listen;
     let shared = Arc::new(Shared::new(config, policy, audit.clone(), approvals));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     if let Some(every) = audit.checkpoint_every() {
         runtime.spawn(checkpoint_timer(audit.clone(), every));
     }
