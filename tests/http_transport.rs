@@ -2298,21 +2298,43 @@ fn gauges(port: u16) -> std::collections::BTreeMap<String, f64> {
         .collect()
 }
 
-/// What must come back to where it was once sessions are over.
-fn held(port: u16) -> [f64; 5] {
-    let g = gauges(port);
-    let sessions = g
-        .iter()
-        .filter(|(k, _)| k.starts_with("mcp_firewall_sessions{"))
-        .map(|(_, v)| v)
-        .sum();
-    [
-        sessions,
-        g[r#"mcp_firewall_http_connections{listener="mcp"}"#],
-        g["mcp_firewall_requests_in_flight"],
-        g["mcp_firewall_runtime_tasks"],
-        g["process_open_fds"],
-    ]
+/// What must come back to where it was once sessions are over, from the
+/// firewall's metrics.
+#[derive(Debug, Clone, Copy)]
+struct Footprint {
+    sessions: f64,
+    connections: f64,
+    requests: f64,
+    tasks: f64,
+    descriptors: f64,
+}
+
+impl Footprint {
+    fn now(metrics_port: u16) -> Footprint {
+        let g = gauges(metrics_port);
+        Footprint {
+            sessions: g
+                .iter()
+                .filter(|(k, _)| k.starts_with("mcp_firewall_sessions{"))
+                .map(|(_, v)| v)
+                .sum(),
+            connections: g[r#"mcp_firewall_http_connections{listener="mcp"}"#],
+            requests: g["mcp_firewall_requests_in_flight"],
+            tasks: g["mcp_firewall_runtime_tasks"],
+            descriptors: g["process_open_fds"],
+        }
+    }
+
+    /// No session, connection or request left.
+    fn over(&self) -> bool {
+        self.sessions == 0.0 && self.connections == 0.0 && self.requests == 0.0
+    }
+
+    /// No more tasks than `before`, and at most eight more descriptors
+    /// (the approval store's pooled readers, two files each).
+    fn back_to(&self, before: &Footprint) -> bool {
+        self.tasks <= before.tasks && self.descriptors <= before.descriptors + 8.0
+    }
 }
 
 /// A legacy HTTP+SSE session: open the stream, initialize through its
@@ -2349,22 +2371,18 @@ async fn legacy_session(server: &Server) {
 }
 
 /// Wait until no session, connection, request or upstream process is
-/// left, and (given what was held `before`) no more tasks and at most eight
-/// more descriptors (the approval store's pooled readers, two each): what
-/// is held then.
-async fn settle(server: &Server, port: u16, before: Option<[f64; 5]>) -> [f64; 5] {
+/// left, and (given what was held `before`) the tasks and descriptors are
+/// back to it: what is held then.
+async fn settle(server: &Server, metrics_port: u16, before: Option<Footprint>) -> Footprint {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let now = held(port);
-        let over = now[..3] == [0.0; 3] && server.children() == 0;
-        let back = before.is_none_or(|b| now[3] <= b[3] && now[4] <= b[4] + 8.0);
-        if over && back {
+        let now = Footprint::now(metrics_port);
+        if now.over() && server.children() == 0 && before.is_none_or(|b| now.back_to(&b)) {
             return now;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "sessions, connections, requests, tasks, descriptors: {now:?}, before {before:?}; \
-             {} upstream processes",
+            "{now:?}, before {before:?}; {} upstream processes",
             server.children()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
