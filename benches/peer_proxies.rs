@@ -26,6 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use mcp_firewall::testing::free_port;
 use serde_json::json;
 
 const OPEN_DEADLINE: Duration = Duration::from_secs(60);
@@ -121,14 +122,6 @@ fn contenders(work: &Path) -> Vec<Contender> {
             command: Box::new(python),
         },
     ]
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Running(Child);

@@ -196,10 +196,68 @@ impl Drop for PgCluster {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port free now, for a listener that a process started next
+/// binds itself (it must be named before that process starts).
+///
+/// Taken below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`), where nothing that binds
+/// port 0 or connects out gets its port: a port found free by binding port
+/// 0 and letting it go could be handed to another test's server, or to a
+/// connection's source, before the process meant for it bound it, and
+/// that process then failed with "Address already in use" (seen in CI:
+/// the console tests' approval listener). Successive calls in one process
+/// take successive ports, so concurrent tests never pick the same one.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    // Below the range: from 10000 (or 1024 if the range starts lower).
+    let base = if low > 12_000 { 10_000 } else { 1024 };
+    let span = low.saturating_sub(base).max(1);
+    // Test binaries run one after another; each starts where its pid says.
+    let start = std::process::id() % span;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let Ok(port) = u16::try_from(base + offset) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::free_port;
+
+    /// Ports for listeners named before their process starts are distinct,
+    /// free, and below the kernel's ephemeral range, where no port-0 bind or
+    /// outgoing connection of another test can take them meanwhile.
+    #[test]
+    fn free_ports_are_distinct_and_outside_the_ephemeral_range() {
+        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        for port in ports {
+            assert!(port < low, "{port} is in the ephemeral range from {low}");
+            std::net::TcpListener::bind(("127.0.0.1", port)).expect("free");
+        }
+    }
 }

@@ -15,13 +15,10 @@ use serde_json::{Value, json};
 /// CI machines are slow and tests never assert on timing.
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// A port free on loopback now (for listeners the firewall binds itself).
+/// A port free on loopback now (for listeners the firewall binds itself),
+/// outside the range the kernel hands out ([`mcp_firewall::testing::free_port`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    mcp_firewall::testing::free_port()
 }
 
 /// The binary under test. `MCP_FIREWALL_TEST_BIN` points the suite at another
