@@ -2286,18 +2286,6 @@ async fn trickled_request_bodies_are_counted_and_cut_off() {
     Raw::open(&server, Some(ALICE_TOKEN)).await;
 }
 
-/// The firewall's gauges on its metrics listener, by series as written.
-fn gauges(port: u16) -> std::collections::BTreeMap<String, f64> {
-    let (_, text) = scrape_metrics(port);
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
-
 /// What must come back to where it was once sessions are over, from the
 /// firewall's metrics.
 #[derive(Debug, Clone, Copy)]
@@ -2311,7 +2299,7 @@ struct Footprint {
 
 impl Footprint {
     fn now(metrics_port: u16) -> Footprint {
-        let g = gauges(metrics_port);
+        let g = metric_samples(metrics_port);
         Footprint {
             sessions: g
                 .iter()

@@ -663,14 +663,26 @@ pub fn scrape_metrics(port: u16) -> (String, String) {
     (content_type, body.to_string())
 }
 
+/// Every sample on a scrape of `port`, by series as written
+/// (`name{labels}`).
+pub fn metric_samples(port: u16) -> std::collections::BTreeMap<String, f64> {
+    let (_, scraped) = scrape_metrics(port);
+    scraped
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
 /// The value of the sample `name` (no labels) on a scrape of `port`.
 pub fn metric_sample(port: u16, name: &str) -> f64 {
-    let (_, scraped) = scrape_metrics(port);
-    let line = scraped
-        .lines()
-        .find(|l| l.split(' ').next() == Some(name))
-        .unwrap_or_else(|| panic!("no {name} in {scraped}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
+    let samples = metric_samples(port);
+    *samples
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} in {samples:#?}"))
 }
 
 /// Taken by the tests of one file that read a firewall's peak memory, and
