@@ -18,6 +18,13 @@
 //!   over stdio (what the HTTP transport adds) and with floor + direct
 //!   fixture (what the firewall adds over an HTTP echo plus the upstream).
 //!
+//! The rows of each table are measured in turns, [`BLOCK`] calls at a time
+//! (every process started and warmed first): the machine's speed drifts
+//! during a run (other work, frequency, a neighbour on the host), and a
+//! drift that fell on one row while the next ran later put run-to-run swings
+//! of 70 µs into what the firewall adds. Taken in turns, a drift falls on
+//! every row alike. The same for the 32-in-flight rows, burst by burst.
+//!
 //! Run: `cargo bench --bench stdio_latency` after `cargo build --release
 //! --bins` (prints p50/p99/p999 in µs; asserts nothing about them).
 //! `BENCH_CALLS` (default 5000) sets the measured calls per row.
@@ -38,35 +45,58 @@ struct Row {
     p999: f64,
 }
 
-fn measure(name: &str, calls: usize, mut call: impl FnMut(u64) -> Value) -> Row {
-    for i in 0..WARMUP {
-        call(i as u64 + 1);
+/// Calls each row makes at a time before the next row's turn.
+const BLOCK: usize = 100;
+
+/// A row to measure: its name and how it makes call `id`.
+type Caller<'a> = (String, Box<dyn FnMut(u64) -> Value + 'a>);
+
+/// Each row's `calls` round trips, taken in turns of [`BLOCK`] after
+/// [`WARMUP`] calls each.
+fn measure_in_turns(calls: usize, mut rows: Vec<Caller<'_>>) -> Vec<Row> {
+    let mut id = 0;
+    for (_, call) in &mut rows {
+        for _ in 0..WARMUP {
+            id += 1;
+            call(id);
+        }
     }
-    let mut samples = Vec::with_capacity(calls);
-    for i in 0..calls {
-        let start = Instant::now();
-        let resp = call((WARMUP + i) as u64 + 1);
-        samples.push(start.elapsed().as_secs_f64() * 1e6);
-        assert_eq!(resp["result"]["content"][0]["text"], "hello", "{resp}");
+    let mut samples: Vec<Vec<f64>> = rows.iter().map(|_| Vec::with_capacity(calls)).collect();
+    while samples[0].len() < calls {
+        let turn = BLOCK.min(calls - samples[0].len());
+        for ((_, call), samples) in rows.iter_mut().zip(&mut samples) {
+            for _ in 0..turn {
+                id += 1;
+                let start = Instant::now();
+                let resp = call(id);
+                samples.push(start.elapsed().as_secs_f64() * 1e6);
+                assert_eq!(resp["result"]["content"][0]["text"], "hello", "{resp}");
+            }
+        }
     }
-    Row::printed(name, samples)
+    rows.into_iter()
+        .zip(samples)
+        .map(|((name, _), samples)| Row::of(&name, samples))
+        .collect()
 }
 
 impl Row {
-    /// The row of latency `samples` (µs), printed.
-    fn printed(name: &str, mut samples: Vec<f64>) -> Row {
+    /// The row of latency `samples` (µs).
+    fn of(name: &str, mut samples: Vec<f64>) -> Row {
         samples.sort_by(f64::total_cmp);
-        let row = Row {
+        Row {
             name: name.to_string(),
             p50: pct(&samples, 0.5),
             p99: pct(&samples, 0.99),
             p999: pct(&samples, 0.999),
-        };
+        }
+    }
+
+    fn print(&self) {
         println!(
             "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  p999 {:>8.1} µs",
-            row.name, row.p50, row.p99, row.p999
+            self.name, self.p50, self.p99, self.p999
         );
-        row
     }
 }
 
@@ -173,80 +203,120 @@ fn main() {
     let echo = echo_call();
 
     println!("\n-- stdio --");
-    let mut peer = StdioPeer::start(&mut std::process::Command::new(fixture_bin()));
-    let direct = measure("fixture direct (no firewall)", calls, |id| {
-        peer.rpc(id, "tools/call", &echo)
-    });
-    drop(peer);
+    let mut direct = StdioPeer::start(&mut std::process::Command::new(fixture_bin()));
     let mut relayed = std::process::Command::new(std::env::current_exe().unwrap());
     relayed.env(RELAY_FOR, fixture_bin());
-    let mut peer = StdioPeer::start(&mut relayed);
-    let relay_row = measure("bare relay (copies bytes, nothing else)", calls, |id| {
-        peer.rpc(id, "tools/call", &echo)
-    });
-    added(&relay_row, &direct, "direct");
-    drop(peer);
-    let mut stdio_rows = Vec::new();
-    for (i, (name, policy, fsync)) in configs.iter().enumerate() {
-        let mut peer = StdioPeer::start(&mut firewall_cmd(policy, &audit(i, "stdio"), fsync, &[]));
-        let row = measure(&format!("firewall, {name}"), calls, |id| {
-            peer.rpc(id, "tools/call", &echo)
-        });
-        added(&row, &direct, "direct");
-        stdio_rows.push(row);
+    let mut relay = StdioPeer::start(&mut relayed);
+    let mut firewalls: Vec<StdioPeer> = configs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, policy, fsync))| {
+            StdioPeer::start(&mut firewall_cmd(policy, &audit(i, "stdio"), fsync, &[]))
+        })
+        .collect();
+    let mut callers: Vec<Caller<'_>> = vec![
+        caller("fixture direct (no firewall)", &mut direct, &echo),
+        caller("bare relay (copies bytes, nothing else)", &mut relay, &echo),
+    ];
+    for ((name, _, _), peer) in configs.iter().zip(&mut firewalls) {
+        callers.push(caller(&format!("firewall, {name}"), peer, &echo));
     }
+    let stdio_rows = measure_in_turns(calls, callers);
+    let (direct_row, stdio_rows) = stdio_rows.split_first().unwrap();
+    direct_row.print();
+    for row in stdio_rows {
+        row.print();
+        added(row, direct_row, "direct");
+    }
+    let stdio_rows = &stdio_rows[1..];
+    drop((direct, relay, firewalls));
 
     // Group commit: 32 calls in flight at once in one session, so their
-    // records can share an fsync; per-call latency, fsync always vs never.
+    // records can share an fsync; per-call latency, fsync always vs never,
+    // a burst on each in turn.
     println!("\n-- stdio, 32 concurrent calls in one session, policies/ --");
-    let mut burst_rows = Vec::new();
-    for (i, fsync) in ["never", "always"].iter().enumerate() {
-        let mut peer =
-            StdioPeer::start(&mut firewall_cmd(&library, &audit(i, "burst"), fsync, &[]));
-        let rounds = (calls / 32).max(10) as u64;
-        let mut samples = Vec::new();
-        for round in 0..rounds + 5 {
+    let fsyncs = ["never", "always"];
+    let mut peers: Vec<StdioPeer> = fsyncs
+        .iter()
+        .enumerate()
+        .map(|(i, fsync)| {
+            StdioPeer::start(&mut firewall_cmd(&library, &audit(i, "burst"), fsync, &[]))
+        })
+        .collect();
+    let rounds = (calls / 32).max(10) as u64;
+    let mut samples = vec![Vec::new(); fsyncs.len()];
+    for round in 0..rounds + 5 {
+        for (peer, samples) in peers.iter_mut().zip(&mut samples) {
             let latencies = peer.burst(1_000 + round * 32, 32, "tools/call", &echo);
             if round >= 5 {
                 samples.extend(latencies);
             }
         }
-        burst_rows.push(Row::printed(
-            &format!("32 in flight, audit fsync {fsync}"),
-            samples,
-        ));
     }
+    drop(peers);
+    let burst_rows: Vec<Row> = fsyncs
+        .iter()
+        .zip(samples)
+        .map(|(fsync, samples)| Row::of(&format!("32 in flight, audit fsync {fsync}"), samples))
+        .collect();
+    burst_rows.iter().for_each(Row::print);
     added(&burst_rows[1], &burst_rows[0], "fsync never, 32 in flight");
 
     println!("\n-- Streamable HTTP (JSON answers, one keep-alive connection) --");
     let (floor_addr, _floor) = http_floor();
-    let mut peer = HttpPeer::open_session(&floor_addr);
-    let floor = measure("HTTP floor (axum echo, no MCP server)", calls, |id| {
-        peer.rpc(id, "tools/call", &echo)
-    });
+    let servers: Vec<HttpFirewall> = configs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, policy, fsync))| {
+            HttpFirewall::start(firewall_cmd(
+                policy,
+                &audit(i, "http"),
+                fsync,
+                &["--listen", "127.0.0.1:0"],
+            ))
+        })
+        .collect();
+    let mut floor_peer = HttpPeer::open_session(&floor_addr);
+    let mut http_peers: Vec<HttpPeer> = servers
+        .iter()
+        .map(|s| HttpPeer::open_session(&s.addr))
+        .collect();
+    let mut callers: Vec<Caller<'_>> = vec![(
+        "HTTP floor (axum echo, no MCP server)".into(),
+        Box::new(|id| floor_peer.rpc(id, "tools/call", &echo)),
+    )];
+    for ((name, _, _), peer) in configs.iter().zip(&mut http_peers) {
+        let echo = &echo;
+        callers.push((
+            format!("firewall HTTP, {name}"),
+            Box::new(move |id| peer.rpc(id, "tools/call", echo)),
+        ));
+    }
+    let http_rows = measure_in_turns(calls, callers);
+    let (floor, http_rows) = http_rows.split_first().unwrap();
+    floor.print();
     let floor_plus = Row {
         name: "floor + fixture direct".into(),
-        p50: floor.p50 + direct.p50,
-        p99: floor.p99 + direct.p99,
-        p999: floor.p999 + direct.p999,
+        p50: floor.p50 + direct_row.p50,
+        p99: floor.p99 + direct_row.p99,
+        p999: floor.p999 + direct_row.p999,
     };
     println!(
         "{:<44} p50 {:>8.1} µs  (sum of the two p50s, an estimate)",
         floor_plus.name, floor_plus.p50
     );
-    for (i, (name, policy, fsync)) in configs.iter().enumerate() {
-        let server = HttpFirewall::start(firewall_cmd(
-            policy,
-            &audit(i, "http"),
-            fsync,
-            &["--listen", "127.0.0.1:0"],
-        ));
-        let mut peer = HttpPeer::open_session(&server.addr);
-        let row = measure(&format!("firewall HTTP, {name}"), calls, |id| {
-            peer.rpc(id, "tools/call", &echo)
-        });
-        added(&row, &stdio_rows[i], "stdio, same config");
-        added(&row, &floor_plus, "floor + fixture");
-        peer.close();
+    for (row, stdio_row) in http_rows.iter().zip(stdio_rows) {
+        row.print();
+        added(row, stdio_row, "stdio, same config");
+        added(row, &floor_plus, "floor + fixture");
     }
+    http_peers.into_iter().for_each(HttpPeer::close);
+}
+
+/// A row calling `echo` through `peer` over stdio.
+fn caller<'a>(name: &str, peer: &'a mut StdioPeer, echo: &'a Value) -> Caller<'a> {
+    (
+        name.to_string(),
+        Box::new(move |id| peer.rpc(id, "tools/call", echo)),
+    )
 }

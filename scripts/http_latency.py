@@ -13,8 +13,9 @@ firewall answers at once: that round trip is the client's and the loopback
 HTTP exchange's own cost, which no server can remove, and the last line
 prints what the firewall's HTTP path adds beyond it; and makes the same
 calls from Python's `http.client`, whose own HTTP work is a fraction of
-httpx's, for the row as a leaner client sees it. Prints numbers; asserts
-nothing.
+httpx's, for the row as a leaner client sees it. The four kinds of round
+trip are taken in turns of 100 calls, both firewalls running throughout.
+Prints numbers; asserts nothing.
 """
 
 import argparse
@@ -29,6 +30,11 @@ import time
 import httpx
 
 from bench_support import firewall_cpu, start_http
+
+
+# Calls of each kind before measuring, and per turn.
+WARMUP = 100
+TURN = 100
 
 
 def percentile(samples, p):
@@ -54,72 +60,79 @@ def main():
     call = lambda i: {"jsonrpc": "2.0", "id": i, "method": "tools/call",
                       "params": {"name": "echo", "arguments": {"text": "x"}}}
 
-    # Streamable HTTP.
-    fw, url = start_http([args.firewall, "run", "--listen", "127.0.0.1:0", *common,
-                          "--audit-log", os.path.join(work, "http.jsonl"),
-                          "--data-dir", os.path.join(work, "http-data"), "--", args.fixture])
+    # Both firewalls start first; then the four kinds of round trip are
+    # taken in turns of TURN calls, so a drift of the machine's speed
+    # during the run falls on all of them alike (one after the other,
+    # the row swung by more than it measures).
+    fw_http, url = start_http([args.firewall, "run", "--listen", "127.0.0.1:0", *common,
+                               "--audit-log", os.path.join(work, "http.jsonl"),
+                               "--data-dir", os.path.join(work, "http-data"), "--", args.fixture])
+    fw_stdio = subprocess.Popen([args.firewall, "run", *common,
+                                 "--audit-log", os.path.join(work, "stdio.jsonl"),
+                                 "--data-dir", os.path.join(work, "stdio-data"), "--", args.fixture],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def roundtrip(msg):
+        fw_stdio.stdin.write((json.dumps(msg) + "\n").encode())
+        fw_stdio.stdin.flush()
+        while True:
+            line = json.loads(fw_stdio.stdout.readline())
+            if line.get("id") == msg.get("id"):
+                return line
+
+    roundtrip(init)
+    fw_stdio.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
     headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-    http = []
-    floor = []
+    http, floor, lean, stdio = [], [], [], []
+    http_cpu = stdio_cpu = 0.0
+    ids = iter(range(1, 10**9))
     with httpx.Client(timeout=30) as client:
         r = client.post(url, json=init, headers=headers)
         headers["mcp-session-id"] = r.headers["mcp-session-id"]
         headers["mcp-protocol-version"] = "2025-06-18"
         client.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
-        http_cpu = firewall_cpu(fw.pid)
-        for i in range(1, args.calls + 1):
-            start = time.perf_counter()
-            r = client.post(url, json=call(i), headers=headers)
-            r.read()
-            http.append((time.perf_counter() - start) * 1000)
-        http_cpu = firewall_cpu(fw.pid) - http_cpu
         # The client's own floor: the same connection, a GET the firewall
         # answers at once (no session, no policy, no upstream).
         health = url[: -len("/mcp")] + "/healthz"
-        for _ in range(args.calls):
-            start = time.perf_counter()
-            client.get(health).read()
-            floor.append((time.perf_counter() - start) * 1000)
         # The same calls from Python's own http.client on a keep-alive
         # connection: what a leaner client sees of the same firewall.
         host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
         lean_client = HTTPConnection(host, int(port))
-        lean = []
-        for i in range(args.calls + 1, 2 * args.calls + 1):
-            body = json.dumps(call(i))
-            start = time.perf_counter()
-            lean_client.request("POST", "/mcp", body=body, headers=headers)
+
+        def by_httpx():
+            client.post(url, json=call(next(ids)), headers=headers).read()
+
+        def by_http_client():
+            lean_client.request("POST", "/mcp", body=json.dumps(call(next(ids))), headers=headers)
             lean_client.getresponse().read()
-            lean.append((time.perf_counter() - start) * 1000)
+
+        def by_stdio():
+            roundtrip(call(next(ids)))
+
+        kinds = ((by_httpx, http), (lambda: client.get(health).read(), floor),
+                 (by_http_client, lean), (by_stdio, stdio))
+        for once, _ in kinds:
+            for _ in range(WARMUP):
+                once()
+        while len(http) < args.calls:
+            turn = min(TURN, args.calls - len(http))
+            for once, samples in kinds:
+                fw = fw_stdio if samples is stdio else fw_http
+                cpu = firewall_cpu(fw.pid)
+                for _ in range(turn):
+                    start = time.perf_counter()
+                    once()
+                    samples.append((time.perf_counter() - start) * 1000)
+                # The firewall's CPU over its calls (the HTTP one's over
+                # httpx's calls alone).
+                if samples is http:
+                    http_cpu += firewall_cpu(fw.pid) - cpu
+                elif samples is stdio:
+                    stdio_cpu += firewall_cpu(fw.pid) - cpu
         lean_client.close()
-    fw.kill()
-    fw.wait()
-
-    # stdio.
-    fw = subprocess.Popen([args.firewall, "run", *common,
-                           "--audit-log", os.path.join(work, "stdio.jsonl"),
-                           "--data-dir", os.path.join(work, "stdio-data"), "--", args.fixture],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-
-    def roundtrip(msg):
-        fw.stdin.write((json.dumps(msg) + "\n").encode())
-        fw.stdin.flush()
-        while True:
-            line = json.loads(fw.stdout.readline())
-            if line.get("id") == msg.get("id"):
-                return line
-
-    roundtrip(init)
-    fw.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
-    stdio = []
-    stdio_cpu = firewall_cpu(fw.pid)
-    for i in range(1, args.calls + 1):
-        start = time.perf_counter()
-        roundtrip(call(i))
-        stdio.append((time.perf_counter() - start) * 1000)
-    stdio_cpu = firewall_cpu(fw.pid) - stdio_cpu
-    fw.kill()
-    fw.wait()
+    for fw in (fw_http, fw_stdio):
+        fw.kill()
+        fw.wait()
 
     for name, s in (("streamable-http", http), ("stdio", stdio), ("GET /healthz", floor),
                     ("http.client", lean)):
