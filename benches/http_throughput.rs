@@ -16,7 +16,10 @@
 //!
 //! Knobs: `BENCH_SECONDS` per level (default 3), `BENCH_POLICY=allow-all`,
 //! `BENCH_MAX_CLIENTS` (default 64), `BENCH_FSYNC` (`never`, the default, or
-//! `always`), `BENCH_LEVELS` (e.g. `32,64`: exactly these levels, no knee
+//! `always`; or `never,always`: a firewall in each mode, and one level,
+//! the first of `BENCH_LEVELS`, measured on each in turn, [`TURNS`] times
+//! for `BENCH_SECONDS` in all: a drift of the machine falls on both
+//! alike), `BENCH_LEVELS` (e.g. `32,64`: exactly these levels, no knee
 //! search), `BENCH_SHARED=1` (`--shared`: one fixture process serves every
 //! session, instead of one per session), `BENCH_DIRECT=1` (no firewall:
 //! at each level, that many fixture processes called directly over stdio,
@@ -39,6 +42,8 @@ struct Level {
     cpu_per_call: Option<f64>,
     p50: f64,
     p99: f64,
+    /// Every call's latency, µs, sorted.
+    samples: Vec<f64>,
 }
 
 /// Every peer calls `echo` for warm-up + `secs`; returns the peers and
@@ -76,8 +81,86 @@ fn run_level(peers: Vec<HttpPeer>, secs: f64, firewall: u32) -> (Vec<HttpPeer>, 
         cpu_per_call,
         p50: pct(&all, 0.5),
         p99: pct(&all, 0.99),
+        samples: all,
     };
     (back, level)
+}
+
+/// Turns each `--audit-fsync` mode gets in [`fsync_in_turns`].
+const TURNS: usize = 4;
+
+/// `BENCH_FSYNC=never,always`: a firewall per mode, `clients` sessions on
+/// each, the level run on each in turn, [`TURNS`] times; prints a line per
+/// mode over all its turns.
+fn fsync_in_turns(
+    modes: &[&str],
+    clients: usize,
+    secs: f64,
+    policy: &std::path::Path,
+    work: &std::path::Path,
+) {
+    let servers: Vec<HttpFirewall> = modes
+        .iter()
+        .map(|mode| {
+            HttpFirewall::start(firewall_cmd(
+                policy,
+                &work.join(format!("turns-{mode}.jsonl")),
+                mode,
+                &["--listen", "127.0.0.1:0"],
+            ))
+        })
+        .collect();
+    let mut peers: Vec<Vec<HttpPeer>> = servers
+        .iter()
+        .map(|s| {
+            (0..clients)
+                .map(|_| HttpPeer::open_session(&s.addr))
+                .collect()
+        })
+        .collect();
+    let mut samples = vec![Vec::new(); modes.len()];
+    let mut cpu = vec![Some(0.0); modes.len()];
+    for _ in 0..TURNS {
+        for (i, server) in servers.iter().enumerate() {
+            let (back, level) = run_level(
+                std::mem::take(&mut peers[i]),
+                secs / TURNS as f64,
+                server.pid(),
+            );
+            peers[i] = back;
+            cpu[i] = cpu[i]
+                .zip(level.cpu_per_call)
+                .map(|(sum, us)| sum + us * level.samples.len() as f64);
+            samples[i].extend(level.samples);
+        }
+    }
+    println!(
+        "Streamable HTTP, {clients} sessions, audit fsync {} in turns ({TURNS} of {:.1} s each)",
+        modes.join(" / "),
+        secs / TURNS as f64
+    );
+    println!(
+        "{:<14} {:>8} {:>10} {:>10} {:>10} {:>14}",
+        "", "clients", "calls/s", "p50 µs", "p99 µs", "CPU µs/call"
+    );
+    for ((mode, mut all), cpu) in modes.iter().zip(samples).zip(cpu) {
+        all.sort_by(f64::total_cmp);
+        println!(
+            "{:<14} {:>8} {:>10.0} {:>10.1} {:>10.1} {:>14}",
+            format!("fsync {mode}"),
+            clients,
+            all.len() as f64 / secs,
+            pct(&all, 0.5),
+            pct(&all, 0.99),
+            cpu.map_or("?".to_string(), |sum| format!(
+                "{:.0}",
+                sum / all.len() as f64
+            ))
+        );
+    }
+    for p in peers.into_iter().flatten() {
+        p.close();
+    }
 }
 
 /// `BENCH_DIRECT=1`: at each level, one fixture process per client thread,
@@ -149,6 +232,11 @@ fn main() {
     println!("machine: {}", machine());
     if std::env::var("BENCH_DIRECT").is_ok_and(|v| v == "1") {
         return direct_levels(&fixed_levels.unwrap_or(vec![64]), secs);
+    }
+    if fsync.contains(',') {
+        let modes: Vec<&str> = fsync.split(',').collect();
+        let level = fixed_levels.as_ref().and_then(|l| l.first()).copied();
+        return fsync_in_turns(&modes, level.unwrap_or(32), secs, &policy, work.path());
     }
 
     // Spawn to the answer of `initialize` (upstream started and initialized).

@@ -48,9 +48,9 @@ BENCH_LEVELS=64 BENCH_DIRECT=1 cargo bench --bench http_throughput 2>&1 | tee "$
 echo; echo "== the same with --shared: one fixture process for all 64 sessions (http_throughput)"
 BENCH_LEVELS=64 BENCH_SHARED=1 cargo bench --bench http_throughput 2>&1 | tee "$OUT/throughput64-shared.log"
 
-echo; echo "== 32 concurrent calls, fsync never vs always (http_throughput)"
-BENCH_LEVELS=32 cargo bench --bench http_throughput 2>&1 | tee "$OUT/fsync-never32.log"
-BENCH_LEVELS=32 BENCH_FSYNC=always cargo bench --bench http_throughput 2>&1 | tee "$OUT/fsync-always32.log"
+echo; echo "== 32 concurrent calls, fsync never vs always in turns (http_throughput)"
+BENCH_LEVELS=32 BENCH_FSYNC=never,always BENCH_SECONDS="$(( ${BENCH_SECONDS:-3} * 2 ))" \
+    cargo bench --bench http_throughput 2>&1 | tee "$OUT/fsync32.log"
 
 echo; echo "== group commit: 32 calls in flight in one stdio session (scripts/fsync_burst.py)"
 python3 scripts/fsync_burst.py --firewall "$TARGET/release/mcp-firewall" \

@@ -32,8 +32,7 @@ def main():
     latency = read(out, "latency.log")
     httpx = read(out, "httpx.log")
     t64 = read(out, "throughput64.log")
-    never32 = read(out, "fsync-never32.log")
-    always32 = read(out, "fsync-always32.log")
+    fsync32 = read(out, "fsync32.log")
     peers = read(out, "peers.log")
 
     rows = []
@@ -57,8 +56,8 @@ def main():
     rows.append(("fsync always, 32 calls in flight in one stdio session, added p50 over never",
                  fmt(burst / 1000 if burst is not None else None, "ms", True), "<= 0.5 ms",
                  burst is not None and burst <= 500))
-    p50_never = num(r"^\s+32\s+[\d.]+\s+([\d.]+)", never32)
-    p50_always = num(r"^\s+32\s+[\d.]+\s+([\d.]+)", always32)
+    p50_never = num(r"^fsync never\s+32\s+[\d.]+\s+([\d.]+)", fsync32)
+    p50_always = num(r"^fsync always\s+32\s+[\d.]+\s+([\d.]+)", fsync32)
     fsync_added = (p50_always - p50_never) / 1000 if p50_never and p50_always else None
     rows.append(("fsync always at 32 HTTP sessions, added p50 over fsync never", fmt(fsync_added, "ms", True),
                  "<= 0.5 ms", fsync_added is not None and fsync_added <= 0.5))
