@@ -26,6 +26,7 @@
 //! | `mcp_firewall_webhook_deliveries_total` | counter | `outcome` (delivered, failed, retried) |
 //! | `mcp_firewall_audit_write_seconds` | histogram | |
 //! | `mcp_firewall_audit_write_failures_total` | counter | |
+//! | `mcp_firewall_audit_fsync_seconds` | histogram | (each `fsync` of the group commit, `--audit-fsync always`: its count against `audit_write_seconds`' is records per `fsync`) |
 //! | `mcp_firewall_sessions` | gauge | `transport` |
 //! | `mcp_firewall_sessions_started_total` | counter | `transport` |
 //! | `mcp_firewall_policy_info` | gauge (1) | `revision` |
@@ -138,6 +139,7 @@ pub struct Metrics {
     pub webhook_deliveries: Family<Outcome, Counter>,
     pub audit_write_seconds: Histogram,
     pub audit_write_failures: Counter,
+    pub audit_fsync_seconds: Histogram,
     pub sessions: Family<Transport, Gauge>,
     pub sessions_started: Family<Transport, Counter>,
     pub policy_info: Family<Revision, Gauge>,
@@ -183,6 +185,7 @@ impl Metrics {
             webhook_deliveries: Family::default(),
             audit_write_seconds: latency(),
             audit_write_failures: Counter::default(),
+            audit_fsync_seconds: latency(),
             sessions: Family::default(),
             sessions_started: Family::default(),
             policy_info: Family::default(),
@@ -255,6 +258,11 @@ impl Metrics {
             "audit_write_failures",
             "Audit records that could not be written (each refused its call)",
             m.audit_write_failures.clone(),
+        );
+        r.register(
+            "audit_fsync_seconds",
+            "Time of each fsync of the audit log (fsync always; one covers every record written before it began)",
+            m.audit_fsync_seconds.clone(),
         );
         r.register("sessions", "Client sessions open", m.sessions.clone());
         r.register(

@@ -233,3 +233,44 @@ fn a_scrape_shows_the_process_the_runtime_and_open_connections() {
         1.0
     );
 }
+
+/// With `--audit-fsync always`, each `fsync` of the group commit is timed:
+/// its count against the records' says how many records one `fsync`
+/// covered, and its sum how long the disk took, where an operator looks
+/// when calls slow down. Without it, no `fsync` is counted.
+#[test]
+fn each_fsync_of_the_audit_log_is_timed() {
+    for (fsync, synced) in [("always", true), ("never", false)] {
+        let port = free_port();
+        let mut fw = Builder::new()
+            .rego(POLICY)
+            .args(&[
+                "--metrics-listen",
+                &format!("127.0.0.1:{port}"),
+                "--audit-fsync",
+                fsync,
+            ])
+            .wrap_fixture();
+        fw.initialize();
+        for _ in 0..5 {
+            fw.call("echo", json!({"text": "fine"}));
+        }
+        let samples = parse(&scrape_metrics(port).1);
+        let get = |series: &str| samples.get(series).copied().unwrap_or(0.0);
+        let records = get("mcp_firewall_audit_write_seconds_count");
+        let syncs = get("mcp_firewall_audit_fsync_seconds_count");
+        assert!(records >= 10.0, "{fsync}: {records} records");
+        if synced {
+            // Five calls one after another: their decisions were each
+            // waited for, so each took an `fsync` of its own at least.
+            assert!(
+                (5.0..=records).contains(&syncs),
+                "{syncs} fsyncs for {records} records"
+            );
+            assert!(get("mcp_firewall_audit_fsync_seconds_sum") > 0.0);
+        } else {
+            assert!(samples.contains_key("mcp_firewall_audit_fsync_seconds_count"));
+            assert_eq!(syncs, 0.0);
+        }
+    }
+}

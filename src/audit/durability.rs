@@ -266,6 +266,9 @@ impl Syncer {
             let started = Instant::now();
             let synced = self.file.sync_data();
             (last_batch, last_sync) = (waits, started.elapsed());
+            crate::metrics::metrics()
+                .audit_fsync_seconds
+                .observe(last_sync.as_secs_f64());
             state = self.lock();
             state.syncs += 1;
             state.unawaited_due = None;
