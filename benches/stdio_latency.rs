@@ -27,7 +27,9 @@
 //!
 //! Run: `cargo bench --bench stdio_latency` after `cargo build --release
 //! --bins` (prints p50/p99/p999 in µs; asserts nothing about them).
-//! `BENCH_CALLS` (default 5000) sets the measured calls per row.
+//! `BENCH_CALLS` (default 5000) sets the measured calls per row;
+//! `BENCH_BREAKDOWN=1` adds the allow-all and library firewalls with the
+//! audit log on /dev/null to the stdio rows (what the disk costs).
 
 mod common;
 
@@ -214,12 +216,38 @@ fn main() {
             StdioPeer::start(&mut firewall_cmd(policy, &audit(i, "stdio"), fsync, &[]))
         })
         .collect();
+    // `BENCH_BREAKDOWN=1`: the same firewalls with the audit log on
+    // /dev/null (records sealed and written, no file behind them), after
+    // the rows above: what the disk adds, and what the library does.
+    let floors = [("allow-all", &allow_all), ("policies/", &library)];
+    let mut floor_peers: Vec<StdioPeer> = if env_or("BENCH_BREAKDOWN", 0) == 1 {
+        floors
+            .iter()
+            .map(|(_, policy)| {
+                StdioPeer::start(&mut firewall_cmd(
+                    policy,
+                    std::path::Path::new("/dev/null"),
+                    "never",
+                    &[],
+                ))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut callers: Vec<Caller<'_>> = vec![
         caller("fixture direct (no firewall)", &mut direct, &echo),
         caller("bare relay (copies bytes, nothing else)", &mut relay, &echo),
     ];
     for ((name, _, _), peer) in configs.iter().zip(&mut firewalls) {
         callers.push(caller(&format!("firewall, {name}"), peer, &echo));
+    }
+    for ((name, _), peer) in floors.iter().zip(&mut floor_peers) {
+        callers.push(caller(
+            &format!("firewall, {name}, audit log on /dev/null"),
+            peer,
+            &echo,
+        ));
     }
     let stdio_rows = measure_in_turns(calls, callers);
     let (direct_row, stdio_rows) = stdio_rows.split_first().unwrap();
@@ -229,7 +257,7 @@ fn main() {
         added(row, direct_row, "direct");
     }
     let stdio_rows = &stdio_rows[1..];
-    drop((direct, relay, firewalls));
+    drop((direct, relay, firewalls, floor_peers));
 
     // Group commit: 32 calls in flight at once in one session, so their
     // records can share an fsync; per-call latency, fsync always vs never,
