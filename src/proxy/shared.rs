@@ -98,7 +98,16 @@ impl RateCounters {
     }
 }
 
-type Calls = HashMap<(String, String), VecDeque<Instant>>;
+/// Each principal's recent calls by tool, each queue in time order.
+#[derive(Default)]
+struct Calls {
+    by_principal: HashMap<String, HashMap<String, VecDeque<Instant>>>,
+    /// When what had fallen out of the hour was last forgotten.
+    swept: Option<Instant>,
+}
+
+/// How often [`sweep`] runs: once a minute at most, on a call.
+const SWEEP_EVERY: Duration = MINUTE;
 
 fn counts(calls: &Calls, principal: &str, tool: &str, now: Instant) -> Value {
     // Performance: each queue is in time order (pushed with a monotonic
@@ -108,11 +117,14 @@ fn counts(calls: &Calls, principal: &str, tool: &str, now: Instant) -> Value {
     let within = |q: &VecDeque<Instant>, window: Duration| {
         q.len() - q.partition_point(|t| now - *t >= window)
     };
-    let this_tool = calls.get(&(principal.to_string(), tool.to_string()));
-    let principal_minute: usize = calls
-        .iter()
-        .filter(|((p, _), _)| p == principal)
-        .map(|(_, q)| within(q, MINUTE))
+    let tools = calls.by_principal.get(principal);
+    let this_tool = tools.and_then(|tools| tools.get(tool));
+    // Only this principal's tools: every call walked every principal's
+    // before, which grew with each (principal, tool) ever seen.
+    let principal_minute: usize = tools
+        .into_iter()
+        .flat_map(HashMap::values)
+        .map(|q| within(q, MINUTE))
         .sum();
     json!({
         "principal_tool_last_minute": this_tool.map_or(0, |q| within(q, MINUTE)),
@@ -122,13 +134,46 @@ fn counts(calls: &Calls, principal: &str, tool: &str, now: Instant) -> Value {
 }
 
 fn push(calls: &mut Calls, principal: &str, tool: &str, now: Instant) {
-    let q = calls
-        .entry((principal.to_string(), tool.to_string()))
-        .or_default();
+    if calls.swept.is_none_or(|at| now - at >= SWEEP_EVERY) {
+        sweep(calls, now);
+    }
+    if !calls.by_principal.contains_key(principal) {
+        calls
+            .by_principal
+            .insert(principal.to_owned(), HashMap::new());
+    }
+    let tools = calls
+        .by_principal
+        .get_mut(principal)
+        .expect("just inserted");
+    if !tools.contains_key(tool) {
+        tools.insert(tool.to_owned(), VecDeque::new());
+    }
+    let q = tools.get_mut(tool).expect("just inserted");
     while q.front().is_some_and(|t| now - *t >= HOUR) || q.len() >= MAX_REMEMBERED_CALLS {
         q.pop_front();
     }
     q.push_back(now);
+}
+
+/// Forget calls older than an hour everywhere, and the tools and
+/// principals left with none; give back what a burst's queue took once it
+/// has emptied out. Without it, every (principal, tool) ever called stayed,
+/// its queue at its largest (up to 256 KiB), for the process's life.
+fn sweep(calls: &mut Calls, now: Instant) {
+    calls.swept = Some(now);
+    calls.by_principal.retain(|_, tools| {
+        tools.retain(|_, q| {
+            while q.front().is_some_and(|t| now - *t >= HOUR) {
+                q.pop_front();
+            }
+            if q.len() * 4 < q.capacity() {
+                q.shrink_to(q.len() * 2);
+            }
+            !q.is_empty()
+        });
+        !tools.is_empty()
+    });
 }
 
 /// Everything one firewall process shares between its sessions.
@@ -160,5 +205,79 @@ mod tests {
         assert_eq!(s["principal_tool_last_hour"], 3);
         assert_eq!(s["principal_last_minute"], 4);
         assert_eq!(r.snapshot("carol", "echo")["principal_last_minute"], 0);
+    }
+
+    /// (principal, tool) pairs remembered, and the calls their queues
+    /// have room for.
+    fn remembered(calls: &Calls) -> (usize, usize) {
+        let queues = || calls.by_principal.values().flat_map(HashMap::values);
+        (queues().count(), queues().map(VecDeque::capacity).sum())
+    }
+
+    /// A tool called once and never again, by a principal never seen
+    /// again, is forgotten once its calls are an hour old, and so is the
+    /// room a burst took: neither stays for the process's life, and no
+    /// later call walks them.
+    #[test]
+    fn what_fell_out_of_the_hour_is_forgotten() {
+        let start = Instant::now();
+        let mut calls = Calls::default();
+        for tool in 0..1_000 {
+            push(&mut calls, "alice", &format!("tool-{tool}"), start);
+        }
+        push(&mut calls, "bob", "echo", start);
+        for i in 0..MAX_REMEMBERED_CALLS as u32 {
+            push(
+                &mut calls,
+                "alice",
+                "busy",
+                start + Duration::from_micros(i.into()),
+            );
+        }
+        let (pairs, room) = remembered(&calls);
+        assert_eq!(pairs, 1_002);
+        assert!(room >= MAX_REMEMBERED_CALLS, "{room}");
+
+        // A minute on, nothing is an hour old yet: all still counted.
+        let later = start + MINUTE;
+        push(&mut calls, "alice", "echo", later);
+        assert_eq!(remembered(&calls).0, 1_003);
+        assert_eq!(
+            counts(&calls, "alice", "busy", later + Duration::from_secs(1))["principal_tool_last_hour"],
+            MAX_REMEMBERED_CALLS
+        );
+
+        // Past the hour: only the call of a minute later is left.
+        let past = start + HOUR + MINUTE / 2;
+        push(&mut calls, "carol", "echo", past);
+        let (pairs, room) = remembered(&calls);
+        assert_eq!(pairs, 2, "alice's echo and carol's echo");
+        assert!(room < 64, "{room}");
+        assert!(!calls.by_principal.contains_key("bob"));
+        let seen = counts(&calls, "alice", "busy", past);
+        assert_eq!(seen["principal_tool_last_hour"], 0);
+        assert_eq!(
+            counts(&calls, "alice", "echo", past)["principal_tool_last_hour"],
+            1
+        );
+    }
+
+    /// A principal's minute counts its own tools only, however many other
+    /// principals called the same tools.
+    #[test]
+    fn a_principals_minute_is_its_own() {
+        let now = Instant::now();
+        let mut calls = Calls::default();
+        for p in 0..50 {
+            push(&mut calls, &format!("p{p}"), "echo", now);
+        }
+        push(&mut calls, "p7", "add", now);
+        let seen = counts(&calls, "p7", "echo", now);
+        assert_eq!(seen["principal_last_minute"], 2);
+        assert_eq!(seen["principal_tool_last_minute"], 1);
+        assert_eq!(
+            counts(&calls, "nobody", "echo", now)["principal_last_minute"],
+            0
+        );
     }
 }
