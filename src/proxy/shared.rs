@@ -137,23 +137,21 @@ fn push(calls: &mut Calls, principal: &str, tool: &str, now: Instant) {
     if calls.swept.is_none_or(|at| now - at >= SWEEP_EVERY) {
         sweep(calls, now);
     }
-    if !calls.by_principal.contains_key(principal) {
-        calls
-            .by_principal
-            .insert(principal.to_owned(), HashMap::new());
-    }
-    let tools = calls
-        .by_principal
-        .get_mut(principal)
-        .expect("just inserted");
-    if !tools.contains_key(tool) {
-        tools.insert(tool.to_owned(), VecDeque::new());
-    }
-    let q = tools.get_mut(tool).expect("just inserted");
+    let q = slot(slot(&mut calls.by_principal, principal), tool);
     while q.front().is_some_and(|t| now - *t >= HOUR) || q.len() >= MAX_REMEMBERED_CALLS {
         q.pop_front();
     }
     q.push_back(now);
+}
+
+/// `map[key]`, inserted empty when missing; the key is copied only then
+/// (`entry` takes an owned key: two copies per call).
+fn slot<'a, V: Default>(map: &'a mut HashMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key)
+        .expect("present: inserted above if missing")
 }
 
 /// Forget calls older than an hour everywhere, and the tools and
