@@ -489,54 +489,68 @@ fn open_fds() -> Option<i64> {
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut gauge = |name: &str, help: &str, value: i64| {
-            let gauge = ConstGauge::new(value);
-            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
-        };
+        let e = &mut encoder;
         let limit = crate::downstream::http::front_door::open_file_limit();
         if let Ok(limit) = i64::try_from(limit) {
-            gauge(
+            encode_one(
+                e,
                 "process_max_fds",
                 "Maximum number of open file descriptors",
-                limit,
+                ConstGauge::new(limit),
             )?;
         }
         if let Some(fds) = open_fds() {
-            gauge("process_open_fds", "Number of open file descriptors", fds)?;
+            encode_one(
+                e,
+                "process_open_fds",
+                "Number of open file descriptors",
+                ConstGauge::new(fds),
+            )?;
         }
         let Some(stat) = Stat::read() else {
             return Ok(());
         };
-        gauge(
+        encode_one(
+            e,
             "process_threads",
             "Number of OS threads in the process",
-            stat.threads,
+            ConstGauge::new(stat.threads),
         )?;
-        gauge(
+        encode_one(
+            e,
             "process_resident_memory_bytes",
             "Resident memory size in bytes",
-            stat.resident_bytes,
+            ConstGauge::new(stat.resident_bytes),
         )?;
-        gauge(
+        encode_one(
+            e,
             "process_virtual_memory_bytes",
             "Virtual memory size in bytes",
-            stat.virtual_bytes,
+            ConstGauge::new(stat.virtual_bytes),
         )?;
-        let start = ConstGauge::new(stat.start_time_seconds);
-        start.encode(encoder.encode_descriptor(
+        encode_one(
+            e,
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch in seconds",
-            None,
-            start.metric_type(),
-        )?)?;
-        let cpu = ConstCounter::new(stat.cpu_seconds);
-        cpu.encode(encoder.encode_descriptor(
+            ConstGauge::new(stat.start_time_seconds),
+        )?;
+        encode_one(
+            e,
             "process_cpu_seconds",
             "Total user and system CPU time spent in seconds",
-            None,
-            cpu.metric_type(),
-        )?)
+            ConstCounter::new(stat.cpu_seconds),
+        )
     }
+}
+
+/// One metric without labels, `name` and `help` as given.
+fn encode_one(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
 /// The process's metrics.
